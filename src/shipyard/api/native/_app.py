@@ -1,0 +1,75 @@
+"""Native REST routes: health, server info, the instance catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+import shipyard
+from shipyard.core.catalog import JobKind
+from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+from shipyard.services import Platform
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform | None = request.app.state.platform
+    if platform is None:
+        raise HTTPException(503, "Shipyard is starting")
+    return platform
+
+
+def create_native_app() -> FastAPI:
+    app = FastAPI(
+        title="Shipyard",
+        version=shipyard.__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.platform = None
+
+    @app.exception_handler(ShipyardError)
+    async def _shipyard_error(request: Request, exc: ShipyardError) -> JSONResponse:
+        status = 400 if isinstance(exc, ValidationError) else 404 if isinstance(exc, NotFoundError) else 500
+        body: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message}
+        if isinstance(exc, ValidationError) and exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status)
+
+    @app.get("/api/v1/health", tags=["server"])
+    def health(request: Request) -> dict[str, str]:
+        """200 once the server is ready to serve."""
+        _platform(request)
+        return {"status": "ok", "version": shipyard.__version__}
+
+    @app.get("/api/v1/info", tags=["server"])
+    def info(request: Request) -> dict[str, Any]:
+        """How this server is set up."""
+        settings = _platform(request).settings
+        return {
+            "version": shipyard.__version__,
+            "data_dir": str(settings.data_dir),
+            "database": _platform(request).db.dialect,
+            "object_store": settings.object_store,
+            "account_id": settings.account_id,
+            "region": settings.region,
+            "auth": settings.auth_enabled,
+        }
+
+    @app.get("/api/v1/instance-types", tags=["catalog"])
+    def instance_types(
+        request: Request,
+        kind: JobKind | None = Query(None, description="Only types offered for this kind of work"),
+    ) -> list[dict[str, Any]]:
+        """The instance catalog: ml.* types with their resources and on-demand prices."""
+        catalog = _platform(request).catalog
+        types = catalog.for_kind(kind) if kind is not None else list(catalog)
+        return [t.to_dict() for t in types]
+
+    @app.get("/api/v1/instance-types/{name}", tags=["catalog"])
+    def instance_type(request: Request, name: str) -> dict[str, Any]:
+        return _platform(request).catalog.get(name).to_dict()
+
+    return app

@@ -1,0 +1,5 @@
+"""The ``shipyard`` command."""
+
+from shipyard.cli._main import app, main
+
+__all__ = ["app", "main"]

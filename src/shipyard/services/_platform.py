@@ -1,0 +1,82 @@
+"""The running platform: every long-lived component the server owns, opened and closed together."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import os
+from typing import IO
+
+from shipyard.config import Settings
+from shipyard.core.catalog import InstanceCatalog
+from shipyard.errors import ConfigurationError
+from shipyard.services.tagging import TaggingService
+from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
+from shipyard.store import Database, TagRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Platform:
+    """Owns the database, the object store and the services built on them.
+
+    Create with :meth:`open`; :meth:`close` releases everything. One platform at a time may use a
+    data dir: :meth:`open` takes an exclusive lock on ``<data dir>/server.lock``.
+    """
+
+    settings: Settings
+    db: Database
+    objects: ObjectStore
+    catalog: InstanceCatalog
+    tagging: TaggingService
+    _lock_file: IO[str] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Platform:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = _lock_data_dir(settings)
+        try:
+            db = Database(settings.database_url)
+            if migrate:
+                db.upgrade()
+            objects = open_object_store(settings)
+            if isinstance(objects, LocalObjectStore):
+                objects.clean_tmp()  # safe: the lock says no other server writes here
+            catalog = InstanceCatalog.load(settings.instance_catalog)
+        except BaseException:
+            lock_file.close()
+            raise
+        tagging = TaggingService(TagRepository(db))
+        return cls(settings, db, objects, catalog, tagging, lock_file)
+
+    def close(self) -> None:
+        self.objects.close()
+        self.db.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _lock_data_dir(settings: Settings) -> IO[str]:
+    path = settings.data_dir / "server.lock"
+    lock_file = path.open("a+")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "unknown"
+        lock_file.close()
+        raise ConfigurationError(
+            f"Another Shipyard server (pid {holder}) is using the data dir {str(settings.data_dir)!r}; "
+            "stop it, or give this one another --data-dir"
+        ) from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(str(os.getpid()))
+    lock_file.flush()
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)
+    return lock_file

@@ -1,0 +1,52 @@
+"""Tags of resources, by ARN."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from shipyard.core.tags import Tag, merge_tags
+from shipyard.store._db import Database
+from shipyard.store._models import TagRow
+
+
+class TagRepository:
+    """Reads and writes tags; every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, resource_arn: str, tags: list[Tag]) -> list[Tag]:
+        """Add or overwrite tags; returns the resource's tags after the change."""
+        with self._db.transaction() as session:
+            self._db.lock(session, f"tags:{resource_arn}")
+            rows = session.scalars(sa.select(TagRow).where(TagRow.resource_arn == resource_arn)).all()
+            merged = merge_tags((Tag(r.key, r.value) for r in rows), tags)
+            by_key = {r.key: r for r in rows}
+            for tag in tags:
+                row = by_key.get(tag.key)
+                if row is None:
+                    session.add(TagRow(resource_arn=resource_arn, key=tag.key, value=tag.value))
+                else:
+                    row.value = tag.value
+        return merged
+
+    def list(self, resource_arn: str, *, after_key: str | None = None, limit: int | None = None) -> list[Tag]:
+        """Tags in key order, starting after ``after_key``, at most ``limit``."""
+        query = sa.select(TagRow).where(TagRow.resource_arn == resource_arn).order_by(TagRow.key)
+        if after_key is not None:
+            query = query.where(TagRow.key > after_key)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._db.transaction(readonly=True) as session:
+            return [Tag(r.key, r.value) for r in session.scalars(query)]
+
+    def delete(self, resource_arn: str, keys: list[str]) -> None:
+        """Remove the given keys; keys the resource does not have are ignored, as in SageMaker."""
+        with self._db.transaction() as session:
+            session.execute(
+                sa.delete(TagRow).where(TagRow.resource_arn == resource_arn, TagRow.key.in_(keys))
+            )
+
+    def delete_all(self, resource_arn: str) -> None:
+        with self._db.transaction() as session:
+            session.execute(sa.delete(TagRow).where(TagRow.resource_arn == resource_arn))

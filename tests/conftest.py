@@ -1,0 +1,92 @@
+"""Fixtures shared by every test tier.
+
+Tiers (directories and markers): unit (pure, in-process), integration (real SQLite file, real
+subprocesses, a server on a loopback port), compat (real boto3 and sagemaker SDK against a running
+server), services (the local Postgres at 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.server import ServerProcess
+
+POSTGRES_ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path)
+        for tier in ("integration", "compat"):
+            if f"/tests/{tier}/" in path:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches the user's ~/.shipyard or AWS configuration."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("SHIPYARD_HOME", str(home / ".shipyard"))
+    monkeypatch.delenv("SHIPYARD_CONFIG", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One Shipyard server (SQLite, local object store) for the whole session."""
+    data_dir = tmp_path_factory.mktemp("server-data")
+    with ServerProcess(data_dir) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh Postgres database for this test session, dropped at the end."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(
+        POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    name = f"shipyard_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"Postgres at {POSTGRES_ADMIN_URL} is needed for the store tests and is not reachable: {exc}"
+        )
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def boto_client(service: str, url: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=kwargs.pop("region_name", "us-east-1"),
+        aws_access_key_id=kwargs.pop("aws_access_key_id", "test-key"),
+        aws_secret_access_key=kwargs.pop("aws_secret_access_key", "test-secret"),
+        config=kwargs.pop("config", Config(retries={"mode": "standard", "max_attempts": 2})),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

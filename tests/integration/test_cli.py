@@ -1,0 +1,56 @@
+"""The `shipyard` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _shipyard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_db_upgrade_on_sqlite_then_up_to_date(data_dir: Path) -> None:
+    first = _shipyard("db", "upgrade", "--data-dir", str(data_dir))
+    assert first.returncode == 0, first.stderr
+    assert "upgraded from empty to revision 0001" in first.stdout
+    again = _shipyard("db", "upgrade", "--data-dir", str(data_dir))
+    assert "up to date (revision 0001)" in again.stdout
+
+
+def test_db_upgrade_on_postgres(data_dir: Path, postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    result = _shipyard("db", "upgrade", "--data-dir", str(data_dir), "--database-url", postgres_url)
+    assert result.returncode == 0, result.stderr
+    assert "revision 0001" in result.stdout
+
+
+def test_bad_input_is_one_readable_line(data_dir: Path) -> None:
+    result = _shipyard("server", "--data-dir", str(data_dir), env={"SHIPYARD_PORT": "eighty"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: environment variable SHIPYARD_PORT: port must be an integer, got 'eighty'"
+    )
+    result = _shipyard("db", "upgrade", "--database-url", "nonsense://", "--data-dir", str(data_dir))
+    assert result.returncode == 1 and "nonsense://" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
+    result = _shipyard("demo", env={"SHIPYARD_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Quickstart complete" in result.stdout
+    assert "server stopped cleanly" in result.stdout

@@ -1,0 +1,90 @@
+"""The metadata store, the same tests on a real SQLite file and on the local Postgres."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shipyard.core.tags import Tag
+from shipyard.errors import LimitExceededError, ValidationError
+from shipyard.store import Database, TagRepository
+
+ARN = "arn:aws:sagemaker:us-east-1:000000000000:training-job/job-1"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path}/meta/shipyard.db")
+    else:
+        database = Database(request.getfixturevalue("postgres_url"))
+        with database.engine.begin() as conn:  # each test starts from an empty schema
+            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def test_migrations_are_idempotent_and_recorded(db: Database) -> None:
+    assert db.current_revision() == "0001"
+    db.upgrade()
+    assert db.current_revision() == "0001"
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_tags_roundtrip_and_overwrite(db: Database) -> None:
+    repo = TagRepository(db)
+    repo.add(ARN, [Tag("Project", "titanic"), Tag("Owner", "ada")])
+    after = repo.add(ARN, [Tag("Project", "lesson")])
+    assert after == [Tag("Owner", "ada"), Tag("Project", "lesson")]
+    assert repo.list(ARN) == after
+    assert repo.list(ARN, after_key="Owner", limit=5) == [Tag("Project", "lesson")]
+    repo.delete(ARN, ["Owner", "missing"])
+    assert repo.list(ARN) == [Tag("Project", "lesson")]
+    assert repo.list("arn:aws:sagemaker:us-east-1:000000000000:model/other") == []
+
+
+def test_limit_refusal_keeps_what_was_stored(db: Database) -> None:
+    repo = TagRepository(db)
+    repo.add(ARN, [Tag(f"k{i}", "v") for i in range(45)])
+    with pytest.raises(LimitExceededError, match="at most 50 tags"):
+        repo.add(ARN, [Tag(f"new{i}", "v") for i in range(6)])
+    assert len(repo.list(ARN)) == 45
+
+
+def test_concurrent_adds_cannot_both_slip_under_the_limit(db: Database) -> None:
+    repo = TagRepository(db)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def add(prefix: str) -> None:
+        barrier.wait()
+        try:
+            repo.add(ARN, [Tag(f"{prefix}{i}", "v") for i in range(30)])
+            outcomes.append("ok")
+        except LimitExceededError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=add, args=(p,)) for p in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok", "refused"]
+    assert len(repo.list(ARN)) == 30
+
+
+def test_tag_validation_names_the_key() -> None:
+    with pytest.raises(ValidationError, match="'aws:secret'"):
+        Tag("aws:secret", "x")
+    with pytest.raises(ValidationError, match="Tag key"):
+        Tag("", "x")

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from shipyard.config import Settings, is_loopback
+from shipyard.errors import ConfigurationError
+
+
+def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.load({"data_dir": tmp_path}, environ={})
+    assert settings.host == "127.0.0.1"
+    assert settings.database_url == f"sqlite:///{tmp_path}/shipyard.db"
+    assert settings.data_dir == tmp_path
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[server]\nport = 9000\nregion = "eu-west-1"\nlog-level = "debug"\n'
+    )
+    env = {"SHIPYARD_HOME": str(tmp_path), "SHIPYARD_PORT": "9100"}
+    settings = Settings.load({"port": None}, environ=env)
+    assert (settings.port, settings.region, settings.log_level) == (9100, "eu-west-1", "debug")
+    assert Settings.load({"port": 9200}, environ=env).port == 9200
+
+
+def test_config_file_errors_name_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigurationError, match="unknown setting 'colour'"):
+        Settings.load({"data_dir": tmp_path}, environ={})
+    (tmp_path / "config.toml").write_text("port = 'many'\n")
+    with pytest.raises(ConfigurationError, match="port must be an integer, got 'many'"):
+        Settings.load({"data_dir": tmp_path}, environ={})
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        Settings.load({}, environ={"SHIPYARD_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_env_errors_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="SHIPYARD_PORT: port must be an integer, got 'x'"):
+        Settings.load({"data_dir": tmp_path}, environ={"SHIPYARD_PORT": "x"})
+
+
+def test_public_bind_requires_credentials(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"Refusing to bind host '0\.0\.0\.0' without authentication"
+    ):
+        Settings(host="0.0.0.0", data_dir=tmp_path).check_bind_allowed()
+    Settings(host="0.0.0.0", data_dir=tmp_path, access_key_id="k", secret_access_key="s").check_bind_allowed()
+    Settings(host="::1", data_dir=tmp_path).check_bind_allowed()
+    with pytest.raises(ConfigurationError, match="must be set together"):
+        Settings(data_dir=tmp_path, access_key_id="k")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+        ("example.com", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
