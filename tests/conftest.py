@@ -72,21 +72,6 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
-def boto_client(service: str, url: str, **kwargs: object):  # type: ignore[no-untyped-def]
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=kwargs.pop("region_name", "us-east-1"),
-        aws_access_key_id=kwargs.pop("aws_access_key_id", "test-key"),
-        aws_secret_access_key=kwargs.pop("aws_secret_access_key", "test-secret"),
-        config=kwargs.pop("config", Config(retries={"mode": "standard", "max_attempts": 2})),
-        **kwargs,
-    )
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

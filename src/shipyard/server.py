@@ -14,10 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+import uvicorn
 
 from shipyard.config import Settings
 from shipyard.errors import ConfigurationError, ShipyardError
@@ -27,8 +29,6 @@ log = logging.getLogger("shipyard")
 
 def run(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly (in-flight requests finish)."""
-    import uvicorn
-
     from shipyard.api import create_app
 
     settings.check_bind_allowed()
@@ -46,29 +46,43 @@ def run(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    server = uvicorn.Server(config)
-    started = time.monotonic()
-
-    async def _announce() -> None:
-        log.info(
-            "Shipyard serving at %s (data dir %s, database %s) — ready in %.2f s",
-            settings.url,
-            settings.data_dir,
-            settings.database_url.split("://")[0],
-            time.monotonic() - started,
-        )
-
-    original_startup = server.startup
-
-    async def startup(sockets: list[socket.socket] | None = None) -> None:
-        await original_startup(sockets)
-        if server.started:
-            await _announce()
-
-    server.startup = startup  # type: ignore[method-assign]
+    server = _Server(config, settings, time.monotonic())
     server.run()
     if not server.started:
         raise ShipyardError("The server did not start; see the log above for why")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing readiness, and exiting 0 after a requested clean shutdown.
+
+    (uvicorn re-raises SIGINT/SIGTERM once it has shut down, so the process would die of the
+    signal; stopping cleanly on request is a success for ``shipyard server``.)
+    """
+
+    def __init__(self, config: uvicorn.Config, settings: Settings, started: float) -> None:
+        super().__init__(config)
+        self._settings = settings
+        self._started = started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info(
+                "Shipyard serving at %s (data dir %s, database %s) — ready in %.2f s",
+                self._settings.url,
+                self._settings.data_dir,
+                self._settings.database_url.split("://")[0],
+                time.monotonic() - self._started,
+            )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

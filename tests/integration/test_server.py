@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from tests.conftest import boto_client
 
 from shipyard.server import ServerProcess, free_port
+from tests._support import boto_client
 
 
 def _wait_for(condition, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]

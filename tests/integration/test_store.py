@@ -88,3 +88,21 @@ def test_tag_validation_names_the_key() -> None:
         Tag("aws:secret", "x")
     with pytest.raises(ValidationError, match="Tag key"):
         Tag("", "x")
+
+
+def test_list_tags_pages_with_tokens(db: Database) -> None:
+    from shipyard.services import TaggingService
+
+    service = TaggingService(TagRepository(db))
+    service.add_tags(ARN, [Tag(f"k{i:02d}", str(i)) for i in range(12)])
+    keys, token = [], None
+    while True:
+        page, token = service.list_tags(ARN, next_token=token, max_results=5)
+        keys += [t.key for t in page]
+        if token is None:
+            break
+    assert keys == [f"k{i:02d}" for i in range(12)]
+    with pytest.raises(ValidationError, match="NextToken"):
+        service.list_tags(ARN, next_token="not-a-token!")
+    with pytest.raises(ValidationError, match="not a SageMaker resource ARN"):
+        service.list_tags("arn:aws:s3:::bucket")

@@ -107,6 +107,10 @@ class ShipyardApp:
             return
         request = Request(scope, receive)
         response = await self._dispatch_aws(request)
+        if response.status_code >= 400 and _has_body(request):
+            # The body may be unread; left on a keep-alive connection it would be taken for the
+            # next request. Closing is what S3 does too.
+            response.headers["connection"] = "close"
         await response(scope, receive, send)
 
     async def _dispatch_aws(self, request: Request) -> Response:
@@ -207,6 +211,11 @@ def _signed_for_s3(scope: Scope) -> bool:
         if name == b"authorization":
             return b"/s3/aws4_request" in value
     return b"%2Fs3%2Faws4_request" in scope.get("query_string", b"")
+
+
+def _has_body(request: Request) -> bool:
+    headers = request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")
 
 
 def _is_form(headers: Any) -> bool:

@@ -74,7 +74,11 @@ class S3ObjectStore(ObjectStore):
         try:
             return getattr(self._client, method)(**kwargs)
         except ClientError as exc:
-            raise _translate(exc, bucket, key, kwargs.get("UploadId")) from None
+            error = _translate(exc, bucket, key, kwargs.get("UploadId"))
+            if isinstance(error, NoSuchKey) and method == "head_object":
+                # A HEAD answer has no body to tell a missing key from a missing bucket.
+                self.head_bucket(bucket)
+            raise error from None
 
     # -- buckets --------------------------------------------------------------------------------
     def create_bucket(self, bucket: str) -> BucketInfo:
@@ -87,6 +91,7 @@ class S3ObjectStore(ObjectStore):
 
     def head_bucket(self, bucket: str) -> BucketInfo:
         self._call(bucket, None, "head_bucket", Bucket=validate_bucket_name(bucket))
+        # HeadBucket does not say when the bucket was made; ListBuckets does.
         for info in self.list_buckets():
             if info.name == bucket:
                 return info

@@ -193,7 +193,16 @@ class S3Api:
         return _xml_response(root)
 
     async def _create_bucket(self, request: Request, bucket: str, _: None) -> Response:
-        await request.body()  # CreateBucketConfiguration (the location) needs no action here
+        body = await _read_small_body(request)
+        if body.strip():
+            # The location constraint needs no action here, but a body that is not a
+            # CreateBucketConfiguration is refused, as S3 refuses it.
+            root = parse_xml(body, "CreateBucketConfiguration")
+            if root.tag != "CreateBucketConfiguration":
+                raise errors.ValidationError(
+                    f"MalformedXML: expected a CreateBucketConfiguration document, got <{root.tag}>",
+                    field="CreateBucketConfiguration",
+                )
         await run_in_threadpool(self.store.create_bucket, bucket)
         return Response(status_code=200, headers={"Location": f"/{bucket}"})
 

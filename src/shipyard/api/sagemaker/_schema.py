@@ -1,0 +1,309 @@
+"""Requests and responses shaped by botocore's own service model.
+
+:meth:`ServiceSchema.validate_input` checks a decoded AWS JSON request body against the operation's
+input shape — required members, JSON types, enums, numeric ranges, lengths and patterns — and
+reports every violation at once in AWS's own words::
+
+    2 validation errors detected: Value '0' at 'resourceConfig.instanceCount' failed to satisfy
+    constraint: Member must have value greater than or equal to 1; Value null at 'roleArn' failed
+    to satisfy constraint: Member must not be null
+
+It converts wire values to Python ones (timestamps to aware datetimes, blobs to bytes). Members the
+model does not know are kept and ignored: a client with a newer botocore may send them.
+
+:meth:`ServiceSchema.shape_output` turns a handler's result (datetimes, Decimals, enums, bytes)
+into the JSON the output shape describes, dropping None members; ``strict=True`` (used by the
+tests) also refuses members the shape does not have and values of the wrong type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import enum
+import functools
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from botocore.model import OperationModel, ServiceModel, Shape
+
+from shipyard.errors import ValidationError
+
+_MAX_REPORTED = 10
+
+
+class ServiceSchema:
+    """One AWS service's model, for validating requests and shaping responses."""
+
+    def __init__(self, model: ServiceModel) -> None:
+        self.model = model
+        self.operation_names = frozenset(model.operation_names)
+
+    @classmethod
+    @functools.cache
+    def load(cls, service_name: str) -> ServiceSchema:
+        import botocore.session
+
+        return cls(botocore.session.get_session().get_service_model(service_name))
+
+    def has_operation(self, name: str) -> bool:
+        return name in self.operation_names
+
+    @functools.cache  # noqa: B019 - one schema per service, alive for the process
+    def _operation(self, name: str) -> OperationModel:
+        return self.model.operation_model(name)
+
+    # -- input ----------------------------------------------------------------------------------
+    def validate_input(self, operation: str, params: object) -> dict[str, Any]:
+        """Validate and convert a request body; raise ValidationError listing every violation."""
+        shape = self._operation(operation).input_shape
+        if shape is None:
+            return {}
+        problems: list[tuple[str, Any, str]] = []
+        result = _check(shape, params, "", problems)
+        if problems:
+            count = len(problems)
+            shown = "; ".join(
+                f"Value {_show(value)} at '{path}' failed to satisfy constraint: {why}"
+                for path, value, why in problems[:_MAX_REPORTED]
+            )
+            noun = "error" if count == 1 else "errors"
+            path, value, _ = problems[0]
+            raise ValidationError(f"{count} validation {noun} detected: {shown}", field=path, value=value)
+        return result  # type: ignore[no-any-return]
+
+    # -- output ---------------------------------------------------------------------------------
+    def shape_output(
+        self, operation: str, result: Mapping[str, Any], *, strict: bool = False
+    ) -> dict[str, Any]:
+        shape = self._operation(operation).output_shape
+        if shape is None:
+            return {}
+        return _render(shape, result, shape.name, strict)  # type: ignore[no-any-return]
+
+
+def _camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _join(path: str, member: str) -> str:
+    return f"{path}.{_camel(member)}" if path else _camel(member)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict | list):
+        return "'" + str(value)[:100] + "'"
+    return f"'{value}'"
+
+
+# Java's Unicode classes, as fragments of a Python character class. They err on the side of
+# accepting: every non-ASCII character counts as a letter, mark, number, punctuation or symbol.
+_JAVA_CLASSES = {
+    r"\p{L}": "a-zA-Z\u00aa-\uffff",
+    r"\p{M}": "\u0300-\u036f",
+    r"\p{N}": "0-9",
+    r"\p{Z}": " \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000",
+    r"\p{P}": "!-/:-@\\[-`{-~",
+    r"\p{S}": "!-/:-@\\[-`{-~",
+    r"\p{Alnum}": "a-zA-Z0-9",
+    r"\p{Print}": "\x20-\x7e",
+    r"\p{Punct}": "!-/:-@\\[-`{-~",
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    """Compile a model pattern (Java regex syntax) for Python; None when Python cannot."""
+    translated = pattern
+    for java, python in _JAVA_CLASSES.items():
+        translated = translated.replace(java, python)
+    try:
+        return re.compile(translated, re.DOTALL)
+    except re.error:
+        return None
+
+
+def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, str]]) -> Any:
+    kind = shape.type_name
+    meta = shape.metadata
+    if kind == "structure":
+        if not isinstance(value, dict):
+            problems.append((path or shape.name, value, f"Member must be a JSON object ({shape.name})"))
+            return value
+        out = dict(value)
+        members = shape.members  # type: ignore[attr-defined]
+        for required in shape.required_members:  # type: ignore[attr-defined]
+            if value.get(required) is None:
+                problems.append((_join(path, required), None, "Member must not be null"))
+        set_members = [name for name in members if value.get(name) is not None]
+        if shape.metadata.get("union") and len(set_members) != 1:
+            problems.append(
+                (path or shape.name, value, f"Exactly one member must be set, got {len(set_members)}")
+            )
+        for name in set_members:
+            out[name] = _check(members[name], value[name], _join(path, name), problems)
+        return out
+    if kind == "list":
+        if not isinstance(value, list):
+            problems.append((path, value, "Member must be a JSON array"))
+            return value
+        _length(meta, len(value), path, value, problems)
+        member = shape.member  # type: ignore[attr-defined]
+        return [_check(member, item, f"{path}.{i + 1}.member", problems) for i, item in enumerate(value)]
+    if kind == "map":
+        if not isinstance(value, dict):
+            problems.append((path, value, "Member must be a JSON object (map)"))
+            return value
+        _length(meta, len(value), path, value, problems)
+        key_shape, value_shape = shape.key, shape.value  # type: ignore[attr-defined]
+        out_map = {}
+        for key, item in value.items():
+            _check(key_shape, key, f"{path}.key", problems)
+            out_map[key] = _check(value_shape, item, f"{path}.{key}", problems)
+        return out_map
+    if kind == "string":
+        if not isinstance(value, str):
+            problems.append((path, value, "Member must be a string"))
+            return value
+        if shape.enum and value not in shape.enum:  # type: ignore[attr-defined]
+            problems.append((path, value, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))  # type: ignore[attr-defined]
+        _length(meta, len(value), path, value, problems)
+        if "pattern" in meta:
+            compiled = _pattern(meta["pattern"])
+            if compiled is not None and not compiled.fullmatch(value):
+                problems.append(
+                    (path, value, f"Member must satisfy regular expression pattern: {meta['pattern']}")
+                )
+        return value
+    if kind in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append((path, value, "Member must be an integer"))
+            return value
+        _range(meta, value, path, problems)
+        return value
+    if kind in ("float", "double"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append((path, value, "Member must be a number"))
+            return value
+        _range(meta, value, path, problems)
+        return value
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            problems.append((path, value, "Member must be a boolean"))
+        return value
+    if kind == "timestamp":
+        return _timestamp(value, path, problems)
+    if kind == "blob":
+        if not isinstance(value, str):
+            problems.append((path, value, "Member must be a base64-encoded string"))
+            return value
+        try:
+            data = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            problems.append((path, value[:40], "Member must be valid base64"))
+            return value
+        _length(meta, len(data), path, value[:40], problems)
+        return data
+    return value
+
+
+def _length(
+    meta: Mapping[str, Any], length: int, path: str, value: Any, problems: list[tuple[str, Any, str]]
+) -> None:
+    if "min" in meta and length < meta["min"]:
+        problems.append((path, value, f"Member must have length greater than or equal to {meta['min']}"))
+    if "max" in meta and length > meta["max"]:
+        problems.append((path, value, f"Member must have length less than or equal to {meta['max']}"))
+
+
+def _range(meta: Mapping[str, Any], value: float, path: str, problems: list[tuple[str, Any, str]]) -> None:
+    if "min" in meta and value < meta["min"]:
+        problems.append((path, value, f"Member must have value greater than or equal to {meta['min']}"))
+    if "max" in meta and value > meta["max"]:
+        problems.append((path, value, f"Member must have value less than or equal to {meta['max']}"))
+
+
+def _timestamp(value: Any, path: str, problems: list[tuple[str, Any, str]]) -> Any:
+    if isinstance(value, bool):
+        problems.append((path, value, "Member must be a timestamp"))
+        return value
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            try:
+                return dt.datetime.fromtimestamp(float(value), tz=dt.UTC)
+            except ValueError:
+                problems.append((path, value, "Member must be a timestamp (epoch seconds or ISO 8601)"))
+                return value
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    problems.append((path, value, "Member must be a timestamp"))
+    return value
+
+
+def _render(shape: Shape, value: Any, path: str, strict: bool) -> Any:
+    kind = shape.type_name
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if kind == "structure":
+        if not isinstance(value, Mapping):
+            return _bad(strict, path, value, "an object")
+        members = shape.members  # type: ignore[attr-defined]
+        out = {}
+        for name, item in value.items():
+            if item is None:
+                continue
+            if name not in members:
+                if strict:
+                    raise ValueError(f"{path}.{name} is not a member of {shape.name}")
+                continue
+            out[name] = _render(members[name], item, f"{path}.{name}", strict)
+        return out
+    if kind == "list":
+        if not isinstance(value, list | tuple):
+            return _bad(strict, path, value, "a list")
+        return [_render(shape.member, item, f"{path}[{i}]", strict) for i, item in enumerate(value)]  # type: ignore[attr-defined]
+    if kind == "map":
+        if not isinstance(value, Mapping):
+            return _bad(strict, path, value, "a map")
+        return {k: _render(shape.value, v, f"{path}.{k}", strict) for k, v in value.items()}  # type: ignore[attr-defined]
+    if kind == "timestamp":
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            return value.timestamp()
+        return value if isinstance(value, int | float) else _bad(strict, path, value, "a datetime")
+    if kind in ("integer", "long"):
+        if isinstance(value, Decimal) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+        return (
+            value
+            if isinstance(value, int) and not isinstance(value, bool)
+            else _bad(strict, path, value, "an int")
+        )
+    if kind in ("float", "double"):
+        if isinstance(value, Decimal | int) and not isinstance(value, bool):
+            return float(value)
+        return value if isinstance(value, float) else _bad(strict, path, value, "a number")
+    if kind == "blob":
+        return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+    if kind == "string":
+        if strict and shape.enum and value not in shape.enum:  # type: ignore[attr-defined]
+            raise ValueError(f"{path}={value!r} is not one of {shape.enum}")  # type: ignore[attr-defined]
+        return value if isinstance(value, str) else _bad(strict, path, value, "a string")
+    if kind == "boolean":
+        return value if isinstance(value, bool) else _bad(strict, path, value, "a boolean")
+    return value
+
+
+def _bad(strict: bool, path: str, value: Any, expected: str) -> Any:
+    if strict:
+        raise ValueError(f"{path} must be {expected}, got {value!r}")
+    return value

@@ -1,0 +1,21 @@
+"""Helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def boto_client(service: str, url: str, **kwargs: Any) -> Any:
+    """A real boto3 client for ``service`` at ``url``, with dummy credentials and a real region."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=kwargs.pop("region_name", "us-east-1"),
+        aws_access_key_id=kwargs.pop("aws_access_key_id", "test-key"),
+        aws_secret_access_key=kwargs.pop("aws_secret_access_key", "test-secret"),
+        config=kwargs.pop("config", Config(retries={"mode": "standard", "max_attempts": 2})),
+        **kwargs,
+    )
