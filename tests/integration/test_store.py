@@ -46,11 +46,11 @@ def test_tags_roundtrip_and_overwrite(db: Database) -> None:
     repo.add(ARN, [Tag("Project", "titanic"), Tag("Owner", "ada")])
     after = repo.add(ARN, [Tag("Project", "lesson")])
     assert after == [Tag("Owner", "ada"), Tag("Project", "lesson")]
-    assert repo.list(ARN) == after
-    assert repo.list(ARN, after_key="Owner", limit=5) == [Tag("Project", "lesson")]
+    assert repo.tags_of(ARN) == after
+    assert repo.tags_of(ARN, after_key="Owner", limit=5) == [Tag("Project", "lesson")]
     repo.delete(ARN, ["Owner", "missing"])
-    assert repo.list(ARN) == [Tag("Project", "lesson")]
-    assert repo.list("arn:aws:sagemaker:us-east-1:000000000000:model/other") == []
+    assert repo.tags_of(ARN) == [Tag("Project", "lesson")]
+    assert repo.tags_of("arn:aws:sagemaker:us-east-1:000000000000:model/other") == []
 
 
 def test_limit_refusal_keeps_what_was_stored(db: Database) -> None:
@@ -58,7 +58,7 @@ def test_limit_refusal_keeps_what_was_stored(db: Database) -> None:
     repo.add(ARN, [Tag(f"k{i}", "v") for i in range(45)])
     with pytest.raises(LimitExceededError, match="at most 50 tags"):
         repo.add(ARN, [Tag(f"new{i}", "v") for i in range(6)])
-    assert len(repo.list(ARN)) == 45
+    assert len(repo.tags_of(ARN)) == 45
 
 
 def test_concurrent_adds_cannot_both_slip_under_the_limit(db: Database) -> None:
@@ -80,7 +80,7 @@ def test_concurrent_adds_cannot_both_slip_under_the_limit(db: Database) -> None:
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["ok", "refused"]
-    assert len(repo.list(ARN)) == 30
+    assert len(repo.tags_of(ARN)) == 30
 
 
 def test_tag_validation_names_the_key() -> None:

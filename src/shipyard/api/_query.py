@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -27,7 +28,7 @@ _NAMESPACES = {
 }
 
 
-def _document(service: str, action: str, result: list[object], request_id: str) -> Response:
+def _document(service: str, action: str, result: list[Any], request_id: str) -> Response:
     from xml.etree import ElementTree as ET
 
     root = ET.Element(f"{action}Response", {"xmlns": _NAMESPACES[service]})

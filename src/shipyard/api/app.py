@@ -63,9 +63,9 @@ class ShipyardApp:
                 platform.close()
                 raise
 
-        self.platform, self._sagemaker = await run_in_threadpool(open_all)
-        self._s3 = S3Api(self.platform.objects, self.settings.region)
-        self.native.state.platform = self.platform
+        platform, self._sagemaker = await run_in_threadpool(open_all)
+        self._s3 = S3Api(platform.objects, self.settings.region)
+        self.native.state.platform = self.platform = platform
 
     async def shutdown(self) -> None:
         if self.platform is not None:

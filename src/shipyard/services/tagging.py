@@ -32,7 +32,7 @@ class TaggingService:
         self, resource_arn: str, *, next_token: str | None = None, max_results: int = 50
     ) -> tuple[list[Tag], str | None]:
         after = decode_token(next_token)["after"] if next_token else None
-        tags = self._tags.list(self._check_arn(resource_arn), after_key=after, limit=max_results + 1)
+        tags = self._tags.tags_of(self._check_arn(resource_arn), after_key=after, limit=max_results + 1)
         if len(tags) > max_results:
             tags = tags[:max_results]
             return tags, encode_token({"after": tags[-1].key})
@@ -42,4 +42,4 @@ class TaggingService:
         self._tags.delete(self._check_arn(resource_arn), keys)
 
     def tags_of(self, resource_arn: str) -> list[Tag]:
-        return self._tags.list(resource_arn)
+        return self._tags.tags_of(resource_arn)

@@ -366,7 +366,7 @@ def _translate(exc: Any, bucket: str, key: str | None, upload_id: str | None) ->
     if code in ("404", "NotFound"):  # HEAD answers have no body to carry the code
         return NoSuchKey(bucket, key) if key else NoSuchBucket(bucket)
     if code in _ERRORS:
-        return _ERRORS[code](bucket, key, upload_id)  # type: ignore[no-any-return]
+        return _ERRORS[code](bucket, key, upload_id)
     if code in _MESSAGE_ERRORS:
         return _MESSAGE_ERRORS[code](error.get("Message", code))
     return ShipyardError(f"S3 object store error {code}: {error.get('Message', exc)}")

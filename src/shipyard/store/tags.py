@@ -30,7 +30,9 @@ class TagRepository:
                     row.value = tag.value
         return merged
 
-    def list(self, resource_arn: str, *, after_key: str | None = None, limit: int | None = None) -> list[Tag]:
+    def tags_of(
+        self, resource_arn: str, *, after_key: str | None = None, limit: int | None = None
+    ) -> list[Tag]:
         """Tags in key order, starting after ``after_key``, at most ``limit``."""
         query = sa.select(TagRow).where(TagRow.resource_arn == resource_arn).order_by(TagRow.key)
         if after_key is not None:

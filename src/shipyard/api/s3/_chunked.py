@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shipyard.errors import BadDigest, ValidationError
@@ -96,40 +96,28 @@ def _malformed(reason: str) -> ValidationError:
     return ValidationError(f"Malformed aws-chunked request body: {reason}", field="Body")
 
 
-class _Crc32:
-    def __init__(self) -> None:
-        self.value = 0
+class _Crc:
+    """An incremental CRC with the hashlib-like interface the checksums need."""
+
+    def __init__(self, update: Callable[[bytes, int], int], width: int) -> None:
+        self._update, self._width, self.value = update, width, 0
 
     def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
+        self.value = self._update(data, self.value)
 
     def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
+        return int(self.value).to_bytes(self._width, "big")
 
 
-def _crc_factory(name: str) -> Any:
+def _crc(name: str) -> _Crc | None:
     if name == "crc32":
-        return _Crc32
+        return _Crc(zlib.crc32, 4)
     try:  # CRC32C and CRC64NVME need the AWS CRT, which botocore uses when it is installed.
-        from awscrt import checksums  # type: ignore[import-not-found]
+        from awscrt import checksums  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return None
-    fn = {"crc32c": checksums.crc32c, "crc64nvme": getattr(checksums, "crc64nvme", None)}.get(name)
-    if fn is None:
-        return None
-    width = 8 if name == "crc64nvme" else 4
-
-    class _Crt:
-        def __init__(self) -> None:
-            self.value = 0
-
-        def update(self, data: bytes) -> None:
-            self.value = fn(data, self.value)
-
-        def digest(self) -> bytes:
-            return int(self.value).to_bytes(width, "big")
-
-    return _Crt
+    update = getattr(checksums, name, None)
+    return _Crc(update, 8 if name == "crc64nvme" else 4) if update is not None else None
 
 
 _ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
@@ -152,8 +140,8 @@ class BodyChecksums:
         for name in wanted:
             if name in ("sha1", "sha256"):
                 self._hashers[name] = hashlib.new(name)
-            elif (factory := _crc_factory(name)) is not None:
-                self._hashers[name] = factory()
+            elif (crc := _crc(name)) is not None:
+                self._hashers[name] = crc
         content_sha = headers.get("x-amz-content-sha256", "")
         self._payload_sha256 = content_sha if len(content_sha) == 64 else None
         if self._payload_sha256 and not headers.get("content-encoding", "").startswith("aws-chunked"):

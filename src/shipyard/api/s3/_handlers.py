@@ -12,7 +12,7 @@ import binascii
 import datetime as dt
 import email.utils
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -146,32 +146,34 @@ class S3Api:
             if method == "GET":
                 return await self._list_buckets()
             raise errors.NotImplementedOperation("S3", f"{method} /")
+        routes: dict[str, Callable[..., Awaitable[Response]]]
         if key is None:
-            handler = {
+            routes = {
                 "PUT": self._create_bucket,
                 "HEAD": self._head_bucket,
                 "DELETE": self._delete_bucket,
                 "GET": self._get_bucket,
                 "POST": self._post_bucket,
-            }.get(method)
+            }
         elif "uploadId" in query:
-            handler = {
+            routes = {
                 "PUT": self._upload_part,
                 "POST": self._complete_upload,
                 "DELETE": self._abort_upload,
                 "GET": self._list_parts,
-            }.get(method)
+            }
         else:
-            handler = {
+            routes = {
                 "PUT": self._put_object,
                 "GET": self._get_object,
                 "HEAD": self._get_object,
                 "DELETE": self._delete_object,
                 "POST": self._post_object,
-            }.get(method)
+            }
+        handler = routes.get(method)
         if handler is None:
             raise errors.NotImplementedOperation("S3", f"{method} on {'an object' if key else 'a bucket'}")
-        return await handler(request, bucket, key)  # type: ignore[operator]
+        return await handler(request, bucket, key)
 
     # -- service & buckets ----------------------------------------------------------------------
     async def _list_buckets(self) -> Response:
@@ -377,9 +379,9 @@ class S3Api:
             if status is None and byte_range is not None and info.size > 0:
                 from shipyard.storage._base import resolve_range
 
-                resolved = resolve_range(byte_range[0], byte_range[1], info.size)
-                headers["Content-Range"] = f"bytes {resolved.start}-{resolved.end}/{info.size}"
-                headers["Content-Length"] = str(resolved.length)
+                span = resolve_range(byte_range[0], byte_range[1], info.size)
+                headers["Content-Range"] = f"bytes {span.start}-{span.end}/{info.size}"
+                headers["Content-Length"] = str(span.length)
                 status = 206
             return Response(status_code=status or 200, headers=headers)
         info, resolved, chunks = await run_in_threadpool(self.store.read_object, bucket, key, byte_range)

@@ -73,7 +73,7 @@ class ServiceSchema:
             noun = "error" if count == 1 else "errors"
             path, value, _ = problems[0]
             raise ValidationError(f"{count} validation {noun} detected: {shown}", field=path, value=value)
-        return result  # type: ignore[no-any-return]
+        return result
 
     # -- output ---------------------------------------------------------------------------------
     def shape_output(
@@ -82,7 +82,7 @@ class ServiceSchema:
         shape = self._operation(operation).output_shape
         if shape is None:
             return {}
-        return _render(shape, result, shape.name, strict)  # type: ignore[no-any-return]
+        return _render(shape, result, shape.name, strict)
 
 
 def _camel(name: str) -> str:
@@ -136,8 +136,8 @@ def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, s
             problems.append((path or shape.name, value, f"Member must be a JSON object ({shape.name})"))
             return value
         out = dict(value)
-        members = shape.members  # type: ignore[attr-defined]
-        for required in shape.required_members:  # type: ignore[attr-defined]
+        members = shape.members
+        for required in shape.required_members:
             if value.get(required) is None:
                 problems.append((_join(path, required), None, "Member must not be null"))
         set_members = [name for name in members if value.get(name) is not None]
@@ -153,14 +153,14 @@ def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, s
             problems.append((path, value, "Member must be a JSON array"))
             return value
         _length(meta, len(value), path, value, problems)
-        member = shape.member  # type: ignore[attr-defined]
+        member = shape.member
         return [_check(member, item, f"{path}.{i + 1}.member", problems) for i, item in enumerate(value)]
     if kind == "map":
         if not isinstance(value, dict):
             problems.append((path, value, "Member must be a JSON object (map)"))
             return value
         _length(meta, len(value), path, value, problems)
-        key_shape, value_shape = shape.key, shape.value  # type: ignore[attr-defined]
+        key_shape, value_shape = shape.key, shape.value
         out_map = {}
         for key, item in value.items():
             _check(key_shape, key, f"{path}.key", problems)
@@ -170,8 +170,8 @@ def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, s
         if not isinstance(value, str):
             problems.append((path, value, "Member must be a string"))
             return value
-        if shape.enum and value not in shape.enum:  # type: ignore[attr-defined]
-            problems.append((path, value, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))  # type: ignore[attr-defined]
+        if shape.enum and value not in shape.enum:
+            problems.append((path, value, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))
         _length(meta, len(value), path, value, problems)
         if "pattern" in meta:
             compiled = _pattern(meta["pattern"])
@@ -255,7 +255,7 @@ def _render(shape: Shape, value: Any, path: str, strict: bool) -> Any:
     if kind == "structure":
         if not isinstance(value, Mapping):
             return _bad(strict, path, value, "an object")
-        members = shape.members  # type: ignore[attr-defined]
+        members = shape.members
         out = {}
         for name, item in value.items():
             if item is None:
@@ -269,11 +269,11 @@ def _render(shape: Shape, value: Any, path: str, strict: bool) -> Any:
     if kind == "list":
         if not isinstance(value, list | tuple):
             return _bad(strict, path, value, "a list")
-        return [_render(shape.member, item, f"{path}[{i}]", strict) for i, item in enumerate(value)]  # type: ignore[attr-defined]
+        return [_render(shape.member, item, f"{path}[{i}]", strict) for i, item in enumerate(value)]
     if kind == "map":
         if not isinstance(value, Mapping):
             return _bad(strict, path, value, "a map")
-        return {k: _render(shape.value, v, f"{path}.{k}", strict) for k, v in value.items()}  # type: ignore[attr-defined]
+        return {k: _render(shape.value, v, f"{path}.{k}", strict) for k, v in value.items()}
     if kind == "timestamp":
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
@@ -295,8 +295,8 @@ def _render(shape: Shape, value: Any, path: str, strict: bool) -> Any:
     if kind == "blob":
         return base64.b64encode(value).decode() if isinstance(value, bytes) else value
     if kind == "string":
-        if strict and shape.enum and value not in shape.enum:  # type: ignore[attr-defined]
-            raise ValueError(f"{path}={value!r} is not one of {shape.enum}")  # type: ignore[attr-defined]
+        if strict and shape.enum and value not in shape.enum:
+            raise ValueError(f"{path}={value!r} is not one of {shape.enum}")
         return value if isinstance(value, str) else _bad(strict, path, value, "a string")
     if kind == "boolean":
         return value if isinstance(value, bool) else _bad(strict, path, value, "a boolean")
