@@ -66,11 +66,12 @@ class ShipyardApp:
         platform, self._sagemaker = await run_in_threadpool(open_all)
         self._s3 = S3Api(platform.objects, self.settings.region)
         self.native.state.platform = self.platform = platform
+        platform.start()
 
     async def shutdown(self) -> None:
         if self.platform is not None:
             self.native.state.platform = None
-            self.platform.close()
+            await run_in_threadpool(self.platform.close)
             self.platform = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

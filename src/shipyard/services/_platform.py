@@ -9,12 +9,15 @@ import logging
 import os
 from typing import IO
 
+from shipyard.compute import Backend, LocalBackend
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.errors import ConfigurationError
+from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
+from shipyard.services.training import TrainingService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
-from shipyard.store import Database, TagRepository
+from shipyard.store import Database, TagRepository, TrainingJobRepository
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,9 @@ class Platform:
     objects: ObjectStore
     catalog: InstanceCatalog
     tagging: TaggingService
+    backend: Backend
+    training: TrainingService
+    scheduler: TrainingScheduler
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -50,14 +56,51 @@ class Platform:
             lock_file.close()
             raise
         tagging = TaggingService(TagRepository(db))
-        return cls(settings, db, objects, catalog, tagging, lock_file)
+        backend = LocalBackend()
+        jobs = TrainingJobRepository(db)
+        scheduler = TrainingScheduler(
+            jobs,
+            backend,
+            catalog,
+            jobs_dir=settings.data_dir / "jobs",
+            object_store_config=_agent_store_config(settings),
+            hide_paths=(settings.data_dir,),
+        )
+        training = TrainingService(
+            jobs,
+            catalog,
+            tagging,
+            account_id=settings.account_id,
+            capacity=lambda: backend.capacity,
+            fit_to_machine=True,
+            wake=scheduler.wake,
+        )
+        return cls(settings, db, objects, catalog, tagging, backend, training, scheduler, lock_file)
+
+    def start(self) -> None:
+        """Start the background work (the scheduler). The API works without it; jobs wait."""
+        self.scheduler.start()
 
     def close(self) -> None:
+        self.scheduler.close()
         self.objects.close()
         self.db.dispose()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _agent_store_config(settings: Settings) -> dict[str, str | None]:
+    """How an instance agent reaches the object store."""
+    if settings.object_store == "s3":
+        return {
+            "kind": "s3",
+            "endpoint_url": settings.s3_endpoint_url,
+            "access_key_id": settings.s3_access_key_id,
+            "secret_access_key": settings.s3_secret_access_key,
+            "region": settings.s3_region or settings.region,
+        }
+    return {"kind": "local", "root": str(settings.data_dir / "objects")}
 
 
 def _lock_data_dir(settings: Settings) -> IO[str]:

@@ -2,5 +2,6 @@
 
 from shipyard.store._db import Database
 from shipyard.store.tags import TagRepository
+from shipyard.store.training import TrainingJobNotFound, TrainingJobQuery, TrainingJobRepository
 
-__all__ = ["Database", "TagRepository"]
+__all__ = ["Database", "TagRepository", "TrainingJobNotFound", "TrainingJobQuery", "TrainingJobRepository"]

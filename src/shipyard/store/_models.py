@@ -6,6 +6,9 @@ run against a database at head, then reviewed by hand).
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -28,3 +31,33 @@ class TagRow(Base):
     resource_arn: Mapped[str] = mapped_column(sa.String(2048), primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     value: Mapped[str] = mapped_column(sa.String(256), nullable=False, default="")
+
+
+class TrainingJobRow(Base):
+    """A training job. ``request`` is the validated CreateTrainingJob body (the spec is rebuilt from
+    it), ``state`` the status and transitions, ``runtime`` what the platform decided and observed
+    (placement, launch, log offsets, artifacts, billing)."""
+
+    __tablename__ = "training_jobs"
+
+    name: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, index=True)
+    secondary_status: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    runtime: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class MetricPointRow(Base):
+    __tablename__ = "metric_points"
+    __table_args__ = (sa.Index("ix_metric_points_job_name", "job_name", "metric_name", "step"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(sa.String(63), nullable=False)
+    metric_name: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    step: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    value: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    timestamp: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from shipyard import errors
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker import _tags
+from shipyard.api.sagemaker import _tags, _training
 from shipyard.api.sagemaker._schema import ServiceSchema
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ Operation = Callable[[RequestContext, dict[str, Any]], dict[str, Any]]
 
 OPERATIONS: dict[str, Operation] = {
     **_tags.OPERATIONS,
+    **_training.OPERATIONS,
 }
 
 _CONTENT_TYPE = "application/x-amz-json-1.1"

@@ -1,0 +1,111 @@
+"""CreateTrainingJob, DescribeTrainingJob, ListTrainingJobs, StopTrainingJob."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from shipyard.api._context import RequestContext
+from shipyard.core.training import TrainingJob, TrainingJobStatus
+from shipyard.store import TrainingJobQuery
+
+
+def create_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    job = ctx.platform.training.create(params, region=ctx.region)
+    return {"TrainingJobArn": job.arn}
+
+
+def describe_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    return describe(ctx.platform.training.describe(params["TrainingJobName"]))
+
+
+def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    status = params.get("StatusEquals")
+    query = TrainingJobQuery(
+        name_contains=params.get("NameContains"),
+        status=TrainingJobStatus(status) if status else None,
+        created_after=params.get("CreationTimeAfter"),
+        created_before=params.get("CreationTimeBefore"),
+        modified_after=params.get("LastModifiedTimeAfter"),
+        modified_before=params.get("LastModifiedTimeBefore"),
+        sort_by=params.get("SortBy", "CreationTime"),
+        ascending=params.get("SortOrder", "Descending") == "Ascending",
+    )
+    jobs, token = ctx.platform.training.list_jobs(
+        query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
+    )
+    summaries = [
+        {
+            "TrainingJobName": j.name,
+            "TrainingJobArn": j.arn,
+            "CreationTime": j.created,
+            "TrainingEndTime": j.state.training_end,
+            "LastModifiedTime": j.state.last_modified,
+            "TrainingJobStatus": j.state.status.value,
+            "SecondaryStatus": j.state.secondary.value,
+        }
+        for j in jobs
+    ]
+    return {"TrainingJobSummaries": summaries, "NextToken": token}
+
+
+def stop_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.training.stop(params["TrainingJobName"])
+    return {}
+
+
+def describe(job: TrainingJob) -> dict[str, Any]:
+    """DescribeTrainingJob's answer for ``job``."""
+    spec, request, runtime, state = job.spec, job.spec.request, job.runtime, job.state
+    now = dt.datetime.now(dt.UTC)
+    result: dict[str, Any] = {
+        "TrainingJobName": job.name,
+        "TrainingJobArn": job.arn,
+        "ModelArtifacts": {"S3ModelArtifacts": runtime.get("model_artifacts") or spec.model_artifacts_uri()},
+        "TrainingJobStatus": state.status.value,
+        "SecondaryStatus": state.secondary.value,
+        "FailureReason": state.failure_reason,
+        "HyperParameters": dict(spec.hyperparameters),
+        "AlgorithmSpecification": request["AlgorithmSpecification"],
+        "RoleArn": spec.role_arn,
+        "InputDataConfig": request.get("InputDataConfig"),
+        "OutputDataConfig": request["OutputDataConfig"],
+        "ResourceConfig": request["ResourceConfig"],
+        "StoppingCondition": request.get("StoppingCondition")
+        or {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
+        "CreationTime": job.created,
+        "TrainingStartTime": state.training_start,
+        "TrainingEndTime": state.training_end,
+        "LastModifiedTime": state.last_modified,
+        "SecondaryStatusTransitions": [t.to_wire() for t in state.transitions],
+        "FinalMetricDataList": [
+            {
+                "MetricName": m["MetricName"],
+                "Value": m["Value"],
+                "Timestamp": dt.datetime.fromisoformat(m["Timestamp"]),
+            }
+            for m in runtime.get("final_metrics", [])
+        ],
+        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
+        "EnableInterContainerTrafficEncryption": request.get("EnableInterContainerTrafficEncryption", False),
+        "EnableManagedSpotTraining": request.get("EnableManagedSpotTraining", False),
+        "Environment": request.get("Environment"),
+        "CheckpointConfig": request.get("CheckpointConfig"),
+        "RetryStrategy": request.get("RetryStrategy"),
+        "VpcConfig": request.get("VpcConfig"),
+        "DebugHookConfig": request.get("DebugHookConfig"),
+        "ProfilerConfig": request.get("ProfilerConfig"),
+    }
+    if state.training_start is not None:
+        seconds = runtime.get("training_seconds") or state.training_seconds(now)
+        result["TrainingTimeInSeconds"] = seconds
+        result["BillableTimeInSeconds"] = runtime.get("billable_seconds", seconds * spec.instance_count)
+    return result
+
+
+OPERATIONS = {
+    "CreateTrainingJob": create_training_job,
+    "DescribeTrainingJob": describe_training_job,
+    "ListTrainingJobs": list_training_jobs,
+    "StopTrainingJob": stop_training_job,
+}

@@ -1,0 +1,79 @@
+"""Placing job instances on a backend's capacity: pure decisions, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from shipyard.core.catalog import InstanceType
+from shipyard.errors import ValidationError
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpus: float
+    memory_gib: float
+    gpus: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpus + other.cpus, self.memory_gib + other.memory_gib, self.gpus + other.gpus)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpus - other.cpus, self.memory_gib - other.memory_gib, self.gpus - other.gpus)
+
+    def __mul__(self, count: int) -> Resources:
+        return Resources(self.cpus * count, self.memory_gib * count, self.gpus * count)
+
+    def fits_in(self, capacity: Resources) -> bool:
+        eps = 1e-9
+        return (
+            self.cpus <= capacity.cpus + eps
+            and self.memory_gib <= capacity.memory_gib + eps
+            and self.gpus <= capacity.gpus
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """What each instance of a job gets, and whether that is less than its type promises."""
+
+    per_instance: Resources
+    count: int
+    scaled_down: str | None = None
+
+    @property
+    def total(self) -> Resources:
+        return self.per_instance * self.count
+
+
+def plan(instance_type: InstanceType, count: int, capacity: Resources, *, fit_to_machine: bool) -> Placement:
+    """Decide each instance's resources on a backend of total ``capacity``.
+
+    A request that fits is granted as asked. One that could never fit fails, unless
+    ``fit_to_machine`` lets it run with an equal share of the whole backend, which is recorded.
+
+    Raises:
+        ValidationError: the request can never be placed.
+    """
+    asked = Resources(float(instance_type.vcpu), float(instance_type.memory_gib), instance_type.gpu_count)
+    if (asked * count).fits_in(capacity):
+        return Placement(asked, count)
+    if not fit_to_machine:
+        raise ValidationError(
+            f"{count} x {instance_type.name} needs {asked.cpus * count:g} vCPUs, {asked.memory_gib * count:g} GiB "
+            f"and {asked.gpus * count} GPUs; this backend has {capacity.cpus:g} vCPUs, {capacity.memory_gib:g} GiB "
+            f"and {capacity.gpus} GPUs in all, so it could never run. Choose a smaller type or count, or "
+            "enable fit-to-machine.",
+            field="ResourceConfig.InstanceType",
+            value=instance_type.name,
+        )
+    share = Resources(
+        min(asked.cpus, capacity.cpus / count),
+        min(asked.memory_gib, capacity.memory_gib / count),
+        min(asked.gpus, capacity.gpus // count),
+    )
+    note = (
+        f"scaled down to fit this machine: each of {count} x {instance_type.name} runs with "
+        f"{share.cpus:g} of {asked.cpus:g} vCPUs, {share.memory_gib:.1f} of {asked.memory_gib:g} GiB"
+        + (f" and {share.gpus} of {asked.gpus} GPUs" if asked.gpus else "")
+    )
+    return Placement(share, count, note)

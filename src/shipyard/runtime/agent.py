@@ -1,0 +1,468 @@
+"""The instance agent: runs one instance of a training job, detached from the server.
+
+    python -m shipyard.runtime.agent <instance dir>
+
+The instance dir holds ``agent.json`` (what to run, written by the backend). The agent lays out
+``ml/`` as SageMaker's /opt/ml, fetches inputs and code from the object store, runs the entry point
+(in a bubblewrap sandbox with ``ml/`` at /opt/ml when bubblewrap works), and writes as it goes:
+
+* ``log.jsonl`` — one ``{"t": <epoch ms>, "m": <line>}`` per output line, append-only;
+* ``status.json`` — the phase (Downloading, Training, Uploading) and, at the end, the outcome,
+  exit code, failure reason and artifact URIs; replaced atomically.
+
+It uploads ``model/`` and ``output/data/`` (algo-1 only) and checkpoints, enforces
+MaxRuntimeInSeconds, and on SIGTERM stops the user process: SIGTERM, then SIGKILL after the grace
+period. The server may die and restart meanwhile; it re-reads these files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shipyard.core.training import TrainingJobSpec, parse_s3_uri, sharded, to_cmd_args
+from shipyard.runtime import contract
+from shipyard.runtime._sandbox import sandbox_command
+from shipyard.storage import LocalObjectStore, ObjectStore
+from shipyard.storage._archives import extract_tar, pack_directory
+
+FAILURE_LIMIT = 1024
+_SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "PYTHONHASHSEED")
+
+
+class Outcome:
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPED = "Stopped"
+    MAX_RUNTIME = "MaxRuntimeExceeded"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class LogWriter:
+    """Appends timestamped lines to log.jsonl; thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        record = json.dumps({"t": int(time.time() * 1000), "m": text.rstrip("\n")}, ensure_ascii=False)
+        with self._lock:
+            self._file.write(record + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class StatusFile:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.data: dict[str, Any] = {"phases": [], "outcome": None, "agent_pid": os.getpid()}
+
+    def update(self, **changes: Any) -> None:
+        self.data.update(changes)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self._path)
+
+    def phase(self, name: str) -> None:
+        self.data["phases"].append({"phase": name, "time": _now().isoformat()})
+        self.update(phase=name)
+
+
+class Agent:
+    def __init__(self, instance_dir: Path) -> None:
+        self.dir = instance_dir
+        self.config = json.loads((instance_dir / "agent.json").read_text())
+        self.spec = TrainingJobSpec.from_request(self.config["request"])
+        self.host: str = self.config["host"]
+        self.host_index: int = self.config["host_index"]
+        self.ml = instance_dir / "ml"
+        self.log = LogWriter(instance_dir / "log.jsonl")
+        self.status = StatusFile(instance_dir / "status.json")
+        self.store = _open_store(self.config["object_store"])
+        self.sandboxed = self.config.get("sandbox") == "bwrap"
+        self.command_display: list[str] = []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stop_reason: str | None = None
+        self._stop_lock = threading.Lock()
+
+    # -- the life of an instance ---------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop(Outcome.STOPPED))
+        started = time.monotonic()
+        self.status.update(started=_now().isoformat())
+        for note in self.config.get("notes", []):
+            self.log.line(f"Shipyard: {note}")
+        deadline = threading.Timer(
+            self.spec.max_runtime_seconds, self.request_stop, args=(Outcome.MAX_RUNTIME,)
+        )
+        deadline.daemon = True
+        deadline.start()
+        outcome, exit_code, failure = Outcome.FAILED, None, None
+        try:
+            self.status.phase("Downloading")
+            self.prepare()
+            if self.stop_reason is None:
+                self.status.phase("Training")
+                self.status.update(training_start=_now().isoformat())
+                exit_code = self.train()
+            outcome, failure = self._judge(exit_code)
+        except Exception as exc:  # the agent's own failure: report it as the job's
+            failure = (
+                f"ClientError: {exc}" if isinstance(exc, _UserInputError) else f"InternalServerError: {exc}"
+            )
+            self.log.line(f"Shipyard: {failure}")
+            sys.stderr.write(traceback.format_exc())
+            outcome = self.stop_reason or Outcome.FAILED
+            if outcome != Outcome.FAILED:
+                failure = None
+        finally:
+            deadline.cancel()
+        artifacts: dict[str, str] = {}
+        try:
+            self.status.phase("Uploading")
+            artifacts = self.upload(outcome)
+        except Exception as exc:
+            sys.stderr.write(traceback.format_exc())
+            self.log.line(f"Shipyard: uploading outputs failed: {exc}")
+            if outcome == Outcome.COMPLETED:
+                outcome, failure = Outcome.FAILED, f"InternalServerError: uploading outputs failed: {exc}"
+        self.status.update(
+            outcome=outcome,
+            exit_code=exit_code,
+            failure_reason=failure,
+            training_end=_now().isoformat(),
+            elapsed=time.monotonic() - started,
+            **artifacts,
+        )
+        self.log.close()
+        return 0
+
+    def _judge(self, exit_code: int | None) -> tuple[str, str | None]:
+        if self.stop_reason == Outcome.MAX_RUNTIME:
+            return Outcome.MAX_RUNTIME, (
+                f"MaxRuntimeExceeded: Training job runtime exceeded MaxRuntimeInSeconds provided "
+                f"({self.spec.max_runtime_seconds} s)"
+            )
+        if self.stop_reason == Outcome.STOPPED:
+            return Outcome.STOPPED, None
+        if exit_code == 0:
+            return Outcome.COMPLETED, None
+        failure_file = self.ml / "output" / "failure"
+        if failure_file.is_file() and failure_file.stat().st_size:
+            return Outcome.FAILED, failure_file.read_text(errors="replace")[:FAILURE_LIMIT]
+        tail = "\n".join(self._last_lines(5))
+        return Outcome.FAILED, (
+            f'AlgorithmError: ExecuteUserScriptError:\nExitCode {exit_code}\nErrorMessage "{tail}"\n'
+            f'Command "{" ".join(self.command_display)}", exit code: {exit_code}'
+        )[:FAILURE_LIMIT]
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the user process: SIGTERM now, SIGKILL after the grace period."""
+        with self._stop_lock:
+            if self.stop_reason is not None:
+                return
+            self.stop_reason = reason
+        self.log.line(
+            "Shipyard: stopping the training job"
+            if reason == Outcome.STOPPED
+            else f"Shipyard: MaxRuntimeInSeconds ({self.spec.max_runtime_seconds} s) exceeded, stopping"
+        )
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        _signal_group(process.pid, signal.SIGTERM)
+        grace = float(self.config.get("stop_grace_seconds", 30))
+        killer = threading.Timer(grace, _signal_group, args=(process.pid, signal.SIGKILL))
+        killer.daemon = True
+        killer.start()
+
+    # -- before: the /opt/ml layout, inputs, code, checkpoints -----------------------------------
+    def prepare(self) -> None:
+        for sub in (
+            "input/config",
+            "input/data",
+            "model",
+            "output/data",
+            "output/intermediate",
+            "code",
+            "checkpoints",
+        ):
+            (self.ml / sub).mkdir(parents=True, exist_ok=True)
+        for name, content in contract.config_files(self.spec, self.host).items():
+            (self.ml / "input" / "config" / name).write_text(json.dumps(content))
+        (self.dir / "hosts").write_text(
+            "127.0.0.1 localhost\n"
+            + "".join(
+                f"{self.config.get('master_addr', '127.0.0.1')} {h}\n"
+                if h == "algo-1"
+                else f"127.0.0.1 {h}\n"
+                for h in contract.hosts_for(self.spec.instance_count)
+            )
+        )
+        for channel in self.spec.channels:
+            count = self._fetch_channel(channel.name, channel.s3_uri, channel.distribution)
+            self.log.line(f"Shipyard: channel {channel.name!r}: {count} file(s) from {channel.s3_uri}")
+        if self.spec.submit_directory:
+            self._fetch_code(self.spec.submit_directory)
+        if self.spec.checkpoint_s3_uri:
+            restored = self._fetch_prefix(self.spec.checkpoint_s3_uri, self.ml / "checkpoints", link=False)
+            if restored:
+                self.log.line(
+                    f"Shipyard: restored {restored} checkpoint file(s) from {self.spec.checkpoint_s3_uri}"
+                )
+
+    def _list_keys(self, uri: str) -> tuple[str, str, list[str]]:
+        bucket, prefix = parse_s3_uri(uri, field="S3Uri")
+        keys: list[str] = []
+        start = ""
+        while True:
+            page = self.store.list_objects(bucket, prefix=prefix, start_after=start)
+            keys += [o.key for o in page.objects if not o.key.endswith("/")]
+            if not page.is_truncated or page.next_start_after is None:
+                return bucket, prefix, keys
+            start = page.next_start_after
+
+    def _fetch_channel(self, name: str, uri: str, distribution: str) -> int:
+        bucket, prefix, keys = self._list_keys(uri)
+        if not keys:
+            raise _UserInputError(f"No objects found under {uri} for channel {name!r}")
+        if distribution == "ShardedByS3Key":
+            keys = sharded(keys, self.host_index, self.spec.instance_count)
+        # As SageMaker does, objects land relative to the prefix's folder part: s3://b/data/train.csv
+        # becomes train.csv, s3://b/data/train/ + data/train/a/x.csv becomes a/x.csv.
+        base = prefix[: prefix.rfind("/") + 1]
+        target = self.ml / "input" / "data" / name
+        target.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            self._fetch_object(bucket, key, target / key[len(base) :], link=self.sandboxed)
+        return len(keys)
+
+    def _fetch_prefix(self, uri: str, target: Path, *, link: bool) -> int:
+        bucket, prefix, keys = self._list_keys(uri)
+        base = prefix if prefix.endswith("/") or not prefix else prefix + "/"
+        for key in keys:
+            if key.startswith(base):
+                self._fetch_object(bucket, key, target / key[len(base) :], link=link)
+        return len(keys)
+
+    def _fetch_object(self, bucket: str, key: str, path: Path, *, link: bool) -> None:
+        """Put an object at ``path``: a hard link to the stored file when it is local (inputs are
+        mounted read-only in the sandbox, so the link cannot alter the object), else a copy."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        local = self.store.local_path(bucket, key)
+        if local is not None:
+            if link:
+                try:
+                    os.link(local, path)
+                    return
+                except OSError:
+                    pass  # another filesystem: copy instead
+            shutil.copyfile(local, path)
+            return
+        _, _, chunks = self.store.read_object(bucket, key)
+        with path.open("wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+
+    def _fetch_code(self, uri: str) -> None:
+        bucket, key = parse_s3_uri(uri, field="sagemaker_submit_directory")
+        code = self.ml / "code"
+        if key.endswith((".tar.gz", ".tgz", ".tar")):
+            _, _, chunks = self.store.read_object(bucket, key)
+            files = extract_tar(_IterReader(chunks), code, what=f"source directory {uri}")
+        else:
+            files = self._fetch_prefix(uri, code, link=False)
+        self.log.line(f"Shipyard: source directory {uri}: {files} file(s)")
+
+    # -- during: the user's process ----------------------------------------------------------------
+    def train(self) -> int:
+        root = contract.ML_ROOT if self.sandboxed else PurePosixPath(self.ml)
+        env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
+        env.update(
+            contract.training_environment(
+                self.spec,
+                self.host,
+                root=root,
+                num_cpus=max(1, int(self.config.get("cpus", 1))),
+                num_gpus=int(self.config.get("gpus", 0)),
+                region=self.config.get("region", "us-east-1"),
+                master_addr=self.config.get("master_addr", "127.0.0.1"),
+                master_port=int(self.config.get("master_port", 29500)),
+            )
+        )
+        env["TRAINING_JOB_ARN"] = self.config.get("arn", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        code_dir = root / "code"
+        env["PYTHONPATH"] = str(code_dir)
+        command = self._command(root)
+        self.command_display = command
+        if self.sandboxed:
+            full = sandbox_command(
+                command,
+                ml_dir=self.ml,
+                host=self.host,
+                hosts_file=self.dir / "hosts",
+                hide=[Path(p) for p in self.config.get("hide", [])],
+                cwd=str(code_dir),
+            )
+            cwd = None
+        else:
+            self.log.line(
+                "Shipyard: bubblewrap is not available here; running unsandboxed, with /opt/ml at "
+                f"{self.ml} (scripts that hard-code /opt/ml paths will not find them)"
+            )
+            full, cwd = command, str(code_dir)
+        self.log.line(f"Shipyard: invoking {' '.join(command)}")
+        self.process = subprocess.Popen(
+            full,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if self.stop_reason is not None:  # a stop arrived while starting
+            _signal_group(self.process.pid, signal.SIGTERM)
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self.log.line(raw.decode("utf-8", "replace"))
+        return self.process.wait()
+
+    def _command(self, root: PurePosixPath) -> list[str]:
+        if self.spec.entrypoint:
+            return [*self.spec.entrypoint, *self.spec.arguments]
+        program = self.spec.program
+        if not program:
+            raise _UserInputError(
+                f"Image {self.spec.image!r} has no built-in algorithm in Shipyard yet: give a script "
+                "(the sagemaker_program hyperparameter, set by the SDK's entry_point) or "
+                "AlgorithmSpecification.ContainerEntrypoint"
+            )
+        args = to_cmd_args(self.spec.user_hyperparameters)
+        script = self.ml / "code" / program
+        if not script.is_file():
+            raise _UserInputError(f"Entry point {program!r} is not in the source directory")
+        if program.endswith(".sh"):
+            return ["/bin/sh", str(root / "code" / program), *args]
+        return [self.config.get("python", sys.executable), str(root / "code" / program), *args]
+
+    def _last_lines(self, count: int) -> list[str]:
+        try:
+            lines = (self.dir / "log.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        messages = [json.loads(line)["m"] for line in lines[-(count + 20) :] if line.strip()]
+        return [m for m in messages if not m.startswith("Shipyard: ")][-count:]
+
+    # -- after: outputs --------------------------------------------------------------------------
+    def upload(self, outcome: str) -> dict[str, str]:
+        artifacts: dict[str, str] = {}
+        if self.spec.checkpoint_s3_uri:
+            self._upload_checkpoints(self.spec.checkpoint_s3_uri)
+        if self.host_index != 0:
+            return artifacts  # only algo-1's model and output data are kept
+        model_dir = self.ml / "model"
+        if outcome != Outcome.FAILED or any(model_dir.iterdir()):
+            artifacts["model_artifacts"] = self._upload_tar(model_dir, self.spec.model_artifacts_uri())
+        output_dir = self.ml / "output" / "data"
+        if any(output_dir.iterdir()):
+            artifacts["output_artifacts"] = self._upload_tar(output_dir, self.spec.output_data_uri())
+        return artifacts
+
+    def _upload_tar(self, folder: Path, uri: str) -> str:
+        bucket, key = parse_s3_uri(uri, field="S3OutputPath")
+        with self.store.open_writer(bucket, key, content_type="application/x-tar") as writer:
+            count = pack_directory(folder, writer)  # type: ignore[arg-type]
+            writer.commit()
+        self.log.line(f"Shipyard: uploaded {count} file(s) from {folder.relative_to(self.ml)} to {uri}")
+        return uri
+
+    def _upload_checkpoints(self, uri: str) -> None:
+        bucket, prefix = parse_s3_uri(uri, field="CheckpointConfig.S3Uri")
+        base = prefix.rstrip("/") + "/" if prefix else ""
+        count = 0
+        for path in sorted((self.ml / "checkpoints").rglob("*")):
+            if path.is_file():
+                with self.store.open_writer(
+                    bucket, base + path.relative_to(self.ml / "checkpoints").as_posix()
+                ) as w:
+                    with path.open("rb") as f:
+                        while chunk := f.read(1024 * 1024):
+                            w.write(chunk)
+                    w.commit()
+                count += 1
+        if count:
+            self.log.line(f"Shipyard: saved {count} checkpoint file(s) to {uri}")
+
+
+class _UserInputError(Exception):
+    """Something about the job's inputs or code, to be reported as a ClientError."""
+
+
+class _IterReader:
+    """A read()-able file over an iterator of byte chunks, for streaming tar extraction."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _open_store(config: dict[str, Any]) -> ObjectStore:
+    if config["kind"] == "local":
+        return LocalObjectStore(Path(config["root"]))
+    from shipyard.storage._s3 import S3ObjectStore
+
+    return S3ObjectStore(
+        config.get("endpoint_url"),
+        config.get("access_key_id"),
+        config.get("secret_access_key"),
+        config.get("region"),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m shipyard.runtime.agent <instance dir>\n")
+        return 2
+    return Agent(Path(args[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""The scheduler: places waiting training jobs on the backend and follows running ones.
+
+One thread, one loop. Each pass reads the active jobs from the store (the only source of truth),
+launches those that fit the free capacity (oldest first), and for launched ones reads what their
+agents wrote — ``status.json`` and ``log.jsonl`` in each instance folder — into the store:
+secondary-status transitions, metric points, and at the end the outcome, artifacts, times and
+cost. Nothing is kept only in memory, so a restarted server picks up exactly where the last one
+was; agents run on meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from shipyard.compute import Backend, InstanceLaunch
+from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.placement import Resources, plan
+from shipyard.core.training import (
+    MetricPoint,
+    SecondaryStatus,
+    TrainingJob,
+    TrainingJobStatus,
+)
+from shipyard.errors import ShipyardError, ValidationError
+from shipyard.runtime.contract import hosts_for
+from shipyard.services.training import utcnow
+from shipyard.store import TrainingJobRepository
+
+log = logging.getLogger(__name__)
+
+_PHASES = {
+    "Downloading": SecondaryStatus.DOWNLOADING,
+    "Training": SecondaryStatus.TRAINING,
+    "Uploading": SecondaryStatus.UPLOADING,
+}
+_ACTIVE_POLL = 0.02
+_IDLE_POLL = 1.0
+
+
+class TrainingScheduler:
+    """Runs in its own thread; :meth:`wake` makes it look now rather than at its next poll."""
+
+    def __init__(
+        self,
+        repository: TrainingJobRepository,
+        backend: Backend,
+        catalog: InstanceCatalog,
+        *,
+        jobs_dir: Path,
+        object_store_config: Mapping[str, Any],
+        fit_to_machine: bool = True,
+        stop_grace_seconds: float = 30.0,
+        hide_paths: tuple[Path, ...] = (),
+    ) -> None:
+        self._repo = repository
+        self._backend = backend
+        self._catalog = catalog
+        self._jobs_dir = jobs_dir
+        self._store_config = dict(object_store_config)
+        self._fit = fit_to_machine
+        self._grace = stop_grace_seconds
+        self._hide = [str(p) for p in hide_paths]
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shipyard-scheduler", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            try:
+                busy = self.tick()
+            except Exception:  # the loop must survive anything one pass runs into
+                log.exception("Scheduler pass failed")
+            self._wake.wait(_ACTIVE_POLL if busy else _IDLE_POLL)
+            self._wake.clear()
+
+    # -- one pass -------------------------------------------------------------------------------
+    def tick(self) -> bool:
+        """One pass over the active jobs; returns whether any job is active."""
+        jobs = self._repo.active()
+        used = Resources(0, 0, 0)
+        for job in jobs:
+            if job.runtime.get("instances"):
+                used = used + Resources(**job.runtime["placement"]) * job.spec.instance_count
+        for job in jobs:
+            try:
+                if job.runtime.get("instances"):
+                    self._follow(job)
+                else:
+                    used = self._place(job, used)
+            except Exception as exc:
+                log.exception("Training job %s: scheduler error", job.name)
+                self._fail(job.name, f"InternalServerError: {exc}")
+        return bool(jobs)
+
+    def _place(self, job: TrainingJob, used: Resources) -> Resources:
+        now = utcnow()
+        if job.state.status == TrainingJobStatus.STOPPING:
+            self._repo.modify(
+                job.name,
+                lambda j: j.with_state(
+                    j.state.finish(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED, now)
+                ),
+            )
+            return used
+        try:
+            placement = plan(
+                self._catalog.get(job.spec.instance_type),
+                job.spec.instance_count,
+                self._backend.capacity,
+                fit_to_machine=self._fit,
+            )
+        except ValidationError as exc:
+            self._fail(job.name, f"CapacityError: {exc.message}")
+            return used
+        free = self._backend.capacity - used
+        if not placement.total.fits_in(free):
+            if job.state.secondary != SecondaryStatus.PENDING:
+                self._repo.modify(
+                    job.name, lambda j: j.with_state(j.state.advance(SecondaryStatus.PENDING, now))
+                )
+            return used
+        attempt = int(job.runtime.get("attempt", 0))
+        hosts = hosts_for(job.spec.instance_count)
+        master_port = _free_port()
+        instances = []
+        launched_at = int(time.time())
+        for index, host in enumerate(hosts):
+            instance_dir = self._jobs_dir / job.name / f"attempt-{attempt}" / host
+            config = {
+                "request": dict(job.spec.request),
+                "arn": job.arn,
+                "host": host,
+                "host_index": index,
+                "region": job.runtime.get("region", "us-east-1"),
+                "object_store": self._store_config,
+                "cpus": placement.per_instance.cpus,
+                "gpus": placement.per_instance.gpus,
+                "master_addr": "127.0.0.1",
+                "master_port": master_port,
+                "sandbox": getattr(self._backend, "sandbox", "off"),
+                "hide": self._hide,
+                "stop_grace_seconds": self._grace,
+                "python": sys.executable,
+                "notes": [placement.scaled_down] if placement.scaled_down else [],
+            }
+            handle = self._backend.launch(InstanceLaunch(instance_dir, config))
+            instances.append(
+                {
+                    "host": host,
+                    "dir": str(instance_dir),
+                    "handle": handle,
+                    "stream": f"{job.name}/{host}-{launched_at}",
+                    "launched_at": launched_at * 1000,
+                }
+            )
+        per = dataclasses.asdict(placement.per_instance)
+
+        def launched(j: TrainingJob) -> TrainingJob:
+            return j.with_runtime(instances=instances, placement=per, backend=self._backend.name)
+
+        self._repo.modify(job.name, launched)
+        log.info("Training job %s: launched %d instance(s)", job.name, len(instances))
+        return used + placement.total
+
+    def _follow(self, job: TrainingJob) -> None:
+        instances = job.runtime["instances"]
+        statuses = [_read_json(Path(i["dir"]) / "status.json") for i in instances]
+        now = utcnow()
+        changes: dict[str, Any] = {}
+        state = job.state
+        if state.status == TrainingJobStatus.STOPPING and not job.runtime.get("stop_signalled"):
+            for instance in instances:
+                self._backend.signal(instance["handle"], signal.SIGTERM)
+            changes["stop_signalled"] = True
+        # Replay the phases algo-1 went through, at the times it recorded, even those a fast job
+        # passed between two looks.
+        phases = statuses[0].get("phases", [])
+        seen = int(job.runtime.get("phases_seen", 0))
+        for entry in phases[seen:]:
+            if entry["phase"] in _PHASES and state.status == TrainingJobStatus.IN_PROGRESS:
+                state = state.advance(_PHASES[entry["phase"]], dt.datetime.fromisoformat(entry["time"]))
+        if len(phases) > seen:
+            changes["phases_seen"] = len(phases)
+        points, offset = self._parse_metrics(job, Path(instances[0]["dir"]) / "log.jsonl")
+        if offset is not None:
+            changes["metric_offset"] = offset
+            steps = dict(job.runtime.get("metric_steps", {}))
+            for p in points:
+                steps[p.name] = p.step + 1
+            changes["metric_steps"] = steps
+        done = all(s.get("outcome") for s in statuses)
+        if not done:
+            for instance, status in zip(instances, statuses, strict=True):
+                if status.get("outcome") or self._backend.is_alive(instance["handle"]):
+                    continue
+                status = _read_json(Path(instance["dir"]) / "status.json")  # it may have just finished
+                if not status.get("outcome"):
+                    self._agent_died(job, instance, points, changes, state)
+                    return
+        if done:
+            final = self._finish(job, state, statuses, points, now)
+            self._repo.modify(
+                job.name,
+                lambda j: dataclasses.replace(final, runtime={**final.runtime, **changes}),
+                metric_points=points,
+            )
+            return
+        if changes or state != job.state or points:
+            self._repo.modify(
+                job.name,
+                lambda j: dataclasses.replace(
+                    j, state=_merge_state(j, state), runtime={**j.runtime, **changes}
+                ),
+                metric_points=points,
+            )
+
+    def _agent_died(
+        self,
+        job: TrainingJob,
+        instance: Mapping[str, Any],
+        points: list[MetricPoint],
+        changes: dict[str, Any],
+        state: Any,
+    ) -> None:
+        attempt = int(job.runtime.get("attempt", 0))
+        for other in job.runtime["instances"]:
+            self._backend.signal(other["handle"], signal.SIGKILL)
+        reason = (
+            f"InternalServerError: the instance agent of {instance['host']} exited without reporting an outcome "
+            f"(see {instance['dir']}/agent.log)"
+        )
+        if attempt < job.spec.max_retry_attempts and job.state.status == TrainingJobStatus.IN_PROGRESS:
+            log.warning("Training job %s: %s; retrying (attempt %d)", job.name, reason, attempt + 1)
+
+            def retry(j: TrainingJob) -> TrainingJob:
+                runtime = {
+                    k: v
+                    for k, v in j.runtime.items()
+                    if k not in ("instances", "placement", "stop_signalled")
+                }
+                runtime.update(changes, attempt=attempt + 1, metric_offset=0)
+                return dataclasses.replace(
+                    j, runtime=runtime, state=j.state.advance(SecondaryStatus.STARTING, utcnow())
+                )
+
+            self._repo.modify(job.name, retry, metric_points=points)
+            return
+        now = utcnow()
+        self._repo.modify(
+            job.name,
+            lambda j: dataclasses.replace(
+                j,
+                state=j.state.finish(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, now, reason),
+                runtime={**j.runtime, **changes},
+            ),
+            metric_points=points,
+        )
+
+    def _finish(
+        self,
+        job: TrainingJob,
+        state: Any,
+        statuses: list[dict[str, Any]],
+        points: list[MetricPoint],
+        now: dt.datetime,
+    ) -> TrainingJob:
+        outcomes = [s["outcome"] for s in statuses]
+        failure = None
+        message = ""
+        if "Failed" in outcomes:
+            index = outcomes.index("Failed")
+            failure = statuses[index].get("failure_reason") or "AlgorithmError: the training script failed"
+            if len(outcomes) > 1:
+                failure = f"{hosts_for(len(outcomes))[index]}: {failure}"
+            status, secondary = TrainingJobStatus.FAILED, SecondaryStatus.FAILED
+        elif job.state.status == TrainingJobStatus.STOPPING or "Stopped" in outcomes:
+            status, secondary = TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED
+        elif "MaxRuntimeExceeded" in outcomes:
+            status, secondary = TrainingJobStatus.STOPPED, SecondaryStatus.MAX_RUNTIME_EXCEEDED
+            message = (
+                next(s.get("failure_reason") for s in statuses if s["outcome"] == "MaxRuntimeExceeded") or ""
+            )
+        else:
+            status, secondary = TrainingJobStatus.COMPLETED, SecondaryStatus.COMPLETED
+        started = [dt.datetime.fromisoformat(s["started"]) for s in statuses if s.get("started")]
+        ended = [dt.datetime.fromisoformat(s["training_end"]) for s in statuses if s.get("training_end")]
+        start = min(started) if started else now
+        end = max(ended) if ended else now
+        final_state = state.finish(status, secondary, end, failure)
+        if message:
+            last = dataclasses.replace(final_state.transitions[-1], message=message)
+            final_state = dataclasses.replace(final_state, transitions=(*final_state.transitions[:-1], last))
+        final_state = dataclasses.replace(final_state, training_start=start, training_end=end)
+        seconds = max(1, round((end - start).total_seconds()))
+        billable = seconds * job.spec.instance_count
+        price = self._catalog.get(job.spec.instance_type).price_per_hour(JobKind.TRAINING)
+        cost = (price * billable / Decimal(3600)).quantize(Decimal("0.000001"))
+        series = self._repo.metric_series(job.name)
+        for p in points:
+            series.setdefault(p.name, []).append(p)
+        final_metrics = [
+            {"MetricName": name, "Value": values[-1].value, "Timestamp": values[-1].timestamp.isoformat()}
+            for name, values in sorted(series.items())
+        ]
+        first = statuses[0]
+        return dataclasses.replace(
+            job,
+            state=final_state,
+            runtime={
+                **job.runtime,
+                "model_artifacts": first.get("model_artifacts"),
+                "output_artifacts": first.get("output_artifacts"),
+                "training_seconds": seconds,
+                "billable_seconds": billable,
+                "cost_usd": str(cost),
+                "price_per_hour_usd": str(price),
+                "final_metrics": final_metrics,
+                "exit_codes": [s.get("exit_code") for s in statuses],
+            },
+        )
+
+    def _parse_metrics(self, job: TrainingJob, log_path: Path) -> tuple[list[MetricPoint], int | None]:
+        """New metric points in algo-1's log since the recorded offset (each regex match is a step)."""
+        if not job.spec.metric_definitions:
+            return [], None
+        offset = int(job.runtime.get("metric_offset", 0))
+        try:
+            with log_path.open("rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return [], None
+        end = data.rfind(b"\n") + 1  # only whole lines; a partial one waits for the next pass
+        if end == 0:
+            return [], None
+        patterns = [(m.name, _compile(m.regex)) for m in job.spec.metric_definitions]
+        steps = dict(job.runtime.get("metric_steps", {}))
+        points: list[MetricPoint] = []
+        for line in data[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            for name, pattern in patterns:
+                if pattern is None:
+                    continue
+                match = pattern.search(record["m"])
+                if match is None:
+                    continue
+                try:
+                    value = float(match.group(1) if match.groups() else match.group(0))
+                except (ValueError, IndexError):
+                    continue
+                step = steps.get(name, 0)
+                steps[name] = step + 1
+                points.append(
+                    MetricPoint(name, value, dt.datetime.fromtimestamp(record["t"] / 1000, dt.UTC), step)
+                )
+        return points, offset + end
+
+    def _fail(self, name: str, reason: str) -> None:
+        now = utcnow()
+        try:
+            self._repo.modify(
+                name,
+                lambda j: j.with_state(
+                    j.state.finish(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, now, reason)
+                ),
+            )
+        except ShipyardError:
+            log.exception("Training job %s: could not record its failure", name)
+
+
+def _merge_state(current: TrainingJob, observed: Any) -> Any:
+    """A stop may have been requested between this pass's read and its write: keep it."""
+    if current.state.status == TrainingJobStatus.STOPPING:
+        return observed.stopping(utcnow())
+    return observed
+
+
+def _compile(regex: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(regex)
+    except re.error:
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

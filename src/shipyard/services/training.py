@@ -1,0 +1,119 @@
+"""Training jobs: create, describe, list and stop (the scheduler runs them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from shipyard.core.arn import sagemaker_arn
+from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.placement import plan
+from shipyard.core.tags import Tag
+from shipyard.core.training import (
+    MetricPoint,
+    TrainingJob,
+    TrainingJobSpec,
+    TrainingJobState,
+    parse_s3_uri,
+)
+from shipyard.errors import ValidationError
+from shipyard.services.tagging import TaggingService
+from shipyard.store import TrainingJobQuery, TrainingJobRepository
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class TrainingService:
+    """The training-job operations. ``wake`` nudges the scheduler after a change."""
+
+    def __init__(
+        self,
+        repository: TrainingJobRepository,
+        catalog: InstanceCatalog,
+        tagging: TaggingService,
+        *,
+        account_id: str,
+        capacity: Callable[[], Any],
+        fit_to_machine: bool,
+        wake: Callable[[], None],
+    ) -> None:
+        self.repository = repository
+        self._catalog = catalog
+        self._tagging = tagging
+        self._account_id = account_id
+        self._capacity = capacity
+        self._fit_to_machine = fit_to_machine
+        self._wake = wake
+
+    def create(self, params: Mapping[str, Any], *, region: str) -> TrainingJob:
+        spec = TrainingJobSpec.from_request(params)
+        instance_type = self._catalog.get(spec.instance_type)
+        instance_type.price_per_hour(JobKind.TRAINING)  # offered for training at all?
+        parse_s3_uri(spec.output_path, field="OutputDataConfig.S3OutputPath")
+        for channel in spec.channels:
+            parse_s3_uri(channel.s3_uri, field=f"InputDataConfig[{channel.name}].S3Uri")
+        if spec.checkpoint_s3_uri:
+            parse_s3_uri(spec.checkpoint_s3_uri, field="CheckpointConfig.S3Uri")
+        if not spec.program and not spec.entrypoint:
+            raise ValidationError(
+                f"Image {spec.image!r} runs no built-in algorithm in Shipyard yet: give a training script "
+                "(the sagemaker_program and sagemaker_submit_directory hyperparameters, which the SDK's "
+                "entry_point/source_dir set) or AlgorithmSpecification.ContainerEntrypoint",
+                field="AlgorithmSpecification.TrainingImage",
+                value=spec.image,
+            )
+        placement = plan(
+            instance_type, spec.instance_count, self._capacity(), fit_to_machine=self._fit_to_machine
+        )
+        now = utcnow()
+        state = TrainingJobState.new(now)
+        if placement.scaled_down:
+            state = dataclasses.replace(state, scaled_down=placement.scaled_down)
+        tags = [Tag.from_wire(t) for t in params.get("Tags", [])]
+        job = TrainingJob(
+            spec,
+            sagemaker_arn(region, self._account_id, "training-job", spec.name),
+            now,
+            state,
+            {"region": region},
+        )
+        self.repository.create(job)
+        if tags:
+            self._tagging.add_tags(job.arn, tags)
+        self._wake()
+        return job
+
+    def describe(self, name: str) -> TrainingJob:
+        return self.repository.get(name)
+
+    def list_jobs(
+        self, query: TrainingJobQuery, *, max_results: int = 10, next_token: str | None = None
+    ) -> tuple[list[TrainingJob], str | None]:
+        offset = int(decode_token(next_token).get("offset", 0)) if next_token else 0
+        jobs = self.repository.find(query, offset=offset, limit=max_results + 1)
+        if len(jobs) > max_results:
+            return jobs[:max_results], encode_token({"offset": offset + max_results})
+        return jobs, None
+
+    def stop(self, name: str) -> TrainingJob:
+        def change(job: TrainingJob) -> TrainingJob:
+            if job.state.status.is_terminal:
+                raise ValidationError(
+                    f"The training job {name!r} is in status {job.state.status.value} and cannot be stopped",
+                    field="TrainingJobName",
+                    value=name,
+                )
+            return job.with_state(job.state.stopping(utcnow()))
+
+        job = self.repository.modify(name, change)
+        self._wake()
+        return job
+
+    def metric_series(self, name: str) -> dict[str, list[MetricPoint]]:
+        self.repository.get(name)
+        return self.repository.metric_series(name)
