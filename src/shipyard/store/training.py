@@ -178,8 +178,11 @@ def _state_from_json(row: TrainingJobRow) -> TrainingJobState:
         secondary=SecondaryStatus(row.secondary_status),
         transitions=tuple(
             StatusTransition(
-                SecondaryStatus(t["status"]), when(t["start"]), when(t["end"]), t.get("message", "")
-            )  # type: ignore[arg-type]
+                SecondaryStatus(t["status"]),
+                dt.datetime.fromisoformat(t["start"]),
+                when(t["end"]),
+                t.get("message", ""),
+            )
             for t in data["transitions"]
         ),
         failure_reason=data.get("failure_reason"),
