@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from shipyard.api.sagemaker._schema import ServiceSchema
+from shipyard.api._schema import ServiceSchema
 from shipyard.errors import ValidationError
 
 

@@ -27,11 +27,13 @@ from starlette.types import Receive, Scope, Send
 
 from shipyard.api._auth import SigV4, parse_sigv4, verify_sigv4
 from shipyard.api._context import RequestContext
+from shipyard.api._json import JsonApi, json_error
 from shipyard.api._query import handle_query, query_error
+from shipyard.api.logs import logs_api
 from shipyard.api.native import create_native_app
 from shipyard.api.s3 import S3Api
 from shipyard.api.s3._xml import error_document
-from shipyard.api.sagemaker import SageMakerApi, json_error
+from shipyard.api.sagemaker import sagemaker_api
 from shipyard.config import Settings
 from shipyard.errors import AuthenticationError
 from shipyard.services import Platform
@@ -48,22 +50,20 @@ class ShipyardApp:
         self.settings = settings
         self.platform: Platform | None = None
         self.native = create_native_app()
-        self._sagemaker: SageMakerApi | None = None
+        self._json_apis: dict[str, JsonApi] = {}
         self._s3: S3Api | None = None
 
     # -- lifespan -------------------------------------------------------------------------------
     async def startup(self) -> None:
-        def open_all() -> tuple[Platform, SageMakerApi]:
-            from shipyard.api.sagemaker._schema import ServiceSchema
-
+        def open_all() -> tuple[Platform, dict[str, JsonApi]]:
             platform = Platform.open(self.settings)
             try:
-                return platform, SageMakerApi(ServiceSchema.load("sagemaker"))
+                return platform, {"SageMaker": sagemaker_api(), "Logs_20140328": logs_api()}
             except BaseException:
                 platform.close()
                 raise
 
-        platform, self._sagemaker = await run_in_threadpool(open_all)
+        platform, self._json_apis = await run_in_threadpool(open_all)
         self._s3 = S3Api(platform.objects, self.settings.region)
         self.native.state.platform = self.platform = platform
         platform.start()
@@ -123,7 +123,7 @@ class ShipyardApp:
         except AuthenticationError as exc:
             return self._auth_error(target, None, exc, request_id)
         service = sig.service if sig else None
-        if self.platform is None or self._sagemaker is None or self._s3 is None:
+        if self.platform is None or self._s3 is None:
             return Response("Shipyard is starting", 503)
         if self.settings.auth_enabled:
             try:
@@ -138,8 +138,9 @@ class ShipyardApp:
         )
         if target:
             prefix, _, operation = target.partition(".")
-            if prefix == "SageMaker":
-                return await self._sagemaker.handle(request, operation, context)
+            api = self._json_apis.get(prefix)
+            if api is not None:
+                return await api.handle(request, operation, context)
             return json_error(
                 "UnknownOperationException",
                 f"Shipyard does not serve {target!r} (the AWS service behind X-Amz-Target {prefix!r})",

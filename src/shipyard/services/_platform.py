@@ -13,6 +13,7 @@ from shipyard.compute import Backend, LocalBackend
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.errors import ConfigurationError
+from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.training import TrainingService
@@ -38,6 +39,7 @@ class Platform:
     backend: Backend
     training: TrainingService
     scheduler: TrainingScheduler
+    logs: LogService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -75,7 +77,9 @@ class Platform:
             fit_to_machine=True,
             wake=scheduler.wake,
         )
-        return cls(settings, db, objects, catalog, tagging, backend, training, scheduler, lock_file)
+        return cls(
+            settings, db, objects, catalog, tagging, backend, training, scheduler, LogService(jobs), lock_file
+        )
 
     def start(self) -> None:
         """Start the background work (the scheduler). The API works without it; jobs wait."""

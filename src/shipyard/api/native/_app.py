@@ -72,4 +72,18 @@ def create_native_app() -> FastAPI:
     def instance_type(request: Request, name: str) -> dict[str, Any]:
         return _platform(request).catalog.get(name).to_dict()
 
+    @app.get("/api/v1/training-jobs/{name}/metrics", tags=["training"])
+    def training_job_metrics(request: Request, name: str) -> dict[str, Any]:
+        """Every point of every metric the job's MetricDefinitions matched, in step order."""
+        series = _platform(request).training.metric_series(name)
+        return {
+            "job": name,
+            "metrics": {
+                metric: [
+                    {"step": p.step, "value": p.value, "timestamp": p.timestamp.isoformat()} for p in points
+                ]
+                for metric, points in series.items()
+            },
+        }
+
     return app

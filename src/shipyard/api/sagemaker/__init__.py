@@ -1,5 +1,17 @@
-"""The SageMaker protocol (AWS JSON 1.1)."""
+"""The SageMaker protocol (AWS JSON 1.1, ``X-Amz-Target: SageMaker.<Operation>``)."""
 
-from shipyard.api.sagemaker._api import OPERATIONS, SageMakerApi, json_error
+from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
+from shipyard.api._schema import ServiceSchema
+from shipyard.api.sagemaker import _tags, _training
 
-__all__ = ["OPERATIONS", "SageMakerApi", "json_error"]
+OPERATIONS: dict[str, Operation] = {
+    **_tags.OPERATIONS,
+    **_training.OPERATIONS,
+}
+
+
+def sagemaker_api() -> JsonApi:
+    return JsonApi("SageMaker", ServiceSchema.load("sagemaker"), OPERATIONS, SAGEMAKER_ERRORS)
+
+
+__all__ = ["OPERATIONS", "sagemaker_api"]

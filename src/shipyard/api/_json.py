@@ -1,9 +1,9 @@
-"""The SageMaker API: AWS JSON 1.1 over ``POST /`` with ``X-Amz-Target: SageMaker.<Operation>``.
+"""AWS JSON 1.1 services (SageMaker, CloudWatch Logs): ``POST /`` with ``X-Amz-Target: <prefix>.<Op>``.
 
 Each request body is validated against botocore's own service model before any handler sees it,
 and each answer is shaped by the operation's output shape. Operations are plain functions
-``(context, params) -> dict`` registered in :data:`OPERATIONS`; a valid request for an operation
-with no handler gets a ``NotImplementedException`` naming it, never a fake success.
+``(context, params) -> dict``; a valid request for an operation with no handler gets a
+``NotImplementedException`` naming it, never a fake success.
 """
 
 from __future__ import annotations
@@ -19,22 +19,18 @@ from starlette.responses import Response
 
 from shipyard import errors
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker import _tags, _training
-from shipyard.api.sagemaker._schema import ServiceSchema
+from shipyard.api._schema import ServiceSchema
 
 log = logging.getLogger(__name__)
 
 Operation = Callable[[RequestContext, dict[str, Any]], dict[str, Any]]
 
-OPERATIONS: dict[str, Operation] = {
-    **_tags.OPERATIONS,
-    **_training.OPERATIONS,
-}
-
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 
+ErrorTypes = list[tuple[type[errors.ShipyardError], str, int]]
+
 # Domain errors → SageMaker's error codes (the __type botocore turns into ClientError codes).
-_ERROR_TYPES: list[tuple[type[errors.ShipyardError], str, int]] = [
+SAGEMAKER_ERRORS: ErrorTypes = [
     (errors.ValidationError, "ValidationException", 400),
     (errors.NotFoundError, "ResourceNotFound", 400),
     (errors.ConflictError, "ResourceInUse", 400),
@@ -54,26 +50,32 @@ def json_error(error_type: str, message: str, status: int, request_id: str) -> R
     )
 
 
-def error_response(exc: errors.ShipyardError, request_id: str) -> Response:
-    for cls, error_type, status in _ERROR_TYPES:
+def error_response(exc: errors.ShipyardError, request_id: str, error_types: ErrorTypes) -> Response:
+    if isinstance(exc, SerializationError):
+        return json_error("SerializationException", exc.message, 400, request_id)
+    for cls, error_type, status in error_types:
         if isinstance(exc, cls):
             return json_error(error_type, exc.message, status, request_id)
     return json_error("InternalFailure", exc.message, 500, request_id)
 
 
-class SageMakerApi:
-    """Validates, dispatches and shapes SageMaker API calls."""
+class JsonApi:
+    """Validates, dispatches and shapes the calls of one AWS JSON service."""
 
-    def __init__(self, schema: ServiceSchema, operations: dict[str, Operation] | None = None) -> None:
+    def __init__(
+        self, service: str, schema: ServiceSchema, operations: dict[str, Operation], error_types: ErrorTypes
+    ) -> None:
+        self.service = service
         self.schema = schema
-        self.operations = OPERATIONS if operations is None else operations
+        self.operations = operations
+        self.error_types = error_types
 
     async def handle(self, request: Request, operation: str, context: RequestContext) -> Response:
         try:
             if not self.schema.has_operation(operation):
                 return json_error(
                     "UnknownOperationException",
-                    f"SageMaker has no operation {operation!r} (X-Amz-Target SageMaker.{operation})",
+                    f"{self.service} has no operation {operation!r}",
                     400,
                     context.request_id,
                 )
@@ -81,14 +83,14 @@ class SageMakerApi:
             params = self.schema.validate_input(operation, params)
             handler = self.operations.get(operation)
             if handler is None:
-                raise errors.NotImplementedOperation("SageMaker", operation)
+                raise errors.NotImplementedOperation(self.service, operation)
             result = await run_in_threadpool(handler, context, params)
             body = json.dumps(self.schema.shape_output(operation, result), separators=(",", ":"))
             return Response(
                 body, 200, media_type=_CONTENT_TYPE, headers={"x-amzn-RequestId": context.request_id}
             )
         except errors.ShipyardError as exc:
-            return error_response(exc, context.request_id)
+            return error_response(exc, context.request_id, self.error_types)
 
     @staticmethod
     def _parse(body: bytes) -> dict[str, Any]:
@@ -97,14 +99,11 @@ class SageMakerApi:
         try:
             params = json.loads(body)
         except ValueError as exc:
-            raise _SerializationError(f"The request body is not valid JSON: {exc}") from None
+            raise SerializationError(f"The request body is not valid JSON: {exc}") from None
         if not isinstance(params, dict):
-            raise _SerializationError("The request body must be a JSON object")
+            raise SerializationError("The request body must be a JSON object")
         return params
 
 
-class _SerializationError(errors.ValidationError):
-    pass
-
-
-_ERROR_TYPES.insert(0, (_SerializationError, "SerializationException", 400))
+class SerializationError(errors.ValidationError):
+    """A body that is not a JSON object at all."""

@@ -1,0 +1,198 @@
+"""Job logs, read where the agents write them (``log.jsonl`` per instance), as CloudWatch streams.
+
+Log group ``/aws/sagemaker/TrainingJobs`` has one stream per job instance, named
+``<job>/algo-N-<launch epoch>`` as in SageMaker. Tokens are byte offsets into the stream's file
+(``f/<offset>`` forward, ``b/<offset>`` backward), so reading resumes exactly where it stopped and
+a line is never returned twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.pagination import decode_token, encode_token
+from shipyard.errors import NotFoundError, ValidationError
+from shipyard.store import TrainingJobQuery, TrainingJobRepository
+
+TRAINING_GROUP = "/aws/sagemaker/TrainingJobs"
+_MAX_BYTES = 1024 * 1024
+
+
+class LogGroupNotFound(NotFoundError):
+    def __init__(self, group: str) -> None:
+        super().__init__(f"The specified log group does not exist: {group!r}")
+
+
+class LogStreamNotFound(NotFoundError):
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"The specified log stream does not exist: {stream!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogStream:
+    name: str
+    path: Path
+    created_ms: int
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"logStreamName": self.name, "creationTime": self.created_ms, "storedBytes": 0}
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return info
+        info["storedBytes"] = stat.st_size
+        info["lastIngestionTime"] = info["lastEventTimestamp"] = int(stat.st_mtime * 1000)
+        info["firstEventTimestamp"] = self.created_ms
+        return info
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEvent:
+    timestamp: int
+    message: str
+    offset: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"timestamp": self.timestamp, "message": self.message, "ingestionTime": self.timestamp}
+
+
+class LogService:
+    def __init__(self, training: TrainingJobRepository) -> None:
+        self._training = training
+
+    def streams(self, group: str, prefix: str = "") -> list[LogStream]:
+        if group != TRAINING_GROUP:
+            raise LogGroupNotFound(group)
+        job_part = prefix.split("/", 1)[0]
+        if "/" in prefix:
+            try:
+                jobs = [self._training.get(job_part)]
+            except NotFoundError:
+                jobs = []
+        else:
+            jobs = [
+                j
+                for j in self._training.find(TrainingJobQuery(name_contains=job_part), limit=10_000)
+                if j.name.startswith(job_part)
+            ]
+        streams = [
+            LogStream(i["stream"], Path(i["dir"]) / "log.jsonl", int(i["launched_at"]))
+            for job in jobs
+            for i in job.runtime.get("instances", [])
+        ]
+        return sorted((s for s in streams if s.name.startswith(prefix)), key=lambda s: s.name)
+
+    def stream(self, group: str, name: str) -> LogStream:
+        for stream in self.streams(group, name):
+            if stream.name == name:
+                return stream
+        raise LogStreamNotFound(name)
+
+    def get_events(
+        self,
+        group: str,
+        stream_name: str,
+        *,
+        token: str | None = None,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        limit: int = 10_000,
+        start_from_head: bool = False,
+    ) -> tuple[list[LogEvent], int, int]:
+        """Events and the (start, end) byte offsets they span, for the forward/backward tokens."""
+        path = self.stream(group, stream_name).path
+        size = path.stat().st_size if path.exists() else 0
+        if token:
+            direction, _, raw = token.partition("/")
+            if direction not in ("f", "b") or not raw.isdigit():
+                raise ValidationError(f"Invalid nextToken {token!r}", field="nextToken", value=token)
+            offset = min(int(raw), size)
+            if direction == "b":
+                return self._backward(path, offset, limit, start_time, end_time)
+        elif start_from_head:
+            offset = 0
+        else:
+            return self._backward(path, size, limit, start_time, end_time)
+        events, end = [], offset
+        for event, next_offset in _read_forward(path, offset):
+            end = next_offset
+            if _in_window(event, start_time, end_time):
+                events.append(event)
+            if len(events) >= limit or end - offset >= _MAX_BYTES:
+                break
+        return events, offset, end
+
+    def _backward(
+        self, path: Path, before: int, limit: int, start_time: int | None, end_time: int | None
+    ) -> tuple[list[LogEvent], int, int]:
+        events = [
+            e for e, _ in _read_forward(path, 0) if e.offset < before and _in_window(e, start_time, end_time)
+        ]
+        events = events[-limit:]
+        return events, (events[0].offset if events else before), before
+
+    def filter_events(
+        self,
+        group: str,
+        *,
+        stream_names: list[str] | None = None,
+        prefix: str = "",
+        pattern: str = "",
+        start_time: int | None = None,
+        end_time: int | None = None,
+        token: str | None = None,
+        limit: int = 10_000,
+    ) -> tuple[list[tuple[str, LogEvent]], str | None]:
+        streams = [s for s in self.streams(group, prefix) if not stream_names or s.name in stream_names]
+        state = decode_token(token) if token else {"s": 0, "o": 0}
+        terms = _terms(pattern)
+        found: list[tuple[str, LogEvent]] = []
+        for index in range(int(state["s"]), len(streams)):
+            stream = streams[index]
+            offset = int(state["o"]) if index == int(state["s"]) else 0
+            for event, next_offset in _read_forward(stream.path, offset):
+                if _in_window(event, start_time, end_time) and all(t in event.message for t in terms):
+                    found.append((stream.name, event))
+                if len(found) >= limit:
+                    return found, encode_token({"s": index, "o": next_offset})
+        return found, None
+
+
+def _terms(pattern: str) -> list[str]:
+    """CloudWatch filter patterns, the common part: every term (or "quoted phrase") must appear."""
+    pattern = pattern.strip()
+    if not pattern:
+        return []
+    try:
+        return shlex.split(pattern)
+    except ValueError:
+        return [pattern]
+
+
+def _in_window(event: LogEvent, start: int | None, end: int | None) -> bool:
+    return (start is None or event.timestamp >= start) and (end is None or event.timestamp < end)
+
+
+def _read_forward(path: Path, offset: int) -> Iterator[tuple[LogEvent, int]]:
+    """Whole lines from ``offset``; a line still being written is left for the next read."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        f.seek(offset)
+        position = offset
+        for line in f:
+            if not line.endswith(b"\n"):
+                return
+            start, position = position, position + len(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            yield LogEvent(int(record["t"]), record["m"], start), position
