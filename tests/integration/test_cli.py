@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shipyard.store._migrate import head_revision
+
 
 def _shipyard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
@@ -22,9 +24,9 @@ def _shipyard(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 def test_db_upgrade_on_sqlite_then_up_to_date(data_dir: Path) -> None:
     first = _shipyard("db", "upgrade", "--data-dir", str(data_dir))
     assert first.returncode == 0, first.stderr
-    assert "upgraded from empty to revision 0001" in first.stdout
+    assert f"upgraded from empty to revision {head_revision()}" in first.stdout
     again = _shipyard("db", "upgrade", "--data-dir", str(data_dir))
-    assert "up to date (revision 0001)" in again.stdout
+    assert f"up to date (revision {head_revision()})" in again.stdout
 
 
 def test_db_upgrade_on_postgres(data_dir: Path, postgres_url: str) -> None:
@@ -36,7 +38,7 @@ def test_db_upgrade_on_postgres(data_dir: Path, postgres_url: str) -> None:
     engine.dispose()
     result = _shipyard("db", "upgrade", "--data-dir", str(data_dir), "--database-url", postgres_url)
     assert result.returncode == 0, result.stderr
-    assert "revision 0001" in result.stdout
+    assert f"revision {head_revision()}" in result.stdout
 
 
 def test_bad_input_is_one_readable_line(data_dir: Path) -> None:

@@ -400,3 +400,87 @@ open("/opt/ml/model/done.txt", "w").write("ok")
         )
     finally:
         restarted.stop()
+
+
+DDP_SCRIPT = """
+import os
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+ddp = torch.nn.parallel.DistributedDataParallel(model)
+optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05)
+x = torch.randn(16, 4) + rank
+y = x.sum(1, keepdim=True)
+for step in range(5):
+    optimizer.zero_grad()
+    loss = ((ddp(x) - y) ** 2).mean()
+    loss.backward()
+    optimizer.step()
+    print(f"rank {rank}/{world} step {step} loss={loss.item():.4f}")
+mean = model.weight.detach().clone()
+dist.all_reduce(mean)
+print(f"rank {rank} weights-equal {torch.allclose(mean / world, model.weight)}")
+if rank == 0:
+    torch.save(model.state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "model.pth"))
+dist.destroy_process_group()
+"""
+
+
+def test_two_instance_pytorch_ddp_trains_and_keeps_algo_1_model(clients: tuple[Any, Any, Any]) -> None:
+    pytest.importorskip("torch")
+    sm, s3, logs = clients
+    name = _create(sm, s3, DDP_SCRIPT, count=2, max_runtime=300)
+    description = _wait(sm, name, timeout=240)
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    events = logs.filter_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs",
+        logStreamNamePrefix=f"{name}/",
+        filterPattern="weights-equal",
+    )["events"]
+    assert sorted(e["message"] for e in events) == ["rank 0 weights-equal True", "rank 1 weights-equal True"]
+    model = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(model)) as tar:
+        assert tar.getnames() == ["model.pth"]
+
+
+def test_lost_instance_is_retried_from_its_checkpoint(
+    clients: tuple[Any, Any, Any], server: ServerProcess
+) -> None:
+    import os
+    import signal
+
+    sm, s3, logs = clients
+    script = """
+import os, time
+state = "/opt/ml/checkpoints/state.txt"
+if os.path.exists(state):
+    print("resumed from", open(state).read())
+    open("/opt/ml/model/model.txt", "w").write("done")
+    raise SystemExit(0)
+open(state, "w").write("epoch-7")
+print("checkpoint written", flush=True)
+time.sleep(600)
+"""
+    name = _create(
+        sm,
+        s3,
+        script,
+        extra={
+            "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/checkpoints/retry"},
+            "RetryStrategy": {"MaximumRetryAttempts": 1},
+        },
+    )
+    _wait_for_log(logs, name, "checkpoint written")
+    deadline = time.monotonic() + 20
+    while "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="checkpoints/retry/"):
+        assert time.monotonic() < deadline, "the checkpoint was never synced while the job ran"
+        time.sleep(0.05)
+    [status_file] = server.data_dir.glob(f"jobs/{name}/attempt-0/algo-1/status.json")
+    os.kill(json.loads(status_file.read_text())["agent_pid"], signal.SIGKILL)  # the instance is lost
+    description = _wait(sm, name)
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    _wait_for_log(logs, name, "resumed from epoch-7")

@@ -66,3 +66,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
         """Whether the agent process still runs."""
+
+    def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
+        """End an instance at once: its agent and whatever it was running."""
+        import signal
+
+        self.signal(handle, signal.SIGKILL)

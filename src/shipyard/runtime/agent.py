@@ -116,9 +116,13 @@ class Agent:
         deadline.daemon = True
         deadline.start()
         outcome, exit_code, failure = Outcome.FAILED, None, None
+        sync: CheckpointSync | None = None
         try:
             self.status.phase("Downloading")
             self.prepare()
+            if self.spec.checkpoint_s3_uri:
+                sync = CheckpointSync(self, float(self.config.get("checkpoint_sync_seconds", 1.0)))
+                sync.start()
             if self.stop_reason is None:
                 self.status.phase("Training")
                 self.status.update(training_start=_now().isoformat())
@@ -135,6 +139,8 @@ class Agent:
                 failure = None
         finally:
             deadline.cancel()
+            if sync is not None:
+                sync.stop()
         artifacts: dict[str, str] = {}
         try:
             self.status.phase("Uploading")
@@ -340,6 +346,7 @@ class Agent:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self.status.update(user_pgid=self.process.pid)
         if self.stop_reason is not None:  # a stop arrived while starting
             _signal_group(self.process.pid, signal.SIGTERM)
         assert self.process.stdout is not None
@@ -376,8 +383,6 @@ class Agent:
     # -- after: outputs --------------------------------------------------------------------------
     def upload(self, outcome: str) -> dict[str, str]:
         artifacts: dict[str, str] = {}
-        if self.spec.checkpoint_s3_uri:
-            self._upload_checkpoints(self.spec.checkpoint_s3_uri)
         if self.host_index != 0:
             return artifacts  # only algo-1's model and output data are kept
         model_dir = self.ml / "model"
@@ -396,22 +401,62 @@ class Agent:
         self.log.line(f"Shipyard: uploaded {count} file(s) from {folder.relative_to(self.ml)} to {uri}")
         return uri
 
-    def _upload_checkpoints(self, uri: str) -> None:
-        bucket, prefix = parse_s3_uri(uri, field="CheckpointConfig.S3Uri")
-        base = prefix.rstrip("/") + "/" if prefix else ""
-        count = 0
-        for path in sorted((self.ml / "checkpoints").rglob("*")):
-            if path.is_file():
-                with self.store.open_writer(
-                    bucket, base + path.relative_to(self.ml / "checkpoints").as_posix()
-                ) as w:
-                    with path.open("rb") as f:
-                        while chunk := f.read(1024 * 1024):
-                            w.write(chunk)
-                    w.commit()
-                count += 1
+
+class CheckpointSync:
+    """Mirrors /opt/ml/checkpoints to CheckpointConfig.S3Uri while the job runs, as SageMaker does,
+    so a retry after a lost instance resumes from the last checkpoint. A final pass runs at stop."""
+
+    def __init__(self, agent: Agent, interval: float) -> None:
+        self._agent = agent
+        self._interval = interval
+        self._folder = agent.ml / "checkpoints"
+        self._bucket, prefix = parse_s3_uri(
+            agent.spec.checkpoint_s3_uri or "", field="CheckpointConfig.S3Uri"
+        )
+        self._base = prefix.rstrip("/") + "/" if prefix else ""
+        self._uploaded: dict[Path, tuple[int, int]] = {
+            p: (st.st_size, st.st_mtime_ns)
+            for p in self._folder.rglob("*")
+            if p.is_file() and (st := p.stat())
+        }
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checkpoint-sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        count = self.sync()
         if count:
-            self.log.line(f"Shipyard: saved {count} checkpoint file(s) to {uri}")
+            self._agent.log.line(
+                f"Shipyard: saved {count} checkpoint file(s) to {self._agent.spec.checkpoint_s3_uri}"
+            )
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self.sync()
+            except Exception as exc:  # keep training; the final pass reports persistent trouble
+                sys.stderr.write(f"checkpoint sync: {exc}\n")
+
+    def sync(self) -> int:
+        count = 0
+        for path in sorted(self._folder.rglob("*")):
+            if not path.is_file():
+                continue
+            st = path.stat()
+            if self._uploaded.get(path) == (st.st_size, st.st_mtime_ns):
+                continue
+            key = self._base + path.relative_to(self._folder).as_posix()
+            with self._agent.store.open_writer(self._bucket, key) as writer, path.open("rb") as f:
+                while chunk := f.read(1024 * 1024):
+                    writer.write(chunk)
+                writer.commit()
+            self._uploaded[path] = (st.st_size, st.st_mtime_ns)
+            count += 1
+        return count
 
 
 class _UserInputError(Exception):

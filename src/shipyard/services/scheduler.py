@@ -250,7 +250,7 @@ class TrainingScheduler:
     ) -> None:
         attempt = int(job.runtime.get("attempt", 0))
         for other in job.runtime["instances"]:
-            self._backend.signal(other["handle"], signal.SIGKILL)
+            self._backend.kill(other["handle"], Path(other["dir"]))
         reason = (
             f"InternalServerError: the instance agent of {instance['host']} exited without reporting an outcome "
             f"(see {instance['dir']}/agent.log)"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -84,6 +86,17 @@ class LocalBackend(Backend):
         if self.is_alive(handle):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(handle["pid"]), signum)
+
+    def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
+        super().kill(handle, instance_dir)
+        # The user's process runs in a session of its own; without its agent it must not live on.
+        try:
+            pgid = int(json.loads((instance_dir / "status.json").read_text()).get("user_pgid") or 0)
+        except (OSError, ValueError):
+            pgid = 0
+        if pgid > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
 
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
         pid = int(handle["pid"])
