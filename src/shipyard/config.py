@@ -40,6 +40,8 @@ class Settings:
         s3_endpoint_url / s3_access_key_id / s3_secret_access_key / s3_region: the ``s3`` object store.
         instance_catalog: Optional CSV overriding or adding instance types; defaults to
             ``<data_dir>/instance_types.csv`` when that file exists.
+        sandbox: How job processes are isolated: ``auto`` (bubblewrap when it works here, else
+            unsandboxed with a note in each job's log), ``bwrap`` (required) or ``off``.
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +58,7 @@ class Settings:
     s3_secret_access_key: str | None = None
     s3_region: str | None = None
     instance_catalog: Path | None = None
+    sandbox: str = "auto"
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -70,6 +73,8 @@ class Settings:
             raise ConfigurationError(f"port must be between 1 and 65535, got {self.port}")
         if self.object_store not in ("local", "s3"):
             raise ConfigurationError(f"object_store must be 'local' or 's3', got {self.object_store!r}")
+        if self.sandbox not in ("auto", "bwrap", "off"):
+            raise ConfigurationError(f"sandbox must be 'auto', 'bwrap' or 'off', got {self.sandbox!r}")
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ConfigurationError(
                 "access_key_id and secret_access_key must be set together "

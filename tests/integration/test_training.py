@@ -484,3 +484,62 @@ time.sleep(600)
     description = _wait(sm, name)
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     _wait_for_log(logs, name, "resumed from epoch-7")
+
+
+WAIT_FOR_GO = """
+import os, time
+print("waiting", flush=True)
+while not os.path.exists(os.environ["SM_INPUT_CONFIG_DIR"] + "/go"):
+    time.sleep(0.02)
+open(os.environ["SM_MODEL_DIR"] + "/m.txt", "w").write("m")
+"""
+
+
+def _go(data_dir: Path, name: str) -> None:
+    [config] = data_dir.glob(f"jobs/{name}/attempt-0/algo-1/ml/input/config")
+    (config / "go").write_text("")
+
+
+def test_jobs_queue_when_the_machine_is_full_and_scaling_down_is_recorded(
+    clients: tuple[Any, Any, Any], server: ServerProcess
+) -> None:
+    sm, s3, logs = clients
+    big = {"ResourceConfig": {"InstanceType": "ml.m5.24xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1}}
+    first = _create(sm, s3, WAIT_FOR_GO, extra=big)
+    _wait_for_log(logs, first, "waiting")
+    second = _create(sm, s3, WAIT_FOR_GO, extra=big)
+    _wait(sm, second, until=("InProgress",))
+    deadline = time.monotonic() + 10
+    while sm.describe_training_job(TrainingJobName=second)["SecondaryStatus"] != "Pending":
+        assert time.monotonic() < deadline, "the second job did not wait for capacity"
+        time.sleep(0.02)
+    _go(server.data_dir, first)
+    assert _wait(sm, first)["TrainingJobStatus"] == "Completed"
+    _wait_for_log(logs, second, "waiting")  # launched once the first one left
+    _go(server.data_dir, second)
+    description = _wait(sm, second)
+    assert description["TrainingJobStatus"] == "Completed"
+    assert "Pending" in [t["Status"] for t in description["SecondaryStatusTransitions"]]
+    _wait_for_log(logs, second, "scaled down to fit this machine")
+    job = httpx.get(f"{server.url}/api/v1/training-jobs/{second}").json()
+    assert job["scaled_down"].startswith("scaled down to fit this machine")
+    from decimal import Decimal
+
+    assert Decimal(job["cost_usd"]) == (Decimal("5.53") * job["billable_seconds"] / 3600).quantize(
+        Decimal("0.000001")
+    )
+
+
+def test_unsandboxed_jobs_say_so_and_use_real_paths(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "data", env={"SHIPYARD_SANDBOX": "off"}) as server:
+        sm, s3, logs = (boto_client(s, server.url) for s in ("sagemaker", "s3", "logs"))
+        s3.create_bucket(Bucket=BUCKET)
+        name = _create(
+            sm,
+            s3,
+            "import os\nprint('model dir', os.environ['SM_MODEL_DIR'])\n"
+            "open(os.environ['SM_MODEL_DIR'] + '/m.txt', 'w').write('m')\n",
+        )
+        assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+        _wait_for_log(logs, name, "running unsandboxed")
+        _wait_for_log(logs, name, f"model dir {server.data_dir}")

@@ -58,7 +58,7 @@ class Platform:
             lock_file.close()
             raise
         tagging = TaggingService(TagRepository(db))
-        backend = LocalBackend()
+        backend = LocalBackend(sandbox=settings.sandbox)
         jobs = TrainingJobRepository(db)
         scheduler = TrainingScheduler(
             jobs,

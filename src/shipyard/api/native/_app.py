@@ -32,7 +32,7 @@ def create_native_app() -> FastAPI:
 
     @app.exception_handler(ShipyardError)
     async def _shipyard_error(request: Request, exc: ShipyardError) -> JSONResponse:
-        status = 400 if isinstance(exc, ValidationError) else 404 if isinstance(exc, NotFoundError) else 500
+        status = 404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, ValidationError) else 500
         body: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message}
         if isinstance(exc, ValidationError) and exc.field:
             body["field"] = exc.field
@@ -71,6 +71,27 @@ def create_native_app() -> FastAPI:
     @app.get("/api/v1/instance-types/{name}", tags=["catalog"])
     def instance_type(request: Request, name: str) -> dict[str, Any]:
         return _platform(request).catalog.get(name).to_dict()
+
+    @app.get("/api/v1/training-jobs/{name}", tags=["training"])
+    def training_job(request: Request, name: str) -> dict[str, Any]:
+        """A training job's status, placement and cost (so far, or final)."""
+        job = _platform(request).training.describe(name)
+        runtime = job.runtime
+        return {
+            "name": job.name,
+            "arn": job.arn,
+            "status": job.state.status.value,
+            "secondary_status": job.state.secondary.value,
+            "failure_reason": job.state.failure_reason,
+            "instance_type": job.spec.instance_type,
+            "instance_count": job.spec.instance_count,
+            "placement": runtime.get("placement"),
+            "scaled_down": job.state.scaled_down,
+            "model_artifacts": runtime.get("model_artifacts"),
+            "billable_seconds": runtime.get("billable_seconds"),
+            "price_per_hour_usd": runtime.get("price_per_hour_usd"),
+            "cost_usd": runtime.get("cost_usd"),
+        }
 
     @app.get("/api/v1/training-jobs/{name}/metrics", tags=["training"])
     def training_job_metrics(request: Request, name: str) -> dict[str, Any]:

@@ -49,7 +49,14 @@ class LocalBackend(Backend):
 
     def __init__(self, capacity: Resources | None = None, sandbox: str = "auto") -> None:
         self._capacity = capacity or machine_resources()
-        self.sandbox = "bwrap" if sandbox == "bwrap" or (sandbox == "auto" and sandbox_available()) else "off"
+        if sandbox == "bwrap" and not sandbox_available():
+            from shipyard.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "sandbox is 'bwrap' but bubblewrap is not installed or cannot create namespaces here "
+                "(apt-get install bubblewrap)"
+            )
+        self.sandbox = "bwrap" if sandbox != "off" and sandbox_available() else "off"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
