@@ -66,6 +66,35 @@ def test_sklearn_estimator_fit_with_logs(
         assert tar.getnames() == ["model.pkl"]
 
 
+def test_script_that_hard_codes_opt_ml_model(
+    sagemaker_session, server: ServerProcess, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+
+    s3 = boto_client("s3", server.url)
+    bucket = sagemaker_session.default_bucket()
+    s3.put_object(Bucket=bucket, Key="titanic-raw/train.csv", Body=numeric_csv("train"))
+    (tmp_path / "train.py").write_text(
+        "rows = open('/opt/ml/input/data/training/train.csv').read().splitlines()\n"
+        "open('/opt/ml/model/rows.txt', 'w').write(str(len(rows) - 1))\n"
+    )
+    estimator = Estimator(
+        image_uri="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+        entry_point="train.py",
+        source_dir=str(tmp_path),
+        instance_type="ml.m5.large",
+        instance_count=1,
+        role="arn:aws:iam::000000000000:role/SageMakerRole",
+        sagemaker_session=sagemaker_session,
+    )
+    estimator.fit({"training": TrainingInput(f"s3://{bucket}/titanic-raw/train.csv")}, logs=False)
+    bucket_name, key = estimator.model_data[5:].split("/", 1)
+    archive = s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        assert tar.extractfile("rows.txt").read() == b"712"  # type: ignore[union-attr]
+
+
 def test_failing_script_raises_with_its_error(sagemaker_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from sagemaker.estimator import Estimator
     from sagemaker.exceptions import UnexpectedStatusException

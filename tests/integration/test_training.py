@@ -543,3 +543,28 @@ def test_unsandboxed_jobs_say_so_and_use_real_paths(tmp_path: Path) -> None:
         assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
         _wait_for_log(logs, name, "running unsandboxed")
         _wait_for_log(logs, name, f"model dir {server.data_dir}")
+
+
+def test_container_entrypoint_and_arguments_are_honoured(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, logs = clients
+    name = f"entry-{uuid.uuid4().hex[:10]}"
+    sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={
+            "TrainingImage": "my-registry/my-image:1",
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ["/bin/sh", "-c"],
+            "ContainerArguments": [
+                "echo entrypoint ran on $(hostname) > /opt/ml/model/out.txt; echo done $SM_CURRENT_HOST"
+            ],
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+    _wait_for_log(logs, name, "done algo-1")
+    model = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(model)) as tar:
+        assert tar.extractfile("out.txt").read() == b"entrypoint ran on algo-1\n"  # type: ignore[union-attr]
