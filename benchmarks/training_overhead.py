@@ -58,8 +58,12 @@ def baseline(script: Path, runs: int) -> tuple[list[float], list[float]]:
 
 def shipyard(runs: int, data_dir: Path) -> tuple[list[float], list[float]]:
     with ServerProcess(data_dir) as server:
-        kw = {"endpoint_url": server.url, "region_name": "us-east-1", "aws_access_key_id": "k",
-              "aws_secret_access_key": "s"}
+        kw = {
+            "endpoint_url": server.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "k",
+            "aws_secret_access_key": "s",
+        }
         s3, sm, logs = boto3.client("s3", **kw), boto3.client("sagemaker", **kw), boto3.client("logs", **kw)
         s3.create_bucket(Bucket="bench")
         archive = io.BytesIO()
@@ -77,8 +81,10 @@ def shipyard(runs: int, data_dir: Path) -> tuple[list[float], list[float]]:
                 TrainingJobName=name,
                 RoleArn="arn:aws:iam::000000000000:role/R",
                 AlgorithmSpecification={"TrainingImage": "bench", "TrainingInputMode": "File"},
-                HyperParameters={"sagemaker_program": '"train.py"',
-                                 "sagemaker_submit_directory": '"s3://bench/code/sourcedir.tar.gz"'},
+                HyperParameters={
+                    "sagemaker_program": '"train.py"',
+                    "sagemaker_submit_directory": '"s3://bench/code/sourcedir.tar.gz"',
+                },
                 OutputDataConfig={"S3OutputPath": "s3://bench/out"},
                 ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
                 StoppingCondition={"MaxRuntimeInSeconds": 60},
@@ -86,10 +92,14 @@ def shipyard(runs: int, data_dir: Path) -> tuple[list[float], list[float]]:
             while sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress":
                 time.sleep(0.002)
             t_done = time.time()
-            [stream] = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                                 logStreamNamePrefix=f"{name}/")["logStreams"]
-            events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
-                                         logStreamName=stream["logStreamName"], startFromHead=True)["events"]
+            [stream] = logs.describe_log_streams(
+                logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+            )["logStreams"]
+            events = logs.get_log_events(
+                logGroupName="/aws/sagemaker/TrainingJobs",
+                logStreamName=stream["logStreamName"],
+                startFromHead=True,
+            )["events"]
             start, end = _stamps([e["message"] for e in events])
             starts.append(start - t0)
             finishes.append(t_done - end)
@@ -112,9 +122,17 @@ def main() -> None:
     }
     print(f"{'':8} {'python (ms)':>12} {'shipyard (ms)':>14} {'overhead (ms)':>14} {'ratio':>7}")
     for label, (base, ship) in rows.items():
-        print(f"{label:8} {base * 1000:12.1f} {ship * 1000:14.1f} {(ship - base) * 1000:14.1f} {ship / base:7.1f}")
-    print(json.dumps({k: {"python_ms": round(b * 1000, 1), "shipyard_ms": round(s * 1000, 1)}
-                      for k, (b, s) in rows.items()}))
+        print(
+            f"{label:8} {base * 1000:12.1f} {ship * 1000:14.1f} {(ship - base) * 1000:14.1f} {ship / base:7.1f}"
+        )
+    print(
+        json.dumps(
+            {
+                k: {"python_ms": round(b * 1000, 1), "shipyard_ms": round(s * 1000, 1)}
+                for k, (b, s) in rows.items()
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
