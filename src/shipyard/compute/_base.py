@@ -60,6 +60,11 @@ class Backend(abc.ABC):
     def _launch(self, launch: InstanceLaunch) -> dict[str, Any]: ...
 
     @abc.abstractmethod
+    def rendezvous(self) -> tuple[str, int]:
+        """Address and a free port where algo-1 of a multi-instance job can be reached by the others
+        (MASTER_ADDR / MASTER_PORT)."""
+
+    @abc.abstractmethod
     def signal(self, handle: Mapping[str, Any], signum: int) -> None:
         """Send a signal to the agent (SIGTERM asks it to stop the job gracefully)."""
 

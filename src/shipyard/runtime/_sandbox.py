@@ -40,9 +40,14 @@ def sandbox_command(
     host: str,
     hosts_file: Path,
     hide: Sequence[Path],
+    keep: Sequence[Path],
     cwd: str,
 ) -> list[str]:
-    """The bwrap invocation that runs ``command`` as instance ``host`` with ``ml_dir`` at /opt/ml."""
+    """The bwrap invocation that runs ``command`` as instance ``host`` with ``ml_dir`` at /opt/ml.
+
+    ``hide`` are folders replaced by an empty tmpfs; ``keep`` are folders the job needs (its Python
+    environment) bound back read-only even when they lie in /tmp or in a hidden folder.
+    """
     args = [
         "bwrap",
         "--ro-bind",
@@ -65,6 +70,8 @@ def sandbox_command(
         for entry in sorted(opt.iterdir()):
             if entry.name != "ml":
                 args += ["--ro-bind", str(entry), str(entry)]
+    for path in keep:
+        args += ["--ro-bind", str(path), str(path)]
     args += [
         "--bind",
         str(ml_dir),

@@ -327,6 +327,7 @@ class Agent:
                 host=self.host,
                 hosts_file=self.dir / "hosts",
                 hide=[Path(p) for p in self.config.get("hide", [])],
+                keep=[_environment_root(Path(self.config.get("python", sys.executable)))],
                 cwd=str(code_dir),
             )
             cwd = None
@@ -481,6 +482,12 @@ class _IterReader:
         else:
             data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
+
+
+def _environment_root(python: Path) -> Path:
+    """The folder holding the interpreter's environment: the venv root, or the bin/ folder."""
+    root = python.parent.parent
+    return root if (root / "pyvenv.cfg").exists() else python.parent
 
 
 def _signal_group(pid: int, sig: int) -> None:

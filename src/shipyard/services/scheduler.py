@@ -147,7 +147,7 @@ class TrainingScheduler:
             return used
         attempt = int(job.runtime.get("attempt", 0))
         hosts = hosts_for(job.spec.instance_count)
-        master_port = _free_port()
+        master_addr, master_port = self._backend.rendezvous()
         instances = []
         launched_at = int(time.time())
         for index, host in enumerate(hosts):
@@ -161,7 +161,7 @@ class TrainingScheduler:
                 "object_store": self._store_config,
                 "cpus": placement.per_instance.cpus,
                 "gpus": placement.per_instance.gpus,
-                "master_addr": "127.0.0.1",
+                "master_addr": master_addr,
                 "master_port": master_port,
                 "sandbox": getattr(self._backend, "sandbox", "off"),
                 "hide": self._hide,
@@ -417,11 +417,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

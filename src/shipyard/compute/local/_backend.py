@@ -89,6 +89,13 @@ class LocalBackend(Backend):
             self._children[process.pid] = process
         return {"pid": process.pid, "start_ticks": _start_ticks(process.pid)}
 
+    def rendezvous(self) -> tuple[str, int]:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return "127.0.0.1", int(s.getsockname()[1])
+
     def signal(self, handle: Mapping[str, Any], signum: int) -> None:
         if self.is_alive(handle):
             with contextlib.suppress(ProcessLookupError, PermissionError):
