@@ -42,6 +42,11 @@ class Settings:
             ``<data_dir>/instance_types.csv`` when that file exists.
         sandbox: How job processes are isolated: ``auto`` (bubblewrap when it works here, else
             unsandboxed with a note in each job's log), ``bwrap`` (required) or ``off``.
+        package_index_url / package_extra_index_urls / package_find_links: where job environments'
+            packages come from (a private mirror, a wheelhouse folder); URLs separated by spaces.
+            find-links defaults to ``$PIP_FIND_LINKS``.
+        server_python_jobs: ``on`` lets a job whose environment the server's own interpreter already
+            satisfies run in it without building one; ``off`` always builds.
     """
 
     host: str = "127.0.0.1"
@@ -59,6 +64,10 @@ class Settings:
     s3_region: str | None = None
     instance_catalog: Path | None = None
     sandbox: str = "auto"
+    package_index_url: str | None = None
+    package_extra_index_urls: str = ""
+    package_find_links: str = ""
+    server_python_jobs: str = "on"
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -73,6 +82,10 @@ class Settings:
             raise ConfigurationError(f"port must be between 1 and 65535, got {self.port}")
         if self.object_store not in ("local", "s3"):
             raise ConfigurationError(f"object_store must be 'local' or 's3', got {self.object_store!r}")
+        if self.server_python_jobs not in ("on", "off"):
+            raise ConfigurationError(
+                f"server_python_jobs must be 'on' or 'off', got {self.server_python_jobs!r}"
+            )
         if self.sandbox not in ("auto", "bwrap", "off"):
             raise ConfigurationError(f"sandbox must be 'auto', 'bwrap' or 'off', got {self.sandbox!r}")
         if (self.access_key_id is None) != (self.secret_access_key is None):

@@ -20,6 +20,8 @@ from shipyard.server import ServerProcess, free_port
 from tests._support import boto_client
 
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+PYTORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310"
 BUCKET = "training-tests"
 
 
@@ -49,6 +51,7 @@ def _create(
     max_runtime: int = 120,
     metrics: list[dict[str, str]] | None = None,
     extra: dict[str, Any] | None = None,
+    image: str = SKLEARN_IMAGE,
 ) -> str:
     name = name or f"job-{uuid.uuid4().hex[:12]}"
     source = _upload_source(s3, {"train.py": script})
@@ -71,7 +74,7 @@ def _create(
         "TrainingJobName": name,
         "RoleArn": ROLE,
         "AlgorithmSpecification": {
-            "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+            "TrainingImage": image,
             "TrainingInputMode": "File",
             "MetricDefinitions": metrics or [],
         },
@@ -433,7 +436,7 @@ dist.destroy_process_group()
 def test_two_instance_pytorch_ddp_trains_and_keeps_algo_1_model(clients: tuple[Any, Any, Any]) -> None:
     pytest.importorskip("torch")
     sm, s3, logs = clients
-    name = _create(sm, s3, DDP_SCRIPT, count=2, max_runtime=300)
+    name = _create(sm, s3, DDP_SCRIPT, count=2, max_runtime=300, image=PYTORCH_IMAGE)
     description = _wait(sm, name, timeout=240)
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     events = logs.filter_log_events(
@@ -552,7 +555,7 @@ def test_container_entrypoint_and_arguments_are_honoured(clients: tuple[Any, Any
         TrainingJobName=name,
         RoleArn=ROLE,
         AlgorithmSpecification={
-            "TrainingImage": "my-registry/my-image:1",
+            "TrainingImage": SKLEARN_IMAGE,
             "TrainingInputMode": "File",
             "ContainerEntrypoint": ["/bin/sh", "-c"],
             "ContainerArguments": [

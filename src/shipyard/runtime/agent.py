@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.core.training import TrainingJobSpec, parse_s3_uri, sharded, to_cmd_args
+from shipyard.envs import EnvironmentBuildError, EnvironmentCache, EnvironmentSpec, PackageSources
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
 from shipyard.storage import LocalObjectStore, ObjectStore
@@ -98,6 +99,8 @@ class Agent:
         self.status = StatusFile(instance_dir / "status.json")
         self.store = _open_store(self.config["object_store"])
         self.sandboxed = self.config.get("sandbox") == "bwrap"
+        self.python: str = self.config.get("python", sys.executable)
+        self.environment: tuple[EnvironmentCache, str | None] | None = None
         self.command_display: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_reason: str | None = None
@@ -228,12 +231,43 @@ class Agent:
             self.log.line(f"Shipyard: channel {channel.name!r}: {count} file(s) from {channel.s3_uri}")
         if self.spec.submit_directory:
             self._fetch_code(self.spec.submit_directory)
+        self._resolve_environment()
         if self.spec.checkpoint_s3_uri:
             restored = self._fetch_prefix(self.spec.checkpoint_s3_uri, self.ml / "checkpoints", link=False)
             if restored:
                 self.log.line(
                     f"Shipyard: restored {restored} checkpoint file(s) from {self.spec.checkpoint_s3_uri}"
                 )
+
+    def _resolve_environment(self) -> None:
+        """The Python the job runs with: built or found in the environment cache (envs/)."""
+        raw = self.config.get("environment")
+        if not raw:
+            return
+        spec = EnvironmentSpec.from_json(raw)
+        if spec.note:
+            self.log.line(f"Shipyard: {spec.note}")
+        requirements_file = self.ml / "code" / "requirements.txt"
+        requirements = requirements_file.read_text() if requirements_file.is_file() else ""
+        cache = EnvironmentCache(
+            Path(self.config["envs_dir"]),
+            PackageSources.from_json(self.config.get("sources", {})),
+            allow_server_python=bool(self.config.get("allow_server_python", True)),
+        )
+        try:
+            env = cache.resolve(spec, requirements, log=self.log.line, job=self.spec.name)
+        except EnvironmentBuildError as exc:
+            raise _UserInputError(exc.message) from None
+        self.python = str(env.python)
+        self.environment = (cache, env.key)
+        where = {
+            "server": "the server's own Python (it has every package)",
+            "site": f"the site's Python {env.python}",
+            "cached": f"cached environment {env.key}",
+            "built": f"new environment {env.key}",
+        }[env.how]
+        extra = " with requirements.txt" if requirements.strip() else ""
+        self.log.line(f"Shipyard: environment {spec.name}{extra}: {where} ({env.seconds * 1000:.0f} ms)")
 
     def _list_keys(self, uri: str) -> tuple[str, str, list[str]]:
         bucket, prefix = parse_s3_uri(uri, field="S3Uri")
@@ -327,7 +361,7 @@ class Agent:
                 host=self.host,
                 hosts_file=self.dir / "hosts",
                 hide=[Path(p) for p in self.config.get("hide", [])],
-                keep=[_environment_root(Path(self.config.get("python", sys.executable)))],
+                keep=[_environment_root(Path(self.python))],
                 cwd=str(code_dir),
             )
             cwd = None
@@ -338,6 +372,13 @@ class Agent:
             )
             full, cwd = command, str(code_dir)
         self.log.line(f"Shipyard: invoking {' '.join(command)}")
+        in_use = (
+            self.environment[0].in_use(self.environment[1]) if self.environment else contextlib.nullcontext()
+        )
+        with in_use:
+            return self._run_user_process(full, cwd, env)
+
+    def _run_user_process(self, full: list[str], cwd: str | None, env: dict[str, str]) -> int:
         self.process = subprocess.Popen(
             full,
             cwd=cwd,
@@ -371,7 +412,7 @@ class Agent:
             raise _UserInputError(f"Entry point {program!r} is not in the source directory")
         if program.endswith(".sh"):
             return ["/bin/sh", str(root / "code" / program), *args]
-        return [self.config.get("python", sys.executable), str(root / "code" / program), *args]
+        return [self.python, str(root / "code" / program), *args]
 
     def _last_lines(self, count: int) -> list[str]:
         try:

@@ -7,11 +7,13 @@ import dataclasses
 import fcntl
 import logging
 import os
+from pathlib import Path
 from typing import IO
 
 from shipyard.compute import Backend, LocalBackend
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
+from shipyard.envs import ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
 from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
@@ -59,6 +61,8 @@ class Platform:
             raise
         tagging = TaggingService(TagRepository(db))
         backend = LocalBackend(sandbox=settings.sandbox)
+        sources = package_sources(settings)
+        resolver = ImageResolver.load(settings.data_dir, torch_version=_cpu_torch_version(sources))
         jobs = TrainingJobRepository(db)
         scheduler = TrainingScheduler(
             jobs,
@@ -67,11 +71,17 @@ class Platform:
             jobs_dir=settings.data_dir / "jobs",
             object_store_config=_agent_store_config(settings),
             hide_paths=(settings.data_dir,),
+            environments={
+                "envs_dir": str(settings.data_dir / "envs"),
+                "sources": dataclasses.asdict(sources),
+                "allow_server_python": settings.server_python_jobs == "on",
+            },
         )
         training = TrainingService(
             jobs,
             catalog,
             tagging,
+            resolver,
             account_id=settings.account_id,
             capacity=lambda: backend.capacity,
             fit_to_machine=True,
@@ -92,6 +102,31 @@ class Platform:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def package_sources(settings: Settings) -> PackageSources:
+    find_links = settings.package_find_links or os.environ.get("PIP_FIND_LINKS", "")
+    return PackageSources(
+        settings.package_index_url,
+        tuple(settings.package_extra_index_urls.split()),
+        tuple(find_links.split()),
+    )
+
+
+def _cpu_torch_version(sources: PackageSources) -> str | None:
+    """The PyTorch release jobs get: the server's own, else a CPU wheel in the site's wheelhouse."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch").split("+")[0]
+    except metadata.PackageNotFoundError:
+        pass
+    for link in sources.find_links:
+        folder = Path(link.removeprefix("file://"))
+        wheels = sorted(folder.glob("torch-*+cpu-*.whl")) if folder.is_dir() else []
+        if wheels:
+            return wheels[-1].name.split("-")[1].split("+")[0]
+    return None
 
 
 def _agent_store_config(settings: Settings) -> dict[str, str | None]:

@@ -63,6 +63,7 @@ class TrainingScheduler:
         fit_to_machine: bool = True,
         stop_grace_seconds: float = 30.0,
         hide_paths: tuple[Path, ...] = (),
+        environments: Mapping[str, Any] | None = None,
     ) -> None:
         self._repo = repository
         self._backend = backend
@@ -72,6 +73,7 @@ class TrainingScheduler:
         self._fit = fit_to_machine
         self._grace = stop_grace_seconds
         self._hide = [str(p) for p in hide_paths]
+        self._environments = dict(environments or {})
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,6 +169,8 @@ class TrainingScheduler:
                 "hide": self._hide,
                 "stop_grace_seconds": self._grace,
                 "python": sys.executable,
+                "environment": job.runtime.get("environment"),
+                **self._environments,
                 "notes": [placement.scaled_down] if placement.scaled_down else [],
             }
             handle = self._backend.launch(InstanceLaunch(instance_dir, config))

@@ -19,6 +19,7 @@ from shipyard.core.training import (
     TrainingJobState,
     parse_s3_uri,
 )
+from shipyard.envs import ImageResolver
 from shipyard.errors import ValidationError
 from shipyard.services.tagging import TaggingService
 from shipyard.store import TrainingJobQuery, TrainingJobRepository
@@ -36,6 +37,7 @@ class TrainingService:
         repository: TrainingJobRepository,
         catalog: InstanceCatalog,
         tagging: TaggingService,
+        resolver: ImageResolver,
         *,
         account_id: str,
         capacity: Callable[[], Any],
@@ -45,6 +47,7 @@ class TrainingService:
         self.repository = repository
         self._catalog = catalog
         self._tagging = tagging
+        self._resolver = resolver
         self._account_id = account_id
         self._capacity = capacity
         self._fit_to_machine = fit_to_machine
@@ -59,11 +62,22 @@ class TrainingService:
             parse_s3_uri(channel.s3_uri, field=f"InputDataConfig[{channel.name}].S3Uri")
         if spec.checkpoint_s3_uri:
             parse_s3_uri(spec.checkpoint_s3_uri, field="CheckpointConfig.S3Uri")
-        if not spec.program and not spec.entrypoint:
+        if not spec.image:
             raise ValidationError(
-                f"Image {spec.image!r} runs no built-in algorithm in Shipyard yet: give a training script "
-                "(the sagemaker_program and sagemaker_submit_directory hyperparameters, which the SDK's "
-                "entry_point/source_dir set) or AlgorithmSpecification.ContainerEntrypoint",
+                "AlgorithmSpecification.TrainingImage is required",
+                field="AlgorithmSpecification.TrainingImage",
+            )
+        environment = self._resolver.resolve(spec.image, field="AlgorithmSpecification.TrainingImage")
+        if not spec.program and not spec.entrypoint:
+            what = (
+                "the built-in XGBoost algorithm is not available yet"
+                if environment.builtin
+                else (f"image {spec.image!r} has no built-in algorithm")
+            )
+            raise ValidationError(
+                f"No training script given and {what}: give a script (the sagemaker_program and "
+                "sagemaker_submit_directory hyperparameters, which the SDK's entry_point/source_dir set) "
+                "or AlgorithmSpecification.ContainerEntrypoint",
                 field="AlgorithmSpecification.TrainingImage",
                 value=spec.image,
             )
@@ -80,7 +94,7 @@ class TrainingService:
             sagemaker_arn(region, self._account_id, "training-job", spec.name),
             now,
             state,
-            {"region": region},
+            {"region": region, "environment": environment.to_json()},
         )
         self.repository.create(job)
         if tags:

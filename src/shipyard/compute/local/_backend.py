@@ -17,7 +17,28 @@ from shipyard.compute._base import Backend, Feature, InstanceLaunch
 from shipyard.core.placement import Resources
 from shipyard.runtime._sandbox import sandbox_available
 
-_AGENT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
+# The agent (not the user's job) needs what reaching package indexes takes: CA bundles, proxies,
+# uv/pip settings.
+_AGENT_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+_AGENT_ENV_PREFIXES = ("UV_", "PIP_")
 
 
 def machine_resources() -> Resources:
@@ -74,7 +95,7 @@ class LocalBackend(Backend):
         return missing
 
     def _launch(self, launch: InstanceLaunch) -> dict[str, Any]:
-        env = {k: v for k, v in os.environ.items() if k in _AGENT_ENV}
+        env = {k: v for k, v in os.environ.items() if k in _AGENT_ENV or k.startswith(_AGENT_ENV_PREFIXES)}
         with (launch.instance_dir / "agent.log").open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "shipyard.runtime.agent", str(launch.instance_dir)],

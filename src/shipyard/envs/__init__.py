@@ -1,0 +1,23 @@
+"""Job environments ("images"): resolve a SageMaker image URI to a Python environment, build it
+with uv into a content-addressed cache, and reuse it."""
+
+from shipyard.envs._cache import (
+    CachedEnvironment,
+    EnvironmentBuildError,
+    EnvironmentCache,
+    PackageSources,
+    ResolvedEnvironment,
+    satisfied_here,
+)
+from shipyard.envs._images import EnvironmentSpec, ImageResolver
+
+__all__ = [
+    "CachedEnvironment",
+    "EnvironmentBuildError",
+    "EnvironmentCache",
+    "EnvironmentSpec",
+    "ImageResolver",
+    "PackageSources",
+    "ResolvedEnvironment",
+    "satisfied_here",
+]

@@ -1,0 +1,252 @@
+"""Building and caching job environments with uv.
+
+Environments live in ``<data dir>/envs/<key>/``, a virtual environment whose key hashes its pinned
+requirements and the job's ``requirements.txt``. The first job that needs one builds it under an
+exclusive lock (concurrent jobs wait and then reuse it); ``shipyard-env.json`` is written last, so
+a folder without it is an interrupted build and is rebuilt. Jobs hold a shared lock while they
+run, so pruning never removes an environment in use. A cached environment is found with one
+``stat``: no network, no resolver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from shipyard.envs._images import EnvironmentSpec
+from shipyard.errors import ShipyardError
+
+MARKER = "shipyard-env.json"
+
+
+class EnvironmentBuildError(ShipyardError):
+    """Installing a job's environment failed; the message carries the resolver's own words."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageSources:
+    """Where packages come from: an index, extra indexes, and local wheel folders (find-links)."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+    def uv_args(self) -> list[str]:
+        args: list[str] = []
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        for link in self.find_links:
+            args += ["--find-links", link]
+        return args
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PackageSources:
+        return cls(
+            data.get("index_url"), tuple(data.get("extra_index_urls", ())), tuple(data.get("find_links", ()))
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedEnvironment:
+    python: Path
+    how: str  # "server" (the server's own interpreter), "site", "cached" or "built"
+    key: str | None
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedEnvironment:
+    key: str
+    name: str
+    path: Path
+    size_bytes: int
+    created: dt.datetime
+    last_used: dt.datetime
+    jobs: int
+
+
+class EnvironmentCache:
+    def __init__(
+        self, root: Path, sources: PackageSources | None = None, *, allow_server_python: bool = True
+    ) -> None:
+        self.root = root
+        self.sources = sources or PackageSources()
+        self.allow_server_python = allow_server_python
+
+    def resolve(
+        self, spec: EnvironmentSpec, requirements_txt: str = "", *, log: Callable[[str], None], job: str = ""
+    ) -> ResolvedEnvironment:
+        started = time.monotonic()
+        if spec.python and not requirements_txt.strip():
+            return ResolvedEnvironment(Path(spec.python), "site", None, time.monotonic() - started)
+        if self.allow_server_python and not requirements_txt.strip() and satisfied_here(spec.requirements):
+            return ResolvedEnvironment(Path(sys.executable), "server", None, time.monotonic() - started)
+        key = spec.key(requirements_txt + (spec.python or ""))
+        folder = self.root / key
+        if not (folder / MARKER).exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            with _locked(self.root / f"{key}.lock", fcntl.LOCK_EX):
+                if not (folder / MARKER).exists():  # built by another job while we waited?
+                    self._build(spec, requirements_txt, folder, log)
+            how = "built"
+        else:
+            how = "cached"
+        with contextlib.suppress(OSError), (folder / "jobs.log").open("a") as f:
+            f.write(f"{dt.datetime.now(dt.UTC).isoformat()} {job}\n")
+        return ResolvedEnvironment(folder / "bin" / "python", how, key, time.monotonic() - started)
+
+    @contextlib.contextmanager
+    def in_use(self, key: str | None) -> Iterator[None]:
+        """Hold while a job runs in the environment, so that prune leaves it alone."""
+        if key is None:
+            yield
+            return
+        with _locked(self.root / f"{key}.lock", fcntl.LOCK_SH):
+            yield
+
+    def _build(
+        self, spec: EnvironmentSpec, requirements_txt: str, folder: Path, log: Callable[[str], None]
+    ) -> None:
+        shutil.rmtree(folder, ignore_errors=True)  # an interrupted earlier build
+        uv = _uv()
+        base = spec.python or sys.executable
+        log(f"Building environment {spec.name} ({folder.name}) with uv")
+        venv = [uv, "venv", "--quiet", "--python", base, str(folder)]
+        if spec.python:
+            venv.append("--system-site-packages")
+        self._run(venv, log)
+        install = [uv, "pip", "install", "--python", str(folder / "bin" / "python"), *self.sources.uv_args()]
+        install += list(spec.requirements)
+        if requirements_txt.strip():
+            requirements_file = folder / "job-requirements.txt"
+            requirements_file.write_text(requirements_txt)
+            install += ["-r", str(requirements_file)]
+        if len(install) > 5 + len(self.sources.uv_args()):
+            self._run(install, log)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+        (folder / MARKER).write_text(
+            json.dumps(
+                {
+                    "name": spec.name,
+                    "requirements": list(spec.requirements),
+                    "job_requirements": requirements_txt,
+                    "created": dt.datetime.now(dt.UTC).isoformat(),
+                    "size_bytes": size,
+                }
+            )
+        )
+
+    @staticmethod
+    def _run(command: Sequence[str], log: Callable[[str], None]) -> None:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # The system's certificate store: sites (and this one) often reach indexes through a
+            # proxy with its own CA.
+            env={"UV_SYSTEM_CERTS": "1", **os.environ, "UV_NO_PROGRESS": "1"},
+        )
+        assert process.stdout is not None
+        lines: list[str] = []
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            lines.append(line)
+            log(line)
+        if process.wait() != 0:
+            detail = "\n".join(line for line in lines if line.strip())[-1500:]
+            raise EnvironmentBuildError(f"could not install the job's environment:\n{detail}")
+
+    def environments(self) -> list[CachedEnvironment]:
+        found: list[CachedEnvironment] = []
+        if not self.root.is_dir():
+            return found
+        for folder in sorted(self.root.iterdir()):
+            marker = folder / MARKER
+            if not marker.is_file():
+                continue
+            meta = json.loads(marker.read_text())
+            jobs_log = folder / "jobs.log"
+            last_used = jobs_log.stat().st_mtime if jobs_log.exists() else marker.stat().st_mtime
+            jobs = len(jobs_log.read_text().splitlines()) if jobs_log.exists() else 0
+            found.append(
+                CachedEnvironment(
+                    folder.name,
+                    meta["name"],
+                    folder,
+                    int(meta.get("size_bytes", 0)),
+                    dt.datetime.fromisoformat(meta["created"]),
+                    dt.datetime.fromtimestamp(last_used, dt.UTC),
+                    jobs,
+                )
+            )
+        return found
+
+    def prune(self, *, unused_for: dt.timedelta) -> list[CachedEnvironment]:
+        """Remove environments no job used for ``unused_for``, skipping any in use right now."""
+        cutoff = dt.datetime.now(dt.UTC) - unused_for
+        removed = []
+        for env in self.environments():
+            if env.last_used > cutoff:
+                continue
+            try:
+                with _locked(self.root / f"{env.key}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
+                    shutil.rmtree(env.path)
+            except BlockingIOError:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / f"{env.key}.lock").unlink()
+            removed.append(env)
+        return removed
+
+
+def satisfied_here(requirements: Sequence[str]) -> bool:
+    """Whether this interpreter already has every requirement (a job may then run in it as is)."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for text in requirements:
+        try:
+            requirement = Requirement(text)
+            installed = metadata.version(requirement.name)
+        except (InvalidRequirement, metadata.PackageNotFoundError):
+            return False
+        if not requirement.specifier.contains(installed.split("+")[0], prereleases=True):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _locked(path: Path, mode: int) -> Iterator[IO[str]]:
+    with path.open("a") as f:
+        fcntl.flock(f, mode)
+        try:
+            yield f
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _uv() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise EnvironmentBuildError("uv is not installed: pip install uv") from None
+        return found

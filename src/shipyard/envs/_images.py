@@ -1,0 +1,274 @@
+"""Image URIs → environment specs: what a SageMaker framework container means, as Python packages.
+
+The ``sagemaker`` SDK names its framework containers by ECR URI::
+
+    683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3
+    763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.1.0-gpu-py310
+    763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.0.0-transformers4.28.1-gpu-py310-cu118-ubuntu20.04
+
+Any account, region and partition (``.amazonaws.com.cn``) resolve the same way: the repository names
+the framework, the tag its version. Each known framework version maps to pinned packages that
+install on this Python; versions too old for it map to the nearest release that does, with a note
+the job's log shows. Sites add their own image names (``<data dir>/images.toml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from shipyard.errors import ConfigurationError, ValidationError
+
+_ECR = re.compile(
+    r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[a-z0-9._/-]+)"
+    r"(?::(?P<tag>[A-Za-z0-9._-]+))?"
+)
+_TAG = re.compile(
+    r"(?P<version>\d+(?:\.\d+)*(?:-\d+)?)(?:-transformers(?P<transformers>\d+(?:\.\d+)*))?"
+    r"(?:-(?P<processor>cpu|gpu|neuron|neuronx|inf|inf2)[a-z0-9]*)?(?:-(?P<py>py\d+))?"
+)
+
+# Repository → framework. Training and inference images of a framework share its environment.
+REPOSITORIES = {
+    "sagemaker-scikit-learn": "sklearn",
+    "sagemaker-xgboost": "xgboost",
+    "pytorch-training": "pytorch",
+    "pytorch-inference": "pytorch",
+    "sagemaker-pytorch": "pytorch",
+    "tensorflow-training": "tensorflow",
+    "tensorflow-inference": "tensorflow",
+    "sagemaker-tensorflow-scriptmode": "tensorflow",
+    "sagemaker-tensorflow-serving": "tensorflow",
+    "huggingface-pytorch-training": "huggingface",
+    "huggingface-pytorch-inference": "huggingface",
+    "huggingface-tensorflow-training": "huggingface-tensorflow",
+    "huggingface-tensorflow-inference": "huggingface-tensorflow",
+}
+
+# Framework version (as the SDK spells it, without the -N build suffix) → the release installed here.
+# Releases older than the first with wheels for Python 3.11 map to that first one.
+_SKLEARN = {"0.20": "1.1.3", "0.23": "1.1.3", "1.0": "1.1.3", "1.2": "1.2.2", "1.4": "1.4.2"}
+_XGBOOST = {
+    "0.90": "1.5.2",
+    "1.0": "1.5.2",
+    "1.2": "1.5.2",
+    "1.3": "1.5.2",
+    "1.5": "1.5.2",
+    "1.7": "1.7.6",
+    "2.0": "2.0.3",
+    "2.1": "2.1.4",
+    "3.0": "3.0.5",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvironmentSpec:
+    """A Python environment a job runs in.
+
+    Attributes:
+        name: Human name ("sklearn 1.2-1").
+        requirements: Pinned requirement strings installed into a fresh environment.
+        python: An existing interpreter to use as it is (a site-registered image), instead.
+        note: What the job's log should say about the choice (e.g. a version mapped up).
+        builtin: The built-in algorithm the image stands for when no script is given ("xgboost").
+    """
+
+    name: str
+    requirements: tuple[str, ...] = ()
+    python: str | None = None
+    note: str | None = None
+    builtin: str | None = None
+
+    def key(self, extra_requirements: str = "") -> str:
+        """Content address of the environment: its requirements, and the job's requirements.txt."""
+        payload = json.dumps([sorted(self.requirements), extra_requirements.strip()]).encode()
+        return hashlib.sha256(payload).hexdigest()[:20]
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> EnvironmentSpec:
+        return cls(**{**data, "requirements": tuple(data.get("requirements") or ())})  # type: ignore[arg-type]
+
+
+class ImageResolver:
+    """Resolves image names to environment specs.
+
+    Args:
+        site_images: ``<data dir>/images.toml`` entries: image name → {"python": path} or
+            {"requirements": [..]} / {"requirements_file": path}.
+        torch_version: The PyTorch release installed for PyTorch and Hugging Face images (the CPU
+            build this site provides); None to use the version the image names.
+    """
+
+    def __init__(
+        self, site_images: Mapping[str, EnvironmentSpec] | None = None, torch_version: str | None = None
+    ):
+        self._site = dict(site_images or {})
+        self._torch = torch_version
+
+    @classmethod
+    def load(cls, data_dir: Path, torch_version: str | None = None) -> ImageResolver:
+        return cls(_read_site_images(data_dir / "images.toml"), torch_version)
+
+    def known(self) -> list[str]:
+        return sorted({*REPOSITORIES, *self._site})
+
+    def resolve(self, image: str, *, field: str = "TrainingImage") -> EnvironmentSpec:
+        """The environment ``image`` stands for; ValidationError naming what is known otherwise."""
+        if image in self._site:
+            return self._site[image]
+        match = _ECR.fullmatch(image)
+        repo = match["repo"] if match else None
+        framework = REPOSITORIES.get(repo or "")
+        if match is None or framework is None:
+            raise ValidationError(
+                f"Unknown image {image!r}. Shipyard runs SageMaker's framework images without Docker: "
+                f"{', '.join(sorted(REPOSITORIES))} (any account, region and tag the sagemaker SDK gives). "
+                "A container image of your own needs a container engine, and none runs on this machine; "
+                "to run one here, register its name in <data dir>/images.toml with the Python packages "
+                "(or the Python interpreter) it stands for.",
+                field=field,
+                value=image,
+            )
+        tag = match["tag"] or "latest"
+        parsed = _TAG.match(tag)
+        if tag in ("latest", "1") and framework == "xgboost":
+            return self._xgboost("1.7-1", "1.7")
+        if parsed is None:
+            raise ValidationError(
+                f"Image {image!r}: cannot read a framework version from tag {tag!r}", field=field, value=image
+            )
+        version = parsed["version"]
+        minor = ".".join(version.split("-")[0].split(".")[:2])
+        if framework == "sklearn":
+            return self._pick(
+                "sklearn",
+                version,
+                minor,
+                _SKLEARN,
+                "scikit-learn",
+                ("numpy<2", "scipy<1.14", "pandas<2.2", "joblib"),
+            )
+        if framework == "xgboost":
+            return self._xgboost(version, minor)
+        if framework == "pytorch":
+            return self._pytorch(f"pytorch {version}", version, ())
+        if framework == "tensorflow":
+            return self._tensorflow(f"tensorflow {version}", minor, ())
+        transformers = parsed["transformers"]
+        if transformers is None:
+            raise ValidationError(
+                f"Image {image!r}: a Hugging Face tag names its transformers version",
+                field=field,
+                value=image,
+            )
+        extras = (f"transformers=={transformers}", "datasets", "accelerate")
+        if framework == "huggingface":
+            return self._pytorch(
+                f"huggingface transformers {transformers} (pytorch {version})", version, extras
+            )
+        return self._tensorflow(
+            f"huggingface transformers {transformers} (tensorflow {version})", minor, extras
+        )
+
+    def _pick(
+        self,
+        name: str,
+        version: str,
+        minor: str,
+        table: Mapping[str, str],
+        package: str,
+        base: tuple[str, ...],
+    ) -> EnvironmentSpec:
+        release = table.get(minor)
+        if release is None:
+            newer = [k for k in table if _vkey(k) >= _vkey(minor)]
+            if not newer:
+                raise ValidationError(
+                    f"{name} {version} is not a version Shipyard knows; known: {', '.join(table)}",
+                    field="TrainingImage",
+                    value=version,
+                )
+            release = table[min(newer, key=_vkey)]
+        note = (
+            None
+            if release.startswith(minor + ".")
+            else (
+                f"{name} {version} does not install on this Python; using {package} {release}, the nearest release that does"
+            )
+        )
+        return EnvironmentSpec(f"{name} {version}", (f"{package}=={release}", *base), note=note)
+
+    def _xgboost(self, version: str, minor: str) -> EnvironmentSpec:
+        spec = self._pick(
+            "xgboost",
+            version,
+            minor,
+            _XGBOOST,
+            "xgboost",
+            ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2"),
+        )
+        return dataclasses.replace(spec, builtin="xgboost")
+
+    def _pytorch(self, name: str, version: str, extras: tuple[str, ...]) -> EnvironmentSpec:
+        release = self._torch or version
+        note = (
+            None
+            if release == version
+            else (f"PyTorch {version} requested; using PyTorch {release}, the CPU build this site installs")
+        )
+        return EnvironmentSpec(name, (f"torch=={release}", "numpy", *extras), note=note)
+
+    def _tensorflow(self, name: str, minor: str, extras: tuple[str, ...]) -> EnvironmentSpec:
+        release = minor if _vkey(minor) >= _vkey("2.12") else "2.12"
+        note = (
+            None
+            if release == minor
+            else (
+                f"TensorFlow {minor} does not install on this Python; using TensorFlow {release}, the nearest release that does"
+            )
+        )
+        return EnvironmentSpec(name, (f"tensorflow-cpu~={release}.0", *extras), note=note)
+
+
+def _vkey(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def _read_site_images(path: Path) -> dict[str, EnvironmentSpec]:
+    if not path.exists():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    images: dict[str, EnvironmentSpec] = {}
+    for name, entry in raw.get("images", {}).items():
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{path}: [images.{name!r}] must be a table")
+        if "python" in entry:
+            images[name] = EnvironmentSpec(name, python=str(entry["python"]))
+        elif "requirements" in entry or "requirements_file" in entry:
+            requirements = list(entry.get("requirements", []))
+            if "requirements_file" in entry:
+                file = Path(entry["requirements_file"]).expanduser()
+                if not file.is_absolute():
+                    file = path.parent / file
+                requirements += [
+                    line.strip()
+                    for line in file.read_text().splitlines()
+                    if line.strip() and not line.strip().startswith("#")
+                ]
+            images[name] = EnvironmentSpec(name, tuple(requirements))
+        else:
+            raise ConfigurationError(
+                f"{path}: image {name!r} needs 'python' (an interpreter) or 'requirements' / 'requirements_file'"
+            )
+    return images
