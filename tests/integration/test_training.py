@@ -52,9 +52,10 @@ def _create(
     metrics: list[dict[str, str]] | None = None,
     extra: dict[str, Any] | None = None,
     image: str = SKLEARN_IMAGE,
+    extra_files: dict[str, str] | None = None,
 ) -> str:
     name = name or f"job-{uuid.uuid4().hex[:12]}"
-    source = _upload_source(s3, {"train.py": script})
+    source = _upload_source(s3, extra_files or {"train.py": script})
     hps = {"sagemaker_program": '"train.py"', "sagemaker_submit_directory": json.dumps(source)}
     hps.update(hyperparameters or {})
     inputs = [

@@ -10,6 +10,7 @@ import typer
 
 import shipyard
 from shipyard.config import Settings
+from shipyard.envs import EnvironmentCache
 from shipyard.errors import ShipyardError
 
 app = typer.Typer(
@@ -21,6 +22,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+envs_app = typer.Typer(
+    help="Job environments built from SageMaker images and requirements.txt.", no_args_is_help=True
+)
+app.add_typer(envs_app, name="envs")
 
 DataDir = Annotated[
     Path | None,
@@ -72,6 +77,65 @@ def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> No
         typer.echo(f"Database is up to date (revision {after}).")
     else:
         typer.echo(f"Database upgraded from {before or 'empty'} to revision {after}.")
+
+
+def _env_cache(data_dir: Path | None) -> EnvironmentCache:
+    return EnvironmentCache(_settings(data_dir=data_dir).data_dir / "envs")
+
+
+@envs_app.command("list")
+def envs_list(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per environment")] = False,
+) -> None:
+    """The cached environments: size, last use, how many jobs used them."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    envs = _env_cache(data_dir).environments()
+    if as_json:
+        for env in envs:
+            typer.echo(
+                json.dumps(
+                    {
+                        "key": env.key,
+                        "name": env.name,
+                        "path": str(env.path),
+                        "size_bytes": env.size_bytes,
+                        "created": env.created.isoformat(),
+                        "last_used": env.last_used.isoformat(),
+                        "jobs": env.jobs,
+                    }
+                )
+            )
+        return
+    table = Table("key", "environment", "size", "last used", "jobs")
+    for env in envs:
+        table.add_row(
+            env.key,
+            env.name,
+            f"{env.size_bytes / 2**20:.0f} MiB",
+            f"{env.last_used:%Y-%m-%d %H:%M}",
+            str(env.jobs),
+        )
+    Console().print(table if envs else "No environments built yet.")
+
+
+@envs_app.command("prune")
+def envs_prune(
+    data_dir: DataDir = None,
+    unused_days: Annotated[
+        float, typer.Option(help="Remove environments no job used for this many days")
+    ] = 7.0,
+) -> None:
+    """Remove environments not used lately (never one a running job uses)."""
+    import datetime as dt
+
+    removed = _env_cache(data_dir).prune(unused_for=dt.timedelta(days=unused_days))
+    freed = sum(env.size_bytes for env in removed)
+    typer.echo(f"Removed {len(removed)} environment(s), {freed / 2**20:.0f} MiB freed.")
 
 
 @app.command()

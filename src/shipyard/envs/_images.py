@@ -37,11 +37,13 @@ _TAG = re.compile(
 REPOSITORIES = {
     "sagemaker-scikit-learn": "sklearn",
     "sagemaker-xgboost": "xgboost",
+    "xgboost": "xgboost",  # the first-party algorithm image of SDK version "1"
     "pytorch-training": "pytorch",
     "pytorch-inference": "pytorch",
     "sagemaker-pytorch": "pytorch",
     "tensorflow-training": "tensorflow",
     "tensorflow-inference": "tensorflow",
+    "sagemaker-tensorflow": "tensorflow",
     "sagemaker-tensorflow-scriptmode": "tensorflow",
     "sagemaker-tensorflow-serving": "tensorflow",
     "huggingface-pytorch-training": "huggingface",

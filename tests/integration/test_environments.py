@@ -1,0 +1,150 @@
+"""Job environments: framework images and requirements.txt as cached Python environments."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client
+from tests.integration.test_training import BUCKET, _create, _wait, _wait_for_log
+
+REQUIREMENTS_SCRIPT = """
+import sklearn, tabulate, sys
+print("sklearn", sklearn.__version__, "tabulate", tabulate.__version__, "python", sys.executable)
+"""
+
+
+@pytest.fixture(scope="module")
+def env_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("env-server")) as server:
+        boto_client("s3", server.url).create_bucket(Bucket=BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clients(env_server: ServerProcess) -> tuple[Any, Any, Any]:
+    return tuple(boto_client(s, env_server.url) for s in ("sagemaker", "s3", "logs"))  # type: ignore[return-value]
+
+
+def _log_lines(logs: Any, name: str) -> list[str]:
+    events = logs.filter_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+    )
+    return [e["message"] for e in events["events"]]
+
+
+def test_framework_image_and_requirements_txt_build_once_then_reuse(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, logs = clients
+    files = {"train.py": REQUIREMENTS_SCRIPT, "requirements.txt": "tabulate==0.9.0\n"}
+    first = _create(sm, s3, "", extra_files=files)
+    description = _wait(sm, first, timeout=300)
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    lines = _log_lines(logs, first)
+    assert any(line.startswith("sklearn 1.2.2 tabulate 0.9.0 python ") for line in lines), lines
+    assert any("with requirements.txt: new environment" in line for line in lines)
+    second = _create(sm, s3, "", extra_files=files)
+    assert _wait(sm, second, timeout=60)["TrainingJobStatus"] == "Completed"
+    [resolved] = [
+        line for line in _log_lines(logs, second) if "with requirements.txt: cached environment" in line
+    ]
+    warm_ms = int(re.search(r"\((\d+) ms\)", resolved)[1])  # type: ignore[index]
+    assert warm_ms < 50, resolved
+
+
+def test_bad_requirement_fails_the_job_with_the_resolver_message(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, _ = clients
+    files = {"train.py": "print('never runs')", "requirements.txt": "shipyard-no-such-package-xyz==1.0\n"}
+    description = _wait(sm, _create(sm, s3, "", extra_files=files), timeout=120)
+    assert description["TrainingJobStatus"] == "Failed"
+    reason = description["FailureReason"]
+    assert reason.startswith("ClientError: could not install the job's environment")
+    assert "shipyard-no-such-package-xyz" in reason
+
+
+def test_unknown_and_private_images_are_refused_at_creation(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, _ = clients
+    for image in ["123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1", "docker.io/library/python:3.11"]:
+        with pytest.raises(ClientError) as exc:
+            _create(sm, s3, "pass", image=image)
+        assert exc.value.response["Error"]["Code"] == "ValidationException"
+        assert "container engine" in exc.value.response["Error"]["Message"]
+        assert "sagemaker-scikit-learn" in exc.value.response["Error"]["Message"]
+
+
+def test_envs_cli_lists_and_prunes(env_server: ServerProcess, clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, _ = clients
+    _wait(sm, _create(sm, s3, "print('x')"), timeout=300)
+    listed = subprocess.run(
+        [sys.executable, "-m", "shipyard", "envs", "list", "--json", "--data-dir", str(env_server.data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "sklearn 1.2-1" in listed and '"jobs":' in listed
+    kept = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipyard",
+            "envs",
+            "prune",
+            "--unused-days",
+            "1",
+            "--data-dir",
+            str(env_server.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert kept.startswith("Removed 0 environment(s)")
+
+
+def test_sdk_framework_estimators_get_their_framework(
+    env_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    import sagemaker
+    from sagemaker.pytorch import PyTorch
+    from sagemaker.xgboost import XGBoost
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", env_server.url)
+    session = sagemaker.Session(
+        boto_session=boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"),
+        sagemaker_client=boto_client("sagemaker", env_server.url),
+        default_bucket="sdk-envs",
+    )
+    (tmp_path / "xgb.py").write_text(
+        "import numpy as np, xgboost as xgb\n"
+        "x = np.random.rand(50, 3); y = (x[:, 0] > 0.5).astype(int)\n"
+        "booster = xgb.train({'objective': 'binary:logistic'}, xgb.DMatrix(x, label=y), 5)\n"
+        "booster.save_model('/opt/ml/model/xgboost-model')\nprint('xgboost', xgb.__version__)\n"
+    )
+    (tmp_path / "torch_train.py").write_text("import torch\nprint('torch', torch.__version__)\n")
+    common = {
+        "role": "arn:aws:iam::000000000000:role/R",
+        "instance_type": "ml.m5.large",
+        "instance_count": 1,
+        "source_dir": str(tmp_path),
+        "sagemaker_session": session,
+    }
+    xgb_estimator = XGBoost(entry_point="xgb.py", framework_version="1.7-1", **common)
+    xgb_estimator.fit(wait=True, logs=False)
+    torch_estimator = PyTorch(
+        entry_point="torch_train.py", framework_version="2.1", py_version="py310", **common
+    )
+    torch_estimator.fit(wait=True, logs=False)
+    logs = boto_client("logs", env_server.url)
+    assert "xgboost 1.7.6" in _log_lines(logs, xgb_estimator.latest_training_job.name)
+    torch_lines = _log_lines(logs, torch_estimator.latest_training_job.name)
+    assert any(line.startswith("torch 2.13.0") for line in torch_lines)
+    assert any("PyTorch 2.1 requested; using PyTorch 2.13.0" in line for line in torch_lines)
+    _wait_for_log(logs, torch_estimator.latest_training_job.name, "the server's own Python")
