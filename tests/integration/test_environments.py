@@ -146,5 +146,25 @@ def test_sdk_framework_estimators_get_their_framework(
     assert "xgboost 1.7.6" in _log_lines(logs, xgb_estimator.latest_training_job.name)
     torch_lines = _log_lines(logs, torch_estimator.latest_training_job.name)
     assert any(line.startswith("torch 2.13.0") for line in torch_lines)
-    assert any("PyTorch 2.1 requested; using PyTorch 2.13.0" in line for line in torch_lines)
+    assert any("PyTorch 2.1 requested; using PyTorch 2.13.0+cpu" in line for line in torch_lines)
     _wait_for_log(logs, torch_estimator.latest_training_job.name, "the server's own Python")
+
+
+def test_a_built_pytorch_environment_gets_the_cpu_wheel(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, logs = clients
+    script = (
+        "import importlib.metadata as m, torch\n"
+        "cuda = [d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].startswith('nvidia')]\n"
+        "print('torch', torch.__version__, 'cuda packages', cuda)\n"
+    )
+    files = {"train.py": script, "requirements.txt": "tabulate==0.9.0\n"}  # forces a build
+    name = _create(
+        sm,
+        s3,
+        "",
+        extra_files=files,
+        image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310",
+    )
+    description = _wait(sm, name, timeout=600)
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    assert "torch 2.13.0+cpu cuda packages []" in _log_lines(logs, name)

@@ -225,7 +225,7 @@ def satisfied_here(requirements: Sequence[str]) -> bool:
             installed = metadata.version(requirement.name)
         except (InvalidRequirement, metadata.PackageNotFoundError):
             return False
-        if not requirement.specifier.contains(installed.split("+")[0], prereleases=True):
+        if not requirement.specifier.contains(installed, prereleases=True):
             return False
     return True
 

@@ -114,18 +114,22 @@ def package_sources(settings: Settings) -> PackageSources:
 
 
 def _cpu_torch_version(sources: PackageSources) -> str | None:
-    """The PyTorch release jobs get: the server's own, else a CPU wheel in the site's wheelhouse."""
+    """The PyTorch release jobs get: the server's own, else a CPU wheel in the site's wheelhouse.
+
+    The local version label is kept (``2.13.0+cpu``): pinned so, only the CPU wheel can satisfy it,
+    never an index's multi-GB CUDA build of the same release.
+    """
     from importlib import metadata
 
     try:
-        return metadata.version("torch").split("+")[0]
+        return metadata.version("torch")
     except metadata.PackageNotFoundError:
         pass
     for link in sources.find_links:
         folder = Path(link.removeprefix("file://"))
         wheels = sorted(folder.glob("torch-*+cpu-*.whl")) if folder.is_dir() else []
         if wheels:
-            return wheels[-1].name.split("-")[1].split("+")[0]
+            return wheels[-1].name.split("-")[1]
     return None
 
 
