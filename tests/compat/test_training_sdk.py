@@ -48,13 +48,14 @@ def test_sklearn_estimator_fit_with_logs(
         instance_type="ml.m5.large",
         instance_count=1,
         role="arn:aws:iam::000000000000:role/SageMakerRole",
-        hyperparameters={"max-depth": 4, "epochs": 3},
+        hyperparameters={"max-depth": 4, "n-estimators": 3},
         metric_definitions=[{"Name": "train:accuracy", "Regex": "train_accuracy=([0-9.]+)"}],
         sagemaker_session=sagemaker_session,
     )
     estimator.fit({"train": TrainingInput(f"s3://{bucket}/titanic/train.csv")}, logs=True)
     printed = capsys.readouterr().out
     assert printed.count("training on 712 rows") == 1  # the script's output, printed once
+    assert "with scikit-learn 1.2.2" in printed  # the framework version the estimator asked for
     assert printed.count("saved model") == 1
     description = estimator.latest_training_job.describe()
     assert description["TrainingJobStatus"] == "Completed"
@@ -63,7 +64,7 @@ def test_sklearn_estimator_fit_with_logs(
     bucket_name, key = model_data[5:].split("/", 1)
     archive = s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        assert tar.getnames() == ["model.pkl"]
+        assert tar.getnames() == ["model.joblib"]
 
 
 def test_script_that_hard_codes_opt_ml_model(

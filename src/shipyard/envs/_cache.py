@@ -94,7 +94,7 @@ class EnvironmentCache:
             return ResolvedEnvironment(Path(spec.python), "site", None, time.monotonic() - started)
         if self.allow_server_python and not requirements_txt.strip() and satisfied_here(spec.requirements):
             return ResolvedEnvironment(Path(sys.executable), "server", None, time.monotonic() - started)
-        key = spec.key(requirements_txt + (spec.python or ""))
+        key = spec.key(requirements_txt, python_version=f"{spec.python or sys.executable} {sys.version}")
         folder = self.root / key
         if not (folder / MARKER).exists():
             self.root.mkdir(parents=True, exist_ok=True)

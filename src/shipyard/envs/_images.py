@@ -86,9 +86,10 @@ class EnvironmentSpec:
     note: str | None = None
     builtin: str | None = None
 
-    def key(self, extra_requirements: str = "") -> str:
-        """Content address of the environment: its requirements, and the job's requirements.txt."""
-        payload = json.dumps([sorted(self.requirements), extra_requirements.strip()]).encode()
+    def key(self, extra_requirements: str = "", python_version: str = "") -> str:
+        """Content address of the environment: the Python it is built on, its requirements, and the
+        job's requirements.txt."""
+        payload = json.dumps([python_version, sorted(self.requirements), extra_requirements.strip()]).encode()
         return hashlib.sha256(payload).hexdigest()[:20]
 
     def to_json(self) -> dict[str, object]:
