@@ -400,6 +400,11 @@ class Agent:
         if self.spec.entrypoint:
             return [*self.spec.entrypoint, *self.spec.arguments]
         program = self.spec.program
+        builtin = (self.config.get("environment") or {}).get("builtin")
+        if not program and builtin == "xgboost":
+            script = Path(__file__).parent / "algorithms" / "xgboost_train.py"
+            shutil.copyfile(script, self.ml / "code" / script.name)
+            return [self.python, str(root / "code" / script.name)]
         if not program:
             raise _UserInputError(
                 f"Image {self.spec.image!r} has no built-in algorithm in Shipyard yet: give a script "

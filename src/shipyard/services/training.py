@@ -25,6 +25,17 @@ from shipyard.services.tagging import TaggingService
 from shipyard.store import TrainingJobQuery, TrainingJobRepository
 
 
+def _builtin_xgboost(params: Mapping[str, Any]) -> TrainingJobSpec:
+    """The spec of a built-in XGBoost job: hyperparameters checked, the algorithm's metrics defined."""
+    from shipyard.core.algorithms import xgboost
+
+    xgboost.validate_hyperparameters(params.get("HyperParameters") or {})
+    algorithm = dict(params["AlgorithmSpecification"])
+    if not algorithm.get("MetricDefinitions"):
+        algorithm["MetricDefinitions"] = xgboost.metric_definitions()
+    return TrainingJobSpec.from_request({**params, "AlgorithmSpecification": algorithm})
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -68,14 +79,11 @@ class TrainingService:
                 field="AlgorithmSpecification.TrainingImage",
             )
         environment = self._resolver.resolve(spec.image, field="AlgorithmSpecification.TrainingImage")
-        if not spec.program and not spec.entrypoint:
-            what = (
-                "the built-in XGBoost algorithm is not available yet"
-                if environment.builtin
-                else (f"image {spec.image!r} has no built-in algorithm")
-            )
+        if not spec.program and not spec.entrypoint and environment.builtin == "xgboost":
+            spec = _builtin_xgboost(params)
+        elif not spec.program and not spec.entrypoint:
             raise ValidationError(
-                f"No training script given and {what}: give a script (the sagemaker_program and "
+                f"No training script given and image {spec.image!r} has no built-in algorithm: give a script (the sagemaker_program and "
                 "sagemaker_submit_directory hyperparameters, which the SDK's entry_point/source_dir set) "
                 "or AlgorithmSpecification.ContainerEntrypoint",
                 field="AlgorithmSpecification.TrainingImage",

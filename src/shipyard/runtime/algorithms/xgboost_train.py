@@ -1,0 +1,196 @@
+"""SageMaker's built-in XGBoost algorithm, run inside the job's environment.
+
+Self-contained on purpose: the agent copies this file into /opt/ml/code and runs it with the job's
+Python (xgboost, numpy, scipy, pandas), which has no Shipyard installed. It follows the SageMaker
+XGBoost container's contract: hyperparameters from /opt/ml/input/config/hyperparameters.json,
+channels ``train`` and optional ``validation`` (text/csv with the label first and no header,
+text/libsvm — the default — or application/x-parquet), evaluation lines in SageMaker's
+``[round]#011train-metric:value`` form, the model saved as /opt/ml/model/xgboost-model by the
+first host. With several hosts, training uses XGBoost's collective (rabit) with algo-1 hosting
+the tracker on MASTER_ADDR:MASTER_PORT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+INT_PARAMS = {
+    "num_round",
+    "num_class",
+    "early_stopping_rounds",
+    "csv_weights",
+    "max_depth",
+    "max_leaves",
+    "max_bin",
+    "num_parallel_tree",
+    "seed",
+    "nthread",
+    "verbosity",
+    "refresh_leaf",
+    "one_drop",
+    "max_cat_to_onehot",
+}
+STR_PARAMS = {
+    "objective",
+    "eval_metric",
+    "booster",
+    "tree_method",
+    "updater",
+    "process_type",
+    "grow_policy",
+    "sample_type",
+    "normalize_type",
+    "interaction_constraints",
+    "monotone_constraints",
+    "deterministic_histogram",
+    "single_precision_histogram",
+    "use_dask_gpu_training",
+}
+NOT_FOR_XGBOOST = {"num_round", "early_stopping_rounds", "csv_weights", "use_dask_gpu_training"}
+
+
+def hyperparameters(path: Path) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, raw in json.loads(path.read_text()).items():
+        if name.startswith("sagemaker_"):
+            continue
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = raw
+        if name in INT_PARAMS:
+            values[name] = int(float(value))
+        elif name in STR_PARAMS:
+            values[name] = str(value)
+        else:
+            values[name] = float(value)
+    return values
+
+
+def content_type(config: dict[str, object]) -> str:
+    raw = str(config.get("ContentType") or "text/libsvm").lower().split(";")[0].strip()
+    if raw in ("text/csv", "csv"):
+        return "csv"
+    if raw in ("application/x-parquet", "parquet"):
+        return "parquet"
+    if raw in ("text/libsvm", "libsvm", "text/x-libsvm"):
+        return "libsvm"
+    sys.exit(
+        f"ClientError: channel content type {raw!r} is not supported; use text/csv, text/libsvm or "
+        "application/x-parquet"
+    )
+
+
+def load(channel_dir: Path, kind: str, csv_weights: bool):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import xgboost as xgb
+
+    files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        sys.exit(f"ClientError: channel {channel_dir.name!r} has no files")
+    if kind == "libsvm":
+        with tempfile.NamedTemporaryFile("wb", suffix=".libsvm", delete=False) as joined:
+            for path in files:
+                data = path.read_bytes()
+                joined.write(data if data.endswith(b"\n") else data + b"\n")
+        return xgb.DMatrix(f"{joined.name}?format=libsvm")
+    if kind == "csv":
+        blocks = [np.loadtxt(p, delimiter=",", ndmin=2) for p in files if p.stat().st_size]
+        matrix = np.vstack(blocks)
+    else:
+        import pandas as pd
+
+        matrix = pd.concat([pd.read_parquet(p) for p in files]).to_numpy(dtype=float)
+    labels, rest = matrix[:, 0], matrix[:, 1:]
+    if csv_weights:
+        return xgb.DMatrix(rest[:, 1:], label=labels, weight=rest[:, 0])
+    return xgb.DMatrix(rest, label=labels)
+
+
+def main() -> None:
+    import xgboost as xgb
+
+    config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
+    data_dir = Path(os.environ.get("SM_INPUT_DIR", "/opt/ml/input")) / "data"
+    model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    params = hyperparameters(config_dir / "hyperparameters.json")
+    channels = json.loads((config_dir / "inputdataconfig.json").read_text())
+    resources = json.loads((config_dir / "resourceconfig.json").read_text())
+    if "train" not in channels:
+        sys.exit("ClientError: the built-in XGBoost algorithm needs a 'train' channel")
+    weights = bool(params.get("csv_weights", 0))
+    datasets = [("train", load(data_dir / "train", content_type(channels["train"]), weights))]
+    if "validation" in channels:
+        datasets.append(
+            ("validation", load(data_dir / "validation", content_type(channels["validation"]), weights))
+        )
+    booster_params = {k: v for k, v in params.items() if k not in NOT_FOR_XGBOOST}
+    booster_params.setdefault("objective", "reg:squarederror")
+    if "eval_metric" in booster_params:
+        booster_params["eval_metric"] = [m.strip() for m in str(booster_params["eval_metric"]).split(",")]
+    hosts, host = resources["hosts"], resources["current_host"]
+
+    class SageMakerLog(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log):  # type: ignore[no-untyped-def]
+            parts = [
+                f"{data}-{metric}:{values[-1]:.5f}"
+                for data, metrics in evals_log.items()
+                for metric, values in metrics.items()
+            ]
+            if not hosts or host == hosts[0]:
+                print(f"[{epoch}]#011" + "#011".join(parts), flush=True)
+            return False
+
+    def train():  # type: ignore[no-untyped-def]
+        return xgb.train(
+            booster_params,
+            datasets[0][1],
+            num_boost_round=int(params["num_round"]),
+            evals=[(matrix, name) for name, matrix in datasets],
+            early_stopping_rounds=params.get("early_stopping_rounds"),
+            verbose_eval=False,
+            callbacks=[SageMakerLog()],
+        )
+
+    booster = train_distributed(train, hosts, host) if len(hosts) > 1 else train()
+    if host == hosts[0]:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        booster.save_model(str(model_dir / "xgboost-model"))
+        print(
+            f"Saved model to {model_dir / 'xgboost-model'} ({booster.num_boosted_rounds()} rounds)",
+            flush=True,
+        )
+
+
+def train_distributed(train, hosts, host):  # type: ignore[no-untyped-def]
+    import xgboost as xgb
+
+    address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    if host == hosts[0]:
+        from xgboost.tracker import RabitTracker
+
+        tracker = RabitTracker(host_ip=address, n_workers=len(hosts), port=port)
+        try:
+            tracker.start(len(hosts))
+        except TypeError:  # xgboost >= 2 starts without the count
+            tracker.start()
+        threading.Thread(target=tracker.join, daemon=True).start()
+    env = {
+        "DMLC_TRACKER_URI": address,
+        "DMLC_TRACKER_PORT": port,
+        "DMLC_TASK_ID": host,
+        "DMLC_NUM_WORKER": len(hosts),
+    }
+    with xgb.collective.CommunicatorContext(**env):
+        print(f"{host}: joined distributed training of {len(hosts)} hosts", flush=True)
+        return train()
+
+
+if __name__ == "__main__":
+    main()
