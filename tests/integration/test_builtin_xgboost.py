@@ -177,6 +177,49 @@ def test_two_instances_sharded_train_a_model_of_comparable_quality(xgb_server: S
     assert accuracy["builtin"] > 0.75
 
 
+def test_libsvm_by_default_and_parquet(xgb_server: ServerProcess) -> None:
+    import pandas as pd
+
+    sm, s3, _ = (boto_client(s, xgb_server.url) for s in ("sagemaker", "s3", "logs"))
+    rows = [line.split(",") for line in numeric_csv("train", header=False).decode().splitlines()]
+    libsvm = "\n".join(f"{r[0]} " + " ".join(f"{i}:{v}" for i, v in enumerate(r[1:])) for r in rows) + "\n"
+    s3.put_object(Bucket=BUCKET, Key="formats/libsvm/train.libsvm", Body=libsvm.encode())
+    frame = pd.DataFrame([[float(v) for v in r] for r in rows])
+    frame.columns = [str(c) for c in frame.columns]
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    s3.put_object(Bucket=BUCKET, Key="formats/parquet/validation.parquet", Body=buffer.getvalue())
+    sm.create_training_job(
+        TrainingJobName="xgb-formats",
+        RoleArn="arn:aws:iam::000000000000:role/R",
+        AlgorithmSpecification={"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
+        HyperParameters={k: str(v) for k, v in PARAMS.items()},
+        InputDataConfig=[
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/formats/libsvm/"}
+                },
+            },
+            {
+                "ChannelName": "validation",
+                "ContentType": "application/x-parquet",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/formats/parquet/"}
+                },
+            },
+        ],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/out"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
+    description = _wait(sm, "xgb-formats", timeout=300)
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    metrics = {m["MetricName"]: m["Value"] for m in description["FinalMetricDataList"]}
+    assert metrics["validation:auc"] > 0.8  # the same rows in both formats train and validate alike
+    assert abs(metrics["validation:auc"] - metrics["train:auc"]) < 1e-6
+
+
 @pytest.mark.parametrize(
     ("hyperparameters", "named"),
     [

@@ -216,7 +216,7 @@ class ImageResolver:
             minor,
             _XGBOOST,
             "xgboost",
-            ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2"),
+            ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2", "pyarrow<18"),
         )
         return dataclasses.replace(spec, builtin="xgboost")
 
