@@ -136,6 +136,7 @@ def test_sdk_estimator_with_the_builtin_image_matches_xgboost_run_directly(
     with tarfile.open(fileobj=io.BytesIO(model)) as tar:
         assert tar.getnames() == ["xgboost-model"]
     accuracy = _evaluate(sm, s3, logs, estimator.model_data)
+    print("held-out accuracy, single instance:", accuracy)
     assert accuracy["builtin"] > 0.75
     assert abs(accuracy["builtin"] - accuracy["direct"]) <= 0.02, accuracy
 
@@ -174,6 +175,7 @@ def test_two_instances_sharded_train_a_model_of_comparable_quality(xgb_server: S
     )["events"]
     assert len(events) == 2
     accuracy = _evaluate(sm, s3, logs, description["ModelArtifacts"]["S3ModelArtifacts"])
+    print("held-out accuracy, two instances:", accuracy)
     assert accuracy["builtin"] > 0.75
 
 
