@@ -142,8 +142,14 @@ class Agent:
                 failure = None
         finally:
             deadline.cancel()
-            if sync is not None:
+        if sync is not None:
+            try:
                 sync.stop()
+            except Exception as exc:  # the outcome must still be reported
+                sys.stderr.write(traceback.format_exc())
+                self.log.line(f"Shipyard: saving checkpoints failed: {exc}")
+                if outcome == Outcome.COMPLETED:
+                    outcome, failure = Outcome.FAILED, f"InternalServerError: saving checkpoints failed: {exc}"
         artifacts: dict[str, str] = {}
         try:
             self.status.phase("Uploading")
