@@ -488,6 +488,9 @@ time.sleep(600)
     description = _wait(sm, name)
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     _wait_for_log(logs, name, "resumed from epoch-7")
+    statuses = [t["Status"] for t in description["SecondaryStatusTransitions"]]
+    assert statuses[-5:] == ["Starting", "Downloading", "Training", "Uploading", "Completed"]  # the retry
+    assert statuses.count("Training") == 2
 
 
 WAIT_FOR_GO = """

@@ -149,7 +149,10 @@ class Agent:
                 sys.stderr.write(traceback.format_exc())
                 self.log.line(f"Shipyard: saving checkpoints failed: {exc}")
                 if outcome == Outcome.COMPLETED:
-                    outcome, failure = Outcome.FAILED, f"InternalServerError: saving checkpoints failed: {exc}"
+                    outcome, failure = (
+                        Outcome.FAILED,
+                        f"InternalServerError: saving checkpoints failed: {exc}",
+                    )
         artifacts: dict[str, str] = {}
         try:
             self.status.phase("Uploading")

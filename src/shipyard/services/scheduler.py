@@ -225,7 +225,7 @@ class TrainingScheduler:
                     continue
                 status = _read_json(Path(instance["dir"]) / "status.json")  # it may have just finished
                 if not status.get("outcome"):
-                    self._agent_died(job, instance, points, changes, state)
+                    self._agent_died(job, instance, points, changes)
                     return
         if done:
             final = self._finish(job, state, statuses, points, now)
@@ -250,7 +250,6 @@ class TrainingScheduler:
         instance: Mapping[str, Any],
         points: list[MetricPoint],
         changes: dict[str, Any],
-        state: Any,
     ) -> None:
         attempt = int(job.runtime.get("attempt", 0))
         for other in job.runtime["instances"]:
@@ -266,9 +265,10 @@ class TrainingScheduler:
                 runtime = {
                     k: v
                     for k, v in j.runtime.items()
-                    if k not in ("instances", "placement", "stop_signalled")
+                    if k not in ("instances", "placement", "stop_signalled", "phases_seen")
                 }
-                runtime.update(changes, attempt=attempt + 1, metric_offset=0)
+                runtime.update({k: v for k, v in changes.items() if k != "phases_seen"})
+                runtime.update(attempt=attempt + 1, metric_offset=0)
                 return dataclasses.replace(
                     j, runtime=runtime, state=j.state.advance(SecondaryStatus.STARTING, utcnow())
                 )
