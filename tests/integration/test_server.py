@@ -100,21 +100,27 @@ def test_auth_when_credentials_are_configured(data_dir: Path) -> None:
 
 def test_sigkill_mid_upload_leaves_no_partial_object(data_dir: Path) -> None:
     server = ServerProcess(data_dir).start()
-    s3 = boto_client("s3", server.url)
-    s3.create_bucket(Bucket="crash")
-    complete = os.urandom(3 * 1024 * 1024)
-    s3.put_object(Bucket="crash", Key="complete.bin", Body=complete)
-    upload = s3.create_multipart_upload(Bucket="crash", Key="assembling.bin")
-    s3.upload_part(
-        Bucket="crash", Key="assembling.bin", UploadId=upload["UploadId"], PartNumber=1, Body=b"p" * 1024
-    )
-    # A raw PUT that promises 64 MiB and sends 8 MiB, then the server dies.
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(b"PUT /crash/partial.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 67108864\r\n\r\n")
-    sock.sendall(b"x" * (8 * 1024 * 1024))
-    tmp_dir = data_dir / "objects" / "tmp"
-    _wait_for(lambda: any(p.stat().st_size > 0 for p in tmp_dir.iterdir()), what="the upload to reach disk")
-    server.kill()
+    try:
+        s3 = boto_client("s3", server.url)
+        s3.create_bucket(Bucket="crash")
+        complete = os.urandom(3 * 1024 * 1024)
+        s3.put_object(Bucket="crash", Key="complete.bin", Body=complete)
+        upload = s3.create_multipart_upload(Bucket="crash", Key="assembling.bin")
+        s3.upload_part(
+            Bucket="crash", Key="assembling.bin", UploadId=upload["UploadId"], PartNumber=1, Body=b"p" * 1024
+        )
+        # A raw PUT that promises 64 MiB and sends 8 MiB, then the server dies.
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(
+            b"PUT /crash/partial.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 67108864\r\n\r\n"
+        )
+        sock.sendall(b"x" * (8 * 1024 * 1024))
+        tmp_dir = data_dir / "objects" / "tmp"
+        _wait_for(
+            lambda: any(p.stat().st_size > 0 for p in tmp_dir.iterdir()), what="the upload to reach disk"
+        )
+    finally:
+        server.kill()  # the crash under test, and no stray server should the test fail before it
     sock.close()
 
     restarted = ServerProcess(data_dir, port=free_port()).start()

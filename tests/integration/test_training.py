@@ -373,9 +373,11 @@ for i in range(3):
     print(f"after restart {i} loss={i}")
 open("/opt/ml/model/done.txt", "w").write("ok")
 """
-    name = _create(sm, s3, script, metrics=[{"Name": "loss", "Regex": "loss=([0-9]+)"}])
-    _wait_for_log(boto_client("logs", server.url), name, "started")
-    server.kill()
+    try:
+        name = _create(sm, s3, script, metrics=[{"Name": "loss", "Regex": "loss=([0-9]+)"}])
+        _wait_for_log(boto_client("logs", server.url), name, "started")
+    finally:
+        server.kill()  # the crash under test, and no stray server should the test fail before it
     # The job goes on without the server; let it finish while nobody is watching.
     [go_dir] = list(data_dir.glob(f"jobs/{name}/attempt-0/algo-1/ml/input/config"))
     (go_dir / "go").write_text("")
