@@ -124,3 +124,9 @@ def test_shape_output(schema: ServiceSchema) -> None:
         schema.shape_output("DescribeTrainingJob", {**result, "Bogus": 1}, strict=True)
     with pytest.raises(ValueError, match="TrainingJobStatus"):
         schema.shape_output("DescribeTrainingJob", {**result, "TrainingJobStatus": "Running"}, strict=True)
+
+
+@pytest.mark.parametrize("bad", [1e20, "1e20", float("nan"), float("inf"), "soon"])
+def test_out_of_range_timestamps_are_validation_errors(schema: ServiceSchema, bad: object) -> None:
+    with pytest.raises(ValidationError, match="creationTimeAfter"):
+        schema.validate_input("ListTrainingJobs", {"CreationTimeAfter": bad})

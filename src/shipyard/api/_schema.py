@@ -233,14 +233,18 @@ def _timestamp(value: Any, path: str, problems: list[tuple[str, Any, str]]) -> A
         problems.append((path, value, "Member must be a timestamp"))
         return value
     if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):  # 1e20, NaN, inf
+            problems.append((path, value, "Member must be a timestamp within range"))
+            return value
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             try:
                 return dt.datetime.fromtimestamp(float(value), tz=dt.UTC)
-            except ValueError:
+            except (OverflowError, OSError, ValueError):
                 problems.append((path, value, "Member must be a timestamp (epoch seconds or ISO 8601)"))
                 return value
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -65,7 +65,8 @@ class ParameterRange:
             return list(range(int(self.low), int(self.high) + 1))
         raise ValidationError(
             f"Grid search takes only Categorical and Integer ranges; {self.name!r} is Continuous",
-            field=f"{_FIELD}.ParameterRanges.ContinuousParameterRanges", value=self.name,
+            field=f"{_FIELD}.ParameterRanges.ContinuousParameterRanges",
+            value=self.name,
         )
 
 
@@ -73,11 +74,17 @@ def _number(raw: Any, name: str, which: str) -> float:
     try:
         value = float(json.loads(raw) if isinstance(raw, str) else raw)
     except (TypeError, ValueError):
-        raise ValidationError(f"{which} of range {name!r} must be a number, got {raw!r}",
-                              field=f"{_FIELD}.ParameterRanges", value=raw) from None
+        raise ValidationError(
+            f"{which} of range {name!r} must be a number, got {raw!r}",
+            field=f"{_FIELD}.ParameterRanges",
+            value=raw,
+        ) from None
     if not math.isfinite(value):
-        raise ValidationError(f"{which} of range {name!r} must be finite, got {raw!r}",
-                              field=f"{_FIELD}.ParameterRanges", value=raw)
+        raise ValidationError(
+            f"{which} of range {name!r} must be finite, got {raw!r}",
+            field=f"{_FIELD}.ParameterRanges",
+            value=raw,
+        )
     return value
 
 
@@ -95,31 +102,51 @@ def parse_ranges(raw: Mapping[str, Any]) -> tuple[ParameterRange, ...]:
     for kind, key in (("Integer", "IntegerParameterRanges"), ("Continuous", "ContinuousParameterRanges")):
         for item in raw.get(key, []):
             name = item["Name"]
-            low, high = _number(item["MinValue"], name, "MinValue"), _number(item["MaxValue"], name, "MaxValue")
+            low, high = (
+                _number(item["MinValue"], name, "MinValue"),
+                _number(item["MaxValue"], name, "MaxValue"),
+            )
             if kind == "Integer" and not (low.is_integer() and high.is_integer()):
-                raise ValidationError(f"Integer range {name!r} needs whole bounds, got {low:g}..{high:g}",
-                                      field=f"{_FIELD}.ParameterRanges.{key}", value=name)
+                raise ValidationError(
+                    f"Integer range {name!r} needs whole bounds, got {low:g}..{high:g}",
+                    field=f"{_FIELD}.ParameterRanges.{key}",
+                    value=name,
+                )
             if low > high:
-                raise ValidationError(f"Range {name!r}: MinValue {low:g} is greater than MaxValue {high:g}",
-                                      field=f"{_FIELD}.ParameterRanges.{key}", value=name)
+                raise ValidationError(
+                    f"Range {name!r}: MinValue {low:g} is greater than MaxValue {high:g}",
+                    field=f"{_FIELD}.ParameterRanges.{key}",
+                    value=name,
+                )
             scaling = item.get("ScalingType", "Auto")
             if scaling == "ReverseLogarithmic":
                 raise ValidationError(
                     f"Range {name!r}: ScalingType ReverseLogarithmic is not supported yet; use Auto, Linear or "
-                    "Logarithmic", field=f"{_FIELD}.ParameterRanges.{key}.ScalingType", value=scaling)
+                    "Logarithmic",
+                    field=f"{_FIELD}.ParameterRanges.{key}.ScalingType",
+                    value=scaling,
+                )
             if scaling == "Logarithmic" and low <= 0:
-                raise ValidationError(f"Range {name!r}: Logarithmic scaling needs MinValue > 0, got {low:g}",
-                                      field=f"{_FIELD}.ParameterRanges.{key}.ScalingType", value=scaling)
+                raise ValidationError(
+                    f"Range {name!r}: Logarithmic scaling needs MinValue > 0, got {low:g}",
+                    field=f"{_FIELD}.ParameterRanges.{key}.ScalingType",
+                    value=scaling,
+                )
             ranges.append(ParameterRange(name, kind, low, high, scaling=scaling))
     for item in raw.get("CategoricalParameterRanges", []):
         values = tuple(_categorical_value(v) for v in item["Values"])
         ranges.append(ParameterRange(item["Name"], "Categorical", values=values))
     names = [r.name for r in ranges]
     if len(set(names)) != len(names):
-        raise ValidationError(f"A hyperparameter may appear in one range only: {names}",
-                              field=f"{_FIELD}.ParameterRanges", value=names)
+        raise ValidationError(
+            f"A hyperparameter may appear in one range only: {names}",
+            field=f"{_FIELD}.ParameterRanges",
+            value=names,
+        )
     if not ranges:
-        raise ValidationError("ParameterRanges names no hyperparameter to tune", field=f"{_FIELD}.ParameterRanges")
+        raise ValidationError(
+            "ParameterRanges names no hyperparameter to tune", field=f"{_FIELD}.ParameterRanges"
+        )
     return tuple(ranges)
 
 
@@ -135,6 +162,7 @@ class TuningJobSpec:
     ranges: tuple[ParameterRange, ...]
     static_hyperparameters: Mapping[str, str]
     training: Mapping[str, Any]  # the TrainingJobDefinition: the trials' CreateTrainingJob fields
+    resource_config: Mapping[str, Any]
     random_seed: int
     target_value: float | None
     request: Mapping[str, Any]
@@ -146,37 +174,70 @@ class TuningJobSpec:
         if definition is None:
             raise ValidationError(
                 "TrainingJobDefinition is required (several TrainingJobDefinitions are not supported yet)",
-                field="TrainingJobDefinition")
+                field="TrainingJobDefinition",
+            )
         for unsupported, why in (("WarmStartConfig", "warm start"),):
             if params.get(unsupported):
                 raise ValidationError(f"{unsupported}: {why} is not supported yet", field=unsupported)
         if config.get("TrainingJobEarlyStoppingType", "Off") != "Off":
-            raise ValidationError("TrainingJobEarlyStoppingType Auto is not supported yet; use Off",
-                                  field=f"{_FIELD}.TrainingJobEarlyStoppingType",
-                                  value=config["TrainingJobEarlyStoppingType"])
+            raise ValidationError(
+                "TrainingJobEarlyStoppingType Auto is not supported yet; use Off",
+                field=f"{_FIELD}.TrainingJobEarlyStoppingType",
+                value=config["TrainingJobEarlyStoppingType"],
+            )
         strategy = Strategy(config["Strategy"])
         if strategy == Strategy.HYPERBAND:
-            raise ValidationError("Strategy Hyperband is not supported yet; use Bayesian, Random or Grid",
-                                  field=f"{_FIELD}.Strategy", value=strategy.value)
+            raise ValidationError(
+                "Strategy Hyperband is not supported yet; use Bayesian, Random or Grid",
+                field=f"{_FIELD}.Strategy",
+                value=strategy.value,
+            )
         objective = config.get("HyperParameterTuningJobObjective")
         if objective is None:
-            raise ValidationError(f"{_FIELD}.HyperParameterTuningJobObjective is required",
-                                  field=f"{_FIELD}.HyperParameterTuningJobObjective")
+            raise ValidationError(
+                f"{_FIELD}.HyperParameterTuningJobObjective is required",
+                field=f"{_FIELD}.HyperParameterTuningJobObjective",
+            )
         limits = config["ResourceLimits"]
         ranges = parse_ranges(config.get("ParameterRanges") or definition.get("HyperParameterRanges") or {})
         static = dict(definition.get("StaticHyperParameters") or {})
         clash = sorted(set(static) & {r.name for r in ranges})
         if clash:
-            raise ValidationError(f"Hyperparameters {clash} are both static and tuned",
-                                  field="TrainingJobDefinition.StaticHyperParameters", value=clash)
+            raise ValidationError(
+                f"Hyperparameters {clash} are both static and tuned",
+                field="TrainingJobDefinition.StaticHyperParameters",
+                value=clash,
+            )
         max_jobs = limits.get("MaxNumberOfTrainingJobs")
         if strategy == Strategy.GRID:
             size = math.prod(len(r.grid_values()) for r in ranges)
             max_jobs = min(max_jobs or size, size)
         elif max_jobs is None:
-            raise ValidationError("ResourceLimits.MaxNumberOfTrainingJobs is required for Bayesian and Random",
-                                  field=f"{_FIELD}.ResourceLimits.MaxNumberOfTrainingJobs")
-        criteria = (config.get("TuningJobCompletionCriteria") or {})
+            raise ValidationError(
+                "ResourceLimits.MaxNumberOfTrainingJobs is required for Bayesian and Random",
+                field=f"{_FIELD}.ResourceLimits.MaxNumberOfTrainingJobs",
+            )
+        criteria = config.get("TuningJobCompletionCriteria") or {}
+        resource_config = definition.get("ResourceConfig")
+        if resource_config is None:
+            tuning_resources = definition.get("HyperParameterTuningResourceConfig") or {}
+            if tuning_resources.get("InstanceConfigs"):
+                raise ValidationError(
+                    "HyperParameterTuningResourceConfig.InstanceConfigs (several instance types) is not supported "
+                    "yet; give InstanceType and InstanceCount",
+                    field="TrainingJobDefinition.HyperParameterTuningResourceConfig.InstanceConfigs",
+                )
+            resource_config = {
+                k: v
+                for k, v in tuning_resources.items()
+                if k in ("InstanceType", "InstanceCount", "VolumeSizeInGB", "VolumeKmsKeyId")
+            }
+        if "InstanceType" not in resource_config:
+            raise ValidationError(
+                "TrainingJobDefinition needs ResourceConfig (or HyperParameterTuningResourceConfig) with "
+                "InstanceType and InstanceCount",
+                field="TrainingJobDefinition.ResourceConfig",
+            )
         name = params["HyperParameterTuningJobName"]
         return cls(
             name=name,
@@ -189,6 +250,7 @@ class TuningJobSpec:
             ranges=ranges,
             static_hyperparameters=static,
             training=definition,
+            resource_config=resource_config,
             random_seed=int(config.get("RandomSeed", int(hashlib.sha256(name.encode()).hexdigest()[:6], 16))),
             target_value=criteria.get("TargetObjectiveMetricValue"),
             request=params,
@@ -202,7 +264,9 @@ class TuningJobSpec:
     def grid_point(self, number: int) -> dict[str, Any]:
         """The ``number``-th point of the grid (Grid strategy): every combination exactly once."""
         names = [r.name for r in self.ranges]
-        combination = next(itertools.islice(itertools.product(*(r.grid_values() for r in self.ranges)), number, None))
+        combination = next(
+            itertools.islice(itertools.product(*(r.grid_values() for r in self.ranges)), number, None)
+        )
         return dict(zip(names, combination, strict=True))
 
     def is_better(self, value: float, than: float | None) -> bool:
@@ -219,3 +283,29 @@ def objective_value(final_metrics: Sequence[Mapping[str, Any]], metric: str) -> 
         if entry["MetricName"] == metric:
             return float(entry["Value"])
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One training job of a tuning job: its number, its name and the values it was given."""
+
+    number: int
+    job: str
+    hyperparameters: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningJob:
+    spec: TuningJobSpec
+    arn: str
+    created: Any  # datetime
+    status: TuningJobStatus
+    trials: tuple[Trial, ...] = ()
+    failure_reason: str | None = None
+    end_time: Any = None
+    last_modified: Any = None
+    completion: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -19,8 +19,9 @@ from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.training import TrainingService
+from shipyard.services.tuning import TuningService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
-from shipyard.store import Database, TagRepository, TrainingJobRepository
+from shipyard.store import Database, TagRepository, TrainingJobRepository, TuningJobRepository
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Platform:
     training: TrainingService
     scheduler: TrainingScheduler
     logs: LogService
+    tuning: TuningService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -87,8 +89,20 @@ class Platform:
             fit_to_machine=True,
             wake=scheduler.wake,
         )
+        tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
+        scheduler.add_pass(tuning.tick)
         return cls(
-            settings, db, objects, catalog, tagging, backend, training, scheduler, LogService(jobs), lock_file
+            settings,
+            db,
+            objects,
+            catalog,
+            tagging,
+            backend,
+            training,
+            scheduler,
+            LogService(jobs),
+            tuning,
+            lock_file,
         )
 
     def start(self) -> None:

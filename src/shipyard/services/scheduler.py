@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ class TrainingScheduler:
         self._grace = stop_grace_seconds
         self._hide = [str(p) for p in hide_paths]
         self._environments = dict(environments or {})
+        self._passes: list[Callable[[], bool]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,13 +92,18 @@ class TrainingScheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    def add_pass(self, run_pass: Callable[[], bool]) -> None:
+        """Run ``run_pass`` after each pass over training jobs (tuning builds on training)."""
+        self._passes.append(run_pass)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             busy = False
-            try:
-                busy = self.tick()
-            except Exception:  # the loop must survive anything one pass runs into
-                log.exception("Scheduler pass failed")
+            for run_pass in (self.tick, *self._passes):
+                try:
+                    busy = run_pass() or busy
+                except Exception:  # the loop must survive anything one pass runs into
+                    log.exception("Scheduler pass failed")
             self._wake.wait(_ACTIVE_POLL if busy else _IDLE_POLL)
             self._wake.clear()
 
@@ -198,7 +204,13 @@ class TrainingScheduler:
         now = utcnow()
         changes: dict[str, Any] = {}
         state = job.state
-        if state.status == TrainingJobStatus.STOPPING and not job.runtime.get("stop_signalled"):
+        # An agent handles SIGTERM once it has written its status file; signalled earlier, it would
+        # die of the signal instead of stopping the job. Wait for all to be ready.
+        if (
+            state.status == TrainingJobStatus.STOPPING
+            and not job.runtime.get("stop_signalled")
+            and all(statuses)
+        ):
             for instance in instances:
                 self._backend.signal(instance["handle"], signal.SIGTERM)
             changes["stop_signalled"] = True

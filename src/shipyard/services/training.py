@@ -64,7 +64,10 @@ class TrainingService:
         self._fit_to_machine = fit_to_machine
         self._wake = wake
 
-    def create(self, params: Mapping[str, Any], *, region: str) -> TrainingJob:
+    def create(
+        self, params: Mapping[str, Any], *, region: str, tuning_job: tuple[str, str] | None = None
+    ) -> TrainingJob:
+        """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial."""
         spec = TrainingJobSpec.from_request(params)
         instance_type = self._catalog.get(spec.instance_type)
         instance_type.price_per_hour(JobKind.TRAINING)  # offered for training at all?
@@ -102,7 +105,11 @@ class TrainingService:
             sagemaker_arn(region, self._account_id, "training-job", spec.name),
             now,
             state,
-            {"region": region, "environment": environment.to_json()},
+            {
+                "region": region,
+                "environment": environment.to_json(),
+                **({"tuning_job": tuning_job[0], "tuning_job_arn": tuning_job[1]} if tuning_job else {}),
+            },
         )
         self.repository.create(job)
         if tags:

@@ -61,3 +61,17 @@ class MetricPointRow(Base):
     step: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     value: Mapped[float] = mapped_column(sa.Float, nullable=False)
     timestamp: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class TuningJobRow(Base):
+    """A tuning job: the validated request, and its state (status times, trials, outcome) as JSON."""
+
+    __tablename__ = "tuning_jobs"
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)

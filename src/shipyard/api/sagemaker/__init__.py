@@ -2,11 +2,12 @@
 
 from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
 from shipyard.api._schema import ServiceSchema
-from shipyard.api.sagemaker import _tags, _training
+from shipyard.api.sagemaker import _tags, _training, _tuning
 
 OPERATIONS: dict[str, Operation] = {
     **_tags.OPERATIONS,
     **_training.OPERATIONS,
+    **_tuning.OPERATIONS,
 }
 
 

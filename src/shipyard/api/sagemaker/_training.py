@@ -61,6 +61,7 @@ def describe(job: TrainingJob) -> dict[str, Any]:
     result: dict[str, Any] = {
         "TrainingJobName": job.name,
         "TrainingJobArn": job.arn,
+        "TuningJobArn": runtime.get("tuning_job_arn"),
         "ModelArtifacts": {"S3ModelArtifacts": runtime.get("model_artifacts") or spec.model_artifacts_uri()},
         "TrainingJobStatus": state.status.value,
         "SecondaryStatus": state.secondary.value,

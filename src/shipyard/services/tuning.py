@@ -1,0 +1,316 @@
+"""Hyperparameter tuning: a loop of ask → CreateTrainingJob → tell, rebuilt from the store each pass.
+
+The study is never kept: each pass builds an in-memory Optuna study from the tuning job's trials
+and their training jobs (completed with an objective, failed, or still running — the running
+ones make TPE's constant liar spread parallel trials). Trial names are deterministic
+(``<tuning job>-NNN-<hash of the values>``) and the sampler is seeded per trial number, so a pass
+interrupted between creating a training job and recording it creates the same job again, finds it
+exists, and records it: a restart loses no trial and duplicates none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from shipyard.core.arn import sagemaker_arn
+from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.training import TrainingJob, TrainingJobStatus
+from shipyard.core.tuning import (
+    ParameterRange,
+    Strategy,
+    Trial,
+    TuningJob,
+    TuningJobSpec,
+    TuningJobStatus,
+    objective_value,
+)
+from shipyard.errors import ConflictError, NotFoundError, ShipyardError, ValidationError
+from shipyard.services.training import TrainingService, utcnow
+from shipyard.store import TuningJobRepository
+
+log = logging.getLogger(__name__)
+TUNING_TAG = "shipyard:tuning-job"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialView:
+    """A trial with its training job, as DescribeHyperParameterTuningJob and the list call show it."""
+
+    trial: Trial
+    job: TrainingJob | None
+    objective: float | None
+
+    @property
+    def status(self) -> TrainingJobStatus:
+        return self.job.state.status if self.job else TrainingJobStatus.IN_PROGRESS
+
+
+class TuningService:
+    def __init__(
+        self, repository: TuningJobRepository, training: TrainingService, *, account_id: str
+    ) -> None:
+        self.repository = repository
+        self._training = training
+        self._account_id = account_id
+
+    # -- API operations -------------------------------------------------------------------------
+    def create(self, params: Mapping[str, Any], *, region: str) -> TuningJob:
+        spec = TuningJobSpec.from_request(params)
+        algorithm = spec.training.get("AlgorithmSpecification", {})
+        metrics = {m["Name"] for m in algorithm.get("MetricDefinitions", [])}
+        if spec.objective_metric not in metrics and not spec.objective_metric.startswith(
+            ("train:", "validation:")
+        ):
+            raise ValidationError(
+                f"The objective metric {spec.objective_metric!r} is not among the training job definition's "
+                f"MetricDefinitions ({', '.join(sorted(metrics)) or 'none'})",
+                field="HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName",
+                value=spec.objective_metric,
+            )
+        now = utcnow()
+        job = TuningJob(
+            spec,
+            sagemaker_arn(region, self._account_id, "hyper-parameter-tuning-job", spec.name),
+            now,
+            TuningJobStatus.IN_PROGRESS,
+            last_modified=now,
+        )
+        self.repository.create(job)
+        return job
+
+    def describe(self, name: str) -> tuple[TuningJob, list[TrialView]]:
+        job = self.repository.get(name)
+        return job, self.trial_views(job)
+
+    def list_jobs(
+        self,
+        *,
+        name_contains: str | None,
+        status: str | None,
+        sort_by: str,
+        ascending: bool,
+        max_results: int,
+        next_token: str | None,
+    ) -> tuple[list[TuningJob], str | None]:
+        offset = int(decode_token(next_token).get("offset", 0)) if next_token else 0
+        jobs = self.repository.find(
+            name_contains=name_contains,
+            status=status,
+            sort_by=sort_by,
+            ascending=ascending,
+            offset=offset,
+            limit=max_results + 1,
+        )
+        if len(jobs) > max_results:
+            return jobs[:max_results], encode_token({"offset": offset + max_results})
+        return jobs, None
+
+    def stop(self, name: str) -> None:
+        def change(job: TuningJob) -> TuningJob:
+            if job.status.is_terminal:
+                raise ValidationError(
+                    f"The tuning job {name!r} is {job.status.value} and cannot be stopped",
+                    field="HyperParameterTuningJobName",
+                    value=name,
+                )
+            return dataclasses.replace(job, status=TuningJobStatus.STOPPING, last_modified=utcnow())
+
+        self.repository.modify(name, change)
+
+    def trial_views(self, job: TuningJob) -> list[TrialView]:
+        views = []
+        for trial in job.trials:
+            try:
+                training = self._training.describe(trial.job)
+            except NotFoundError:
+                training = None
+            value = None
+            if training is not None and training.state.status == TrainingJobStatus.COMPLETED:
+                value = objective_value(training.runtime.get("final_metrics", []), job.spec.objective_metric)
+            views.append(TrialView(trial, training, value))
+        return views
+
+    def best(self, job: TuningJob, views: list[TrialView]) -> TrialView | None:
+        best: TrialView | None = None
+        for view in views:
+            if view.objective is not None and job.spec.is_better(
+                view.objective, best.objective if best else None
+            ):
+                best = view
+        return best
+
+    # -- the search (one pass) ------------------------------------------------------------------
+    def tick(self) -> bool:
+        jobs = self.repository.active()
+        for job in jobs:
+            try:
+                self._advance(job)
+            except Exception as exc:
+                log.exception("Tuning job %s: pass failed", job.name)
+                self._finish(job.name, TuningJobStatus.FAILED, f"InternalServerError: {exc}")
+        return bool(jobs)
+
+    def _advance(self, job: TuningJob) -> None:
+        views = self.trial_views(job)
+        running = [v for v in views if not v.status.is_terminal]
+        spec = job.spec
+        best = self.best(job, views)
+        elapsed = (utcnow() - job.created).total_seconds()
+        out_of_time = spec.max_runtime_seconds is not None and elapsed > spec.max_runtime_seconds
+        reached = spec.reached_target(best.objective if best else None)
+        if job.status == TuningJobStatus.STOPPING or out_of_time or reached:
+            for view in running:
+                if view.status == TrainingJobStatus.IN_PROGRESS:
+                    self._training.stop(view.trial.job)
+            if not running:
+                if job.status == TuningJobStatus.STOPPING:
+                    self._finish(job.name, TuningJobStatus.STOPPED, None)
+                else:
+                    self._finish(
+                        job.name,
+                        TuningJobStatus.COMPLETED,
+                        None,
+                        "ObjectiveMetricValueReached" if reached else "MaxRuntimeExceeded",
+                    )
+            return
+        launched = len(views)
+        while launched < spec.max_jobs and len(running) < spec.max_parallel:
+            trial = self._launch(job, views)
+            if trial is None:
+                return
+            views.append(TrialView(trial, None, None))
+            running.append(views[-1])
+            launched += 1
+        if launched >= spec.max_jobs and not running:
+            if all(v.status != TrainingJobStatus.COMPLETED for v in views):
+                self._finish(
+                    job.name,
+                    TuningJobStatus.FAILED,
+                    f"All {len(views)} training jobs failed; see their FailureReason",
+                )
+            elif best is None:
+                self._finish(
+                    job.name,
+                    TuningJobStatus.FAILED,
+                    f"No training job reported the objective metric {spec.objective_metric!r}",
+                )
+            else:
+                self._finish(job.name, TuningJobStatus.COMPLETED, None, "MaxNumberOfTrainingJobsReached")
+
+    def _launch(self, job: TuningJob, views: list[TrialView]) -> Trial | None:
+        spec = job.spec
+        number = len(views)
+        values = spec.grid_point(number) if spec.strategy == Strategy.GRID else self._ask(spec, views, number)
+        tuned = {r.name: r.format(values[r.name]) for r in spec.ranges}
+        trial = Trial(number, spec.trial_name(number, tuned), tuned)
+        definition = spec.training
+        params: dict[str, Any] = {
+            "TrainingJobName": trial.job,
+            "AlgorithmSpecification": {
+                k: v
+                for k, v in definition["AlgorithmSpecification"].items()
+                if k in ("TrainingImage", "TrainingInputMode", "MetricDefinitions")
+            },
+            "RoleArn": definition["RoleArn"],
+            "OutputDataConfig": definition["OutputDataConfig"],
+            "ResourceConfig": dict(spec.resource_config),
+            "StoppingCondition": definition["StoppingCondition"],
+            "HyperParameters": {**spec.static_hyperparameters, **tuned},
+            "Tags": [{"Key": TUNING_TAG, "Value": spec.name}],
+        }
+        for optional in (
+            "InputDataConfig",
+            "Environment",
+            "CheckpointConfig",
+            "RetryStrategy",
+            "VpcConfig",
+            "EnableNetworkIsolation",
+        ):
+            if optional in definition:
+                params[optional] = definition[optional]
+        region = job.arn.split(":")[3]
+        try:
+            self._training.create(params, region=region, tuning_job=(spec.name, job.arn))
+        except ConflictError:
+            pass  # created by a pass that stopped before recording it: adopt it
+        except ShipyardError as exc:
+            self._finish(
+                spec.name,
+                TuningJobStatus.FAILED,
+                f"ClientError: a training job could not be created: {exc.message}",
+            )
+            return None
+        self.repository.modify(
+            spec.name, lambda j: dataclasses.replace(j, trials=(*j.trials, trial), last_modified=utcnow())
+        )
+        return trial
+
+    def _ask(self, spec: TuningJobSpec, views: list[TrialView], number: int) -> dict[str, Any]:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        distributions = {r.name: _distribution(r) for r in spec.ranges}
+        seed = spec.random_seed + number
+        if spec.strategy == Strategy.RANDOM:
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, constant_liar=True, n_startup_trials=min(10, max(2, spec.max_jobs // 3))
+            )
+        study = optuna.create_study(direction="maximize" if spec.maximize else "minimize", sampler=sampler)
+        for view in views:
+            params = {r.name: _parse(r, view.trial.hyperparameters[r.name]) for r in spec.ranges}
+            if view.objective is not None:
+                state, value = optuna.trial.TrialState.COMPLETE, view.objective
+            elif view.status.is_terminal:
+                state, value = optuna.trial.TrialState.FAIL, None
+            else:
+                state, value = optuna.trial.TrialState.RUNNING, None
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=state, value=value, params=params, distributions=distributions
+                )
+            )
+        return study.ask(distributions).params
+
+    def _finish(
+        self, name: str, status: TuningJobStatus, reason: str | None, completion: str | None = None
+    ) -> None:
+        now = utcnow()
+        self.repository.modify(
+            name,
+            lambda j: dataclasses.replace(
+                j,
+                status=status,
+                failure_reason=reason,
+                end_time=now,
+                last_modified=now,
+                completion=completion,
+            ),
+        )
+
+
+def _distribution(r: ParameterRange) -> Any:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if r.kind == "Integer":
+        return IntDistribution(int(r.low), int(r.high), log=r.log)
+    if r.kind == "Continuous":
+        return FloatDistribution(r.low, r.high, log=r.log)
+    return CategoricalDistribution(list(r.values))
+
+
+def _parse(r: ParameterRange, text: str) -> Any:
+    if r.kind == "Integer":
+        return int(text)
+    if r.kind == "Continuous":
+        return float(text)
+    return text
+
+
+def trial_end(view: TrialView) -> dt.datetime | None:
+    return view.job.state.training_end if view.job else None

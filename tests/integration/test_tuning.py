@@ -1,0 +1,281 @@
+"""Hyperparameter tuning jobs through the SageMaker API: the SDK's HyperparameterTuner, Grid,
+failures, stop."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client
+from tests.integration.test_training import BUCKET, ROLE, SKLEARN_IMAGE, _upload_source
+
+SCRIPT = """
+import argparse, math
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=float, default=0.0)
+p.add_argument("--depth", type=int, default=1)
+p.add_argument("--kind", default="a")
+a, _ = p.parse_known_args()
+score = 1 - (a.x - 0.3) ** 2 + (0.1 if a.kind == "b" else 0) + 0.01 * a.depth
+if a.x > 0.95:
+    raise SystemExit("x too large")
+print(f"score={score:.6f}")
+"""
+
+
+@pytest.fixture(scope="module")
+def tuning_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("tuning-server")) as server:
+        boto_client("s3", server.url).create_bucket(Bucket=BUCKET)
+        yield server
+
+
+def _wait_tuning(sm: Any, name: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        description = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        if description["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return description
+        assert time.monotonic() < deadline, f"{name} still {description['HyperParameterTuningJobStatus']}"
+        time.sleep(0.05)
+
+
+def _create_tuning(
+    sm: Any,
+    s3: Any,
+    *,
+    strategy: str,
+    ranges: dict[str, Any],
+    max_jobs: int,
+    parallel: int,
+    script: str = SCRIPT,
+    name: str | None = None,
+) -> str:
+    name = name or f"tune-{uuid.uuid4().hex[:8]}"
+    source = _upload_source(s3, {"train.py": script})
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name,
+        HyperParameterTuningJobConfig={
+            "Strategy": strategy,
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": ranges,
+            "TrainingJobEarlyStoppingType": "Off",
+        },
+        TrainingJobDefinition={
+            "StaticHyperParameters": {
+                "sagemaker_program": '"train.py"',
+                "sagemaker_submit_directory": f'"{source}"',
+            },
+            "AlgorithmSpecification": {
+                "TrainingImage": SKLEARN_IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
+            },
+            "RoleArn": ROLE,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+        },
+    )
+    return name
+
+
+def test_sdk_hyperparameter_tuner_bayesian(
+    tuning_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    import sagemaker
+    from sagemaker.estimator import Estimator
+    from sagemaker.tuner import (
+        CategoricalParameter,
+        ContinuousParameter,
+        HyperparameterTuner,
+        IntegerParameter,
+    )
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", tuning_server.url)
+    session = sagemaker.Session(
+        boto_session=boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"),
+        sagemaker_client=boto_client("sagemaker", tuning_server.url),
+        default_bucket="sdk-tuning",
+    )
+    (tmp_path / "train.py").write_text(SCRIPT)
+    estimator = Estimator(
+        image_uri=SKLEARN_IMAGE,
+        entry_point="train.py",
+        source_dir=str(tmp_path),
+        role=ROLE,
+        instance_count=1,
+        instance_type="ml.m5.large",
+        sagemaker_session=session,
+    )
+    tuner = HyperparameterTuner(
+        estimator,
+        objective_metric_name="score",
+        hyperparameter_ranges={
+            "x": ContinuousParameter(0.0, 1.0),
+            "depth": IntegerParameter(1, 5),
+            "kind": CategoricalParameter(["a", "b"]),
+        },
+        metric_definitions=[{"Name": "score", "Regex": "score=([0-9.]+)"}],
+        objective_type="Maximize",
+        strategy="Bayesian",
+        max_jobs=6,
+        max_parallel_jobs=2,
+    )
+    tuner.fit(wait=True)
+    name = tuner.latest_tuning_job.name
+    sm = boto_client("sagemaker", tuning_server.url)
+    description = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed"
+    counters = description["TrainingJobStatusCounters"]
+    assert counters["Completed"] + counters["NonRetryableError"] == 6
+    trials = [
+        s
+        for page in sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=name, SortBy="FinalObjectiveMetricValue", SortOrder="Descending"
+        )
+        for s in page["TrainingJobSummaries"]
+    ]
+    assert len(trials) == 6 and all(t["TrainingJobName"].startswith(f"{name}-") for t in trials)
+    best = description["BestTrainingJob"]
+    assert tuner.best_training_job() == best["TrainingJobName"] == trials[0]["TrainingJobName"]
+    values = [
+        t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for t in trials
+        if "FinalHyperParameterTuningJobObjectiveMetric" in t
+    ]
+    assert values == sorted(values, reverse=True)
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(values)
+    tuned = best["TunedHyperParameters"]
+    assert set(tuned) == {"x", "depth", "kind"} and tuned["kind"] in ("a", "b")
+    trial_job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
+    assert trial_job["TuningJobArn"] == description["HyperParameterTuningJobArn"]
+    assert trial_job["HyperParameters"]["x"] == tuned["x"]
+
+
+def test_grid_tries_every_combination_once(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    name = _create_tuning(
+        sm,
+        s3,
+        strategy="Grid",
+        max_jobs=50,
+        parallel=2,
+        ranges={
+            "IntegerParameterRanges": [{"Name": "depth", "MinValue": "1", "MaxValue": "3"}],
+            "CategoricalParameterRanges": [{"Name": "kind", "Values": ['"a"', '"b"']}],
+        },
+    )
+    description = _wait_tuning(sm, name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed"
+    trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, MaxResults=100
+    )["TrainingJobSummaries"]
+    points = sorted((t["TunedHyperParameters"]["depth"], t["TunedHyperParameters"]["kind"]) for t in trials)
+    assert points == [(d, k) for d in ("1", "2", "3") for k in ("a", "b")]  # 6, not the 50 asked for
+    assert description["BestTrainingJob"]["TunedHyperParameters"] == {"depth": "3", "kind": "b"}
+
+
+def test_failing_trials_do_not_stop_the_search_but_all_failing_fails_it(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    name = _create_tuning(
+        sm,
+        s3,
+        strategy="Random",
+        max_jobs=3,
+        parallel=2,
+        script="raise SystemExit('broken')",
+        ranges={"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "1"}]},
+    )
+    description = _wait_tuning(sm, name)
+    assert description["HyperParameterTuningJobStatus"] == "Failed"
+    assert "All 3 training jobs failed" in description["FailureReason"]
+    assert description["TrainingJobStatusCounters"]["NonRetryableError"] == 3
+
+
+def test_stop_stops_running_trials(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    name = _create_tuning(
+        sm,
+        s3,
+        strategy="Random",
+        max_jobs=4,
+        parallel=1,
+        script="import time\ntime.sleep(600)",
+        ranges={"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "1"}]},
+    )
+    deadline = time.monotonic() + 30
+    while not sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+        "TrainingJobSummaries"
+    ]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    description = _wait_tuning(sm, name)
+    assert description["HyperParameterTuningJobStatus"] == "Stopped"
+    assert description["TrainingJobStatusCounters"]["Stopped"] == 1, description["TrainingJobStatusCounters"]
+
+
+@pytest.mark.parametrize(
+    ("config_change", "named"),
+    [
+        ({"Strategy": "Hyperband"}, "Hyperband"),
+        (
+            {
+                "ParameterRanges": {
+                    "ContinuousParameterRanges": [{"Name": "x", "MinValue": "2", "MaxValue": "1"}]
+                }
+            },
+            "MinValue 2 is greater than MaxValue 1",
+        ),
+        (
+            {
+                "ParameterRanges": {
+                    "ContinuousParameterRanges": [
+                        {"Name": "x", "MinValue": "0", "MaxValue": "1", "ScalingType": "Logarithmic"}
+                    ]
+                }
+            },
+            "MinValue > 0",
+        ),
+        ({"HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "accuracy"}}, "'accuracy'"),
+    ],
+)
+def test_bad_tuning_requests_are_refused(
+    tuning_server: ServerProcess, config_change: dict[str, Any], named: str
+) -> None:
+    sm = boto_client("sagemaker", tuning_server.url)
+    config = {
+        "Strategy": "Bayesian",
+        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1},
+        "ParameterRanges": {"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "1"}]},
+        **config_change,
+    }
+    with pytest.raises(ClientError) as exc:
+        sm.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="bad-tuning",
+            HyperParameterTuningJobConfig=config,
+            TrainingJobDefinition={
+                "AlgorithmSpecification": {
+                    "TrainingImage": SKLEARN_IMAGE,
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
+                },
+                "RoleArn": ROLE,
+                "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+            },
+        )
+    assert exc.value.response["Error"]["Code"] == "ValidationException"
+    assert named in exc.value.response["Error"]["Message"]
