@@ -288,12 +288,14 @@ class TrainingScheduler:
             self._repo.modify(job.name, retry, metric_points=points)
             return
         now = utcnow()
+        stopping = job.state.status == TrainingJobStatus.STOPPING  # it was being stopped anyway
+        status = TrainingJobStatus.STOPPED if stopping else TrainingJobStatus.FAILED
+        secondary = SecondaryStatus.STOPPED if stopping else SecondaryStatus.FAILED
+        failure: str | None = None if stopping else reason
         self._repo.modify(
             job.name,
             lambda j: dataclasses.replace(
-                j,
-                state=j.state.finish(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, now, reason),
-                runtime={**j.runtime, **changes},
+                j, state=j.state.finish(status, secondary, now, failure), runtime={**j.runtime, **changes}
             ),
             metric_points=points,
         )
