@@ -279,3 +279,106 @@ def test_bad_tuning_requests_are_refused(
         )
     assert exc.value.response["Error"]["Code"] == "ValidationException"
     assert named in exc.value.response["Error"]["Message"]
+
+
+def test_builtin_xgboost_tuned_on_validation_auc(tuning_server: ServerProcess) -> None:
+    from tests._titanic import numeric_csv
+    from tests.integration.test_builtin_xgboost import XGBOOST_IMAGE
+
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    s3.put_object(Bucket=BUCKET, Key="tune-xgb/train/train.csv", Body=numeric_csv("train", header=False))
+    s3.put_object(
+        Bucket=BUCKET, Key="tune-xgb/validation/validation.csv", Body=numeric_csv("test", header=False)
+    )
+    channels = [
+        {
+            "ChannelName": channel,
+            "ContentType": "text/csv",
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/tune-xgb/{channel}/"}
+            },
+        }
+        for channel in ("train", "validation")
+    ]
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="tune-builtin-xgb",
+        HyperParameterTuningJobConfig={
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:auc"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {
+                "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2", "MaxValue": "6"}],
+                "ContinuousParameterRanges": [
+                    {"Name": "eta", "MinValue": "0.05", "MaxValue": "0.5", "ScalingType": "Logarithmic"}
+                ],
+            },
+        },
+        TrainingJobDefinition={
+            "StaticHyperParameters": {
+                "objective": "binary:logistic",
+                "num_round": "20",
+                "eval_metric": "auc",
+            },
+            "AlgorithmSpecification": {"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
+            "RoleArn": ROLE,
+            "InputDataConfig": channels,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+        },
+    )
+    description = _wait_tuning(sm, "tune-builtin-xgb")
+    assert description["HyperParameterTuningJobStatus"] == "Completed", description.get("FailureReason")
+    best = description["BestTrainingJob"]
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["MetricName"] == "validation:auc"
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] > 0.8
+    assert description["ObjectiveStatusCounters"]["Succeeded"] == 4
+
+
+def test_a_restart_mid_tuning_loses_no_trial_and_duplicates_none(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir).start()
+    try:
+        sm, s3 = boto_client("sagemaker", server.url), boto_client("s3", server.url)
+        s3.create_bucket(Bucket=BUCKET)
+        name = _create_tuning(
+            sm,
+            s3,
+            strategy="Bayesian",
+            max_jobs=5,
+            parallel=1,
+            ranges={"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "0.9"}]},
+        )
+        deadline = time.monotonic() + 60
+        while (
+            len(
+                sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+                    "TrainingJobSummaries"
+                ]
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline, "the tuning job did not get going"
+            time.sleep(0.05)
+    finally:
+        server.kill()
+    from shipyard.server import free_port
+
+    restarted = ServerProcess(data_dir, port=free_port()).start()
+    try:
+        sm = boto_client("sagemaker", restarted.url)
+        description = _wait_tuning(sm, name)
+        assert description["HyperParameterTuningJobStatus"] == "Completed", description.get("FailureReason")
+        trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name, MaxResults=100
+        )["TrainingJobSummaries"]
+        assert len(trials) == 5
+        numbers = sorted(t["TrainingJobName"].rsplit("-", 2)[1] for t in trials)
+        assert numbers == ["001", "002", "003", "004", "005"]
+        all_jobs = [
+            s["TrainingJobName"]
+            for s in sm.list_training_jobs(NameContains=name, MaxResults=100)["TrainingJobSummaries"]
+        ]
+        assert sorted(all_jobs) == sorted(t["TrainingJobName"] for t in trials)  # no orphan trial
+    finally:
+        restarted.stop()
