@@ -19,7 +19,7 @@ from tests.integration.test_training import BUCKET, ROLE, SKLEARN_IMAGE, _upload
 SCRIPT = """
 import argparse, math
 p = argparse.ArgumentParser()
-p.add_argument("--x", type=float, default=0.0)
+p.add_argument("-x", "--x", type=float, default=0.0)
 p.add_argument("--depth", type=int, default=1)
 p.add_argument("--kind", default="a")
 a, _ = p.parse_known_args()
@@ -57,6 +57,7 @@ def _create_tuning(
     parallel: int,
     script: str = SCRIPT,
     name: str | None = None,
+    early_stopping: str = "Off",
 ) -> str:
     name = name or f"tune-{uuid.uuid4().hex[:8]}"
     source = _upload_source(s3, {"train.py": script})
@@ -67,7 +68,7 @@ def _create_tuning(
             "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
             "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": parallel},
             "ParameterRanges": ranges,
-            "TrainingJobEarlyStoppingType": "Off",
+            "TrainingJobEarlyStoppingType": early_stopping,
         },
         TrainingJobDefinition={
             "StaticHyperParameters": {
@@ -157,6 +158,11 @@ def test_sdk_hyperparameter_tuner_bayesian(
     assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(values)
     tuned = best["TunedHyperParameters"]
     assert set(tuned) == {"x", "depth", "kind"} and tuned["kind"] in ("a", "b")
+    # the objective the script computed from the values it was given (x is passed as "-x")
+    expected = (
+        1 - (float(tuned["x"]) - 0.3) ** 2 + (0.1 if tuned["kind"] == "b" else 0) + 0.01 * int(tuned["depth"])
+    )
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(expected, abs=1e-5)
     trial_job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
     assert trial_job["TuningJobArn"] == description["HyperParameterTuningJobArn"]
     assert trial_job["HyperParameters"]["x"] == tuned["x"]
@@ -382,3 +388,41 @@ def test_a_restart_mid_tuning_loses_no_trial_and_duplicates_none(tmp_path: Path)
         assert sorted(all_jobs) == sorted(t["TrainingJobName"] for t in trials)  # no orphan trial
     finally:
         restarted.stop()
+
+
+def test_early_stopping_stops_trials_worse_than_the_median(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    script = """
+import argparse, time
+p = argparse.ArgumentParser(); p.add_argument("-x", type=float); a, _ = p.parse_known_args()
+for epoch in range(12):
+    print(f"epoch {epoch} score={(1 - abs(a.x - 0.3)) * (epoch + 1) / 12:.4f}", flush=True)
+    time.sleep(0.15)
+"""
+    # Grid order is the listed order: three good trials first, then two clearly worse ones.
+    name = _create_tuning(
+        sm,
+        s3,
+        strategy="Grid",
+        max_jobs=5,
+        parallel=1,
+        script=script,
+        early_stopping="Auto",
+        ranges={
+            "CategoricalParameterRanges": [{"Name": "x", "Values": ["0.3", "0.32", "0.34", "0.9", "0.95"]}]
+        },
+    )
+    sm_config = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert sm_config["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] == "Auto"
+    description = _wait_tuning(sm, name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed", description.get("FailureReason")
+    trials = {
+        t["TunedHyperParameters"]["x"]: t
+        for t in sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name, MaxResults=100
+        )["TrainingJobSummaries"]
+    }
+    assert [trials[x]["TrainingJobStatus"] for x in ("0.3", "0.32", "0.34")] == ["Completed"] * 3
+    assert [trials[x]["TrainingJobStatus"] for x in ("0.9", "0.95")] == ["Stopped"] * 2
+    assert description["TrainingJobStatusCounters"]["Stopped"] == 2
+    assert description["BestTrainingJob"]["TunedHyperParameters"] == {"x": "0.3"}

@@ -165,6 +165,7 @@ class TuningJobSpec:
     resource_config: Mapping[str, Any]
     random_seed: int
     target_value: float | None
+    early_stopping: bool
     request: Mapping[str, Any]
 
     @classmethod
@@ -179,12 +180,6 @@ class TuningJobSpec:
         for unsupported, why in (("WarmStartConfig", "warm start"),):
             if params.get(unsupported):
                 raise ValidationError(f"{unsupported}: {why} is not supported yet", field=unsupported)
-        if config.get("TrainingJobEarlyStoppingType", "Off") != "Off":
-            raise ValidationError(
-                "TrainingJobEarlyStoppingType Auto is not supported yet; use Off",
-                field=f"{_FIELD}.TrainingJobEarlyStoppingType",
-                value=config["TrainingJobEarlyStoppingType"],
-            )
         strategy = Strategy(config["Strategy"])
         if strategy == Strategy.HYPERBAND:
             raise ValidationError(
@@ -253,6 +248,7 @@ class TuningJobSpec:
             resource_config=resource_config,
             random_seed=int(config.get("RandomSeed", int(hashlib.sha256(name.encode()).hexdigest()[:6], 16))),
             target_value=criteria.get("TargetObjectiveMetricValue"),
+            early_stopping=config.get("TrainingJobEarlyStoppingType", "Off") == "Auto",
             request=params,
         )
 
@@ -276,6 +272,26 @@ class TuningJobSpec:
         if best is None or self.target_value is None:
             return False
         return best >= self.target_value if self.maximize else best <= self.target_value
+
+
+MIN_TRIALS_TO_COMPARE = 3
+
+
+def should_stop_early(curve: Sequence[float], others: Sequence[Sequence[float]], *, maximize: bool) -> bool:
+    """SageMaker's early-stopping rule: stop a training job whose running average of the objective
+    up to its current step is worse than the median of the other jobs' running averages up to the
+    same step (once enough jobs reached that step)."""
+    step = len(curve)
+    if step < 2:
+        return False
+    peers = [sum(o[:step]) / step for o in others if len(o) >= step]
+    if len(peers) < MIN_TRIALS_TO_COMPARE:
+        return False
+    peers.sort()
+    middle = len(peers) // 2
+    median = peers[middle] if len(peers) % 2 else (peers[middle - 1] + peers[middle]) / 2
+    mine = sum(curve) / step
+    return mine < median if maximize else mine > median
 
 
 def objective_value(final_metrics: Sequence[Mapping[str, Any]], metric: str) -> float | None:

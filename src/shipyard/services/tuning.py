@@ -27,6 +27,7 @@ from shipyard.core.tuning import (
     TuningJobSpec,
     TuningJobStatus,
     objective_value,
+    should_stop_early,
 )
 from shipyard.errors import ConflictError, NotFoundError, ShipyardError, ValidationError
 from shipyard.services.training import TrainingService, utcnow
@@ -56,6 +57,7 @@ class TuningService:
         self.repository = repository
         self._training = training
         self._account_id = account_id
+        self._curves: dict[tuple[str, int], list[float]] = {}  # (training job, points) → objective curve
 
     # -- API operations -------------------------------------------------------------------------
     def create(self, params: Mapping[str, Any], *, region: str) -> TuningJob:
@@ -177,6 +179,8 @@ class TuningService:
                         "ObjectiveMetricValueReached" if reached else "MaxRuntimeExceeded",
                     )
             return
+        if spec.early_stopping:
+            self._stop_early(job, views, running)  # they count as running until they have stopped
         launched = len(views)
         while launched < spec.max_jobs and len(running) < spec.max_parallel:
             trial = self._launch(job, views)
@@ -200,6 +204,28 @@ class TuningService:
                 )
             else:
                 self._finish(job.name, TuningJobStatus.COMPLETED, None, "MaxNumberOfTrainingJobsReached")
+
+    def _stop_early(self, job: TuningJob, views: list[TrialView], running: list[TrialView]) -> None:
+        """Stop running trials whose objective so far is worse than the median (early stopping Auto)."""
+        metric = job.spec.objective_metric
+        curves = {}
+        for view in views:
+            count = view.job.runtime.get("metric_steps", {}).get(metric, 0) if view.job else 0
+            if not count:
+                continue
+            key = (view.trial.job, count)  # a curve changes only when it gains points
+            if key not in self._curves:
+                points = self._training.metric_series(view.trial.job).get(metric, [])
+                self._curves[key] = [p.value for p in points]
+            curves[view.trial.job] = self._curves[key]
+        for view in running:
+            curve = curves.get(view.trial.job, [])
+            others = [c for name, c in curves.items() if name != view.trial.job]
+            if view.status == TrainingJobStatus.IN_PROGRESS and should_stop_early(
+                curve, others, maximize=job.spec.maximize
+            ):
+                log.info("Tuning job %s: stopping %s early at step %d", job.name, view.trial.job, len(curve))
+                self._training.stop(view.trial.job)
 
     def _launch(self, job: TuningJob, views: list[TrialView]) -> Trial | None:
         spec = job.spec
