@@ -426,3 +426,95 @@ for epoch in range(12):
     assert [trials[x]["TrainingJobStatus"] for x in ("0.9", "0.95")] == ["Stopped"] * 2
     assert description["TrainingJobStatusCounters"]["Stopped"] == 2
     assert description["BestTrainingJob"]["TunedHyperParameters"] == {"x": "0.3"}
+
+
+def test_warm_start_searches_from_the_parents_trials(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    ranges = {"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "0.9"}]}
+    parent = _create_tuning(sm, s3, strategy="Random", max_jobs=4, parallel=2, ranges=ranges)
+    assert _wait_tuning(sm, parent)["HyperParameterTuningJobStatus"] == "Completed"
+
+    def child(warm: bool) -> list[str]:
+        name = f"child-{uuid.uuid4().hex[:8]}"
+        source = _upload_source(s3, {"train.py": SCRIPT})
+        extra = (
+            {
+                "WarmStartConfig": {
+                    "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": parent}],
+                    "WarmStartType": "IdenticalDataAndAlgorithm",
+                }
+            }
+            if warm
+            else {}
+        )
+        sm.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name,
+            HyperParameterTuningJobConfig={
+                "Strategy": "Bayesian",
+                "RandomSeed": 7,
+                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": 1, "MaxParallelTrainingJobs": 1},
+                "ParameterRanges": ranges,
+            },
+            TrainingJobDefinition={
+                "StaticHyperParameters": {
+                    "sagemaker_program": '"train.py"',
+                    "sagemaker_submit_directory": f'"{source}"',
+                },
+                "AlgorithmSpecification": {
+                    "TrainingImage": SKLEARN_IMAGE,
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
+                },
+                "RoleArn": ROLE,
+                "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+            },
+            **extra,
+        )
+        description = _wait_tuning(sm, name)
+        assert description["HyperParameterTuningJobStatus"] == "Completed"
+        if warm:
+            assert (
+                description["WarmStartConfig"]["ParentHyperParameterTuningJobs"][0][
+                    "HyperParameterTuningJobName"
+                ]
+                == parent
+            )
+        return [
+            t["TunedHyperParameters"]["x"]
+            for t in sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+                "TrainingJobSummaries"
+            ]
+        ]
+
+    # Same seed, same first ask: only the parents' four trials can make the warm child choose differently.
+    assert child(warm=True) != child(warm=False)
+    with pytest.raises(ClientError) as exc:
+        sm.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="orphan-child",
+            HyperParameterTuningJobConfig={
+                "Strategy": "Bayesian",
+                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": 1, "MaxParallelTrainingJobs": 1},
+                "ParameterRanges": ranges,
+            },
+            TrainingJobDefinition={
+                "AlgorithmSpecification": {
+                    "TrainingImage": SKLEARN_IMAGE,
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
+                },
+                "RoleArn": ROLE,
+                "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+            },
+            WarmStartConfig={
+                "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "no-such-parent"}],
+                "WarmStartType": "TransferLearning",
+            },
+        )
+    assert exc.value.response["Error"]["Code"] == "ResourceNotFound"
+    assert "no-such-parent" in exc.value.response["Error"]["Message"]

@@ -167,6 +167,7 @@ class TuningJobSpec:
     target_value: float | None
     early_stopping: bool
     request: Mapping[str, Any]
+    warm_start_parents: tuple[str, ...] = ()
 
     @classmethod
     def from_request(cls, params: Mapping[str, Any]) -> TuningJobSpec:
@@ -177,9 +178,10 @@ class TuningJobSpec:
                 "TrainingJobDefinition is required (several TrainingJobDefinitions are not supported yet)",
                 field="TrainingJobDefinition",
             )
-        for unsupported, why in (("WarmStartConfig", "warm start"),):
-            if params.get(unsupported):
-                raise ValidationError(f"{unsupported}: {why} is not supported yet", field=unsupported)
+        warm_start = params.get("WarmStartConfig") or {}
+        parents = tuple(
+            p["HyperParameterTuningJobName"] for p in warm_start.get("ParentHyperParameterTuningJobs", [])
+        )
         strategy = Strategy(config["Strategy"])
         if strategy == Strategy.HYPERBAND:
             raise ValidationError(
@@ -249,6 +251,7 @@ class TuningJobSpec:
             random_seed=int(config.get("RandomSeed", int(hashlib.sha256(name.encode()).hexdigest()[:6], 16))),
             target_value=criteria.get("TargetObjectiveMetricValue"),
             early_stopping=config.get("TrainingJobEarlyStoppingType", "Off") == "Auto",
+            warm_start_parents=parents,
             request=params,
         )
 

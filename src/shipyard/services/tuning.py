@@ -73,6 +73,14 @@ class TuningService:
                 field="HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName",
                 value=spec.objective_metric,
             )
+        for parent in spec.warm_start_parents:
+            parent_job = self.repository.get(parent)
+            if not parent_job.status.is_terminal:
+                raise ValidationError(
+                    f"Warm start parent {parent!r} is {parent_job.status.value}; a parent must have finished",
+                    field="WarmStartConfig.ParentHyperParameterTuningJobs",
+                    value=parent,
+                )
         now = utcnow()
         job = TuningJob(
             spec,
@@ -288,6 +296,20 @@ class TuningService:
                 seed=seed, constant_liar=True, n_startup_trials=min(10, max(2, spec.max_jobs // 3))
             )
         study = optuna.create_study(direction="maximize" if spec.maximize else "minimize", sampler=sampler)
+        for parent in spec.warm_start_parents:  # warm start: what the parents learnt, where it still applies
+            parent_job = self.repository.get(parent)
+            for view in self.trial_views(parent_job):
+                if view.objective is None or not all(
+                    r.name in view.trial.hyperparameters for r in spec.ranges
+                ):
+                    continue
+                params = {r.name: _parse(r, view.trial.hyperparameters[r.name]) for r in spec.ranges}
+                if all(_within(r, params[r.name]) for r in spec.ranges):
+                    study.add_trial(
+                        optuna.trial.create_trial(
+                            value=view.objective, params=params, distributions=distributions
+                        )
+                    )
         for view in views:
             params = {r.name: _parse(r, view.trial.hyperparameters[r.name]) for r in spec.ranges}
             if view.objective is not None:
@@ -328,6 +350,10 @@ def _distribution(r: ParameterRange) -> Any:
     if r.kind == "Continuous":
         return FloatDistribution(r.low, r.high, log=r.log)
     return CategoricalDistribution(list(r.values))
+
+
+def _within(r: ParameterRange, value: Any) -> bool:
+    return value in r.values if r.kind == "Categorical" else r.low <= value <= r.high
 
 
 def _parse(r: ParameterRange, text: str) -> Any:

@@ -71,6 +71,7 @@ def describe(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         "HyperParameterTuningJobArn": job.arn,
         "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
         "TrainingJobDefinition": request.get("TrainingJobDefinition"),
+        "WarmStartConfig": request.get("WarmStartConfig"),
         "HyperParameterTuningJobStatus": job.status.value,
         "CreationTime": job.created,
         "HyperParameterTuningEndTime": job.end_time,
