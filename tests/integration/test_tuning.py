@@ -166,6 +166,13 @@ def test_sdk_hyperparameter_tuner_bayesian(
     trial_job = sm.describe_training_job(TrainingJobName=best["TrainingJobName"])
     assert trial_job["TuningJobArn"] == description["HyperParameterTuningJobArn"]
     assert trial_job["HyperParameters"]["x"] == tuned["x"]
+    from decimal import Decimal
+
+    import httpx
+
+    native = httpx.get(f"{tuning_server.url}/api/v1/tuning-jobs/{name}").json()
+    assert native["best_training_job"] == best["TrainingJobName"] and len(native["trials"]) == 6
+    assert Decimal(native["cost_usd"]) == sum(Decimal(t["cost_usd"]) for t in native["trials"]) > 0
 
 
 def test_grid_tries_every_combination_once(tuning_server: ServerProcess) -> None:

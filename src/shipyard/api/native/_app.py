@@ -93,6 +93,36 @@ def create_native_app() -> FastAPI:
             "cost_usd": runtime.get("cost_usd"),
         }
 
+    @app.get("/api/v1/tuning-jobs/{name}", tags=["tuning"])
+    def tuning_job(request: Request, name: str) -> dict[str, Any]:
+        """A tuning job's trials and its cost: the sum of its training jobs' costs."""
+        from decimal import Decimal
+
+        tuning = _platform(request).tuning
+        job, views = tuning.describe(name)
+        best = tuning.best(job, views)
+        costs = [Decimal(v.job.runtime["cost_usd"]) for v in views if v.job and v.job.runtime.get("cost_usd")]
+        return {
+            "name": job.name,
+            "arn": job.arn,
+            "status": job.status.value,
+            "strategy": job.spec.strategy.value,
+            "objective": {"metric": job.spec.objective_metric, "maximize": job.spec.maximize},
+            "best_training_job": best.trial.job if best else None,
+            "trials": [
+                {
+                    "number": v.trial.number + 1,
+                    "training_job": v.trial.job,
+                    "status": v.status.value,
+                    "hyperparameters": dict(v.trial.hyperparameters),
+                    "objective": v.objective,
+                    "cost_usd": v.job.runtime.get("cost_usd") if v.job else None,
+                }
+                for v in views
+            ],
+            "cost_usd": str(sum(costs, Decimal(0))),
+        }
+
     @app.get("/api/v1/training-jobs/{name}/metrics", tags=["training"])
     def training_job_metrics(request: Request, name: str) -> dict[str, Any]:
         """Every point of every metric the job's MetricDefinitions matched, in step order."""
