@@ -119,10 +119,10 @@ def parse_ranges(raw: Mapping[str, Any]) -> tuple[ParameterRange, ...]:
                     value=name,
                 )
             scaling = item.get("ScalingType", "Auto")
-            if scaling == "ReverseLogarithmic":
+            if scaling == "ReverseLogarithmic" and (kind == "Integer" or low < 0 or high >= 1):
                 raise ValidationError(
-                    f"Range {name!r}: ScalingType ReverseLogarithmic is not supported yet; use Auto, Linear or "
-                    "Logarithmic",
+                    f"Range {name!r}: ReverseLogarithmic scaling takes a Continuous range within [0, 1), "
+                    f"got {kind} {low:g}..{high:g}",
                     field=f"{_FIELD}.ParameterRanges.{key}.ScalingType",
                     value=scaling,
                 )

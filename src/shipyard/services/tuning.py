@@ -305,13 +305,16 @@ class TuningService:
                     continue
                 params = {r.name: _parse(r, view.trial.hyperparameters[r.name]) for r in spec.ranges}
                 if all(_within(r, params[r.name]) for r in spec.ranges):
+                    params = {r.name: _to_search(r, params[r.name]) for r in spec.ranges}
                     study.add_trial(
                         optuna.trial.create_trial(
                             value=view.objective, params=params, distributions=distributions
                         )
                     )
         for view in views:
-            params = {r.name: _parse(r, view.trial.hyperparameters[r.name]) for r in spec.ranges}
+            params = {
+                r.name: _to_search(r, _parse(r, view.trial.hyperparameters[r.name])) for r in spec.ranges
+            }
             if view.objective is not None:
                 state, value = optuna.trial.TrialState.COMPLETE, view.objective
             elif view.status.is_terminal:
@@ -323,7 +326,8 @@ class TuningService:
                     state=state, value=value, params=params, distributions=distributions
                 )
             )
-        return study.ask(distributions).params
+        asked = study.ask(distributions).params
+        return {r.name: _to_search(r, asked[r.name]) for r in spec.ranges}  # 1 - (1 - x) = x
 
     def _finish(
         self, name: str, status: TuningJobStatus, reason: str | None, completion: str | None = None
@@ -345,11 +349,17 @@ class TuningService:
 def _distribution(r: ParameterRange) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+    if r.scaling == "ReverseLogarithmic":  # searched as 1 - x on a log scale: dense near 1
+        return FloatDistribution(1 - r.high, 1 - r.low, log=True)
     if r.kind == "Integer":
         return IntDistribution(int(r.low), int(r.high), log=r.log)
     if r.kind == "Continuous":
         return FloatDistribution(r.low, r.high, log=r.log)
     return CategoricalDistribution(list(r.values))
+
+
+def _to_search(r: ParameterRange, value: Any) -> Any:
+    return 1 - value if r.scaling == "ReverseLogarithmic" else value
 
 
 def _within(r: ParameterRange, value: Any) -> bool:
