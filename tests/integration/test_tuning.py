@@ -47,6 +47,27 @@ def _wait_tuning(sm: Any, name: str, timeout: float = 300) -> dict[str, Any]:
         time.sleep(0.05)
 
 
+def _definition(source: str | None) -> dict[str, Any]:
+    """A TrainingJobDefinition running SCRIPT-like code (from ``source``) with the "score" metric."""
+    definition: dict[str, Any] = {
+        "AlgorithmSpecification": {
+            "TrainingImage": SKLEARN_IMAGE,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
+        },
+        "RoleArn": ROLE,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+    }
+    if source is not None:
+        definition["StaticHyperParameters"] = {
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"{source}"',
+        }
+    return definition
+
+
 def _create_tuning(
     sm: Any,
     s3: Any,
@@ -70,21 +91,7 @@ def _create_tuning(
             "ParameterRanges": ranges,
             "TrainingJobEarlyStoppingType": early_stopping,
         },
-        TrainingJobDefinition={
-            "StaticHyperParameters": {
-                "sagemaker_program": '"train.py"',
-                "sagemaker_submit_directory": f'"{source}"',
-            },
-            "AlgorithmSpecification": {
-                "TrainingImage": SKLEARN_IMAGE,
-                "TrainingInputMode": "File",
-                "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
-            },
-            "RoleArn": ROLE,
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
-            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-        },
+        TrainingJobDefinition=_definition(source),
     )
     return name
 
@@ -278,17 +285,7 @@ def test_bad_tuning_requests_are_refused(
         sm.create_hyper_parameter_tuning_job(
             HyperParameterTuningJobName="bad-tuning",
             HyperParameterTuningJobConfig=config,
-            TrainingJobDefinition={
-                "AlgorithmSpecification": {
-                    "TrainingImage": SKLEARN_IMAGE,
-                    "TrainingInputMode": "File",
-                    "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
-                },
-                "RoleArn": ROLE,
-                "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
-                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-            },
+            TrainingJobDefinition=_definition(None),
         )
     assert exc.value.response["Error"]["Code"] == "ValidationException"
     assert named in exc.value.response["Error"]["Message"]
@@ -463,21 +460,7 @@ def test_warm_start_searches_from_the_parents_trials(tuning_server: ServerProces
                 "ResourceLimits": {"MaxNumberOfTrainingJobs": 1, "MaxParallelTrainingJobs": 1},
                 "ParameterRanges": ranges,
             },
-            TrainingJobDefinition={
-                "StaticHyperParameters": {
-                    "sagemaker_program": '"train.py"',
-                    "sagemaker_submit_directory": f'"{source}"',
-                },
-                "AlgorithmSpecification": {
-                    "TrainingImage": SKLEARN_IMAGE,
-                    "TrainingInputMode": "File",
-                    "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
-                },
-                "RoleArn": ROLE,
-                "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
-                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-            },
+            TrainingJobDefinition=_definition(source),
             **extra,
         )
         description = _wait_tuning(sm, name)
@@ -507,17 +490,7 @@ def test_warm_start_searches_from_the_parents_trials(tuning_server: ServerProces
                 "ResourceLimits": {"MaxNumberOfTrainingJobs": 1, "MaxParallelTrainingJobs": 1},
                 "ParameterRanges": ranges,
             },
-            TrainingJobDefinition={
-                "AlgorithmSpecification": {
-                    "TrainingImage": SKLEARN_IMAGE,
-                    "TrainingInputMode": "File",
-                    "MetricDefinitions": [{"Name": "score", "Regex": "score=([0-9.]+)"}],
-                },
-                "RoleArn": ROLE,
-                "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
-                "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-            },
+            TrainingJobDefinition=_definition(None),
             WarmStartConfig={
                 "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "no-such-parent"}],
                 "WarmStartType": "TransferLearning",

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shipyard.core.training import TrainingJobStatus
 from shipyard.errors import ValidationError
 
 _FIELD = "HyperParameterTuningJobConfig"
@@ -23,16 +24,9 @@ class Strategy(enum.StrEnum):
     HYPERBAND = "Hyperband"
 
 
-class TuningJobStatus(enum.StrEnum):
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    STOPPING = "Stopping"
-    STOPPED = "Stopped"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (TuningJobStatus.COMPLETED, TuningJobStatus.FAILED, TuningJobStatus.STOPPED)
+# A tuning job moves through the same statuses as a training job (InProgress, Completed, Failed,
+# Stopping, Stopped); SageMaker names two enums, one type serves both.
+TuningJobStatus = TrainingJobStatus
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,6 @@ exists, and records it: a restart loses no trial and duplicates none.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -372,7 +371,3 @@ def _parse(r: ParameterRange, text: str) -> Any:
     if r.kind == "Continuous":
         return float(text)
     return text
-
-
-def trial_end(view: TrialView) -> dt.datetime | None:
-    return view.job.state.training_end if view.job else None
