@@ -287,12 +287,16 @@ class TuningService:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         distributions = {r.name: _distribution(r) for r in spec.ranges}
-        seed = spec.random_seed + number
+        # One seed per (RandomSeed, trial): different RandomSeeds must not share shifted sequences.
+        seed = (spec.random_seed * 1_000_003 + number) % 2**32
         if spec.strategy == Strategy.RANDOM:
             sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
         else:
             sampler = optuna.samplers.TPESampler(
-                seed=seed, constant_liar=True, n_startup_trials=min(10, max(2, spec.max_jobs // 3))
+                seed=seed,
+                constant_liar=True,
+                multivariate=True,
+                n_startup_trials=min(10, max(2, spec.max_jobs // 8)),
             )
         study = optuna.create_study(direction="maximize" if spec.maximize else "minimize", sampler=sampler)
         for parent in spec.warm_start_parents:  # warm start: what the parents learnt, where it still applies
