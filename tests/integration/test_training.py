@@ -577,3 +577,33 @@ def test_container_entrypoint_and_arguments_are_honoured(clients: tuple[Any, Any
     model = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(model)) as tar:
         assert tar.extractfile("out.txt").read() == b"entrypoint ran on algo-1\n"  # type: ignore[union-attr]
+
+
+def test_a_site_defined_instance_type_is_accepted_by_the_api(tmp_path: Path) -> None:
+    """botocore's model lists AWS's types as an enum; a site's catalog adds its own."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "instance_types.csv").write_text(
+        "instance_type,family,vcpu,memory_gib,training_usd_per_hour\nml.lab.small,lab,1,2,0.01\n"
+    )
+    with ServerProcess(data_dir) as server:
+        sm, s3 = boto_client("sagemaker", server.url), boto_client("s3", server.url)
+        s3.create_bucket(Bucket=BUCKET)
+        lab = {"ResourceConfig": {"InstanceType": "ml.lab.small", "InstanceCount": 1, "VolumeSizeInGB": 1}}
+        description = _wait(sm, _create(sm, s3, "print('on the lab type')", extra=lab))
+        assert description["TrainingJobStatus"] == "Completed"
+        assert description["ResourceConfig"]["InstanceType"] == "ml.lab.small"
+        with pytest.raises(ClientError) as exc:
+            _create(
+                sm,
+                s3,
+                "pass",
+                extra={
+                    "ResourceConfig": {
+                        "InstanceType": "ml.nowhere.large",
+                        "InstanceCount": 1,
+                        "VolumeSizeInGB": 1,
+                    }
+                },
+            )
+        assert exc.value.response["Error"]["Code"] == "ValidationException"

@@ -44,11 +44,12 @@ def test_unknown_type_suggests_close_names(catalog: InstanceCatalog) -> None:
 
 
 def test_type_not_offered_for_a_kind(catalog: InstanceCatalog) -> None:
-    t3 = catalog.get("ml.t3.medium")
-    assert not t3.supports(JobKind.TRAINING)
-    with pytest.raises(ValidationError, match="not offered for training"):
-        t3.price_per_hour(JobKind.TRAINING)
-    assert t3 not in catalog.for_kind(JobKind.TRAINING)
+    p5 = catalog.get("ml.p5.48xlarge")
+    assert p5.supports(JobKind.TRAINING) and not p5.supports(JobKind.TRANSFORM)
+    with pytest.raises(ValidationError, match="not offered for transform"):
+        p5.price_per_hour(JobKind.TRANSFORM)
+    assert p5 not in catalog.for_kind(JobKind.TRANSFORM)
+    assert catalog.get("ml.t3.medium").supports(JobKind.TRAINING)  # botocore's TrainingInstanceType has it
 
 
 def test_site_override_replaces_prices_and_adds_types(tmp_path: Path) -> None:

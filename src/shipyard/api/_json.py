@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -63,9 +63,15 @@ class JsonApi:
     """Validates, dispatches and shapes the calls of one AWS JSON service."""
 
     def __init__(
-        self, service: str, schema: ServiceSchema, operations: dict[str, Operation], error_types: ErrorTypes
+        self,
+        service: str,
+        schema: ServiceSchema,
+        operations: dict[str, Operation],
+        error_types: ErrorTypes,
+        extra_enum_values: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.service = service
+        self.extra_enum_values = extra_enum_values
         self.schema = schema
         self.operations = operations
         self.error_types = error_types
@@ -80,7 +86,7 @@ class JsonApi:
                     context.request_id,
                 )
             params = self._parse(await request.body())
-            params = self.schema.validate_input(operation, params)
+            params = self.schema.validate_input(operation, params, extra_enum_values=self.extra_enum_values)
             handler = self.operations.get(operation)
             if handler is None:
                 raise errors.NotImplementedOperation(self.service, operation)

@@ -24,7 +24,7 @@ import datetime as dt
 import enum
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -57,13 +57,23 @@ class ServiceSchema:
         return self.model.operation_model(name)
 
     # -- input ----------------------------------------------------------------------------------
-    def validate_input(self, operation: str, params: object) -> dict[str, Any]:
-        """Validate and convert a request body; raise ValidationError listing every violation."""
+    def validate_input(
+        self,
+        operation: str,
+        params: object,
+        *,
+        extra_enum_values: Mapping[str, Collection[str]] | None = None,
+    ) -> dict[str, Any]:
+        """Validate and convert a request body; raise ValidationError listing every violation.
+
+        ``extra_enum_values`` widens an enum shape by name: a site's own instance types are valid
+        ``TrainingInstanceType`` values although botocore's model lists only AWS's.
+        """
         shape = self._operation(operation).input_shape
         if shape is None:
             return {}
         problems: list[tuple[str, Any, str]] = []
-        result = _check(shape, params, "", problems)
+        result = _check(shape, params, "", problems, extra_enum_values or {})
         if problems:
             count = len(problems)
             shown = "; ".join(
@@ -128,7 +138,13 @@ def _pattern(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
-def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, str]]) -> Any:
+def _check(
+    shape: Shape,
+    value: Any,
+    path: str,
+    problems: list[tuple[str, Any, str]],
+    extra: Mapping[str, Collection[str]],
+) -> Any:
     kind = shape.type_name
     meta = shape.metadata
     if kind == "structure":
@@ -146,7 +162,7 @@ def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, s
                 (path or shape.name, value, f"Exactly one member must be set, got {len(set_members)}")
             )
         for name in set_members:
-            out[name] = _check(members[name], value[name], _join(path, name), problems)
+            out[name] = _check(members[name], value[name], _join(path, name), problems, extra)
         return out
     if kind == "list":
         if not isinstance(value, list):
@@ -154,7 +170,9 @@ def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, s
             return value
         _length(meta, len(value), path, value, problems)
         member = shape.member
-        return [_check(member, item, f"{path}.{i + 1}.member", problems) for i, item in enumerate(value)]
+        return [
+            _check(member, item, f"{path}.{i + 1}.member", problems, extra) for i, item in enumerate(value)
+        ]
     if kind == "map":
         if not isinstance(value, dict):
             problems.append((path, value, "Member must be a JSON object (map)"))
@@ -163,14 +181,14 @@ def _check(shape: Shape, value: Any, path: str, problems: list[tuple[str, Any, s
         key_shape, value_shape = shape.key, shape.value
         out_map = {}
         for key, item in value.items():
-            _check(key_shape, key, f"{path}.key", problems)
-            out_map[key] = _check(value_shape, item, f"{path}.{key}", problems)
+            _check(key_shape, key, f"{path}.key", problems, extra)
+            out_map[key] = _check(value_shape, item, f"{path}.{key}", problems, extra)
         return out_map
     if kind == "string":
         if not isinstance(value, str):
             problems.append((path, value, "Member must be a string"))
             return value
-        if shape.enum and value not in shape.enum:
+        if shape.enum and value not in shape.enum and value not in extra.get(shape.name, ()):
             problems.append((path, value, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))
         _length(meta, len(value), path, value, problems)
         if "pattern" in meta:

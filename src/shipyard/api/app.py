@@ -58,7 +58,8 @@ class ShipyardApp:
         def open_all() -> tuple[Platform, dict[str, JsonApi]]:
             platform = Platform.open(self.settings)
             try:
-                return platform, {"SageMaker": sagemaker_api(), "Logs_20140328": logs_api()}
+                instance_types = [t.name for t in platform.catalog]
+                return platform, {"SageMaker": sagemaker_api(instance_types), "Logs_20140328": logs_api()}
             except BaseException:
                 platform.close()
                 raise

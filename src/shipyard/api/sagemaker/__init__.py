@@ -1,5 +1,7 @@
 """The SageMaker protocol (AWS JSON 1.1, ``X-Amz-Target: SageMaker.<Operation>``)."""
 
+from collections.abc import Collection
+
 from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
 from shipyard.api._schema import ServiceSchema
 from shipyard.api.sagemaker import _tags, _training, _tuning
@@ -11,8 +13,24 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
-def sagemaker_api() -> JsonApi:
-    return JsonApi("SageMaker", ServiceSchema.load("sagemaker"), OPERATIONS, SAGEMAKER_ERRORS)
+# Instance types are enums in botocore's model; a site's own types (its instance catalog) are valid too.
+INSTANCE_TYPE_SHAPES = (
+    "TrainingInstanceType",
+    "ProcessingInstanceType",
+    "ProductionVariantInstanceType",
+    "TransformInstanceType",
+)
+
+
+def sagemaker_api(instance_types: Collection[str] = ()) -> JsonApi:
+    names = frozenset(instance_types)
+    return JsonApi(
+        "SageMaker",
+        ServiceSchema.load("sagemaker"),
+        OPERATIONS,
+        SAGEMAKER_ERRORS,
+        {shape: names for shape in INSTANCE_TYPE_SHAPES},
+    )
 
 
 __all__ = ["OPERATIONS", "sagemaker_api"]
