@@ -228,6 +228,7 @@ def test_stop_sends_sigterm_and_keeps_the_saved_model(clients: tuple[Any, Any, A
     script = """
 import signal, sys, time
 def on_term(*_):
+    time.sleep(0.5)  # saving a checkpoint takes a while
     open('/opt/ml/model/partial.txt', 'w').write('saved on SIGTERM')
     print('got SIGTERM, saved'); sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)

@@ -192,6 +192,17 @@ class Agent:
             f'Command "{" ".join(self.command_display)}", exit code: {exit_code}'
         )[:FAILURE_LIMIT]
 
+    def _terminate(self, group: int) -> None:
+        """SIGTERM to the user's processes. In the sandbox, not to bwrap itself: bwrap dies of it,
+        and --die-with-parent would then SIGKILL the job before its handler could save anything."""
+        if not self.sandboxed:
+            _signal_group(group, signal.SIGTERM)
+            return
+        for pid in _group_members(group):
+            if pid != group:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
+
     def request_stop(self, reason: str) -> None:
         """Stop the user process: SIGTERM now, SIGKILL after the grace period."""
         with self._stop_lock:
@@ -206,7 +217,7 @@ class Agent:
         process = self.process
         if process is None or process.poll() is not None:
             return
-        _signal_group(process.pid, signal.SIGTERM)
+        self._terminate(process.pid)
         grace = float(self.config.get("stop_grace_seconds", 30))
         killer = threading.Timer(grace, _signal_group, args=(process.pid, signal.SIGKILL))
         killer.daemon = True
@@ -399,7 +410,7 @@ class Agent:
         )
         self.status.update(user_pgid=self.process.pid)
         if self.stop_reason is not None:  # a stop arrived while starting
-            _signal_group(self.process.pid, signal.SIGTERM)
+            self._terminate(self.process.pid)
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             self.log.line(raw.decode("utf-8", "replace"))
@@ -543,6 +554,21 @@ def _environment_root(python: Path) -> Path:
     """The folder holding the interpreter's environment: the venv root, or the bin/ folder."""
     root = python.parent.parent
     return root if (root / "pyvenv.cfg").exists() else python.parent
+
+
+def _group_members(group: int) -> list[int]:
+    """The processes of process group ``group`` (from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            members.append(int(entry.name))
+    return members
 
 
 def _signal_group(pid: int, sig: int) -> None:
