@@ -37,6 +37,8 @@ open(__import__("os").environ.get("SM_MODEL_DIR", "/tmp") + "/model.txt", "w").w
 print("end", time.time(), flush=True)
 """
 
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
 
 def _stamps(lines: list[str]) -> tuple[float, float]:
     found = {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith(("start ", "end "))}
@@ -80,7 +82,7 @@ def shipyard(runs: int, data_dir: Path) -> tuple[list[float], list[float]]:
             sm.create_training_job(
                 TrainingJobName=name,
                 RoleArn="arn:aws:iam::000000000000:role/R",
-                AlgorithmSpecification={"TrainingImage": "bench", "TrainingInputMode": "File"},
+                AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
                 HyperParameters={
                     "sagemaker_program": '"train.py"',
                     "sagemaker_submit_directory": '"s3://bench/code/sourcedir.tar.gz"',
