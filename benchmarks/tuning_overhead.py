@@ -1,9 +1,10 @@
 """Overhead of a tuning job against a plain Optuna loop launching the same script as subprocesses.
 
-    .venv/bin/python benchmarks/tuning_overhead.py [--trials 40] [--parallel 2]
+    .venv/bin/python benchmarks/tuning_overhead.py [--trials 40] [--parallel 2] [--work 0]
 
 Both search the same one-dimensional space with TPE, ``--parallel`` trials at a time, for
-``--trials`` trials of a trivial script. Baseline: ``study.ask`` → ``subprocess.run([python,
+``--trials`` trials of a trivial script (which sleeps ``--work`` seconds, to see the overhead
+against trials that do something). Baseline: ``study.ask`` → ``subprocess.run([python,
 script, --x, v])`` → ``study.tell`` in ``--parallel`` threads. Shipyard: CreateHyperParameterTuningJob
 and wait for Completed. The instance type is a site-defined 1-vCPU type (added through
 ``<data dir>/instance_types.csv``), so that two trials fit at once on a 2-core machine, as two
@@ -29,14 +30,15 @@ import optuna
 from shipyard.server import ServerProcess
 
 SCRIPT = """
-import sys
+import sys, time
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 x = float(args.get("-x", args.get("--x", 0)))
+time.sleep(float(args.get("--work", 0)))
 print(f"score={1 - (x - 0.3) ** 2:.6f}")
 """
 
 
-def baseline(script: Path, trials: int, parallel: int) -> float:
+def baseline(script: Path, trials: int, parallel: int, work: float) -> float:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, constant_liar=True)
@@ -52,7 +54,7 @@ def baseline(script: Path, trials: int, parallel: int) -> float:
                 remaining[0] -= 1
                 trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
             out = subprocess.run(
-                [sys.executable, str(script), "-x", str(trial.params["x"])],
+                [sys.executable, str(script), "--work", str(work), "-x", str(trial.params["x"])],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -69,7 +71,7 @@ def baseline(script: Path, trials: int, parallel: int) -> float:
     return time.monotonic() - started
 
 
-def shipyard(data_dir: Path, trials: int, parallel: int) -> float:
+def shipyard(data_dir: Path, trials: int, parallel: int, work: float) -> float:
     data_dir.mkdir(parents=True)
     (data_dir / "instance_types.csv").write_text(
         "instance_type,family,vcpu,memory_gib,training_usd_per_hour\nml.bench.small,bench,1,1,0.01\n"
@@ -93,6 +95,7 @@ def shipyard(data_dir: Path, trials: int, parallel: int) -> float:
             "StaticHyperParameters": {
                 "sagemaker_program": '"train.py"',
                 "sagemaker_submit_directory": '"s3://bench/code/sourcedir.tar.gz"',
+                "work": str(work),
             },
             "AlgorithmSpecification": {
                 "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
@@ -123,7 +126,7 @@ def shipyard(data_dir: Path, trials: int, parallel: int) -> float:
                 status = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
                 if status["HyperParameterTuningJobStatus"] != "InProgress":
                     break
-                time.sleep(0.01)
+                time.sleep(0.05)
             assert status["HyperParameterTuningJobStatus"] == "Completed", status.get("FailureReason")
             return time.monotonic() - started
 
@@ -135,13 +138,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--work", type=float, default=0.0, help="seconds each trial sleeps")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "train.py"
         script.write_text(SCRIPT)
-        base = baseline(script, args.trials, args.parallel)
-        ship = shipyard(Path(tmp) / "data", args.trials, args.parallel)
-    print(f"{args.trials} trials, {args.parallel} at a time")
+        base = baseline(script, args.trials, args.parallel, args.work)
+        ship = shipyard(Path(tmp) / "data", args.trials, args.parallel, args.work)
+    print(f"{args.trials} trials of {args.work} s, {args.parallel} at a time")
     print(f"plain Optuna loop + subprocesses: {base:6.2f} s ({base / args.trials * 1000:.0f} ms a trial)")
     print(f"Shipyard tuning job:              {ship:6.2f} s ({ship / args.trials * 1000:.0f} ms a trial)")
     print(f"ratio {ship / base:.2f} (goal <= 1.15)")

@@ -608,3 +608,40 @@ def test_a_site_defined_instance_type_is_accepted_by_the_api(tmp_path: Path) -> 
                 },
             )
         assert exc.value.response["Error"]["Code"] == "ValidationException"
+
+
+def _fork_servers(server_pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if parent == server_pid and b"--fork-server" in cmdline:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_agents_are_forked_and_a_lost_fork_server_is_replaced(
+    clients: tuple[Any, Any, Any], server: ServerProcess
+) -> None:
+    import os
+    import signal
+
+    sm, s3, logs = clients
+    first = _create(sm, s3, WAIT_FOR_GO)
+    _wait_for_log(logs, first, "waiting")
+    [fork_server] = _fork_servers(server.process.pid)  # type: ignore[union-attr]
+    [status] = server.data_dir.glob(f"jobs/{first}/attempt-0/algo-1/status.json")
+    agent = json.loads(status.read_text())["agent_pid"]
+    assert _parent_of(agent) == fork_server
+    os.kill(fork_server, signal.SIGKILL)  # the agent it started runs on, in its own session
+    _go(server.data_dir, first)
+    assert _wait(sm, first)["TrainingJobStatus"] == "Completed"
+    second = _create(sm, s3, "print('second')")
+    assert _wait(sm, second)["TrainingJobStatus"] == "Completed"
+    _wait_for_log(logs, second, "second")
+    assert _fork_servers(server.process.pid) not in ([], [fork_server])

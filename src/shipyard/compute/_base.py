@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
         """Whether the agent process still runs."""
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called whenever an instance may have changed state (its agent ended),
+        so that the scheduler looks at once rather than at its next poll. The default tells nothing:
+        the scheduler's polling alone is correct, only slower."""
+        return
+
+    def close(self) -> None:
+        """Release what the backend holds for itself. Running agents are left running."""
+        return
 
     def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
         """End an instance at once: its agent and whatever it was running."""

@@ -21,8 +21,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from shipyard.envs._images import EnvironmentSpec
 from shipyard.errors import ShipyardError
@@ -215,10 +218,6 @@ class EnvironmentCache:
 
 def satisfied_here(requirements: Sequence[str]) -> bool:
     """Whether this interpreter already has every requirement (a job may then run in it as is)."""
-    from importlib import metadata
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
     for text in requirements:
         try:
             requirement = Requirement(text)

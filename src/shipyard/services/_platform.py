@@ -111,6 +111,7 @@ class Platform:
 
     def close(self) -> None:
         self.scheduler.close()
+        self.backend.close()
         self.objects.close()
         self.db.dispose()
         if self._lock_file is not None:

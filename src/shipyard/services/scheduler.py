@@ -45,7 +45,7 @@ _PHASES = {
     "Training": SecondaryStatus.TRAINING,
     "Uploading": SecondaryStatus.UPLOADING,
 }
-_ACTIVE_POLL = 0.02
+_ACTIVE_POLL = 0.1
 _IDLE_POLL = 1.0
 
 
@@ -78,6 +78,7 @@ class TrainingScheduler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        backend.on_change(self.wake)  # an agent that ends is looked at now, not at the next poll
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="shipyard-scheduler", daemon=True)

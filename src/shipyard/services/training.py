@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
@@ -119,6 +119,10 @@ class TrainingService:
 
     def describe(self, name: str) -> TrainingJob:
         return self.repository.get(name)
+
+    def describe_many(self, names: Iterable[str]) -> dict[str, TrainingJob]:
+        """The named jobs that exist, by name."""
+        return self.repository.get_many(names)
 
     def list_jobs(
         self, query: TrainingJobQuery, *, max_results: int = 10, next_token: str | None = None

@@ -28,7 +28,7 @@ from shipyard.core.tuning import (
     objective_value,
     should_stop_early,
 )
-from shipyard.errors import ConflictError, NotFoundError, ShipyardError, ValidationError
+from shipyard.errors import ConflictError, ShipyardError, ValidationError
 from shipyard.services.training import TrainingService, utcnow
 from shipyard.store import TuningJobRepository
 
@@ -132,11 +132,9 @@ class TuningService:
 
     def trial_views(self, job: TuningJob) -> list[TrialView]:
         views = []
+        jobs = self._training.describe_many(t.job for t in job.trials)
         for trial in job.trials:
-            try:
-                training = self._training.describe(trial.job)
-            except NotFoundError:
-                training = None
+            training = jobs.get(trial.job)
             value = None
             if training is not None and training.state.status == TrainingJobStatus.COMPLETED:
                 value = objective_value(training.runtime.get("final_metrics", []), job.spec.objective_metric)

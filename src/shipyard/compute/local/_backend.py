@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from shipyard.compute._base import Backend, Feature, InstanceLaunch
 from shipyard.core.placement import Resources
 from shipyard.runtime._sandbox import sandbox_available
+
+log = logging.getLogger(__name__)
 
 # The agent (not the user's job) needs what reaching package indexes takes: CA bundles, proxies,
 # uv/pip settings.
@@ -41,6 +45,10 @@ _AGENT_ENV = (
 _AGENT_ENV_PREFIXES = ("UV_", "PIP_")
 
 
+def _agent_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _AGENT_ENV or k.startswith(_AGENT_ENV_PREFIXES)}
+
+
 def machine_resources() -> Resources:
     """Cores, memory and GPUs of this machine (what the process may use)."""
     try:
@@ -61,6 +69,12 @@ def _gpu_count() -> int:
 class LocalBackend(Backend):
     """Agents as detached processes (their own session), so they outlive a server restart.
 
+    A new interpreter importing the agent costs ~100 ms of CPU, most of a short job's start-up and,
+    for a tuning job's trivial trials on a small machine, most of its work. So agents are forked
+    from a fork server (``python -m shipyard.runtime.agent --fork-server``) started once and
+    already imported; it also reports each agent's exit, which wakes the scheduler at once. Should
+    the fork server be gone or fail, an agent is started as a process of its own.
+
     Args:
         capacity: Resources to hand out; defaults to the whole machine.
         sandbox: "auto" (bubblewrap when it works here), "bwrap" (required) or "off".
@@ -79,7 +93,10 @@ class LocalBackend(Backend):
             )
         self.sandbox = "bwrap" if sandbox != "off" and sandbox_available() else "off"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._forks: _ForkServer | None = None
+        self._closed = False
 
     @property
     def capacity(self) -> Resources:
@@ -94,21 +111,59 @@ class LocalBackend(Backend):
             missing[Feature.SANDBOX] = "bubblewrap is not available: jobs run unsandboxed"
         return missing
 
-    def _launch(self, launch: InstanceLaunch) -> dict[str, Any]:
-        env = {k: v for k, v in os.environ.items() if k in _AGENT_ENV or k.startswith(_AGENT_ENV_PREFIXES)}
-        with (launch.instance_dir / "agent.log").open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "shipyard.runtime.agent", str(launch.instance_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def close(self) -> None:
         with self._lock:
-            self._children[process.pid] = process
-        return {"pid": process.pid, "start_ticks": _start_ticks(process.pid)}
+            self._closed = True
+            forks, self._forks = self._forks, None
+        if forks is not None:
+            forks.close()
+
+    def _changed(self) -> None:
+        for callback in self._callbacks:
+            callback()
+
+    def _launch(self, launch: InstanceLaunch) -> dict[str, Any]:
+        pid = self._fork(launch.instance_dir)
+        if pid is None:
+            with (launch.instance_dir / "agent.log").open("ab") as output:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "shipyard.runtime.agent", str(launch.instance_dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=_agent_env(),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            pid = process.pid
+            with self._lock:
+                self._children[pid] = process
+            threading.Thread(target=self._watch, args=(process,), name="shipyard-agent", daemon=True).start()
+        return {"pid": pid, "start_ticks": _start_ticks(pid)}
+
+    def _fork(self, instance_dir: Path) -> int | None:
+        with self._lock:
+            if self._closed:
+                return None
+            if self._forks is None or not self._forks.running:
+                try:
+                    self._forks = _ForkServer(self._changed)
+                except OSError:
+                    log.exception("The agent fork server could not start; starting agents one by one")
+                    return None
+            forks = self._forks
+        try:
+            return forks.launch(instance_dir)
+        except OSError as exc:
+            log.warning("The agent fork server failed (%s); starting the agent on its own", exc)
+            return None
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        self._changed()
 
     def rendezvous(self) -> tuple[str, int]:
         import socket
@@ -146,6 +201,62 @@ class LocalBackend(Backend):
         # Launched by an earlier server process: the pid must still be the same process.
         recorded = handle.get("start_ticks")
         return recorded is not None and _start_ticks(pid) == recorded
+
+
+class _ForkServer:
+    """The fork server process and the thread reading its answers."""
+
+    def __init__(self, on_exit: Callable[[], None]) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.runtime.agent", "--fork-server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_agent_env(),
+            start_new_session=True,  # a Ctrl-C meant for the server does not reach it
+            close_fds=True,
+        )
+        self._on_exit = on_exit
+        self._answers: queue.Queue[str] = queue.Queue()
+        self._launching = threading.Lock()
+        threading.Thread(target=self._read, name="shipyard-fork-server", daemon=True).start()
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def launch(self, instance_dir: Path) -> int:
+        assert self._process.stdin is not None
+        with self._launching:
+            self._process.stdin.write(f"{instance_dir}\n".encode())
+            self._process.stdin.flush()
+            try:
+                answer = self._answers.get(timeout=30)
+            except queue.Empty:
+                self._process.kill()  # a late answer must not be taken for the next launch's
+                raise OSError("no answer in 30 s") from None
+        kind, _, detail = answer.partition(" ")
+        if kind != "launched":
+            raise OSError(detail or "it exited")
+        return int(detail)
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for raw in self._process.stdout:
+            kind, _, detail = raw.decode().strip().partition(" ")
+            if kind == "exited":
+                self._on_exit()
+            else:
+                self._answers.put(f"{kind} {detail}")
+        self._answers.put("gone")  # wakes a launch waiting on a fork server that died
+        self._process.wait()
+
+    def close(self) -> None:
+        """End of input: the fork server exits; the agents it started run on."""
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
 
 
 def _start_ticks(pid: int) -> int | None:
