@@ -1,5 +1,5 @@
 """Hyperparameter tuning jobs through the SageMaker API: the SDK's HyperparameterTuner, Grid,
-failures, stop."""
+Hyperband, several definitions, early stopping, warm start, failures, stop, restart."""
 
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def test_stop_stops_running_trials(tuning_server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("config_change", "named"),
     [
-        ({"Strategy": "Hyperband"}, "Hyperband"),
+        ({"Strategy": "Hyperband"}, "Strategy Hyperband needs MaxResource"),
         (
             {
                 "ParameterRanges": {
@@ -498,3 +498,118 @@ def test_warm_start_searches_from_the_parents_trials(tuning_server: ServerProces
         )
     assert exc.value.response["Error"]["Code"] == "ResourceNotFound"
     assert "no-such-parent" in exc.value.response["Error"]["Message"]
+
+
+EPOCHS_SCRIPT = """
+import argparse, time
+p = argparse.ArgumentParser()
+p.add_argument("-x", type=float)
+p.add_argument("--epochs", type=int)
+p.add_argument("--offset", type=float, default=0.0)
+a, _ = p.parse_known_args()
+for epoch in range(a.epochs):
+    print(f"epoch {epoch} score={a.offset + (1 - abs(a.x - 0.3)) * (epoch + 1) / a.epochs:.4f}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+def _summaries(sm: Any, name: str) -> list[dict[str, Any]]:
+    return sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, MaxResults=100
+    )["TrainingJobSummaries"]
+
+
+def test_hyperband_stops_trials_that_are_not_promoted(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    logs = boto_client("logs", tuning_server.url)
+    name = f"hyperband-{uuid.uuid4().hex[:8]}"
+    definition = _definition(_upload_source(s3, {"train.py": EPOCHS_SCRIPT}))
+    definition["StaticHyperParameters"]["epochs"] = "9"  # MaxResource, as SageMaker infers it
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name,
+        HyperParameterTuningJobConfig={
+            "Strategy": "Hyperband",
+            "RandomSeed": 3,
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 1},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "1"}]
+            },
+        },
+        TrainingJobDefinition=definition,
+    )
+    description = _wait_tuning(sm, name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed", description.get("FailureReason")
+    trials = sorted(_summaries(sm, name), key=lambda t: t["TrainingJobName"])
+    stopped = [t for t in trials if t["TrainingJobStatus"] == "Stopped"]
+    assert stopped and description["TrainingJobStatusCounters"]["Stopped"] == len(stopped)
+    # Parallelism 1, bracket 0 (rungs at 1 and 3 epochs): a trial goes on past its first epoch
+    # only if it was the best of those before it there.
+    best_so_far = -1.0
+    for trial in trials:
+        x = float(trial["TunedHyperParameters"]["x"])
+        first_epoch = (1 - abs(x - 0.3)) / 9
+        events = logs.filter_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{trial['TrainingJobName']}/"
+        )["events"]
+        epochs = sum(e["message"].startswith("epoch ") for e in events)
+        if first_epoch < best_so_far:
+            assert trial["TrainingJobStatus"] == "Stopped", trial
+            assert epochs < 9
+        else:
+            best_so_far = first_epoch
+        if trial["TrainingJobStatus"] == "Completed":
+            assert epochs == 9
+    best = description["BestTrainingJob"]
+    assert best["TrainingJobStatus"] == "Completed"
+    assert best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == max(
+        t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        for t in trials
+        if t.get("FinalHyperParameterTuningJobObjectiveMetric")
+    )
+
+
+def test_several_training_job_definitions_are_searched_together(tuning_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", tuning_server.url), boto_client("s3", tuning_server.url)
+    name = f"multi-{uuid.uuid4().hex[:8]}"
+    source = _upload_source(s3, {"train.py": EPOCHS_SCRIPT})
+    definitions = []
+    for label, offset in (("plain", "0"), ("boosted", "1")):
+        definition = _definition(source)
+        definition["StaticHyperParameters"].update(epochs="1", offset=offset)
+        definition.update(
+            DefinitionName=label,
+            TuningObjective={"Type": "Maximize", "MetricName": "score"},
+            HyperParameterRanges={
+                "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "1"}]
+            },
+        )
+        definitions.append(definition)
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name,
+        HyperParameterTuningJobConfig={
+            "Strategy": "Bayesian",
+            "RandomSeed": 1,
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2},
+        },
+        TrainingJobDefinitions=definitions,
+    )
+    description = _wait_tuning(sm, name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed", description.get("FailureReason")
+    assert [d["DefinitionName"] for d in description["TrainingJobDefinitions"]] == ["plain", "boosted"]
+    trials = _summaries(sm, name)
+    assert len(trials) == 8
+    assert {t["TrainingJobDefinitionName"] for t in trials} == {"plain", "boosted"}
+    for trial in trials:  # each ran its own definition: the boosted one scores above 1
+        score = trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        assert (score > 1) == (trial["TrainingJobDefinitionName"] == "boosted")
+    assert description["BestTrainingJob"]["TrainingJobDefinitionName"] == "boosted"
+    with pytest.raises(ClientError, match="DefinitionNames must be unique"):
+        sm.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=f"{name}-bad",
+            HyperParameterTuningJobConfig={
+                "Strategy": "Bayesian",
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1},
+            },
+            TrainingJobDefinitions=[definitions[0], definitions[0]],
+        )

@@ -1,4 +1,5 @@
-"""Tuning: ranges, grid enumeration, the early-stopping rule, reverse-log sampling."""
+"""Tuning: ranges, grid enumeration, the early-stopping rule, reverse-log sampling, Hyperband,
+several training job definitions."""
 
 import pytest
 
@@ -69,3 +70,122 @@ def test_reverse_logarithmic_samples_stay_in_range_and_crowd_towards_one() -> No
     ]
     assert all(0.5 <= v <= 0.999 for v in values)
     assert sum(v > 0.9 for v in values) / len(values) > 0.6  # linear sampling would give 0.2
+
+
+def _request(**config: object) -> dict[str, object]:
+    definition = {
+        "StaticHyperParameters": {"epochs": "27"},
+        "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+        "RoleArn": "arn:aws:iam::000000000000:role/R",
+        "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+    }
+    return {
+        "HyperParameterTuningJobName": "t",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Hyperband",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "acc"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 10, "MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0", "MaxValue": "1"}]
+            },
+            **config,
+        },
+        "TrainingJobDefinition": definition,
+    }
+
+
+def test_hyperband_resources_come_from_the_config_or_the_epochs() -> None:
+    from shipyard.core.tuning import TuningJobSpec
+
+    spec = TuningJobSpec.from_request(_request())
+    assert spec.hyperband is not None and (spec.hyperband.min_resource, spec.hyperband.max_resource) == (
+        1,
+        27,
+    )
+    spec = TuningJobSpec.from_request(
+        _request(StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 2, "MaxResource": 18}})
+    )
+    assert spec.hyperband is not None and (spec.hyperband.min_resource, spec.hyperband.max_resource) == (
+        2,
+        18,
+    )
+    with pytest.raises(ValidationError, match="MinResource <= MaxResource") as bad:
+        TuningJobSpec.from_request(
+            _request(StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 5, "MaxResource": 3}})
+        )
+    assert bad.value.field == "HyperParameterTuningJobConfig.StrategyConfig.HyperbandStrategyConfig"
+    with pytest.raises(ValidationError, match="must be Off with Strategy Hyperband"):
+        TuningJobSpec.from_request(_request(TrainingJobEarlyStoppingType="Auto"))
+    request = _request()
+    request["TrainingJobDefinition"]["StaticHyperParameters"] = {}  # type: ignore[index]
+    with pytest.raises(ValidationError, match="needs MaxResource"):
+        TuningJobSpec.from_request(request)
+
+
+def test_hyperband_brackets_rungs_and_promotions() -> None:
+    from shipyard.core.tuning import Hyperband
+
+    band = Hyperband(1, 27)
+    assert band.brackets == 4
+    assert [band.rungs(b) for b in range(4)] == [[1, 3, 9], [3, 9], [9], []]
+    counts = [sum(band.bracket_of(n) == b for n in range(1000)) for b in range(4)]
+    assert counts[0] > counts[1] > counts[2] > counts[3] > 0  # aggressive brackets get more trials
+    first = [n for n in range(100) if band.bracket_of(n) == 0][:4]
+    # Three trials reached step 1 of bracket 0 before the fourth: only the best third goes on.
+    curves = {
+        first[0]: [(0.9, 1.0)],
+        first[1]: [(0.5, 2.0)],
+        first[2]: [(0.4, 3.0)],
+        first[3]: [(0.6, 4.0)],
+    }
+    assert not band.should_stop(first[0], curves, maximize=True)  # the first is the best so far
+    assert band.should_stop(first[1], curves, maximize=True)  # worse than the one before it
+    assert band.should_stop(first[3], curves, maximize=True)  # not in the best third of four
+    assert not band.should_stop(first[2], curves, maximize=False)  # minimizing: the best of three
+    assert band.should_stop(first[3], curves, maximize=False)  # minimizing: 0.6 is not in the best third
+    # Decided as of when it got there: a later, better trial does not undo an earlier promotion.
+    curves[first[0]] = [(0.9, 1.0), (0.95, 5.0)]
+    curves[99_999] = [(2.0, 9.0)]
+    assert not band.should_stop(first[0], curves, maximize=True)
+    last = next(n for n in range(100) if band.bracket_of(n) == 3)
+    assert not band.should_stop(last, {last: [(0.0, 1.0)] * 27, **curves}, maximize=True)  # no rungs
+
+
+def test_several_training_job_definitions() -> None:
+    from shipyard.core.tuning import TuningJobSpec
+
+    request = _request(Strategy="Grid")
+    del request["HyperParameterTuningJobConfig"]["ParameterRanges"]  # type: ignore[attr-defined]
+    base = request.pop("TrainingJobDefinition")
+    request["TrainingJobDefinitions"] = [
+        {
+            **base,  # type: ignore[dict-item]
+            "DefinitionName": "small",
+            "TuningObjective": {"Type": "Maximize", "MetricName": "acc"},
+            "HyperParameterRanges": {
+                "IntegerParameterRanges": [{"Name": "depth", "MinValue": "1", "MaxValue": "3"}]
+            },
+        },
+        {
+            **base,  # type: ignore[dict-item]
+            "DefinitionName": "big",
+            "TuningObjective": {"Type": "Maximize", "MetricName": "validation:acc"},
+            "HyperParameterRanges": {"CategoricalParameterRanges": [{"Name": "kind", "Values": ["a", "b"]}]},
+        },
+    ]
+    spec = TuningJobSpec.from_request(request)
+    assert spec.max_jobs == 5  # the grids of both
+    points = [spec.grid_point(n) for n in range(5)]
+    assert [(d.name, v) for d, v in points] == [
+        ("small", {"depth": 1}),
+        ("small", {"depth": 2}),
+        ("small", {"depth": 3}),
+        ("big", {"kind": "a"}),
+        ("big", {"kind": "b"}),
+    ]
+    assert spec.definition("big").objective_metric == "validation:acc"
+    request["TrainingJobDefinitions"][1]["TuningObjective"]["Type"] = "Minimize"  # type: ignore[index]
+    with pytest.raises(ValidationError, match="'big' would Minimize it"):
+        TuningJobSpec.from_request(request)

@@ -91,7 +91,8 @@ def _categorical_value(raw: str) -> str:
     return decoded if isinstance(decoded, str) else raw
 
 
-def parse_ranges(raw: Mapping[str, Any]) -> tuple[ParameterRange, ...]:
+def parse_ranges(raw: Mapping[str, Any], field: str | None = None) -> tuple[ParameterRange, ...]:
+    where = field or f"{_FIELD}.ParameterRanges"
     ranges: list[ParameterRange] = []
     for kind, key in (("Integer", "IntegerParameterRanges"), ("Continuous", "ContinuousParameterRanges")):
         for item in raw.get(key, []):
@@ -103,13 +104,13 @@ def parse_ranges(raw: Mapping[str, Any]) -> tuple[ParameterRange, ...]:
             if kind == "Integer" and not (low.is_integer() and high.is_integer()):
                 raise ValidationError(
                     f"Integer range {name!r} needs whole bounds, got {low:g}..{high:g}",
-                    field=f"{_FIELD}.ParameterRanges.{key}",
+                    field=f"{where}.{key}",
                     value=name,
                 )
             if low > high:
                 raise ValidationError(
                     f"Range {name!r}: MinValue {low:g} is greater than MaxValue {high:g}",
-                    field=f"{_FIELD}.ParameterRanges.{key}",
+                    field=f"{where}.{key}",
                     value=name,
                 )
             scaling = item.get("ScalingType", "Auto")
@@ -117,13 +118,13 @@ def parse_ranges(raw: Mapping[str, Any]) -> tuple[ParameterRange, ...]:
                 raise ValidationError(
                     f"Range {name!r}: ReverseLogarithmic scaling takes a Continuous range within [0, 1), "
                     f"got {kind} {low:g}..{high:g}",
-                    field=f"{_FIELD}.ParameterRanges.{key}.ScalingType",
+                    field=f"{where}.{key}.ScalingType",
                     value=scaling,
                 )
             if scaling == "Logarithmic" and low <= 0:
                 raise ValidationError(
                     f"Range {name!r}: Logarithmic scaling needs MinValue > 0, got {low:g}",
-                    field=f"{_FIELD}.ParameterRanges.{key}.ScalingType",
+                    field=f"{where}.{key}.ScalingType",
                     value=scaling,
                 )
             ranges.append(ParameterRange(name, kind, low, high, scaling=scaling))
@@ -134,89 +135,53 @@ def parse_ranges(raw: Mapping[str, Any]) -> tuple[ParameterRange, ...]:
     if len(set(names)) != len(names):
         raise ValidationError(
             f"A hyperparameter may appear in one range only: {names}",
-            field=f"{_FIELD}.ParameterRanges",
+            field=f"{where}",
             value=names,
         )
     if not ranges:
-        raise ValidationError(
-            "ParameterRanges names no hyperparameter to tune", field=f"{_FIELD}.ParameterRanges"
-        )
+        raise ValidationError("ParameterRanges names no hyperparameter to tune", field=where)
     return tuple(ranges)
 
 
 @dataclasses.dataclass(frozen=True)
-class TuningJobSpec:
-    name: str
-    strategy: Strategy
-    objective_metric: str
-    maximize: bool
-    max_jobs: int
-    max_parallel: int
-    max_runtime_seconds: int | None
+class TrainingDefinition:
+    """What the trials of one training job definition run, tune and report.
+
+    A tuning job has one (``TrainingJobDefinition``, ``name`` None) or several
+    (``TrainingJobDefinitions``, each with its ``DefinitionName``); the search then also chooses
+    the definition of each trial.
+    """
+
+    name: str | None
+    training: Mapping[str, Any]  # the definition's CreateTrainingJob fields
     ranges: tuple[ParameterRange, ...]
     static_hyperparameters: Mapping[str, str]
-    training: Mapping[str, Any]  # the TrainingJobDefinition: the trials' CreateTrainingJob fields
     resource_config: Mapping[str, Any]
-    random_seed: int
-    target_value: float | None
-    early_stopping: bool
-    request: Mapping[str, Any]
-    warm_start_parents: tuple[str, ...] = ()
+    objective_metric: str
 
     @classmethod
-    def from_request(cls, params: Mapping[str, Any]) -> TuningJobSpec:
-        config = params["HyperParameterTuningJobConfig"]
-        definition = params.get("TrainingJobDefinition")
-        if definition is None:
-            raise ValidationError(
-                "TrainingJobDefinition is required (several TrainingJobDefinitions are not supported yet)",
-                field="TrainingJobDefinition",
-            )
-        warm_start = params.get("WarmStartConfig") or {}
-        parents = tuple(
-            p["HyperParameterTuningJobName"] for p in warm_start.get("ParentHyperParameterTuningJobs", [])
+    def parse(
+        cls, raw: Mapping[str, Any], *, field: str, objective_metric: str, ranges: Mapping[str, Any]
+    ) -> TrainingDefinition:
+        parsed = parse_ranges(
+            ranges, field=f"{field}.HyperParameterRanges" if raw.get("DefinitionName") else None
         )
-        strategy = Strategy(config["Strategy"])
-        if strategy == Strategy.HYPERBAND:
-            raise ValidationError(
-                "Strategy Hyperband is not supported yet; use Bayesian, Random or Grid",
-                field=f"{_FIELD}.Strategy",
-                value=strategy.value,
-            )
-        objective = config.get("HyperParameterTuningJobObjective")
-        if objective is None:
-            raise ValidationError(
-                f"{_FIELD}.HyperParameterTuningJobObjective is required",
-                field=f"{_FIELD}.HyperParameterTuningJobObjective",
-            )
-        limits = config["ResourceLimits"]
-        ranges = parse_ranges(config.get("ParameterRanges") or definition.get("HyperParameterRanges") or {})
-        static = dict(definition.get("StaticHyperParameters") or {})
-        clash = sorted(set(static) & {r.name for r in ranges})
+        static = dict(raw.get("StaticHyperParameters") or {})
+        clash = sorted(set(static) & {r.name for r in parsed})
         if clash:
             raise ValidationError(
                 f"Hyperparameters {clash} are both static and tuned",
-                field="TrainingJobDefinition.StaticHyperParameters",
+                field=f"{field}.StaticHyperParameters",
                 value=clash,
             )
-        max_jobs = limits.get("MaxNumberOfTrainingJobs")
-        if strategy == Strategy.GRID:
-            size = math.prod(len(r.grid_values()) for r in ranges)
-            max_jobs = min(max_jobs or size, size)
-        elif max_jobs is None:
-            raise ValidationError(
-                "ResourceLimits.MaxNumberOfTrainingJobs is required for Bayesian and Random",
-                field=f"{_FIELD}.ResourceLimits.MaxNumberOfTrainingJobs",
-            )
-        criteria = config.get("TuningJobCompletionCriteria") or {}
-        resource_config = definition.get("ResourceConfig")
+        resource_config = raw.get("ResourceConfig")
         if resource_config is None:
-            tuning_resources = definition.get("HyperParameterTuningResourceConfig") or {}
+            tuning_resources = raw.get("HyperParameterTuningResourceConfig") or {}
             if tuning_resources.get("InstanceConfigs"):
                 raise ValidationError(
                     "HyperParameterTuningResourceConfig.InstanceConfigs (several instance types) is not supported "
                     "yet; give InstanceType and InstanceCount",
-                    field="TrainingJobDefinition.HyperParameterTuningResourceConfig.InstanceConfigs",
+                    field=f"{field}.HyperParameterTuningResourceConfig.InstanceConfigs",
                 )
             resource_config = {
                 k: v
@@ -225,42 +190,281 @@ class TuningJobSpec:
             }
         if "InstanceType" not in resource_config:
             raise ValidationError(
-                "TrainingJobDefinition needs ResourceConfig (or HyperParameterTuningResourceConfig) with "
-                "InstanceType and InstanceCount",
-                field="TrainingJobDefinition.ResourceConfig",
+                f"{field} needs ResourceConfig (or HyperParameterTuningResourceConfig) with InstanceType and "
+                "InstanceCount",
+                field=f"{field}.ResourceConfig",
             )
+        return cls(raw.get("DefinitionName"), raw, parsed, static, resource_config, objective_metric)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperband:
+    """Hyperband as asynchronous successive halving in brackets (Li et al. 2020, as Optuna's
+    HyperbandPruner runs it), decided from the trials' objective curves alone.
+
+    A trial's resource is the number of objective values it has reported (each regex match is a
+    step; for a script, typically one per epoch). Trial ``n`` belongs to a bracket, weighted as
+    Hyperband weights them; bracket ``b`` has rungs at ``min_resource * factor**(b + k)`` steps. A
+    trial that reaches a rung goes on only if its value there is in the best ``1/factor`` of the
+    values that trials of its bracket had reached there before it (the best so far while fewer
+    than ``factor`` have): decided once, at the time it got there, so the same curves always give
+    the same decisions, however often and whenever (e.g. after a restart) they are looked at.
+    """
+
+    min_resource: int
+    max_resource: int
+    factor: int = 3
+
+    @property
+    def brackets(self) -> int:
+        count = 1
+        while self.min_resource * self.factor**count <= self.max_resource:
+            count += 1
+        return count
+
+    def bracket_of(self, number: int) -> int:
+        """Brackets that stop early get more trials: weights as Hyperband's n_i."""
+        top = self.brackets - 1
+        weights = [math.ceil((top + 1) / (top - b + 1) * self.factor ** (top - b)) for b in range(top + 1)]
+        position = number % sum(weights)
+        for bracket, weight in enumerate(weights):
+            if position < weight:
+                return bracket
+            position -= weight
+        raise AssertionError("unreachable")
+
+    def rungs(self, bracket: int) -> list[int]:
+        steps = []
+        k = 0
+        while (step := self.min_resource * self.factor ** (bracket + k)) < self.max_resource:
+            steps.append(step)
+            k += 1
+        return steps
+
+    def should_stop(
+        self,
+        number: int,
+        curves: Mapping[int, Sequence[tuple[float, float]]],
+        *,
+        maximize: bool,
+    ) -> bool:
+        """Whether trial ``number`` is to stop, given every trial's curve of (value, time) by number."""
+        bracket = self.bracket_of(number)
+        mine = curves.get(number, ())
+        peers = [c for n, c in curves.items() if self.bracket_of(n) == bracket]
+        for step in self.rungs(bracket):
+            if len(mine) < step:
+                return False
+            value, reached = mine[step - 1]
+            competing = sorted(c[step - 1][0] for c in peers if len(c) >= step and c[step - 1][1] <= reached)
+            keep = max(1, len(competing) // self.factor)  # how many go on from this rung
+            threshold = competing[-keep] if maximize else competing[keep - 1]
+            if (value < threshold) if maximize else (value > threshold):
+                return True
+        return False
+
+
+_EPOCH_KEYS = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")
+
+
+def _hyperband(config: Mapping[str, Any], definitions: Sequence[TrainingDefinition]) -> Hyperband:
+    raw = ((config.get("StrategyConfig") or {}).get("HyperbandStrategyConfig")) or {}
+    field = f"{_FIELD}.StrategyConfig.HyperbandStrategyConfig"
+    if config.get("TrainingJobEarlyStoppingType", "Off") != "Off":
+        raise ValidationError(
+            "TrainingJobEarlyStoppingType must be Off with Strategy Hyperband: Hyperband stops trials itself",
+            field=f"{_FIELD}.TrainingJobEarlyStoppingType",
+            value=config["TrainingJobEarlyStoppingType"],
+        )
+    low = raw.get("MinResource", 1)
+    high = raw.get("MaxResource")
+    if high is None:  # as SageMaker does: from the epochs the trials are given
+        for definition in definitions:
+            for key in _EPOCH_KEYS:
+                if key in definition.static_hyperparameters:
+                    text = definition.static_hyperparameters[key]
+                    try:
+                        high = int(json.loads(text) if text.startswith('"') else text)
+                    except ValueError:
+                        raise ValidationError(
+                            f"Static hyperparameter {key}={text!r} is not a whole number of epochs",
+                            field=f"{field}.MaxResource",
+                            value=text,
+                        ) from None
+                    break
+        if high is None:
+            raise ValidationError(
+                "Strategy Hyperband needs MaxResource, or a static hyperparameter to infer it from "
+                f"({', '.join(_EPOCH_KEYS)})",
+                field=f"{field}.MaxResource",
+            )
+    if not 1 <= low <= high <= 20000:
+        raise ValidationError(
+            f"Hyperband needs 1 <= MinResource <= MaxResource <= 20000, got {low}..{high}",
+            field=field,
+            value={"MinResource": low, "MaxResource": high},
+        )
+    return Hyperband(int(low), int(high))
+
+
+def _several_definitions(
+    several: Sequence[Mapping[str, Any]], config: Mapping[str, Any]
+) -> tuple[tuple[TrainingDefinition, ...], Mapping[str, Any]]:
+    """TrainingJobDefinitions: each names itself, its objective and its ranges."""
+    if not 1 <= len(several) <= 10:
+        raise ValidationError(
+            f"TrainingJobDefinitions takes 1 to 10 definitions, got {len(several)}",
+            field="TrainingJobDefinitions",
+            value=len(several),
+        )
+    if config.get("ParameterRanges"):
+        raise ValidationError(
+            "With TrainingJobDefinitions, each definition gives its HyperParameterRanges; "
+            f"{_FIELD}.ParameterRanges must be left out",
+            field=f"{_FIELD}.ParameterRanges",
+        )
+    definitions = []
+    objective: Mapping[str, Any] | None = None
+    for index, raw in enumerate(several):
+        field = f"TrainingJobDefinitions.{index}"
+        name = raw.get("DefinitionName")
+        if not name:
+            raise ValidationError(
+                f"{field}.DefinitionName is required with several definitions",
+                field=f"{field}.DefinitionName",
+            )
+        own = raw.get("TuningObjective") or config.get("HyperParameterTuningJobObjective")
+        if own is None:
+            raise ValidationError(f"{field}.TuningObjective is required", field=f"{field}.TuningObjective")
+        if objective is not None and own["Type"] != objective["Type"]:
+            raise ValidationError(
+                f"Every definition must {objective['Type']} its objective; {name!r} would {own['Type']} it",
+                field=f"{field}.TuningObjective.Type",
+                value=own["Type"],
+            )
+        objective = objective or own
+        definitions.append(
+            TrainingDefinition.parse(
+                raw,
+                field=field,
+                objective_metric=own["MetricName"],
+                ranges=raw.get("HyperParameterRanges") or {},
+            )
+        )
+    names = [d.name for d in definitions]
+    if len(set(names)) != len(names):
+        raise ValidationError(
+            f"DefinitionNames must be unique, got {names}", field="TrainingJobDefinitions", value=names
+        )
+    assert objective is not None
+    return tuple(definitions), objective
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningJobSpec:
+    name: str
+    strategy: Strategy
+    maximize: bool
+    max_jobs: int
+    max_parallel: int
+    max_runtime_seconds: int | None
+    definitions: tuple[TrainingDefinition, ...]
+    random_seed: int
+    target_value: float | None
+    early_stopping: bool
+    request: Mapping[str, Any]
+    warm_start_parents: tuple[str, ...] = ()
+    hyperband: Hyperband | None = None
+
+    @classmethod
+    def from_request(cls, params: Mapping[str, Any]) -> TuningJobSpec:
+        config = params["HyperParameterTuningJobConfig"]
+        single = params.get("TrainingJobDefinition")
+        several: Sequence[Mapping[str, Any]] = params.get("TrainingJobDefinitions") or []
+        if (single is None) == (not several):
+            raise ValidationError(
+                "Give either TrainingJobDefinition or TrainingJobDefinitions (one of them, not both)",
+                field="TrainingJobDefinition",
+            )
+        warm_start = params.get("WarmStartConfig") or {}
+        parents = tuple(
+            p["HyperParameterTuningJobName"] for p in warm_start.get("ParentHyperParameterTuningJobs", [])
+        )
+        strategy = Strategy(config["Strategy"])
+        objective = config.get("HyperParameterTuningJobObjective")
+        if single is not None:
+            objective = objective or single.get("TuningObjective")
+            if objective is None:
+                raise ValidationError(
+                    f"{_FIELD}.HyperParameterTuningJobObjective is required",
+                    field=f"{_FIELD}.HyperParameterTuningJobObjective",
+                )
+            definitions: tuple[TrainingDefinition, ...] = (
+                TrainingDefinition.parse(
+                    single,
+                    field="TrainingJobDefinition",
+                    objective_metric=objective["MetricName"],
+                    ranges=config.get("ParameterRanges") or single.get("HyperParameterRanges") or {},
+                ),
+            )
+        else:
+            definitions, objective = _several_definitions(several, config)
+        limits = config["ResourceLimits"]
+        max_jobs = limits.get("MaxNumberOfTrainingJobs")
+        if strategy == Strategy.GRID:
+            size = sum(math.prod(len(r.grid_values()) for r in d.ranges) for d in definitions)
+            max_jobs = min(max_jobs or size, size)
+        elif max_jobs is None:
+            raise ValidationError(
+                f"ResourceLimits.MaxNumberOfTrainingJobs is required for {strategy.value}",
+                field=f"{_FIELD}.ResourceLimits.MaxNumberOfTrainingJobs",
+            )
+        criteria = config.get("TuningJobCompletionCriteria") or {}
         name = params["HyperParameterTuningJobName"]
         return cls(
             name=name,
             strategy=strategy,
-            objective_metric=objective["MetricName"],
             maximize=objective["Type"] == "Maximize",
             max_jobs=int(max_jobs),
             max_parallel=int(limits["MaxParallelTrainingJobs"]),
             max_runtime_seconds=limits.get("MaxRuntimeInSeconds"),
-            ranges=ranges,
-            static_hyperparameters=static,
-            training=definition,
-            resource_config=resource_config,
+            definitions=definitions,
             random_seed=int(config.get("RandomSeed", int(hashlib.sha256(name.encode()).hexdigest()[:6], 16))),
             target_value=criteria.get("TargetObjectiveMetricValue"),
             early_stopping=config.get("TrainingJobEarlyStoppingType", "Off") == "Auto",
             warm_start_parents=parents,
             request=params,
+            hyperband=_hyperband(config, definitions) if strategy == Strategy.HYPERBAND else None,
         )
+
+    @property
+    def objective_metrics(self) -> list[str]:
+        return sorted({d.objective_metric for d in self.definitions})
+
+    def definition(self, name: str | None) -> TrainingDefinition:
+        """The definition a trial ran (None: the only one)."""
+        for definition in self.definitions:
+            if definition.name == name:
+                return definition
+        return self.definitions[0]
 
     def trial_name(self, number: int, hyperparameters: Mapping[str, str]) -> str:
         """``<tuning job>-NNN-<8 hex>``, as SageMaker names a tuning job's training jobs."""
         digest = hashlib.sha256(json.dumps(dict(hyperparameters), sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.name}-{number + 1:03d}-{digest}"
 
-    def grid_point(self, number: int) -> dict[str, Any]:
-        """The ``number``-th point of the grid (Grid strategy): every combination exactly once."""
-        names = [r.name for r in self.ranges]
-        combination = next(
-            itertools.islice(itertools.product(*(r.grid_values() for r in self.ranges)), number, None)
-        )
-        return dict(zip(names, combination, strict=True))
+    def grid_point(self, number: int) -> tuple[TrainingDefinition, dict[str, Any]]:
+        """The ``number``-th point of the grid (Grid strategy): every combination exactly once,
+        definition after definition."""
+        for definition in self.definitions:
+            size = math.prod(len(r.grid_values()) for r in definition.ranges)
+            if number < size:
+                names = [r.name for r in definition.ranges]
+                grids = (r.grid_values() for r in definition.ranges)
+                combination = next(itertools.islice(itertools.product(*grids), number, None))
+                return definition, dict(zip(names, combination, strict=True))
+            number -= size
+        raise IndexError("beyond the grid")
 
     def is_better(self, value: float, than: float | None) -> bool:
         return than is None or (value > than if self.maximize else value < than)
@@ -300,11 +504,13 @@ def objective_value(final_metrics: Sequence[Mapping[str, Any]], metric: str) -> 
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    """One training job of a tuning job: its number, its name and the values it was given."""
+    """One training job of a tuning job: its number, its name, the values it was given and the
+    definition it ran."""
 
     number: int
     job: str
     hyperparameters: Mapping[str, str]
+    definition: str | None = None  # its DefinitionName, with several TrainingJobDefinitions
 
 
 @dataclasses.dataclass(frozen=True)

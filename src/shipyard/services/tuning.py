@@ -21,6 +21,7 @@ from shipyard.core.training import TrainingJob, TrainingJobStatus
 from shipyard.core.tuning import (
     ParameterRange,
     Strategy,
+    TrainingDefinition,
     Trial,
     TuningJob,
     TuningJobSpec,
@@ -56,22 +57,27 @@ class TuningService:
         self.repository = repository
         self._training = training
         self._account_id = account_id
-        self._curves: dict[tuple[str, int], list[float]] = {}  # (training job, points) → objective curve
+        self._curves: dict[
+            tuple[str, int], list[tuple[float, float]]
+        ] = {}  # (training job, points) → objective curve
 
     # -- API operations -------------------------------------------------------------------------
     def create(self, params: Mapping[str, Any], *, region: str) -> TuningJob:
         spec = TuningJobSpec.from_request(params)
-        algorithm = spec.training.get("AlgorithmSpecification", {})
-        metrics = {m["Name"] for m in algorithm.get("MetricDefinitions", [])}
-        if spec.objective_metric not in metrics and not spec.objective_metric.startswith(
-            ("train:", "validation:")
-        ):
-            raise ValidationError(
-                f"The objective metric {spec.objective_metric!r} is not among the training job definition's "
-                f"MetricDefinitions ({', '.join(sorted(metrics)) or 'none'})",
-                field="HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName",
-                value=spec.objective_metric,
-            )
+        for definition in spec.definitions:
+            algorithm = definition.training.get("AlgorithmSpecification", {})
+            metrics = {m["Name"] for m in algorithm.get("MetricDefinitions", [])}
+            metric = definition.objective_metric
+            if metric not in metrics and not metric.startswith(("train:", "validation:")):
+                raise ValidationError(
+                    f"The objective metric {metric!r} is not among the MetricDefinitions of training job "
+                    f"definition {definition.name or ''}".rstrip()
+                    + f" ({', '.join(sorted(metrics)) or 'none'})",
+                    field="HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName"
+                    if definition.name is None
+                    else "TrainingJobDefinitions.TuningObjective.MetricName",
+                    value=metric,
+                )
         for parent in spec.warm_start_parents:
             parent_job = self.repository.get(parent)
             if not parent_job.status.is_terminal:
@@ -137,7 +143,8 @@ class TuningService:
             training = jobs.get(trial.job)
             value = None
             if training is not None and training.state.status == TrainingJobStatus.COMPLETED:
-                value = objective_value(training.runtime.get("final_metrics", []), job.spec.objective_metric)
+                metric = job.spec.definition(trial.definition).objective_metric
+                value = objective_value(training.runtime.get("final_metrics", []), metric)
             views.append(TrialView(trial, training, value))
         return views
 
@@ -184,7 +191,7 @@ class TuningService:
                         "ObjectiveMetricValueReached" if reached else "MaxRuntimeExceeded",
                     )
             return
-        if spec.early_stopping:
+        if spec.early_stopping or spec.hyperband:
             self._stop_early(job, views, running)  # they count as running until they have stopped
         launched = len(views)
         while launched < spec.max_jobs and len(running) < spec.max_parallel:
@@ -205,52 +212,69 @@ class TuningService:
                 self._finish(
                     job.name,
                     TuningJobStatus.FAILED,
-                    f"No training job reported the objective metric {spec.objective_metric!r}",
+                    "No training job reported the objective metric "
+                    + " or ".join(sorted({repr(d.objective_metric) for d in spec.definitions})),
                 )
             else:
                 self._finish(job.name, TuningJobStatus.COMPLETED, None, "MaxNumberOfTrainingJobsReached")
 
     def _stop_early(self, job: TuningJob, views: list[TrialView], running: list[TrialView]) -> None:
-        """Stop running trials whose objective so far is worse than the median (early stopping Auto)."""
-        metric = job.spec.objective_metric
+        """Stop running trials that early stopping (Auto: worse than the median) or Hyperband (not
+        promoted at a rung) gives up on."""
+        curves = self._objective_curves(job, views)
+        for view in running:
+            if view.status != TrainingJobStatus.IN_PROGRESS:
+                continue
+            number = view.trial.number
+            curve = curves.get(number, [])
+            if job.spec.hyperband is not None:
+                stop = job.spec.hyperband.should_stop(number, curves, maximize=job.spec.maximize)
+            else:
+                others = [[v for v, _ in c] for n, c in curves.items() if n != number]
+                stop = should_stop_early([v for v, _ in curve], others, maximize=job.spec.maximize)
+            if stop:
+                log.info("Tuning job %s: stopping %s early at step %d", job.name, view.trial.job, len(curve))
+                self._training.stop(view.trial.job)
+
+    def _objective_curves(
+        self, job: TuningJob, views: list[TrialView]
+    ) -> dict[int, list[tuple[float, float]]]:
+        """Each trial's objective values so far with their times (epoch seconds), by trial number."""
         curves = {}
         for view in views:
+            metric = job.spec.definition(view.trial.definition).objective_metric
             count = view.job.runtime.get("metric_steps", {}).get(metric, 0) if view.job else 0
             if not count:
                 continue
             key = (view.trial.job, count)  # a curve changes only when it gains points
             if key not in self._curves:
                 points = self._training.metric_series(view.trial.job).get(metric, [])
-                self._curves[key] = [p.value for p in points]
-            curves[view.trial.job] = self._curves[key]
-        for view in running:
-            curve = curves.get(view.trial.job, [])
-            others = [c for name, c in curves.items() if name != view.trial.job]
-            if view.status == TrainingJobStatus.IN_PROGRESS and should_stop_early(
-                curve, others, maximize=job.spec.maximize
-            ):
-                log.info("Tuning job %s: stopping %s early at step %d", job.name, view.trial.job, len(curve))
-                self._training.stop(view.trial.job)
+                self._curves[key] = [(p.value, p.timestamp.timestamp()) for p in points]
+            curves[view.trial.number] = self._curves[key]
+        return curves
 
     def _launch(self, job: TuningJob, views: list[TrialView]) -> Trial | None:
         spec = job.spec
         number = len(views)
-        values = spec.grid_point(number) if spec.strategy == Strategy.GRID else self._ask(spec, views, number)
-        tuned = {r.name: r.format(values[r.name]) for r in spec.ranges}
-        trial = Trial(number, spec.trial_name(number, tuned), tuned)
-        definition = spec.training
+        if spec.strategy == Strategy.GRID:
+            definition, values = spec.grid_point(number)
+        else:
+            definition, values = self._ask(job, views, number)
+        tuned = {r.name: r.format(values[r.name]) for r in definition.ranges}
+        trial = Trial(number, spec.trial_name(number, tuned), tuned, definition.name)
+        training = definition.training
         params: dict[str, Any] = {
             "TrainingJobName": trial.job,
             "AlgorithmSpecification": {
                 k: v
-                for k, v in definition["AlgorithmSpecification"].items()
-                if k in ("TrainingImage", "TrainingInputMode", "MetricDefinitions")
+                for k, v in training["AlgorithmSpecification"].items()
+                if k in ("TrainingImage", "TrainingInputMode", "MetricDefinitions", "AlgorithmName")
             },
-            "RoleArn": definition["RoleArn"],
-            "OutputDataConfig": definition["OutputDataConfig"],
-            "ResourceConfig": dict(spec.resource_config),
-            "StoppingCondition": definition["StoppingCondition"],
-            "HyperParameters": {**spec.static_hyperparameters, **tuned},
+            "RoleArn": training["RoleArn"],
+            "OutputDataConfig": training["OutputDataConfig"],
+            "ResourceConfig": dict(definition.resource_config),
+            "StoppingCondition": training["StoppingCondition"],
+            "HyperParameters": {**definition.static_hyperparameters, **tuned},
             "Tags": [{"Key": TUNING_TAG, "Value": spec.name}],
         }
         for optional in (
@@ -261,8 +285,8 @@ class TuningService:
             "VpcConfig",
             "EnableNetworkIsolation",
         ):
-            if optional in definition:
-                params[optional] = definition[optional]
+            if optional in training:
+                params[optional] = training[optional]
         region = job.arn.split(":")[3]
         try:
             self._training.create(params, region=region, tuning_job=(spec.name, job.arn))
@@ -280,55 +304,71 @@ class TuningService:
         )
         return trial
 
-    def _ask(self, spec: TuningJobSpec, views: list[TrialView], number: int) -> dict[str, Any]:
+    def _ask(
+        self, job: TuningJob, views: list[TrialView], number: int
+    ) -> tuple[TrainingDefinition, dict[str, Any]]:
+        """The next trial's definition and values: the Optuna study rebuilt from the trials so far
+        (and the warm-start parents'), then one ask."""
+        import warnings
+
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        distributions = {r.name: _distribution(r) for r in spec.ranges}
+        spec = job.spec
+        space = _SearchSpace(spec.definitions)
         # One seed per (RandomSeed, trial): different RandomSeeds must not share shifted sequences.
         seed = (spec.random_seed * 1_000_003 + number) % 2**32
         if spec.strategy == Strategy.RANDOM:
             sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
         else:
-            sampler = optuna.samplers.TPESampler(
-                seed=seed,
-                constant_liar=True,
-                multivariate=True,
-                n_startup_trials=min(10, max(2, spec.max_jobs // 8)),
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = optuna.samplers.TPESampler(
+                    seed=seed,
+                    constant_liar=True,
+                    multivariate=True,
+                    group=len(spec.definitions) > 1,  # each definition its own subspace
+                    n_startup_trials=min(10, max(2, spec.max_jobs // 8)),
+                )
         study = optuna.create_study(direction="maximize" if spec.maximize else "minimize", sampler=sampler)
         for parent in spec.warm_start_parents:  # warm start: what the parents learnt, where it still applies
             parent_job = self.repository.get(parent)
             for view in self.trial_views(parent_job):
-                if view.objective is None or not all(
-                    r.name in view.trial.hyperparameters for r in spec.ranges
-                ):
-                    continue
-                params = {r.name: _parse(r, view.trial.hyperparameters[r.name]) for r in spec.ranges}
-                if all(_within(r, params[r.name]) for r in spec.ranges):
-                    params = {r.name: _to_search(r, params[r.name]) for r in spec.ranges}
+                params = space.params(view.trial) if view.objective is not None else None
+                if params is not None:
                     study.add_trial(
                         optuna.trial.create_trial(
-                            value=view.objective, params=params, distributions=distributions
+                            value=view.objective, params=params, distributions=space.distributions(params)
                         )
                     )
+        curves = self._objective_curves(job, views) if spec.early_stopping or spec.hyperband else {}
         for view in views:
-            params = {
-                r.name: _to_search(r, _parse(r, view.trial.hyperparameters[r.name])) for r in spec.ranges
+            params = space.params(view.trial)
+            if params is None:
+                continue
+            intermediate = {
+                step + 1: value for step, (value, _) in enumerate(curves.get(view.trial.number, []))
             }
             if view.objective is not None:
                 state, value = optuna.trial.TrialState.COMPLETE, view.objective
+            elif view.status == TrainingJobStatus.STOPPED and intermediate:
+                state, value = optuna.trial.TrialState.PRUNED, None  # stopped early: judged by its curve
             elif view.status.is_terminal:
                 state, value = optuna.trial.TrialState.FAIL, None
             else:
                 state, value = optuna.trial.TrialState.RUNNING, None
             study.add_trial(
                 optuna.trial.create_trial(
-                    state=state, value=value, params=params, distributions=distributions
+                    state=state,
+                    value=value,
+                    params=params,
+                    distributions=space.distributions(params),
+                    intermediate_values=intermediate,
                 )
             )
-        asked = study.ask(distributions).params
-        return {r.name: _to_search(r, asked[r.name]) for r in spec.ranges}  # 1 - (1 - x) = x
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return space.ask(study)
 
     def _finish(
         self, name: str, status: TuningJobStatus, reason: str | None, completion: str | None = None
@@ -345,6 +385,75 @@ class TuningService:
                 completion=completion,
             ),
         )
+
+
+class _SearchSpace:
+    """The search space in Optuna's terms. One definition: its ranges by name. Several: a
+    ``definition`` choice, and each definition's ranges as ``<definition>.<name>``."""
+
+    def __init__(self, definitions: tuple[TrainingDefinition, ...]) -> None:
+        self._definitions = {d.name: d for d in definitions}
+        self._several = len(definitions) > 1
+
+    def _key(self, definition: TrainingDefinition, r: ParameterRange) -> str:
+        return f"{definition.name}.{r.name}" if self._several else r.name
+
+    def params(self, trial: Trial) -> dict[str, Any] | None:
+        """A trial's values in search terms; None if they are not in this space (a warm-start
+        parent's trial outside the ranges, or of a definition this job does not have)."""
+        definition = (
+            self._definitions.get(trial.definition)
+            if self._several
+            else next(iter(self._definitions.values()))
+        )
+        if definition is None or not all(r.name in trial.hyperparameters for r in definition.ranges):
+            return None
+        params: dict[str, Any] = {"definition": definition.name} if self._several else {}
+        for r in definition.ranges:
+            value = _parse(r, trial.hyperparameters[r.name])
+            if not _within(r, value):
+                return None
+            params[self._key(definition, r)] = _to_search(r, value)
+        return params
+
+    def distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution
+
+        found: dict[str, Any] = {}
+        if self._several:
+            found["definition"] = CategoricalDistribution(list(self._definitions))
+        definition = (
+            self._definitions[params["definition"]]
+            if self._several
+            else next(iter(self._definitions.values()))
+        )
+        for r in definition.ranges:
+            found[self._key(definition, r)] = _distribution(r)
+        return found
+
+    def ask(self, study: Any) -> tuple[TrainingDefinition, dict[str, Any]]:
+        if not self._several:
+            [definition] = self._definitions.values()
+            asked = study.ask(self.distributions({})).params
+            return definition, {
+                r.name: _to_search(r, asked[r.name]) for r in definition.ranges
+            }  # 1-(1-x) = x
+        trial = study.ask()
+        definition = self._definitions[trial.suggest_categorical("definition", list(self._definitions))]
+        values = {}
+        for r in definition.ranges:
+            values[r.name] = _to_search(r, _suggest(trial, self._key(definition, r), _distribution(r)))
+        return definition, values
+
+
+def _suggest(trial: Any, name: str, distribution: Any) -> Any:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
 
 
 def _distribution(r: ParameterRange) -> Any:

@@ -114,7 +114,10 @@ def _load(row: TuningJobRow) -> TuningJob:
         arn=row.arn,
         created=_aware(row.created_at),
         status=TuningJobStatus(row.status),
-        trials=tuple(Trial(t["number"], t["job"], t["hyperparameters"]) for t in state.get("trials", [])),
+        trials=tuple(
+            Trial(t["number"], t["job"], t["hyperparameters"], t.get("definition"))
+            for t in state.get("trials", [])
+        ),
         failure_reason=state.get("failure_reason"),
         end_time=dt.datetime.fromisoformat(end) if end else None,
         last_modified=_aware(row.last_modified),

@@ -107,13 +107,14 @@ def create_native_app() -> FastAPI:
             "arn": job.arn,
             "status": job.status.value,
             "strategy": job.spec.strategy.value,
-            "objective": {"metric": job.spec.objective_metric, "maximize": job.spec.maximize},
+            "objective": {"metrics": job.spec.objective_metrics, "maximize": job.spec.maximize},
             "best_training_job": best.trial.job if best else None,
             "trials": [
                 {
                     "number": v.trial.number + 1,
                     "training_job": v.trial.job,
                     "status": v.status.value,
+                    "definition": v.trial.definition,
                     "hyperparameters": dict(v.trial.hyperparameters),
                     "objective": v.objective,
                     "cost_usd": v.job.runtime.get("cost_usd") if v.job else None,

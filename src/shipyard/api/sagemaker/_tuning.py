@@ -26,7 +26,7 @@ def _objective(job: TuningJob, view: TrialView) -> dict[str, Any] | None:
         return None
     return {
         "Type": "Maximize" if job.spec.maximize else "Minimize",
-        "MetricName": job.spec.objective_metric,
+        "MetricName": job.spec.definition(view.trial.definition).objective_metric,
         "Value": view.objective,
     }
 
@@ -50,6 +50,7 @@ def _summary(job: TuningJob, view: TrialView) -> dict[str, Any]:
         "TrainingEndTime": training.state.training_end if training else None,
         "TrainingJobStatus": view.status.value,
         "TunedHyperParameters": dict(view.trial.hyperparameters),
+        "TrainingJobDefinitionName": view.trial.definition,
         "FailureReason": training.state.failure_reason if training else None,
         "FinalHyperParameterTuningJobObjectiveMetric": _objective(job, view),
         "ObjectiveStatus": _objective_status(view),
@@ -71,6 +72,7 @@ def describe(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         "HyperParameterTuningJobArn": job.arn,
         "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
         "TrainingJobDefinition": request.get("TrainingJobDefinition"),
+        "TrainingJobDefinitions": request.get("TrainingJobDefinitions"),
         "WarmStartConfig": request.get("WarmStartConfig"),
         "HyperParameterTuningJobStatus": job.status.value,
         "CreationTime": job.created,
