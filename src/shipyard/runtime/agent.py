@@ -199,10 +199,20 @@ class Agent:
         if not self.sandboxed:
             _signal_group(group, signal.SIGTERM)
             return
-        for pid in _group_members(group):
-            if pid != group:
+        threading.Thread(target=self._terminate_sandboxed, args=(group,), daemon=True).start()
+
+    def _terminate_sandboxed(self, group: int) -> None:
+        # A stop may come while bwrap is still starting the job: wait until there is a process to
+        # tell (or none will come); the SIGKILL after the grace period covers the rest.
+        deadline = time.monotonic() + float(self.config.get("stop_grace_seconds", 30))
+        while time.monotonic() < deadline:
+            members = [pid for pid in _group_members(group) if pid != group]
+            for pid in members:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGTERM)
+            if members or self.process is None or self.process.poll() is not None:
+                return
+            time.sleep(0.02)
 
     def request_stop(self, reason: str) -> None:
         """Stop the user process: SIGTERM now, SIGKILL after the grace period."""
