@@ -613,3 +613,57 @@ def test_several_training_job_definitions_are_searched_together(tuning_server: S
             },
             TrainingJobDefinitions=[definitions[0], definitions[0]],
         )
+
+
+def test_sdk_multi_algorithm_tuner(
+    tuning_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HyperparameterTuner.create(estimator_dict=...) sends TrainingJobDefinitions."""
+    import boto3
+    import sagemaker
+    from sagemaker.estimator import Estimator
+    from sagemaker.tuner import ContinuousParameter, HyperparameterTuner
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", tuning_server.url)
+    session = sagemaker.Session(
+        boto_session=boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"),
+        sagemaker_client=boto_client("sagemaker", tuning_server.url),
+        default_bucket="sdk-tuning",
+    )
+    (tmp_path / "train.py").write_text(EPOCHS_SCRIPT)
+    estimators = {
+        label: Estimator(
+            image_uri=SKLEARN_IMAGE,
+            entry_point="train.py",
+            source_dir=str(tmp_path),
+            role=ROLE,
+            instance_count=1,
+            instance_type="ml.m5.large",
+            hyperparameters={"epochs": 1, "offset": offset},
+            sagemaker_session=session,
+        )
+        for label, offset in (("plain", 0), ("boosted", 1))
+    }
+    tuner = HyperparameterTuner.create(
+        estimator_dict=estimators,
+        objective_metric_name_dict={"plain": "score", "boosted": "score"},
+        hyperparameter_ranges_dict={label: {"x": ContinuousParameter(0.0, 1.0)} for label in estimators},
+        metric_definitions_dict={
+            label: [{"Name": "score", "Regex": "score=([0-9.]+)"}] for label in estimators
+        },
+        objective_type="Maximize",
+        strategy="Random",
+        max_jobs=6,
+        max_parallel_jobs=2,
+    )
+    tuner.fit(include_cls_metadata={"plain": False, "boosted": False}, wait=True)
+    name = tuner.latest_tuning_job.name
+    sm = boto_client("sagemaker", tuning_server.url)
+    description = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert description["HyperParameterTuningJobStatus"] == "Completed", description.get("FailureReason")
+    trials = _summaries(sm, name)
+    assert len(trials) == 6 and all(t["TrainingJobDefinitionName"] in estimators for t in trials)
+    best = description["BestTrainingJob"]
+    assert tuner.best_training_job() == best["TrainingJobName"]
+    assert best["TrainingJobDefinitionName"] == "boosted"
+    assert tuner.best_estimator().hyperparameters()["offset"] == "1"

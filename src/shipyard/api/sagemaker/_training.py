@@ -70,7 +70,7 @@ def describe(job: TrainingJob) -> dict[str, Any]:
         "AlgorithmSpecification": request["AlgorithmSpecification"],
         "RoleArn": spec.role_arn,
         "InputDataConfig": request.get("InputDataConfig"),
-        "OutputDataConfig": request["OutputDataConfig"],
+        "OutputDataConfig": {"KmsKeyId": "", **request["OutputDataConfig"]},  # the SDK's attach reads it
         "ResourceConfig": request["ResourceConfig"],
         "StoppingCondition": request.get("StoppingCondition")
         or {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
