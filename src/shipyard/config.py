@@ -47,6 +47,8 @@ class Settings:
             find-links defaults to ``$PIP_FIND_LINKS``.
         server_python_jobs: ``on`` lets a job whose environment the server's own interpreter already
             satisfies run in it without building one; ``off`` always builds.
+        endpoint_startup_seconds: How long a model server may take to answer ``/ping`` (its
+            environment built and its model loaded) before its endpoint fails.
     """
 
     host: str = "127.0.0.1"
@@ -68,6 +70,7 @@ class Settings:
     package_extra_index_urls: str = ""
     package_find_links: str = ""
     server_python_jobs: str = "on"
+    endpoint_startup_seconds: int = 600
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per proxied invocation otherwise
     app = create_app(settings)
     config = uvicorn.Config(
         app,

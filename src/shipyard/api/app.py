@@ -10,6 +10,7 @@ routed by what identifies its protocol:
 ``X-Amz-Target: <other>``          another JSON service: a clear error naming it
 SigV4 scope service ``sts``/``iam`` STS / IAM, query protocol
 form POST with ``Action=``         STS (unsigned query requests)
+``POST /endpoints/*/invocations``  SageMaker Runtime (InvokeEndpoint)
 anything else                      S3, path-style
 =================================  ===========================================
 """
@@ -31,6 +32,7 @@ from shipyard.api._json import JsonApi, json_error
 from shipyard.api._query import handle_query, query_error
 from shipyard.api.logs import logs_api
 from shipyard.api.native import create_native_app
+from shipyard.api.runtime import Runtime, is_invocation
 from shipyard.api.s3 import S3Api
 from shipyard.api.s3._xml import error_document
 from shipyard.api.sagemaker import sagemaker_api
@@ -52,6 +54,7 @@ class ShipyardApp:
         self.native = create_native_app()
         self._json_apis: dict[str, JsonApi] = {}
         self._s3: S3Api | None = None
+        self._runtime: Runtime | None = None
 
     # -- lifespan -------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -66,10 +69,14 @@ class ShipyardApp:
 
         platform, self._json_apis = await run_in_threadpool(open_all)
         self._s3 = S3Api(platform.objects, self.settings.region)
+        self._runtime = Runtime(platform)
         self.native.state.platform = self.platform = platform
         platform.start()
 
     async def shutdown(self) -> None:
+        if self._runtime is not None:
+            await self._runtime.close()
+            self._runtime = None
         if self.platform is not None:
             self.native.state.platform = None
             await run_in_threadpool(self.platform.close)
@@ -124,7 +131,7 @@ class ShipyardApp:
         except AuthenticationError as exc:
             return self._auth_error(target, None, exc, request_id)
         service = sig.service if sig else None
-        if self.platform is None or self._s3 is None:
+        if self.platform is None or self._s3 is None or self._runtime is None:
             return Response("Shipyard is starting", 503)
         if self.settings.auth_enabled:
             try:
@@ -148,6 +155,8 @@ class ShipyardApp:
                 400,
                 request_id,
             )
+        if service in (None, "sagemaker") and is_invocation(request.method, request.url.path):
+            return await self._runtime.invoke(request, request_id, context.region)
         if service in ("sts", "iam"):
             return await handle_query(request, service, context)
         if service is None and request.method == "POST" and _is_form(headers):

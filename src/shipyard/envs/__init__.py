@@ -9,7 +9,7 @@ from shipyard.envs._cache import (
     ResolvedEnvironment,
     satisfied_here,
 )
-from shipyard.envs._images import EnvironmentSpec, ImageResolver
+from shipyard.envs._images import EnvironmentSpec, ImageResolver, framework_of
 
 __all__ = [
     "CachedEnvironment",
@@ -19,5 +19,6 @@ __all__ = [
     "ImageResolver",
     "PackageSources",
     "ResolvedEnvironment",
+    "framework_of",
     "satisfied_here",
 ]

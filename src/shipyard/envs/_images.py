@@ -68,6 +68,12 @@ _XGBOOST = {
 }
 
 
+def framework_of(image: str) -> str | None:
+    """The framework a SageMaker image URI names ("sklearn", "xgboost", "pytorch", ...), if any."""
+    match = _ECR.fullmatch(image)
+    return REPOSITORIES.get(match["repo"]) if match else None
+
+
 @dataclasses.dataclass(frozen=True)
 class EnvironmentSpec:
     """A Python environment a job runs in.

@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -38,7 +37,7 @@ from shipyard.envs import EnvironmentBuildError, EnvironmentCache, EnvironmentSp
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
 from shipyard.storage import LocalObjectStore, ObjectStore
-from shipyard.storage._archives import extract_tar, pack_directory
+from shipyard.storage._archives import ChunkReader, extract_tar, pack_directory
 
 FAILURE_LIMIT = 1024
 _SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "PYTHONHASHSEED")
@@ -358,7 +357,7 @@ class Agent:
         code = self.ml / "code"
         if key.endswith((".tar.gz", ".tgz", ".tar")):
             _, _, chunks = self.store.read_object(bucket, key)
-            files = extract_tar(_IterReader(chunks), code, what=f"source directory {uri}")
+            files = extract_tar(ChunkReader(chunks), code, what=f"source directory {uri}")
         else:
             files = self._fetch_prefix(uri, code, link=False)
         self.log.line(f"Shipyard: source directory {uri}: {files} file(s)")
@@ -539,26 +538,6 @@ class CheckpointSync:
 
 class _UserInputError(Exception):
     """Something about the job's inputs or code, to be reported as a ClientError."""
-
-
-class _IterReader:
-    """A read()-able file over an iterator of byte chunks, for streaming tar extraction."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            try:
-                self._buffer += next(self._chunks)
-            except StopIteration:
-                break
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
 
 
 def _environment_root(python: Path) -> Path:

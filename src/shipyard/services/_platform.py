@@ -11,17 +11,25 @@ from pathlib import Path
 from typing import IO
 
 from shipyard.compute import Backend, LocalBackend
+from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
-from shipyard.envs import ImageResolver, PackageSources
+from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
+from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
 from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.training import TrainingService
 from shipyard.services.tuning import TuningService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
-from shipyard.store import Database, TagRepository, TrainingJobRepository, TuningJobRepository
+from shipyard.store import (
+    Database,
+    ResourceRepository,
+    TagRepository,
+    TrainingJobRepository,
+    TuningJobRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,9 @@ class Platform:
     scheduler: TrainingScheduler
     logs: LogService
     tuning: TuningService
+    models: ModelService
+    endpoint_configs: EndpointConfigService
+    endpoints: EndpointService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -91,6 +102,29 @@ class Platform:
         )
         tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
         scheduler.add_pass(tuning.tick)
+        models = ModelService(
+            ResourceRepository(db, "model", "Model"), resolver, account_id=settings.account_id
+        )
+        configs = EndpointConfigService(
+            ResourceRepository(db, "endpoint-config", "Endpoint configuration"),
+            models,
+            catalog,
+            account_id=settings.account_id,
+        )
+        endpoints = EndpointService(
+            ResourceRepository(db, "endpoint", "Endpoint"),
+            configs,
+            models,
+            objects,
+            LocalModelServers(settings.sandbox, hide=(settings.data_dir,)),
+            lambda: EnvironmentCache(
+                settings.data_dir / "envs", sources, allow_server_python=settings.server_python_jobs == "on"
+            ),
+            resolver,
+            endpoints_dir=settings.data_dir / "endpoints",
+            account_id=settings.account_id,
+            startup_timeout=settings.endpoint_startup_seconds,
+        )
         return cls(
             settings,
             db,
@@ -102,15 +136,20 @@ class Platform:
             scheduler,
             LogService(jobs),
             tuning,
+            models,
+            configs,
+            endpoints,
             lock_file,
         )
 
     def start(self) -> None:
         """Start the background work (the scheduler). The API works without it; jobs wait."""
         self.scheduler.start()
+        self.endpoints.start()
 
     def close(self) -> None:
         self.scheduler.close()
+        self.endpoints.close()
         self.backend.close()
         self.objects.close()
         self.db.dispose()

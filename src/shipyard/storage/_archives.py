@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -64,3 +65,23 @@ def _check_member(member: tarfile.TarInfo, root: Path, what: str) -> None:
                 field=what,
                 value=name,
             )
+
+
+class ChunkReader:
+    """A read()-able file over an iterable of byte chunks, for streaming tar extraction."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data

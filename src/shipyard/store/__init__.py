@@ -1,12 +1,15 @@
 """The metadata store: SQLAlchemy tables behind repositories that return core objects."""
 
 from shipyard.store._db import Database
+from shipyard.store.resources import Resource, ResourceRepository
 from shipyard.store.tags import TagRepository
 from shipyard.store.training import TrainingJobNotFound, TrainingJobQuery, TrainingJobRepository
 from shipyard.store.tuning import TuningJobNotFound, TuningJobRepository
 
 __all__ = [
     "Database",
+    "Resource",
+    "ResourceRepository",
     "TagRepository",
     "TrainingJobNotFound",
     "TrainingJobQuery",

@@ -75,3 +75,23 @@ class TuningJobRow(Base):
     request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class ResourceRow(Base):
+    """A resource with a request and a state, of a kind with its own names: models, endpoint
+    configs, endpoints (``kind`` separates them, as SageMaker keeps a name per kind)."""
+
+    __tablename__ = "resources"
+    __table_args__ = (
+        sa.Index("ix_resources_kind_created_at", "kind", "created_at"),
+        sa.Index("ix_resources_kind_status", "kind", "status"),
+    )
+
+    kind: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    status: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)

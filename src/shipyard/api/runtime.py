@@ -1,0 +1,120 @@
+"""SageMaker Runtime: InvokeEndpoint, ``POST /endpoints/<name>/invocations`` (REST-JSON).
+
+The request goes to a model server the :class:`~shipyard.services.endpoints.Router` picks (by
+variant weight, or the asked TargetVariant) over a pool of keep-alive connections. Errors are
+SageMaker Runtime's: ValidationError for an unknown endpoint or variant and an oversized payload,
+ModelError (424) with the model server's status and message, ServiceUnavailable when no model
+server answers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shipyard.errors import NotFoundError, ValidationError
+from shipyard.services import Platform
+from shipyard.services.endpoints import ENDPOINT_GROUP, NoRoute
+
+MAX_PAYLOAD = 6 * 1024 * 1024
+_FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+
+
+def is_invocation(method: str, path: str) -> bool:
+    return method == "POST" and path.startswith("/endpoints/") and path.endswith("/invocations")
+
+
+def _error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
+    return Response(
+        json.dumps({"message": message, "Message": message, **fields}),
+        status,
+        media_type="application/json",
+        headers={"x-amzn-ErrorType": kind, "x-amzn-RequestId": request_id},
+    )
+
+
+class Runtime:
+    """Holds the connection pool to the model servers (made in the server's event loop)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self._client: httpx.AsyncClient | None = None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def invoke(self, request: Request, request_id: str, region: str) -> Response:
+        name = unquote(request.url.path.split("/")[2])
+        body = await request.body()
+        account = self._platform.settings.account_id
+        if len(body) > MAX_PAYLOAD:
+            return _error(
+                "ValidationError",
+                f"Request payload of {len(body)} bytes is larger than the limit of {MAX_PAYLOAD} bytes",
+                413,
+                request_id,
+            )
+        headers = request.headers
+        endpoints = self._platform.endpoints
+        try:
+            variant, server = endpoints.router.pick(name, headers.get("x-amzn-sagemaker-target-variant"))
+        except NotFoundError:
+            try:
+                endpoint = endpoints.get(name)
+            except NotFoundError:
+                return _error(
+                    "ValidationError", f"Endpoint {name} of account {account} not found.", 400, request_id
+                )
+            return _error(
+                "ValidationError",
+                f"Endpoint {name} of account {account} is {endpoint.status}, not InService.",
+                400,
+                request_id,
+            )
+        except ValidationError as exc:
+            return _error("ValidationError", exc.message, 400, request_id)
+        except NoRoute as exc:
+            return _error("ServiceUnavailable", exc.message, 503, request_id)
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=5.0), limits=httpx.Limits(max_keepalive_connections=64)
+            )
+        try:
+            answer = await self._client.post(
+                f"{server.url}/invocations",
+                content=body,
+                headers={k: v for k in _FORWARDED if (v := headers.get(k)) is not None},
+            )
+        except httpx.TransportError as exc:
+            return _error(
+                "ServiceUnavailable",
+                f"The model server of variant {variant.name!r} did not answer: {exc}",
+                503,
+                request_id,
+            )
+        if answer.status_code != 200:
+            stream = f"{variant.name}/{server.launch.instance_dir.name}"
+            return _error(
+                "ModelError",
+                f'Received server error ({answer.status_code}) from model with message "{answer.text}". '
+                f"See the log stream {stream} of log group {ENDPOINT_GROUP}/{name}.",
+                424,
+                request_id,
+                OriginalStatusCode=answer.status_code,
+                OriginalMessage=answer.text,
+                LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{ENDPOINT_GROUP}/{name}",
+            )
+        out = {
+            "content-type": answer.headers.get("content-type", "application/json"),  # as the model gave it
+            "x-Amzn-Invoked-Production-Variant": variant.name,
+            "x-amzn-RequestId": request_id,
+        }
+        if custom := answer.headers.get("x-amzn-sagemaker-custom-attributes"):
+            out["X-Amzn-SageMaker-Custom-Attributes"] = custom
+        return Response(answer.content, 200, headers=out)

@@ -1,0 +1,165 @@
+"""Models, endpoint configs and endpoints: Create/Describe/List/Delete of each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard.api._context import RequestContext
+from shipyard.core.tags import Tag
+from shipyard.store import Resource
+
+
+def _tag(ctx: RequestContext, resource: Resource, params: dict[str, Any]) -> None:
+    if params.get("Tags"):
+        ctx.platform.tagging.add_tags(resource.arn, [Tag.from_wire(t) for t in params["Tags"]])
+
+
+# -- models -------------------------------------------------------------------------------------
+def create_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    model = ctx.platform.models.create(params, region=ctx.region)
+    _tag(ctx, model, params)
+    return {"ModelArn": model.arn}
+
+
+def describe_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    model, _ = ctx.platform.models.get(params["ModelName"])
+    request = model.request
+    return {
+        "ModelName": model.name,
+        "ModelArn": model.arn,
+        "CreationTime": model.created,
+        "PrimaryContainer": request.get("PrimaryContainer"),
+        "Containers": request.get("Containers"),
+        "ExecutionRoleArn": request.get("ExecutionRoleArn"),
+        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
+    }
+
+
+def list_models(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    models, token = ctx.platform.models.list(params)
+    return {
+        "Models": [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.created} for m in models],
+        "NextToken": token,
+    }
+
+
+def delete_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.models.delete(params["ModelName"])
+    return {}
+
+
+# -- endpoint configs ---------------------------------------------------------------------------
+def create_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    config = ctx.platform.endpoint_configs.create(params, region=ctx.region)
+    _tag(ctx, config, params)
+    return {"EndpointConfigArn": config.arn}
+
+
+def describe_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    config, _ = ctx.platform.endpoint_configs.get(params["EndpointConfigName"])
+    return {
+        "EndpointConfigName": config.name,
+        "EndpointConfigArn": config.arn,
+        "ProductionVariants": config.request["ProductionVariants"],
+        "KmsKeyId": config.request.get("KmsKeyId"),
+        "CreationTime": config.created,
+    }
+
+
+def list_endpoint_configs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    configs, token = ctx.platform.endpoint_configs.list(params)
+    return {
+        "EndpointConfigs": [
+            {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.created}
+            for c in configs
+        ],
+        "NextToken": token,
+    }
+
+
+def delete_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.endpoint_configs.delete(params["EndpointConfigName"])
+    return {}
+
+
+# -- endpoints ----------------------------------------------------------------------------------
+def create_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    endpoint = ctx.platform.endpoints.create(params, region=ctx.region)
+    _tag(ctx, endpoint, params)
+    return {"EndpointArn": endpoint.arn}
+
+
+def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    endpoints = ctx.platform.endpoints
+    endpoint = endpoints.get(params["EndpointName"])
+    state = endpoint.state
+    in_service = endpoint.status == "InService"
+    variants = []
+    for variant in state["variants"]:
+        model, spec = ctx.platform.models.get(variant["model"]) if in_service else (None, None)
+        entry: dict[str, Any] = {
+            "VariantName": variant["name"],
+            "DesiredWeight": variant["weight"],
+            "DesiredInstanceCount": variant["instance_count"],
+        }
+        if in_service:
+            entry.update(
+                CurrentWeight=variant["weight"],
+                CurrentInstanceCount=endpoints.live_count(endpoint.name, variant["name"]),
+                DeployedImages=[
+                    {
+                        "SpecifiedImage": spec.container.image,  # type: ignore[union-attr]
+                        "ResolvedImage": spec.container.image,  # type: ignore[union-attr]
+                        "ResolutionTime": model.created,  # type: ignore[union-attr]
+                    }
+                ],
+            )
+        variants.append(entry)
+    return {
+        "EndpointName": endpoint.name,
+        "EndpointArn": endpoint.arn,
+        "EndpointConfigName": state["config"],
+        "ProductionVariants": variants,
+        "EndpointStatus": endpoint.status,
+        "FailureReason": state.get("failure_reason"),
+        "CreationTime": endpoint.created,
+        "LastModifiedTime": endpoint.last_modified,
+    }
+
+
+def list_endpoints(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    endpoints, token = ctx.platform.endpoints.list(params)
+    return {
+        "Endpoints": [
+            {
+                "EndpointName": e.name,
+                "EndpointArn": e.arn,
+                "CreationTime": e.created,
+                "LastModifiedTime": e.last_modified,
+                "EndpointStatus": e.status,
+            }
+            for e in endpoints
+        ],
+        "NextToken": token,
+    }
+
+
+def delete_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.endpoints.delete(params["EndpointName"])
+    return {}
+
+
+OPERATIONS = {
+    "CreateModel": create_model,
+    "DescribeModel": describe_model,
+    "ListModels": list_models,
+    "DeleteModel": delete_model,
+    "CreateEndpointConfig": create_endpoint_config,
+    "DescribeEndpointConfig": describe_endpoint_config,
+    "ListEndpointConfigs": list_endpoint_configs,
+    "DeleteEndpointConfig": delete_endpoint_config,
+    "CreateEndpoint": create_endpoint,
+    "DescribeEndpoint": describe_endpoint,
+    "ListEndpoints": list_endpoints,
+    "DeleteEndpoint": delete_endpoint,
+}

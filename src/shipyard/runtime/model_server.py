@@ -1,0 +1,262 @@
+"""The model server: one endpoint instance, in the model's environment.
+
+    python model_server.py --model-dir DIR --port PORT [--code-dir DIR] [--program inference.py]
+                           [--framework sklearn|xgboost|pytorch]
+
+Self-contained (the standard library, plus the model's own libraries where it uses them), because
+it runs with the model's Python, which has no Shipyard. It serves SageMaker's inference contract on
+127.0.0.1: ``GET /ping`` (200 once the model is loaded) and ``POST /invocations``, over keep-alive
+HTTP/1.1.
+
+Handlers follow SageMaker's framework containers: the program (``--program``, from
+SAGEMAKER_PROGRAM, in ``--code-dir``) may define ``model_fn(model_dir)``, ``input_fn(body,
+content_type)``, ``predict_fn(data, model)`` and ``output_fn(prediction, accept)``, or
+``transform_fn(model, body, content_type, accept)`` instead of the last three; each may take a
+trailing ``context``. What it leaves out comes from the defaults for the framework: scikit-learn
+(a joblib or pickle file of the user's own model), XGBoost (a booster file, such as the built-in
+algorithm's ``xgboost-model``) and PyTorch (TorchScript), with ``application/json``,
+``text/csv`` and ``application/x-npy`` in and out. A handler's exception answers 500 with its
+message, an unsupported content type 415: the server's runtime turns both into ModelError.
+
+Output goes to standard output (the Shipyard server keeps it as the instance's log). The server
+exits when its standard input closes (the Shipyard server went away).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import io
+import json
+import os
+import pathlib
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+JSON = "application/json"
+CSV = "text/csv"
+NPY = "application/x-npy"
+
+
+class UnsupportedContentType(Exception):
+    pass
+
+
+# -- default handlers -----------------------------------------------------------------------------
+def _model_file(model_dir: str, suffixes: tuple[str, ...], names: tuple[str, ...] = ()) -> pathlib.Path:
+    folder = pathlib.Path(model_dir)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in suffixes)
+    if not found:
+        wanted = ", ".join([*names, *(f"*{s}" for s in suffixes)])
+        raise FileNotFoundError(f"no model file ({wanted}) in the model archive; give a model_fn to load it")
+    return found[0]
+
+
+def default_model_fn(framework: str, model_dir: str) -> Any:
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(
+            str(_model_file(model_dir, (".json", ".ubj", ".bst", ".model"), ("xgboost-model",)))
+        )
+        return booster
+    if framework == "pytorch":
+        import torch
+
+        model = torch.jit.load(str(_model_file(model_dir, (".pt", ".pth"), ("model.pt", "model.pth"))))
+        model.eval()
+        return model
+    path = _model_file(model_dir, (".joblib", ".pkl", ".pickle"), ("model.joblib", "model.pkl"))
+    if path.suffix == ".joblib":
+        import joblib
+
+        return joblib.load(path)
+    import pickle
+
+    with path.open("rb") as f:
+        return pickle.load(f)  # the user's own model file, as SageMaker's containers load it
+
+
+def default_input_fn(body: bytes, content_type: str) -> Any:
+    import numpy as np
+
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == JSON:
+        data = json.loads(body)
+        if isinstance(data, dict):  # {"instances": [...]} or {"inputs": [...]}
+            data = data.get("instances", data.get("inputs", data))
+        return np.asarray(data)
+    if kind == CSV:
+        rows = [line for line in body.decode("utf-8").splitlines() if line.strip()]
+        return np.array([[float(v) for v in row.split(",")] for row in rows])
+    if kind == NPY:
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    raise UnsupportedContentType(
+        f"content type {content_type!r} is not supported (use {JSON}, {CSV} or {NPY})"
+    )
+
+
+def default_predict_fn(framework: str, data: Any, model: Any) -> Any:
+    if framework == "xgboost":
+        import xgboost
+
+        return model.predict(xgboost.DMatrix(data))
+    if framework == "pytorch":
+        import torch
+
+        with torch.no_grad():
+            return model(torch.as_tensor(data, dtype=torch.float32)).numpy()
+    return model.predict(data)
+
+
+def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    import numpy as np
+
+    kind = (accept or JSON).split(";")[0].strip().lower()
+    if kind in ("*/*", ""):
+        kind = JSON
+    array = np.asarray(prediction)
+    if kind == JSON:
+        return json.dumps(array.tolist()).encode(), JSON
+    if kind == CSV:
+        rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
+        return "".join(",".join(str(v) for v in row) + "\n" for row in rows.tolist()).encode(), CSV
+    if kind == NPY:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return buffer.getvalue(), NPY
+    raise UnsupportedContentType(f"accept type {accept!r} is not supported (use {JSON}, {CSV} or {NPY})")
+
+
+# -- the user's handlers, with the defaults for what they leave out -------------------------------
+class Handlers:
+    def __init__(self, framework: str, model_dir: str, code_dir: str | None, program: str | None) -> None:
+        self.framework = framework
+        self.model_dir = model_dir
+        self.user: Any = None
+        if program:
+            if code_dir and code_dir not in sys.path:
+                sys.path.insert(0, code_dir)
+            path = pathlib.Path(code_dir or ".") / program
+            spec = importlib.util.spec_from_file_location(pathlib.Path(program).stem, path)
+            if spec is None or spec.loader is None:
+                raise FileNotFoundError(f"the inference program {program!r} is not in {code_dir}")
+            self.user = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(self.user)
+        self.context = None
+        self.model = self._call("model_fn", model_dir, default=lambda d: default_model_fn(framework, d))
+
+    def _call(self, name: str, *args: Any, default: Any) -> Any:
+        function = getattr(self.user, name, None)
+        if function is None:
+            return default(*args)
+        if len(inspect.signature(function).parameters) == len(args) + 1:  # it takes the context
+            return function(*args, self.context)
+        return function(*args)
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        if getattr(self.user, "transform_fn", None) is not None:
+            result = self._call("transform_fn", self.model, body, content_type, accept, default=None)
+        else:
+            data = self._call("input_fn", body, content_type, default=default_input_fn)
+            prediction = self._call(
+                "predict_fn", data, self.model, default=lambda d, m: default_predict_fn(self.framework, d, m)
+            )
+            result = self._call("output_fn", prediction, accept, default=default_output_fn)
+        content = accept or JSON
+        if isinstance(result, tuple):
+            result, content = result
+        if isinstance(result, str):
+            result = result.encode()
+        return bytes(result), content
+
+
+def serve(handlers_factory: Any, port: int) -> None:
+    state: dict[str, Any] = {"handlers": None, "error": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # one line per request would drown the user's own output
+
+        def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path != "/ping":
+                self._answer(404, b"not found")
+            elif state["handlers"] is not None:
+                self._answer(200, b"")
+            else:
+                self._answer(503, (state["error"] or "loading the model").encode())
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if self.path != "/invocations":
+                self._answer(404, b"not found")
+                return
+            handlers = state["handlers"]
+            if handlers is None:
+                self._answer(503, (state["error"] or "the model is still loading").encode())
+                return
+            try:
+                result, content_type = handlers.invoke(
+                    body, self.headers.get("Content-Type") or JSON, self.headers.get("Accept") or JSON
+                )
+            except UnsupportedContentType as exc:
+                self._answer(415, str(exc).encode())
+            except Exception as exc:
+                traceback.print_exc()
+                self._answer(500, f"{type(exc).__name__}: {exc}".encode())
+            else:
+                self._answer(200, result, content_type)
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+
+    def load() -> None:
+        try:
+            state["handlers"] = handlers_factory()
+            print(f"Model server ready on 127.0.0.1:{port}", flush=True)
+        except Exception as exc:
+            traceback.print_exc()
+            state["error"] = f"loading the model failed: {type(exc).__name__}: {exc}"
+
+    def watch_stdin() -> None:
+        while sys.stdin.buffer.read(1):
+            pass
+        os._exit(0)  # the Shipyard server went away
+
+    threading.Thread(target=load, daemon=True).start()
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--code-dir")
+    parser.add_argument("--program")
+    parser.add_argument("--framework", default="sklearn")
+    args = parser.parse_args(argv)
+    sys.stderr = sys.stdout
+    serve(lambda: Handlers(args.framework, args.model_dir, args.code_dir, args.program), args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,464 @@
+"""Models, endpoint configs and endpoints, and the model servers behind InvokeEndpoint.
+
+Models and endpoint configs are records. An endpoint is brought up by a thread of its own: for
+each instance of each production variant, the model's artifacts and code are fetched into an
+instance folder, its environment resolved (built on first use, as for training jobs), and a model
+server started and waited for (``GET /ping``); then it is InService and in the :class:`Router`,
+which InvokeEndpoint reads. A monitor replaces model servers that die, keeping the endpoint in
+service while others answer. The store keeps what is wanted (status, variants, weights, counts);
+running model servers are this process's, so a restarted server brings every endpoint up again.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import dataclasses
+import functools
+import itertools
+import logging
+import random
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from shipyard.compute.local._hosting import LocalModelServers, ModelServer, ModelServerError, ServerLaunch
+from shipyard.core.arn import sagemaker_arn
+from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.hosting import EndpointConfigSpec, EndpointStatus, ModelSpec
+from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.training import parse_s3_uri
+from shipyard.envs import EnvironmentCache, ImageResolver, framework_of
+from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+from shipyard.services.training import utcnow
+from shipyard.storage import ObjectStore
+from shipyard.storage._archives import ChunkReader, extract_tar
+from shipyard.store import Resource, ResourceRepository
+
+log = logging.getLogger(__name__)
+ENDPOINT_GROUP = "/aws/sagemaker/Endpoints"
+
+
+def _page(
+    repository: ResourceRepository, params: Mapping[str, Any], **filters: Any
+) -> tuple[list[Resource], str | None]:
+    offset = int(decode_token(params["NextToken"]).get("offset", 0)) if params.get("NextToken") else 0
+    limit = int(params.get("MaxResults", 10))
+    found = repository.find(
+        name_contains=params.get("NameContains"),
+        created_after=params.get("CreationTimeAfter"),
+        created_before=params.get("CreationTimeBefore"),
+        sort_by=params.get("SortBy", "CreationTime"),
+        ascending=params.get("SortOrder", "Descending") == "Ascending",
+        offset=offset,
+        limit=limit + 1,
+        **filters,
+    )
+    if len(found) > limit:
+        return found[:limit], encode_token({"offset": offset + limit})
+    return found, None
+
+
+# -- routing ----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LiveVariant:
+    name: str
+    weight: float
+    servers: list[ModelServer]
+    _next: itertools.count = dataclasses.field(default_factory=itertools.count)
+
+    def pick(self) -> ModelServer | None:
+        servers = [s for s in self.servers if s.alive]
+        if not servers:
+            return None
+        return servers[next(self._next) % len(servers)]
+
+
+class NoRoute(ShipyardError):
+    """The endpoint (or the asked variant) has nothing to send a request to."""
+
+
+class Router:
+    """Endpoint name → its variants' running model servers; picks one per request by weight."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[str, list[LiveVariant]] = {}
+        self._random = random.Random()
+
+    def set(self, endpoint: str, variants: list[LiveVariant]) -> None:
+        self._endpoints[endpoint] = variants
+
+    def remove(self, endpoint: str) -> list[LiveVariant]:
+        return self._endpoints.pop(endpoint, [])
+
+    def variants(self, endpoint: str) -> list[LiveVariant]:
+        return self._endpoints.get(endpoint, [])
+
+    def pick(self, endpoint: str, target_variant: str | None = None) -> tuple[LiveVariant, ModelServer]:
+        variants = self._endpoints.get(endpoint)
+        if variants is None:
+            raise NotFoundError(f"Endpoint {endpoint} not found.")
+        if target_variant:
+            chosen = [v for v in variants if v.name == target_variant]
+            if not chosen:
+                raise ValidationError(
+                    f"The variant {target_variant!r} is not a production variant of endpoint {endpoint!r} "
+                    f"({', '.join(v.name for v in variants)})",
+                    field="TargetVariant",
+                    value=target_variant,
+                )
+        else:
+            chosen = [v for v in variants if v.weight > 0 and any(s.alive for s in v.servers)]
+        if len(chosen) > 1:
+            totals = list(itertools.accumulate(v.weight for v in chosen))
+            variant = chosen[bisect.bisect_right(totals, self._random.random() * totals[-1])]
+        elif chosen:
+            variant = chosen[0]
+        else:
+            raise NoRoute(f"Endpoint {endpoint!r} has no model server answering")
+        server = variant.pick()
+        if server is None:
+            raise NoRoute(f"Variant {variant.name!r} of endpoint {endpoint!r} has no model server answering")
+        return variant, server
+
+
+# -- the services ------------------------------------------------------------------------------------
+class ModelService:
+    def __init__(self, repository: ResourceRepository, resolver: ImageResolver, *, account_id: str) -> None:
+        self.repository = repository
+        self._resolver = resolver
+        self._account_id = account_id
+
+    def create(self, params: Mapping[str, Any], *, region: str) -> Resource:
+        spec = ModelSpec.from_request(params)
+        self._resolver.resolve(spec.container.image, field="PrimaryContainer.Image")
+        for uri, field in (
+            (spec.container.model_data_url, "PrimaryContainer.ModelDataUrl"),
+            (
+                spec.container.submit_directory
+                if (spec.container.submit_directory or "").startswith("s3://")
+                else None,
+                "PrimaryContainer.Environment.SAGEMAKER_SUBMIT_DIRECTORY",
+            ),
+        ):
+            if uri:
+                parse_s3_uri(uri, field=field)
+        now = utcnow()
+        return self.repository.create(
+            Resource(
+                "model",
+                spec.name,
+                sagemaker_arn(region, self._account_id, "model", spec.name),
+                now,
+                dict(params),
+            )
+        )
+
+    def get(self, name: str) -> tuple[Resource, ModelSpec]:
+        model = self.repository.get(name)
+        return model, ModelSpec.from_request(model.request)
+
+    def list(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+        return _page(self.repository, params)
+
+    def delete(self, name: str) -> None:
+        self.repository.delete(name)
+
+
+class EndpointConfigService:
+    def __init__(
+        self,
+        repository: ResourceRepository,
+        models: ModelService,
+        catalog: InstanceCatalog,
+        *,
+        account_id: str,
+    ) -> None:
+        self.repository = repository
+        self._models = models
+        self._catalog = catalog
+        self._account_id = account_id
+
+    def create(self, params: Mapping[str, Any], *, region: str) -> Resource:
+        spec = EndpointConfigSpec.from_request(params)
+        for index, variant in enumerate(spec.variants):
+            field = f"ProductionVariants.{index}"
+            try:
+                self._models.repository.get(variant.model)
+            except NotFoundError:
+                raise ValidationError(
+                    f"Could not find model {variant.model!r} (for variant {variant.name!r})",
+                    field=f"{field}.ModelName",
+                    value=variant.model,
+                ) from None
+            instance_type = self._catalog.get(variant.instance_type)
+            if not instance_type.supports(JobKind.HOSTING):
+                raise ValidationError(
+                    f"Instance type {variant.instance_type!r} is not offered for endpoints",
+                    field=f"{field}.InstanceType",
+                    value=variant.instance_type,
+                )
+        arn = sagemaker_arn(region, self._account_id, "endpoint-config", spec.name)
+        return self.repository.create(Resource("endpoint-config", spec.name, arn, utcnow(), dict(params)))
+
+    def get(self, name: str) -> tuple[Resource, EndpointConfigSpec]:
+        config = self.repository.get(name)
+        return config, EndpointConfigSpec.from_request(config.request)
+
+    def list(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+        return _page(self.repository, params)
+
+    def delete(self, name: str) -> None:
+        self.repository.delete(name)
+
+
+class EndpointService:
+    """Endpoints, and the model servers that serve them (see the module docstring)."""
+
+    def __init__(
+        self,
+        repository: ResourceRepository,
+        configs: EndpointConfigService,
+        models: ModelService,
+        objects: ObjectStore,
+        servers: LocalModelServers,
+        environments: Callable[[], EnvironmentCache],
+        resolver: ImageResolver,
+        *,
+        endpoints_dir: Path,
+        account_id: str,
+        startup_timeout: float = 600.0,
+    ) -> None:
+        self.repository = repository
+        self.router = Router()
+        self._configs = configs
+        self._models = models
+        self._objects = objects
+        self._servers = servers
+        self._environments = environments
+        self._resolver = resolver
+        self._dir = endpoints_dir
+        self._account_id = account_id
+        self._timeout = startup_timeout
+        self._lock = threading.Lock()
+        self._deleting: set[str] = set()
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    # -- API operations ------------------------------------------------------------------------------
+    def create(self, params: Mapping[str, Any], *, region: str) -> Resource:
+        name = params["EndpointName"]
+        _, config = self._configs.get(params["EndpointConfigName"])
+        now = utcnow()
+        endpoint = Resource(
+            "endpoint",
+            name,
+            sagemaker_arn(region, self._account_id, "endpoint", name),
+            now,
+            dict(params),
+            state={"config": config.name, "variants": _variant_state(config)},
+            status=EndpointStatus.CREATING.value,
+            last_modified=now,
+        )
+        self.repository.create(endpoint)
+        self._bring_up_later(name)
+        return endpoint
+
+    def get(self, name: str) -> Resource:
+        return self.repository.get(name)
+
+    def list(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+        return _page(self.repository, params, status=params.get("StatusEquals"))
+
+    def live_count(self, endpoint: str, variant: str) -> int:
+        return sum(
+            sum(1 for s in v.servers if s.alive) for v in self.router.variants(endpoint) if v.name == variant
+        )
+
+    def delete(self, name: str) -> None:
+        self.repository.get(name)
+        with self._lock:
+            self._deleting.add(name)
+        try:
+            for variant in self.router.remove(name):
+                for server in variant.servers:
+                    self._servers.stop(server)
+            self.repository.delete(name)
+            shutil.rmtree(self._dir / name, ignore_errors=True)
+        finally:
+            with self._lock:
+                self._deleting.discard(name)
+
+    # -- bringing endpoints up -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Bring up every endpoint the store says should serve (after a server start), and watch."""
+        for status in (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING):
+            for endpoint in self.repository.find(status=status.value, limit=100_000):
+                self._bring_up_later(endpoint.name)
+        self._monitor = threading.Thread(target=self._watch, name="shipyard-endpoints", daemon=True)
+        self._monitor.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        for endpoint in list(self.router._endpoints):
+            for variant in self.router.remove(endpoint):
+                for server in variant.servers:
+                    self._servers.stop(server)
+
+    def _bring_up_later(self, name: str) -> None:
+        threading.Thread(
+            target=self._bring_up, args=(name,), name=f"shipyard-endpoint-{name}", daemon=True
+        ).start()
+
+    def _gone(self, name: str) -> bool:
+        with self._lock:
+            return name in self._deleting or self._stop.is_set()
+
+    def _bring_up(self, name: str) -> None:
+        started: list[ModelServer] = []
+        try:
+            endpoint = self.repository.get(name)
+            _, config = self._configs.get(endpoint.state["config"])
+            live = []
+            for variant in config.variants:
+                _, model = self._models.get(variant.model)
+                servers = []
+                for index in range(variant.instance_count):
+                    if self._gone(name):
+                        raise ModelServerError("the endpoint is being deleted")
+                    launch = self._prepare(name, variant.name, index, model)
+                    server = self._servers.start(launch)
+                    started.append(server)
+                    servers.append(server)
+                for server in servers:
+                    self._servers.wait_healthy(
+                        server, self._timeout, gone=functools.partial(self._gone, name)
+                    )
+                live.append(LiveVariant(variant.name, variant.weight, servers))
+            if self._gone(name):
+                raise ModelServerError("the endpoint is being deleted")
+            self.router.set(name, live)
+            self._set_status(name, EndpointStatus.IN_SERVICE, None)
+            log.info("Endpoint %s: InService", name)
+        except Exception as exc:
+            for server in started:
+                self._servers.stop(server)
+            if self._gone(name):
+                return
+            reason = exc.message if isinstance(exc, ShipyardError) else str(exc)
+            if not isinstance(exc, (ModelServerError, ShipyardError)):
+                log.exception("Endpoint %s: could not be brought up", name)
+            with contextlib.suppress(NotFoundError):  # deleted meanwhile
+                self._set_status(name, EndpointStatus.FAILED, reason)
+
+    def _prepare(self, endpoint: str, variant: str, index: int, model: ModelSpec) -> ServerLaunch:
+        folder = self._dir / endpoint / variant / f"instance-{index}"
+        shutil.rmtree(folder, ignore_errors=True)
+        ml = folder / "ml"
+        (ml / "model").mkdir(parents=True)
+        container = model.container
+        if container.model_data_url:
+            bucket, key = parse_s3_uri(container.model_data_url, field="ModelDataUrl")
+            try:
+                _, _, chunks = self._objects.read_object(bucket, key)
+            except NotFoundError:
+                raise ModelServerError(f"the model data {container.model_data_url} does not exist") from None
+            extract_tar(ChunkReader(chunks), ml / "model", what=f"model data {container.model_data_url}")
+        code_dir: str | None = None
+        submit = container.submit_directory
+        if submit and submit.startswith("s3://"):
+            bucket, key = parse_s3_uri(submit, field="SAGEMAKER_SUBMIT_DIRECTORY")
+            _, _, chunks = self._objects.read_object(bucket, key)
+            extract_tar(ChunkReader(chunks), ml / "code", what=f"source directory {submit}")
+            code_dir = "/opt/ml/code"
+        elif (ml / "model" / "code").is_dir():
+            code_dir = "/opt/ml/model/code"
+        host_code = ml / code_dir.removeprefix("/opt/ml/") if code_dir else None
+        requirements = host_code / "requirements.txt" if host_code else None
+        spec = self._resolver.resolve(container.image, field="PrimaryContainer.Image")
+        cache = self._environments()
+        lines: list[str] = []
+        environment = cache.resolve(
+            spec,
+            requirements.read_text() if requirements and requirements.is_file() else "",
+            log=lines.append,
+            job=f"endpoint {endpoint}",
+        )
+        python = Path(environment.python)
+        env_root = python.parent.parent
+        return ServerLaunch(
+            instance_dir=folder,
+            python=str(python),
+            framework=framework_of(container.image) or "sklearn",
+            program=container.program,
+            code_dir=code_dir,
+            environment={
+                **container.environment,
+                "SAGEMAKER_ENDPOINT_NAME": endpoint,
+                "SAGEMAKER_VARIANT_NAME": variant,
+            },
+            keep=[env_root] if environment.how != "server" else [],
+        )
+
+    def _set_status(self, name: str, status: EndpointStatus, reason: str | None) -> None:
+        def change(endpoint: Resource) -> Resource:
+            state = dict(endpoint.state)
+            state["failure_reason"] = reason
+            return dataclasses.replace(endpoint, status=status.value, state=state, last_modified=utcnow())
+
+        self.repository.modify(name, change)
+
+    # -- keeping them up -----------------------------------------------------------------------------
+    def _watch(self) -> None:
+        replacing: set[int] = set()  # ids of dead servers being replaced
+        while not self._stop.wait(0.5):
+            for endpoint in list(self.router._endpoints):
+                for variant in self.router.variants(endpoint):
+                    for server in variant.servers:
+                        if server.alive or id(server) in replacing or self._gone(endpoint):
+                            continue
+                        replacing.add(id(server))
+                        threading.Thread(
+                            target=self._replace,
+                            args=(endpoint, variant, server, replacing),
+                            name=f"shipyard-endpoint-{endpoint}",
+                            daemon=True,
+                        ).start()
+
+    def _replace(self, endpoint: str, variant: LiveVariant, dead: ModelServer, replacing: set[int]) -> None:
+        log.warning(
+            "Endpoint %s: the model server of %s/%s exited (code %s); replacing it",
+            endpoint,
+            variant.name,
+            dead.launch.instance_dir.name,
+            dead.process.returncode,
+        )
+        try:
+            replacement = self._servers.start(dead.launch)
+            self._servers.wait_healthy(
+                replacement, self._timeout, gone=functools.partial(self._gone, endpoint)
+            )
+        except Exception:
+            log.exception("Endpoint %s: replacing a model server failed", endpoint)
+            replacing.discard(id(dead))  # try again at the next look
+            return
+        variant.servers = [replacement if s is dead else s for s in variant.servers]
+        replacing.discard(id(dead))
+
+
+def _variant_state(config: EndpointConfigSpec) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": v.name,
+            "model": v.model,
+            "instance_type": v.instance_type,
+            "instance_count": v.instance_count,
+            "weight": v.weight,
+        }
+        for v in config.variants
+    ]
+
+
+__all__ = ["ENDPOINT_GROUP", "EndpointConfigService", "EndpointService", "ModelService", "NoRoute", "Router"]
