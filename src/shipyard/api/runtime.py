@@ -19,7 +19,8 @@ from starlette.responses import Response
 
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services import Platform
-from shipyard.services.endpoints import ENDPOINT_GROUP, NoRoute
+from shipyard.services.endpoints import NoRoute
+from shipyard.services.logs import ENDPOINTS_GROUP
 
 MAX_PAYLOAD = 6 * 1024 * 1024
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
@@ -103,12 +104,12 @@ class Runtime:
             return _error(
                 "ModelError",
                 f'Received server error ({answer.status_code}) from model with message "{answer.text}". '
-                f"See the log stream {stream} of log group {ENDPOINT_GROUP}/{name}.",
+                f"See the log stream {stream} of log group {ENDPOINTS_GROUP}{name}.",
                 424,
                 request_id,
                 OriginalStatusCode=answer.status_code,
                 OriginalMessage=answer.text,
-                LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{ENDPOINT_GROUP}/{name}",
+                LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{ENDPOINTS_GROUP}{name}",
             )
         out = {
             "content-type": answer.headers.get("content-type", "application/json"),  # as the model gave it

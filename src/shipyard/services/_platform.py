@@ -134,7 +134,7 @@ class Platform:
             backend,
             training,
             scheduler,
-            LogService(jobs),
+            LogService(jobs, settings.data_dir / "endpoints"),
             tuning,
             models,
             configs,

@@ -38,7 +38,6 @@ from shipyard.storage._archives import ChunkReader, extract_tar
 from shipyard.store import Resource, ResourceRepository
 
 log = logging.getLogger(__name__)
-ENDPOINT_GROUP = "/aws/sagemaker/Endpoints"
 
 
 def _page(
@@ -461,4 +460,4 @@ def _variant_state(config: EndpointConfigSpec) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["ENDPOINT_GROUP", "EndpointConfigService", "EndpointService", "ModelService", "NoRoute", "Router"]
+__all__ = ["EndpointConfigService", "EndpointService", "ModelService", "NoRoute", "Router"]

@@ -1,7 +1,9 @@
-"""Job logs, read where the agents write them (``log.jsonl`` per instance), as CloudWatch streams.
+"""Job and endpoint logs, read where they are written (``log.jsonl`` per instance), as CloudWatch
+streams.
 
 Log group ``/aws/sagemaker/TrainingJobs`` has one stream per job instance, named
-``<job>/algo-N-<launch epoch>`` as in SageMaker. Tokens are byte offsets into the stream's file
+``<job>/algo-N-<launch epoch>`` as in SageMaker; ``/aws/sagemaker/Endpoints/<endpoint>`` one per
+model server, ``<variant>/instance-N``. Tokens are byte offsets into the stream's file
 (``f/<offset>`` forward, ``b/<offset>`` backward), so reading resumes exactly where it stopped and
 a line is never returned twice.
 """
@@ -20,6 +22,7 @@ from shipyard.errors import NotFoundError, ValidationError
 from shipyard.store import TrainingJobQuery, TrainingJobRepository
 
 TRAINING_GROUP = "/aws/sagemaker/TrainingJobs"
+ENDPOINTS_GROUP = "/aws/sagemaker/Endpoints/"
 _MAX_BYTES = 1024 * 1024
 
 
@@ -62,10 +65,13 @@ class LogEvent:
 
 
 class LogService:
-    def __init__(self, training: TrainingJobRepository) -> None:
+    def __init__(self, training: TrainingJobRepository, endpoints_dir: Path) -> None:
         self._training = training
+        self._endpoints_dir = endpoints_dir
 
     def streams(self, group: str, prefix: str = "") -> list[LogStream]:
+        if group.startswith(ENDPOINTS_GROUP):
+            return self._endpoint_streams(group.removeprefix(ENDPOINTS_GROUP), prefix)
         if group != TRAINING_GROUP:
             raise LogGroupNotFound(group)
         job_part = prefix.split("/", 1)[0]
@@ -86,6 +92,17 @@ class LogService:
             for i in job.runtime.get("instances", [])
         ]
         return sorted((s for s in streams if s.name.startswith(prefix)), key=lambda s: s.name)
+
+    def _endpoint_streams(self, endpoint: str, prefix: str) -> list[LogStream]:
+        folder = self._endpoints_dir / endpoint
+        if "/" in endpoint or endpoint in ("", ".", "..") or not folder.is_dir():
+            raise LogGroupNotFound(ENDPOINTS_GROUP + endpoint)
+        streams = []
+        for path in sorted(folder.glob("*/instance-*/log.jsonl")):
+            name = f"{path.parent.parent.name}/{path.parent.name}"
+            if name.startswith(prefix):
+                streams.append(LogStream(name, path, int(path.parent.stat().st_mtime * 1000)))
+        return streams
 
     def stream(self, group: str, name: str) -> LogStream:
         for stream in self.streams(group, name):

@@ -9,9 +9,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shipyard.errors import ConflictError, NotFoundError
+from shipyard.errors import ConflictError, NotFoundError, ValidationError
 from shipyard.store._db import Database
 from shipyard.store._models import ResourceRow
+
+
+class MissingResource(ValidationError, NotFoundError):
+    """SageMaker answers a missing model, endpoint config or endpoint with a ValidationException
+    ("Could not find ..."); inside Shipyard it is a NotFoundError like any other."""
+
+
+class DuplicateResource(ValidationError, ConflictError):
+    """SageMaker's "Cannot create already existing ..." ValidationException (the sagemaker SDK
+    recognises it, e.g. to reuse a model it created before)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +48,18 @@ class ResourceRepository:
         self._label = label
 
     def _missing(self, name: str) -> NotFoundError:
-        return NotFoundError(f"{self._label} {name!r} does not exist")
+        return MissingResource(
+            f'Could not find {self._label.lower()} "{name}".', field=self._label, value=name
+        )
 
     def create(self, resource: Resource) -> Resource:
         with self._db.transaction() as session:
             if session.get(ResourceRow, (self.kind, resource.name)) is not None:
-                raise ConflictError(f"{self._label} {resource.name!r} already exists")
+                raise DuplicateResource(
+                    f'Cannot create already existing {self._label.lower()} "{resource.arn}".',
+                    field=self._label,
+                    value=resource.name,
+                )
             session.add(
                 ResourceRow(
                     kind=self.kind,

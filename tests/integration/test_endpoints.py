@@ -1,0 +1,378 @@
+"""Models, endpoint configs, endpoints and InvokeEndpoint through boto3: a scikit-learn model trained
+by a training job, served by the default handlers and by an inference script; routing by weight and
+TargetVariant; errors; a killed model server replaced; delete."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import tarfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client
+
+ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+BUCKET = "endpoint-tests"
+IRIS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+TRAIN = """
+import joblib, os
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+x, y = load_iris(return_X_y=True)
+model = LogisticRegression(max_iter=500).fit(x, y)
+joblib.dump(model, os.path.join(os.environ["SM_MODEL_DIR"], "model.joblib"))
+"""
+
+INFERENCE = """
+import json, os
+import joblib
+
+def model_fn(model_dir, context=None):
+    return {"model": joblib.load(os.path.join(model_dir, "model.joblib")), "loaded_from": model_dir}
+
+def input_fn(body, content_type, context):
+    if content_type != "application/json":
+        raise ValueError(f"only JSON here, not {content_type}")
+    return json.loads(body)["rows"]
+
+def predict_fn(rows, model):
+    if rows == "boom":
+        raise RuntimeError("the model cannot take 'boom'")
+    return model["model"].predict_proba(rows).tolist(), model["loaded_from"]
+
+def output_fn(prediction, accept):
+    probabilities, where = prediction
+    return json.dumps({"probabilities": probabilities, "model_dir": where}), "application/vnd.iris+json"
+"""
+
+TRANSFORM = """
+import joblib, os
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+def transform_fn(model, body, content_type, accept):
+    rows = [[float(v) for v in line.split(",")] for line in body.decode().split("\\n") if line]
+    return "".join(f"class={c}\\n" for c in model.predict(rows)), "text/plain"
+"""
+
+
+def _tgz(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("endpoints") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clients(server: ServerProcess) -> tuple[Any, Any, Any]:
+    s3 = boto_client("s3", server.url)
+    s3.create_bucket(Bucket=BUCKET)
+    return boto_client("sagemaker", server.url), s3, boto_client("sagemaker-runtime", server.url)
+
+
+@pytest.fixture(scope="module")
+def model_data(clients: tuple[Any, Any, Any]) -> str:
+    """A scikit-learn model trained by a training job: the URI of its model.tar.gz."""
+    sm, s3, _ = clients
+    s3.put_object(Bucket=BUCKET, Key="train/sourcedir.tar.gz", Body=_tgz({"train.py": TRAIN}))
+    sm.create_training_job(
+        TrainingJobName="iris",
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"s3://{BUCKET}/train/sourcedir.tar.gz"',
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 600},
+    )
+    deadline = time.monotonic() + 600
+    while (job := sm.describe_training_job(TrainingJobName="iris"))["TrainingJobStatus"] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    return str(job["ModelArtifacts"]["S3ModelArtifacts"])
+
+
+def _deploy(
+    sm: Any,
+    s3: Any,
+    model_data: str,
+    *,
+    code: dict[str, str] | None = None,
+    variants: list[tuple[str, float, int]] = (("AllTraffic", 1.0, 1),),  # type: ignore[assignment]
+) -> str:
+    """A model (with an inference script when ``code`` is given), a config and an endpoint."""
+    name = f"ep-{uuid.uuid4().hex[:8]}"
+    environment = {}
+    if code:
+        key = f"code/{name}/sourcedir.tar.gz"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=_tgz(code))
+        environment = {
+            "SAGEMAKER_PROGRAM": "inference.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{BUCKET}/{key}",
+        }
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": model_data, "Environment": environment},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": variant,
+                "ModelName": name,
+                "InitialInstanceCount": count,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": weight,
+            }
+            for variant, weight, count in variants
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    return name
+
+
+def _wait(sm: Any, name: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (endpoint := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline, f"{name} still Creating"
+        time.sleep(0.05)
+    return endpoint  # type: ignore[no-any-return]
+
+
+def test_default_handlers_serve_a_trained_model(clients: tuple[Any, Any, Any], model_data: str) -> None:
+    import numpy as np
+
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data)
+    endpoint = _wait(sm, name)
+    assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
+    [variant] = endpoint["ProductionVariants"]
+    assert (variant["VariantName"], variant["CurrentInstanceCount"], variant["CurrentWeight"]) == (
+        "AllTraffic",
+        1,
+        1.0,
+    )
+    answer = runtime.invoke_endpoint(EndpointName=name, Body=json.dumps(IRIS), ContentType="application/json")
+    assert json.loads(answer["Body"].read()) == [0, 2]
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    assert answer["ContentType"] == "application/json"
+    csv = runtime.invoke_endpoint(
+        EndpointName=name, Body="5.1,3.5,1.4,0.2\n", ContentType="text/csv", Accept="text/csv"
+    )
+    assert (csv["Body"].read(), csv["ContentType"]) == (b"0\n", "text/csv")
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(IRIS), allow_pickle=False)
+    npy = runtime.invoke_endpoint(
+        EndpointName=name, Body=buffer.getvalue(), ContentType="application/x-npy", Accept="application/x-npy"
+    )
+    assert np.load(io.BytesIO(npy["Body"].read()), allow_pickle=False).tolist() == [0, 2]
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"x", ContentType="text/plain")
+    assert error.value.response["Error"]["Code"] == "ModelError"
+    assert error.value.response["OriginalStatusCode"] == 415
+    assert name in [e["EndpointName"] for e in sm.list_endpoints(NameContains=name)["Endpoints"]]
+    assert sm.list_models(NameContains=name)["Models"][0]["ModelName"] == name
+    config = sm.describe_endpoint_config(EndpointConfigName=name)
+    assert config["ProductionVariants"][0]["ModelName"] == name
+
+
+def test_inference_script_handlers(clients: tuple[Any, Any, Any], model_data: str) -> None:
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data, code={"inference.py": INFERENCE})
+    assert _wait(sm, name)["EndpointStatus"] == "InService"
+    answer = runtime.invoke_endpoint(
+        EndpointName=name, Body=json.dumps({"rows": IRIS}), ContentType="application/json"
+    )
+    assert answer["ContentType"] == "application/vnd.iris+json"
+    result = json.loads(answer["Body"].read())
+    assert result["model_dir"] == "/opt/ml/model"  # SageMaker's layout, in the sandbox
+    assert [max(range(3), key=row.__getitem__) for row in result["probabilities"]] == [0, 2]
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(
+            EndpointName=name, Body=json.dumps({"rows": "boom"}), ContentType="application/json"
+        )
+    response = error.value.response
+    assert response["Error"]["Code"] == "ModelError" and response["OriginalStatusCode"] == 500
+    assert "the model cannot take 'boom'" in response["OriginalMessage"]
+    logs = boto_client("logs", sm.meta.endpoint_url)
+    deadline = time.monotonic() + 10
+    while True:  # the traceback is in the endpoint's log
+        events = logs.filter_log_events(logGroupName=f"/aws/sagemaker/Endpoints/{name}")["events"]
+        if any("RuntimeError: the model cannot take 'boom'" in e["message"] for e in events):
+            break
+        assert time.monotonic() < deadline, [e["message"] for e in events]
+        time.sleep(0.05)
+
+    other = _deploy(sm, s3, model_data, code={"inference.py": TRANSFORM})
+    assert _wait(sm, other)["EndpointStatus"] == "InService"
+    answer = runtime.invoke_endpoint(
+        EndpointName=other, Body="5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", ContentType="text/csv"
+    )
+    assert (answer["Body"].read(), answer["ContentType"]) == (b"class=0\nclass=2\n", "text/plain")
+
+
+def test_a_model_that_cannot_load_fails_its_endpoint_with_the_reason(
+    clients: tuple[Any, Any, Any], model_data: str
+) -> None:
+    sm, s3, _ = clients
+    broken = "def model_fn(model_dir):\n    raise ValueError('no weights for this model')\n"
+    name = _deploy(sm, s3, model_data, code={"inference.py": broken})
+    endpoint = _wait(sm, name)
+    assert endpoint["EndpointStatus"] == "Failed"
+    assert "ValueError: no weights for this model" in endpoint["FailureReason"]
+
+
+def test_variants_split_traffic_by_weight_and_target_variant_wins(
+    clients: tuple[Any, Any, Any], model_data: str
+) -> None:
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data, variants=[("Blue", 7.0, 1), ("Green", 3.0, 1)])
+    assert _wait(sm, name)["EndpointStatus"] == "InService"
+    body = json.dumps(IRIS[:1])
+    counts = Counter(
+        runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="application/json")[
+            "InvokedProductionVariant"
+        ]
+        for _ in range(400)
+    )
+    assert set(counts) == {"Blue", "Green"}
+    assert 0.6 < counts["Blue"] / 400 < 0.8, counts  # 70 % within four standard deviations
+    targeted = {
+        runtime.invoke_endpoint(
+            EndpointName=name, Body=body, ContentType="application/json", TargetVariant="Green"
+        )["InvokedProductionVariant"]
+        for _ in range(20)
+    }
+    assert targeted == {"Green"}
+    with pytest.raises(ClientError, match="'Purple' is not a production variant"):
+        runtime.invoke_endpoint(
+            EndpointName=name, Body=body, ContentType="application/json", TargetVariant="Purple"
+        )
+
+
+def _model_server_pids(data_dir: Path, endpoint: str) -> dict[str, list[int]]:
+    """Instance folder name → the pids of its model server (bwrap and the Python inside)."""
+    found: dict[str, list[int]] = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            for arg in args:
+                text = arg.decode(errors="replace")
+                if text.endswith("model_server.py") and f"/endpoints/{endpoint}/" in text:
+                    found.setdefault(Path(text).parent.name, []).append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_killed_model_server_is_replaced_and_requests_keep_succeeding(
+    clients: tuple[Any, Any, Any], model_data: str, server: ServerProcess
+) -> None:
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data, variants=[("AllTraffic", 1.0, 2)])
+    assert _wait(sm, name)["EndpointStatus"] == "InService"
+    before = _model_server_pids(server.data_dir, name)
+    assert sorted(before) == ["instance-0", "instance-1"]
+    for pid in before["instance-0"]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    body = json.dumps(IRIS[:1])
+    for _ in range(50):  # the other instance answers meanwhile
+        assert (
+            runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="application/json")[
+                "Body"
+            ].read()
+            == b"[0]"
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        after = _model_server_pids(server.data_dir, name)
+        endpoint = sm.describe_endpoint(EndpointName=name)
+        if endpoint["ProductionVariants"][0]["CurrentInstanceCount"] == 2 and "instance-0" in after:
+            break
+        assert endpoint["EndpointStatus"] == "InService"
+        assert time.monotonic() < deadline, "the killed model server was not replaced"
+        time.sleep(0.1)
+    assert not set(after["instance-0"]) & set(before["instance-0"])
+
+
+def test_delete_stops_the_model_servers_and_forgets_the_endpoint(
+    clients: tuple[Any, Any, Any], model_data: str, server: ServerProcess
+) -> None:
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data)
+    assert _wait(sm, name)["EndpointStatus"] == "InService"
+    assert _model_server_pids(server.data_dir, name)
+    sm.delete_endpoint(EndpointName=name)
+    assert _model_server_pids(server.data_dir, name) == {}
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        sm.describe_endpoint(EndpointName=name)
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(EndpointName=name, Body=b"[]", ContentType="application/json")
+    assert error.value.response["Error"]["Code"] == "ValidationError"
+    assert "not found" in error.value.response["Error"]["Message"]
+    sm.delete_endpoint_config(EndpointConfigName=name)
+    sm.delete_model(ModelName=name)
+    assert sm.list_models(NameContains=name)["Models"] == []
+
+
+def test_bad_hosting_requests_name_the_problem(clients: tuple[Any, Any, Any], model_data: str) -> None:
+    sm, _, runtime = clients
+    with pytest.raises(ClientError, match="Could not find model 'nope'"):
+        sm.create_endpoint_config(
+            EndpointConfigName="bad-config",
+            ProductionVariants=[
+                {
+                    "VariantName": "A",
+                    "ModelName": "nope",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+        )
+    with pytest.raises(ClientError, match="Unknown image"):
+        sm.create_model(
+            ModelName="bad-image", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "my/own:latest"}
+        )
+    sm.create_model(
+        ModelName="twice",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": model_data},
+    )
+    with pytest.raises(ClientError, match="Cannot create already existing model"):
+        sm.create_model(ModelName="twice", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": SKLEARN_IMAGE})
+    with pytest.raises(ClientError, match="Could not find endpoint configuration"):
+        sm.create_endpoint(EndpointName="no-config", EndpointConfigName="missing")
+    with pytest.raises(ClientError) as error:
+        runtime.invoke_endpoint(
+            EndpointName="nowhere", Body=b"x" * (6 * 1024 * 1024 + 1), ContentType="text/csv"
+        )
+    assert error.value.response["Error"]["Code"] == "ValidationError"
+    assert "larger than the limit" in error.value.response["Error"]["Message"]
