@@ -140,6 +140,24 @@ def test_sdk_estimator_with_the_builtin_image_matches_xgboost_run_directly(
     assert accuracy["builtin"] > 0.75
     assert abs(accuracy["builtin"] - accuracy["direct"]) <= 0.02, accuracy
 
+    # Deployed, the built-in model scores the held-out rows (CSV in, CSV out) exactly as evaluated.
+    import sagemaker.session
+    from sagemaker.serializers import CSVSerializer
+
+    wait_until = sagemaker.session._wait_until  # the SDK sleeps 30 s between looks otherwise
+    monkeypatch.setattr(sagemaker.session, "_wait_until", lambda fn, poll=5: wait_until(fn, 0.1))
+    predictor = estimator.deploy(1, "ml.m5.large", serializer=CSVSerializer())
+    rows = [
+        [float(v) for v in line.split(",")] for line in numeric_csv("test", header=False).decode().split()
+    ]
+    answer = predictor.predict([row[1:] for row in rows]).decode()
+    probabilities = [float(v) for v in answer.split(",")]  # one line, as the built-in container answers
+    assert len(probabilities) == len(rows) and all(0 < p < 1 for p in probabilities)
+    hits = sum((p > 0.5) == (row[0] == 1) for p, row in zip(probabilities, rows, strict=True))
+    assert hits / len(rows) == pytest.approx(accuracy["builtin"])
+    predictor.delete_model()
+    predictor.delete_endpoint()
+
 
 def test_two_instances_sharded_train_a_model_of_comparable_quality(xgb_server: ServerProcess) -> None:
     sm, s3, logs = (boto_client(s, xgb_server.url) for s in ("sagemaker", "s3", "logs"))

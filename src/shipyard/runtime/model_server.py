@@ -117,15 +117,19 @@ def default_predict_fn(framework: str, data: Any, model: Any) -> Any:
     return model.predict(data)
 
 
-def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+def default_output_fn(framework: str, prediction: Any, accept: str) -> tuple[bytes, str]:
+    """JSON by default; the built-in XGBoost answers CSV by default, one line of comma-separated
+    scores for one score per row, as its container does (notebooks parse it so)."""
     import numpy as np
 
-    kind = (accept or JSON).split(";")[0].strip().lower()
-    if kind in ("*/*", ""):
-        kind = JSON
+    kind = (accept or "*/*").split(";")[0].strip().lower()
+    if kind == "*/*":
+        kind = CSV if framework == "xgboost" else JSON
     array = np.asarray(prediction)
     if kind == JSON:
         return json.dumps(array.tolist()).encode(), JSON
+    if kind == CSV and framework == "xgboost" and array.ndim == 1:
+        return ",".join(str(v) for v in array.tolist()).encode(), CSV
     if kind == CSV:
         rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
         return "".join(",".join(str(v) for v in row) + "\n" for row in rows.tolist()).encode(), CSV
@@ -170,8 +174,10 @@ class Handlers:
             prediction = self._call(
                 "predict_fn", data, self.model, default=lambda d, m: default_predict_fn(self.framework, d, m)
             )
-            result = self._call("output_fn", prediction, accept, default=default_output_fn)
-        content = accept or JSON
+            result = self._call(
+                "output_fn", prediction, accept, default=lambda p, a: default_output_fn(self.framework, p, a)
+            )
+        content = accept if accept and accept != "*/*" else JSON
         if isinstance(result, tuple):
             result, content = result
         if isinstance(result, str):
@@ -215,7 +221,7 @@ def serve(handlers_factory: Any, port: int) -> None:
                 return
             try:
                 result, content_type = handlers.invoke(
-                    body, self.headers.get("Content-Type") or JSON, self.headers.get("Accept") or JSON
+                    body, self.headers.get("Content-Type") or JSON, self.headers.get("Accept") or "*/*"
                 )
             except UnsupportedContentType as exc:
                 self._answer(415, str(exc).encode())
