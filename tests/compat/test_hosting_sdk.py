@@ -83,3 +83,29 @@ def test_sklearn_estimator_deploy_predict_delete(sagemaker_session: Any, server:
         sm.describe_model(ModelName=model_name)
     with pytest.raises(ClientError, match="Could not find endpoint configuration"):
         sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+
+
+def test_pytorch_estimator_deploys_torchscript(sagemaker_session: Any) -> None:
+    import numpy as np
+    from sagemaker.pytorch import PyTorch
+
+    estimator = PyTorch(
+        entry_point="torch_serve.py",
+        source_dir=str(SCRIPTS),
+        framework_version="2.1",
+        py_version="py310",
+        instance_type="ml.m5.large",
+        instance_count=1,
+        role=ROLE,
+        sagemaker_session=sagemaker_session,
+    )
+    estimator.fit(logs=False)
+    predictor = estimator.deploy(initial_instance_count=1, instance_type="ml.m5.large")
+    try:
+        rows = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]], dtype=np.float32)
+        prediction = predictor.predict(rows)  # numpy in and out, the PyTorchPredictor's defaults
+        assert prediction.shape == (2, 1)
+        assert prediction[:, 0] == pytest.approx([1.25, -0.75], abs=0.01)  # the line it learnt
+    finally:
+        predictor.delete_model()
+        predictor.delete_endpoint()
