@@ -86,6 +86,7 @@ class Runtime:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(60.0, connect=5.0), limits=httpx.Limits(max_keepalive_connections=64)
             )
+        server.in_flight += 1
         try:
             answer = await self._client.post(
                 f"{server.url}/invocations",
@@ -99,6 +100,8 @@ class Runtime:
                 503,
                 request_id,
             )
+        finally:
+            server.in_flight -= 1
         if answer.status_code != 200:
             stream = f"{variant.name}/{server.launch.instance_dir.name}"
             return _error(

@@ -20,6 +20,8 @@ import logging
 import random
 import shutil
 import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -159,7 +161,7 @@ class ModelService:
         model = self.repository.get(name)
         return model, ModelSpec.from_request(model.request)
 
-    def list(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+    def find(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
         return _page(self.repository, params)
 
     def delete(self, name: str) -> None:
@@ -206,7 +208,7 @@ class EndpointConfigService:
         config = self.repository.get(name)
         return config, EndpointConfigSpec.from_request(config.request)
 
-    def list(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+    def find(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
         return _page(self.repository, params)
 
     def delete(self, name: str) -> None:
@@ -229,6 +231,7 @@ class EndpointService:
         endpoints_dir: Path,
         account_id: str,
         startup_timeout: float = 600.0,
+        drain_seconds: float = 30.0,
     ) -> None:
         self.repository = repository
         self.router = Router()
@@ -241,6 +244,7 @@ class EndpointService:
         self._dir = endpoints_dir
         self._account_id = account_id
         self._timeout = startup_timeout
+        self._drain = drain_seconds
         self._lock = threading.Lock()
         self._deleting: set[str] = set()
         self._stop = threading.Event()
@@ -262,19 +266,75 @@ class EndpointService:
             last_modified=now,
         )
         self.repository.create(endpoint)
-        self._bring_up_later(name)
+        self._later(self._bring_up, name)
         return endpoint
 
     def get(self, name: str) -> Resource:
         return self.repository.get(name)
 
-    def list(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+    def find(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
         return _page(self.repository, params, status=params.get("StatusEquals"))
 
     def live_count(self, endpoint: str, variant: str) -> int:
         return sum(
             sum(1 for s in v.servers if s.alive) for v in self.router.variants(endpoint) if v.name == variant
         )
+
+    def update(self, params: Mapping[str, Any]) -> Resource:
+        """UpdateEndpoint: the new config's model servers come up beside the old ones, traffic moves
+        to them at once, and the old ones are stopped when their requests are answered."""
+        name = params["EndpointName"]
+        _, config = self._configs.get(params["EndpointConfigName"])
+        endpoint = self._begin_update(name, {"updating_to": config.name})
+        self._later(self._roll_out, name, config)
+        return endpoint
+
+    def update_weights_and_capacities(self, params: Mapping[str, Any]) -> Resource:
+        name = params["EndpointName"]
+        endpoint = self.repository.get(name)
+        by_name = {v["name"]: v for v in endpoint.state["variants"]}
+        wanted: dict[str, dict[str, Any]] = {}
+        for index, item in enumerate(params["DesiredWeightsAndCapacities"]):
+            field = f"DesiredWeightsAndCapacities.{index}"
+            variant = item["VariantName"]
+            if variant not in by_name:
+                raise ValidationError(
+                    f"The variant {variant!r} is not a production variant of endpoint {name!r} "
+                    f"({', '.join(by_name)})",
+                    field=f"{field}.VariantName",
+                    value=variant,
+                )
+            change: dict[str, Any] = {}
+            if item.get("DesiredWeight") is not None:
+                if item["DesiredWeight"] < 0:
+                    raise ValidationError(
+                        f"DesiredWeight must not be negative, got {item['DesiredWeight']:g}",
+                        field=f"{field}.DesiredWeight",
+                        value=item["DesiredWeight"],
+                    )
+                change["weight"] = float(item["DesiredWeight"])
+            if item.get("DesiredInstanceCount") is not None:
+                if item["DesiredInstanceCount"] < 1:
+                    raise ValidationError(
+                        f"DesiredInstanceCount must be at least 1, got {item['DesiredInstanceCount']}",
+                        field=f"{field}.DesiredInstanceCount",
+                        value=item["DesiredInstanceCount"],
+                    )
+                change["instance_count"] = int(item["DesiredInstanceCount"])
+            wanted[variant] = change
+        weights = {v: c["weight"] for v, c in wanted.items() if "weight" in c}
+        after = [{**v, **wanted.get(v["name"], {})} for v in endpoint.state["variants"]]
+        if not any(v["weight"] > 0 for v in after):
+            raise ValidationError(
+                "At least one production variant must keep a positive weight",
+                field="DesiredWeightsAndCapacities",
+            )
+        endpoint = self._begin_update(name, {"variants": after})
+        for variant in self.router.variants(name):  # weights apply at once
+            if variant.name in weights:
+                variant.weight = weights[variant.name]
+        self._later(self._rescale, name)
+        return endpoint
 
     def delete(self, name: str) -> None:
         self.repository.get(name)
@@ -295,7 +355,7 @@ class EndpointService:
         """Bring up every endpoint the store says should serve (after a server start), and watch."""
         for status in (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING):
             for endpoint in self.repository.find(status=status.value, limit=100_000):
-                self._bring_up_later(endpoint.name)
+                self._later(self._bring_up, endpoint.name)
         self._monitor = threading.Thread(target=self._watch, name="shipyard-endpoints", daemon=True)
         self._monitor.start()
 
@@ -306,55 +366,121 @@ class EndpointService:
                 for server in variant.servers:
                     self._servers.stop(server)
 
-    def _bring_up_later(self, name: str) -> None:
+    def _later(self, work: Callable[..., None], name: str, *args: Any) -> None:
         threading.Thread(
-            target=self._bring_up, args=(name,), name=f"shipyard-endpoint-{name}", daemon=True
+            target=work, args=(name, *args), name=f"shipyard-endpoint-{name}", daemon=True
         ).start()
 
     def _gone(self, name: str) -> bool:
         with self._lock:
             return name in self._deleting or self._stop.is_set()
 
+    def _begin_update(self, name: str, changes: Mapping[str, Any]) -> Resource:
+        def change(endpoint: Resource) -> Resource:
+            if endpoint.status != EndpointStatus.IN_SERVICE.value or name not in self.router._endpoints:
+                raise ValidationError(
+                    f"Cannot update endpoint {name!r} while it is {endpoint.status}; wait until it is InService",
+                    field="EndpointName",
+                    value=name,
+                )
+            state = {**endpoint.state, **changes, "failure_reason": None}
+            return dataclasses.replace(
+                endpoint, status=EndpointStatus.UPDATING.value, state=state, last_modified=utcnow()
+            )
+
+        return self.repository.modify(name, change)
+
     def _bring_up(self, name: str) -> None:
-        started: list[ModelServer] = []
+        """Start the endpoint's variants as the store has them (create, or after a server start)."""
         try:
             endpoint = self.repository.get(name)
-            _, config = self._configs.get(endpoint.state["config"])
+            live = self._start_variants(name, endpoint.state["variants"])
+            self.router.set(name, live)
+            self._settle(name, EndpointStatus.IN_SERVICE, None)
+            log.info("Endpoint %s: InService", name)
+        except Exception as exc:
+            self._settle(name, EndpointStatus.FAILED, _reason(exc, name))
+
+    def _roll_out(self, name: str, config: EndpointConfigSpec) -> None:
+        try:
+            live = self._start_variants(name, _variant_state(config))
+        except Exception as exc:  # the old config keeps serving
+            self._settle(
+                name,
+                EndpointStatus.IN_SERVICE,
+                f"Updating failed, kept the previous config: {_reason(exc, name)}",
+            )
+            return
+        old = self.router.variants(name)
+        self.router.set(name, live)
+        self._settle(
+            name,
+            EndpointStatus.IN_SERVICE,
+            None,
+            config=config.name,
+            variants=_variant_state(config),
+            updating_to=None,
+        )
+        self._retire([s for v in old for s in v.servers])
+        log.info("Endpoint %s: now serving endpoint config %s", name, config.name)
+
+    def _rescale(self, name: str) -> None:
+        """Start or stop model servers until each variant has its desired instance count."""
+        try:
+            wanted = {v["name"]: v for v in self.repository.get(name).state["variants"]}
+            surplus: list[ModelServer] = []
+            for variant in self.router.variants(name):
+                spec = wanted[variant.name]
+                missing = spec["instance_count"] - len(variant.servers)
+                if missing > 0:
+                    extra = self._start_variants(name, [{**spec, "instance_count": missing}])[0].servers
+                    variant.servers = [*variant.servers, *extra]
+                elif missing < 0:
+                    surplus += variant.servers[missing:]
+                    variant.servers = variant.servers[:missing]
+            self._settle(name, EndpointStatus.IN_SERVICE, None)
+            self._retire(surplus)
+        except Exception as exc:
+            self._settle(name, EndpointStatus.IN_SERVICE, f"Scaling failed: {_reason(exc, name)}")
+
+    def _start_variants(self, name: str, variants: list[dict[str, Any]]) -> list[LiveVariant]:
+        """Model servers for ``variants``, all healthy; none left running if one fails."""
+        started: list[ModelServer] = []
+        try:
             live = []
-            for variant in config.variants:
-                _, model = self._models.get(variant.model)
+            for variant in variants:
+                _, model = self._models.get(variant["model"])
                 servers = []
-                for index in range(variant.instance_count):
+                for _ in range(variant["instance_count"]):
                     if self._gone(name):
                         raise ModelServerError("the endpoint is being deleted")
-                    launch = self._prepare(name, variant.name, index, model)
-                    server = self._servers.start(launch)
+                    server = self._servers.start(self._prepare(name, variant["name"], model))
                     started.append(server)
                     servers.append(server)
                 for server in servers:
                     self._servers.wait_healthy(
                         server, self._timeout, gone=functools.partial(self._gone, name)
                     )
-                live.append(LiveVariant(variant.name, variant.weight, servers))
+                live.append(LiveVariant(variant["name"], variant["weight"], servers))
             if self._gone(name):
                 raise ModelServerError("the endpoint is being deleted")
-            self.router.set(name, live)
-            self._set_status(name, EndpointStatus.IN_SERVICE, None)
-            log.info("Endpoint %s: InService", name)
-        except Exception as exc:
+            return live
+        except BaseException:
             for server in started:
                 self._servers.stop(server)
-            if self._gone(name):
-                return
-            reason = exc.message if isinstance(exc, ShipyardError) else str(exc)
-            if not isinstance(exc, (ModelServerError, ShipyardError)):
-                log.exception("Endpoint %s: could not be brought up", name)
-            with contextlib.suppress(NotFoundError):  # deleted meanwhile
-                self._set_status(name, EndpointStatus.FAILED, reason)
+            raise
 
-    def _prepare(self, endpoint: str, variant: str, index: int, model: ModelSpec) -> ServerLaunch:
-        folder = self._dir / endpoint / variant / f"instance-{index}"
-        shutil.rmtree(folder, ignore_errors=True)
+    def _retire(self, servers: list[ModelServer]) -> None:
+        """Stop model servers taken out of the router once their requests are answered."""
+        deadline = time.monotonic() + self._drain
+        for server in servers:
+            while server.in_flight and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self._servers.stop(server)
+            shutil.rmtree(server.launch.instance_dir / "ml", ignore_errors=True)  # its log stays
+
+    def _prepare(self, endpoint: str, variant: str, model: ModelSpec) -> ServerLaunch:
+        folder = self._dir / endpoint / variant / f"i-{uuid.uuid4().hex[:17]}"  # an instance id, as in AWS
         ml = folder / "ml"
         (ml / "model").mkdir(parents=True)
         container = model.container
@@ -377,16 +503,13 @@ class EndpointService:
         host_code = ml / code_dir.removeprefix("/opt/ml/") if code_dir else None
         requirements = host_code / "requirements.txt" if host_code else None
         spec = self._resolver.resolve(container.image, field="PrimaryContainer.Image")
-        cache = self._environments()
-        lines: list[str] = []
-        environment = cache.resolve(
+        environment = self._environments().resolve(
             spec,
             requirements.read_text() if requirements and requirements.is_file() else "",
-            log=lines.append,
+            log=lambda line: log.info("Endpoint %s: %s", endpoint, line),
             job=f"endpoint {endpoint}",
         )
         python = Path(environment.python)
-        env_root = python.parent.parent
         return ServerLaunch(
             instance_dir=folder,
             python=str(python),
@@ -398,16 +521,20 @@ class EndpointService:
                 "SAGEMAKER_ENDPOINT_NAME": endpoint,
                 "SAGEMAKER_VARIANT_NAME": variant,
             },
-            keep=[env_root] if environment.how != "server" else [],
+            keep=[python.parent.parent] if environment.how != "server" else [],
         )
 
-    def _set_status(self, name: str, status: EndpointStatus, reason: str | None) -> None:
+    def _settle(self, name: str, status: EndpointStatus, reason: str | None, **changes: Any) -> None:
+        """Record where an operation left the endpoint (unless it was deleted meanwhile)."""
+        if self._gone(name):
+            return
+
         def change(endpoint: Resource) -> Resource:
-            state = dict(endpoint.state)
-            state["failure_reason"] = reason
+            state = {**endpoint.state, **changes, "failure_reason": reason}
             return dataclasses.replace(endpoint, status=status.value, state=state, last_modified=utcnow())
 
-        self.repository.modify(name, change)
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile
+            self.repository.modify(name, change)
 
     # -- keeping them up -----------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -419,16 +546,11 @@ class EndpointService:
                         if server.alive or id(server) in replacing or self._gone(endpoint):
                             continue
                         replacing.add(id(server))
-                        threading.Thread(
-                            target=self._replace,
-                            args=(endpoint, variant, server, replacing),
-                            name=f"shipyard-endpoint-{endpoint}",
-                            daemon=True,
-                        ).start()
+                        self._later(self._replace, endpoint, variant, server, replacing)
 
     def _replace(self, endpoint: str, variant: LiveVariant, dead: ModelServer, replacing: set[int]) -> None:
         log.warning(
-            "Endpoint %s: the model server of %s/%s exited (code %s); replacing it",
+            "Endpoint %s: the model server %s/%s exited (code %s); replacing it",
             endpoint,
             variant.name,
             dead.launch.instance_dir.name,
@@ -443,8 +565,19 @@ class EndpointService:
             log.exception("Endpoint %s: replacing a model server failed", endpoint)
             replacing.discard(id(dead))  # try again at the next look
             return
-        variant.servers = [replacement if s is dead else s for s in variant.servers]
+        if not any(v is variant for v in self.router.variants(endpoint)):  # updated meanwhile
+            self._servers.stop(replacement)
+        else:
+            variant.servers = [replacement if s is dead else s for s in variant.servers]
         replacing.discard(id(dead))
+
+
+def _reason(exc: BaseException, name: str) -> str:
+    if isinstance(exc, ShipyardError):
+        return exc.message
+    if not isinstance(exc, ModelServerError):
+        log.error("Endpoint %s: %s", name, exc, exc_info=exc)
+    return str(exc)
 
 
 def _variant_state(config: EndpointConfigSpec) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ streams.
 
 Log group ``/aws/sagemaker/TrainingJobs`` has one stream per job instance, named
 ``<job>/algo-N-<launch epoch>`` as in SageMaker; ``/aws/sagemaker/Endpoints/<endpoint>`` one per
-model server, ``<variant>/instance-N``. Tokens are byte offsets into the stream's file
+model server, ``<variant>/<instance id>``. Tokens are byte offsets into the stream's file
 (``f/<offset>`` forward, ``b/<offset>`` backward), so reading resumes exactly where it stopped and
 a line is never returned twice.
 """
@@ -98,7 +98,7 @@ class LogService:
         if "/" in endpoint or endpoint in ("", ".", "..") or not folder.is_dir():
             raise LogGroupNotFound(ENDPOINTS_GROUP + endpoint)
         streams = []
-        for path in sorted(folder.glob("*/instance-*/log.jsonl")):
+        for path in sorted(folder.glob("*/i-*/log.jsonl")):
             name = f"{path.parent.parent.name}/{path.parent.name}"
             if name.startswith(prefix):
                 streams.append(LogStream(name, path, int(path.parent.stat().st_mtime * 1000)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from shipyard.api._context import RequestContext
 from shipyard.core.tags import Tag
+from shipyard.errors import NotFoundError
 from shipyard.store import Resource
 
 
@@ -36,7 +38,7 @@ def describe_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
 
 
 def list_models(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    models, token = ctx.platform.models.list(params)
+    models, token = ctx.platform.models.find(params)
     return {
         "Models": [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.created} for m in models],
         "NextToken": token,
@@ -67,7 +69,7 @@ def describe_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dic
 
 
 def list_endpoint_configs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    configs, token = ctx.platform.endpoint_configs.list(params)
+    configs, token = ctx.platform.endpoint_configs.find(params)
     return {
         "EndpointConfigs": [
             {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.created}
@@ -93,26 +95,25 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     endpoints = ctx.platform.endpoints
     endpoint = endpoints.get(params["EndpointName"])
     state = endpoint.state
-    in_service = endpoint.status == "InService"
+    live = {v.name: v for v in endpoints.router.variants(endpoint.name)}
     variants = []
     for variant in state["variants"]:
-        model, spec = ctx.platform.models.get(variant["model"]) if in_service else (None, None)
         entry: dict[str, Any] = {
             "VariantName": variant["name"],
             "DesiredWeight": variant["weight"],
             "DesiredInstanceCount": variant["instance_count"],
         }
-        if in_service:
+        serving = live.get(variant["name"])
+        if serving is not None:
+            with contextlib.suppress(NotFoundError):  # a model deleted after deployment keeps serving
+                model, spec = ctx.platform.models.get(variant["model"])
+                image = spec.container.image
+                entry["DeployedImages"] = [
+                    {"SpecifiedImage": image, "ResolvedImage": image, "ResolutionTime": model.created}
+                ]
             entry.update(
-                CurrentWeight=variant["weight"],
+                CurrentWeight=serving.weight,
                 CurrentInstanceCount=endpoints.live_count(endpoint.name, variant["name"]),
-                DeployedImages=[
-                    {
-                        "SpecifiedImage": spec.container.image,  # type: ignore[union-attr]
-                        "ResolvedImage": spec.container.image,  # type: ignore[union-attr]
-                        "ResolutionTime": model.created,  # type: ignore[union-attr]
-                    }
-                ],
             )
         variants.append(entry)
     return {
@@ -127,8 +128,16 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     }
 
 
+def update_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {"EndpointArn": ctx.platform.endpoints.update(params).arn}
+
+
+def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {"EndpointArn": ctx.platform.endpoints.update_weights_and_capacities(params).arn}
+
+
 def list_endpoints(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    endpoints, token = ctx.platform.endpoints.list(params)
+    endpoints, token = ctx.platform.endpoints.find(params)
     return {
         "Endpoints": [
             {
@@ -161,5 +170,7 @@ OPERATIONS = {
     "CreateEndpoint": create_endpoint,
     "DescribeEndpoint": describe_endpoint,
     "ListEndpoints": list_endpoints,
+    "UpdateEndpoint": update_endpoint,
+    "UpdateEndpointWeightsAndCapacities": update_endpoint_weights_and_capacities,
     "DeleteEndpoint": delete_endpoint,
 }

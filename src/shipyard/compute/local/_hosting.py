@@ -56,6 +56,7 @@ class ModelServer:
     launch: ServerLaunch
     port: int
     process: subprocess.Popen[bytes]
+    in_flight: int = 0  # requests sent and not yet answered (kept by the runtime's event loop)
 
     @property
     def url(self) -> str:
