@@ -273,6 +273,16 @@ def test_variants_split_traffic_by_weight_and_target_variant_wins(
         for _ in range(20)
     }
     assert targeted == {"Green"}
+    import httpx
+
+    for variant, expected in (("Blue", counts["Blue"]), ("Green", counts["Green"] + 20)):
+        metrics = httpx.get(
+            f"{sm.meta.endpoint_url}/api/v1/endpoints/{name}/metrics", params={"variant": variant}
+        ).json()["metrics"]
+        assert sum(p["Sum"] for p in metrics["Invocations"]) == expected
+        assert sum(p["Sum"] for p in metrics["Invocation5XXErrors"]) == 0
+        assert sum(p["SampleCount"] for p in metrics["ModelLatency"]) == expected
+        assert all(0 < p["Minimum"] <= p["Average"] <= p["Maximum"] for p in metrics["OverheadLatency"])
     with pytest.raises(ClientError, match="'Purple' is not a production variant"):
         runtime.invoke_endpoint(
             EndpointName=name, Body=body, ContentType="application/json", TargetVariant="Purple"

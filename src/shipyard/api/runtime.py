@@ -10,6 +10,8 @@ server answers.
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,6 +19,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shipyard.compute.local._hosting import ModelServer
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services import Platform
 from shipyard.services.endpoints import NoRoute
@@ -51,6 +54,7 @@ class Runtime:
             await self._client.aclose()
 
     async def invoke(self, request: Request, request_id: str, region: str) -> Response:
+        started = time.perf_counter()
         name = unquote(request.url.path.split("/")[2])
         body = await request.body()
         account = self._platform.settings.account_id
@@ -83,10 +87,13 @@ class Runtime:
         except NoRoute as exc:
             return _error("ServiceUnavailable", exc.message, 503, request_id)
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=5.0), limits=httpx.Limits(max_keepalive_connections=64)
+            transport = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_keepalive_connections=64),
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],  # small bodies go at once
             )
+            self._client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(60.0, connect=5.0))
         server.in_flight += 1
+        sent = time.perf_counter()
         try:
             answer = await self._client.post(
                 f"{server.url}/invocations",
@@ -102,8 +109,29 @@ class Runtime:
             )
         finally:
             server.in_flight -= 1
+        model_seconds = time.perf_counter() - sent
+        response = self._answer(answer, variant.name, server, name, request_id, region)
+        endpoints.metrics.record(
+            name,
+            variant.name,
+            status=answer.status_code,
+            model_us=model_seconds * 1e6,
+            overhead_us=(time.perf_counter() - started - model_seconds) * 1e6,
+        )
+        return response
+
+    def _answer(
+        self,
+        answer: httpx.Response,
+        variant: str,
+        server: ModelServer,
+        name: str,
+        request_id: str,
+        region: str,
+    ) -> Response:
+        account = self._platform.settings.account_id
         if answer.status_code != 200:
-            stream = f"{variant.name}/{server.launch.instance_dir.name}"
+            stream = f"{variant}/{server.launch.instance_dir.name}"
             return _error(
                 "ModelError",
                 f'Received server error ({answer.status_code}) from model with message "{answer.text}". '
@@ -116,7 +144,7 @@ class Runtime:
             )
         out = {
             "content-type": answer.headers.get("content-type", "application/json"),  # as the model gave it
-            "x-Amzn-Invoked-Production-Variant": variant.name,
+            "x-Amzn-Invoked-Production-Variant": variant,
             "x-amzn-RequestId": request_id,
         }
         if custom := answer.headers.get("x-amzn-sagemaker-custom-attributes"):

@@ -34,6 +34,7 @@ from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.training import parse_s3_uri
 from shipyard.envs import EnvironmentCache, ImageResolver, framework_of
 from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+from shipyard.services.endpoint_metrics import EndpointMetrics
 from shipyard.services.training import utcnow
 from shipyard.storage import ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar
@@ -235,6 +236,7 @@ class EndpointService:
     ) -> None:
         self.repository = repository
         self.router = Router()
+        self.metrics = EndpointMetrics()
         self._configs = configs
         self._models = models
         self._objects = objects

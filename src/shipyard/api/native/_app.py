@@ -1,4 +1,4 @@
-"""Native REST routes: health, server info, the instance catalog."""
+"""Native REST routes: health, server info, the instance catalog, jobs, tuning, endpoints."""
 
 from __future__ import annotations
 
@@ -135,6 +135,65 @@ def create_native_app() -> FastAPI:
                     {"step": p.step, "value": p.value, "timestamp": p.timestamp.isoformat()} for p in points
                 ]
                 for metric, points in series.items()
+            },
+        }
+
+    @app.get("/api/v1/endpoints/{name}", tags=["endpoints"])
+    def endpoint(request: Request, name: str) -> dict[str, Any]:
+        """An endpoint, its variants (desired and serving) and its model servers."""
+        endpoints = _platform(request).endpoints
+        found = endpoints.get(name)
+        live = {v.name: v for v in endpoints.router.variants(name)}
+        return {
+            "name": found.name,
+            "arn": found.arn,
+            "status": found.status,
+            "failure_reason": found.state.get("failure_reason"),
+            "config": found.state["config"],
+            "variants": [
+                {
+                    "name": v["name"],
+                    "model": v["model"],
+                    "instance_type": v["instance_type"],
+                    "desired_instance_count": v["instance_count"],
+                    "desired_weight": v["weight"],
+                    "weight": live[v["name"]].weight if v["name"] in live else None,
+                    "instances": [
+                        {"id": s.launch.instance_dir.name, "alive": s.alive, "in_flight": s.in_flight}
+                        for s in (live[v["name"]].servers if v["name"] in live else [])
+                    ],
+                }
+                for v in found.state["variants"]
+            ],
+        }
+
+    @app.get("/api/v1/endpoints/{name}/metrics", tags=["endpoints"])
+    def endpoint_metrics(
+        request: Request,
+        name: str,
+        minutes: int = Query(60, ge=1, le=24 * 60),
+        period: int = Query(60, ge=60, le=24 * 3600),
+        variant: str | None = None,
+    ) -> dict[str, Any]:
+        """Invocations, errors and latencies (µs) per period, as SageMaker publishes them."""
+        import time
+
+        from shipyard.services.endpoint_metrics import COUNTS, LATENCIES
+
+        endpoints = _platform(request).endpoints
+        endpoints.get(name)
+        end = time.time()
+        return {
+            "endpoint": name,
+            "period": period,
+            "metrics": {
+                metric: [
+                    {"timestamp": at, **stats.to_dict()}
+                    for at, stats in endpoints.metrics.series(
+                        name, metric, start=end - minutes * 60, end=end, period=period, variant=variant
+                    )
+                ]
+                for metric in (*COUNTS, *LATENCIES)
             },
         }
 

@@ -1,0 +1,97 @@
+"""Endpoint metrics as SageMaker publishes them, per variant and minute.
+
+Invocations, Invocation4XXErrors and Invocation5XXErrors (the model's own 4xx/5xx answers),
+ModelLatency (the model server's time, as the router saw it) and OverheadLatency (the rest of
+Shipyard's time on the request), in microseconds: count, sum, minimum and maximum per minute, as
+CloudWatch keeps statistics. Kept in memory for the last day (a restart starts them afresh).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+
+COUNTS = ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors")
+LATENCIES = ("ModelLatency", "OverheadLatency")
+_KEEP_MINUTES = 24 * 60
+
+
+@dataclasses.dataclass
+class Statistics:
+    count: int = 0
+    total: float = 0.0
+    minimum: float = float("inf")
+    maximum: float = float("-inf")
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+
+    def merge(self, other: Statistics) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+
+    def to_dict(self) -> dict[str, float]:
+        if not self.count:
+            return {"SampleCount": 0, "Sum": 0.0}
+        return {
+            "SampleCount": self.count,
+            "Sum": self.total,
+            "Average": self.total / self.count,
+            "Minimum": self.minimum,
+            "Maximum": self.maximum,
+        }
+
+
+class EndpointMetrics:
+    def __init__(self) -> None:
+        self._minutes: dict[tuple[str, str, int], dict[str, Statistics]] = {}
+        self._lock = threading.Lock()
+
+    def record(
+        self, endpoint: str, variant: str, *, status: int, model_us: float, overhead_us: float
+    ) -> None:
+        minute = int(time.time() // 60)
+        with self._lock:
+            bucket = self._minutes.get((endpoint, variant, minute))
+            if bucket is None:
+                bucket = self._minutes[(endpoint, variant, minute)] = {
+                    n: Statistics() for n in (*COUNTS, *LATENCIES)
+                }
+                self._prune(minute)
+            bucket["Invocations"].add(1)
+            bucket["Invocation4XXErrors"].add(1 if 400 <= status < 500 else 0)
+            bucket["Invocation5XXErrors"].add(1 if status >= 500 else 0)
+            bucket["ModelLatency"].add(model_us)
+            bucket["OverheadLatency"].add(overhead_us)
+
+    def _prune(self, now: int) -> None:
+        for key in [k for k in self._minutes if k[2] < now - _KEEP_MINUTES]:
+            del self._minutes[key]
+
+    def series(
+        self,
+        endpoint: str,
+        metric: str,
+        *,
+        start: float,
+        end: float,
+        period: int = 60,
+        variant: str | None = None,
+    ) -> Iterator[tuple[int, Statistics]]:
+        """(period start epoch, statistics) for each period in [start, end) that has data."""
+        periods: dict[int, Statistics] = {}
+        with self._lock:
+            for (name, variant_name, minute), bucket in self._minutes.items():
+                at = minute * 60
+                if name != endpoint or (variant and variant_name != variant) or not start <= at < end:
+                    continue
+                key = int(at // period * period)
+                periods.setdefault(key, Statistics()).merge(bucket[metric])
+        yield from sorted(periods.items())
