@@ -10,15 +10,14 @@ server answers.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shipyard.api._upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from shipyard.compute.local._hosting import ModelServer
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services import Platform
@@ -47,11 +46,10 @@ class Runtime:
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
-        self._client: httpx.AsyncClient | None = None
+        self._pool = UpstreamPool()
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        await self._pool.close()
 
     async def invoke(self, request: Request, request_id: str, region: str) -> Response:
         started = time.perf_counter()
@@ -86,21 +84,17 @@ class Runtime:
             return _error("ValidationError", exc.message, 400, request_id)
         except NoRoute as exc:
             return _error("ServiceUnavailable", exc.message, 503, request_id)
-        if self._client is None:
-            transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_keepalive_connections=64),
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],  # small bodies go at once
-            )
-            self._client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(60.0, connect=5.0))
         server.in_flight += 1
         sent = time.perf_counter()
         try:
-            answer = await self._client.post(
-                f"{server.url}/invocations",
-                content=body,
-                headers={k: v for k in _FORWARDED if (v := headers.get(k)) is not None},
+            answer = await self._pool.post(
+                "127.0.0.1",
+                server.port,
+                "/invocations",
+                body,
+                {k: v for k in _FORWARDED if (v := headers.get(k)) is not None},
             )
-        except httpx.TransportError as exc:
+        except UpstreamError as exc:
             return _error(
                 "ServiceUnavailable",
                 f"The model server of variant {variant.name!r} did not answer: {exc}",
@@ -114,7 +108,7 @@ class Runtime:
         endpoints.metrics.record(
             name,
             variant.name,
-            status=answer.status_code,
+            status=answer.status,
             model_us=model_seconds * 1e6,
             overhead_us=(time.perf_counter() - started - model_seconds) * 1e6,
         )
@@ -122,7 +116,7 @@ class Runtime:
 
     def _answer(
         self,
-        answer: httpx.Response,
+        answer: UpstreamResponse,
         variant: str,
         server: ModelServer,
         name: str,
@@ -130,15 +124,15 @@ class Runtime:
         region: str,
     ) -> Response:
         account = self._platform.settings.account_id
-        if answer.status_code != 200:
+        if answer.status != 200:
             stream = f"{variant}/{server.launch.instance_dir.name}"
             return _error(
                 "ModelError",
-                f'Received server error ({answer.status_code}) from model with message "{answer.text}". '
+                f'Received server error ({answer.status}) from model with message "{answer.text}". '
                 f"See the log stream {stream} of log group {ENDPOINTS_GROUP}{name}.",
                 424,
                 request_id,
-                OriginalStatusCode=answer.status_code,
+                OriginalStatusCode=answer.status,
                 OriginalMessage=answer.text,
                 LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{ENDPOINTS_GROUP}{name}",
             )
@@ -149,4 +143,4 @@ class Runtime:
         }
         if custom := answer.headers.get("x-amzn-sagemaker-custom-attributes"):
             out["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return Response(answer.content, 200, headers=out)
+        return Response(answer.body, 200, headers=out)

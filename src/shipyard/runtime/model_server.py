@@ -190,6 +190,7 @@ def serve(handlers_factory: Any, port: int) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: without it, 40 ms each answer
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # one line per request would drown the user's own output

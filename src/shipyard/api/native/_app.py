@@ -159,7 +159,12 @@ def create_native_app() -> FastAPI:
                     "desired_weight": v["weight"],
                     "weight": live[v["name"]].weight if v["name"] in live else None,
                     "instances": [
-                        {"id": s.launch.instance_dir.name, "alive": s.alive, "in_flight": s.in_flight}
+                        {
+                            "id": s.launch.instance_dir.name,
+                            "url": s.url,
+                            "alive": s.alive,
+                            "in_flight": s.in_flight,
+                        }
                         for s in (live[v["name"]].servers if v["name"] in live else [])
                     ],
                 }
