@@ -49,6 +49,8 @@ class Settings:
             satisfies run in it without building one; ``off`` always builds.
         endpoint_startup_seconds: How long a model server may take to answer ``/ping`` (its
             environment built and its model loaded) before its endpoint fails.
+        autoscaling_interval_seconds / autoscaling_window_seconds: how often the endpoint scaler
+            looks, and over how many seconds it measures invocations per instance.
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +73,8 @@ class Settings:
     package_find_links: str = ""
     server_python_jobs: str = "on"
     endpoint_startup_seconds: int = 600
+    autoscaling_interval_seconds: int = 10
+    autoscaling_window_seconds: int = 60
     log_level: str = "info"
 
     def __post_init__(self) -> None:

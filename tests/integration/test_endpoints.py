@@ -97,8 +97,11 @@ def clients(server: ServerProcess) -> tuple[Any, Any, Any]:
 
 @pytest.fixture(scope="module")
 def model_data(clients: tuple[Any, Any, Any]) -> str:
+    return train_iris(clients[0], clients[1])
+
+
+def train_iris(sm: Any, s3: Any) -> str:
     """A scikit-learn model trained by a training job: the URI of its model.tar.gz."""
-    sm, s3, _ = clients
     s3.put_object(Bucket=BUCKET, Key="train/sourcedir.tar.gz", Body=_tgz({"train.py": TRAIN}))
     sm.create_training_job(
         TrainingJobName="iris",

@@ -130,3 +130,12 @@ def test_shape_output(schema: ServiceSchema) -> None:
 def test_out_of_range_timestamps_are_validation_errors(schema: ServiceSchema, bad: object) -> None:
     with pytest.raises(ValidationError, match="creationTimeAfter"):
         schema.validate_input("ListTrainingJobs", {"CreationTimeAfter": bad})
+
+
+def test_java_character_classes_outside_brackets_are_classes() -> None:
+    from shipyard.api._schema import _pattern
+
+    printable = _pattern(r"\p{Print}+")  # application-autoscaling's PolicyName
+    assert printable is not None and printable.fullmatch("invocations") and not printable.fullmatch("a\tb")
+    tag = _pattern(r"[\p{L}\p{N}_.:/=+\-@]*")
+    assert tag is not None and tag.fullmatch("a:b/c") and not tag.fullmatch("a!b")

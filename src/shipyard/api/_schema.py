@@ -129,9 +129,25 @@ _JAVA_CLASSES = {
 @functools.lru_cache(maxsize=4096)
 def _pattern(pattern: str) -> re.Pattern[str] | None:
     """Compile a model pattern (Java regex syntax) for Python; None when Python cannot."""
-    translated = pattern
-    for java, python in _JAVA_CLASSES.items():
-        translated = translated.replace(java, python)
+    translated, inside, i = "", False, 0
+    while i < len(pattern):  # a Java class is a bracket expression of its own outside brackets
+        java = next((j for j in _JAVA_CLASSES if pattern.startswith(j, i)), None)
+        if java is not None:
+            members = _JAVA_CLASSES[java]
+            translated += members if inside else f"[{members}]"
+            i += len(java)
+            continue
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            translated += pattern[i : i + 2]
+            i += 2
+            continue
+        if char == "[" and not inside:
+            inside = True
+        elif char == "]" and inside:
+            inside = False
+        translated += char
+        i += 1
     try:
         return re.compile(translated, re.DOTALL)
     except re.error:

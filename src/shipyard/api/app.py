@@ -30,6 +30,7 @@ from shipyard.api._auth import SigV4, parse_sigv4, verify_sigv4
 from shipyard.api._context import RequestContext
 from shipyard.api._json import JsonApi, json_error
 from shipyard.api._query import handle_query, query_error
+from shipyard.api.autoscaling import autoscaling_api
 from shipyard.api.logs import logs_api
 from shipyard.api.native import create_native_app
 from shipyard.api.runtime import Runtime, is_invocation
@@ -62,7 +63,11 @@ class ShipyardApp:
             platform = Platform.open(self.settings)
             try:
                 instance_types = [t.name for t in platform.catalog]
-                return platform, {"SageMaker": sagemaker_api(instance_types), "Logs_20140328": logs_api()}
+                return platform, {
+                    "SageMaker": sagemaker_api(instance_types),
+                    "Logs_20140328": logs_api(),
+                    "AnyScaleFrontendService": autoscaling_api(),
+                }
             except BaseException:
                 platform.close()
                 raise

@@ -105,6 +105,7 @@ class Agent:
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_reason: str | None = None
         self._stop_lock = threading.Lock()
+        self._process_stopped = False
 
     # -- the life of an instance ---------------------------------------------------------------
     def run(self) -> int:
@@ -205,7 +206,7 @@ class Agent:
         # tell (or none will come); the SIGKILL after the grace period covers the rest.
         deadline = time.monotonic() + float(self.config.get("stop_grace_seconds", 30))
         while time.monotonic() < deadline:
-            members = [pid for pid in _group_members(group) if pid != group]
+            members = [pid for pid in _group_members(group) if pid != group and not _is_bwrap(pid)]
             for pid in members:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGTERM)
@@ -224,9 +225,16 @@ class Agent:
             if reason == Outcome.STOPPED
             else f"Shipyard: MaxRuntimeInSeconds ({self.spec.max_runtime_seconds} s) exceeded, stopping"
         )
+        self._stop_process()
+
+    def _stop_process(self) -> None:
+        """SIGTERM to the user's process, SIGKILL after the grace period: once, from whichever of
+        the stop request and the process start comes second."""
         process = self.process
-        if process is None or process.poll() is not None:
-            return
+        with self._stop_lock:
+            if process is None or process.poll() is not None or self._process_stopped:
+                return
+            self._process_stopped = True
         self._terminate(process.pid)
         grace = float(self.config.get("stop_grace_seconds", 30))
         killer = threading.Timer(grace, _signal_group, args=(process.pid, signal.SIGKILL))
@@ -420,7 +428,7 @@ class Agent:
         )
         self.status.update(user_pgid=self.process.pid)
         if self.stop_reason is not None:  # a stop arrived while starting
-            self._terminate(self.process.pid)
+            self._stop_process()
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             self.log.line(raw.decode("utf-8", "replace"))
@@ -544,6 +552,14 @@ def _environment_root(python: Path) -> Path:
     """The folder holding the interpreter's environment: the venv root, or the bin/ folder."""
     root = python.parent.parent
     return root if (root / "pyvenv.cfg").exists() else python.parent
+
+
+def _is_bwrap(pid: int) -> bool:
+    """bwrap's own processes: the one started, and the sandbox's init, which ignores SIGTERM."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap"
+    except OSError:
+        return False
 
 
 def _group_members(group: int) -> list[int]:

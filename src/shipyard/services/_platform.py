@@ -16,6 +16,7 @@ from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
+from shipyard.services.autoscaling import AutoscalingService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
 from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
@@ -55,6 +56,7 @@ class Platform:
     models: ModelService
     endpoint_configs: EndpointConfigService
     endpoints: EndpointService
+    autoscaling: AutoscalingService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -139,6 +141,12 @@ class Platform:
             models,
             configs,
             endpoints,
+            AutoscalingService(
+                endpoints,
+                account_id=settings.account_id,
+                interval=settings.autoscaling_interval_seconds,
+                window=settings.autoscaling_window_seconds,
+            ),
             lock_file,
         )
 
@@ -146,9 +154,11 @@ class Platform:
         """Start the background work (the scheduler). The API works without it; jobs wait."""
         self.scheduler.start()
         self.endpoints.start()
+        self.autoscaling.start()
 
     def close(self) -> None:
         self.scheduler.close()
+        self.autoscaling.close()
         self.endpoints.close()
         self.backend.close()
         self.objects.close()

@@ -8,6 +8,7 @@ CloudWatch keeps statistics. Kept in memory for the last day (a restart starts t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 COUNTS = ("Invocations", "Invocation4XXErrors", "Invocation5XXErrors")
 LATENCIES = ("ModelLatency", "OverheadLatency")
 _KEEP_MINUTES = 24 * 60
+_KEEP_SECONDS = 600
 
 
 @dataclasses.dataclass
@@ -52,13 +54,20 @@ class Statistics:
 class EndpointMetrics:
     def __init__(self) -> None:
         self._minutes: dict[tuple[str, str, int], dict[str, Statistics]] = {}
+        self._seconds: dict[tuple[str, str], collections.Counter[int]] = {}  # for autoscaling's window
         self._lock = threading.Lock()
 
     def record(
         self, endpoint: str, variant: str, *, status: int, model_us: float, overhead_us: float
     ) -> None:
-        minute = int(time.time() // 60)
+        now = time.time()
+        minute = int(now // 60)
         with self._lock:
+            seconds = self._seconds.setdefault((endpoint, variant), collections.Counter())
+            seconds[int(now)] += 1
+            if len(seconds) > _KEEP_SECONDS:
+                for old in [s for s in seconds if s < now - _KEEP_SECONDS]:
+                    del seconds[old]
             bucket = self._minutes.get((endpoint, variant, minute))
             if bucket is None:
                 bucket = self._minutes[(endpoint, variant, minute)] = {
@@ -70,6 +79,13 @@ class EndpointMetrics:
             bucket["Invocation5XXErrors"].add(1 if status >= 500 else 0)
             bucket["ModelLatency"].add(model_us)
             bucket["OverheadLatency"].add(overhead_us)
+
+    def invocations(self, endpoint: str, variant: str, seconds: float) -> int:
+        """Invocations of a variant in the last ``seconds`` (at most ten minutes back)."""
+        since = time.time() - seconds
+        with self._lock:
+            counts = self._seconds.get((endpoint, variant), collections.Counter())
+            return sum(n for at, n in counts.items() if at >= since)
 
     def _prune(self, now: int) -> None:
         for key in [k for k in self._minutes if k[2] < now - _KEEP_MINUTES]:
