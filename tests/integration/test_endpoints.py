@@ -286,6 +286,41 @@ def test_variants_split_traffic_by_weight_and_target_variant_wins(
         assert sum(p["Sum"] for p in metrics["Invocation5XXErrors"]) == 0
         assert sum(p["SampleCount"] for p in metrics["ModelLatency"]) == expected
         assert all(0 < p["Minimum"] <= p["Average"] <= p["Maximum"] for p in metrics["OverheadLatency"])
+    # The same through CloudWatch, as the SDK's and the console's clients read it.
+    import datetime as dt
+
+    cloudwatch = boto_client("cloudwatch", sm.meta.endpoint_url)
+    now = dt.datetime.now(dt.UTC)
+    answer = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=[{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "Blue"}],
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum", "SampleCount"],
+    )
+    assert sum(p["Sum"] for p in answer["Datapoints"]) == counts["Blue"]
+    assert all(isinstance(p["Timestamp"], dt.datetime) for p in answer["Datapoints"])
+    latency = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="ModelLatency",
+        Dimensions=[{"Name": "EndpointName", "Value": name}],
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=600,
+        Statistics=["Average", "Maximum"],
+    )["Datapoints"]
+    assert latency and all(p["Unit"] == "Microseconds" and 0 < p["Average"] <= p["Maximum"] for p in latency)
+    with pytest.raises(ClientError, match="multiple of 60"):
+        cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName="Invocations",
+            StartTime=now - dt.timedelta(minutes=10),
+            EndTime=now,
+            Period=61,
+            Statistics=["Sum"],
+        )
     with pytest.raises(ClientError, match="'Purple' is not a production variant"):
         runtime.invoke_endpoint(
             EndpointName=name, Body=body, ContentType="application/json", TargetVariant="Purple"
@@ -493,3 +528,49 @@ def test_weights_and_capacities_change_in_place(clients: tuple[Any, Any, Any], m
         "Blue": 1,
         "Green": 1,
     }
+
+
+def test_a_restarted_server_serves_its_endpoints_again_and_bills_only_serving_time(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    import httpx
+
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir).start()
+    try:
+        sm, s3, runtime = (boto_client(s, server.url) for s in ("sagemaker", "s3", "sagemaker-runtime"))
+        s3.create_bucket(Bucket=BUCKET)
+        name = _deploy(sm, s3, train_iris(sm, s3))
+        assert _wait(sm, name)["EndpointStatus"] == "InService"
+        in_service = time.time()
+        before = httpx.get(f"{server.url}/api/v1/endpoints/{name}").json()
+        time.sleep(0.3)
+        during = httpx.get(f"{server.url}/api/v1/endpoints/{name}").json()
+        assert during["instance_seconds"] > before["instance_seconds"] > 0  # accrues while it serves
+        price = Decimal("0.115")  # ml.m5.large hosting, per hour
+        expected = price * Decimal(str(during["instance_seconds"])) / 3600
+        assert abs(Decimal(during["cost_usd"]) - expected) <= Decimal("0.000002")
+
+        server.kill()  # a crash: its model servers go with it
+        crashed = time.time()
+        assert _model_server_pids(data_dir, name) == {}
+        time.sleep(1.0)  # down for a second at least
+        restarted = time.time()
+        server = ServerProcess(data_dir, port=server.port).start()
+        sm, runtime = boto_client("sagemaker", server.url), boto_client("sagemaker-runtime", server.url)
+        deadline = time.monotonic() + 120
+        while (
+            sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0].get("CurrentInstanceCount") != 1
+        ):
+            assert time.monotonic() < deadline, "the endpoint did not come back"
+            time.sleep(0.1)
+        assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+        answer = runtime.invoke_endpoint(
+            EndpointName=name, Body=json.dumps(IRIS), ContentType="application/json"
+        )
+        assert json.loads(answer["Body"].read()) == [0, 2]
+        after = httpx.get(f"{server.url}/api/v1/endpoints/{name}").json()
+        # Billed: serving before the crash (at most until it) and since the restart; not the downtime.
+        assert after["instance_seconds"] <= (crashed - in_service) + (time.time() - restarted) + 0.5
+    finally:
+        server.stop()

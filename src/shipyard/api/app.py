@@ -32,6 +32,7 @@ from shipyard.api._json import JsonApi, json_error
 from shipyard.api._query import handle_query, query_error
 from shipyard.api.autoscaling import autoscaling_api
 from shipyard.api.logs import logs_api
+from shipyard.api.monitoring import cloudwatch_api
 from shipyard.api.native import create_native_app
 from shipyard.api.runtime import Runtime, is_invocation
 from shipyard.api.s3 import S3Api
@@ -67,6 +68,7 @@ class ShipyardApp:
                     "SageMaker": sagemaker_api(instance_types),
                     "Logs_20140328": logs_api(),
                     "AnyScaleFrontendService": autoscaling_api(),
+                    "GraniteServiceVersion20100801": cloudwatch_api(),
                 }
             except BaseException:
                 platform.close()

@@ -30,6 +30,7 @@ from shipyard.store import (
     TagRepository,
     TrainingJobRepository,
     TuningJobRepository,
+    UsageRepository,
 )
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,8 @@ class Platform:
                 settings.data_dir / "envs", sources, allow_server_python=settings.server_python_jobs == "on"
             ),
             resolver,
+            UsageRepository(db),
+            catalog,
             endpoints_dir=settings.data_dir / "endpoints",
             account_id=settings.account_id,
             startup_timeout=settings.endpoint_startup_seconds,

@@ -38,7 +38,7 @@ from shipyard.services.endpoint_metrics import EndpointMetrics
 from shipyard.services.training import utcnow
 from shipyard.storage import ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar
-from shipyard.store import Resource, ResourceRepository
+from shipyard.store import Resource, ResourceRepository, Usage, UsageRepository
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class LiveVariant:
     name: str
     weight: float
     servers: list[ModelServer]
+    instance_type: str = ""
     _next: itertools.count = dataclasses.field(default_factory=itertools.count)
 
     def pick(self) -> ModelServer | None:
@@ -228,6 +229,8 @@ class EndpointService:
         servers: LocalModelServers,
         environments: Callable[[], EnvironmentCache],
         resolver: ImageResolver,
+        usage: UsageRepository,
+        catalog: InstanceCatalog,
         *,
         endpoints_dir: Path,
         account_id: str,
@@ -235,6 +238,8 @@ class EndpointService:
         drain_seconds: float = 30.0,
     ) -> None:
         self.repository = repository
+        self.usage = usage
+        self._catalog = catalog
         self.router = Router()
         self.metrics = EndpointMetrics()
         self._configs = configs
@@ -346,6 +351,7 @@ class EndpointService:
             for variant in self.router.remove(name):
                 for server in variant.servers:
                     self._servers.stop(server)
+                    self._close_usage(name, server)
             self.repository.delete(name)
             shutil.rmtree(self._dir / name, ignore_errors=True)
         finally:
@@ -355,6 +361,7 @@ class EndpointService:
     # -- bringing endpoints up -----------------------------------------------------------------------
     def start(self) -> None:
         """Bring up every endpoint the store says should serve (after a server start), and watch."""
+        self.usage.close_abandoned("endpoint")  # a server that died left them open
         for status in (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING):
             for endpoint in self.repository.find(status=status.value, limit=100_000):
                 self._later(self._bring_up, endpoint.name)
@@ -367,6 +374,7 @@ class EndpointService:
             for variant in self.router.remove(endpoint):
                 for server in variant.servers:
                     self._servers.stop(server)
+                    self._close_usage(endpoint, server)
 
     def _later(self, work: Callable[..., None], name: str, *args: Any) -> None:
         threading.Thread(
@@ -398,6 +406,7 @@ class EndpointService:
             endpoint = self.repository.get(name)
             live = self._start_variants(name, endpoint.state["variants"])
             self.router.set(name, live)
+            self._open_usage(endpoint, live)
             self._settle(name, EndpointStatus.IN_SERVICE, None)
             log.info("Endpoint %s: InService", name)
         except Exception as exc:
@@ -415,6 +424,8 @@ class EndpointService:
             return
         old = self.router.variants(name)
         self.router.set(name, live)
+        with contextlib.suppress(NotFoundError):
+            self._open_usage(self.repository.get(name), live)
         self._settle(
             name,
             EndpointStatus.IN_SERVICE,
@@ -423,7 +434,7 @@ class EndpointService:
             variants=_variant_state(config),
             updating_to=None,
         )
-        self._retire([s for v in old for s in v.servers])
+        self._retire(name, [s for v in old for s in v.servers])
         log.info("Endpoint %s: now serving endpoint config %s", name, config.name)
 
     def _rescale(self, name: str) -> None:
@@ -435,13 +446,14 @@ class EndpointService:
                 spec = wanted[variant.name]
                 missing = spec["instance_count"] - len(variant.servers)
                 if missing > 0:
-                    extra = self._start_variants(name, [{**spec, "instance_count": missing}])[0].servers
-                    variant.servers = [*variant.servers, *extra]
+                    [extra] = self._start_variants(name, [{**spec, "instance_count": missing}])
+                    variant.servers = [*variant.servers, *extra.servers]
+                    self._open_usage(self.repository.get(name), [extra])
                 elif missing < 0:
                     surplus += variant.servers[missing:]
                     variant.servers = variant.servers[:missing]
             self._settle(name, EndpointStatus.IN_SERVICE, None)
-            self._retire(surplus)
+            self._retire(name, surplus)
         except Exception as exc:
             self._settle(name, EndpointStatus.IN_SERVICE, f"Scaling failed: {_reason(exc, name)}")
 
@@ -463,7 +475,9 @@ class EndpointService:
                     self._servers.wait_healthy(
                         server, self._timeout, gone=functools.partial(self._gone, name)
                     )
-                live.append(LiveVariant(variant["name"], variant["weight"], servers))
+                live.append(
+                    LiveVariant(variant["name"], variant["weight"], servers, variant["instance_type"])
+                )
             if self._gone(name):
                 raise ModelServerError("the endpoint is being deleted")
             return live
@@ -472,13 +486,14 @@ class EndpointService:
                 self._servers.stop(server)
             raise
 
-    def _retire(self, servers: list[ModelServer]) -> None:
+    def _retire(self, name: str, servers: list[ModelServer]) -> None:
         """Stop model servers taken out of the router once their requests are answered."""
         deadline = time.monotonic() + self._drain
         for server in servers:
             while server.in_flight and time.monotonic() < deadline:
                 time.sleep(0.01)
             self._servers.stop(server)
+            self._close_usage(name, server)
             shutil.rmtree(server.launch.instance_dir / "ml", ignore_errors=True)  # its log stays
 
     def _prepare(self, endpoint: str, variant: str, model: ModelSpec) -> ServerLaunch:
@@ -526,6 +541,30 @@ class EndpointService:
             keep=[python.parent.parent] if environment.how != "server" else [],
         )
 
+    # -- the usage ledger: each model server is an instance in use while it serves ------------------
+    def _open_usage(self, endpoint: Resource, live: list[LiveVariant]) -> None:
+        now = utcnow()
+        for variant in live:
+            price = self._catalog.get(variant.instance_type).price_per_hour(JobKind.HOSTING)
+            for server in variant.servers:
+                self.usage.open(
+                    Usage(
+                        key=_usage_key(endpoint.name, server),
+                        resource_kind="endpoint",
+                        resource_name=endpoint.name,
+                        resource_arn=endpoint.arn,
+                        job_kind=JobKind.HOSTING.value,
+                        instance_type=variant.instance_type,
+                        instance_count=1,
+                        usd_per_hour=price,
+                        started=now,
+                        last_seen=now,
+                    )
+                )
+
+    def _close_usage(self, name: str, server: ModelServer) -> None:
+        self.usage.close(_usage_key(name, server), utcnow())
+
     def _settle(self, name: str, status: EndpointStatus, reason: str | None, **changes: Any) -> None:
         """Record where an operation left the endpoint (unless it was deleted meanwhile)."""
         if self._gone(name):
@@ -541,7 +580,20 @@ class EndpointService:
     # -- keeping them up -----------------------------------------------------------------------------
     def _watch(self) -> None:
         replacing: set[int] = set()  # ids of dead servers being replaced
+        last_seen = time.monotonic()
         while not self._stop.wait(0.5):
+            if time.monotonic() - last_seen >= 60:  # bounds what a dead server leaves open
+                last_seen = time.monotonic()
+                keys = [
+                    _usage_key(endpoint, s)
+                    for endpoint in list(self.router._endpoints)
+                    for v in self.router.variants(endpoint)
+                    for s in v.servers
+                ]
+                try:
+                    self.usage.seen(keys, utcnow())
+                except Exception:
+                    log.exception("Recording endpoint usage failed")
             for endpoint in list(self.router._endpoints):
                 for variant in self.router.variants(endpoint):
                     for server in variant.servers:
@@ -572,6 +624,10 @@ class EndpointService:
         else:
             variant.servers = [replacement if s is dead else s for s in variant.servers]
         replacing.discard(id(dead))
+
+
+def _usage_key(endpoint: str, server: ModelServer) -> str:
+    return f"endpoint/{endpoint}/{server.launch.instance_dir.parent.name}/{server.launch.instance_dir.name}"
 
 
 def _reason(exc: BaseException, name: str) -> str:

@@ -5,6 +5,7 @@ from shipyard.store.resources import Resource, ResourceRepository
 from shipyard.store.tags import TagRepository
 from shipyard.store.training import TrainingJobNotFound, TrainingJobQuery, TrainingJobRepository
 from shipyard.store.tuning import TuningJobNotFound, TuningJobRepository
+from shipyard.store.usage import Usage, UsageRepository
 
 __all__ = [
     "Database",
@@ -16,4 +17,6 @@ __all__ = [
     "TrainingJobRepository",
     "TuningJobNotFound",
     "TuningJobRepository",
+    "Usage",
+    "UsageRepository",
 ]

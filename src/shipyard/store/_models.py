@@ -95,3 +95,24 @@ class ResourceRow(Base):
     request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class UsageRow(Base):
+    """One interval of a priced resource in use (the cost ledger): an endpoint instance while it
+    serves, say. ``key`` makes recording it idempotent; ``last_seen`` bounds an interval left open
+    by a server that died (it is closed there when the next server starts)."""
+
+    __tablename__ = "usage"
+    __table_args__ = (sa.Index("ix_usage_resource", "resource_kind", "resource_name"),)
+
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    resource_kind: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    resource_name: Mapped[str] = mapped_column(sa.String(63), nullable=False)
+    resource_arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    job_kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)  # catalog price column
+    instance_type: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    instance_count: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    usd_per_hour: Mapped[str] = mapped_column(sa.String(32), nullable=False)  # the price at the time
+    started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    last_seen: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)

@@ -141,11 +141,18 @@ def create_native_app() -> FastAPI:
     @app.get("/api/v1/endpoints/{name}", tags=["endpoints"])
     def endpoint(request: Request, name: str) -> dict[str, Any]:
         """An endpoint, its variants (desired and serving) and its model servers."""
+        import datetime as dt
+        from decimal import Decimal
+
         endpoints = _platform(request).endpoints
         found = endpoints.get(name)
         live = {v.name: v for v in endpoints.router.variants(name)}
+        now = dt.datetime.now(dt.UTC)
+        usage = [u for u in endpoints.usage.for_resource("endpoint", name) if u.started >= found.created]
         return {
             "name": found.name,
+            "instance_seconds": round(sum(u.seconds(now) for u in usage), 3),
+            "cost_usd": str(sum((u.cost(now) for u in usage), Decimal(0))),
             "arn": found.arn,
             "status": found.status,
             "failure_reason": found.state.get("failure_reason"),
