@@ -56,3 +56,9 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Quickstart complete" in result.stdout
     assert "server stopped cleanly" in result.stdout
+    import re
+
+    accuracy = float(re.search(r"held-out accuracy ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+    best = float(re.search(r"tuning job \S+: best ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+    assert accuracy > 0.7 and best > 0.7  # a random forest on Titanic, held-out
+    assert result.stdout.count("survival") == 5 and "endpoint deleted" in result.stdout
