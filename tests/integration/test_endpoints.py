@@ -47,6 +47,8 @@ def model_fn(model_dir, context=None):
 def input_fn(body, content_type, context):
     if content_type != "application/json":
         raise ValueError(f"only JSON here, not {content_type}")
+    if context.custom_attributes:  # SageMaker's context: the request's headers, and the answer's
+        context.set_response_header(0, "X-Amzn-SageMaker-Custom-Attributes", context.custom_attributes.upper())
     return json.loads(body)["rows"]
 
 def predict_fn(rows, model):
@@ -213,9 +215,13 @@ def test_inference_script_handlers(clients: tuple[Any, Any, Any], model_data: st
     name = _deploy(sm, s3, model_data, code={"inference.py": INFERENCE})
     assert _wait(sm, name)["EndpointStatus"] == "InService"
     answer = runtime.invoke_endpoint(
-        EndpointName=name, Body=json.dumps({"rows": IRIS}), ContentType="application/json"
+        EndpointName=name,
+        Body=json.dumps({"rows": IRIS}),
+        ContentType="application/json",
+        CustomAttributes="trace=7",
     )
     assert answer["ContentType"] == "application/vnd.iris+json"
+    assert answer["CustomAttributes"] == "TRACE=7"
     result = json.loads(answer["Body"].read())
     assert result["model_dir"] == "/opt/ml/model"  # SageMaker's layout, in the sandbox
     assert [max(range(3), key=row.__getitem__) for row in result["probabilities"]] == [0, 2]

@@ -140,6 +140,30 @@ def default_output_fn(framework: str, prediction: Any, accept: str) -> tuple[byt
     raise UnsupportedContentType(f"accept type {accept!r} is not supported (use {JSON}, {CSV} or {NPY})")
 
 
+class Context:
+    """The ``context`` SageMaker's inference toolkit passes to handlers that take one: the model's
+    properties and, during a request, its headers; headers set here go back with the answer (e.g.
+    ``X-Amzn-SageMaker-Custom-Attributes``, which InvokeEndpoint returns as CustomAttributes)."""
+
+    def __init__(self, model_dir: str, headers: dict[str, str] | None = None) -> None:
+        self.system_properties = {"model_dir": model_dir, "gpu_id": None}
+        self.request_headers = {k.lower(): v for k, v in (headers or {}).items()}
+        self.response_headers: dict[str, str] = {}
+
+    @property
+    def custom_attributes(self) -> str | None:
+        return self.request_headers.get("x-amzn-sagemaker-custom-attributes")
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.request_headers.get(key.lower())
+
+    def get_all_request_header(self, idx: int) -> dict[str, str]:
+        return dict(self.request_headers)
+
+    def set_response_header(self, idx: int, key: str, value: str) -> None:
+        self.response_headers[key] = value
+
+
 # -- the user's handlers, with the defaults for what they leave out -------------------------------
 class Handlers:
     def __init__(self, framework: str, model_dir: str, code_dir: str | None, program: str | None) -> None:
@@ -155,34 +179,52 @@ class Handlers:
                 raise FileNotFoundError(f"the inference program {program!r} is not in {code_dir}")
             self.user = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(self.user)
-        self.context = None
-        self.model = self._call("model_fn", model_dir, default=lambda d: default_model_fn(framework, d))
+        self.model = self._call(
+            "model_fn",
+            model_dir,
+            default=lambda d: default_model_fn(framework, d),
+            context=Context(model_dir),
+        )
 
-    def _call(self, name: str, *args: Any, default: Any) -> Any:
+    def _call(self, name: str, *args: Any, default: Any, context: Context) -> Any:
         function = getattr(self.user, name, None)
         if function is None:
             return default(*args)
         if len(inspect.signature(function).parameters) == len(args) + 1:  # it takes the context
-            return function(*args, self.context)
+            return function(*args, context)
         return function(*args)
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    def invoke(
+        self, body: bytes, content_type: str, accept: str, headers: dict[str, str] | None = None
+    ) -> tuple[bytes, str, dict[str, str]]:
+        """The answer's body, content type and the headers the handlers set."""
+        context = Context(self.model_dir, headers)
         if getattr(self.user, "transform_fn", None) is not None:
-            result = self._call("transform_fn", self.model, body, content_type, accept, default=None)
+            result = self._call(
+                "transform_fn", self.model, body, content_type, accept, default=None, context=context
+            )
         else:
-            data = self._call("input_fn", body, content_type, default=default_input_fn)
+            data = self._call("input_fn", body, content_type, default=default_input_fn, context=context)
             prediction = self._call(
-                "predict_fn", data, self.model, default=lambda d, m: default_predict_fn(self.framework, d, m)
+                "predict_fn",
+                data,
+                self.model,
+                default=lambda d, m: default_predict_fn(self.framework, d, m),
+                context=context,
             )
             result = self._call(
-                "output_fn", prediction, accept, default=lambda p, a: default_output_fn(self.framework, p, a)
+                "output_fn",
+                prediction,
+                accept,
+                default=lambda p, a: default_output_fn(self.framework, p, a),
+                context=context,
             )
         content = accept if accept and accept != "*/*" else JSON
         if isinstance(result, tuple):
             result, content = result
         if isinstance(result, str):
             result = result.encode()
-        return bytes(result), content
+        return bytes(result), content, context.response_headers
 
 
 def serve(handlers_factory: Any, port: int) -> None:
@@ -195,9 +237,17 @@ def serve(handlers_factory: Any, port: int) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # one line per request would drown the user's own output
 
-        def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        def _answer(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "text/plain",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -221,8 +271,11 @@ def serve(handlers_factory: Any, port: int) -> None:
                 self._answer(503, (state["error"] or "the model is still loading").encode())
                 return
             try:
-                result, content_type = handlers.invoke(
-                    body, self.headers.get("Content-Type") or JSON, self.headers.get("Accept") or "*/*"
+                result, content_type, extra = handlers.invoke(
+                    body,
+                    self.headers.get("Content-Type") or JSON,
+                    self.headers.get("Accept") or "*/*",
+                    dict(self.headers.items()),
                 )
             except UnsupportedContentType as exc:
                 self._answer(415, str(exc).encode())
@@ -230,7 +283,7 @@ def serve(handlers_factory: Any, port: int) -> None:
                 traceback.print_exc()
                 self._answer(500, f"{type(exc).__name__}: {exc}".encode())
             else:
-                self._answer(200, result, content_type)
+                self._answer(200, result, content_type, extra)
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
