@@ -99,6 +99,10 @@ class Router:
     def variants(self, endpoint: str) -> list[LiveVariant]:
         return self._endpoints.get(endpoint, [])
 
+    def names(self) -> list[str]:
+        """The endpoints with model servers in the router."""
+        return list(self._endpoints)
+
     def pick(self, endpoint: str, target_variant: str | None = None) -> tuple[LiveVariant, ModelServer]:
         variants = self._endpoints.get(endpoint)
         if variants is None:
@@ -370,7 +374,7 @@ class EndpointService:
 
     def close(self) -> None:
         self._stop.set()
-        for endpoint in list(self.router._endpoints):
+        for endpoint in self.router.names():
             for variant in self.router.remove(endpoint):
                 for server in variant.servers:
                     self._servers.stop(server)
@@ -387,7 +391,7 @@ class EndpointService:
 
     def _begin_update(self, name: str, changes: Mapping[str, Any]) -> Resource:
         def change(endpoint: Resource) -> Resource:
-            if endpoint.status != EndpointStatus.IN_SERVICE.value or name not in self.router._endpoints:
+            if endpoint.status != EndpointStatus.IN_SERVICE.value or name not in self.router.names():
                 raise ValidationError(
                     f"Cannot update endpoint {name!r} while it is {endpoint.status}; wait until it is InService",
                     field="EndpointName",
@@ -586,7 +590,7 @@ class EndpointService:
                 last_seen = time.monotonic()
                 keys = [
                     _usage_key(endpoint, s)
-                    for endpoint in list(self.router._endpoints)
+                    for endpoint in self.router.names()
                     for v in self.router.variants(endpoint)
                     for s in v.servers
                 ]
@@ -594,7 +598,7 @@ class EndpointService:
                     self.usage.seen(keys, utcnow())
                 except Exception:
                     log.exception("Recording endpoint usage failed")
-            for endpoint in list(self.router._endpoints):
+            for endpoint in self.router.names():
                 for variant in self.router.variants(endpoint):
                     for server in variant.servers:
                         if server.alive or id(server) in replacing or self._gone(endpoint):
