@@ -12,7 +12,7 @@ import datetime as dt
 import enum
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from shipyard.errors import ValidationError
 
@@ -99,6 +99,7 @@ class MetricDefinition:
 class TrainingJobSpec:
     """Everything a CreateTrainingJob request asked for, as SageMaker defines it."""
 
+    kind: ClassVar[str] = "training"
     name: str
     image: str | None
     input_mode: str
@@ -381,15 +382,42 @@ class MetricPoint:
     step: int
 
 
+class JobSpec(Protocol):
+    """What the scheduler and the instance agent need of any job kind's spec."""
+
+    kind: ClassVar[str]  # "training" | "processing"
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def image(self) -> str | None: ...
+    @property
+    def instance_type(self) -> str: ...
+    @property
+    def instance_count(self) -> int: ...
+    @property
+    def max_runtime_seconds(self) -> int: ...
+    @property
+    def max_retry_attempts(self) -> int: ...
+    @property
+    def metric_definitions(self) -> tuple[MetricDefinition, ...]: ...
+    @property
+    def request(self) -> Mapping[str, Any]: ...
+
+
+SpecT = TypeVar("SpecT", bound=JobSpec)
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainingJob:
-    """A training job as the store keeps it: the spec, the state, and what the platform recorded.
+class Job(Generic[SpecT]):
+    """A job as the store keeps it: the spec, the state, and what the platform recorded.
 
     ``runtime`` holds what the platform decided and observed while running the job: the placement,
-    the launched instances, log offsets, model artifacts, final metrics, billing.
+    the launched instances, log offsets, artifacts, final metrics, billing. Training and
+    processing jobs are both Jobs; the scheduler runs either.
     """
 
-    spec: TrainingJobSpec
+    spec: SpecT
     arn: str
     created: dt.datetime
     state: TrainingJobState
@@ -399,8 +427,15 @@ class TrainingJob:
     def name(self) -> str:
         return self.spec.name
 
-    def with_state(self, state: TrainingJobState) -> TrainingJob:
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def with_state(self, state: TrainingJobState) -> Job[SpecT]:
         return dataclasses.replace(self, state=state)
 
-    def with_runtime(self, **changes: Any) -> TrainingJob:
+    def with_runtime(self, **changes: Any) -> Job[SpecT]:
         return dataclasses.replace(self, runtime={**self.runtime, **changes})
+
+
+TrainingJob = Job[TrainingJobSpec]

@@ -33,12 +33,12 @@ class TagRow(Base):
     value: Mapped[str] = mapped_column(sa.String(256), nullable=False, default="")
 
 
-class TrainingJobRow(Base):
-    """A training job. ``request`` is the validated CreateTrainingJob body (the spec is rebuilt from
-    it), ``state`` the status and transitions, ``runtime`` what the platform decided and observed
-    (placement, launch, log offsets, artifacts, billing)."""
+class JobRow(Base):
+    """A job of a kind the scheduler runs. ``request`` is the validated create request (the spec is
+    rebuilt from it), ``state`` the status and transitions, ``runtime`` what the platform decided
+    and observed (placement, launch, log offsets, artifacts, billing)."""
 
-    __tablename__ = "training_jobs"
+    __abstract__ = True
 
     name: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
     arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
@@ -49,6 +49,14 @@ class TrainingJobRow(Base):
     state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     runtime: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class TrainingJobRow(JobRow):
+    __tablename__ = "training_jobs"
+
+
+class ProcessingJobRow(JobRow):
+    __tablename__ = "processing_jobs"
 
 
 class MetricPointRow(Base):

@@ -1,31 +1,39 @@
-"""Training jobs and their metric series."""
+"""Jobs the scheduler runs (training and processing, a table each) and training metric series."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic
 
 import sqlalchemy as sa
 
+from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.training import (
+    Job,
     MetricPoint,
     SecondaryStatus,
+    SpecT,
     StatusTransition,
-    TrainingJob,
     TrainingJobSpec,
     TrainingJobState,
     TrainingJobStatus,
 )
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.store._db import Database
-from shipyard.store._models import MetricPointRow, TrainingJobRow
+from shipyard.store._models import JobRow, MetricPointRow, ProcessingJobRow, TrainingJobRow
 
 
 class TrainingJobNotFound(NotFoundError):
     def __init__(self, name: str) -> None:
         super().__init__(f"Training job {name!r} does not exist")
+        self.name = name
+
+
+class ProcessingJobNotFound(NotFoundError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Could not find requested job with name {name}")
         self.name = name
 
 
@@ -43,54 +51,65 @@ class TrainingJobQuery:
     ascending: bool = False
 
 
-class TrainingJobRepository:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+class JobRepository(Generic[SpecT]):
+    """The jobs of one kind, in their table (see the subclasses)."""
 
-    def create(self, job: TrainingJob) -> TrainingJob:
+    _row: type[JobRow]
+    _not_found: Callable[[str], NotFoundError]
+
+    def __init__(self, db: Database, parse: Callable[[Mapping[str, Any]], SpecT], label: str) -> None:
+        self._db = db
+        self._parse = parse
+        self._label = label
+
+    def create(self, job: Job[SpecT]) -> Job[SpecT]:
         with self._db.transaction() as session:
-            if session.get(TrainingJobRow, job.name) is not None:
+            if session.get(self._row, job.name) is not None:
                 raise ConflictError(
-                    f"Training job names must be unique within an account and region, and a training job "
+                    f"{self._label} names must be unique within an account and region, and a {self._label.lower()} "
                     f"named {job.name!r} already exists ({job.arn})"
                 )
-            session.add(_to_row(job))
+            row = self._row(
+                name=job.name, arn=job.arn, created_at=job.created, request=dict(job.spec.request)
+            )
+            _update_row(row, job)
+            session.add(row)
         return job
 
-    def get(self, name: str) -> TrainingJob:
+    def get(self, name: str) -> Job[SpecT]:
         with self._db.transaction(readonly=True) as session:
-            row = session.get(TrainingJobRow, name)
+            row = session.get(self._row, name)
             if row is None:
-                raise TrainingJobNotFound(name)
-            return _from_row(row)
+                raise self._not_found(name)
+            return self._from_row(row)
 
-    def get_many(self, names: Iterable[str]) -> dict[str, TrainingJob]:
+    def get_many(self, names: Iterable[str]) -> dict[str, Job[SpecT]]:
         """The named jobs that exist, by name, in as few queries as the database allows."""
         wanted = list(dict.fromkeys(names))
-        found: dict[str, TrainingJob] = {}
+        found: dict[str, Job[SpecT]] = {}
         with self._db.transaction(readonly=True) as session:
             for start in range(0, len(wanted), 500):  # under every database's limit on parameters
-                stmt = sa.select(TrainingJobRow).where(TrainingJobRow.name.in_(wanted[start : start + 500]))
-                found.update((row.name, _from_row(row)) for row in session.scalars(stmt))
+                stmt = sa.select(self._row).where(self._row.name.in_(wanted[start : start + 500]))
+                found.update((row.name, self._from_row(row)) for row in session.scalars(stmt))
         return found
 
     def modify(
         self,
         name: str,
-        change: Callable[[TrainingJob], TrainingJob],
+        change: Callable[[Job[SpecT]], Job[SpecT]],
         *,
         metric_points: Iterable[MetricPoint] = (),
-    ) -> TrainingJob:
+    ) -> Job[SpecT]:
         """Read, change and write one job in one transaction (serialised with other writers).
 
         ``metric_points`` are stored in the same transaction, so a job's log offset and the points
         parsed up to it are recorded together or not at all.
         """
         with self._db.transaction() as session:
-            row = session.get(TrainingJobRow, name, with_for_update=True)
+            row = session.get(self._row, name, with_for_update=True)
             if row is None:
-                raise TrainingJobNotFound(name)
-            job = change(_from_row(row))
+                raise self._not_found(name)
+            job = change(self._from_row(row))
             _update_row(row, job)
             session.add_all(
                 MetricPointRow(
@@ -100,46 +119,56 @@ class TrainingJobRepository:
             )
         return job
 
-    def find(self, query: TrainingJobQuery, *, offset: int = 0, limit: int = 100) -> list[TrainingJob]:
-        stmt = sa.select(TrainingJobRow)
-        if query.name_contains:
-            stmt = stmt.where(
-                sa.func.lower(TrainingJobRow.name).contains(query.name_contains.lower(), autoescape=True)
+    def active(self) -> list[Job[SpecT]]:
+        """Jobs not yet in a terminal state, oldest first (the scheduler's queue)."""
+        stmt = (
+            sa.select(self._row)
+            .where(
+                self._row.status.in_([TrainingJobStatus.IN_PROGRESS.value, TrainingJobStatus.STOPPING.value])
             )
+            .order_by(self._row.created_at.asc())
+        )
+        with self._db.transaction(readonly=True) as session:
+            return [self._from_row(row) for row in session.scalars(stmt)]
+
+    def find(self, query: TrainingJobQuery, *, offset: int = 0, limit: int = 100) -> list[Job[SpecT]]:
+        row = self._row
+        stmt = sa.select(row)
+        if query.name_contains:
+            stmt = stmt.where(sa.func.lower(row.name).contains(query.name_contains.lower(), autoescape=True))
         if query.status is not None:
-            stmt = stmt.where(TrainingJobRow.status == query.status.value)
+            stmt = stmt.where(row.status == query.status.value)
         for column, after, before in (
-            (TrainingJobRow.created_at, query.created_after, query.created_before),
-            (TrainingJobRow.last_modified, query.modified_after, query.modified_before),
+            (row.created_at, query.created_after, query.created_before),
+            (row.last_modified, query.modified_after, query.modified_before),
         ):
             if after is not None:
                 stmt = stmt.where(column > after)
             if before is not None:
                 stmt = stmt.where(column < before)
-        sort_column: Any = {"Name": TrainingJobRow.name, "Status": TrainingJobRow.status}.get(
-            query.sort_by, TrainingJobRow.created_at
-        )
+        sort_column: Any = {"Name": row.name, "Status": row.status}.get(query.sort_by, row.created_at)
         order = sort_column.asc() if query.ascending else sort_column.desc()
-        stmt = stmt.order_by(
-            order, TrainingJobRow.name.asc() if query.ascending else TrainingJobRow.name.desc()
-        )
+        stmt = stmt.order_by(order, row.name.asc() if query.ascending else row.name.desc())
         stmt = stmt.offset(offset).limit(limit)
         with self._db.transaction(readonly=True) as session:
-            return [_from_row(row) for row in session.scalars(stmt)]
+            return [self._from_row(r) for r in session.scalars(stmt)]
 
-    def active(self) -> list[TrainingJob]:
-        """Jobs not yet in a terminal state, oldest first (the scheduler's queue)."""
-        stmt = (
-            sa.select(TrainingJobRow)
-            .where(
-                TrainingJobRow.status.in_(
-                    [TrainingJobStatus.IN_PROGRESS.value, TrainingJobStatus.STOPPING.value]
-                )
-            )
-            .order_by(TrainingJobRow.created_at.asc())
+    def _from_row(self, row: JobRow) -> Job[SpecT]:
+        return Job(
+            spec=self._parse(row.request),
+            arn=row.arn,
+            created=_aware(row.created_at),
+            state=_state_from_json(row),
+            runtime=row.runtime,
         )
-        with self._db.transaction(readonly=True) as session:
-            return [_from_row(row) for row in session.scalars(stmt)]
+
+
+class TrainingJobRepository(JobRepository[TrainingJobSpec]):
+    _row = TrainingJobRow
+    _not_found = TrainingJobNotFound
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, TrainingJobSpec.from_request, "Training job")
 
     def metric_series(self, job_name: str) -> dict[str, list[MetricPoint]]:
         stmt = (
@@ -177,7 +206,7 @@ def _state_to_json(state: TrainingJobState) -> dict[str, Any]:
     }
 
 
-def _state_from_json(row: TrainingJobRow) -> TrainingJobState:
+def _state_from_json(row: JobRow) -> TrainingJobState:
     data = row.state
 
     def when(value: str | None) -> dt.datetime | None:
@@ -203,13 +232,7 @@ def _state_from_json(row: TrainingJobRow) -> TrainingJobState:
     )
 
 
-def _to_row(job: TrainingJob) -> TrainingJobRow:
-    row = TrainingJobRow(name=job.name, arn=job.arn, created_at=job.created, request=dict(job.spec.request))
-    _update_row(row, job)
-    return row
-
-
-def _update_row(row: TrainingJobRow, job: TrainingJob) -> None:
+def _update_row(row: JobRow, job: Job[Any]) -> None:
     row.status = job.state.status.value
     row.secondary_status = job.state.secondary.value
     row.state = _state_to_json(job.state)
@@ -217,11 +240,9 @@ def _update_row(row: TrainingJobRow, job: TrainingJob) -> None:
     row.last_modified = job.state.last_modified or job.created
 
 
-def _from_row(row: TrainingJobRow) -> TrainingJob:
-    return TrainingJob(
-        spec=TrainingJobSpec.from_request(row.request),
-        arn=row.arn,
-        created=_aware(row.created_at),
-        state=_state_from_json(row),
-        runtime=row.runtime,
-    )
+class ProcessingJobRepository(JobRepository[ProcessingJobSpec]):
+    _row = ProcessingJobRow
+    _not_found = ProcessingJobNotFound
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, ProcessingJobSpec.from_request, "Processing job")
