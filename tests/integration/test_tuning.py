@@ -655,6 +655,7 @@ def test_sdk_multi_algorithm_tuner(
         strategy="Random",
         max_jobs=6,
         max_parallel_jobs=2,
+        base_tuning_job_name="multi-algo",  # the SDK's default names are unique to the minute only
     )
     tuner.fit(include_cls_metadata={"plain": False, "boosted": False}, wait=True)
     name = tuner.latest_tuning_job.name

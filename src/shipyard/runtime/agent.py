@@ -91,7 +91,7 @@ class Agent:
     def __init__(self, instance_dir: Path) -> None:
         self.dir = instance_dir
         self.config = json.loads((instance_dir / "agent.json").read_text())
-        self.spec = TrainingJobSpec.from_request(self.config["request"])
+        self.spec = self._parse_spec(self.config["request"])
         self.host: str = self.config["host"]
         self.host_index: int = self.config["host_index"]
         self.ml = instance_dir / "ml"
@@ -107,6 +107,26 @@ class Agent:
         self._stop_lock = threading.Lock()
         self._process_stopped = False
 
+    @staticmethod
+    def _parse_spec(request: dict[str, Any]) -> Any:
+        return TrainingJobSpec.from_request(request)
+
+    def _syncs(self) -> list[FolderSync]:
+        """Folders mirrored to the object store while the user's process runs."""
+        if not self.spec.checkpoint_s3_uri:
+            return []
+        interval = float(self.config.get("checkpoint_sync_seconds", 1.0))
+        return [
+            FolderSync(
+                self,
+                self.ml / "checkpoints",
+                self.spec.checkpoint_s3_uri,
+                interval,
+                "checkpoint",
+                skip_present=True,
+            )
+        ]
+
     # -- the life of an instance ---------------------------------------------------------------
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop(Outcome.STOPPED))
@@ -120,12 +140,12 @@ class Agent:
         deadline.daemon = True
         deadline.start()
         outcome, exit_code, failure = Outcome.FAILED, None, None
-        sync: CheckpointSync | None = None
+        syncs: list[FolderSync] = []
         try:
             self.status.phase("Downloading")
             self.prepare()
-            if self.spec.checkpoint_s3_uri:
-                sync = CheckpointSync(self, float(self.config.get("checkpoint_sync_seconds", 1.0)))
+            syncs = self._syncs()
+            for sync in syncs:
                 sync.start()
             if self.stop_reason is None:
                 self.status.phase("Training")
@@ -143,16 +163,16 @@ class Agent:
                 failure = None
         finally:
             deadline.cancel()
-        if sync is not None:
+        for sync in syncs:
             try:
                 sync.stop()
             except Exception as exc:  # the outcome must still be reported
                 sys.stderr.write(traceback.format_exc())
-                self.log.line(f"Shipyard: saving checkpoints failed: {exc}")
+                self.log.line(f"Shipyard: saving {sync.what}s failed: {exc}")
                 if outcome == Outcome.COMPLETED:
                     outcome, failure = (
                         Outcome.FAILED,
-                        f"InternalServerError: saving checkpoints failed: {exc}",
+                        f"InternalServerError: saving {sync.what}s failed: {exc}",
                     )
         artifacts: dict[str, str] = {}
         try:
@@ -373,6 +393,38 @@ class Agent:
     # -- during: the user's process ----------------------------------------------------------------
     def train(self) -> int:
         root = contract.ML_ROOT if self.sandboxed else PurePosixPath(self.ml)
+        env = self._user_environment(root)
+        workdir = self._workdir(root)
+        command = self._command(root)
+        self.command_display = command
+        if self.sandboxed:
+            full = sandbox_command(
+                command,
+                ml_dir=self.ml,
+                host=self.host,
+                hosts_file=self.dir / "hosts",
+                hide=[Path(p) for p in self.config.get("hide", [])],
+                keep=[_environment_root(Path(self.python))],
+                cwd=str(workdir),
+            )
+            cwd = None
+        else:
+            self.log.line(
+                "Shipyard: bubblewrap is not available here; running unsandboxed, with /opt/ml at "
+                f"{self.ml} (scripts that hard-code /opt/ml paths will not find them)"
+            )
+            full, cwd = command, str(workdir)
+        self.log.line(f"Shipyard: invoking {' '.join(command)}")
+        in_use = (
+            self.environment[0].in_use(self.environment[1]) if self.environment else contextlib.nullcontext()
+        )
+        with in_use:
+            return self._run_user_process(full, cwd, env)
+
+    def _workdir(self, root: PurePosixPath) -> PurePosixPath:
+        return root / "code"
+
+    def _user_environment(self, root: PurePosixPath) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update(
             contract.training_environment(
@@ -388,33 +440,8 @@ class Agent:
         )
         env["TRAINING_JOB_ARN"] = self.config.get("arn", "")
         env["PYTHONUNBUFFERED"] = "1"
-        code_dir = root / "code"
-        env["PYTHONPATH"] = str(code_dir)
-        command = self._command(root)
-        self.command_display = command
-        if self.sandboxed:
-            full = sandbox_command(
-                command,
-                ml_dir=self.ml,
-                host=self.host,
-                hosts_file=self.dir / "hosts",
-                hide=[Path(p) for p in self.config.get("hide", [])],
-                keep=[_environment_root(Path(self.python))],
-                cwd=str(code_dir),
-            )
-            cwd = None
-        else:
-            self.log.line(
-                "Shipyard: bubblewrap is not available here; running unsandboxed, with /opt/ml at "
-                f"{self.ml} (scripts that hard-code /opt/ml paths will not find them)"
-            )
-            full, cwd = command, str(code_dir)
-        self.log.line(f"Shipyard: invoking {' '.join(command)}")
-        in_use = (
-            self.environment[0].in_use(self.environment[1]) if self.environment else contextlib.nullcontext()
-        )
-        with in_use:
-            return self._run_user_process(full, cwd, env)
+        env["PYTHONPATH"] = str(root / "code")
+        return env
 
     def _run_user_process(self, full: list[str], cwd: str | None, env: dict[str, str]) -> int:
         self.process = subprocess.Popen(
@@ -487,25 +514,147 @@ class Agent:
         return uri
 
 
-class CheckpointSync:
-    """Mirrors /opt/ml/checkpoints to CheckpointConfig.S3Uri while the job runs, as SageMaker does,
-    so a retry after a lost instance resumes from the last checkpoint. A final pass runs at stop."""
+class ProcessingAgent(Agent):
+    """A processing job's instance: SageMaker's processing layout and contract.
 
-    def __init__(self, agent: Agent, interval: float) -> None:
+    Inputs are fetched to their LocalPath under /opt/ml/processing (S3Prefix or ManifestFile,
+    FullyReplicated or ShardedByS3Key, Gzip-decompressed when asked); /opt/ml/config holds
+    resourceconfig.json and processingjobconfig.json; the ContainerEntrypoint runs with
+    ContainerArguments and the job's Environment, the environment's Python first on PATH (so
+    ``python3`` is the image's); outputs are uploaded as objects under their S3Uri, at the end or,
+    for Continuous ones, as they appear.
+    """
+
+    @staticmethod
+    def _parse_spec(request: dict[str, Any]) -> Any:
+        from shipyard.core.processing import ProcessingJobSpec
+
+        return ProcessingJobSpec.from_request(request)
+
+    def _local(self, path: str) -> Path:
+        return self.ml / PurePosixPath(path).relative_to("/opt/ml")
+
+    def prepare(self) -> None:
+        for sub in ("input/data", "config", "processing"):
+            (self.ml / sub).mkdir(parents=True, exist_ok=True)
+        hosts = contract.hosts_for(self.spec.instance_count)
+        config = self.ml / "config"
+        (config / "resourceconfig.json").write_text(
+            json.dumps({"current_host": self.host, "hosts": hosts, "network_interface_name": "eth0"})
+        )
+        (config / "processingjobconfig.json").write_text(
+            json.dumps(self.spec.job_config(self.config.get("arn", "")))
+        )
+        (self.dir / "hosts").write_text(
+            "127.0.0.1 localhost\n"
+            + "".join(f"{self.config.get('master_addr', '127.0.0.1')} {h}\n" for h in hosts)
+        )
+        for item in self.spec.inputs:
+            count = self._fetch_input(item)
+            self.log.line(
+                f"Shipyard: input {item.name!r}: {count} file(s) from {item.s3_uri} at {item.local_path}"
+            )
+        for output in self.spec.outputs:
+            self._local(output.local_path).mkdir(parents=True, exist_ok=True)
+        self._resolve_environment()
+
+    def _fetch_input(self, item: Any) -> int:
+        target = self._local(item.local_path)
+        target.mkdir(parents=True, exist_ok=True)
+        if item.data_type == "ManifestFile":
+            bucket, key = parse_s3_uri(item.s3_uri, field="S3Uri")
+            _, _, chunks = self.store.read_object(bucket, key)
+            manifest = json.loads(b"".join(chunks))
+            prefix = manifest[0]["prefix"]
+            source_bucket, base = parse_s3_uri(prefix, field="ManifestFile prefix")
+            keys = [base + entry for entry in manifest[1:]]
+        else:
+            source_bucket, prefix_key, keys = self._list_keys(item.s3_uri)
+            base = prefix_key[: prefix_key.rfind("/") + 1]
+            if not keys:
+                raise _UserInputError(f"No objects found under {item.s3_uri} for input {item.name!r}")
+        if item.distribution == "ShardedByS3Key":
+            keys = sharded(keys, self.host_index, self.spec.instance_count)
+        for key in keys:
+            path = target / key[len(base) :]
+            if item.compression == "Gzip":
+                import gzip
+
+                path = path.with_name(path.name.removesuffix(".gz"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _, _, chunks = self.store.read_object(source_bucket, key)
+                path.write_bytes(gzip.decompress(b"".join(chunks)))
+            else:
+                self._fetch_object(source_bucket, key, path, link=False)  # processing inputs are writable
+        return len(keys)
+
+    def _syncs(self) -> list[FolderSync]:
+        interval = float(self.config.get("checkpoint_sync_seconds", 1.0))
+        return [
+            FolderSync(self, self._local(o.local_path), o.s3_uri, interval, f"output {o.name!r}")
+            for o in self.spec.outputs
+            if o.upload_mode == "Continuous"
+        ]
+
+    def _workdir(self, root: PurePosixPath) -> PurePosixPath:
+        return root / "processing"
+
+    def _user_environment(self, root: PurePosixPath) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
+        env.update(self.spec.environment)
+        bin_dir = str(Path(self.python).parent)
+        env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"  # `python3` is the image's Python
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PROCESSING_JOB_ARN"] = self.config.get("arn", "")
+        return env
+
+    def _command(self, root: PurePosixPath) -> list[str]:
+        command = [*self.spec.entrypoint, *self.spec.arguments]
+        if not self.sandboxed:  # the paths a script was given are under the real folder
+            command = [c.replace("/opt/ml", str(root), 1) if c.startswith("/opt/ml/") else c for c in command]
+        return command
+
+    def upload(self, outcome: str) -> dict[str, str]:
+        for output in self.spec.outputs:
+            if output.upload_mode == "Continuous":
+                continue  # its FolderSync made the last pass
+            count = FolderSync(self, self._local(output.local_path), output.s3_uri, 0, "output").sync()
+            self.log.line(f"Shipyard: output {output.name!r}: uploaded {count} file(s) to {output.s3_uri}")
+        return {}
+
+
+def make_agent(instance_dir: Path) -> Agent:
+    """The agent for the job kind its agent.json names."""
+    kind = json.loads((instance_dir / "agent.json").read_text()).get("kind", "training")
+    return ProcessingAgent(instance_dir) if kind == "processing" else Agent(instance_dir)
+
+
+class FolderSync:
+    """Mirrors a folder to an S3 URI prefix while the job runs: checkpoints (so a retry after a
+    lost instance resumes from the last one, as SageMaker does) and Continuous processing outputs.
+    A final pass runs at stop; :meth:`sync` alone uploads once (processing outputs at the end)."""
+
+    def __init__(
+        self, agent: Agent, folder: Path, uri: str, interval: float, what: str, *, skip_present: bool = False
+    ) -> None:
         self._agent = agent
         self._interval = interval
-        self._folder = agent.ml / "checkpoints"
-        self._bucket, prefix = parse_s3_uri(
-            agent.spec.checkpoint_s3_uri or "", field="CheckpointConfig.S3Uri"
-        )
+        self._folder = folder
+        self._uri = uri
+        self.what = what
+        self._bucket, prefix = parse_s3_uri(uri, field="S3Uri")
         self._base = prefix.rstrip("/") + "/" if prefix else ""
-        self._uploaded: dict[Path, tuple[int, int]] = {
-            p: (st.st_size, st.st_mtime_ns)
-            for p in self._folder.rglob("*")
-            if p.is_file() and (st := p.stat())
-        }
+        self._uploaded: dict[Path, tuple[int, int]] = (  # restored checkpoints are there already
+            {
+                p: (st.st_size, st.st_mtime_ns)
+                for p in self._folder.rglob("*")
+                if p.is_file() and (st := p.stat())
+            }
+            if skip_present
+            else {}
+        )
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpoint-sync", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{what}-sync", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -515,16 +664,14 @@ class CheckpointSync:
         self._thread.join()
         count = self.sync()
         if count:
-            self._agent.log.line(
-                f"Shipyard: saved {count} checkpoint file(s) to {self._agent.spec.checkpoint_s3_uri}"
-            )
+            self._agent.log.line(f"Shipyard: saved {count} {self.what} file(s) to {self._uri}")
 
     def _run(self) -> None:
         while not self._done.wait(self._interval):
             try:
                 self.sync()
-            except Exception as exc:  # keep training; the final pass reports persistent trouble
-                sys.stderr.write(f"checkpoint sync: {exc}\n")
+            except Exception as exc:  # keep running; the final pass reports persistent trouble
+                sys.stderr.write(f"{self.what} sync: {exc}\n")
 
     def sync(self) -> int:
         count = 0
@@ -602,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m shipyard.runtime.agent <instance dir> | --fork-server\n")
         return 2
-    return Agent(Path(args[0])).run()
+    return make_agent(Path(args[0])).run()
 
 
 def _serve_forks() -> int:
@@ -674,7 +821,7 @@ def _fork_agent(instance_dir: Path, close: tuple[int, ...]) -> int:
             os.dup2(source, target)
         for fd in (null, log, *close):
             os.close(fd)
-        code = Agent(instance_dir).run()
+        code = make_agent(instance_dir).run()
     except BaseException:
         traceback.print_exc()
     finally:

@@ -21,11 +21,12 @@ from shipyard.services.endpoints import EndpointConfigService, EndpointService, 
 from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
-from shipyard.services.training import TrainingService
+from shipyard.services.training import ProcessingService, TrainingService
 from shipyard.services.tuning import TuningService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
 from shipyard.store import (
     Database,
+    ProcessingJobRepository,
     ResourceRepository,
     TagRepository,
     TrainingJobRepository,
@@ -51,6 +52,7 @@ class Platform:
     tagging: TaggingService
     backend: Backend
     training: TrainingService
+    processing: ProcessingService
     scheduler: TrainingScheduler
     logs: LogService
     tuning: TuningService
@@ -80,8 +82,9 @@ class Platform:
         sources = package_sources(settings)
         resolver = ImageResolver.load(settings.data_dir, torch_version=_cpu_torch_version(sources))
         jobs = TrainingJobRepository(db)
+        processing_jobs = ProcessingJobRepository(db)
         scheduler = TrainingScheduler(
-            jobs,
+            [jobs, processing_jobs],
             backend,
             catalog,
             jobs_dir=settings.data_dir / "jobs",
@@ -95,6 +98,16 @@ class Platform:
         )
         training = TrainingService(
             jobs,
+            catalog,
+            tagging,
+            resolver,
+            account_id=settings.account_id,
+            capacity=lambda: backend.capacity,
+            fit_to_machine=True,
+            wake=scheduler.wake,
+        )
+        processing = ProcessingService(
+            processing_jobs,
             catalog,
             tagging,
             resolver,
@@ -138,8 +151,9 @@ class Platform:
             tagging,
             backend,
             training,
+            processing,
             scheduler,
-            LogService(jobs, settings.data_dir / "endpoints"),
+            LogService(jobs, processing_jobs, settings.data_dir / "endpoints"),
             tuning,
             models,
             configs,

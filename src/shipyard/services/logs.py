@@ -19,9 +19,10 @@ from typing import Any
 
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.errors import NotFoundError, ValidationError
-from shipyard.store import TrainingJobQuery, TrainingJobRepository
+from shipyard.store import JobRepository, TrainingJobQuery, TrainingJobRepository
 
 TRAINING_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_GROUP = "/aws/sagemaker/ProcessingJobs"
 ENDPOINTS_GROUP = "/aws/sagemaker/Endpoints/"
 _MAX_BYTES = 1024 * 1024
 
@@ -65,25 +66,28 @@ class LogEvent:
 
 
 class LogService:
-    def __init__(self, training: TrainingJobRepository, endpoints_dir: Path) -> None:
-        self._training = training
+    def __init__(
+        self, training: TrainingJobRepository, processing: JobRepository[Any], endpoints_dir: Path
+    ) -> None:
+        self._jobs: dict[str, JobRepository[Any]] = {TRAINING_GROUP: training, PROCESSING_GROUP: processing}
         self._endpoints_dir = endpoints_dir
 
     def streams(self, group: str, prefix: str = "") -> list[LogStream]:
         if group.startswith(ENDPOINTS_GROUP):
             return self._endpoint_streams(group.removeprefix(ENDPOINTS_GROUP), prefix)
-        if group != TRAINING_GROUP:
+        repository = self._jobs.get(group)
+        if repository is None:
             raise LogGroupNotFound(group)
         job_part = prefix.split("/", 1)[0]
         if "/" in prefix:
             try:
-                jobs = [self._training.get(job_part)]
+                jobs = [repository.get(job_part)]
             except NotFoundError:
                 jobs = []
         else:
             jobs = [
                 j
-                for j in self._training.find(TrainingJobQuery(name_contains=job_part), limit=10_000)
+                for j in repository.find(TrainingJobQuery(name_contains=job_part), limit=10_000)
                 if j.name.startswith(job_part)
             ]
         streams = [

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,15 +28,15 @@ from shipyard.compute import Backend, InstanceLaunch
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.placement import Resources, plan
 from shipyard.core.training import (
+    Job,
     MetricPoint,
     SecondaryStatus,
-    TrainingJob,
     TrainingJobStatus,
 )
 from shipyard.errors import ShipyardError, ValidationError
 from shipyard.runtime.contract import hosts_for
 from shipyard.services.training import utcnow
-from shipyard.store import TrainingJobRepository
+from shipyard.store import JobRepository, TrainingJobRepository
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class TrainingScheduler:
 
     def __init__(
         self,
-        repository: TrainingJobRepository,
+        repositories: Sequence[JobRepository[Any]],
         backend: Backend,
         catalog: InstanceCatalog,
         *,
@@ -65,7 +65,7 @@ class TrainingScheduler:
         hide_paths: tuple[Path, ...] = (),
         environments: Mapping[str, Any] | None = None,
     ) -> None:
-        self._repo = repository
+        self._repos = {r.kind: r for r in repositories}
         self._backend = backend
         self._catalog = catalog
         self._jobs_dir = jobs_dir
@@ -111,7 +111,7 @@ class TrainingScheduler:
     # -- one pass -------------------------------------------------------------------------------
     def tick(self) -> bool:
         """One pass over the active jobs; returns whether any job is active."""
-        jobs = self._repo.active()
+        jobs = sorted((j for r in self._repos.values() for j in r.active()), key=lambda j: j.created)
         used = Resources(0, 0, 0)
         for job in jobs:
             if job.runtime.get("instances"):
@@ -124,13 +124,13 @@ class TrainingScheduler:
                     used = self._place(job, used)
             except Exception as exc:
                 log.exception("Training job %s: scheduler error", job.name)
-                self._fail(job.name, f"InternalServerError: {exc}")
+                self._fail(job, f"InternalServerError: {exc}")
         return bool(jobs)
 
-    def _place(self, job: TrainingJob, used: Resources) -> Resources:
+    def _place(self, job: Job[Any], used: Resources) -> Resources:
         now = utcnow()
         if job.state.status == TrainingJobStatus.STOPPING:
-            self._repo.modify(
+            self._repos[job.kind].modify(
                 job.name,
                 lambda j: j.with_state(
                     j.state.finish(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED, now)
@@ -145,12 +145,12 @@ class TrainingScheduler:
                 fit_to_machine=self._fit,
             )
         except ValidationError as exc:
-            self._fail(job.name, f"CapacityError: {exc.message}")
+            self._fail(job, f"CapacityError: {exc.message}")
             return used
         free = self._backend.capacity - used
         if not placement.total.fits_in(free):
             if job.state.secondary != SecondaryStatus.PENDING:
-                self._repo.modify(
+                self._repos[job.kind].modify(
                     job.name, lambda j: j.with_state(j.state.advance(SecondaryStatus.PENDING, now))
                 )
             return used
@@ -162,6 +162,7 @@ class TrainingScheduler:
         for index, host in enumerate(hosts):
             instance_dir = self._jobs_dir / job.name / f"attempt-{attempt}" / host
             config = {
+                "kind": job.kind,
                 "request": dict(job.spec.request),
                 "arn": job.arn,
                 "host": host,
@@ -192,14 +193,14 @@ class TrainingScheduler:
             )
         per = dataclasses.asdict(placement.per_instance)
 
-        def launched(j: TrainingJob) -> TrainingJob:
+        def launched(j: Job[Any]) -> Job[Any]:
             return j.with_runtime(instances=instances, placement=per, backend=self._backend.name)
 
-        self._repo.modify(job.name, launched)
+        self._repos[job.kind].modify(job.name, launched)
         log.info("Training job %s: launched %d instance(s)", job.name, len(instances))
         return used + placement.total
 
-    def _follow(self, job: TrainingJob) -> None:
+    def _follow(self, job: Job[Any]) -> None:
         instances = job.runtime["instances"]
         statuses = [_read_json(Path(i["dir"]) / "status.json") for i in instances]
         now = utcnow()
@@ -242,14 +243,14 @@ class TrainingScheduler:
                     return
         if done:
             final = self._finish(job, state, statuses, points, now)
-            self._repo.modify(
+            self._repos[job.kind].modify(
                 job.name,
                 lambda j: dataclasses.replace(final, runtime={**final.runtime, **changes}),
                 metric_points=points,
             )
             return
         if changes or state != job.state or points:
-            self._repo.modify(
+            self._repos[job.kind].modify(
                 job.name,
                 lambda j: dataclasses.replace(
                     j, state=_merge_state(j, state), runtime={**j.runtime, **changes}
@@ -259,7 +260,7 @@ class TrainingScheduler:
 
     def _agent_died(
         self,
-        job: TrainingJob,
+        job: Job[Any],
         instance: Mapping[str, Any],
         points: list[MetricPoint],
         changes: dict[str, Any],
@@ -274,7 +275,7 @@ class TrainingScheduler:
         if attempt < job.spec.max_retry_attempts and job.state.status == TrainingJobStatus.IN_PROGRESS:
             log.warning("Training job %s: %s; retrying (attempt %d)", job.name, reason, attempt + 1)
 
-            def retry(j: TrainingJob) -> TrainingJob:
+            def retry(j: Job[Any]) -> Job[Any]:
                 runtime = {
                     k: v
                     for k, v in j.runtime.items()
@@ -286,14 +287,14 @@ class TrainingScheduler:
                     j, runtime=runtime, state=j.state.advance(SecondaryStatus.STARTING, utcnow())
                 )
 
-            self._repo.modify(job.name, retry, metric_points=points)
+            self._repos[job.kind].modify(job.name, retry, metric_points=points)
             return
         now = utcnow()
         stopping = job.state.status == TrainingJobStatus.STOPPING  # it was being stopped anyway
         status = TrainingJobStatus.STOPPED if stopping else TrainingJobStatus.FAILED
         secondary = SecondaryStatus.STOPPED if stopping else SecondaryStatus.FAILED
         failure: str | None = None if stopping else reason
-        self._repo.modify(
+        self._repos[job.kind].modify(
             job.name,
             lambda j: dataclasses.replace(
                 j, state=j.state.finish(status, secondary, now, failure), runtime={**j.runtime, **changes}
@@ -303,12 +304,12 @@ class TrainingScheduler:
 
     def _finish(
         self,
-        job: TrainingJob,
+        job: Job[Any],
         state: Any,
         statuses: list[dict[str, Any]],
         points: list[MetricPoint],
         now: dt.datetime,
-    ) -> TrainingJob:
+    ) -> Job[Any]:
         outcomes = [s["outcome"] for s in statuses]
         failure = None
         message = ""
@@ -338,9 +339,13 @@ class TrainingScheduler:
         final_state = dataclasses.replace(final_state, training_start=start, training_end=end)
         seconds = max(1, round((end - start).total_seconds()))
         billable = seconds * job.spec.instance_count
-        price = self._catalog.get(job.spec.instance_type).price_per_hour(JobKind.TRAINING)
+        price = self._catalog.get(job.spec.instance_type).price_per_hour(JobKind(job.kind))
         cost = (price * billable / Decimal(3600)).quantize(Decimal("0.000001"))
-        series = self._repo.metric_series(job.name)
+        series: dict[str, list[MetricPoint]] = {}
+        if job.spec.metric_definitions:
+            training = self._repos["training"]
+            assert isinstance(training, TrainingJobRepository)
+            series = training.metric_series(job.name)
         for p in points:
             series.setdefault(p.name, []).append(p)
         final_metrics = [
@@ -364,7 +369,7 @@ class TrainingScheduler:
             },
         )
 
-    def _parse_metrics(self, job: TrainingJob, log_path: Path) -> tuple[list[MetricPoint], int | None]:
+    def _parse_metrics(self, job: Job[Any], log_path: Path) -> tuple[list[MetricPoint], int | None]:
         """New metric points in algo-1's log since the recorded offset (each regex match is a step)."""
         if not job.spec.metric_definitions:
             return [], None
@@ -403,20 +408,20 @@ class TrainingScheduler:
                 )
         return points, offset + end
 
-    def _fail(self, name: str, reason: str) -> None:
+    def _fail(self, job: Job[Any], reason: str) -> None:
         now = utcnow()
         try:
-            self._repo.modify(
-                name,
+            self._repos[job.kind].modify(
+                job.name,
                 lambda j: j.with_state(
                     j.state.finish(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, now, reason)
                 ),
             )
         except ShipyardError:
-            log.exception("Training job %s: could not record its failure", name)
+            log.exception("%s job %s: could not record its failure", job.kind.capitalize(), job.name)
 
 
-def _merge_state(current: TrainingJob, observed: Any) -> Any:
+def _merge_state(current: Job[Any], observed: Any) -> Any:
     """A stop may have been requested between this pass's read and its write: keep it."""
     if current.state.status == TrainingJobStatus.STOPPING:
         return observed.stopping(utcnow())

@@ -1,19 +1,22 @@
-"""Training jobs: create, describe, list and stop (the scheduler runs them)."""
+"""Training and processing jobs: create, describe, list and stop (the scheduler runs them)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic
 
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.placement import plan
+from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.tags import Tag
 from shipyard.core.training import (
+    Job,
     MetricPoint,
+    SpecT,
     TrainingJob,
     TrainingJobSpec,
     TrainingJobState,
@@ -22,7 +25,7 @@ from shipyard.core.training import (
 from shipyard.envs import ImageResolver
 from shipyard.errors import ValidationError
 from shipyard.services.tagging import TaggingService
-from shipyard.store import TrainingJobQuery, TrainingJobRepository
+from shipyard.store import JobRepository, TrainingJobQuery, TrainingJobRepository
 
 
 def _builtin_xgboost(params: Mapping[str, Any]) -> TrainingJobSpec:
@@ -40,12 +43,16 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class TrainingService:
-    """The training-job operations. ``wake`` nudges the scheduler after a change."""
+class JobService(Generic[SpecT]):
+    """What every kind of job the scheduler runs offers: create (in the subclass), describe, list
+    and stop. ``wake`` nudges the scheduler after a change."""
+
+    label = "job"  # as messages name the kind
+    name_field = "JobName"  # the request field that names a job
 
     def __init__(
         self,
-        repository: TrainingJobRepository,
+        repository: JobRepository[SpecT],
         catalog: InstanceCatalog,
         tagging: TaggingService,
         resolver: ImageResolver,
@@ -64,34 +71,21 @@ class TrainingService:
         self._fit_to_machine = fit_to_machine
         self._wake = wake
 
-    def create(
-        self, params: Mapping[str, Any], *, region: str, tuning_job: tuple[str, str] | None = None
-    ) -> TrainingJob:
-        """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial."""
-        spec = TrainingJobSpec.from_request(params)
+    def _new_job(
+        self,
+        spec: SpecT,
+        params: Mapping[str, Any],
+        *,
+        region: str,
+        image_field: str,
+        runtime: Mapping[str, Any],
+    ) -> Job[SpecT]:
+        """Record a new job (placement checked, environment resolved, tags added) and wake the scheduler."""
         instance_type = self._catalog.get(spec.instance_type)
-        instance_type.price_per_hour(JobKind.TRAINING)  # offered for training at all?
-        parse_s3_uri(spec.output_path, field="OutputDataConfig.S3OutputPath")
-        for channel in spec.channels:
-            parse_s3_uri(channel.s3_uri, field=f"InputDataConfig[{channel.name}].S3Uri")
-        if spec.checkpoint_s3_uri:
-            parse_s3_uri(spec.checkpoint_s3_uri, field="CheckpointConfig.S3Uri")
+        instance_type.price_per_hour(JobKind(spec.kind))  # offered for this kind of job at all?
         if not spec.image:
-            raise ValidationError(
-                "AlgorithmSpecification.TrainingImage is required",
-                field="AlgorithmSpecification.TrainingImage",
-            )
-        environment = self._resolver.resolve(spec.image, field="AlgorithmSpecification.TrainingImage")
-        if not spec.program and not spec.entrypoint and environment.builtin == "xgboost":
-            spec = _builtin_xgboost(params)
-        elif not spec.program and not spec.entrypoint:
-            raise ValidationError(
-                f"No training script given and image {spec.image!r} has no built-in algorithm: give a script (the sagemaker_program and "
-                "sagemaker_submit_directory hyperparameters, which the SDK's entry_point/source_dir set) "
-                "or AlgorithmSpecification.ContainerEntrypoint",
-                field="AlgorithmSpecification.TrainingImage",
-                value=spec.image,
-            )
+            raise ValidationError(f"{image_field} is required", field=image_field)
+        environment = self._resolver.resolve(spec.image, field=image_field)
         placement = plan(
             instance_type, spec.instance_count, self._capacity(), fit_to_machine=self._fit_to_machine
         )
@@ -100,16 +94,12 @@ class TrainingService:
         if placement.scaled_down:
             state = dataclasses.replace(state, scaled_down=placement.scaled_down)
         tags = [Tag.from_wire(t) for t in params.get("Tags", [])]
-        job = TrainingJob(
+        job: Job[SpecT] = Job(
             spec,
-            sagemaker_arn(region, self._account_id, "training-job", spec.name),
+            sagemaker_arn(region, self._account_id, f"{spec.kind}-job", spec.name),
             now,
             state,
-            {
-                "region": region,
-                "environment": environment.to_json(),
-                **({"tuning_job": tuning_job[0], "tuning_job_arn": tuning_job[1]} if tuning_job else {}),
-            },
+            {"region": region, "environment": environment.to_json(), **runtime},
         )
         self.repository.create(job)
         if tags:
@@ -117,28 +107,28 @@ class TrainingService:
         self._wake()
         return job
 
-    def describe(self, name: str) -> TrainingJob:
+    def describe(self, name: str) -> Job[SpecT]:
         return self.repository.get(name)
 
-    def describe_many(self, names: Iterable[str]) -> dict[str, TrainingJob]:
+    def describe_many(self, names: Iterable[str]) -> dict[str, Job[SpecT]]:
         """The named jobs that exist, by name."""
         return self.repository.get_many(names)
 
     def list_jobs(
         self, query: TrainingJobQuery, *, max_results: int = 10, next_token: str | None = None
-    ) -> tuple[list[TrainingJob], str | None]:
+    ) -> tuple[list[Job[SpecT]], str | None]:
         offset = int(decode_token(next_token).get("offset", 0)) if next_token else 0
         jobs = self.repository.find(query, offset=offset, limit=max_results + 1)
         if len(jobs) > max_results:
             return jobs[:max_results], encode_token({"offset": offset + max_results})
         return jobs, None
 
-    def stop(self, name: str) -> TrainingJob:
-        def change(job: TrainingJob) -> TrainingJob:
+    def stop(self, name: str) -> Job[SpecT]:
+        def change(job: Job[SpecT]) -> Job[SpecT]:
             if job.state.status.is_terminal:
                 raise ValidationError(
-                    f"The training job {name!r} is in status {job.state.status.value} and cannot be stopped",
-                    field="TrainingJobName",
+                    f"The {self.label} {name!r} is in status {job.state.status.value} and cannot be stopped",
+                    field=self.name_field,
                     value=name,
                 )
             return job.with_state(job.state.stopping(utcnow()))
@@ -147,6 +137,45 @@ class TrainingService:
         self._wake()
         return job
 
+
+class TrainingService(JobService[TrainingJobSpec]):
+    label = "training job"
+    name_field = "TrainingJobName"
+    repository: TrainingJobRepository
+
+    def create(
+        self, params: Mapping[str, Any], *, region: str, tuning_job: tuple[str, str] | None = None
+    ) -> TrainingJob:
+        """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial."""
+        spec = TrainingJobSpec.from_request(params)
+        parse_s3_uri(spec.output_path, field="OutputDataConfig.S3OutputPath")
+        for channel in spec.channels:
+            parse_s3_uri(channel.s3_uri, field=f"InputDataConfig[{channel.name}].S3Uri")
+        if spec.checkpoint_s3_uri:
+            parse_s3_uri(spec.checkpoint_s3_uri, field="CheckpointConfig.S3Uri")
+        image_field = "AlgorithmSpecification.TrainingImage"
+        if spec.image and not spec.program and not spec.entrypoint:
+            if self._resolver.resolve(spec.image, field=image_field).builtin != "xgboost":
+                raise ValidationError(
+                    f"No training script given and image {spec.image!r} has no built-in algorithm: give a script (the sagemaker_program and "
+                    "sagemaker_submit_directory hyperparameters, which the SDK's entry_point/source_dir set) "
+                    "or AlgorithmSpecification.ContainerEntrypoint",
+                    field=image_field,
+                    value=spec.image,
+                )
+            spec = _builtin_xgboost(params)
+        runtime = {"tuning_job": tuning_job[0], "tuning_job_arn": tuning_job[1]} if tuning_job else {}
+        return self._new_job(spec, params, region=region, image_field=image_field, runtime=runtime)
+
     def metric_series(self, name: str) -> dict[str, list[MetricPoint]]:
         self.repository.get(name)
         return self.repository.metric_series(name)
+
+
+class ProcessingService(JobService[ProcessingJobSpec]):
+    label = "processing job"
+    name_field = "ProcessingJobName"
+
+    def create(self, params: Mapping[str, Any], *, region: str) -> Job[ProcessingJobSpec]:
+        spec = ProcessingJobSpec.from_request(params)
+        return self._new_job(spec, params, region=region, image_field="AppSpecification.ImageUri", runtime={})

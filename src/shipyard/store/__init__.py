@@ -3,12 +3,22 @@
 from shipyard.store._db import Database
 from shipyard.store.resources import Resource, ResourceRepository
 from shipyard.store.tags import TagRepository
-from shipyard.store.training import TrainingJobNotFound, TrainingJobQuery, TrainingJobRepository
+from shipyard.store.training import (
+    JobRepository,
+    ProcessingJobNotFound,
+    ProcessingJobRepository,
+    TrainingJobNotFound,
+    TrainingJobQuery,
+    TrainingJobRepository,
+)
 from shipyard.store.tuning import TuningJobNotFound, TuningJobRepository
 from shipyard.store.usage import Usage, UsageRepository
 
 __all__ = [
     "Database",
+    "JobRepository",
+    "ProcessingJobNotFound",
+    "ProcessingJobRepository",
     "Resource",
     "ResourceRepository",
     "TagRepository",

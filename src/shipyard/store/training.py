@@ -54,6 +54,7 @@ class TrainingJobQuery:
 class JobRepository(Generic[SpecT]):
     """The jobs of one kind, in their table (see the subclasses)."""
 
+    kind: str
     _row: type[JobRow]
     _not_found: Callable[[str], NotFoundError]
 
@@ -164,6 +165,7 @@ class JobRepository(Generic[SpecT]):
 
 
 class TrainingJobRepository(JobRepository[TrainingJobSpec]):
+    kind = "training"
     _row = TrainingJobRow
     _not_found = TrainingJobNotFound
 
@@ -241,6 +243,7 @@ def _update_row(row: JobRow, job: Job[Any]) -> None:
 
 
 class ProcessingJobRepository(JobRepository[ProcessingJobSpec]):
+    kind = "processing"
     _row = ProcessingJobRow
     _not_found = ProcessingJobNotFound
 
