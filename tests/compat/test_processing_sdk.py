@@ -96,3 +96,51 @@ def test_sdk_processors_run_a_script_over_inputs_to_outputs(
     rows = numeric_csv("train").decode().splitlines()
     assert train[0] == test[0] == rows[0]  # the header in both
     assert len(train) - 1 == int((len(rows) - 1) * 0.75) and len(train) + len(test) - 2 == len(rows) - 1
+
+
+def test_sdk_framework_processor_with_source_dir_and_requirements(
+    sagemaker_session: Any, server: ServerProcess, tmp_path: Path
+) -> None:
+    from sagemaker.processing import FrameworkProcessor, ProcessingInput, ProcessingOutput
+    from sagemaker.sklearn.estimator import SKLearn
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "requirements.txt").write_text("tabulate==0.9.0\n")  # not in the scikit-learn image
+    (source / "helpers.py").write_text("def survived(rows):\n    return sum(r[0] == '1' for r in rows)\n")
+    (source / "report.py").write_text(
+        "import os, sys\n"
+        "from tabulate import tabulate\n"
+        "from helpers import survived\n"
+        "rows = [l.split(',') for l in open('/opt/ml/processing/input/titanic.csv').read().splitlines()[1:]]\n"
+        "os.makedirs('/opt/ml/processing/report', exist_ok=True)\n"
+        "table = tabulate([[sys.argv[1], len(rows), survived(rows)]], headers=['split', 'passengers', 'survived'])\n"
+        "open('/opt/ml/processing/report/report.txt', 'w').write(table + '\\n')\n"
+    )
+    (tmp_path / "titanic.csv").write_bytes(numeric_csv("train"))
+    processor = FrameworkProcessor(
+        estimator_cls=SKLearn,
+        framework_version="1.2-1",
+        role=ROLE,
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=sagemaker_session,
+    )
+    processor.run(
+        code="report.py",
+        source_dir=str(source),
+        inputs=[
+            ProcessingInput(source=str(tmp_path / "titanic.csv"), destination="/opt/ml/processing/input")
+        ],
+        outputs=[ProcessingOutput(output_name="report", source="/opt/ml/processing/report")],
+        arguments=["train"],
+        wait=True,
+        logs=False,
+    )
+    description = processor.jobs[-1].describe()
+    assert description["ProcessingJobStatus"] == "Completed", description.get("FailureReason")
+    [output] = description["ProcessingOutputConfig"]["Outputs"]
+    report = _lines(boto_client("s3", server.url), output["S3Output"]["S3Uri"] + "/report.txt")
+    rows = numeric_csv("train").decode().splitlines()[1:]
+    assert report[0].split() == ["split", "passengers", "survived"]
+    assert report[2].split() == ["train", str(len(rows)), str(sum(r.startswith("1,") for r in rows))]

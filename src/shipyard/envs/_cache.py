@@ -127,7 +127,9 @@ class EnvironmentCache:
         uv = _uv()
         base = spec.python or sys.executable
         log(f"Building environment {spec.name} ({folder.name}) with uv")
-        venv = [uv, "venv", "--quiet", "--python", base, str(folder)]
+        # With pip: scripts run `pip install -r requirements.txt` themselves (the SDK's
+        # FrameworkProcessor does); built with those requirements, they find them satisfied.
+        venv = [uv, "venv", "--quiet", "--seed", "--python", base, str(folder)]
         if spec.python:
             venv.append("--system-site-packages")
         self._run(venv, log)

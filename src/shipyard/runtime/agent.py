@@ -305,8 +305,7 @@ class Agent:
         spec = EnvironmentSpec.from_json(raw)
         if spec.note:
             self.log.line(f"Shipyard: {spec.note}")
-        requirements_file = self.ml / "code" / "requirements.txt"
-        requirements = requirements_file.read_text() if requirements_file.is_file() else ""
+        requirements = self._requirements()
         cache = EnvironmentCache(
             Path(self.config["envs_dir"]),
             PackageSources.from_json(self.config.get("sources", {})),
@@ -326,6 +325,11 @@ class Agent:
         }[env.how]
         extra = " with requirements.txt" if requirements.strip() else ""
         self.log.line(f"Shipyard: environment {spec.name}{extra}: {where} ({env.seconds * 1000:.0f} ms)")
+
+    def _requirements(self) -> str:
+        """The code's requirements.txt, installed into the job's environment before it starts."""
+        path = self.ml / "code" / "requirements.txt"
+        return path.read_text() if path.is_file() else ""
 
     def _list_keys(self, uri: str) -> tuple[str, str, list[str]]:
         bucket, prefix = parse_s3_uri(uri, field="S3Uri")
@@ -557,6 +561,27 @@ class ProcessingAgent(Agent):
         for output in self.spec.outputs:
             self._local(output.local_path).mkdir(parents=True, exist_ok=True)
         self._resolve_environment()
+
+    def _requirements(self) -> str:
+        """A requirements.txt in the code input, as a file or in the sourcedir.tar.gz the SDK's
+        FrameworkProcessor sends: the environment is built with it, so that the script's own
+        ``pip install -r requirements.txt`` finds everything there already."""
+        for item in self.spec.inputs:
+            folder = self._local(item.local_path)
+            if (folder / "requirements.txt").is_file():
+                return (folder / "requirements.txt").read_text()
+            archive = folder / "sourcedir.tar.gz"
+            if archive.is_file():
+                import tarfile
+
+                with tarfile.open(archive) as tar:
+                    member = next(
+                        (m for m in tar.getmembers() if m.name.lstrip("./") == "requirements.txt"), None
+                    )
+                    if member is not None and member.isfile():
+                        extracted = tar.extractfile(member)
+                        return extracted.read().decode() if extracted else ""
+        return ""
 
     def _fetch_input(self, item: Any) -> int:
         target = self._local(item.local_path)
