@@ -144,3 +144,39 @@ def test_sdk_framework_processor_with_source_dir_and_requirements(
     rows = numeric_csv("train").decode().splitlines()[1:]
     assert report[0].split() == ["split", "passengers", "survived"]
     assert report[2].split() == ["train", str(len(rows)), str(sum(r.startswith("1,") for r in rows))]
+
+
+def test_sdk_pytorch_processor(sagemaker_session: Any, server: ServerProcess, tmp_path: Path) -> None:
+    from sagemaker.processing import ProcessingOutput
+    from sagemaker.pytorch.processing import PyTorchProcessor
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "embed.py").write_text(
+        "import os, torch\n"
+        "torch.manual_seed(0)\n"
+        "vectors = torch.nn.Embedding(10, 4)(torch.arange(10))\n"
+        "os.makedirs('/opt/ml/processing/vectors', exist_ok=True)\n"
+        "torch.save(vectors.detach(), '/opt/ml/processing/vectors/vectors.pt')\n"
+        "open('/opt/ml/processing/vectors/shape.txt', 'w').write(f'{tuple(vectors.shape)} {torch.__version__}')\n"
+    )
+    processor = PyTorchProcessor(
+        framework_version="2.1",
+        py_version="py310",
+        role=ROLE,
+        instance_type="ml.m5.large",
+        instance_count=1,
+        sagemaker_session=sagemaker_session,
+    )
+    processor.run(
+        code="embed.py",
+        source_dir=str(source),
+        outputs=[ProcessingOutput(output_name="vectors", source="/opt/ml/processing/vectors")],
+        wait=True,
+        logs=False,
+    )
+    description = processor.jobs[-1].describe()
+    assert description["ProcessingJobStatus"] == "Completed", description.get("FailureReason")
+    [output] = description["ProcessingOutputConfig"]["Outputs"]
+    [shape] = _lines(boto_client("s3", server.url), output["S3Output"]["S3Uri"] + "/shape.txt")
+    assert shape.startswith("(10, 4) 2.")  # the CPU build of PyTorch this site provides
