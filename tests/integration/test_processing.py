@@ -168,6 +168,16 @@ def test_two_instances_shard_their_input_and_upload_their_outputs(clients: tuple
     )
     listed = sm.list_processing_jobs(NameContains=name)["ProcessingJobSummaries"]
     assert [j["ProcessingJobName"] for j in listed] == [name]
+    from decimal import Decimal
+
+    import httpx
+
+    cost = httpx.get(f"{sm.meta.endpoint_url}/api/v1/processing-jobs/{name}").json()
+    # Two instances for at least a second each, at the processing price of ml.m5.large.
+    assert cost["billable_seconds"] >= 2
+    assert Decimal(cost["cost_usd"]) == (Decimal("0.115") * cost["billable_seconds"] / 3600).quantize(
+        Decimal("0.000001")
+    )
 
 
 def test_continuous_outputs_failures_and_stop(clients: tuple[Any, Any, Any]) -> None:
