@@ -651,6 +651,10 @@ class ProcessingAgent(Agent):
 def make_agent(instance_dir: Path) -> Agent:
     """The agent for the job kind its agent.json names."""
     kind = json.loads((instance_dir / "agent.json").read_text()).get("kind", "training")
+    if kind == "transform":
+        from shipyard.runtime.transform import TransformAgent
+
+        return TransformAgent(instance_dir)
     return ProcessingAgent(instance_dir) if kind == "processing" else Agent(instance_dir)
 
 

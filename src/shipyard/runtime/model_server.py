@@ -18,8 +18,9 @@ algorithm's ``xgboost-model``) and PyTorch (TorchScript), with ``application/jso
 ``text/csv`` and ``application/x-npy`` in and out. A handler's exception answers 500 with its
 message, an unsupported content type 415: the server's runtime turns both into ModelError.
 
-Output goes to standard output (the Shipyard server keeps it as the instance's log). The server
-exits when its standard input closes (the Shipyard server went away).
+Output goes to standard output (the Shipyard server keeps it as the instance's log). With
+``--exit-with-stdin`` the server exits when its standard input closes (the Shipyard server that
+started it went away).
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class Handlers:
         return bytes(result), content, context.response_headers
 
 
-def serve(handlers_factory: Any, port: int) -> None:
+def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False) -> None:
     state: dict[str, Any] = {"handlers": None, "error": None}
 
     class Handler(BaseHTTPRequestHandler):
@@ -302,7 +303,8 @@ def serve(handlers_factory: Any, port: int) -> None:
         os._exit(0)  # the Shipyard server went away
 
     threading.Thread(target=load, daemon=True).start()
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    if exit_with_stdin:
+        threading.Thread(target=watch_stdin, daemon=True).start()
     server.serve_forever()
 
 
@@ -313,9 +315,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--code-dir")
     parser.add_argument("--program")
     parser.add_argument("--framework", default="sklearn")
+    parser.add_argument("--exit-with-stdin", action="store_true", help="exit when standard input closes")
     args = parser.parse_args(argv)
     sys.stderr = sys.stdout
-    serve(lambda: Handlers(args.framework, args.model_dir, args.code_dir, args.program), args.port)
+    serve(
+        lambda: Handlers(args.framework, args.model_dir, args.code_dir, args.program),
+        args.port,
+        exit_with_stdin=args.exit_with_stdin,
+    )
 
 
 if __name__ == "__main__":

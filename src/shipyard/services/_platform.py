@@ -21,7 +21,7 @@ from shipyard.services.endpoints import EndpointConfigService, EndpointService, 
 from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
-from shipyard.services.training import ProcessingService, TrainingService
+from shipyard.services.training import ProcessingService, TrainingService, TransformService
 from shipyard.services.tuning import TuningService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
 from shipyard.store import (
@@ -30,6 +30,7 @@ from shipyard.store import (
     ResourceRepository,
     TagRepository,
     TrainingJobRepository,
+    TransformJobRepository,
     TuningJobRepository,
     UsageRepository,
 )
@@ -53,6 +54,7 @@ class Platform:
     backend: Backend
     training: TrainingService
     processing: ProcessingService
+    transform: TransformService
     scheduler: TrainingScheduler
     logs: LogService
     tuning: TuningService
@@ -83,8 +85,9 @@ class Platform:
         resolver = ImageResolver.load(settings.data_dir, torch_version=_cpu_torch_version(sources))
         jobs = TrainingJobRepository(db)
         processing_jobs = ProcessingJobRepository(db)
+        transform_jobs = TransformJobRepository(db)
         scheduler = TrainingScheduler(
-            [jobs, processing_jobs],
+            [jobs, processing_jobs, transform_jobs],
             backend,
             catalog,
             jobs_dir=settings.data_dir / "jobs",
@@ -152,8 +155,19 @@ class Platform:
             backend,
             training,
             processing,
+            TransformService(
+                transform_jobs,
+                catalog,
+                tagging,
+                resolver,
+                account_id=settings.account_id,
+                capacity=lambda: backend.capacity,
+                fit_to_machine=True,
+                wake=scheduler.wake,
+                model=lambda name: models.get(name)[1].container,
+            ),
             scheduler,
-            LogService(jobs, processing_jobs, settings.data_dir / "endpoints"),
+            LogService(jobs, processing_jobs, transform_jobs, settings.data_dir / "endpoints"),
             tuning,
             models,
             configs,

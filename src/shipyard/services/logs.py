@@ -23,6 +23,7 @@ from shipyard.store import JobRepository, TrainingJobQuery, TrainingJobRepositor
 
 TRAINING_GROUP = "/aws/sagemaker/TrainingJobs"
 PROCESSING_GROUP = "/aws/sagemaker/ProcessingJobs"
+TRANSFORM_GROUP = "/aws/sagemaker/TransformJobs"
 ENDPOINTS_GROUP = "/aws/sagemaker/Endpoints/"
 _MAX_BYTES = 1024 * 1024
 
@@ -67,9 +68,17 @@ class LogEvent:
 
 class LogService:
     def __init__(
-        self, training: TrainingJobRepository, processing: JobRepository[Any], endpoints_dir: Path
+        self,
+        training: TrainingJobRepository,
+        processing: JobRepository[Any],
+        transform: JobRepository[Any],
+        endpoints_dir: Path,
     ) -> None:
-        self._jobs: dict[str, JobRepository[Any]] = {TRAINING_GROUP: training, PROCESSING_GROUP: processing}
+        self._jobs: dict[str, JobRepository[Any]] = {
+            TRAINING_GROUP: training,
+            PROCESSING_GROUP: processing,
+            TRANSFORM_GROUP: transform,
+        }
         self._endpoints_dir = endpoints_dir
 
     def streams(self, group: str, prefix: str = "") -> list[LogStream]:

@@ -164,6 +164,7 @@ class TrainingScheduler:
             config = {
                 "kind": job.kind,
                 "request": dict(job.spec.request),
+                "model": job.runtime.get("model"),  # a transform job's model, as it was at its creation
                 "arn": job.arn,
                 "host": host,
                 "host_index": index,

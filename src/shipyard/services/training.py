@@ -9,6 +9,7 @@ from typing import Any, Generic
 
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.hosting import ContainerSpec
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.placement import plan
 from shipyard.core.processing import ProcessingJobSpec
@@ -22,8 +23,9 @@ from shipyard.core.training import (
     TrainingJobState,
     parse_s3_uri,
 )
-from shipyard.envs import ImageResolver
-from shipyard.errors import ValidationError
+from shipyard.core.transform import TransformJobSpec
+from shipyard.envs import ImageResolver, framework_of
+from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services.tagging import TaggingService
 from shipyard.store import JobRepository, TrainingJobQuery, TrainingJobRepository
 
@@ -179,3 +181,31 @@ class ProcessingService(JobService[ProcessingJobSpec]):
     def create(self, params: Mapping[str, Any], *, region: str) -> Job[ProcessingJobSpec]:
         spec = ProcessingJobSpec.from_request(params)
         return self._new_job(spec, params, region=region, image_field="AppSpecification.ImageUri", runtime={})
+
+
+class TransformService(JobService[TransformJobSpec]):
+    """Batch transform jobs. ``model`` gives a model's container by name (the model service's)."""
+
+    label = "transform job"
+    name_field = "TransformJobName"
+
+    def __init__(self, *args: Any, model: Callable[[str], ContainerSpec], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._model = model
+
+    def create(self, params: Mapping[str, Any], *, region: str) -> Job[TransformJobSpec]:
+        spec = TransformJobSpec.from_request(params)
+        try:
+            container = self._model(spec.model_name)
+        except NotFoundError:
+            raise ValidationError(
+                f"Could not find model {spec.model_name!r}", field="ModelName", value=spec.model_name
+            ) from None
+        spec = dataclasses.replace(spec, image=container.image)
+        model = {  # as it is now: the job keeps it should the model change or go
+            "image": container.image,
+            "model_data_url": container.model_data_url,
+            "environment": dict(container.environment),
+            "framework": framework_of(container.image) or "sklearn",
+        }
+        return self._new_job(spec, params, region=region, image_field="ModelName", runtime={"model": model})

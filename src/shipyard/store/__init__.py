@@ -10,6 +10,8 @@ from shipyard.store.training import (
     TrainingJobNotFound,
     TrainingJobQuery,
     TrainingJobRepository,
+    TransformJobNotFound,
+    TransformJobRepository,
 )
 from shipyard.store.tuning import TuningJobNotFound, TuningJobRepository
 from shipyard.store.usage import Usage, UsageRepository
@@ -25,6 +27,8 @@ __all__ = [
     "TrainingJobNotFound",
     "TrainingJobQuery",
     "TrainingJobRepository",
+    "TransformJobNotFound",
+    "TransformJobRepository",
     "TuningJobNotFound",
     "TuningJobRepository",
     "Usage",

@@ -59,6 +59,10 @@ class ProcessingJobRow(JobRow):
     __tablename__ = "processing_jobs"
 
 
+class TransformJobRow(JobRow):
+    __tablename__ = "transform_jobs"
+
+
 class MetricPointRow(Base):
     __tablename__ = "metric_points"
     __table_args__ = (sa.Index("ix_metric_points_job_name", "job_name", "metric_name", "step"),)

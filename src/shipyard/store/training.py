@@ -20,14 +20,21 @@ from shipyard.core.training import (
     TrainingJobState,
     TrainingJobStatus,
 )
+from shipyard.core.transform import TransformJobSpec
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.store._db import Database
-from shipyard.store._models import JobRow, MetricPointRow, ProcessingJobRow, TrainingJobRow
+from shipyard.store._models import JobRow, MetricPointRow, ProcessingJobRow, TrainingJobRow, TransformJobRow
 
 
 class TrainingJobNotFound(NotFoundError):
     def __init__(self, name: str) -> None:
         super().__init__(f"Training job {name!r} does not exist")
+        self.name = name
+
+
+class TransformJobNotFound(NotFoundError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Could not find transform job {name!r}")
         self.name = name
 
 
@@ -249,3 +256,12 @@ class ProcessingJobRepository(JobRepository[ProcessingJobSpec]):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db, ProcessingJobSpec.from_request, "Processing job")
+
+
+class TransformJobRepository(JobRepository[TransformJobSpec]):
+    kind = "transform"
+    _row = TransformJobRow
+    _not_found = TransformJobNotFound
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, TransformJobSpec.from_request, "Transform job")

@@ -4,13 +4,14 @@ from collections.abc import Collection
 
 from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
 from shipyard.api._schema import ServiceSchema
-from shipyard.api.sagemaker import _hosting, _processing, _tags, _training, _tuning
+from shipyard.api.sagemaker import _hosting, _processing, _tags, _training, _transform, _tuning
 
 OPERATIONS: dict[str, Operation] = {
     **_hosting.OPERATIONS,
     **_processing.OPERATIONS,
     **_tags.OPERATIONS,
     **_training.OPERATIONS,
+    **_transform.OPERATIONS,
     **_tuning.OPERATIONS,
 }
 

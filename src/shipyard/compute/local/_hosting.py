@@ -109,7 +109,7 @@ class LocalModelServers:
             "--port",
             str(port),
         ]
-        command += ["--framework", launch.framework]
+        command += ["--framework", launch.framework, "--exit-with-stdin"]
         if launch.code_dir:
             command += ["--code-dir", inside(launch.code_dir) or ""]
         if launch.program:

@@ -1,0 +1,90 @@
+"""Create/Describe/List/StopTransformJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard.api._context import RequestContext
+from shipyard.core.training import Job, TrainingJobStatus
+from shipyard.core.transform import TransformJobSpec
+from shipyard.store import TrainingJobQuery
+
+
+def create_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {"TransformJobArn": ctx.platform.transform.create(params, region=ctx.region).arn}
+
+
+def describe_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    return describe(ctx.platform.transform.describe(params["TransformJobName"]))
+
+
+def list_transform_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    status = params.get("StatusEquals")
+    query = TrainingJobQuery(
+        name_contains=params.get("NameContains"),
+        status=TrainingJobStatus(status) if status else None,
+        created_after=params.get("CreationTimeAfter"),
+        created_before=params.get("CreationTimeBefore"),
+        modified_after=params.get("LastModifiedTimeAfter"),
+        modified_before=params.get("LastModifiedTimeBefore"),
+        sort_by=params.get("SortBy", "CreationTime"),
+        ascending=params.get("SortOrder", "Descending") == "Ascending",
+    )
+    jobs, token = ctx.platform.transform.list_jobs(
+        query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
+    )
+    return {
+        "TransformJobSummaries": [
+            {
+                "TransformJobName": j.name,
+                "TransformJobArn": j.arn,
+                "CreationTime": j.created,
+                "TransformEndTime": j.state.training_end,
+                "LastModifiedTime": j.state.last_modified,
+                "TransformJobStatus": j.state.status.value,
+                "FailureReason": j.state.failure_reason,
+            }
+            for j in jobs
+        ],
+        "NextToken": token,
+    }
+
+
+def stop_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.transform.stop(params["TransformJobName"])
+    return {}
+
+
+def describe(job: Job[TransformJobSpec]) -> dict[str, Any]:
+    """DescribeTransformJob's answer for ``job``."""
+    request, spec, state = job.spec.request, job.spec, job.state
+    return {
+        "TransformJobName": job.name,
+        "TransformJobArn": job.arn,
+        "TransformJobStatus": state.status.value,
+        "FailureReason": state.failure_reason,
+        "ModelName": spec.model_name,
+        "MaxConcurrentTransforms": spec.max_concurrent,
+        "ModelClientConfig": {
+            "InvocationsTimeoutInSeconds": spec.timeout_seconds,
+            "InvocationsMaxRetries": spec.max_retries,
+        },
+        "MaxPayloadInMB": request.get("MaxPayloadInMB", 6),
+        "BatchStrategy": spec.batch_strategy,
+        "Environment": request.get("Environment"),
+        "TransformInput": request["TransformInput"],
+        "TransformOutput": request["TransformOutput"],
+        "TransformResources": request["TransformResources"],
+        "DataProcessing": request.get("DataProcessing"),
+        "CreationTime": job.created,
+        "TransformStartTime": state.training_start,
+        "TransformEndTime": state.training_end,
+    }
+
+
+OPERATIONS = {
+    "CreateTransformJob": create_transform_job,
+    "DescribeTransformJob": describe_transform_job,
+    "ListTransformJobs": list_transform_jobs,
+    "StopTransformJob": stop_transform_job,
+}

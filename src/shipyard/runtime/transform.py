@@ -1,0 +1,334 @@
+"""The instance agent of a batch transform job: the model's server, and the records fed to it.
+
+The model server (``model_server.py``, as endpoints run it) starts in the sandbox with the model's
+environment; the agent streams each input object assigned to this instance (objects are split
+across instances by key), splits it into records (SplitType Line) or keeps it whole, applies the
+InputFilter, batches records up to MaxPayloadInMB (MultiRecord) or sends them one by one
+(SingleRecord), keeps MaxConcurrentTransforms requests in flight, and writes the answers in input
+order to ``<input>.out`` — joined with their input and filtered when DataProcessing asks. Memory
+stays bounded: a few batches at a time, whatever the input's size. A record the model refuses,
+after InvocationsMaxRetries, fails the job naming the input and the records.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shipyard.core.training import parse_s3_uri, sharded
+from shipyard.core.transform import JsonPathFilter, TransformJobSpec, format_record, join_output, parse_record
+from shipyard.runtime import contract
+from shipyard.runtime._sandbox import sandbox_command
+from shipyard.runtime.agent import Agent, _environment_root, _signal_group, _UserInputError
+from shipyard.storage._archives import ChunkReader, extract_tar
+
+_SERVER = Path(__file__).parent / "model_server.py"
+
+
+class TransformAgent(Agent):
+    spec: TransformJobSpec
+    code_dir: str | None = None  # where the model's code is, as the model server sees it
+
+    @staticmethod
+    def _parse_spec(request: dict[str, Any]) -> Any:
+        return TransformJobSpec.from_request(request)
+
+    # -- before: the model, its code, its environment --------------------------------------------
+    def prepare(self) -> None:
+        for sub in ("model", "input/data", "code"):
+            (self.ml / sub).mkdir(parents=True, exist_ok=True)
+        model = self.config["model"]
+        if model.get("model_data_url"):
+            bucket, key = parse_s3_uri(model["model_data_url"], field="ModelDataUrl")
+            _, _, chunks = self.store.read_object(bucket, key)
+            extract_tar(ChunkReader(chunks), self.ml / "model", what=f"model data {model['model_data_url']}")
+        submit = (model.get("environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+        if submit.startswith("s3://"):
+            self._fetch_code(submit)
+            self.code_dir = "/opt/ml/code"
+        elif (self.ml / "model" / "code").is_dir():
+            self.code_dir = "/opt/ml/model/code"
+        (self.dir / "hosts").write_text("127.0.0.1 localhost\n")
+        self._resolve_environment()
+
+    def _syncs(self) -> list[Any]:
+        return []  # nothing to mirror while it runs: outputs are written as they come
+
+    def _requirements(self) -> str:
+        code = self.code_dir
+        path = self.ml / code.removeprefix("/opt/ml/") / "requirements.txt" if code else None
+        return path.read_text() if path is not None and path.is_file() else ""
+
+    # -- during: the model server, and the records ----------------------------------------------
+    def train(self) -> int:
+        root = contract.ML_ROOT if self.sandboxed else PurePosixPath(self.ml)
+        model = self.config["model"]
+
+        def inside(path: str) -> str:
+            return path.replace("/opt/ml", str(root), 1) if path.startswith("/opt/ml") else path
+
+        script = self.dir / "model_server.py"
+        shutil.copyfile(_SERVER, script)  # the model's Python has no Shipyard to import it from
+        port = _free_port()
+        command = [self.python, "-u", str(script), "--model-dir", f"{root}/model", "--port", str(port)]
+        command += ["--framework", model.get("framework") or "sklearn"]
+        program = (model.get("environment") or {}).get("SAGEMAKER_PROGRAM")
+        if self.code_dir:
+            command += ["--code-dir", inside(self.code_dir)]
+        if program:
+            command += ["--program", program]
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+        env.update({k: inside(v) for k, v in (model.get("environment") or {}).items()})
+        env.update(self.spec.environment)
+        env["PYTHONPATH"] = inside(self.code_dir) if self.code_dir else ""
+        self.command_display = command
+        if self.sandboxed:
+            full = sandbox_command(
+                command,
+                ml_dir=self.ml,
+                host=self.host,
+                hosts_file=self.dir / "hosts",
+                hide=[Path(p) for p in self.config.get("hide", [])],
+                keep=[_environment_root(Path(self.python)), script],
+                cwd="/opt/ml/model",
+            )
+            cwd = None
+        else:
+            full, cwd = command, str(self.ml / "model")
+        self.log.line(f"Shipyard: starting the model server: {' '.join(command)}")
+        exits: list[int] = []
+        server = threading.Thread(
+            target=lambda: exits.append(self._run_user_process(full, cwd, env)),
+            name="model-server",
+            daemon=True,
+        )
+        server.start()
+        try:
+            self._wait_healthy(port, exits)
+            count = self._transform_all(port)
+            self.log.line(f"Shipyard: transformed {count} input object(s)")
+        finally:
+            if self.process is not None and self.process.poll() is None:
+                _signal_group(self.process.pid, signal.SIGKILL)  # its work is done (or failed)
+            server.join(timeout=30)
+        return 0
+
+    def _wait_healthy(self, port: int, exits: list[int]) -> None:
+        deadline = time.monotonic() + float(self.config.get("model_startup_seconds", 600))
+        while self.stop_reason is None:
+            if exits:
+                raise _UserInputError(f"the model server exited with code {exits[0]}; see the job's log")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/ping")
+                answer = connection.getresponse()
+                text = answer.read().decode(errors="replace")
+                connection.close()
+                if answer.status == 200:
+                    return
+                if text.startswith("loading the model failed"):
+                    raise _UserInputError(text)
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise _UserInputError("the model server did not become healthy in time; see the job's log")
+            time.sleep(0.05)
+
+    def _inputs(self) -> tuple[str, str, list[str]]:
+        """The bucket, the key prefix outputs are named relative to, and this instance's keys."""
+        spec = self.spec
+        if spec.data_type == "ManifestFile":
+            bucket, key = parse_s3_uri(spec.s3_uri, field="S3Uri")
+            _, _, chunks = self.store.read_object(bucket, key)
+            manifest = json.loads(b"".join(chunks))
+            source_bucket, base = parse_s3_uri(manifest[0]["prefix"], field="ManifestFile prefix")
+            keys = [base + entry for entry in manifest[1:]]
+        else:
+            source_bucket, prefix, keys = self._list_keys(spec.s3_uri)
+            base = prefix[: prefix.rfind("/") + 1]
+        if not keys:
+            raise _UserInputError(f"No objects found under {spec.s3_uri}")
+        return source_bucket, base, sharded(sorted(keys), self.host_index, spec.instance_count)
+
+    def _transform_all(self, port: int) -> int:
+        bucket, base, keys = self._inputs()
+        local = threading.local()
+
+        def invoke(body: bytes) -> tuple[int, bytes]:
+            return self._invoke(local, port, body)
+
+        with concurrent.futures.ThreadPoolExecutor(self.spec.max_concurrent) as pool:
+            for key in keys:
+                if self.stop_reason is not None:
+                    break
+                self._transform_object(pool, invoke, bucket, key, base)
+        return len(keys)
+
+    def _invoke(self, local: threading.local, port: int, body: bytes) -> tuple[int, bytes]:
+        headers = {"Content-Length": str(len(body))}
+        if self.spec.content_type:
+            headers["Content-Type"] = self.spec.content_type
+        if self.spec.accept:
+            headers["Accept"] = self.spec.accept
+        status, answer = 0, b""
+        for attempt in range(self.spec.max_retries + 1):
+            try:
+                connection = getattr(local, "connection", None)
+                if connection is None:
+                    connection = local.connection = http.client.HTTPConnection(
+                        "127.0.0.1", port, timeout=self.spec.timeout_seconds
+                    )
+                    connection.connect()
+                    connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                connection.request("POST", "/invocations", body, headers)
+                response = connection.getresponse()
+                status, answer = response.status, response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                local.connection = None
+                status, answer = 0, str(exc).encode()
+            if status == 200 or self.stop_reason is not None:
+                break
+            if status and 400 <= status < 500:
+                break  # the model refuses this input: retrying will not change its mind
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        return status, answer
+
+    def _records(self, bucket: str, key: str) -> Iterator[bytes]:
+        _, _, chunks = self.store.read_object(bucket, key)
+        if self.spec.compression == "Gzip":
+            chunks = _gunzip(chunks)
+        if self.spec.split_type != "Line":
+            yield b"".join(chunks)
+            return
+        rest = b""
+        for chunk in chunks:
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line.strip():
+                    yield line.rstrip(b"\r")
+        if rest.strip():
+            yield rest.rstrip(b"\r")
+
+    def _batches(self, records: Iterator[bytes]) -> Iterator[list[bytes]]:
+        spec = self.spec
+        if spec.batch_strategy == "SingleRecord":
+            for record in records:
+                yield [record]
+            return
+        batch: list[bytes] = []
+        size = 0
+        for record in records:
+            if batch and size + len(record) + 1 > spec.max_payload_bytes:
+                yield batch
+                batch, size = [], 0
+            batch.append(record)
+            size += len(record) + 1
+        if batch:
+            yield batch
+
+    def _transform_object(self, pool: Any, invoke: Any, bucket: str, key: str, base: str) -> None:
+        spec = self.spec
+        in_filter = JsonPathFilter.parse(spec.input_filter)
+        out_filter = JsonPathFilter.parse(spec.output_filter)
+        out_bucket, out_prefix = parse_s3_uri(spec.output_path, field="TransformOutput.S3OutputPath")
+        out_key = f"{out_prefix.rstrip('/')}/{key[len(base) :]}.out".lstrip("/")
+        separator = b"\n" if spec.assemble_with == "Line" else b""
+        source = f"s3://{bucket}/{key}"
+        pending: collections.deque[tuple[int, list[bytes], Any]] = collections.deque()
+        first = 1
+
+        def drain(writer: Any, keep: int) -> None:
+            while len(pending) > keep:
+                start, batch, future = pending.popleft()
+                status, answer = future.result()
+                if status != 200:
+                    where = (
+                        f"record {start}" if len(batch) == 1 else f"records {start}-{start + len(batch) - 1}"
+                    )
+                    raise _UserInputError(
+                        f"Transforming {source} failed at {where}: the model answered "
+                        f"{status or 'nothing'}: {answer.decode(errors='replace')[:300]}"
+                    )
+                writer.write(self._assemble(batch, answer, in_filter, out_filter, separator, source, start))
+
+        with self.store.open_writer(out_bucket, out_key) as writer:
+            for batch in self._batches(self._records(bucket, key)):
+                if self.stop_reason is not None:
+                    return
+                sent = (
+                    [
+                        format_record(in_filter.apply(parse_record(r, spec.content_type)), spec.content_type)
+                        for r in batch
+                    ]
+                    if in_filter.path != "$"
+                    else batch
+                )
+                body = b"\n".join(sent) + (b"\n" if spec.split_type == "Line" else b"")
+                pending.append((first, batch, pool.submit(invoke, body)))
+                first += len(batch)
+                drain(writer, 2 * spec.max_concurrent)  # a few batches in flight, memory bounded
+            drain(writer, 0)
+            writer.commit()
+
+    def _assemble(
+        self,
+        batch: list[bytes],
+        answer: bytes,
+        in_filter: JsonPathFilter,
+        out_filter: JsonPathFilter,
+        separator: bytes,
+        source: str,
+        start: int,
+    ) -> bytes:
+        spec = self.spec
+        if not (spec.join_source == "Input" or out_filter.path != "$"):
+            return answer.rstrip(b"\n") + separator if separator else answer
+        outputs = answer.rstrip(b"\n").split(b"\n") if len(batch) > 1 else [answer.rstrip(b"\n")]
+        if len(outputs) != len(batch):
+            raise _UserInputError(
+                f"Transforming {source} at records {start}-{start + len(batch) - 1}: the model answered "
+                f"{len(outputs)} line(s) for {len(batch)} record(s), so they cannot be joined"
+            )
+        content = spec.accept or spec.content_type
+        lines = []
+        for record, output in zip(batch, outputs, strict=True):
+            value: Any
+            if spec.join_source == "Input":
+                value = join_output(parse_record(record, spec.content_type), output, spec.content_type)
+            else:
+                value = parse_record(output, content)
+            lines.append(
+                format_record(
+                    out_filter.apply(value), spec.content_type if spec.join_source == "Input" else content
+                )
+            )
+        return b"\n".join(lines) + (separator or b"\n")
+
+    def upload(self, outcome: str) -> dict[str, str]:
+        return {}  # outputs were written as they came
+
+
+def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for chunk in chunks:
+        yield inflate.decompress(chunk)
+    yield inflate.flush()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
