@@ -109,3 +109,41 @@ def test_pytorch_estimator_deploys_torchscript(sagemaker_session: Any) -> None:
     finally:
         predictor.delete_model()
         predictor.delete_endpoint()
+
+
+def test_sdk_transformer_scores_a_csv_line_by_line(sagemaker_session: Any, server: ServerProcess) -> None:
+    from sagemaker.sklearn import SKLearn
+
+    train, _ = _titanic(server, sagemaker_session)
+    estimator = SKLearn(
+        entry_point="sklearn_serve.py",
+        source_dir=str(SCRIPTS),
+        framework_version="1.2-1",
+        instance_type="ml.m5.large",
+        instance_count=1,
+        role=ROLE,
+        sagemaker_session=sagemaker_session,
+    )
+    estimator.fit({"train": train}, logs=False)
+    s3 = boto_client("s3", server.url)
+    bucket = sagemaker_session.default_bucket()
+    rows = [line.split(",")[1:] for line in numeric_csv("test").decode().splitlines()[1:]]
+    body = "".join(",".join(v or "0" for v in row) + "\n" for row in rows)
+    s3.put_object(Bucket=bucket, Key="titanic-batch/test.csv", Body=body.encode())
+    transformer = estimator.transformer(
+        instance_count=1,
+        instance_type="ml.m5.large",
+        strategy="MultiRecord",
+        assemble_with="Line",
+        accept="text/csv",
+        output_path=f"s3://{bucket}/titanic-scored",
+    )
+    transformer.transform(
+        f"s3://{bucket}/titanic-batch/", content_type="text/csv", split_type="Line", wait=True, logs=False
+    )
+    scored = s3.get_object(Bucket=bucket, Key="titanic-scored/test.csv.out")["Body"].read().decode().split()
+    assert len(scored) == len(rows) and all(0.0 < float(p) < 1.0 for p in scored)  # a probability per line
+    description = boto_client("sagemaker", server.url).describe_transform_job(
+        TransformJobName=transformer.latest_transform_job.name
+    )
+    assert description["TransformJobStatus"] == "Completed" and description["BatchStrategy"] == "MultiRecord"
