@@ -239,6 +239,42 @@ class TransformAgent(Agent):
         if batch:
             yield batch
 
+    def _blocks(self, bucket: str, key: str) -> Iterator[bytes]:
+        """Whole lines, up to MaxPayloadInMB at a time: the records of a MultiRecord batch that
+        needs no filtering, cut without looking at each one."""
+        limit = self.spec.max_payload_bytes
+        _, _, chunks = self.store.read_object(bucket, key)
+        if self.spec.compression == "Gzip":
+            chunks = _gunzip(chunks)
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+            while len(buffer) >= limit:
+                cut = buffer.rfind(b"\n", 0, limit) + 1 or buffer.find(b"\n") + 1 or len(buffer)
+                yield bytes(buffer[:cut])
+                del buffer[:cut]
+        if buffer.strip():
+            yield bytes(buffer) if buffer.endswith(b"\n") else bytes(buffer) + b"\n"
+
+    def _requests(
+        self, bucket: str, key: str, in_filter: JsonPathFilter
+    ) -> Iterator[tuple[bytes, int, list[bytes] | None]]:
+        """Request bodies, how many records each holds, and the records when they must be kept."""
+        spec = self.spec
+        if spec.split_type == "Line" and spec.batch_strategy == "MultiRecord" and not spec.filters_records:
+            for block in self._blocks(bucket, key):
+                yield block, block.count(b"\n"), None
+            return
+        for batch in self._batches(self._records(bucket, key)):
+            if in_filter.path != "$":
+                sent = [
+                    format_record(in_filter.apply(parse_record(r, spec.content_type)), spec.content_type)
+                    for r in batch
+                ]
+            else:
+                sent = batch
+            yield b"\n".join(sent) + (b"\n" if spec.split_type == "Line" else b""), len(batch), batch
+
     def _transform_object(self, pool: Any, invoke: Any, bucket: str, key: str, base: str) -> None:
         spec = self.spec
         in_filter = JsonPathFilter.parse(spec.input_filter)
@@ -247,38 +283,30 @@ class TransformAgent(Agent):
         out_key = f"{out_prefix.rstrip('/')}/{key[len(base) :]}.out".lstrip("/")
         separator = b"\n" if spec.assemble_with == "Line" else b""
         source = f"s3://{bucket}/{key}"
-        pending: collections.deque[tuple[int, list[bytes], Any]] = collections.deque()
+        pending: collections.deque[tuple[int, int, list[bytes] | None, Any]] = collections.deque()
         first = 1
 
         def drain(writer: Any, keep: int) -> None:
             while len(pending) > keep:
-                start, batch, future = pending.popleft()
+                start, count, records, future = pending.popleft()
                 status, answer = future.result()
                 if status != 200:
-                    where = (
-                        f"record {start}" if len(batch) == 1 else f"records {start}-{start + len(batch) - 1}"
-                    )
+                    where = f"record {start}" if count == 1 else f"records {start}-{start + count - 1}"
                     raise _UserInputError(
                         f"Transforming {source} failed at {where}: the model answered "
                         f"{status or 'nothing'}: {answer.decode(errors='replace')[:300]}"
                     )
-                writer.write(self._assemble(batch, answer, in_filter, out_filter, separator, source, start))
+                if records is None:
+                    writer.write(answer.rstrip(b"\n") + separator if separator else answer)
+                else:
+                    writer.write(self._assemble(records, answer, out_filter, separator, source, start))
 
         with self.store.open_writer(out_bucket, out_key) as writer:
-            for batch in self._batches(self._records(bucket, key)):
+            for body, count, records in self._requests(bucket, key, in_filter):
                 if self.stop_reason is not None:
                     return
-                sent = (
-                    [
-                        format_record(in_filter.apply(parse_record(r, spec.content_type)), spec.content_type)
-                        for r in batch
-                    ]
-                    if in_filter.path != "$"
-                    else batch
-                )
-                body = b"\n".join(sent) + (b"\n" if spec.split_type == "Line" else b"")
-                pending.append((first, batch, pool.submit(invoke, body)))
-                first += len(batch)
+                pending.append((first, count, records, pool.submit(invoke, body)))
+                first += count
                 drain(writer, 2 * spec.max_concurrent)  # a few batches in flight, memory bounded
             drain(writer, 0)
             writer.commit()
@@ -287,7 +315,6 @@ class TransformAgent(Agent):
         self,
         batch: list[bytes],
         answer: bytes,
-        in_filter: JsonPathFilter,
         out_filter: JsonPathFilter,
         separator: bytes,
         source: str,
