@@ -228,3 +228,32 @@ def test_a_refused_record_fails_the_job_naming_it_and_stop(
             f"s3://{BUCKET}/{prefix}/out",
             DataProcessing={"InputFilter": "$..x"},
         )
+
+
+def test_a_manifest_names_the_inputs(clients: tuple[Any, Any], models: dict[str, str]) -> None:
+    sm, s3 = clients
+    prefix = f"manifest/{uuid.uuid4().hex[:6]}"
+    for name, row in (("a.csv", FLOWERS[0]), ("b.csv", FLOWERS[1]), ("skipped.csv", FLOWERS[2])):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/{name}", Body=",".join(map(str, row)).encode() + b"\n")
+    manifest = [{"prefix": f"s3://{BUCKET}/{prefix}/in/"}, "a.csv", "b.csv"]
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/inputs.manifest", Body=json.dumps(manifest).encode())
+    name = _transform(
+        sm,
+        models["default"],
+        f"s3://{BUCKET}/{prefix}/inputs.manifest",
+        f"s3://{BUCKET}/{prefix}/out",
+        input={
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "ManifestFile",
+                    "S3Uri": f"s3://{BUCKET}/{prefix}/inputs.manifest",
+                }
+            }
+        },
+        output={"Accept": "text/csv"},
+    )
+    job = _wait(sm, name)
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    outputs = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/out/")["Contents"])
+    assert outputs == [f"{prefix}/out/a.csv.out", f"{prefix}/out/b.csv.out"]
+    assert _read(s3, f"{prefix}/out/b.csv.out") == ["2"]
