@@ -31,7 +31,7 @@ from shipyard.core.training import parse_s3_uri, sharded
 from shipyard.core.transform import JsonPathFilter, TransformJobSpec, format_record, join_output, parse_record
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
-from shipyard.runtime.agent import Agent, _environment_root, _signal_group, _UserInputError
+from shipyard.runtime.agent import _SAFE_ENV, Agent, _environment_root, _signal_group, _UserInputError
 from shipyard.storage._archives import ChunkReader, extract_tar
 
 _SERVER = Path(__file__).parent / "model_server.py"
@@ -89,7 +89,7 @@ class TransformAgent(Agent):
             command += ["--code-dir", inside(self.code_dir)]
         if program:
             command += ["--program", program]
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+        env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update({k: inside(v) for k, v in (model.get("environment") or {}).items()})
         env.update(self.spec.environment)
         env["PYTHONPATH"] = inside(self.code_dir) if self.code_dir else ""

@@ -8,7 +8,7 @@ import fcntl
 import logging
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from shipyard.compute import Backend, LocalBackend
 from shipyard.compute.local._hosting import LocalModelServers
@@ -99,26 +99,17 @@ class Platform:
                 "allow_server_python": settings.server_python_jobs == "on",
             },
         )
-        training = TrainingService(
-            jobs,
-            catalog,
-            tagging,
-            resolver,
-            account_id=settings.account_id,
-            capacity=lambda: backend.capacity,
-            fit_to_machine=True,
-            wake=scheduler.wake,
-        )
-        processing = ProcessingService(
-            processing_jobs,
-            catalog,
-            tagging,
-            resolver,
-            account_id=settings.account_id,
-            capacity=lambda: backend.capacity,
-            fit_to_machine=True,
-            wake=scheduler.wake,
-        )
+        common: dict[str, Any] = {  # what every kind of job's service needs
+            "catalog": catalog,
+            "tagging": tagging,
+            "resolver": resolver,
+            "account_id": settings.account_id,
+            "capacity": lambda: backend.capacity,
+            "fit_to_machine": True,
+            "wake": scheduler.wake,
+        }
+        training = TrainingService(jobs, **common)
+        processing = ProcessingService(processing_jobs, **common)
         tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
         scheduler.add_pass(tuning.tick)
         models = ModelService(
@@ -155,17 +146,7 @@ class Platform:
             backend,
             training,
             processing,
-            TransformService(
-                transform_jobs,
-                catalog,
-                tagging,
-                resolver,
-                account_id=settings.account_id,
-                capacity=lambda: backend.capacity,
-                fit_to_machine=True,
-                wake=scheduler.wake,
-                model=lambda name: models.get(name)[1].container,
-            ),
+            TransformService(transform_jobs, model=lambda name: models.get(name)[1].container, **common),
             scheduler,
             LogService(jobs, processing_jobs, transform_jobs, settings.data_dir / "endpoints"),
             tuning,

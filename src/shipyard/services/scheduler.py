@@ -1,4 +1,5 @@
-"""The scheduler: places waiting training jobs on the backend and follows running ones.
+"""The scheduler: places waiting jobs (training, processing, transform) on the backend and follows
+running ones.
 
 One thread, one loop. Each pass reads the active jobs from the store (the only source of truth),
 launches those that fit the free capacity (oldest first), and for launched ones reads what their
