@@ -19,9 +19,10 @@ def describe_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[s
     return describe(ctx.platform.training.describe(params["TrainingJobName"]))
 
 
-def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+def job_query(params: dict[str, Any]) -> TrainingJobQuery:
+    """The filters and order of a List{Training,Processing,Transform}Jobs request."""
     status = params.get("StatusEquals")
-    query = TrainingJobQuery(
+    return TrainingJobQuery(
         name_contains=params.get("NameContains"),
         status=TrainingJobStatus(status) if status else None,
         created_after=params.get("CreationTimeAfter"),
@@ -31,6 +32,10 @@ def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         sort_by=params.get("SortBy", "CreationTime"),
         ascending=params.get("SortOrder", "Descending") == "Ascending",
     )
+
+
+def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    query = job_query(params)
     jobs, token = ctx.platform.training.list_jobs(
         query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
     )

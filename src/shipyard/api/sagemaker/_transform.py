@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.core.training import Job, TrainingJobStatus
+from shipyard.api.sagemaker._training import job_query
+from shipyard.core.training import Job
 from shipyard.core.transform import TransformJobSpec
-from shipyard.store import TrainingJobQuery
 
 
 def create_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -19,17 +19,7 @@ def describe_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 
 def list_transform_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    status = params.get("StatusEquals")
-    query = TrainingJobQuery(
-        name_contains=params.get("NameContains"),
-        status=TrainingJobStatus(status) if status else None,
-        created_after=params.get("CreationTimeAfter"),
-        created_before=params.get("CreationTimeBefore"),
-        modified_after=params.get("LastModifiedTimeAfter"),
-        modified_before=params.get("LastModifiedTimeBefore"),
-        sort_by=params.get("SortBy", "CreationTime"),
-        ascending=params.get("SortOrder", "Descending") == "Ascending",
-    )
+    query = job_query(params)
     jobs, token = ctx.platform.transform.list_jobs(
         query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
     )
