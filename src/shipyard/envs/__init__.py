@@ -7,6 +7,7 @@ from shipyard.envs._cache import (
     EnvironmentCache,
     PackageSources,
     ResolvedEnvironment,
+    environment_root,
     satisfied_here,
 )
 from shipyard.envs._images import EnvironmentSpec, ImageResolver, framework_of
@@ -19,6 +20,7 @@ __all__ = [
     "ImageResolver",
     "PackageSources",
     "ResolvedEnvironment",
+    "environment_root",
     "framework_of",
     "satisfied_here",
 ]

@@ -218,6 +218,13 @@ class EnvironmentCache:
         return removed
 
 
+def environment_root(python: Path) -> Path:
+    """The folder holding an interpreter's environment (the venv root, or the bin/ folder): what a
+    sandbox must show for the interpreter to run, wherever it lies (even under a hidden /tmp)."""
+    root = python.parent.parent
+    return root if (root / "pyvenv.cfg").exists() else python.parent
+
+
 def satisfied_here(requirements: Sequence[str]) -> bool:
     """Whether this interpreter already has every requirement (a job may then run in it as is)."""
     for text in requirements:

@@ -33,7 +33,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from shipyard.core.training import TrainingJobSpec, parse_s3_uri, sharded, to_cmd_args
-from shipyard.envs import EnvironmentBuildError, EnvironmentCache, EnvironmentSpec, PackageSources
+from shipyard.envs import (
+    EnvironmentBuildError,
+    EnvironmentCache,
+    EnvironmentSpec,
+    PackageSources,
+    environment_root,
+)
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
 from shipyard.storage import LocalObjectStore, ObjectStore
@@ -408,7 +414,7 @@ class Agent:
                 host=self.host,
                 hosts_file=self.dir / "hosts",
                 hide=[Path(p) for p in self.config.get("hide", [])],
-                keep=[_environment_root(Path(self.python))],
+                keep=[environment_root(Path(self.python))],
                 cwd=str(workdir),
             )
             cwd = None
@@ -722,12 +728,6 @@ class FolderSync:
 
 class _UserInputError(Exception):
     """Something about the job's inputs or code, to be reported as a ClientError."""
-
-
-def _environment_root(python: Path) -> Path:
-    """The folder holding the interpreter's environment: the venv root, or the bin/ folder."""
-    root = python.parent.parent
-    return root if (root / "pyvenv.cfg").exists() else python.parent
 
 
 def _is_bwrap(pid: int) -> bool:

@@ -29,9 +29,10 @@ from typing import Any
 
 from shipyard.core.training import parse_s3_uri, sharded
 from shipyard.core.transform import JsonPathFilter, TransformJobSpec, format_record, join_output, parse_record
+from shipyard.envs import environment_root
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
-from shipyard.runtime.agent import _SAFE_ENV, Agent, _environment_root, _signal_group, _UserInputError
+from shipyard.runtime.agent import _SAFE_ENV, Agent, _signal_group, _UserInputError
 from shipyard.storage._archives import ChunkReader, extract_tar
 
 _SERVER = Path(__file__).parent / "model_server.py"
@@ -101,7 +102,7 @@ class TransformAgent(Agent):
                 host=self.host,
                 hosts_file=self.dir / "hosts",
                 hide=[Path(p) for p in self.config.get("hide", [])],
-                keep=[_environment_root(Path(self.python)), script],
+                keep=[environment_root(Path(self.python)), script],
                 cwd="/opt/ml/model",
             )
             cwd = None

@@ -32,7 +32,7 @@ from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.hosting import EndpointConfigSpec, EndpointStatus, ModelSpec
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.training import parse_s3_uri
-from shipyard.envs import EnvironmentCache, ImageResolver, framework_of
+from shipyard.envs import EnvironmentCache, ImageResolver, environment_root, framework_of
 from shipyard.errors import NotFoundError, ShipyardError, ValidationError
 from shipyard.services.endpoint_metrics import EndpointMetrics
 from shipyard.services.training import utcnow
@@ -542,7 +542,7 @@ class EndpointService:
                 "SAGEMAKER_ENDPOINT_NAME": endpoint,
                 "SAGEMAKER_VARIANT_NAME": variant,
             },
-            keep=[python.parent.parent] if environment.how != "server" else [],
+            keep=[environment_root(python)],  # the server's own Python too: it may lie under /tmp
         )
 
     # -- the usage ledger: each model server is an instance in use while it serves ------------------
