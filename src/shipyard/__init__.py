@@ -1,5 +1,22 @@
-"""Shipyard: a self-hosted machine-learning platform that speaks the SageMaker API."""
+"""Shipyard: a self-hosted machine-learning platform that speaks the SageMaker API.
+
+``import shipyard`` gives the Python SDK (``shipyard.Estimator``, ``shipyard.connect``, ...),
+loaded on first use so that the server and job agents, which import this package too, do not pay
+for it.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_SDK = ("Connection", "Estimator", "Input", "TrainingJob", "connect")
+
+__all__ = ["__version__", *_SDK]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK:
+        from shipyard import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'shipyard' has no attribute {name!r}")

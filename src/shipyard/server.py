@@ -7,6 +7,7 @@ start a server, wait until it answers its health check, and stop it cleanly.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -77,6 +78,9 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            # Where the SDK finds a running server on this data dir (removed at a clean stop).
+            announce = self._settings.data_dir / "server.json"
+            announce.write_text(json.dumps({"url": self._settings.url, "pid": os.getpid()}))
             log.info(
                 "Shipyard serving at %s (data dir %s, database %s) — ready in %.2f s",
                 self._settings.url,
@@ -84,6 +88,11 @@ class _Server(uvicorn.Server):
                 self._settings.database_url.split("://")[0],
                 time.monotonic() - self._started,
             )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._settings.data_dir / "server.json").unlink()
+        await super().shutdown(sockets)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,0 +1,150 @@
+"""Finding the server: ``SHIPYARD_URL``, else the embedded default, started when it is not running.
+
+The embedded default serves ``~/.shipyard`` (or ``$SHIPYARD_HOME``) from a server process of its
+own, detached, so that jobs outlive the notebook that launched them; a running server announces
+itself in ``<data dir>/server.json``, and the next connection reuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shipyard.errors import ConfigurationError
+
+DEFAULT_BUCKET = "shipyard"
+ROLE = "arn:aws:iam::000000000000:role/Shipyard"  # the API wants one; Shipyard has no IAM to check it
+
+
+class Connection:
+    """A Shipyard server, and the clients that talk to it.
+
+    Args:
+        url: The server's address, e.g. ``http://127.0.0.1:8300``.
+        access_key_id / secret_access_key: The server's credentials, when it requires them.
+    """
+
+    def __init__(
+        self, url: str, access_key_id: str | None = None, secret_access_key: str | None = None
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._key = access_key_id or "shipyard"
+        self._secret = secret_access_key or "shipyard"
+        self._bucket_ready = False
+
+    def __repr__(self) -> str:
+        return f"Connection({self.url!r})"
+
+    @functools.cache  # noqa: B019 - one client per service for the connection's life
+    def client(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=self._key,
+            aws_secret_access_key=self._secret,
+            config=Config(retries={"mode": "standard"}),
+        )
+
+    def native(self, path: str) -> Any:
+        """GET on the native API (``/api/v1/...``)."""
+        answer = httpx.get(f"{self.url}/api/v1/{path}", headers={"Authorization": f"Bearer {self._secret}"})
+        answer.raise_for_status()
+        return answer.json()
+
+    @property
+    def bucket(self) -> str:
+        """The bucket the SDK keeps code and uploaded data in (made on first use)."""
+        if not self._bucket_ready:
+            s3 = self.client("s3")
+            with contextlib.suppress(
+                s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
+            ):
+                s3.create_bucket(Bucket=DEFAULT_BUCKET)
+            self._bucket_ready = True
+        return DEFAULT_BUCKET
+
+
+_default: Connection | None = None
+
+
+def connect(url: str | None = None, *, data_dir: str | Path | None = None) -> Connection:
+    """The server to use: ``url``, else ``$SHIPYARD_URL``, else the embedded default on ``data_dir``
+    (``$SHIPYARD_HOME``, else ``~/.shipyard``), started in the background if it is not running.
+    Without arguments the connection is made once and shared."""
+    global _default
+    if url is None and data_dir is None and _default is not None:
+        return _default
+    found = url or os.environ.get("SHIPYARD_URL")
+    key, secret = os.environ.get("SHIPYARD_ACCESS_KEY_ID"), os.environ.get("SHIPYARD_SECRET_ACCESS_KEY")
+    connection = Connection(found, key, secret) if found else Connection(_embedded(data_dir), key, secret)
+    if url is None and data_dir is None:
+        _default = connection
+    return connection
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _embedded(data_dir: str | Path | None) -> str:
+    folder = Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+    announce = folder / "server.json"
+    with contextlib.suppress(OSError, ValueError):
+        url = str(json.loads(announce.read_text())["url"])
+        if _healthy(url):
+            return url
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        announce.unlink()  # a server that did not stop cleanly
+    port = 8300 if _port_free(8300) else _free_port()
+    with (folder / "server.log").open("ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "shipyard", "server", "--data-dir", str(folder), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # it outlives this process: jobs outlive the notebook
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            url = str(json.loads(announce.read_text())["url"])
+            if _healthy(url):
+                return url
+        time.sleep(0.1)
+    tail = (folder / "server.log").read_text(errors="replace").splitlines()[-15:]
+    raise ConfigurationError(
+        f"The embedded Shipyard server on {folder} did not start; its log ends:\n" + "\n".join(tail)
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
