@@ -62,3 +62,31 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     best = float(re.search(r"tuning job \S+: best ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
     assert accuracy > 0.7 and best > 0.7  # a random forest on Titanic, held-out
     assert result.stdout.count("survival") == 5 and "endpoint deleted" in result.stdout
+
+
+def test_jobs_commands_list_describe_logs_and_metrics(server: object, tmp_path: Path) -> None:
+    import json
+
+    import shipyard
+
+    url = server.url  # type: ignore[attr-defined]
+    (tmp_path / "train.py").write_text("for i in range(3):\n    print(f'loss={1 / (i + 1):.3f}')\n")
+    job = shipyard.Estimator(
+        tmp_path / "train.py", metrics={"loss": r"loss=([0-9.]+)"}, connection=shipyard.connect(url)
+    ).fit(logs=False)
+    env = {"SHIPYARD_URL": url}
+    listed = _shipyard("jobs", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert job.name in [j["TrainingJobName"] for j in json.loads(listed.stdout)]
+    described = _shipyard("jobs", "describe", job.name, env=env)
+    assert "Completed" in described.stdout and "loss" in described.stdout
+    logs = _shipyard("jobs", "logs", job.name, env=env)
+    assert [line for line in logs.stdout.splitlines() if line.startswith("loss=")] == [
+        "loss=1.000",
+        "loss=0.500",
+        "loss=0.333",
+    ]
+    metrics = json.loads(_shipyard("jobs", "metrics", job.name, "--json", env=env).stdout)
+    assert [p["value"] for p in metrics["loss"]] == [1.0, 0.5, 0.333]
+    missing = _shipyard("jobs", "describe", "no-such-job", env=env)
+    assert missing.returncode == 1 and "no-such-job" in missing.stderr and "Traceback" not in missing.stderr

@@ -27,6 +27,10 @@ envs_app = typer.Typer(
 )
 app.add_typer(envs_app, name="envs")
 
+from shipyard.cli._jobs import jobs_app  # noqa: E402 - the sub-apps attach after the main app exists
+
+app.add_typer(jobs_app, name="jobs")
+
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -162,4 +166,11 @@ def main() -> None:
         if os.environ.get("SHIPYARD_DEBUG"):
             raise
         typer.secho(f"Error: {exc.message}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except Exception as exc:  # the server's answer (botocore's ClientError and the like)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if os.environ.get("SHIPYARD_DEBUG") or not isinstance(exc, ClientError | BotoCoreError):
+            raise
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)

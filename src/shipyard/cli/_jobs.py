@@ -1,0 +1,130 @@
+"""``shipyard jobs ...``: training jobs from the terminal (tables for people, ``--json`` for scripts)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+jobs_app = typer.Typer(help="Training jobs: list, describe, logs, metrics, stop.", no_args_is_help=True)
+
+Url = Annotated[
+    str | None, typer.Option("--url", help="The server [env: SHIPYARD_URL; default: the embedded one]")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _sagemaker(url: str | None) -> Any:
+    from shipyard.sdk import connect
+
+    return connect(url).client("sagemaker")
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@jobs_app.command("list")
+def list_jobs(
+    url: Url = None,
+    status: Annotated[
+        str | None, typer.Option(help="InProgress, Completed, Failed, Stopping or Stopped")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """The newest training jobs."""
+    params: dict[str, Any] = {
+        "MaxResults": min(limit, 100),
+        "SortBy": "CreationTime",
+        "SortOrder": "Descending",
+    }
+    if status:
+        params["StatusEquals"] = status
+    jobs = _sagemaker(url).list_training_jobs(**params)["TrainingJobSummaries"]
+    if as_json:
+        _print_json(jobs)
+        return
+    table = Table("name", "status", "created", "ended")
+    for j in jobs:
+        ended = j.get("TrainingEndTime")
+        table.add_row(
+            j["TrainingJobName"],
+            j["TrainingJobStatus"],
+            f"{j['CreationTime']:%Y-%m-%d %H:%M:%S}",
+            f"{ended:%H:%M:%S}" if ended else "",
+        )
+    Console().print(table)
+
+
+@jobs_app.command("describe")
+def describe(name: str, url: Url = None, as_json: AsJson = False) -> None:
+    """A training job: status, times, metrics, model, failure."""
+    job = _sagemaker(url).describe_training_job(TrainingJobName=name)
+    job.pop("ResponseMetadata", None)
+    if as_json:
+        _print_json(job)
+        return
+    console = Console(highlight=False)
+    console.print(f"[bold]{job['TrainingJobName']}[/]  {job['TrainingJobStatus']} ({job['SecondaryStatus']})")
+    console.print(f"  image     {job['AlgorithmSpecification'].get('TrainingImage')}")
+    console.print(
+        f"  resources {job['ResourceConfig']['InstanceCount']} x {job['ResourceConfig']['InstanceType']}"
+    )
+    for metric in job.get("FinalMetricDataList", []):
+        console.print(f"  {metric['MetricName']:<24} {metric['Value']:g}")
+    console.print(f"  model     {job['ModelArtifacts']['S3ModelArtifacts']}")
+    if job.get("FailureReason"):
+        console.print(f"  [red]failure[/]   {job['FailureReason']}")
+
+
+@jobs_app.command("logs")
+def logs(
+    name: str,
+    url: Url = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends")] = False,
+) -> None:
+    """A training job's output."""
+    from shipyard.sdk import TrainingJob, connect
+
+    job = TrainingJob(name, connect(url))
+    job.describe()  # a clear error for a job that does not exist
+    printed = 0
+    while True:
+        status = job.status
+        lines = list(job.log_lines())
+        for line in lines[printed:]:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        printed = len(lines)
+        if not follow or status in ("Completed", "Failed", "Stopped"):
+            return
+        time.sleep(0.5)
+
+
+@jobs_app.command("metrics")
+def metrics(name: str, url: Url = None, as_json: AsJson = False) -> None:
+    """Every point of every metric the job's definitions matched."""
+    from shipyard.sdk import connect
+
+    series = connect(url).native(f"training-jobs/{name}/metrics")["metrics"]
+    if as_json:
+        _print_json(series)
+        return
+    table = Table("metric", "step", "value", "time")
+    for metric, points in series.items():
+        for p in points:
+            table.add_row(metric, str(p["step"]), f"{p['value']:g}", p["timestamp"][11:19])
+    Console().print(table)
+
+
+@jobs_app.command("stop")
+def stop(name: str, url: Url = None) -> None:
+    """Ask a running job to stop (SIGTERM to its script, SIGKILL after the grace period)."""
+    _sagemaker(url).stop_training_job(TrainingJobName=name)
+    typer.echo(f"Stopping {name}")
