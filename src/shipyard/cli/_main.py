@@ -174,3 +174,35 @@ def main() -> None:
             raise
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(1)
+
+
+@app.command("sagemaker-env")
+def sagemaker_env(
+    url: Annotated[
+        str | None, typer.Option("--url", help="The server [env: SHIPYARD_URL; default: the embedded one]")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the shell exports that point boto3 and the sagemaker SDK at Shipyard:
+    eval "$(shipyard sagemaker-env)". In Python, `import shipyard.connector` also takes out the
+    SDK's 5-30 s waits between looks at a job (see its docstring for exactly what it patches)."""
+    import os
+    import shlex
+
+    from shipyard.sdk import connect
+    from shipyard.sdk._connection import SAGEMAKER_SDK_CONFIG
+
+    connection = connect(url, data_dir=data_dir) if (url or data_dir) else connect()
+    folder = Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "sagemaker-config.yaml"
+    config.write_text(SAGEMAKER_SDK_CONFIG)
+    exports = {
+        "AWS_ENDPOINT_URL": connection.url,
+        "AWS_ACCESS_KEY_ID": os.environ.get("SHIPYARD_ACCESS_KEY_ID", "shipyard"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("SHIPYARD_SECRET_ACCESS_KEY", "shipyard"),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+    }
+    for name, value in exports.items():
+        typer.echo(f"export {name}={shlex.quote(value)}")

@@ -78,6 +78,18 @@ class Connection:
         return DEFAULT_BUCKET
 
 
+# The sagemaker SDK's config for a session pointed at Shipyard (`shipyard sagemaker-env` writes it):
+# no telemetry calls to AWS, and the SDK's default bucket is Shipyard's.
+SAGEMAKER_SDK_CONFIG = """\
+SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+      Session:
+        DefaultS3Bucket: shipyard
+"""
+
 _default: Connection | None = None
 
 

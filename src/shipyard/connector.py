@@ -1,0 +1,79 @@
+"""Point the ``sagemaker`` SDK 2.x at Shipyard, and take out its waits: ``import shipyard.connector``.
+
+What ``shipyard sagemaker-env`` does (environment, printed as shell exports):
+
+* ``AWS_ENDPOINT_URL`` (and credentials, region): boto3 — and so the SDK, including its STS
+  ``GetCallerIdentity`` for the account id, IAM ``GetRole`` for ``get_execution_role()`` and the
+  S3 calls that make its default bucket — talks to Shipyard, and nothing leaves the machine.
+* ``SAGEMAKER_USER_CONFIG_OVERRIDE``: an SDK config file (in the data dir) that opts out of the
+  SDK's telemetry (a call to AWS after each job) and names ``shipyard`` as the default bucket.
+
+What importing this module patches, and only this:
+
+* ``sagemaker.session.sts_regional_endpoint`` (and ``sagemaker.utils``'): the SDK hard-wires STS to
+  ``https://sts.<region>.amazonaws.com`` for the account id and the execution role, ignoring
+  ``AWS_ENDPOINT_URL``; patched, it gives ``AWS_ENDPOINT_URL`` when that is set.
+* ``sagemaker.session.time``: a view of the ``time`` module whose ``sleep`` waits at most
+  :data:`MAX_POLL_SECONDS`, and whose ``time()`` runs ahead by the waits it cut short. The SDK
+  sleeps 5 to 30 s between looks at a job or an endpoint (``_wait_until``, ``logs_for_job``,
+  ``wait_for_endpoint`` and the like) and asks for a job's status at most every 30 s of
+  ``time.time()`` while it tails a log; that suits AWS, where a job takes minutes to start, and
+  dominates a Shipyard job, which starts in a fraction of a second. The SDK's own clock so runs
+  as if it had waited: a ``timeout`` given to an SDK wait counts those waits in full.
+  Everything else the SDK does is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import types
+from typing import Any
+
+MAX_POLL_SECONDS = 0.2
+
+
+class _QuickTime(types.ModuleType):
+    """The ``time`` module, with sleeps capped and ``time()`` ahead by what they left out."""
+
+    def __init__(self) -> None:
+        super().__init__("time")
+        self._skipped = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        waited = min(seconds, MAX_POLL_SECONDS)
+        time.sleep(waited)
+        self._skipped += max(0.0, seconds - waited)
+
+    def time(self) -> float:
+        return time.time() + self._skipped
+
+
+def _sts_endpoint(original: Any) -> Any:
+    def sts_regional_endpoint(region: str) -> str:
+        return os.environ.get("AWS_ENDPOINT_URL") or original(region)
+
+    sts_regional_endpoint.shipyard = True  # type: ignore[attr-defined]
+    return sts_regional_endpoint
+
+
+def enable() -> bool:
+    """Apply the patches (once); False when the ``sagemaker`` SDK is not installed."""
+    try:
+        import sagemaker.session
+        import sagemaker.utils
+    except ImportError:
+        return False
+    if not isinstance(sagemaker.session.time, _QuickTime):
+        sagemaker.session.time = _QuickTime()
+    for module in (sagemaker.session, sagemaker.utils):
+        original = getattr(module, "sts_regional_endpoint")  # noqa: B009 - not in every SDK's stubs
+        if not getattr(original, "shipyard", False):
+            setattr(module, "sts_regional_endpoint", _sts_endpoint(original))  # noqa: B010
+    return True
+
+
+enable()
