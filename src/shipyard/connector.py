@@ -10,7 +10,7 @@ What ``shipyard sagemaker-env`` does (environment, printed as shell exports):
 
 What importing this module patches, and only this:
 
-* ``sagemaker.session.sts_regional_endpoint`` (and ``sagemaker.utils``'): the SDK hard-wires STS to
+* ``sagemaker.session.sts_regional_endpoint`` (and ``sagemaker.utils``'s): the SDK hard-wires STS to
   ``https://sts.<region>.amazonaws.com`` for the account id and the execution role, ignoring
   ``AWS_ENDPOINT_URL``; patched, it gives ``AWS_ENDPOINT_URL`` when that is set.
 * ``sagemaker.session.time``: a view of the ``time`` module whose ``sleep`` waits at most
