@@ -9,7 +9,34 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SDK = ("Connection", "Estimator", "Input", "TrainingJob", "connect")
+# shipyard.sdk.__all__, named here so that ``import shipyard`` stays cheap (a test keeps them equal)
+_SDK = (
+    "CSVSerializer",
+    "Connection",
+    "Endpoint",
+    "Estimator",
+    "Input",
+    "JSONSerializer",
+    "Job",
+    "Model",
+    "NumpySerializer",
+    "Predictor",
+    "ProcessingJob",
+    "Processor",
+    "Range",
+    "Serializer",
+    "TrainingJob",
+    "TransformJob",
+    "Transformer",
+    "Tuner",
+    "TuningJob",
+    "choice",
+    "connect",
+    "instance_types",
+    "integer",
+    "loguniform",
+    "uniform",
+)
 
 __all__ = ["__version__", *_SDK]
 

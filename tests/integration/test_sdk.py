@@ -94,3 +94,153 @@ def test_the_embedded_default_starts_once_and_outlives_its_caller(tmp_path: Path
         assert first.native("health")["status"] == "ok"
     finally:
         os.kill(announced["pid"], signal.SIGTERM)
+
+
+TUNED = """
+import argparse, os, glob
+import joblib
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+if __name__ == "__main__":  # the model server imports this script too, as SageMaker's does
+    p = argparse.ArgumentParser()
+    p.add_argument("-C", type=float)  # one letter: -C, as SageMaker passes it
+    p.add_argument("--solver")
+    a, _ = p.parse_known_args()
+    rows = np.genfromtxt(glob.glob(os.environ["SM_CHANNEL_TRAIN"] + "/*.csv")[0], delimiter=",", skip_header=1)
+    y, x = rows[:, 0], np.nan_to_num(rows[:, 1:])
+    model = LogisticRegression(C=a.C, solver=a.solver, max_iter=500).fit(x, y)
+    print(f"accuracy={model.score(x, y):.4f}")
+    joblib.dump(model, os.path.join(os.environ["SM_MODEL_DIR"], "model.joblib"))
+"""
+
+
+def test_tuner_fit_gives_a_leaderboard_whose_best_job_deploys_and_predicts(
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "tuned.py").write_text(TUNED)
+    data = tmp_path / "train.csv"
+    data.write_bytes(numeric_csv("train"))
+    connection = shipyard.connect(server.url)
+    estimator = shipyard.Estimator(
+        "tuned.py",
+        source_dir=tmp_path / "code",
+        hyperparameters={"solver": "lbfgs"},
+        metrics={"accuracy": r"accuracy=([0-9.]+)"},
+        tags={"Project": "sdk-tuning"},
+        connection=connection,
+    )
+    tuner = shipyard.Tuner(
+        estimator,
+        objective="accuracy",
+        params={"C": shipyard.loguniform(0.001, 10.0), "solver": shipyard.choice("lbfgs", "liblinear")},
+        max_trials=4,
+        parallel=2,
+        seed=7,
+    )
+    result = tuner.fit({"train": data})
+    assert result.status == "Completed", [
+        shipyard.TrainingJob(j, connection).failure_reason for j in result.leaderboard()["training_job"]
+    ]
+    out = capsys.readouterr().out
+    assert f"Tuning job {result.name}: Completed" in out and "4/4 trials done" in out
+
+    board = result.leaderboard()
+    assert isinstance(board, pd.DataFrame) and len(board) == 4
+    assert list(board["objective"]) == sorted(board["objective"], reverse=True)  # best first
+    assert (
+        set(board["solver"]) <= {"lbfgs", "liblinear"} and board["C"].astype(float).between(0.001, 10).all()
+    )
+    best = result.best_job
+    assert best is not None and best.name == board["training_job"].iloc[0]
+    assert result.best_value == pytest.approx(board["objective"].iloc[0])
+    assert result.best_params["C"] == board["C"].iloc[0]
+    assert result.cost == pytest.approx(board["cost_usd"].sum())
+
+    endpoint = best.deploy(name=f"sdk-{best.name[-4:]}")
+    try:
+        frame = pd.read_csv(data).drop(columns=["Survived"]).fillna(0).head(5)
+        by_frame = endpoint.predict(frame)  # CSV out, JSON back
+        by_array = endpoint.predict(frame.to_numpy())  # NPY out
+        by_list = endpoint.predict(frame.to_numpy().tolist())  # JSON out
+        assert isinstance(by_array, list) and len(by_array) == 5
+        assert by_frame == by_array == by_list and set(by_list) <= {0.0, 1.0}
+        as_csv = endpoint.predict(frame, accept="text/csv")
+        assert isinstance(as_csv, np.ndarray) and as_csv.tolist() == by_list
+        assert endpoint.cost >= 0 and "InService" in repr(endpoint)
+    finally:
+        endpoint.delete()
+    sm = boto_client("sagemaker", server.url)
+    assert endpoint.name not in {e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]}
+    assert endpoint.name not in {m["ModelName"] for m in sm.list_models()["Models"]}
+
+
+def test_processor_and_transformer_run_on_local_files(server: ServerProcess, tmp_path: Path) -> None:
+    connection = shipyard.connect(server.url)
+    (tmp_path / "prepare.py").write_text(
+        "import sys, pathlib\n"
+        "rows = pathlib.Path('/opt/ml/processing/input/raw/train.csv').read_text().splitlines()[1:]\n"
+        "cut = int(len(rows) * float(sys.argv[2]))\n"
+        "out = pathlib.Path('/opt/ml/processing/output')\n"
+        "(out / 'train' / 'train.csv').write_text('\\n'.join(rows[:cut]) + '\\n')\n"
+        "(out / 'test' / 'test.csv').write_text('\\n'.join(r.split(',', 1)[1] for r in rows[cut:]) + '\\n')\n"
+        "print(f'kept {cut} of {len(rows)}')\n"
+    )
+    data = tmp_path / "train.csv"
+    data.write_bytes(numeric_csv("train"))
+    job = shipyard.Processor(tmp_path / "prepare.py", connection=connection).run(
+        inputs={"raw": data}, outputs=["train", "test"], arguments=["--split", "0.8"], logs=False
+    )
+    assert job.status == "Completed", job.failure_reason
+    assert any(line.startswith("kept ") for line in job.log_lines())
+    test_rows = (job.download("test", tmp_path / "prepared") / "test.csv").read_text().splitlines()
+    assert len(test_rows) > 100 and all(len(r.split(",")) == 6 for r in test_rows)
+    with pytest.raises(shipyard.sdk._hosting.ValidationError, match="no output 'valid'"):
+        job.download("valid", tmp_path / "x")
+
+    (tmp_path / "fit.py").write_text(
+        "import os, glob, joblib, numpy as np\n"
+        "from sklearn.tree import DecisionTreeClassifier\n"
+        "if __name__ == '__main__':\n"
+        "    rows = np.loadtxt(glob.glob(os.environ['SM_CHANNEL_TRAINING'] + '/*.csv')[0], delimiter=',')\n"
+        "    model = DecisionTreeClassifier(max_depth=3).fit(rows[:, 1:], rows[:, 0])\n"
+        "    joblib.dump(model, os.path.join(os.environ['SM_MODEL_DIR'], 'model.joblib'))\n"
+    )
+    trained = shipyard.Estimator(tmp_path / "fit.py", connection=connection).fit(
+        job.outputs["train"], logs=False
+    )
+    assert trained.status == "Completed", trained.failure_reason
+    scored = trained.model().transformer().transform(tmp_path / "prepared" / "test.csv", logs=False)
+    assert scored.status == "Completed", scored.failure_reason
+    assert scored.cost is not None
+    results = (scored.download(tmp_path / "scores") / "test.csv.out").read_text().split()
+    assert len(results) == len(test_rows) and set(results) <= {"0.0", "1.0"}
+
+
+def test_search_ranges_and_tuner_arguments_are_checked(tmp_path: Path) -> None:
+    from shipyard.errors import ValidationError
+
+    (tmp_path / "train.py").write_text("")
+    estimator = shipyard.Estimator(tmp_path / "train.py", metrics={"auc": "auc=(.*)"})
+    with pytest.raises(ValidationError, match="low 5 must be below its high 1"):
+        shipyard.integer(5, 1)
+    with pytest.raises(ValidationError, match="log-scaled range must start above 0"):
+        shipyard.loguniform(0, 1)
+    with pytest.raises(ValidationError, match="objective 'accuracy' is not one of the estimator's metrics"):
+        shipyard.Tuner(estimator, objective="accuracy", params={"x": shipyard.uniform(0, 1)})
+    with pytest.raises(ValidationError, match=r"params\['x'\] is \[1, 2\], not a range"):
+        shipyard.Tuner(estimator, objective="auc", params={"x": [1, 2]})  # type: ignore[dict-item]
+    with pytest.raises(ValidationError, match="parallel 3 must be between 1 and max_trials"):
+        shipyard.Tuner(
+            estimator, objective="auc", params={"x": shipyard.uniform(0, 1)}, max_trials=2, parallel=3
+        )
+
+
+def test_the_package_exports_the_whole_sdk_lazily() -> None:
+    import shipyard.sdk
+
+    assert sorted(shipyard._SDK) == sorted(shipyard.sdk.__all__)
+    assert all(getattr(shipyard, name) is getattr(shipyard.sdk, name) for name in shipyard.sdk.__all__)

@@ -1,14 +1,57 @@
-"""Shipyard's Python SDK: train (and more, as it grows) without AWS notions.
+"""Shipyard's Python SDK: train, tune, process, serve and batch-score without AWS notions.
 
     import shipyard
-    job = shipyard.Estimator("train.py", framework="sklearn", metrics={"accuracy": "acc=([0-9.]+)"}).fit("data.csv")
+    estimator = shipyard.Estimator("train.py", framework="xgboost", metrics={"auc": "auc=([0-9.]+)"})
+    job = estimator.fit({"train": "train.csv"})
     job.metrics(); job.download_model("model/"); job.cost
+    endpoint = job.deploy()
+    endpoint.predict(rows); endpoint.delete()
 
 The server is found by :func:`connect`: ``$SHIPYARD_URL``, else the embedded default (started in
 the background when it is not running).
 """
 
-from shipyard.sdk._connection import Connection, connect
+from shipyard.sdk._connection import Connection, connect, instance_types
+from shipyard.sdk._hosting import (
+    CSVSerializer,
+    Endpoint,
+    JSONSerializer,
+    Model,
+    NumpySerializer,
+    Predictor,
+    Serializer,
+    Transformer,
+    TransformJob,
+)
+from shipyard.sdk._jobs import Job
+from shipyard.sdk._processing import ProcessingJob, Processor
 from shipyard.sdk._training import Estimator, Input, TrainingJob
+from shipyard.sdk._tuning import Range, Tuner, TuningJob, choice, integer, loguniform, uniform
 
-__all__ = ["Connection", "Estimator", "Input", "TrainingJob", "connect"]
+__all__ = [
+    "CSVSerializer",
+    "Connection",
+    "Endpoint",
+    "Estimator",
+    "Input",
+    "JSONSerializer",
+    "Job",
+    "Model",
+    "NumpySerializer",
+    "Predictor",
+    "ProcessingJob",
+    "Processor",
+    "Range",
+    "Serializer",
+    "TrainingJob",
+    "TransformJob",
+    "Transformer",
+    "Tuner",
+    "TuningJob",
+    "choice",
+    "connect",
+    "instance_types",
+    "integer",
+    "loguniform",
+    "uniform",
+]

@@ -160,3 +160,10 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def instance_types(kind: str | None = None, connection: Connection | None = None) -> list[dict[str, Any]]:
+    """The server's instance catalog: each type's vCPUs, memory, GPUs and hourly prices (``kind``:
+    only types offered for "training", "processing", "transform" or "hosting")."""
+    found = (connection or connect()).native("instance-types" + (f"?kind={kind}" if kind else ""))
+    return list(found)

@@ -9,25 +9,28 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import html
 import io
 import json
+import re
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ValidationError
 from shipyard.sdk._connection import ROLE, Connection, connect
+from shipyard.sdk._jobs import Job
+
+if TYPE_CHECKING:
+    from shipyard.sdk._hosting import Endpoint, Model
 
 _IMAGES = {
     "sklearn": ("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:{}-cpu-py3", "1.2-1"),
     "xgboost": ("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:{}", "1.7-1"),
     "pytorch": ("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:{}-cpu-py310", "2.1.0"),
 }
-_TERMINAL = ("Completed", "Failed", "Stopped")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Input:
     source: str | Path
     content_type: str | None = None
     distribution: str = "FullyReplicated"  # or "ShardedByS3Key": each instance gets a share
+
+
+# What fit() takes: one input (channel "training"), or channel name → input.
+Inputs = Mapping[str, str | Path | Input] | str | Path | Input | None
 
 
 def _digest(paths: Sequence[tuple[str, Path]]) -> str:
@@ -152,17 +159,10 @@ class Estimator:
     def connection(self) -> Connection:
         return self._connection or connect()
 
-    def fit(
-        self,
-        inputs: Mapping[str, str | Path | Input] | str | Path | Input | None = None,
-        *,
-        name: str | None = None,
-        wait: bool = True,
-        logs: bool = True,
-    ) -> TrainingJob:
-        """Start a training job on ``inputs`` (a channel name → input, or one input for channel
-        ``training``); with ``wait``, return when it ends, printing its log as it goes."""
-        connection = self.connection
+    def definition(self, inputs: Inputs = None, *, connection: Connection | None = None) -> dict[str, Any]:
+        """The SageMaker training job definition for ``inputs`` (uploading what is local and new):
+        what :meth:`fit` submits, and what a tuning job runs each trial with."""
+        connection = connection or self.connection
         channels = (
             inputs if isinstance(inputs, Mapping) else ({"training": inputs} if inputs is not None else {})
         )
@@ -184,18 +184,7 @@ class Estimator:
             if spec.content_type:
                 entry["ContentType"] = spec.content_type
             data_config.append(entry)
-        archive = _source_archive(self.entry_point, self.source_dir, self.requirements)
-        code_key = f"code/{hashlib.sha256(archive).hexdigest()[:32]}/sourcedir.tar.gz"
-        s3 = connection.client("s3")
-        if not s3.list_objects_v2(Bucket=connection.bucket, Prefix=code_key, MaxKeys=1).get("KeyCount", 0):
-            s3.put_object(Bucket=connection.bucket, Key=code_key, Body=archive)
-        program = self.entry_point.relative_to(self.source_dir or self.entry_point.parent).as_posix()
-        job_name = (
-            name
-            or f"{self.entry_point.stem.replace('_', '-')[:30]}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        )
-        request: dict[str, Any] = {
-            "TrainingJobName": job_name,
+        definition: dict[str, Any] = {
             "RoleArn": ROLE,
             "AlgorithmSpecification": {
                 "TrainingImage": self.image,
@@ -203,11 +192,8 @@ class Estimator:
                 "MetricDefinitions": [{"Name": k, "Regex": v} for k, v in self.metrics.items()],
             },
             "HyperParameters": {
-                **{
-                    k: json.dumps(v) if not isinstance(v, str) else v for k, v in self.hyperparameters.items()
-                },
-                "sagemaker_program": json.dumps(program),
-                "sagemaker_submit_directory": json.dumps(f"s3://{connection.bucket}/{code_key}"),
+                **{k: _encode(v) for k, v in self.hyperparameters.items()},
+                **self._code_hyperparameters(connection),
             },
             "OutputDataConfig": {"S3OutputPath": f"s3://{connection.bucket}/output"},
             "ResourceConfig": {
@@ -216,10 +202,41 @@ class Estimator:
                 "VolumeSizeInGB": 30,
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": self.max_run},
-            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
         }
         if data_config:
-            request["InputDataConfig"] = data_config
+            definition["InputDataConfig"] = data_config
+        return definition
+
+    def _code_hyperparameters(self, connection: Connection) -> dict[str, str]:
+        """The script's archive, uploaded once by content, as the SDK's two hyperparameters."""
+        archive = _source_archive(self.entry_point, self.source_dir, self.requirements)
+        code_key = f"code/{hashlib.sha256(archive).hexdigest()[:32]}/sourcedir.tar.gz"
+        s3 = connection.client("s3")
+        if not s3.list_objects_v2(Bucket=connection.bucket, Prefix=code_key, MaxKeys=1).get("KeyCount", 0):
+            s3.put_object(Bucket=connection.bucket, Key=code_key, Body=archive)
+        program = self.entry_point.relative_to(self.source_dir or self.entry_point.parent).as_posix()
+        return {
+            "sagemaker_program": json.dumps(program),
+            "sagemaker_submit_directory": json.dumps(f"s3://{connection.bucket}/{code_key}"),
+        }
+
+    def fit(
+        self,
+        inputs: Inputs = None,
+        *,
+        name: str | None = None,
+        wait: bool = True,
+        logs: bool = True,
+    ) -> TrainingJob:
+        """Start a training job on ``inputs`` (a channel name → input, or one input for channel
+        ``training``); with ``wait``, return when it ends, showing its log as it goes."""
+        connection = self.connection
+        job_name = name or unique_name(self.entry_point.stem)
+        request = {
+            "TrainingJobName": job_name,
+            **self.definition(inputs, connection=connection),
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+        }
         connection.client("sagemaker").create_training_job(**request)
         job = TrainingJob(job_name, connection)
         if wait:
@@ -227,62 +244,32 @@ class Estimator:
         return job
 
 
-class TrainingJob:
-    """A training job on the server: its status, log, metrics, model and cost."""
+def unique_name(stem: str, limit: int = 63) -> str:
+    """``stem-YYYYmmdd-HHMMSS-xxxx``: a job name that sorts by time and does not collide."""
+    clean = re.sub(r"[^A-Za-z0-9-]+", "-", stem).strip("-")[: limit - 21] or "job"
+    return f"{clean}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
-    def __init__(self, name: str, connection: Connection | None = None) -> None:
-        self.name = name
-        self.connection = connection or connect()
 
-    def describe(self) -> dict[str, Any]:
-        return dict(self.connection.client("sagemaker").describe_training_job(TrainingJobName=self.name))
+def _encode(value: Any) -> str:
+    """A hyperparameter as the API carries it: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
-    @property
-    def status(self) -> str:
-        return str(self.describe()["TrainingJobStatus"])
 
-    @property
-    def failure_reason(self) -> str | None:
-        return self.describe().get("FailureReason")
+class TrainingJob(Job):
+    """A training job on the server: its status, log, metrics, model and cost; ``deploy()`` it."""
 
-    def log_lines(self) -> Iterator[str]:
-        """The job's output so far (every instance, in order within each)."""
-        logs = self.connection.client("logs")
-        streams = logs.describe_log_streams(
-            logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{self.name}/"
-        )["logStreams"]
-        for stream in streams:
-            token = None
-            while True:
-                kwargs: dict[str, Any] = {"startFromHead": True}
-                if token:
-                    kwargs["nextToken"] = token
-                page = logs.get_log_events(
-                    logGroupName="/aws/sagemaker/TrainingJobs",
-                    logStreamName=stream["logStreamName"],
-                    **kwargs,
-                )
-                yield from (e["message"] for e in page["events"])
-                if not page["events"] or page["nextForwardToken"] == token:
-                    break
-                token = page["nextForwardToken"]
+    kind = "Training"
+    _log_group = "/aws/sagemaker/TrainingJobs"
+    _native = "training-jobs"
 
-    def wait(self, *, logs: bool = True, poll: float = 0.2) -> TrainingJob:
-        """Until the job ends; with ``logs``, its output printed as it comes."""
-        printed = 0
-        while True:
-            status = self.status
-            if logs:
-                lines = list(self.log_lines())
-                for line in lines[printed:]:
-                    print(line, flush=True)
-                printed = len(lines)
-            if status in _TERMINAL:
-                return self
-            time.sleep(poll)
+    def _progress_text(self, described: dict[str, Any]) -> str:
+        text = f"{described['TrainingJobStatus']} · {described.get('SecondaryStatus', '')}"
+        metrics = described.get("FinalMetricDataList") or []
+        return text + "".join(f" · {m['MetricName']} {m['Value']:.4g}" for m in metrics[:3])
 
-    def stop(self) -> None:
-        self.connection.client("sagemaker").stop_training_job(TrainingJobName=self.name)
+    def wait(self, *, logs: bool = True, show: bool = True, poll: float = 0.2) -> TrainingJob:
+        super().wait(logs=logs, show=show, poll=poll)
+        return self
 
     def metrics(self) -> Any:
         """Every point of every metric: a pandas DataFrame (metric, step, value, timestamp) when
@@ -309,7 +296,14 @@ class TrainingJob:
         return {m["MetricName"]: m["Value"] for m in self.describe().get("FinalMetricDataList", [])}
 
     @property
+    def hyperparameters(self) -> dict[str, str]:
+        """What the script was given, without the SDK's own ``sagemaker_*`` entries."""
+        given = self.describe().get("HyperParameters", {})
+        return {k: v for k, v in given.items() if not k.startswith("sagemaker_")}
+
+    @property
     def model_data(self) -> str:
+        """The ``s3://`` URI of the model archive (model.tar.gz)."""
         return str(self.describe()["ModelArtifacts"]["S3ModelArtifacts"])
 
     def download_model(self, path: str | Path) -> Path:
@@ -322,21 +316,45 @@ class TrainingJob:
         extract_tar(body, target, what=f"model of {self.name}")
         return target
 
-    @property
-    def cost(self) -> float | None:
-        """What the job cost at the catalog's price (None until it has run)."""
-        value = self.connection.native(f"training-jobs/{self.name}").get("cost_usd")
-        return float(value) if value is not None else None
+    def model(self, name: str | None = None) -> Model:
+        """The trained model, served the way it was trained: the same image and, for a script,
+        the same code (its ``model_fn``/``predict_fn``, or the framework's defaults)."""
+        from shipyard.sdk._hosting import Model
 
-    def __repr__(self) -> str:
-        return f"TrainingJob({self.name!r}, status={self.status!r})"
+        described = self.describe()
+        given = described.get("HyperParameters", {})
+        environment = {}
+        if "sagemaker_program" in given:
+            environment = {
+                "SAGEMAKER_PROGRAM": json.loads(given["sagemaker_program"]),
+                "SAGEMAKER_SUBMIT_DIRECTORY": json.loads(given["sagemaker_submit_directory"]),
+            }
+        return Model(
+            described["ModelArtifacts"]["S3ModelArtifacts"],
+            image=described["AlgorithmSpecification"]["TrainingImage"],
+            environment=environment,
+            name=name or self.name,
+            connection=self.connection,
+        )
 
-    def _repr_html_(self) -> str:
-        d = self.describe()
-        metrics = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{v:g}</td></tr>" for k, v in self.final_metrics.items()
+    def deploy(
+        self,
+        *,
+        instance_type: str = "ml.m5.large",
+        instance_count: int = 1,
+        name: str | None = None,
+        wait: bool = True,
+    ) -> Endpoint:
+        """Serve the trained model on an endpoint (named after the job unless ``name``)."""
+        return self.model(name).deploy(
+            instance_type=instance_type, instance_count=instance_count, name=name, wait=wait
         )
-        return (
-            f"<b>TrainingJob</b> {html.escape(self.name)} — {html.escape(d['TrainingJobStatus'])}"
-            f"<table>{metrics}</table>"
-        )
+
+    def _html_rows(self, described: dict[str, Any]) -> list[tuple[str, str]]:
+        resources = described["ResourceConfig"]
+        rows = [("instances", f"{resources['InstanceCount']} x {resources['InstanceType']}")]
+        rows += [(m["MetricName"], f"{m['Value']:g}") for m in described.get("FinalMetricDataList", [])]
+        cost = self.cost
+        if cost is not None:
+            rows.append(("cost", f"${cost:.6f}"))
+        return rows

@@ -112,6 +112,24 @@ def create_native_app() -> FastAPI:
             "cost_usd": runtime.get("cost_usd"),
         }
 
+    @app.get("/api/v1/transform-jobs/{name}", tags=["transform"])
+    def transform_job(request: Request, name: str) -> dict[str, Any]:
+        """A batch transform job's status, placement and cost (final once it ended)."""
+        job = _platform(request).transform.describe(name)
+        runtime = job.runtime
+        return {
+            "name": job.name,
+            "arn": job.arn,
+            "status": job.state.status.value,
+            "failure_reason": job.state.failure_reason,
+            "instance_type": job.spec.instance_type,
+            "instance_count": job.spec.instance_count,
+            "placement": runtime.get("placement"),
+            "billable_seconds": runtime.get("billable_seconds"),
+            "price_per_hour_usd": runtime.get("price_per_hour_usd"),
+            "cost_usd": runtime.get("cost_usd"),
+        }
+
     @app.get("/api/v1/tuning-jobs/{name}", tags=["tuning"])
     def tuning_job(request: Request, name: str) -> dict[str, Any]:
         """A tuning job's trials and its cost: the sum of its training jobs' costs."""
