@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shipyard.store._migrate import head_revision
 
 
@@ -90,3 +92,87 @@ def test_jobs_commands_list_describe_logs_and_metrics(server: object, tmp_path: 
     assert [p["value"] for p in metrics["loss"]] == [1.0, 0.5, 0.333]
     missing = _shipyard("jobs", "describe", "no-such-job", env=env)
     assert missing.returncode == 1 and "no-such-job" in missing.stderr and "Traceback" not in missing.stderr
+
+
+TRAIN = """
+import argparse, os
+import joblib
+from sklearn.linear_model import LogisticRegression
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("-c", type=float, default=1.0)  # one letter: -c, as SageMaker passes it
+    p.add_argument("--fail", default="no")
+    a, _ = p.parse_known_args()
+    if a.fail == "yes":
+        raise SystemExit("asked to fail")
+    x = [[0.0], [1.0], [2.0], [3.0]]
+    model = LogisticRegression(C=a.c).fit(x, [0, 0, 1, 1])
+    print(f"score={model.score(x, [0, 0, 1, 1]) - 0.01 * a.c:.4f}")
+    joblib.dump(model, os.path.join(os.environ["SM_MODEL_DIR"], "model.joblib"))
+"""
+
+
+def test_train_tune_and_endpoints_from_the_terminal(server: object, tmp_path: Path) -> None:
+    import json
+
+    url = server.url  # type: ignore[attr-defined]
+    env = {"SHIPYARD_URL": url}
+    script = tmp_path / "fit.py"
+    script.write_text(TRAIN)
+    trained = _shipyard(
+        "train", str(script), "--hp", "c=0.5", "--metric", "score=score=([0-9.]+)", "--json", env=env
+    )
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["status"] == "Completed" and summary["metrics"]["score"] == pytest.approx(0.995)
+    assert summary["cost_usd"] > 0
+
+    failed = _shipyard("train", str(script), "--hp", "fail=yes", env=env)
+    assert failed.returncode == 1 and "asked to fail" in failed.stdout  # the log, then how it ended
+
+    spec = tmp_path / "tune.yaml"
+    spec.write_text(
+        "script: fit.py\n"
+        "metrics: {score: 'score=([0-9.]+)'}\n"
+        "objective: score\n"
+        "params:\n  c: {uniform: [0.1, 2.0]}\n"
+        "max_trials: 2\nparallel: 2\nseed: 1\n"
+    )
+    tuned = _shipyard("tune", str(spec), "--json", env=env)
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    board = json.loads(tuned.stdout)
+    assert board["status"] == "Completed" and len(board["trials"]) == 2
+    assert board["trials"][0]["objective"] >= board["trials"][1]["objective"]
+
+    spec.write_text("script: fit.py\nobjective: score\nparams: {c: {normal: [0, 1]}}\n")
+    bad = _shipyard("tune", str(spec), env=env)
+    assert bad.returncode == 1 and "params.c" in bad.stderr and "Traceback" not in bad.stderr
+    spec.write_text("script: fit.py\nobjective: score\nparams: {c: {uniform: [0, 1]}}\ntrials: 3\n")
+    bad = _shipyard("tune", str(spec), env=env)
+    assert "Unknown setting 'trials'" in bad.stderr
+
+    import shipyard
+
+    endpoint = shipyard.TrainingJob(summary["name"], shipyard.connect(url)).deploy(
+        name=f"cli-{summary['name'][-4:]}"
+    )
+    listed = _shipyard("endpoints", "list", env=env)
+    assert endpoint.name in listed.stdout and "InService" in listed.stdout
+    answer = _shipyard("endpoints", "invoke", endpoint.name, "--data", "[[0.0], [3.0]]", env=env)
+    assert answer.returncode == 0 and json.loads(answer.stdout) == [0, 1]
+    deleted = _shipyard("endpoints", "delete", endpoint.name, env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    again = _shipyard("endpoints", "invoke", endpoint.name, "--data", "[[0.0]]", env=env)
+    assert again.returncode == 1 and endpoint.name in again.stderr and "Traceback" not in again.stderr
+
+
+def test_instance_types_shows_the_catalog_with_prices(server: object) -> None:
+    import json
+
+    env = {"SHIPYARD_URL": server.url}  # type: ignore[attr-defined]
+    table = _shipyard("instance-types", "--kind", "hosting", env=env)
+    assert table.returncode == 0 and "ml.m5.large" in table.stdout and "hosting $/hour" in table.stdout
+    gpus = json.loads(_shipyard("instance-types", "--gpu", "--json", env=env).stdout)
+    assert gpus and all(t["gpu_count"] > 0 for t in gpus)
+    wrong = _shipyard("instance-types", "--kind", "mining", env=env)
+    assert wrong.returncode == 1 and "'mining'" in wrong.stderr

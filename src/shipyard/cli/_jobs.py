@@ -25,7 +25,7 @@ def _sagemaker(url: str | None) -> Any:
     return connect(url).client("sagemaker")
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
@@ -48,7 +48,7 @@ def list_jobs(
         params["StatusEquals"] = status
     jobs = _sagemaker(url).list_training_jobs(**params)["TrainingJobSummaries"]
     if as_json:
-        _print_json(jobs)
+        print_json(jobs)
         return
     table = Table("name", "status", "created", "ended")
     for j in jobs:
@@ -68,7 +68,7 @@ def describe(name: str, url: Url = None, as_json: AsJson = False) -> None:
     job = _sagemaker(url).describe_training_job(TrainingJobName=name)
     job.pop("ResponseMetadata", None)
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
     console = Console(highlight=False)
     console.print(f"[bold]{job['TrainingJobName']}[/]  {job['TrainingJobStatus']} ({job['SecondaryStatus']})")
@@ -114,7 +114,7 @@ def metrics(name: str, url: Url = None, as_json: AsJson = False) -> None:
 
     series = connect(url).native(f"training-jobs/{name}/metrics")["metrics"]
     if as_json:
-        _print_json(series)
+        print_json(series)
         return
     table = Table("metric", "step", "value", "time")
     for metric, points in series.items():

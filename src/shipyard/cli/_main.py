@@ -27,9 +27,27 @@ envs_app = typer.Typer(
 )
 app.add_typer(envs_app, name="envs")
 
-from shipyard.cli._jobs import jobs_app  # noqa: E402 - the sub-apps attach after the main app exists
+# The commands of other modules attach after the main app exists.
+from shipyard.cli._endpoints import endpoints_app, instance_types  # noqa: E402
+from shipyard.cli._jobs import jobs_app  # noqa: E402
+from shipyard.cli._launch import train, tune  # noqa: E402
 
+app.command()(train)
+app.command()(tune)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(endpoints_app, name="endpoints")
+app.command("instance-types")(instance_types)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (also SHIPYARD_DEBUG=1)")] = False,
+) -> None:
+    import os
+
+    if debug:
+        os.environ["SHIPYARD_DEBUG"] = "1"
+
 
 DataDir = Annotated[
     Path | None,
@@ -157,7 +175,7 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry point: errors as one readable line (traceback with SHIPYARD_DEBUG=1)."""
+    """Console-script entry point: errors as one readable line (a traceback with --debug)."""
     import os
 
     try:
@@ -168,11 +186,20 @@ def main() -> None:
         typer.secho(f"Error: {exc.message}", fg=typer.colors.RED, err=True)
         sys.exit(1)
     except Exception as exc:  # the server's answer (botocore's ClientError and the like)
+        import httpx
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if os.environ.get("SHIPYARD_DEBUG") or not isinstance(exc, ClientError | BotoCoreError):
+        if os.environ.get("SHIPYARD_DEBUG") or not isinstance(
+            exc, ClientError | BotoCoreError | httpx.HTTPError
+        ):
             raise
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        message = str(exc)
+        if isinstance(exc, httpx.HTTPStatusError):
+            try:
+                message = exc.response.json()["message"]
+            except (ValueError, KeyError, TypeError):
+                message = f"{exc.response.status_code} from {exc.request.url}"
+        typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(1)
 
 

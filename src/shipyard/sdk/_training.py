@@ -227,9 +227,11 @@ class Estimator:
         name: str | None = None,
         wait: bool = True,
         logs: bool = True,
+        show: bool = True,
     ) -> TrainingJob:
         """Start a training job on ``inputs`` (a channel name → input, or one input for channel
-        ``training``); with ``wait``, return when it ends, showing its log as it goes."""
+        ``training``); with ``wait``, return when it ends, showing its status (``show``) and its
+        log (``logs``) as it goes."""
         connection = self.connection
         job_name = name or unique_name(self.entry_point.stem)
         request = {
@@ -240,7 +242,7 @@ class Estimator:
         connection.client("sagemaker").create_training_job(**request)
         job = TrainingJob(job_name, connection)
         if wait:
-            job.wait(logs=logs)
+            job.wait(logs=logs, show=show)
         return job
 
 
