@@ -24,6 +24,9 @@ _SDK = (
     "ProcessingJob",
     "Processor",
     "Range",
+    "RemoteCall",
+    "RemoteError",
+    "RemoteFunction",
     "Serializer",
     "TrainingJob",
     "TransformJob",
@@ -35,6 +38,7 @@ _SDK = (
     "instance_types",
     "integer",
     "loguniform",
+    "remote",
     "uniform",
 )
 

@@ -53,17 +53,27 @@ def test_bad_input_is_one_readable_line(data_dir: Path) -> None:
     assert result.returncode == 1 and "nonsense://" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
-    result = _shipyard("demo", env={"SHIPYARD_HOME": str(tmp_path / "home")})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Quickstart complete" in result.stdout
-    assert "server stopped cleanly" in result.stdout
+def test_demo_trains_tunes_deploys_and_leaves_the_server_running(tmp_path: Path) -> None:
     import re
 
-    accuracy = float(re.search(r"held-out accuracy ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
-    best = float(re.search(r"tuning job \S+: best ([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
-    assert accuracy > 0.7 and best > 0.7  # a random forest on Titanic, held-out
-    assert result.stdout.count("survival") == 5 and "endpoint deleted" in result.stdout
+    env = {"SHIPYARD_HOME": str(tmp_path / "home")}
+    result = _shipyard("demo", env={**env, "SHIPYARD_URL": ""})
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        assert "Quickstart complete" in out and "8/8 trials done" in out
+        trained = float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+        scored = float(re.search(r"accuracy ([0-9.]+) on 179 passengers", out).group(1))  # type: ignore[union-attr]
+        assert trained > 0.75 and scored > 0.75  # boosted trees on Titanic, held out
+        assert out.count("survival") == 3 and re.search(r"endpoint titanic-\S+ deleted", out)
+        assert re.search(r"total\s+│\s+│\s+0\.\d+", out)  # the cost table's total
+        # The history stays: the server keeps running for `shipyard jobs`, the API and the console.
+        listed = _shipyard("jobs", "list", env=env)
+        assert listed.returncode == 0 and listed.stdout.count("Completed") >= 9
+    finally:
+        stopped = _shipyard("stop", env=env)
+    assert stopped.returncode == 0 and "Stopped the server" in stopped.stdout
+    assert not (tmp_path / "home" / "server.json").exists()
 
 
 def test_jobs_commands_list_describe_logs_and_metrics(server: object, tmp_path: Path) -> None:

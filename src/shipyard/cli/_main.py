@@ -162,10 +162,19 @@ def envs_prune(
 
 @app.command()
 def demo(data_dir: DataDir = None) -> None:
-    """The quickstart: start a server on the embedded default, use it, and stop it."""
+    """The quickstart: train, tune, deploy and score on the embedded server (started if needed)."""
     from shipyard.cli._demo import run_demo
 
-    run_demo(_settings(data_dir=data_dir))
+    run_demo(data_dir)
+
+
+@app.command()
+def stop(data_dir: DataDir = None) -> None:
+    """Stop the embedded server on the data dir (the one `shipyard demo` and the SDK start)."""
+    from shipyard.sdk._connection import stop_embedded
+
+    url = stop_embedded(data_dir)
+    typer.echo(f"Stopped the server at {url}" if url else "No server was running.")
 
 
 @app.command()

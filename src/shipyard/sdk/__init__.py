@@ -25,6 +25,7 @@ from shipyard.sdk._hosting import (
 )
 from shipyard.sdk._jobs import Job
 from shipyard.sdk._processing import ProcessingJob, Processor
+from shipyard.sdk._remote import RemoteCall, RemoteError, RemoteFunction, remote
 from shipyard.sdk._training import Estimator, Input, TrainingJob
 from shipyard.sdk._tuning import Range, Tuner, TuningJob, choice, integer, loguniform, uniform
 
@@ -42,6 +43,9 @@ __all__ = [
     "ProcessingJob",
     "Processor",
     "Range",
+    "RemoteCall",
+    "RemoteError",
+    "RemoteFunction",
     "Serializer",
     "TrainingJob",
     "TransformJob",
@@ -53,5 +57,6 @@ __all__ = [
     "instance_types",
     "integer",
     "loguniform",
+    "remote",
     "uniform",
 ]

@@ -167,3 +167,43 @@ def instance_types(kind: str | None = None, connection: Connection | None = None
     only types offered for "training", "processing", "transform" or "hosting")."""
     found = (connection or connect()).native("instance-types" + (f"?kind={kind}" if kind else ""))
     return list(found)
+
+
+def stop_embedded(data_dir: str | Path | None = None, *, timeout: float = 60) -> str | None:
+    """Stop the embedded server on ``data_dir`` (``$SHIPYARD_HOME``, else ``~/.shipyard``) and wait
+    until it has exited (running jobs are stopped first, as at any shutdown). Its URL, or None if
+    none was running."""
+    import signal
+
+    folder = Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+    announce = folder / "server.json"
+    try:
+        found = json.loads(announce.read_text())
+        url, pid = str(found["url"]), int(found["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # gone without cleaning up
+        announce.unlink(missing_ok=True)
+        return None
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise ConfigurationError(
+                f"The server on {folder} (pid {pid}) did not stop within {timeout:.0f} s"
+            )
+        time.sleep(0.05)
+    return url
+
+
+def _alive(pid: int) -> bool:
+    try:  # a server this process started is its child: reap it
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
