@@ -47,7 +47,7 @@ def train(
     framework_version: Annotated[str | None, typer.Option(help="As SageMaker names it, e.g. 1.2-1")] = None,
     image: Annotated[str | None, typer.Option(help="A SageMaker image URI instead of --framework")] = None,
     instance_type: Annotated[str, typer.Option(help="See `shipyard instance-types`")] = "ml.m5.large",
-    instance_count: Annotated[int, typer.Option(min=1)] = 1,
+    instance_count: Annotated[int, typer.Option(min=1, help="Instances (each runs the script)")] = 1,
     hyperparameter: Annotated[
         list[str] | None, typer.Option("--hp", "-p", help="name=value, passed as --name value (repeat)")
     ] = None,

@@ -47,6 +47,7 @@ class Connection:
 
     @functools.cache  # noqa: B019 - one client per service for the connection's life
     def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` ("sagemaker", "s3", "logs", ...) aimed at this server."""
         import boto3
         from botocore.config import Config
 

@@ -164,6 +164,7 @@ class Model:
 
     @property
     def connection(self) -> Connection:
+        """The server it runs on: the one given, else :func:`connect`'s."""
         return self._connection or connect()
 
     def create(self) -> str:
@@ -280,12 +281,14 @@ class Endpoint:
         self.serializer = serializer
 
     def describe(self) -> dict[str, Any]:
+        """The SageMaker DescribeEndpoint answer."""
         answer = dict(self.connection.client("sagemaker").describe_endpoint(EndpointName=self.name))
         answer.pop("ResponseMetadata", None)
         return answer
 
     @property
     def status(self) -> str:
+        """Creating, InService, Updating, Failed or Deleting."""
         return str(self.describe()["EndpointStatus"])
 
     def wait(self, *, show: bool = True, poll: float = 0.2) -> Endpoint:
@@ -403,6 +406,7 @@ class Transformer:
 
     @property
     def connection(self) -> Connection:
+        """The server it runs on: the one given, else :func:`connect`'s."""
         return self._connection or connect()
 
     def transform(
@@ -445,10 +449,6 @@ class TransformJob(Job):
     kind = "Transform"
     _log_group: ClassVar[str] = "/aws/sagemaker/TransformJobs"
     _native: ClassVar[str] = "transform-jobs"
-
-    def wait(self, *, logs: bool = True, show: bool = True, poll: float = 0.2) -> TransformJob:
-        super().wait(logs=logs, show=show, poll=poll)
-        return self
 
     @property
     def output(self) -> str:

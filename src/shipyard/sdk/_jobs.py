@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from shipyard.sdk._connection import Connection, connect
 from shipyard.sdk._progress import Progress
@@ -58,10 +58,12 @@ class Job:
 
     @property
     def status(self) -> str:
+        """InProgress, Completed, Failed, Stopping or Stopped."""
         return str(self.describe()[f"{self.kind}JobStatus"])
 
     @property
     def failure_reason(self) -> str | None:
+        """Why it failed (None unless it did)."""
         return self.describe().get("FailureReason")
 
     def log_lines(self) -> Iterator[str]:
@@ -71,7 +73,7 @@ class Job:
     def _progress_text(self, described: dict[str, Any]) -> str:
         return str(described[f"{self.kind}JobStatus"])
 
-    def wait(self, *, logs: bool = True, show: bool = True, poll: float = 0.2) -> Job:
+    def wait(self, *, logs: bool = True, show: bool = True, poll: float = 0.2) -> Self:
         """Until the job ends, showing its status (and with ``logs`` its output) as it goes."""
         tail = LogTail(self.connection, self._log_group, self.name)
         label = f"{self.kind} job {self.name}"

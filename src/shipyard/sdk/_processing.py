@@ -77,6 +77,7 @@ class Processor:
 
     @property
     def connection(self) -> Connection:
+        """The server it runs on: the one given, else :func:`connect`'s."""
         return self._connection or connect()
 
     def run(
@@ -172,10 +173,6 @@ class ProcessingJob(Job):
     kind = "Processing"
     _log_group: ClassVar[str] = "/aws/sagemaker/ProcessingJobs"
     _native: ClassVar[str] = "processing-jobs"
-
-    def wait(self, *, logs: bool = True, show: bool = True, poll: float = 0.2) -> ProcessingJob:
-        super().wait(logs=logs, show=show, poll=poll)
-        return self
 
     @property
     def outputs(self) -> dict[str, str]:

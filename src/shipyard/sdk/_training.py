@@ -157,6 +157,7 @@ class Estimator:
 
     @property
     def connection(self) -> Connection:
+        """The server it runs on: the one given, else :func:`connect`'s."""
         return self._connection or connect()
 
     def definition(self, inputs: Inputs = None, *, connection: Connection | None = None) -> dict[str, Any]:
@@ -269,10 +270,6 @@ class TrainingJob(Job):
         metrics = described.get("FinalMetricDataList") or []
         return text + "".join(f" · {m['MetricName']} {m['Value']:.4g}" for m in metrics[:3])
 
-    def wait(self, *, logs: bool = True, show: bool = True, poll: float = 0.2) -> TrainingJob:
-        super().wait(logs=logs, show=show, poll=poll)
-        return self
-
     def metrics(self) -> Any:
         """Every point of every metric: a pandas DataFrame (metric, step, value, timestamp) when
         pandas is installed, else a list of dicts."""
@@ -295,6 +292,7 @@ class TrainingJob(Job):
 
     @property
     def final_metrics(self) -> dict[str, float]:
+        """Each metric's last value (what a tuning job compares trials by)."""
         return {m["MetricName"]: m["Value"] for m in self.describe().get("FinalMetricDataList", [])}
 
     @property

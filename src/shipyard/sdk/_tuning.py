@@ -205,6 +205,7 @@ class TuningJob:
         self.connection = connection or connect()
 
     def describe(self) -> dict[str, Any]:
+        """The SageMaker DescribeHyperParameterTuningJob answer."""
         sm = self.connection.client("sagemaker")
         answer = dict(sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=self.name))
         answer.pop("ResponseMetadata", None)
@@ -212,6 +213,7 @@ class TuningJob:
 
     @property
     def status(self) -> str:
+        """InProgress, Completed, Failed, Stopping or Stopped."""
         return str(self.describe()["HyperParameterTuningJobStatus"])
 
     def wait(self, *, show: bool = True, poll: float = 0.3) -> TuningJob:
@@ -238,6 +240,7 @@ class TuningJob:
         return self
 
     def stop(self) -> None:
+        """Stop the search and its running trials."""
         self.connection.client("sagemaker").stop_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=self.name
         )
@@ -259,6 +262,7 @@ class TuningJob:
 
     @property
     def best_value(self) -> float | None:
+        """The best trial's objective value (None until one has reported it)."""
         best = self.describe().get("BestTrainingJob")
         return float(best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]) if best else None
 
