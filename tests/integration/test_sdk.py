@@ -244,3 +244,22 @@ def test_the_package_exports_the_whole_sdk_lazily() -> None:
 
     assert sorted(shipyard._SDK) == sorted(shipyard.sdk.__all__)
     assert all(getattr(shipyard, name) is getattr(shipyard.sdk, name) for name in shipyard.sdk.__all__)
+
+
+def test_the_config_file_names_the_server(
+    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.errors import ConfigurationError
+    from shipyard.sdk import _connection
+
+    monkeypatch.setattr(_connection, "_default", None)
+    monkeypatch.delenv("SHIPYARD_URL", raising=False)
+    monkeypatch.delenv("SHIPYARD_CONFIG", raising=False)
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path))
+    (tmp_path / "config.toml").write_text(f'[server]\nport = 9999\n\n[client]\nurl = "{server.url}"\n')
+    assert shipyard.connect().url == server.url
+    assert not (tmp_path / "server.json").exists()  # no embedded server was started
+    monkeypatch.setattr(_connection, "_default", None)
+    (tmp_path / "config.toml").write_text("[client]\nurl = 8300\n")
+    with pytest.raises(ConfigurationError, match=r"\[client\] url = 8300 is not a known client setting"):
+        shipyard.connect()

@@ -226,10 +226,10 @@ def sagemaker_env(
     import shlex
 
     from shipyard.sdk import connect
-    from shipyard.sdk._connection import SAGEMAKER_SDK_CONFIG
+    from shipyard.sdk._connection import SAGEMAKER_SDK_CONFIG, _data_dir
 
     connection = connect(url, data_dir=data_dir) if (url or data_dir) else connect()
-    folder = Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+    folder = _data_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "sagemaker-config.yaml"
     config.write_text(SAGEMAKER_SDK_CONFIG)

@@ -1,4 +1,5 @@
-"""Finding the server: ``SHIPYARD_URL``, else the embedded default, started when it is not running.
+"""Finding the server: ``SHIPYARD_URL`` (or the config file), else the embedded default, started
+when it is not running.
 
 The embedded default serves ``~/.shipyard`` (or ``$SHIPYARD_HOME``) from a server process of its
 own, detached, so that jobs outlive the notebook that launched them; a running server announces
@@ -95,18 +96,58 @@ _default: Connection | None = None
 
 
 def connect(url: str | None = None, *, data_dir: str | Path | None = None) -> Connection:
-    """The server to use: ``url``, else ``$SHIPYARD_URL``, else the embedded default on ``data_dir``
+    """The server to use: ``url``; else, unless ``data_dir`` is given, ``$SHIPYARD_URL`` or ``url``
+    in the ``[client]`` table of the config file; else the embedded default on ``data_dir``
     (``$SHIPYARD_HOME``, else ``~/.shipyard``), started in the background if it is not running.
-    Without arguments the connection is made once and shared."""
+    Credentials come from ``$SHIPYARD_ACCESS_KEY_ID``/``$SHIPYARD_SECRET_ACCESS_KEY`` or the same
+    table. Without arguments the connection is made once and shared.
+
+    The config file is ``$SHIPYARD_CONFIG``, else ``<data dir>/config.toml``::
+
+        [client]
+        url = "http://gpu-box.lab:8300"
+        access_key_id = "..."
+        secret_access_key = "..."
+    """
     global _default
     if url is None and data_dir is None and _default is not None:
         return _default
-    found = url or os.environ.get("SHIPYARD_URL")
-    key, secret = os.environ.get("SHIPYARD_ACCESS_KEY_ID"), os.environ.get("SHIPYARD_SECRET_ACCESS_KEY")
-    connection = Connection(found, key, secret) if found else Connection(_embedded(data_dir), key, secret)
+    client = _client_config(data_dir)
+    key = os.environ.get("SHIPYARD_ACCESS_KEY_ID") or client.get("access_key_id")
+    secret = os.environ.get("SHIPYARD_SECRET_ACCESS_KEY") or client.get("secret_access_key")
+    found = url or (None if data_dir is not None else os.environ.get("SHIPYARD_URL") or client.get("url"))
+    connection = Connection(found or _embedded(data_dir), key, secret)
     if url is None and data_dir is None:
         _default = connection
     return connection
+
+
+_CLIENT_KEYS = ("url", "access_key_id", "secret_access_key")
+
+
+def _client_config(data_dir: str | Path | None) -> dict[str, str]:
+    """The ``[client]`` table of the config file (empty when there is none)."""
+    import tomllib
+
+    named = os.environ.get("SHIPYARD_CONFIG")
+    path = Path(named).expanduser() if named else _data_dir(data_dir) / "config.toml"
+    try:
+        table = tomllib.loads(path.read_text()).get("client", {})
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"Config file {str(path)!r} cannot be read: {exc}") from None
+    for key, value in table.items():
+        if key not in _CLIENT_KEYS or not isinstance(value, str):
+            raise ConfigurationError(
+                f"Config file {str(path)!r}: [client] {key} = {value!r} is not a known client setting "
+                f"(known: {', '.join(_CLIENT_KEYS)}, as strings)"
+            )
+    return dict(table)
+
+
+def _data_dir(data_dir: str | Path | None) -> Path:
+    return Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
 
 
 def _healthy(url: str) -> bool:
@@ -117,7 +158,7 @@ def _healthy(url: str) -> bool:
 
 
 def _embedded(data_dir: str | Path | None) -> str:
-    folder = Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+    folder = _data_dir(data_dir)
     announce = folder / "server.json"
     with contextlib.suppress(OSError, ValueError):
         url = str(json.loads(announce.read_text())["url"])
@@ -176,7 +217,7 @@ def stop_embedded(data_dir: str | Path | None = None, *, timeout: float = 60) ->
     none was running."""
     import signal
 
-    folder = Path(data_dir or os.environ.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+    folder = _data_dir(data_dir)
     announce = folder / "server.json"
     try:
         found = json.loads(announce.read_text())
