@@ -10,7 +10,6 @@ the call overrides the choice.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import io
 import json
@@ -213,9 +212,12 @@ class Model:
         wait: bool = True,
         serializer: Serializer | None = None,
     ) -> Endpoint:
-        """Serve the model on a new endpoint; with ``wait``, return once it answers."""
+        """Serve the model on a new endpoint; with ``wait``, return once it answers. A model not
+        yet on the server is registered under the endpoint's name (and deleted with it)."""
+        endpoint = name or unique_name(self.name or "model")
+        if self.name is None:
+            self.name = endpoint
         model = self.create()
-        endpoint = name or unique_name(model)
         sm = self.connection.client("sagemaker")
         sm.create_endpoint_config(
             EndpointConfigName=endpoint,
@@ -336,7 +338,8 @@ class Endpoint:
         return float(self.connection.native(f"endpoints/{self.name}")["cost_usd"])
 
     def delete(self) -> None:
-        """Delete the endpoint, its configuration and the models it served."""
+        """Delete the endpoint, and what ``deploy`` made for it: the configuration and model named
+        after it. Models and configurations with names of their own are kept."""
         sm = self.connection.client("sagemaker")
         config = self.describe()["EndpointConfigName"]
         models = [
@@ -344,10 +347,10 @@ class Endpoint:
             for v in sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
         ]
         sm.delete_endpoint(EndpointName=self.name)
-        sm.delete_endpoint_config(EndpointConfigName=config)
-        for model in models:
-            with contextlib.suppress(sm.exceptions.ClientError):  # shared with another endpoint
-                sm.delete_model(ModelName=model)
+        if config == self.name:
+            sm.delete_endpoint_config(EndpointConfigName=config)
+        if self.name in models:
+            sm.delete_model(ModelName=self.name)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.name!r}, status={self.status!r})"

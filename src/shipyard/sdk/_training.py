@@ -345,9 +345,11 @@ class TrainingJob(Job):
         name: str | None = None,
         wait: bool = True,
     ) -> Endpoint:
-        """Serve the trained model on an endpoint (named after the job unless ``name``)."""
-        return self.model(name).deploy(
-            instance_type=instance_type, instance_count=instance_count, name=name, wait=wait
+        """Serve the trained model on a new endpoint (named after the job unless ``name``), with
+        a model of its own that ``Endpoint.delete()`` removes with it."""
+        endpoint = name or unique_name(self.name)
+        return self.model(endpoint).deploy(
+            instance_type=instance_type, instance_count=instance_count, name=endpoint, wait=wait
         )
 
     def _html_rows(self, described: dict[str, Any]) -> list[tuple[str, str]]:
