@@ -15,22 +15,28 @@ import pytest
 from shipyard.server import ServerProcess
 
 
-def test_an_unchanged_sdk_script_runs_against_shipyard(
-    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _sagemaker_env(server: ServerProcess, data_dir: Path) -> dict[str, str]:
+    """What `eval "$(shipyard sagemaker-env)"` sets in a shell."""
     printed = subprocess.run(
-        [sys.executable, "-m", "shipyard", "sagemaker-env", "--url", server.url, "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "shipyard", "sagemaker-env", "--url", server.url, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    for line in printed.splitlines():  # what `eval "$(shipyard sagemaker-env)"` does in a shell
+    exports = {}
+    for line in printed.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
-        monkeypatch.setenv(name, shlex.split(value)[0])
-    assert (
-        "TelemetryOptOut: true"
-        in Path(shlex.split(printed.split("SAGEMAKER_USER_CONFIG_OVERRIDE=")[1])[0]).read_text()
-    )
+        exports[name] = shlex.split(value)[0]
+    return exports
+
+
+def test_an_unchanged_sdk_script_runs_against_shipyard(
+    server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exports = _sagemaker_env(server, tmp_path)
+    for name, value in exports.items():
+        monkeypatch.setenv(name, value)
+    assert "TelemetryOptOut: true" in Path(exports["SAGEMAKER_USER_CONFIG_OVERRIDE"]).read_text()
 
     asked: list[float] = []
     real_sleep = time.sleep
@@ -132,16 +138,7 @@ def test_a_notebook_fits_tunes_deploys_and_predicts_without_leaving_the_machine(
     (tmp_path / "train.py").write_text(TRAIN)
     (tmp_path / "train.csv").write_bytes(numeric_csv("train"))
     (tmp_path / "notebook.py").write_text(NOTEBOOK)
-    printed = subprocess.run(
-        [sys.executable, "-m", "shipyard", "sagemaker-env", "--url", server.url, "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    env = {**os.environ}
-    for line in printed.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = shlex.split(value)[0]
+    env = {**os.environ, **_sagemaker_env(server, tmp_path)}
     ran = subprocess.run(
         [sys.executable, "notebook.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
     )

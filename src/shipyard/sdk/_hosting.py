@@ -22,7 +22,7 @@ from shipyard.errors import ValidationError
 from shipyard.sdk._connection import ROLE, Connection, connect
 from shipyard.sdk._jobs import Job
 from shipyard.sdk._progress import Progress
-from shipyard.sdk._training import _IMAGES, _source_archive, _upload_local, unique_name
+from shipyard.sdk._training import _source_archive, _upload_local, image_for, unique_name
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"
@@ -136,16 +136,7 @@ class Model:
         name: str | None = None,
         connection: Connection | None = None,
     ) -> None:
-        if image is None:
-            if framework not in _IMAGES:
-                raise ValidationError(
-                    f"framework {framework!r} is not one of {', '.join(_IMAGES)}; give image= instead",
-                    field="framework",
-                    value=framework,
-                )
-            template, default = _IMAGES[framework]
-            image = template.format(framework_version or default)
-        self.image = image
+        self.image = image_for(framework, framework_version, image)
         self.model_data = str(model_data)
         self.entry_point = Path(entry_point) if entry_point is not None else None
         self.source_dir = Path(source_dir) if source_dir is not None else None

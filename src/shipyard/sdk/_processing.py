@@ -19,7 +19,7 @@ from shipyard.errors import ValidationError
 from shipyard.sdk._connection import ROLE, Connection, connect
 from shipyard.sdk._hosting import download_prefix
 from shipyard.sdk._jobs import Job
-from shipyard.sdk._training import _IMAGES, _upload_local, unique_name
+from shipyard.sdk._training import _upload_local, image_for, unique_name
 
 _ROOT = "/opt/ml/processing"
 
@@ -58,16 +58,7 @@ class Processor:
         self.code = (self.source_dir / script) if self.source_dir and not script.is_absolute() else script
         if not self.code.is_file():
             raise ValidationError(f"code {str(self.code)!r} is not a file", field="code", value=str(code))
-        if image is None:
-            if framework not in _IMAGES:
-                raise ValidationError(
-                    f"framework {framework!r} is not one of {', '.join(_IMAGES)}; give image= instead",
-                    field="framework",
-                    value=framework,
-                )
-            template, default = _IMAGES[framework]
-            image = template.format(framework_version or default)
-        self.image = image
+        self.image = image_for(framework, framework_version, image)
         self.instance_type = instance_type
         self.instance_count = instance_count
         self.environment = dict(environment or {})

@@ -76,7 +76,7 @@ from typing import Any, BinaryIO, Generic, ParamSpec, TypeVar, cast, overload
 
 from shipyard.errors import ShipyardError, ValidationError
 from shipyard.sdk._connection import Connection, connect
-from shipyard.sdk._training import _IMAGES, Estimator, Input, TrainingJob
+from shipyard.sdk._training import Estimator, Input, TrainingJob, image_for
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -341,10 +341,7 @@ def remote(
             field="requirements",
             value=requirements,
         )
-    if framework not in _IMAGES:
-        raise ValidationError(
-            f"framework {framework!r} is not one of {', '.join(_IMAGES)}", field="framework", value=framework
-        )
+    image_for(framework, framework_version, None)  # an unknown framework fails here, not at the call
     options = RemoteOptions(
         instance_type=instance_type,
         framework=framework,

@@ -42,6 +42,20 @@ class Input:
     distribution: str = "FullyReplicated"  # or "ShardedByS3Key": each instance gets a share
 
 
+def image_for(framework: str, version: str | None, image: str | None) -> str:
+    """The SageMaker image URI a framework (and version) names, or ``image`` when given."""
+    if image is not None:
+        return image
+    if framework not in _IMAGES:
+        raise ValidationError(
+            f"framework {framework!r} is not one of {', '.join(_IMAGES)}; give image= instead",
+            field="framework",
+            value=framework,
+        )
+    template, default = _IMAGES[framework]
+    return template.format(version or default)
+
+
 # What fit() takes: one input (channel "training"), or channel name → input.
 Inputs = Mapping[str, str | Path | Input] | str | Path | Input | None
 
@@ -136,16 +150,7 @@ class Estimator:
                 field="entry_point",
                 value=str(entry_point),
             )
-        if image is None:
-            if framework not in _IMAGES:
-                raise ValidationError(
-                    f"framework {framework!r} is not one of {', '.join(_IMAGES)}; give image= instead",
-                    field="framework",
-                    value=framework,
-                )
-            template, default = _IMAGES[framework]
-            image = template.format(framework_version or default)
-        self.image = image
+        self.image = image_for(framework, framework_version, image)
         self.instance_type = instance_type
         self.instance_count = instance_count
         self.hyperparameters = dict(hyperparameters or {})

@@ -20,6 +20,24 @@ def _platform(request: Request) -> Platform:
     return platform
 
 
+def _job_view(job: Any) -> dict[str, Any]:
+    """What every kind of job shows on /api/v1: status, placement and cost."""
+    runtime = job.runtime
+    return {
+        "name": job.name,
+        "arn": job.arn,
+        "status": job.state.status.value,
+        "failure_reason": job.state.failure_reason,
+        "instance_type": job.spec.instance_type,
+        "instance_count": job.spec.instance_count,
+        "placement": runtime.get("placement"),
+        "scaled_down": job.state.scaled_down,
+        "billable_seconds": runtime.get("billable_seconds"),
+        "price_per_hour_usd": runtime.get("price_per_hour_usd"),
+        "cost_usd": runtime.get("cost_usd"),
+    }
+
+
 def create_native_app() -> FastAPI:
     app = FastAPI(
         title="Shipyard",
@@ -76,59 +94,21 @@ def create_native_app() -> FastAPI:
     def training_job(request: Request, name: str) -> dict[str, Any]:
         """A training job's status, placement and cost (so far, or final)."""
         job = _platform(request).training.describe(name)
-        runtime = job.runtime
         return {
-            "name": job.name,
-            "arn": job.arn,
-            "status": job.state.status.value,
+            **_job_view(job),
             "secondary_status": job.state.secondary.value,
-            "failure_reason": job.state.failure_reason,
-            "instance_type": job.spec.instance_type,
-            "instance_count": job.spec.instance_count,
-            "placement": runtime.get("placement"),
-            "scaled_down": job.state.scaled_down,
-            "model_artifacts": runtime.get("model_artifacts"),
-            "billable_seconds": runtime.get("billable_seconds"),
-            "price_per_hour_usd": runtime.get("price_per_hour_usd"),
-            "cost_usd": runtime.get("cost_usd"),
+            "model_artifacts": job.runtime.get("model_artifacts"),
         }
 
     @app.get("/api/v1/processing-jobs/{name}", tags=["processing"])
     def processing_job(request: Request, name: str) -> dict[str, Any]:
         """A processing job's status, placement and cost (final once it ended)."""
-        job = _platform(request).processing.describe(name)
-        runtime = job.runtime
-        return {
-            "name": job.name,
-            "arn": job.arn,
-            "status": job.state.status.value,
-            "failure_reason": job.state.failure_reason,
-            "instance_type": job.spec.instance_type,
-            "instance_count": job.spec.instance_count,
-            "placement": runtime.get("placement"),
-            "scaled_down": job.state.scaled_down,
-            "billable_seconds": runtime.get("billable_seconds"),
-            "price_per_hour_usd": runtime.get("price_per_hour_usd"),
-            "cost_usd": runtime.get("cost_usd"),
-        }
+        return _job_view(_platform(request).processing.describe(name))
 
     @app.get("/api/v1/transform-jobs/{name}", tags=["transform"])
     def transform_job(request: Request, name: str) -> dict[str, Any]:
         """A batch transform job's status, placement and cost (final once it ended)."""
-        job = _platform(request).transform.describe(name)
-        runtime = job.runtime
-        return {
-            "name": job.name,
-            "arn": job.arn,
-            "status": job.state.status.value,
-            "failure_reason": job.state.failure_reason,
-            "instance_type": job.spec.instance_type,
-            "instance_count": job.spec.instance_count,
-            "placement": runtime.get("placement"),
-            "billable_seconds": runtime.get("billable_seconds"),
-            "price_per_hour_usd": runtime.get("price_per_hour_usd"),
-            "cost_usd": runtime.get("cost_usd"),
-        }
+        return _job_view(_platform(request).transform.describe(name))
 
     @app.get("/api/v1/tuning-jobs/{name}", tags=["tuning"])
     def tuning_job(request: Request, name: str) -> dict[str, Any]:
