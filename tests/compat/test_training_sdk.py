@@ -65,6 +65,8 @@ def test_sklearn_estimator_fit_with_logs(
     archive = s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         assert tar.getnames() == ["model.joblib"]
+    curve = estimator.training_job_analytics.dataframe()  # CloudWatch, by TrainingJobName
+    assert list(curve["metric_name"].unique()) == ["train:accuracy"] and 0.7 < curve["value"].iloc[-1] <= 1
 
 
 def test_script_that_hard_codes_opt_ml_model(

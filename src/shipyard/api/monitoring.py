@@ -1,8 +1,8 @@
 """CloudWatch metrics (``X-Amz-Target: GraniteServiceVersion20100801.<Operation>``, JSON 1.0 as
 botocore sends it): GetMetricStatistics over endpoint metrics (namespace ``AWS/SageMaker``,
 dimensions EndpointName and VariantName) and training job metrics (namespace
-``/aws/sagemaker/TrainingJobs``, dimension Host ``<job>/algo-1``, which the sagemaker SDK's
-TrainingJobAnalytics reads).
+``/aws/sagemaker/TrainingJobs``, dimension TrainingJobName, as the sagemaker SDK's
+TrainingJobAnalytics asks, or Host ``<job>/algo-1``, as the console's charts do).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def get_metric_statistics(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         unit = "Microseconds" if metric in LATENCIES else "None"
         return {"Label": metric, "Datapoints": _datapoints(periods, wanted, unit)}
     if namespace == "/aws/sagemaker/TrainingJobs":
-        job = dimensions.get("Host", "").rsplit("/", 1)[0]
+        job = dimensions.get("TrainingJobName") or dimensions.get("Host", "").rsplit("/", 1)[0]
         try:
             points = ctx.platform.training.metric_series(job).get(metric, [])
         except errors.NotFoundError:

@@ -4,7 +4,7 @@ It connects to the embedded server (starting it in the background when it is not
 does what a researcher does: trains an XGBoost script on the Titanic passenger lists, tunes it
 (8 trials, 2 at a time), deploys the best model, scores the held-out passengers, shows what it
 all cost, and deletes the endpoint. The server keeps running with the history, for ``shipyard
-jobs``, the API and the console; ``shipyard stop`` stops it.
+jobs`` and the API; ``shipyard stop`` stops it.
 """
 
 from __future__ import annotations

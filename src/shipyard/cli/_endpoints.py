@@ -94,10 +94,13 @@ def invoke(
 @endpoints_app.command("delete")
 def delete(
     name: str,
-    keep_model: Annotated[bool, typer.Option(help="Keep its configuration and models")] = False,
+    keep_model: Annotated[
+        bool, typer.Option(help="Keep the configuration and model named after it, too")
+    ] = False,
     url: Url = None,
 ) -> None:
-    """Delete an endpoint (its instances stop; so does its cost), its configuration and models."""
+    """Delete an endpoint (its instances stop; so does its cost), and the configuration and
+    model named after it (as `deploy` from the SDK makes them)."""
     from shipyard.sdk import Endpoint, connect
 
     connection = connect(url)

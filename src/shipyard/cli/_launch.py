@@ -41,7 +41,7 @@ def _value(text: str) -> Any:
 def train(
     script: Annotated[Path, typer.Argument(help="The training script")],
     source_dir: Annotated[
-        Path | None, typer.Option(help="Folder shipped with the script [default: its folder]")
+        Path | None, typer.Option(help="Folder shipped with the script [default: the script alone]")
     ] = None,
     framework: Annotated[str, typer.Option(help="sklearn, xgboost or pytorch")] = "sklearn",
     framework_version: Annotated[str | None, typer.Option(help="As SageMaker names it, e.g. 1.2-1")] = None,
@@ -49,7 +49,10 @@ def train(
     instance_type: Annotated[str, typer.Option(help="See `shipyard instance-types`")] = "ml.m5.large",
     instance_count: Annotated[int, typer.Option(min=1, help="Instances (each runs the script)")] = 1,
     hyperparameter: Annotated[
-        list[str] | None, typer.Option("--hp", "-p", help="name=value, passed as --name value (repeat)")
+        list[str] | None,
+        typer.Option(
+            "--hp", "-p", help="name=value, passed as --name value, -n value for one letter (repeat)"
+        ),
     ] = None,
     metric: Annotated[
         list[str] | None, typer.Option("--metric", "-m", help="name=regex over the log (repeat)")

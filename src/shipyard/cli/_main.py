@@ -219,10 +219,11 @@ def sagemaker_env(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Print the shell exports that point boto3 and the sagemaker SDK at Shipyard:
-    eval "$(shipyard sagemaker-env)". In Python, `import shipyard.connector` also takes out the
-    SDK's 5-30 s waits between looks at a job (see its docstring for exactly what it patches)."""
-    import os
+    """Print the shell exports that point boto3 and the sagemaker SDK at Shipyard.
+
+    Use: eval "$(shipyard sagemaker-env)". In Python, `import shipyard.connector` also takes out
+    the SDK's 5-30 s waits between looks at a job (docs/sagemaker-notebooks.md says what it
+    patches)."""
     import shlex
 
     from shipyard.sdk import connect
@@ -235,8 +236,8 @@ def sagemaker_env(
     config.write_text(SAGEMAKER_SDK_CONFIG)
     exports = {
         "AWS_ENDPOINT_URL": connection.url,
-        "AWS_ACCESS_KEY_ID": os.environ.get("SHIPYARD_ACCESS_KEY_ID", "shipyard"),
-        "AWS_SECRET_ACCESS_KEY": os.environ.get("SHIPYARD_SECRET_ACCESS_KEY", "shipyard"),
+        "AWS_ACCESS_KEY_ID": connection.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": connection.secret_access_key,
         "AWS_DEFAULT_REGION": "us-east-1",
         "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
     }

@@ -39,8 +39,8 @@ class Connection:
         self, url: str, access_key_id: str | None = None, secret_access_key: str | None = None
     ) -> None:
         self.url = url.rstrip("/")
-        self._key = access_key_id or "shipyard"
-        self._secret = secret_access_key or "shipyard"
+        self.access_key_id = access_key_id or "shipyard"
+        self.secret_access_key = secret_access_key or "shipyard"
         self._bucket_ready = False
 
     def __repr__(self) -> str:
@@ -56,14 +56,16 @@ class Connection:
             service,
             endpoint_url=self.url,
             region_name="us-east-1",
-            aws_access_key_id=self._key,
-            aws_secret_access_key=self._secret,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
             config=Config(retries={"mode": "standard"}),
         )
 
     def native(self, path: str) -> Any:
         """GET on the native API (``/api/v1/...``)."""
-        answer = httpx.get(f"{self.url}/api/v1/{path}", headers={"Authorization": f"Bearer {self._secret}"})
+        answer = httpx.get(
+            f"{self.url}/api/v1/{path}", headers={"Authorization": f"Bearer {self.secret_access_key}"}
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -213,8 +215,8 @@ def instance_types(kind: str | None = None, connection: Connection | None = None
 
 def stop_embedded(data_dir: str | Path | None = None, *, timeout: float = 60) -> str | None:
     """Stop the embedded server on ``data_dir`` (``$SHIPYARD_HOME``, else ``~/.shipyard``) and wait
-    until it has exited (running jobs are stopped first, as at any shutdown). Its URL, or None if
-    none was running."""
+    until it has exited. Running jobs go on; the next server on the data dir follows them again.
+    Its URL, or None if none was running."""
     import signal
 
     folder = _data_dir(data_dir)

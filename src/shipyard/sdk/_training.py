@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 import time
@@ -88,21 +90,45 @@ def _upload_local(connection: Connection, source: Path) -> str:
     return f"s3://{bucket}/{prefix}"
 
 
+def _shipped(root: Path) -> list[Path]:
+    """The files of a source dir that go with the job: not hidden ones (``.git``,
+    ``.ipynb_checkpoints``), not ``__pycache__``, not virtual environments."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and d != "__pycache__" and not (Path(folder, d, "pyvenv.cfg")).exists()
+        )
+        found += [Path(folder, f) for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
 def _source_archive(entry_point: Path, source_dir: Path | None, requirements: Sequence[str]) -> bytes:
+    """``sourcedir.tar.gz``: the source dir (or, without one, the script alone, as the SageMaker SDK
+    ships it), with ``requirements`` added to its requirements.txt. The same files give the same
+    bytes (no timestamps), so the archive's content address finds an earlier upload."""
     root = source_dir or entry_point.parent
-    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = _shipped(root) if source_dir else [entry_point]
+    extra = "".join(f"{line}\n" for line in requirements)
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in files:
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""  # same code, same bytes
-            with path.open("rb") as f:
-                tar.addfile(info, f)
-        if requirements:
-            data = ("\n".join(requirements) + "\n").encode()
-            info = tarfile.TarInfo("requirements.txt")
-            info.size = len(data)
+            name = path.relative_to(root).as_posix()
+            data = path.read_bytes()
+            if name == "requirements.txt" and extra:
+                data = data.rstrip(b"\n") + b"\n" + extra.encode()
+                extra = ""
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), path.stat().st_mode & 0o755
             tar.addfile(info, io.BytesIO(data))
+        if extra:
+            info = tarfile.TarInfo("requirements.txt")
+            info.size = len(extra.encode())
+            tar.addfile(info, io.BytesIO(extra.encode()))
     return buffer.getvalue()
 
 
@@ -111,7 +137,8 @@ class Estimator:
 
     Args:
         entry_point: The script (a path; with ``source_dir``, relative to it).
-        source_dir: The folder shipped with it (default: the script's folder).
+        source_dir: The folder shipped with it (default: none, the script alone). Hidden files
+            and folders, ``__pycache__`` and virtual environments stay behind.
         framework: ``"sklearn"``, ``"xgboost"`` or ``"pytorch"`` (the environment the script runs in).
         framework_version: The framework's version as SageMaker names its images ("1.2-1").
         image: A SageMaker image URI instead of a framework.
