@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import tarfile
 import time
 import uuid
@@ -657,3 +658,18 @@ def test_a_job_stopped_as_it_starts_stops_without_waiting_for_the_grace_period(
         sm.stop_training_job(TrainingJobName=name)
         # The grace period is 30 s: a SIGTERM that missed the job would leave it to the SIGKILL.
         assert _wait(sm, name, timeout=20)["TrainingJobStatus"] == "Stopped", f"stopped after {step * 10} ms"
+
+
+def test_checkpoints_sync_from_the_local_path_the_job_names(clients: tuple[Any, Any, Any]) -> None:
+    from botocore.exceptions import ClientError
+
+    sm, s3, _ = clients
+    script = "open('/opt/ml/ckpt/run-1/state.txt', 'w').write('epoch-3')\n"
+    config = {"S3Uri": f"s3://{BUCKET}/checkpoints/local-path", "LocalPath": "/opt/ml/ckpt/run-1/"}
+    name = _create(sm, s3, script, extra={"CheckpointConfig": config})
+    assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+    body = s3.get_object(Bucket=BUCKET, Key="checkpoints/local-path/state.txt")["Body"].read()
+    assert body == b"epoch-3"
+    for outside in ("/tmp/ckpt", "/opt/ml/model", "/opt/ml/../etc"):
+        with pytest.raises(ClientError, match=f"CheckpointConfig.LocalPath '{re.escape(outside)}'"):
+            _create(sm, s3, script, extra={"CheckpointConfig": {**config, "LocalPath": outside}})

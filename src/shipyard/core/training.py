@@ -12,9 +12,13 @@ import datetime as dt
 import enum
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from shipyard.errors import ValidationError
+
+# Folders of /opt/ml the container contract owns: a checkpoint folder may not be one of them.
+_CONTRACT_DIRS = ("input", "model", "output", "code", "processing")
 
 # Hyperparameters the SageMaker SDK uses to pass the script-mode contract. JSON-encoded strings.
 PROGRAM_HP = "sagemaker_program"
@@ -152,6 +156,15 @@ class TrainingJobSpec:
                 f"Channel names must be unique, got {names}", field="InputDataConfig", value=names
             )
         checkpoint = params.get("CheckpointConfig") or {}
+        local = str(checkpoint.get("LocalPath", "/opt/ml/checkpoints"))
+        parts = PurePosixPath(local).parts
+        if parts[:3] != ("/", "opt", "ml") or len(parts) < 4 or ".." in parts or parts[3] in _CONTRACT_DIRS:
+            raise ValidationError(
+                f"CheckpointConfig.LocalPath {local!r} must be a folder of its own under /opt/ml "
+                "(the default is /opt/ml/checkpoints)",
+                field="CheckpointConfig.LocalPath",
+                value=local,
+            )
         stopping = params.get("StoppingCondition") or {}
         return cls(
             name=params["TrainingJobName"],
@@ -172,7 +185,7 @@ class TrainingJobSpec:
             entrypoint=tuple(algorithm.get("ContainerEntrypoint", ())),
             arguments=tuple(algorithm.get("ContainerArguments", ())),
             checkpoint_s3_uri=checkpoint.get("S3Uri"),
-            checkpoint_local_path=checkpoint.get("LocalPath", "/opt/ml/checkpoints"),
+            checkpoint_local_path=local.rstrip("/"),
             max_retry_attempts=(params.get("RetryStrategy") or {}).get("MaximumRetryAttempts", 0),
             request=_jsonable(params),
         )

@@ -117,6 +117,11 @@ class Agent:
     def _parse_spec(request: dict[str, Any]) -> Any:
         return TrainingJobSpec.from_request(request)
 
+    @property
+    def _checkpoints(self) -> Path:
+        """CheckpointConfig.LocalPath (under /opt/ml, checked at creation) on this instance."""
+        return self.ml / PurePosixPath(self.spec.checkpoint_local_path).relative_to("/opt/ml")
+
     def _syncs(self) -> list[FolderSync]:
         """Folders mirrored to the object store while the user's process runs."""
         if not self.spec.checkpoint_s3_uri:
@@ -125,7 +130,7 @@ class Agent:
         return [
             FolderSync(
                 self,
-                self.ml / "checkpoints",
+                self._checkpoints,
                 self.spec.checkpoint_s3_uri,
                 interval,
                 "checkpoint",
@@ -276,9 +281,9 @@ class Agent:
             "output/data",
             "output/intermediate",
             "code",
-            "checkpoints",
         ):
             (self.ml / sub).mkdir(parents=True, exist_ok=True)
+        self._checkpoints.mkdir(parents=True, exist_ok=True)
         for name, content in contract.config_files(self.spec, self.host).items():
             (self.ml / "input" / "config" / name).write_text(json.dumps(content))
         (self.dir / "hosts").write_text(
@@ -297,7 +302,7 @@ class Agent:
             self._fetch_code(self.spec.submit_directory)
         self._resolve_environment()
         if self.spec.checkpoint_s3_uri:
-            restored = self._fetch_prefix(self.spec.checkpoint_s3_uri, self.ml / "checkpoints", link=False)
+            restored = self._fetch_prefix(self.spec.checkpoint_s3_uri, self._checkpoints, link=False)
             if restored:
                 self.log.line(
                     f"Shipyard: restored {restored} checkpoint file(s) from {self.spec.checkpoint_s3_uri}"
