@@ -51,6 +51,8 @@ class Settings:
             environment built and its model loaded) before its endpoint fails.
         autoscaling_interval_seconds / autoscaling_window_seconds: how often the endpoint scaler
             looks, and over how many seconds it measures invocations per instance.
+        cost_check_seconds: How often budgets are checked against the spend (alerts, stops).
+        storage_sample_seconds: How often the object store's size is sampled for the ledger.
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +77,8 @@ class Settings:
     endpoint_startup_seconds: int = 600
     autoscaling_interval_seconds: int = 10
     autoscaling_window_seconds: int = 60
+    cost_check_seconds: int = 5
+    storage_sample_seconds: int = 3600
     log_level: str = "info"
 
     def __post_init__(self) -> None:

@@ -79,6 +79,7 @@ def _create_tuning(
     script: str = SCRIPT,
     name: str | None = None,
     early_stopping: str = "Off",
+    tags: list[dict[str, str]] | None = None,
 ) -> str:
     name = name or f"tune-{uuid.uuid4().hex[:8]}"
     source = _upload_source(s3, {"train.py": script})
@@ -92,6 +93,7 @@ def _create_tuning(
             "TrainingJobEarlyStoppingType": early_stopping,
         },
         TrainingJobDefinition=_definition(source),
+        Tags=tags or [],
     )
     return name
 

@@ -524,6 +524,7 @@ class TuningJob:
     end_time: Any = None
     last_modified: Any = None
     completion: str | None = None
+    owner: str | None = None  # who created it (its trials are theirs too)
 
     @property
     def name(self) -> str:

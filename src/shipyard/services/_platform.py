@@ -14,9 +14,11 @@ from shipyard.compute import Backend, LocalBackend
 from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
+from shipyard.core.pricing import Rates
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
 from shipyard.services.autoscaling import AutoscalingService
+from shipyard.services.costs import CostService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
 from shipyard.services.logs import LogService
 from shipyard.services.scheduler import TrainingScheduler
@@ -62,6 +64,7 @@ class Platform:
     endpoint_configs: EndpointConfigService
     endpoints: EndpointService
     autoscaling: AutoscalingService
+    costs: CostService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -76,10 +79,24 @@ class Platform:
             if isinstance(objects, LocalObjectStore):
                 objects.clean_tmp()  # safe: the lock says no other server writes here
             catalog = InstanceCatalog.load(settings.instance_catalog)
+            rates = Rates.load(settings.data_dir / "rates.toml")
         except BaseException:
             lock_file.close()
             raise
-        tagging = TaggingService(TagRepository(db))
+        usage = UsageRepository(db)
+        tagging = TaggingService(
+            TagRepository(db),
+            on_change=lambda arn: usage.retag(arn, {t.key: t.value for t in tagging.tags_of(arn)}),
+        )
+        costs = CostService(
+            usage,
+            catalog,
+            rates,
+            tags=lambda arn: {t.key: t.value for t in tagging.tags_of(arn)},
+            bucket_sizes=lambda: {b.name: objects.bucket_bytes(b.name) for b in objects.list_buckets()},
+            interval=settings.cost_check_seconds,
+            storage_sample_seconds=settings.storage_sample_seconds,
+        )
         backend = LocalBackend(sandbox=settings.sandbox)
         sources = package_sources(settings)
         resolver = ImageResolver.load(settings.data_dir, torch_version=_cpu_torch_version(sources))
@@ -90,6 +107,7 @@ class Platform:
             [jobs, processing_jobs, transform_jobs],
             backend,
             catalog,
+            costs,
             jobs_dir=settings.data_dir / "jobs",
             object_store_config=_agent_store_config(settings),
             hide_paths=(settings.data_dir,),
@@ -131,8 +149,7 @@ class Platform:
                 settings.data_dir / "envs", sources, allow_server_python=settings.server_python_jobs == "on"
             ),
             resolver,
-            UsageRepository(db),
-            catalog,
+            costs,
             endpoints_dir=settings.data_dir / "endpoints",
             account_id=settings.account_id,
             startup_timeout=settings.endpoint_startup_seconds,
@@ -159,6 +176,7 @@ class Platform:
                 interval=settings.autoscaling_interval_seconds,
                 window=settings.autoscaling_window_seconds,
             ),
+            costs,
             lock_file,
         )
 
@@ -167,10 +185,12 @@ class Platform:
         self.scheduler.start()
         self.endpoints.start()
         self.autoscaling.start()
+        self.costs.start()
 
     def close(self) -> None:
         self.scheduler.close()
         self.autoscaling.close()
+        self.costs.close()
         self.endpoints.close()
         self.backend.close()
         self.objects.close()

@@ -34,11 +34,12 @@ from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.training import parse_s3_uri
 from shipyard.envs import EnvironmentCache, ImageResolver, environment_root, framework_of
 from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+from shipyard.services.costs import CostService
 from shipyard.services.endpoint_metrics import EndpointMetrics
 from shipyard.services.training import utcnow
 from shipyard.storage import ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar
-from shipyard.store import Resource, ResourceRepository, Usage, UsageRepository
+from shipyard.store import Resource, ResourceRepository
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +234,7 @@ class EndpointService:
         servers: LocalModelServers,
         environments: Callable[[], EnvironmentCache],
         resolver: ImageResolver,
-        usage: UsageRepository,
-        catalog: InstanceCatalog,
+        costs: CostService,
         *,
         endpoints_dir: Path,
         account_id: str,
@@ -242,8 +242,7 @@ class EndpointService:
         drain_seconds: float = 30.0,
     ) -> None:
         self.repository = repository
-        self.usage = usage
-        self._catalog = catalog
+        self.costs = costs
         self.router = Router()
         self.metrics = EndpointMetrics()
         self._configs = configs
@@ -262,7 +261,7 @@ class EndpointService:
         self._monitor: threading.Thread | None = None
 
     # -- API operations ------------------------------------------------------------------------------
-    def create(self, params: Mapping[str, Any], *, region: str) -> Resource:
+    def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
         name = params["EndpointName"]
         _, config = self._configs.get(params["EndpointConfigName"])
         now = utcnow()
@@ -272,7 +271,7 @@ class EndpointService:
             sagemaker_arn(region, self._account_id, "endpoint", name),
             now,
             dict(params),
-            state={"config": config.name, "variants": _variant_state(config)},
+            state={"config": config.name, "variants": _variant_state(config), "owner": owner},
             status=EndpointStatus.CREATING.value,
             last_modified=now,
         )
@@ -365,7 +364,7 @@ class EndpointService:
     # -- bringing endpoints up -----------------------------------------------------------------------
     def start(self) -> None:
         """Bring up every endpoint the store says should serve (after a server start), and watch."""
-        self.usage.close_abandoned("endpoint")  # a server that died left them open
+        self.costs.usage.close_abandoned("endpoint")  # a server that died left them open
         for status in (EndpointStatus.IN_SERVICE, EndpointStatus.CREATING, EndpointStatus.UPDATING):
             for endpoint in self.repository.find(status=status.value, limit=100_000):
                 self._later(self._bring_up, endpoint.name)
@@ -549,25 +548,21 @@ class EndpointService:
     def _open_usage(self, endpoint: Resource, live: list[LiveVariant]) -> None:
         now = utcnow()
         for variant in live:
-            price = self._catalog.get(variant.instance_type).price_per_hour(JobKind.HOSTING)
             for server in variant.servers:
-                self.usage.open(
-                    Usage(
-                        key=_usage_key(endpoint.name, server),
-                        resource_kind="endpoint",
-                        resource_name=endpoint.name,
-                        resource_arn=endpoint.arn,
-                        job_kind=JobKind.HOSTING.value,
-                        instance_type=variant.instance_type,
-                        instance_count=1,
-                        usd_per_hour=price,
-                        started=now,
-                        last_seen=now,
-                    )
+                self.costs.instances_started(
+                    _usage_key(endpoint.name, server),
+                    kind="endpoint",
+                    name=endpoint.name,
+                    arn=endpoint.arn,
+                    instance_type=variant.instance_type,
+                    count=1,
+                    work=JobKind.HOSTING,
+                    at=now,
+                    owner=endpoint.state.get("owner"),
                 )
 
     def _close_usage(self, name: str, server: ModelServer) -> None:
-        self.usage.close(_usage_key(name, server), utcnow())
+        self.costs.usage.close(_usage_key(name, server), utcnow())
 
     def _settle(self, name: str, status: EndpointStatus, reason: str | None, **changes: Any) -> None:
         """Record where an operation left the endpoint (unless it was deleted meanwhile)."""
@@ -595,7 +590,7 @@ class EndpointService:
                     for s in v.servers
                 ]
                 try:
-                    self.usage.seen(keys, utcnow())
+                    self.costs.usage.seen(keys, utcnow())
                 except Exception:
                     log.exception("Recording endpoint usage failed")
             for endpoint in self.router.names():

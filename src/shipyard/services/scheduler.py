@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from shipyard.core.training import (
 )
 from shipyard.errors import ShipyardError, ValidationError
 from shipyard.runtime.contract import hosts_for
+from shipyard.services.costs import CostService
 from shipyard.services.training import utcnow
 from shipyard.store import JobRepository, TrainingJobRepository
 
@@ -58,6 +58,7 @@ class TrainingScheduler:
         repositories: Sequence[JobRepository[Any]],
         backend: Backend,
         catalog: InstanceCatalog,
+        costs: CostService,
         *,
         jobs_dir: Path,
         object_store_config: Mapping[str, Any],
@@ -69,6 +70,7 @@ class TrainingScheduler:
         self._repos = {r.kind: r for r in repositories}
         self._backend = backend
         self._catalog = catalog
+        self._costs = costs
         self._jobs_dir = jobs_dir
         self._store_config = dict(object_store_config)
         self._fit = fit_to_machine
@@ -220,6 +222,10 @@ class TrainingScheduler:
             changes["stop_signalled"] = True
         # Replay the phases algo-1 went through, at the times it recorded, even those a fast job
         # passed between two looks.
+        ledger = self._costs.job_key(job)  # the attempt's interval opens when its instances start work
+        if statuses[0].get("started") and job.runtime.get("ledger") != ledger:
+            self._costs.job_started(job, dt.datetime.fromisoformat(statuses[0]["started"]))
+            changes["ledger"] = ledger
         phases = statuses[0].get("phases", [])
         seen = int(job.runtime.get("phases_seen", 0))
         for entry in phases[seen:]:
@@ -270,6 +276,7 @@ class TrainingScheduler:
         attempt = int(job.runtime.get("attempt", 0))
         for other in job.runtime["instances"]:
             self._backend.kill(other["handle"], Path(other["dir"]))
+        self._costs.attempt_lost(job, utcnow())
         reason = (
             f"InternalServerError: the instance agent of {instance['host']} exited without reporting an outcome "
             f"(see {instance['dir']}/agent.log)"
@@ -339,10 +346,10 @@ class TrainingScheduler:
             last = dataclasses.replace(final_state.transitions[-1], message=message)
             final_state = dataclasses.replace(final_state, transitions=(*final_state.transitions[:-1], last))
         final_state = dataclasses.replace(final_state, training_start=start, training_end=end)
-        seconds = max(1, round((end - start).total_seconds()))
+        seconds = max(1, round((end - start).total_seconds()))  # billed by the second, at least one
         billable = seconds * job.spec.instance_count
-        price = self._catalog.get(job.spec.instance_type).price_per_hour(JobKind(job.kind))
-        cost = (price * billable / Decimal(3600)).quantize(Decimal("0.000001"))
+        cost, sagemaker_cost = self._costs.job_ended(job, start, start + dt.timedelta(seconds=seconds))
+        price = self._costs.price(job.spec.instance_type, JobKind(job.kind)).site
         series: dict[str, list[MetricPoint]] = {}
         if job.spec.metric_definitions:
             training = self._repos["training"]
@@ -365,6 +372,7 @@ class TrainingScheduler:
                 "training_seconds": seconds,
                 "billable_seconds": billable,
                 "cost_usd": str(cost),
+                "sagemaker_cost_usd": str(sagemaker_cost),
                 "price_per_hour_usd": str(price),
                 "final_metrics": final_metrics,
                 "exit_codes": [s.get("exit_code") for s in statuses],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shipyard.core.arn import Arn
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.tags import Tag
@@ -10,8 +12,11 @@ from shipyard.store import TagRepository
 
 
 class TaggingService:
-    def __init__(self, repository: TagRepository) -> None:
+    """``on_change(arn)`` is called after a resource's tags change (the cost ledger follows them)."""
+
+    def __init__(self, repository: TagRepository, on_change: Callable[[str], None] | None = None) -> None:
         self._tags = repository
+        self._on_change = on_change or (lambda arn: None)
 
     @staticmethod
     def _check_arn(resource_arn: str) -> str:
@@ -26,7 +31,9 @@ class TaggingService:
         return resource_arn
 
     def add_tags(self, resource_arn: str, tags: list[Tag]) -> list[Tag]:
-        return self._tags.add(self._check_arn(resource_arn), tags)
+        added = self._tags.add(self._check_arn(resource_arn), tags)
+        self._on_change(resource_arn)
+        return added
 
     def list_tags(
         self, resource_arn: str, *, next_token: str | None = None, max_results: int = 50
@@ -40,6 +47,7 @@ class TaggingService:
 
     def delete_tags(self, resource_arn: str, keys: list[str]) -> None:
         self._tags.delete(self._check_arn(resource_arn), keys)
+        self._on_change(resource_arn)
 
     def tags_of(self, resource_arn: str) -> list[Tag]:
         return self._tags.tags_of(resource_arn)

@@ -81,6 +81,7 @@ class JobService(Generic[SpecT]):
         region: str,
         image_field: str,
         runtime: Mapping[str, Any],
+        owner: str | None = None,
     ) -> Job[SpecT]:
         """Record a new job (placement checked, environment resolved, tags added) and wake the scheduler."""
         instance_type = self._catalog.get(spec.instance_type)
@@ -101,7 +102,7 @@ class JobService(Generic[SpecT]):
             sagemaker_arn(region, self._account_id, f"{spec.kind}-job", spec.name),
             now,
             state,
-            {"region": region, "environment": environment.to_json(), **runtime},
+            {"region": region, "environment": environment.to_json(), "owner": owner, **runtime},
         )
         self.repository.create(job)
         if tags:
@@ -146,7 +147,12 @@ class TrainingService(JobService[TrainingJobSpec]):
     repository: TrainingJobRepository
 
     def create(
-        self, params: Mapping[str, Any], *, region: str, tuning_job: tuple[str, str] | None = None
+        self,
+        params: Mapping[str, Any],
+        *,
+        region: str,
+        tuning_job: tuple[str, str] | None = None,
+        owner: str | None = None,
     ) -> TrainingJob:
         """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial."""
         spec = TrainingJobSpec.from_request(params)
@@ -167,7 +173,15 @@ class TrainingService(JobService[TrainingJobSpec]):
                 )
             spec = _builtin_xgboost(params)
         runtime = {"tuning_job": tuning_job[0], "tuning_job_arn": tuning_job[1]} if tuning_job else {}
-        return self._new_job(spec, params, region=region, image_field=image_field, runtime=runtime)
+        return self._new_job(
+            spec, params, region=region, image_field=image_field, runtime=runtime, owner=owner
+        )
+
+    def tags_of(self, arn: str) -> list[Tag]:
+        return self._tagging.tags_of(arn)
+
+    def add_tags(self, arn: str, tags: list[Tag]) -> None:
+        self._tagging.add_tags(arn, tags)
 
     def metric_series(self, name: str) -> dict[str, list[MetricPoint]]:
         self.repository.get(name)
@@ -178,9 +192,13 @@ class ProcessingService(JobService[ProcessingJobSpec]):
     label = "processing job"
     name_field = "ProcessingJobName"
 
-    def create(self, params: Mapping[str, Any], *, region: str) -> Job[ProcessingJobSpec]:
+    def create(
+        self, params: Mapping[str, Any], *, region: str, owner: str | None = None
+    ) -> Job[ProcessingJobSpec]:
         spec = ProcessingJobSpec.from_request(params)
-        return self._new_job(spec, params, region=region, image_field="AppSpecification.ImageUri", runtime={})
+        return self._new_job(
+            spec, params, region=region, image_field="AppSpecification.ImageUri", runtime={}, owner=owner
+        )
 
 
 class TransformService(JobService[TransformJobSpec]):
@@ -193,7 +211,9 @@ class TransformService(JobService[TransformJobSpec]):
         super().__init__(*args, **kwargs)
         self._model = model
 
-    def create(self, params: Mapping[str, Any], *, region: str) -> Job[TransformJobSpec]:
+    def create(
+        self, params: Mapping[str, Any], *, region: str, owner: str | None = None
+    ) -> Job[TransformJobSpec]:
         spec = TransformJobSpec.from_request(params)
         try:
             container = self._model(spec.model_name)
@@ -208,4 +228,6 @@ class TransformService(JobService[TransformJobSpec]):
             "environment": dict(container.environment),
             "framework": framework_of(container.image) or "sklearn",
         }
-        return self._new_job(spec, params, region=region, image_field="ModelName", runtime={"model": model})
+        return self._new_job(
+            spec, params, region=region, image_field="ModelName", runtime={"model": model}, owner=owner
+        )

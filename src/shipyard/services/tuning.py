@@ -17,6 +17,7 @@ from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.tags import Tag
 from shipyard.core.training import TrainingJob, TrainingJobStatus
 from shipyard.core.tuning import (
     ParameterRange,
@@ -62,7 +63,7 @@ class TuningService:
         ] = {}  # (training job, points) → objective curve
 
     # -- API operations -------------------------------------------------------------------------
-    def create(self, params: Mapping[str, Any], *, region: str) -> TuningJob:
+    def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> TuningJob:
         spec = TuningJobSpec.from_request(params)
         for definition in spec.definitions:
             algorithm = definition.training.get("AlgorithmSpecification", {})
@@ -93,7 +94,11 @@ class TuningService:
             now,
             TuningJobStatus.IN_PROGRESS,
             last_modified=now,
+            owner=owner,
         )
+        if params.get("Tags"):  # before the job exists: its first trial gets them too
+            self.repository.ensure_absent(spec.name)
+            self._training.add_tags(job.arn, [Tag.from_wire(t) for t in params["Tags"]])
         self.repository.create(job)
         return job
 
@@ -275,7 +280,11 @@ class TuningService:
             "ResourceConfig": dict(definition.resource_config),
             "StoppingCondition": training["StoppingCondition"],
             "HyperParameters": {**definition.static_hyperparameters, **tuned},
-            "Tags": [{"Key": TUNING_TAG, "Value": spec.name}],
+            # As SageMaker does, a trial carries the tuning job's tags (its costs go with them).
+            "Tags": [
+                *({"Key": t.key, "Value": t.value} for t in self._training.tags_of(job.arn)),
+                {"Key": TUNING_TAG, "Value": spec.name},
+            ],
         }
         for optional in (
             "InputDataConfig",
@@ -289,7 +298,7 @@ class TuningService:
                 params[optional] = training[optional]
         region = job.arn.split(":")[3]
         try:
-            self._training.create(params, region=region, tuning_job=(spec.name, job.arn))
+            self._training.create(params, region=region, tuning_job=(spec.name, job.arn), owner=job.owner)
         except ConflictError:
             pass  # created by a pass that stopped before recording it: adopt it
         except ShipyardError as exc:

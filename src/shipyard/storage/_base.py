@@ -225,6 +225,16 @@ class ObjectStore(abc.ABC):
     ) -> ListPage:
         """List keys after ``start_after`` that begin with ``prefix``, grouping by ``delimiter``."""
 
+    def bucket_bytes(self, bucket: str) -> int:
+        """What a bucket stores, in bytes (for the cost ledger's storage samples)."""
+        total, after = 0, ""
+        while True:
+            page = self.list_objects(bucket, start_after=after)
+            total += sum(o.size for o in page.objects)
+            if not page.is_truncated or page.next_start_after is None:
+                return total
+            after = page.next_start_after
+
     def put_object(
         self,
         bucket: str,

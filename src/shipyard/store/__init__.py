@@ -14,7 +14,7 @@ from shipyard.store.training import (
     TransformJobRepository,
 )
 from shipyard.store.tuning import TuningJobNotFound, TuningJobRepository
-from shipyard.store.usage import Usage, UsageRepository
+from shipyard.store.usage import UsageRepository
 
 __all__ = [
     "Database",
@@ -31,6 +31,5 @@ __all__ = [
     "TransformJobRepository",
     "TuningJobNotFound",
     "TuningJobRepository",
-    "Usage",
     "UsageRepository",
 ]

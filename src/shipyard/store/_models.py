@@ -115,7 +115,11 @@ class UsageRow(Base):
     by a server that died (it is closed there when the next server starts)."""
 
     __tablename__ = "usage"
-    __table_args__ = (sa.Index("ix_usage_resource", "resource_kind", "resource_name"),)
+    __table_args__ = (
+        sa.Index("ix_usage_resource", "resource_kind", "resource_name"),
+        sa.Index("ix_usage_started", "started_at"),
+        sa.Index("ix_usage_arn", "resource_arn"),
+    )
 
     key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     resource_kind: Mapped[str] = mapped_column(sa.String(32), nullable=False)
@@ -128,3 +132,34 @@ class UsageRow(Base):
     started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
     last_seen: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
     ended_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    sagemaker_usd_per_hour: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    parent: Mapped[str | None] = mapped_column(sa.String(63), nullable=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(sa.JSON, nullable=True)
+
+
+class BudgetRow(Base):
+    __tablename__ = "budgets"
+
+    name: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class BudgetEventRow(Base):
+    """An alert a budget raised: a threshold crossed (once a period: ``dedupe``), a launch denied,
+    work stopped."""
+
+    __tablename__ = "budget_events"
+    __table_args__ = (
+        sa.UniqueConstraint("dedupe", name="uq_budget_events_dedupe"),
+        sa.Index("ix_budget_events_budget", "budget", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    budget: Mapped[str] = mapped_column(sa.String(63), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    dedupe: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    spend_usd: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    message: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)

@@ -24,6 +24,13 @@ class TuningJobRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def ensure_absent(self, name: str) -> None:
+        """ConflictError if a tuning job of that name exists."""
+        with self._db.transaction(readonly=True) as session:
+            row = session.get(TuningJobRow, name)
+            if row is not None:
+                raise ConflictError(f"A hyperparameter tuning job named {name!r} already exists ({row.arn})")
+
     def create(self, job: TuningJob) -> TuningJob:
         with self._db.transaction() as session:
             if session.get(TuningJobRow, job.name) is not None:
@@ -103,6 +110,7 @@ def _update(row: TuningJobRow, job: TuningJob) -> None:
         "failure_reason": job.failure_reason,
         "end_time": job.end_time.isoformat() if job.end_time else None,
         "completion": job.completion,
+        "owner": job.owner,
     }
 
 
@@ -122,4 +130,5 @@ def _load(row: TuningJobRow) -> TuningJob:
         end_time=dt.datetime.fromisoformat(end) if end else None,
         last_modified=_aware(row.last_modified),
         completion=state.get("completion"),
+        owner=state.get("owner"),
     )

@@ -1,68 +1,62 @@
-"""The usage ledger: intervals of priced resources in use, each recorded once."""
+"""The usage ledger: intervals of priced resources in use, each recorded once (by its key)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
+from shipyard.core.costs import Interval
 from shipyard.store._db import Database
 from shipyard.store._models import UsageRow
-
-
-@dataclasses.dataclass(frozen=True)
-class Usage:
-    key: str
-    resource_kind: str
-    resource_name: str
-    resource_arn: str
-    job_kind: str
-    instance_type: str
-    instance_count: int
-    usd_per_hour: Decimal
-    started: dt.datetime
-    last_seen: dt.datetime
-    ended: dt.datetime | None = None
-
-    def seconds(self, now: dt.datetime) -> float:
-        return max(0.0, ((self.ended or now) - self.started).total_seconds()) * self.instance_count
-
-    def cost(self, now: dt.datetime) -> Decimal:
-        return (self.usd_per_hour * Decimal(self.seconds(now)) / Decimal(3600)).quantize(Decimal("0.000001"))
 
 
 class UsageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def open(self, usage: Usage) -> None:
+    def open(self, interval: Interval) -> None:
         """Record the start of an interval; a second call with the same key changes nothing."""
         with self._db.transaction() as session:
-            if session.get(UsageRow, usage.key) is None:
+            if session.get(UsageRow, interval.key) is None:
                 session.add(
                     UsageRow(
-                        key=usage.key,
-                        resource_kind=usage.resource_kind,
-                        resource_name=usage.resource_name,
-                        resource_arn=usage.resource_arn,
-                        job_kind=usage.job_kind,
-                        instance_type=usage.instance_type,
-                        instance_count=usage.instance_count,
-                        usd_per_hour=str(usage.usd_per_hour),
-                        started_at=usage.started,
-                        last_seen=usage.started,
+                        key=interval.key,
+                        resource_kind=interval.kind,
+                        resource_name=interval.name,
+                        resource_arn=interval.arn,
+                        job_kind=interval.kind,
+                        instance_type=interval.instance_type,
+                        instance_count=interval.count,
+                        usd_per_hour=str(interval.usd_per_hour),
+                        sagemaker_usd_per_hour=str(interval.sagemaker_usd_per_hour),
+                        started_at=interval.started,
+                        last_seen=interval.started,
                         ended_at=None,
+                        owner=interval.owner,
+                        parent=interval.parent,
+                        tags=dict(interval.tags),
                     )
                 )
 
-    def close(self, key: str, at: dt.datetime) -> None:
+    def close(self, key: str, at: dt.datetime, *, started: dt.datetime | None = None) -> None:
+        """End an open interval at ``at`` (and, given ``started``, make that its start: a job's
+        billed time is known exactly only when it ends)."""
         with self._db.transaction() as session:
             row = session.get(UsageRow, key, with_for_update=True)
             if row is not None and row.ended_at is None:
-                row.ended_at = at
-                row.last_seen = at
+                begin = started or _aware(row.started_at)
+                assert begin is not None
+                row.started_at = begin
+                row.ended_at = row.last_seen = max(at, begin)
+
+    def get(self, key: str) -> Interval | None:
+        with self._db.transaction(readonly=True) as session:
+            row = session.get(UsageRow, key)
+            return _load(row) if row is not None else None
 
     def seen(self, keys: list[str], at: dt.datetime) -> None:
         """Mark open intervals as still in use at ``at``."""
@@ -87,12 +81,33 @@ class UsageRepository:
                 row.ended_at = row.last_seen
             return len(rows)
 
-    def for_resource(self, resource_kind: str, resource_name: str) -> list[Usage]:
-        stmt = (
+    def retag(self, arn: str, tags: Mapping[str, str]) -> None:
+        """A resource's tags changed: its intervals, past and present, are allocated by the new ones."""
+        with self._db.transaction() as session:
+            session.execute(sa.update(UsageRow).where(UsageRow.resource_arn == arn).values(tags=dict(tags)))
+
+    def for_resource(self, resource_kind: str, resource_name: str) -> list[Interval]:
+        return self._select(
             sa.select(UsageRow)
             .where(UsageRow.resource_kind == resource_kind, UsageRow.resource_name == resource_name)
             .order_by(UsageRow.started_at)
         )
+
+    def open_intervals(self, resource_kind: str | None = None) -> list[Interval]:
+        stmt = sa.select(UsageRow).where(UsageRow.ended_at.is_(None))
+        if resource_kind is not None:
+            stmt = stmt.where(UsageRow.resource_kind == resource_kind)
+        return self._select(stmt)
+
+    def overlapping(self, start: dt.datetime, end: dt.datetime) -> list[Interval]:
+        """Intervals with any part in [start, end) (open ones included)."""
+        return self._select(
+            sa.select(UsageRow)
+            .where(UsageRow.started_at < end, sa.or_(UsageRow.ended_at.is_(None), UsageRow.ended_at > start))
+            .order_by(UsageRow.started_at)
+        )
+
+    def _select(self, stmt: Any) -> list[Interval]:
         with self._db.transaction(readonly=True) as session:
             return [_load(row) for row in session.scalars(stmt)]
 
@@ -103,17 +118,20 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _load(row: UsageRow) -> Usage:
-    return Usage(
+def _load(row: UsageRow) -> Interval:
+    return Interval(
         key=row.key,
-        resource_kind=row.resource_kind,
-        resource_name=row.resource_name,
-        resource_arn=row.resource_arn,
-        job_kind=row.job_kind,
+        kind=row.resource_kind,
+        name=row.resource_name,
+        arn=row.resource_arn,
         instance_type=row.instance_type,
-        instance_count=row.instance_count,
+        count=row.instance_count,
         usd_per_hour=Decimal(row.usd_per_hour),
+        sagemaker_usd_per_hour=Decimal(row.sagemaker_usd_per_hour or row.usd_per_hour),
         started=_aware(row.started_at),  # type: ignore[arg-type]
         last_seen=_aware(row.last_seen),  # type: ignore[arg-type]
         ended=_aware(row.ended_at),
+        parent=row.parent,
+        owner=row.owner,
+        tags=dict(row.tags or {}),
     )

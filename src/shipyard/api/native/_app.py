@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -20,9 +21,13 @@ def _platform(request: Request) -> Platform:
     return platform
 
 
-def _job_view(job: Any) -> dict[str, Any]:
-    """What every kind of job shows on /api/v1: status, placement and cost."""
+def _job_view(platform: Platform, job: Any) -> dict[str, Any]:
+    """What every kind of job shows on /api/v1: status, placement and cost (so far, while it runs)."""
     runtime = job.runtime
+    cost, sagemaker_cost = runtime.get("cost_usd"), runtime.get("sagemaker_cost_usd")
+    if cost is None:
+        _, so_far, sagemaker_so_far = platform.costs.resource_cost(job.kind, job.name, since=job.created)
+        cost, sagemaker_cost = str(so_far), str(sagemaker_so_far)
     return {
         "name": job.name,
         "arn": job.arn,
@@ -34,8 +39,22 @@ def _job_view(job: Any) -> dict[str, Any]:
         "scaled_down": job.state.scaled_down,
         "billable_seconds": runtime.get("billable_seconds"),
         "price_per_hour_usd": runtime.get("price_per_hour_usd"),
-        "cost_usd": runtime.get("cost_usd"),
+        "cost_usd": cost,
+        "sagemaker_cost_usd": sagemaker_cost or cost,
     }
+
+
+def _when(text: str, field: str) -> Any:
+    """An ISO date or time as an aware UTC datetime; ValidationError naming the field."""
+    import datetime as dt
+
+    try:
+        found = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{field} {text!r} is not an ISO date or time", field=field, value=text
+        ) from None
+    return found if found.tzinfo else found.replace(tzinfo=dt.UTC)
 
 
 def create_native_app() -> FastAPI:
@@ -95,7 +114,7 @@ def create_native_app() -> FastAPI:
         """A training job's status, placement and cost (so far, or final)."""
         job = _platform(request).training.describe(name)
         return {
-            **_job_view(job),
+            **_job_view(_platform(request), job),
             "secondary_status": job.state.secondary.value,
             "model_artifacts": job.runtime.get("model_artifacts"),
         }
@@ -103,12 +122,12 @@ def create_native_app() -> FastAPI:
     @app.get("/api/v1/processing-jobs/{name}", tags=["processing"])
     def processing_job(request: Request, name: str) -> dict[str, Any]:
         """A processing job's status, placement and cost (final once it ended)."""
-        return _job_view(_platform(request).processing.describe(name))
+        return _job_view(_platform(request), _platform(request).processing.describe(name))
 
     @app.get("/api/v1/transform-jobs/{name}", tags=["transform"])
     def transform_job(request: Request, name: str) -> dict[str, Any]:
         """A batch transform job's status, placement and cost (final once it ended)."""
-        return _job_view(_platform(request).transform.describe(name))
+        return _job_view(_platform(request), _platform(request).transform.describe(name))
 
     @app.get("/api/v1/tuning-jobs/{name}", tags=["tuning"])
     def tuning_job(request: Request, name: str) -> dict[str, Any]:
@@ -158,18 +177,17 @@ def create_native_app() -> FastAPI:
     @app.get("/api/v1/endpoints/{name}", tags=["endpoints"])
     def endpoint(request: Request, name: str) -> dict[str, Any]:
         """An endpoint, its variants (desired and serving) and its model servers."""
-        import datetime as dt
-        from decimal import Decimal
-
         endpoints = _platform(request).endpoints
         found = endpoints.get(name)
         live = {v.name: v for v in endpoints.router.variants(name)}
-        now = dt.datetime.now(dt.UTC)
-        usage = [u for u in endpoints.usage.for_resource("endpoint", name) if u.started >= found.created]
+        seconds, cost, sagemaker_cost = _platform(request).costs.resource_cost(
+            "endpoint", name, since=found.created
+        )
         return {
             "name": found.name,
-            "instance_seconds": round(sum(u.seconds(now) for u in usage), 3),
-            "cost_usd": str(sum((u.cost(now) for u in usage), Decimal(0))),
+            "instance_seconds": round(float(seconds), 3),
+            "cost_usd": str(cost),
+            "sagemaker_cost_usd": str(sagemaker_cost),
             "arn": found.arn,
             "status": found.status,
             "failure_reason": found.state.get("failure_reason"),
@@ -194,6 +212,60 @@ def create_native_app() -> FastAPI:
                 }
                 for v in found.state["variants"]
             ],
+        }
+
+    @app.get("/api/v1/costs", tags=["costs"], response_model=None)
+    def costs(
+        request: Request,
+        group_by: list[str] = Query(
+            ["kind"], description="kind, instance_type, resource, parent, user, day, month or tag:<key>"
+        ),
+        start: str | None = Query(
+            None, description="ISO date or time (UTC) [default: the first of this month]"
+        ),
+        end: str | None = Query(None, description="ISO date or time (UTC), exclusive [default: now]"),
+        format: str = Query("json", description="json or csv"),
+    ) -> Any:
+        """Spend from the ledger in [start, end), grouped: the site's cost and SageMaker's for the same."""
+        import csv
+        import datetime as dt
+        import io
+
+        from fastapi.responses import Response
+
+        now = dt.datetime.now(dt.UTC)
+        begin = _when(start, "start") if start else dt.datetime(now.year, now.month, 1, tzinfo=dt.UTC)
+        finish = _when(end, "end") if end else now
+        if format not in ("json", "csv"):
+            raise ValidationError(f"format {format!r} is not json or csv", field="format", value=format)
+        rows = _platform(request).costs.report(group_by, start=begin, end=finish)
+        if format == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow([*group_by, "unit_seconds", "cost_usd", "sagemaker_cost_usd"])
+            for row in rows:
+                writer.writerow(
+                    [
+                        *("" if row[g] is None else row[g] for g in group_by),
+                        row["unit_seconds"],
+                        row["cost_usd"],
+                        row["sagemaker_cost_usd"],
+                    ]
+                )
+            return Response(out.getvalue(), media_type="text/csv")
+        return {
+            "start": begin.isoformat(),
+            "end": finish.isoformat(),
+            "group_by": group_by,
+            "rows": [
+                {**r, "cost_usd": str(r["cost_usd"]), "sagemaker_cost_usd": str(r["sagemaker_cost_usd"])}
+                for r in rows
+            ],
+            "total": {
+                "unit_seconds": round(sum(r["unit_seconds"] for r in rows), 3),
+                "cost_usd": str(sum((r["cost_usd"] for r in rows), Decimal(0))),
+                "sagemaker_cost_usd": str(sum((r["sagemaker_cost_usd"] for r in rows), Decimal(0))),
+            },
         }
 
     @app.get("/api/v1/endpoints/{name}/metrics", tags=["endpoints"])

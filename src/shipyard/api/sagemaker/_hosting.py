@@ -86,7 +86,7 @@ def delete_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 # -- endpoints ----------------------------------------------------------------------------------
 def create_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    endpoint = ctx.platform.endpoints.create(params, region=ctx.region)
+    endpoint = ctx.platform.endpoints.create(params, region=ctx.region, owner=ctx.principal)
     _tag(ctx, endpoint, params)
     return {"EndpointArn": endpoint.arn}
 

@@ -11,7 +11,9 @@ from shipyard.core.training import Job
 
 
 def create_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {"ProcessingJobArn": ctx.platform.processing.create(params, region=ctx.region).arn}
+    return {
+        "ProcessingJobArn": ctx.platform.processing.create(params, region=ctx.region, owner=ctx.principal).arn
+    }
 
 
 def describe_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

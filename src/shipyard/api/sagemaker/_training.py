@@ -11,7 +11,7 @@ from shipyard.store import TrainingJobQuery
 
 
 def create_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.training.create(params, region=ctx.region)
+    job = ctx.platform.training.create(params, region=ctx.region, owner=ctx.principal)
     return {"TrainingJobArn": job.arn}
 
 

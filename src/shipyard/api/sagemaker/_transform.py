@@ -11,7 +11,9 @@ from shipyard.core.transform import TransformJobSpec
 
 
 def create_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {"TransformJobArn": ctx.platform.transform.create(params, region=ctx.region).arn}
+    return {
+        "TransformJobArn": ctx.platform.transform.create(params, region=ctx.region, owner=ctx.principal).arn
+    }
 
 
 def describe_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

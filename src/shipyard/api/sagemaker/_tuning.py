@@ -12,11 +12,7 @@ from shipyard.services.tuning import TrialView
 
 
 def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.tuning.create(params, region=ctx.region)
-    from shipyard.core.tags import Tag
-
-    if params.get("Tags"):
-        ctx.platform.tagging.add_tags(job.arn, [Tag.from_wire(t) for t in params["Tags"]])
+    job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.principal)
     ctx.platform.scheduler.wake()
     return {"HyperParameterTuningJobArn": job.arn}
 

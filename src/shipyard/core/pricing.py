@@ -1,0 +1,121 @@
+"""Prices: what this site charges, and what SageMaker would have.
+
+Without a rates file the site charges SageMaker's on-demand prices (the instance catalog's), so
+every report's two columns agree. A site running its own hardware says what it costs in
+``<data dir>/rates.toml``::
+
+    # Per instance-hour, for any kind of work; wins over the resource rates below.
+    [instance_types]
+    "ml.g5.xlarge" = 0.50
+
+    # Or by what a type gives a job (an instance type's vCPUs, GiB of memory and GPUs).
+    vcpu_hour = 0.01
+    memory_gib_hour = 0.002
+    gpu_hour = 0.40
+
+    # Stored bytes in the object store (SageMaker-equivalent: S3 Standard, 0.023).
+    storage_gib_month = 0.01
+
+Any rate may be 0 (hardware that is paid for). Rates are read when the server starts; a ledger
+interval keeps the prices of the time it began.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from shipyard.core.catalog import InstanceType, JobKind
+from shipyard.errors import ConfigurationError
+
+HOURS_PER_MONTH = Decimal(730)  # as AWS prices storage: GB-month over 730 hours
+SAGEMAKER_STORAGE_GIB_MONTH = Decimal("0.023")  # S3 Standard, us-east-1, first 50 TB
+GIB = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class Price:
+    """USD per hour of one unit (an instance, or a bucket at its size): the site's and SageMaker's."""
+
+    site: Decimal
+    sagemaker: Decimal
+
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """The site's rates (see the module docstring); all None: SageMaker's prices."""
+
+    instance_types: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)
+    vcpu_hour: Decimal | None = None
+    memory_gib_hour: Decimal | None = None
+    gpu_hour: Decimal | None = None
+    storage_gib_month: Decimal | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> Rates:
+        """The rates in ``path``; SageMaker's prices when it does not exist."""
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"Rates file {str(path)!r} cannot be read: {exc}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in known:
+                raise ConfigurationError(
+                    f"Rates file {str(path)!r}: unknown setting {key!r} (known: {', '.join(sorted(known))})"
+                )
+        types = raw.get("instance_types", {})
+        if not isinstance(types, dict):
+            raise ConfigurationError(f"Rates file {str(path)!r}: [instance_types] must be a table")
+        return cls(
+            instance_types={
+                name: _usd(value, path, f"instance_types.{name}") for name, value in types.items()
+            },
+            **{
+                key: _usd(raw[key], path, key)
+                for key in ("vcpu_hour", "memory_gib_hour", "gpu_hour", "storage_gib_month")
+                if key in raw
+            },
+        )
+
+    @property
+    def by_resources(self) -> bool:
+        return any(r is not None for r in (self.vcpu_hour, self.memory_gib_hour, self.gpu_hour))
+
+    def instance(self, instance_type: InstanceType, kind: JobKind) -> Price:
+        """An instance-hour of ``instance_type`` doing ``kind`` of work (ValidationError if the
+        catalog does not offer it for that)."""
+        sagemaker = instance_type.price_per_hour(kind)
+        if instance_type.name in self.instance_types:
+            return Price(self.instance_types[instance_type.name], sagemaker)
+        if self.by_resources:
+            site = (
+                (self.vcpu_hour or 0) * instance_type.vcpu
+                + (self.memory_gib_hour or 0) * Decimal(str(instance_type.memory_gib))
+                + (self.gpu_hour or 0) * instance_type.gpu_count
+            )
+            return Price(Decimal(site), sagemaker)
+        return Price(sagemaker, sagemaker)
+
+    def storage(self, size_bytes: int) -> Price:
+        """An hour of ``size_bytes`` stored."""
+        gib_hours = Decimal(size_bytes) / GIB / HOURS_PER_MONTH
+        site = self.storage_gib_month if self.storage_gib_month is not None else SAGEMAKER_STORAGE_GIB_MONTH
+        return Price(site * gib_hours, SAGEMAKER_STORAGE_GIB_MONTH * gib_hours)
+
+
+def _usd(value: object, path: Path, key: str) -> Decimal:
+    try:
+        found = Decimal(str(value))
+    except InvalidOperation:
+        found = Decimal(-1)
+    if isinstance(value, bool) or not found.is_finite() or found < 0:
+        raise ConfigurationError(
+            f"Rates file {str(path)!r}: {key} must be a number of USD >= 0, got {value!r}"
+        )
+    return found

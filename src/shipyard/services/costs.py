@@ -1,0 +1,207 @@
+"""Costs: the ledger of every priced resource-second, reports over it, estimates and budgets.
+
+Each priced resource writes intervals to the ledger (the ``usage`` table) while it is in use:
+a job's instances from the moment they start work until the job ends (queued time is free; each
+attempt is an interval of its own), an endpoint's model servers while they serve, each bucket at
+its size between two samples. An interval is keyed, so recording it twice changes nothing, and
+it carries the prices of its time (the site's and SageMaker's), its tags, owner and parent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.costs import CENT, Interval, allocate
+from shipyard.core.pricing import Price, Rates
+from shipyard.core.training import Job
+from shipyard.services.training import utcnow
+from shipyard.store import UsageRepository
+
+log = logging.getLogger(__name__)
+
+
+class CostService:
+    """Prices, the ledger's writers for jobs and storage, and reports.
+
+    Args:
+        tags: An ARN's current tags (the tagging service's).
+        bucket_sizes: Each bucket's stored bytes, for the storage samples.
+    """
+
+    def __init__(
+        self,
+        usage: UsageRepository,
+        catalog: InstanceCatalog,
+        rates: Rates,
+        *,
+        tags: Callable[[str], Mapping[str, str]],
+        bucket_sizes: Callable[[], Mapping[str, int]],
+        interval: float = 5.0,
+        storage_sample_seconds: float = 3600.0,
+    ) -> None:
+        self.usage = usage
+        self.catalog = catalog
+        self.rates = rates
+        self._tags = tags
+        self._bucket_sizes = bucket_sizes
+        self._interval = interval
+        self._storage_every = storage_sample_seconds
+        self._storage_next = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the background pass ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shipyard-costs", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive anything a pass runs into
+                log.exception("Cost pass failed")
+            self._stop.wait(self._interval)
+
+    def tick(self) -> None:
+        """One pass: the storage sample when it is due."""
+        self.sample_storage()
+
+    # -- prices -------------------------------------------------------------------------------------
+    def price(self, instance_type: str, kind: JobKind) -> Price:
+        return self.rates.instance(self.catalog.get(instance_type), kind)
+
+    # -- jobs -----------------------------------------------------------------------------------------
+    @staticmethod
+    def job_key(job: Job[Any]) -> str:
+        return f"{job.kind}/{job.name}/{int(job.runtime.get('attempt', 0))}"
+
+    def instances_started(
+        self,
+        key: str,
+        *,
+        kind: str,
+        name: str,
+        arn: str,
+        instance_type: str,
+        count: int,
+        work: JobKind,
+        at: dt.datetime,
+        parent: str | None = None,
+        owner: str | None = None,
+    ) -> None:
+        """Instances of a resource began work at ``at``: an interval at today's prices for
+        ``work`` (idempotent by ``key``)."""
+        price = self.price(instance_type, work)
+        self.usage.open(
+            Interval(
+                key=key,
+                kind=kind,
+                name=name,
+                arn=arn,
+                instance_type=instance_type,
+                count=count,
+                usd_per_hour=price.site,
+                sagemaker_usd_per_hour=price.sagemaker,
+                started=at,
+                last_seen=at,
+                parent=parent,
+                owner=owner,
+                tags=dict(self._tags(arn)),
+            )
+        )
+
+    def job_started(self, job: Job[Any], at: dt.datetime) -> None:
+        """The job's instances began work at ``at`` (idempotent: its attempt is recorded once)."""
+        self.instances_started(
+            self.job_key(job),
+            kind=job.kind,
+            name=job.name,
+            arn=job.arn,
+            instance_type=job.spec.instance_type,
+            count=job.spec.instance_count,
+            work=JobKind(job.kind),
+            at=at,
+            parent=job.runtime.get("tuning_job"),
+            owner=job.runtime.get("owner"),
+        )
+
+    def job_ended(self, job: Job[Any], started: dt.datetime, ended: dt.datetime) -> tuple[Decimal, Decimal]:
+        """The attempt's interval is exactly [started, ended) (the billed time); its cost, the
+        site's and SageMaker's. Opened here if the job ended before it was seen working."""
+        self.job_started(job, started)
+        self.usage.close(self.job_key(job), ended, started=started)
+        interval = self.usage.get(self.job_key(job))
+        assert interval is not None
+        return interval.cost(now=ended).quantize(CENT), interval.sagemaker_cost(now=ended).quantize(CENT)
+
+    def attempt_lost(self, job: Job[Any], at: dt.datetime) -> None:
+        """The attempt's instances were lost at ``at`` (a retry opens an interval of its own)."""
+        self.usage.close(self.job_key(job), at)
+
+    # -- what a resource has cost -------------------------------------------------------------------
+    def resource_cost(
+        self, kind: str, name: str, *, since: dt.datetime | None = None
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """(unit-seconds, site cost, SageMaker cost) of a resource so far (since ``since``: a
+        resource created again under an old name starts afresh)."""
+        now = utcnow()
+        rows = [i for i in self.usage.for_resource(kind, name) if since is None or i.started >= since]
+        return (
+            sum((i.seconds(now=now) for i in rows), Decimal(0)),
+            sum((i.cost(now=now) for i in rows), Decimal(0)).quantize(CENT),
+            sum((i.sagemaker_cost(now=now) for i in rows), Decimal(0)).quantize(CENT),
+        )
+
+    def report(self, groups: Sequence[str], *, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        """Spend in [start, end) grouped by ``groups`` (see core.costs.allocate)."""
+        now = utcnow()
+        return allocate(self.usage.overlapping(start, min(end, now)), groups, start=start, end=end, now=now)
+
+    # -- storage ----------------------------------------------------------------------------------
+    def sample_storage(self, *, force: bool = False) -> None:
+        """Every ``storage_sample_seconds``: close each bucket's interval and open one at its size
+        now (a stored byte costs while the server is down too)."""
+        if not force and time.monotonic() < self._storage_next:
+            return
+        self._storage_next = time.monotonic() + self._storage_every
+        now = utcnow()
+        sizes = self._bucket_sizes()
+        for interval in self.usage.open_intervals("storage"):
+            self.usage.close(interval.key, now)
+        for bucket, size in sizes.items():
+            if size <= 0:
+                continue
+            price = self.rates.storage(size)
+            arn = f"arn:aws:s3:::{bucket}"
+            self.usage.open(
+                Interval(
+                    key=f"storage/{bucket}/{now.isoformat()}",
+                    kind="storage",
+                    name=bucket,
+                    arn=arn,
+                    instance_type="s3",
+                    count=1,
+                    usd_per_hour=price.site,
+                    sagemaker_usd_per_hour=price.sagemaker,
+                    started=now,
+                    last_seen=now,
+                    tags=dict(self._tags(arn)),
+                )
+            )
+
+
+def tags_by_arn(intervals: Iterable[Interval]) -> dict[str, Mapping[str, str]]:
+    return {i.arn: i.tags for i in intervals}
