@@ -53,6 +53,8 @@ class Settings:
             looks, and over how many seconds it measures invocations per instance.
         cost_check_seconds: How often budgets are checked against the spend (alerts, stops).
         storage_sample_seconds: How often the object store's size is sampled for the ledger.
+        alert_command: A shell command run for every budget alert (the alert in its environment:
+            ``SHIPYARD_ALERT`` as JSON, ``SHIPYARD_BUDGET``, ``SHIPYARD_SPEND_USD``).
     """
 
     host: str = "127.0.0.1"
@@ -79,6 +81,7 @@ class Settings:
     autoscaling_window_seconds: int = 60
     cost_check_seconds: int = 5
     storage_sample_seconds: int = 3600
+    alert_command: str | None = None
     log_level: str = "info"
 
     def __post_init__(self) -> None:

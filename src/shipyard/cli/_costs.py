@@ -83,3 +83,125 @@ def cost(
             row["sagemaker_cost_usd"],
         )
     Console().print(table if report["rows"] else "Nothing was spent in that time.")
+
+
+def _m(usd: str) -> str:
+    from decimal import Decimal
+
+    from shipyard.core.costs import money
+
+    return money(Decimal(usd))
+
+
+budgets_app = typer.Typer(
+    help="Budgets: limits on what work may cost, with alerts and actions.", no_args_is_help=True
+)
+
+
+def _native(url: str | None, method: str, path: str, **kwargs: object) -> object:
+    import httpx
+
+    from shipyard.sdk import connect
+
+    connection = connect(url)
+    answer = httpx.request(
+        method,
+        f"{connection.url}/api/v1/{path}",
+        headers={"Authorization": f"Bearer {connection.secret_access_key}"},
+        timeout=60,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    answer.raise_for_status()
+    return answer.json() if answer.content else None
+
+
+@budgets_app.command("list")
+def list_budgets(url: Url = None, as_json: AsJson = False) -> None:
+    """Every budget: its limit, spend this period, committed by running work, actions."""
+    found = _native(url, "GET", "budgets")
+    assert isinstance(found, list)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("name", "period", "scope", "limit", "spent", "committed", "%", "actions")
+    for b in found:
+        scope = ", ".join(f"{k}={v}" for k, v in b["scope"].items()) or "everything"
+        table.add_row(
+            b["name"],
+            b["period"],
+            scope,
+            _m(b["limit_usd"]),
+            _m(b["spend_usd"]),
+            _m(b["committed_usd"]),
+            f"{b['percent']:g}",
+            ", ".join(b["actions"]) or "alert",
+        )
+    Console().print(table if found else "No budgets.")
+
+
+@budgets_app.command("create")
+def create_budget(
+    name: str,
+    limit: Annotated[float, typer.Option("--limit", help="USD")],
+    period: Annotated[str, typer.Option(help="monthly (calendar month, UTC) or total")] = "monthly",
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="Only resources with this tag, key=value (repeat)")
+    ] = None,
+    threshold: Annotated[
+        list[int] | None,
+        typer.Option("--threshold", help="Alert at this % of the limit (repeat) [default: 80, 100]"),
+    ] = None,
+    action: Annotated[
+        list[str] | None,
+        typer.Option("--action", help="deny (refuse launches past the limit), stop (stop work at it)"),
+    ] = None,
+    notify: Annotated[str | None, typer.Option(help="A webhook on this machine for the alerts")] = None,
+    url: Url = None,
+) -> None:
+    """Create a budget."""
+    from shipyard.cli._launch import _pairs
+
+    body: dict[str, object] = {
+        "name": name,
+        "limit_usd": limit,
+        "period": period,
+        "scope": _pairs(tag, "--tag"),
+        "actions": action or [],
+    }
+    if threshold:
+        body["thresholds"] = threshold
+    if notify:
+        body["notify"] = notify
+    created = _native(url, "POST", "budgets", json=body)
+    assert isinstance(created, dict)
+    typer.echo(f"Budget {name}: {_m(created['spend_usd'])} of {_m(created['limit_usd'])} spent this period")
+
+
+@budgets_app.command("delete")
+def delete_budget(name: str, url: Url = None) -> None:
+    """Delete a budget (its alerts stay in the history)."""
+    _native(url, "DELETE", f"budgets/{name}")
+    typer.echo(f"Deleted budget {name}")
+
+
+def alerts(
+    budget: Annotated[str | None, typer.Option(help="Only this budget's")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 20,
+    url: Url = None,
+    as_json: AsJson = False,
+) -> None:
+    """Budget alerts: thresholds crossed, launches denied, work stopped."""
+    params: dict[str, object] = {"limit": limit}
+    if budget:
+        params["budget"] = budget
+    found = _native(url, "GET", "alerts", params=params)
+    assert isinstance(found, list)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("when (UTC)", "budget", "kind", "spent", "what")
+    for event in found:
+        table.add_row(
+            event["created"][:19], event["budget"], event["kind"], _m(event["spend_usd"]), event["message"]
+        )
+    Console().print(table if found else "No alerts.")

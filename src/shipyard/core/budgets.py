@@ -3,8 +3,9 @@
 A budget covers everything, or the resources whose tags match all of its ``scope``. Its spend is
 the ledger's cost (the site's prices) of those resources in the current period: this calendar
 month (UTC) for ``monthly``, since the budget was made for ``total``. Crossing a threshold
-(a percentage of the limit) records an alert, once per period, and runs the budget's ``notify``
-hook. Its actions:
+(a percentage of the limit) records an alert, once per period, and POSTs it to the budget's
+``notify`` webhook, which must be on this machine (a command for alerts is the site's to set, in
+the server's config, never a client's). Its actions:
 
 - ``deny``: a launch whose worst case would take the committed spend past the limit is refused.
   Committed spend is what was spent plus what running and queued jobs in scope may still cost
@@ -139,14 +140,12 @@ class Budget:
 
 
 def check_notify(hook: str) -> str:
-    """A webhook must be on this machine (http://127.0.0.1, localhost or [::1]); anything else
-    that is not a URL is a command, run with the alert in its environment."""
-    if "://" in hook:
-        parts = urlsplit(hook)
-        if parts.scheme not in ("http", "https") or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise ValidationError(
-                f"notify {hook!r}: a webhook must be an http URL on this machine (127.0.0.1, localhost or [::1])",
-                field="notify",
-                value=hook,
-            )
+    """A budget's webhook: an http URL on this machine (127.0.0.1, localhost or [::1])."""
+    parts = urlsplit(hook)
+    if parts.scheme not in ("http", "https") or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValidationError(
+            f"notify {hook!r} must be an http URL on this machine (127.0.0.1, localhost or [::1])",
+            field="notify",
+            value=hook,
+        )
     return hook

@@ -70,6 +70,14 @@ class Interval:
         return self.sagemaker_usd_per_hour * self.seconds(start, end, now=now) / _SECONDS_PER_HOUR
 
 
+def money(usd: Decimal) -> str:
+    """USD for people: cents from a dollar up (and for nothing), else the digits that matter
+    ("$0.0575", not "$0.06": a short job costs fractions of a cent)."""
+    if usd == 0 or abs(usd) >= 1:
+        return f"${usd:,.2f}"
+    return f"${usd.quantize(CENT).normalize():f}"
+
+
 def check_groups(groups: Sequence[str]) -> list[str]:
     """The group-by keys, checked: each one of GROUPS or ``tag:<key>``."""
     for group in groups:

@@ -18,6 +18,7 @@ from shipyard.core.pricing import Rates
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
 from shipyard.services.autoscaling import AutoscalingService
+from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
 from shipyard.services.logs import LogService
@@ -36,6 +37,7 @@ from shipyard.store import (
     TuningJobRepository,
     UsageRepository,
 )
+from shipyard.store.budgets import BudgetRepository
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Platform:
     endpoints: EndpointService
     autoscaling: AutoscalingService
     costs: CostService
+    budgets: BudgetService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -128,6 +131,9 @@ class Platform:
         }
         training = TrainingService(jobs, **common)
         processing = ProcessingService(processing_jobs, **common)
+        transform = TransformService(
+            transform_jobs, model=lambda name: models.get(name)[1].container, **common
+        )
         tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
         scheduler.add_pass(tuning.tick)
         models = ModelService(
@@ -154,6 +160,13 @@ class Platform:
             account_id=settings.account_id,
             startup_timeout=settings.endpoint_startup_seconds,
         )
+        budgets = BudgetService(
+            BudgetRepository(db),
+            costs,
+            lambda: _commitments(costs, tagging, (training, processing, transform), tuning),
+            alert_command=settings.alert_command,
+        )
+        costs.add_pass(budgets.tick)
         return cls(
             settings,
             db,
@@ -163,7 +176,7 @@ class Platform:
             backend,
             training,
             processing,
-            TransformService(transform_jobs, model=lambda name: models.get(name)[1].container, **common),
+            transform,
             scheduler,
             LogService(jobs, processing_jobs, transform_jobs, settings.data_dir / "endpoints"),
             tuning,
@@ -177,6 +190,7 @@ class Platform:
                 window=settings.autoscaling_window_seconds,
             ),
             costs,
+            budgets,
             lock_file,
         )
 
@@ -198,6 +212,59 @@ class Platform:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _commitments(
+    costs: CostService,
+    tagging: TaggingService,
+    jobs: tuple[TrainingService, ProcessingService, TransformService],
+    tuning: TuningService,
+) -> list[Commitment]:
+    """The work under way, with what it may still cost: each running or queued job's worst case
+    less its cost so far, and each tuning job's trials not yet started at their worst case."""
+    from shipyard.core import estimates
+
+    def tags(arn: str) -> dict[str, str]:
+        return {t.key: t.value for t in tagging.tags_of(arn)}
+
+    reckon = {
+        "training": estimates.training,
+        "processing": estimates.processing,
+        "transform": estimates.transform,
+    }
+    found = []
+    for service in jobs:
+        for job in service.repository.active():
+            worst = reckon[job.kind](job.spec.request, costs.price)
+            _, spent, _ = costs.resource_cost(job.kind, job.name, since=job.created)
+            found.append(
+                Commitment(
+                    job.kind,
+                    job.name,
+                    tags(job.arn),
+                    estimates.remaining(worst, spent),
+                    stop=lambda s=service, n=job.name: s.stop(n),  # type: ignore[misc]
+                )
+            )
+    for tuning_job in tuning.repository.active():
+        request = tuning_job.spec.request
+        definitions = request.get("TrainingJobDefinitions") or [request["TrainingJobDefinition"]]
+        per_trial = max(estimates.training(d, costs.price).usd for d in definitions)
+        left = max(
+            0,
+            int(request["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"])
+            - len(tuning_job.trials),
+        )
+        found.append(
+            Commitment(
+                "tuning",
+                tuning_job.name,
+                tags(tuning_job.arn),
+                per_trial * left,
+                stop=lambda n=tuning_job.name: tuning.stop(n),  # type: ignore[misc]
+            )
+        )
+    return found
 
 
 def package_sources(settings: Settings) -> PackageSources:

@@ -56,6 +56,11 @@ class CostService:
         self._storage_next = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._passes: list[Callable[[], None]] = []
+
+    def add_pass(self, run_pass: Callable[[], None]) -> None:
+        """Run ``run_pass`` on every tick, after the ledger's own work (budgets build on it)."""
+        self._passes.append(run_pass)
 
     # -- the background pass ------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,8 +81,10 @@ class CostService:
             self._stop.wait(self._interval)
 
     def tick(self) -> None:
-        """One pass: the storage sample when it is due."""
+        """One pass: the storage sample when it is due, then the passes added."""
         self.sample_storage()
+        for run_pass in self._passes:
+            run_pass()
 
     # -- prices -------------------------------------------------------------------------------------
     def price(self, instance_type: str, kind: JobKind) -> Price:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 import shipyard
 from shipyard.core.catalog import JobKind
-from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+from shipyard.errors import ConflictError, LimitExceededError, NotFoundError, ShipyardError, ValidationError
 from shipyard.services import Platform
 
 
@@ -69,7 +69,15 @@ def create_native_app() -> FastAPI:
 
     @app.exception_handler(ShipyardError)
     async def _shipyard_error(request: Request, exc: ShipyardError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, ValidationError) else 500
+        status = (
+            404
+            if isinstance(exc, NotFoundError)
+            else 409
+            if isinstance(exc, ConflictError)
+            else 400
+            if isinstance(exc, ValidationError | LimitExceededError)
+            else 500
+        )
         body: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message}
         if isinstance(exc, ValidationError) and exc.field:
             body["field"] = exc.field
@@ -267,6 +275,67 @@ def create_native_app() -> FastAPI:
                 "sagemaker_cost_usd": str(sum((r["sagemaker_cost_usd"] for r in rows), Decimal(0))),
             },
         }
+
+    @app.get("/api/v1/budgets", tags=["costs"])
+    def budgets(request: Request) -> list[dict[str, Any]]:
+        """Every budget, with its spend this period and what running work has committed."""
+        service = _platform(request).budgets
+        return [service.status(b) for b in service.repository.all()]
+
+    @app.post("/api/v1/budgets", tags=["costs"], status_code=201)
+    def create_budget(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        """A budget: name, limit_usd, period (monthly or total), scope (tag key → value),
+        thresholds (percentages), actions (deny, stop), notify (a webhook on this machine)."""
+        service = _platform(request).budgets
+        return service.status(service.create(body))
+
+    @app.get("/api/v1/budgets/{name}", tags=["costs"])
+    def budget(request: Request, name: str) -> dict[str, Any]:
+        service = _platform(request).budgets
+        return {
+            **service.status(service.repository.get(name)),
+            "alerts": [e.to_json() for e in service.events(name)],
+        }
+
+    @app.delete("/api/v1/budgets/{name}", tags=["costs"], status_code=204)
+    def delete_budget(request: Request, name: str) -> None:
+        _platform(request).budgets.repository.delete(name)
+
+    @app.get("/api/v1/alerts", tags=["costs"])
+    def alerts(
+        request: Request, budget: str | None = None, limit: int = Query(100, ge=1, le=1000)
+    ) -> list[dict[str, Any]]:
+        """Budget alerts, newest first: thresholds crossed, launches denied, work stopped."""
+        return [e.to_json() for e in _platform(request).budgets.events(budget, limit)]
+
+    @app.post("/api/v1/estimates", tags=["costs"])
+    def estimate(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        """The worst case of a launch before it is made: ``{"kind": "training" | "processing" |
+        "transform" | "tuning" | "endpoint", "request": <the SageMaker create request>}`` (for an
+        endpoint, its configuration's request). Also the budgets that would deny it."""
+        from shipyard.core import estimates
+
+        platform = _platform(request)
+        kinds = {
+            "training": estimates.training,
+            "processing": estimates.processing,
+            "transform": estimates.transform,
+            "tuning": estimates.tuning,
+            "endpoint": lambda r, p: estimates.endpoint(r["ProductionVariants"], p),
+        }
+        kind, params = body.get("kind"), body.get("request")
+        if kind not in kinds:
+            raise ValidationError(f"kind {kind!r} is not one of {', '.join(kinds)}", field="kind", value=kind)
+        if not isinstance(params, dict):
+            raise ValidationError("request must be the create request, as JSON", field="request")
+        try:
+            found = kinds[kind](params, platform.costs.price)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"The {kind} request cannot be reckoned: {exc!r} is missing or wrong", field="request"
+            ) from None
+        tags = {t["Key"]: t["Value"] for t in params.get("Tags", [])}
+        return {**found.to_json(), "denied_by": platform.budgets.would_deny(found, tags)}
 
     @app.get("/api/v1/endpoints/{name}/metrics", tags=["endpoints"])
     def endpoint_metrics(

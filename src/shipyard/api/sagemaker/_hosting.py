@@ -6,6 +6,8 @@ import contextlib
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._training import request_tags
+from shipyard.core import estimates
 from shipyard.core.tags import Tag
 from shipyard.errors import NotFoundError
 from shipyard.store import Resource
@@ -86,9 +88,21 @@ def delete_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 # -- endpoints ----------------------------------------------------------------------------------
 def create_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    endpoint = ctx.platform.endpoints.create(params, region=ctx.region, owner=ctx.principal)
-    _tag(ctx, endpoint, params)
+    name = params["EndpointName"]
+    with ctx.platform.budgets.guard("endpoint", name, _reckon_endpoint(ctx), params, request_tags(params)):
+        endpoint = ctx.platform.endpoints.create(params, region=ctx.region, owner=ctx.principal)
+        _tag(ctx, endpoint, params)
     return {"EndpointArn": endpoint.arn}
+
+
+def _reckon_endpoint(ctx: RequestContext) -> Any:
+    """An endpoint's worst case from the configuration its request names (a day of it)."""
+
+    def reckon(params: dict[str, Any], prices: Any) -> estimates.Estimate:
+        config, _ = ctx.platform.endpoint_configs.get(params["EndpointConfigName"])
+        return estimates.endpoint(config.request["ProductionVariants"], prices)
+
+    return reckon
 
 
 def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +143,10 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
 
 
 def update_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {"EndpointArn": ctx.platform.endpoints.update(params).arn}
+    name = params["EndpointName"]
+    tags = {t.key: t.value for t in ctx.platform.tagging.tags_of(ctx.platform.endpoints.get(name).arn)}
+    with ctx.platform.budgets.guard("endpoint", name, _reckon_endpoint(ctx), params, tags):
+        return {"EndpointArn": ctx.platform.endpoints.update(params).arn}
 
 
 def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker._training import job_query
+from shipyard.api.sagemaker._training import job_query, request_tags
+from shipyard.core import estimates
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.training import Job
 
 
 def create_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "ProcessingJobArn": ctx.platform.processing.create(params, region=ctx.region, owner=ctx.principal).arn
-    }
+    name = params["ProcessingJobName"]
+    with ctx.platform.budgets.guard(
+        "processing job", name, estimates.processing, params, request_tags(params)
+    ):
+        job = ctx.platform.processing.create(params, region=ctx.region, owner=ctx.principal)
+    return {"ProcessingJobArn": job.arn}
 
 
 def describe_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -6,13 +6,21 @@ import datetime as dt
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.core import estimates
 from shipyard.core.training import TrainingJob, TrainingJobStatus
 from shipyard.store import TrainingJobQuery
 
 
 def create_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.training.create(params, region=ctx.region, owner=ctx.principal)
+    name = params["TrainingJobName"]
+    with ctx.platform.budgets.guard("training job", name, estimates.training, params, request_tags(params)):
+        job = ctx.platform.training.create(params, region=ctx.region, owner=ctx.principal)
     return {"TrainingJobArn": job.arn}
+
+
+def request_tags(params: dict[str, Any]) -> dict[str, str]:
+    """The tags a create request gives its resource (what budgets are scoped by)."""
+    return {t["Key"]: t["Value"] for t in params.get("Tags", [])}
 
 
 def describe_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker._training import job_query
+from shipyard.api.sagemaker._training import job_query, request_tags
+from shipyard.core import estimates
 from shipyard.core.training import Job
 from shipyard.core.transform import TransformJobSpec
 
 
 def create_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "TransformJobArn": ctx.platform.transform.create(params, region=ctx.region, owner=ctx.principal).arn
-    }
+    name = params["TransformJobName"]
+    with ctx.platform.budgets.guard("transform job", name, estimates.transform, params, request_tags(params)):
+        job = ctx.platform.transform.create(params, region=ctx.region, owner=ctx.principal)
+    return {"TransformJobArn": job.arn}
 
 
 def describe_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._training import request_tags
+from shipyard.core import estimates
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.training import TrainingJobStatus
 from shipyard.core.tuning import TuningJob
@@ -12,7 +14,9 @@ from shipyard.services.tuning import TrialView
 
 
 def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.principal)
+    name = params["HyperParameterTuningJobName"]
+    with ctx.platform.budgets.guard("tuning job", name, estimates.tuning, params, request_tags(params)):
+        job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.principal)
     ctx.platform.scheduler.wake()
     return {"HyperParameterTuningJobArn": job.arn}
 
