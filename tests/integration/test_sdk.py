@@ -52,7 +52,11 @@ def test_estimator_fit_with_a_local_file_gives_a_job_with_metrics_model_and_cost
     )
     job = estimator.fit(data)
     assert job.status == "Completed", job.failure_reason
-    assert capsys.readouterr().out.count("accuracy=") == 3  # the log, printed while waiting
+    out = capsys.readouterr().out
+    assert out.count("accuracy=") == 3  # the log, printed while waiting
+    # the worst case, said before the launch: an ml.m5.large for all of max_run (a day)
+    assert f"Training job {job.name}: at most $2.76 (1 x ml.m5.large x 24 h); on SageMaker $2.76" in out
+    assert estimator.estimate()["usd"] == "2.760000"
     metrics = job.metrics()
     accuracy = metrics[metrics["metric"] == "accuracy"] if hasattr(metrics, "columns") else None
     assert accuracy is not None and list(accuracy["step"]) == [0, 1, 2]
@@ -149,6 +153,7 @@ def test_tuner_fit_gives_a_leaderboard_whose_best_job_deploys_and_predicts(
     ]
     out = capsys.readouterr().out
     assert f"Tuning job {result.name}: Completed" in out and "4/4 trials done" in out
+    assert f"Tuning job {result.name}: at most $11.04 (4 trials x 1 x ml.m5.large x 24 h)" in out
 
     board = result.leaderboard()
     assert isinstance(board, pd.DataFrame) and len(board) == 4

@@ -61,10 +61,12 @@ class Connection:
             config=Config(retries={"mode": "standard"}),
         )
 
-    def native(self, path: str) -> Any:
-        """GET on the native API (``/api/v1/...``)."""
-        answer = httpx.get(
-            f"{self.url}/api/v1/{path}", headers={"Authorization": f"Bearer {self.secret_access_key}"}
+    def native(self, path: str, body: Any = None) -> Any:
+        """GET on the native API (``/api/v1/...``), or POST ``body`` as JSON."""
+        headers = {"Authorization": f"Bearer {self.secret_access_key}"}
+        url = f"{self.url}/api/v1/{path}"
+        answer = (
+            httpx.get(url, headers=headers) if body is None else httpx.post(url, json=body, headers=headers)
         )
         answer.raise_for_status()
         return answer.json()

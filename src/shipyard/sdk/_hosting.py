@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from shipyard.errors import ValidationError
 from shipyard.sdk._connection import ROLE, Connection, connect
-from shipyard.sdk._jobs import Job
+from shipyard.sdk._jobs import Job, announce
 from shipyard.sdk._progress import Progress
 from shipyard.sdk._training import _source_archive, _upload_local, image_for, unique_name
 
@@ -209,18 +209,19 @@ class Model:
         if self.name is None:
             self.name = endpoint
         model = self.create()
-        sm = self.connection.client("sagemaker")
-        sm.create_endpoint_config(
-            EndpointConfigName=endpoint,
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": model,
-                    "InitialInstanceCount": instance_count,
-                    "InstanceType": instance_type,
-                }
-            ],
+        variants = [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialInstanceCount": instance_count,
+                "InstanceType": instance_type,
+            }
+        ]
+        announce(
+            self.connection, "endpoint", {"ProductionVariants": variants}, f"Endpoint {endpoint}", show=wait
         )
+        sm = self.connection.client("sagemaker")
+        sm.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=variants)
         sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
         handle = Endpoint(endpoint, self.connection, serializer=serializer)
         if wait:
@@ -418,19 +419,21 @@ class Transformer:
         output["Accept"] = self.accept or self.content_type  # CSV lines in, CSV lines out
         if self.split_type == "Line":
             output["AssembleWith"] = "Line"
-        connection.client("sagemaker").create_transform_job(
-            TransformJobName=job_name,
-            ModelName=model,
-            MaxPayloadInMB=self.max_payload_mb,
-            BatchStrategy="MultiRecord" if self.split_type != "None" else "SingleRecord",
-            TransformInput={
+        request = {
+            "TransformJobName": job_name,
+            "ModelName": model,
+            "MaxPayloadInMB": self.max_payload_mb,
+            "BatchStrategy": "MultiRecord" if self.split_type != "None" else "SingleRecord",
+            "TransformInput": {
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}},
                 "ContentType": self.content_type,
                 "SplitType": self.split_type,
             },
-            TransformOutput=output,
-            TransformResources={"InstanceType": self.instance_type, "InstanceCount": self.instance_count},
-        )
+            "TransformOutput": output,
+            "TransformResources": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count},
+        }
+        announce(connection, "transform", request, f"Transform job {job_name}", show=wait)
+        connection.client("sagemaker").create_transform_job(**request)
         job = TransformJob(job_name, connection)
         if wait:
             job.wait(logs=logs)

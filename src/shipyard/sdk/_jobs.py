@@ -13,6 +13,31 @@ from shipyard.sdk._progress import Progress
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
+def estimate(connection: Connection, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The server's worst case for a launch (``/api/v1/estimates``): usd, sagemaker_usd,
+    per_hour_usd, per_day_usd, basis, and the budgets that would deny it (denied_by)."""
+    return dict(connection.native("estimates", {"kind": kind, "request": request}))
+
+
+def announce(connection: Connection, kind: str, request: dict[str, Any], label: str, *, show: bool) -> None:
+    """Say what a launch may cost before it is made (nothing when ``show`` is False)."""
+    if not show:
+        return
+    from decimal import Decimal
+
+    from shipyard.core.costs import money
+
+    found = {
+        k: money(Decimal(v)) if k.endswith("usd") else v
+        for k, v in estimate(connection, kind, request).items()
+    }
+    if kind == "endpoint":
+        text = f"{found['per_hour_usd']} an hour, {found['per_day_usd']} a day"
+    else:
+        text = f"at most {found['usd']} ({found['basis']}); on SageMaker {found['sagemaker_usd']}"
+    print(f"{label}: {text}", flush=True)
+
+
 class LogTail:
     """New lines of a log group's streams for one resource, from where the last call stopped."""
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from shipyard.errors import ValidationError
 from shipyard.sdk._connection import ROLE, Connection, connect
 from shipyard.sdk._hosting import download_prefix
-from shipyard.sdk._jobs import Job
+from shipyard.sdk._jobs import Job, announce
 from shipyard.sdk._training import _upload_local, image_for, unique_name
 
 _ROOT = "/opt/ml/processing"
@@ -137,6 +137,7 @@ class Processor:
             request["ProcessingOutputConfig"] = {"Outputs": processing_outputs}
         if self.environment:
             request["Environment"] = self.environment
+        announce(connection, "processing", request, f"Processing job {job_name}", show=wait)
         connection.client("sagemaker").create_processing_job(**request)
         job = ProcessingJob(job_name, connection)
         if wait:

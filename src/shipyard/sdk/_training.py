@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ValidationError
 from shipyard.sdk._connection import ROLE, Connection, connect
-from shipyard.sdk._jobs import Job
+from shipyard.sdk._jobs import Job, announce, estimate
 
 if TYPE_CHECKING:
     from shipyard.sdk._hosting import Endpoint, Model
@@ -240,6 +240,16 @@ class Estimator:
             definition["InputDataConfig"] = data_config
         return definition
 
+    def estimate(self) -> dict[str, Any]:
+        """What a job of this estimator may cost at most (its instances for all of ``max_run``),
+        at this server's prices and SageMaker's, and the budgets that would refuse it now."""
+        request = {
+            "ResourceConfig": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count},
+            "StoppingCondition": {"MaxRuntimeInSeconds": self.max_run},
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
+        }
+        return estimate(self.connection, "training", request)
+
     def _code_hyperparameters(self, connection: Connection) -> dict[str, str]:
         """The script's archive, uploaded once by content, as the SDK's two hyperparameters."""
         archive = _source_archive(self.entry_point, self.source_dir, self.requirements)
@@ -272,6 +282,7 @@ class Estimator:
             **self.definition(inputs, connection=connection),
             "Tags": [{"Key": k, "Value": v} for k, v in self.tags.items()],
         }
+        announce(connection, "training", request, f"Training job {job_name}", show=show)
         connection.client("sagemaker").create_training_job(**request)
         job = TrainingJob(job_name, connection)
         if wait:

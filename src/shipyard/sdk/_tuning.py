@@ -24,6 +24,7 @@ from typing import Any
 
 from shipyard.errors import ValidationError
 from shipyard.sdk._connection import Connection, connect
+from shipyard.sdk._jobs import announce
 from shipyard.sdk._progress import Progress
 from shipyard.sdk._training import Estimator, Inputs, TrainingJob, unique_name
 
@@ -185,12 +186,14 @@ class Tuner:
         if self.seed is not None:
             config["RandomSeed"] = self.seed
         job_name = name or unique_name(self.estimator.entry_point.stem, limit=32)
-        connection.client("sagemaker").create_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=job_name,
-            HyperParameterTuningJobConfig=config,
-            TrainingJobDefinition=definition,
-            Tags=[{"Key": k, "Value": v} for k, v in self.estimator.tags.items()],
-        )
+        request = {
+            "HyperParameterTuningJobName": job_name,
+            "HyperParameterTuningJobConfig": config,
+            "TrainingJobDefinition": definition,
+            "Tags": [{"Key": k, "Value": v} for k, v in self.estimator.tags.items()],
+        }
+        announce(connection, "tuning", request, f"Tuning job {job_name}", show=show)
+        connection.client("sagemaker").create_hyper_parameter_tuning_job(**request)
         job = TuningJob(job_name, connection)
         if wait:
             job.wait(show=show)
