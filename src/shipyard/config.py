@@ -53,6 +53,10 @@ class Settings:
             looks, and over how many seconds it measures invocations per instance.
         cost_check_seconds: How often budgets are checked against the spend (alerts, stops).
         storage_sample_seconds: How often the object store's size is sampled for the ledger.
+        utilization_seconds: How often each job instance and model server samples its CPU,
+            memory and disk use.
+        idle_endpoint_seconds: An endpoint not invoked for this long is reported idle (its
+            instances cost all the same); ``idle_endpoints = "delete"`` deletes it then.
         alert_command: A shell command run for every budget alert (the alert in its environment:
             ``SHIPYARD_ALERT`` as JSON, ``SHIPYARD_BUDGET``, ``SHIPYARD_SPEND_USD``).
     """
@@ -82,6 +86,9 @@ class Settings:
     cost_check_seconds: int = 5
     storage_sample_seconds: int = 3600
     alert_command: str | None = None
+    utilization_seconds: int = 5
+    idle_endpoint_seconds: int = 3600
+    idle_endpoints: str = "report"
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -102,6 +109,10 @@ class Settings:
             )
         if self.sandbox not in ("auto", "bwrap", "off"):
             raise ConfigurationError(f"sandbox must be 'auto', 'bwrap' or 'off', got {self.sandbox!r}")
+        if self.idle_endpoints not in ("report", "delete"):
+            raise ConfigurationError(
+                f"idle_endpoints must be 'report' or 'delete', got {self.idle_endpoints!r}"
+            )
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ConfigurationError(
                 "access_key_id and secret_access_key must be set together "

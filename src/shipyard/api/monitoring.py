@@ -1,5 +1,7 @@
 """CloudWatch metrics (``X-Amz-Target: GraniteServiceVersion20100801.<Operation>``, JSON 1.0 as
-botocore sends it): GetMetricStatistics over endpoint metrics (namespace ``AWS/SageMaker``,
+botocore sends it): GetMetricStatistics over instance utilization (CPUUtilization,
+MemoryUtilization, DiskUtilization in ``/aws/sagemaker/{Training,Processing,Transform}Jobs`` by
+Host, ``/aws/sagemaker/Endpoints`` by EndpointName and VariantName), endpoint metrics (namespace ``AWS/SageMaker``,
 dimensions EndpointName and VariantName) and training job metrics (namespace
 ``/aws/sagemaker/TrainingJobs``, dimension TrainingJobName, as the sagemaker SDK's
 TrainingJobAnalytics asks, or Host ``<job>/algo-1``, as the console's charts do).
@@ -37,6 +39,17 @@ def _datapoints(periods: list[tuple[int, Statistics]], wanted: list[str], unit: 
     return points
 
 
+# Instance utilization, as SageMaker publishes it: per host of a job (Host "<job>/algo-1"), per
+# variant of an endpoint (EndpointName, VariantName). CPU is the sum over cores.
+UTILIZATION = {"CPUUtilization": "cpu", "MemoryUtilization": "memory", "DiskUtilization": "disk"}
+_INSTANCE_NAMESPACES = {
+    "/aws/sagemaker/TrainingJobs": "training",
+    "/aws/sagemaker/ProcessingJobs": "processing",
+    "/aws/sagemaker/TransformJobs": "transform",
+    "/aws/sagemaker/Endpoints": "endpoint",
+}
+
+
 def get_metric_statistics(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     namespace, metric = params["Namespace"], params["MetricName"]
     dimensions = {d["Name"]: d["Value"] for d in params.get("Dimensions") or []}
@@ -67,6 +80,20 @@ def get_metric_statistics(ctx: RequestContext, params: dict[str, Any]) -> dict[s
         )
         unit = "Microseconds" if metric in LATENCIES else "None"
         return {"Label": metric, "Datapoints": _datapoints(periods, wanted, unit)}
+    if metric in UTILIZATION and namespace in _INSTANCE_NAMESPACES:
+        kind = _INSTANCE_NAMESPACES[namespace]
+        if kind == "endpoint":
+            name, host = dimensions.get("EndpointName", ""), dimensions.get("VariantName")
+        else:
+            name, _, host = dimensions.get("Host", "").partition("/")
+        samples: dict[int, Statistics] = {}
+        for sample in ctx.platform.utilization.series(kind, name):
+            at = sample.at.timestamp()
+            value = getattr(sample, UTILIZATION[metric])
+            wanted_host = sample.host == host or (kind == "endpoint" and sample.host.startswith(f"{host}/"))
+            if start <= at < end and value is not None and (not host or wanted_host):
+                samples.setdefault(int(at // period * period), Statistics()).add(value)
+        return {"Label": metric, "Datapoints": _datapoints(sorted(samples.items()), wanted, "Percent")}
     if namespace == "/aws/sagemaker/TrainingJobs":
         job = dimensions.get("TrainingJobName") or dimensions.get("Host", "").rsplit("/", 1)[0]
         try:

@@ -205,3 +205,46 @@ def alerts(
             event["created"][:19], event["budget"], event["kind"], _m(event["spend_usd"]), event["message"]
         )
     Console().print(table if found else "No alerts.")
+
+
+def waste(
+    since: Annotated[
+        str | None, typer.Option(help="Jobs ended since this ISO date [default: 30 days ago]")
+    ] = None,
+    url: Url = None,
+    as_json: AsJson = False,
+) -> None:
+    """Money spent on nothing: idle endpoints, and jobs on bigger instances than they used."""
+    found = _native(url, "GET", "waste", params={"since": since} if since else {})
+    assert isinstance(found, dict)
+    if as_json:
+        print_json(found)
+        return
+    console = Console(highlight=False)
+    if found["idle_endpoints"]:
+        table = Table("endpoint", "idle (min)", "instances", "per hour", "per day", title="Idle endpoints")
+        for e in found["idle_endpoints"]:
+            table.add_row(
+                e["endpoint"],
+                f"{e['idle_minutes']:g}",
+                ", ".join(e["instance_types"]),
+                _m(e["cost_per_hour_usd"]),
+                _m(e["cost_per_day_usd"]),
+            )
+        console.print(table)
+    else:
+        console.print("No idle endpoints.")
+    if found["right_sizing"]:
+        table = Table("job", "ran on", "peak CPU", "peak memory", "suggested", "saving", title="Right-sizing")
+        for s in found["right_sizing"]:
+            table.add_row(
+                s["job"],
+                f"{s['instance_count']} x {s['instance_type']}",
+                f"{s['peak_cpu_percent']:g}%",
+                f"{s['peak_memory_gib']:g} GiB",
+                s["suggested_instance_type"],
+                f"{_m(s['saving_usd'])} ({s['saving_percent']:g}%)",
+            )
+        console.print(table)
+    else:
+        console.print("No right-sizing suggestions.")

@@ -28,7 +28,7 @@ envs_app = typer.Typer(
 app.add_typer(envs_app, name="envs")
 
 # The commands of other modules attach after the main app exists.
-from shipyard.cli._costs import alerts, budgets_app, cost  # noqa: E402
+from shipyard.cli._costs import alerts, budgets_app, cost, waste  # noqa: E402
 from shipyard.cli._endpoints import endpoints_app, instance_types  # noqa: E402
 from shipyard.cli._jobs import jobs_app  # noqa: E402
 from shipyard.cli._launch import train, tune  # noqa: E402
@@ -41,6 +41,7 @@ app.command("instance-types")(instance_types)
 app.command()(cost)
 app.add_typer(budgets_app, name="budgets")
 app.command()(alerts)
+app.command()(waste)
 
 
 @app.callback()

@@ -42,6 +42,7 @@ from shipyard.envs import (
 )
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
+from shipyard.runtime.utilization import Sampler
 from shipyard.storage import LocalObjectStore, ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar, pack_directory
 
@@ -109,6 +110,7 @@ class Agent:
         self.environment: tuple[EnvironmentCache, str | None] | None = None
         self.command_display: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
+        self._sampling = threading.Event()  # set when the work is over: utilization sampling ends
         self.stop_reason: str | None = None
         self._stop_lock = threading.Lock()
         self._process_stopped = False
@@ -158,6 +160,7 @@ class Agent:
             syncs = self._syncs()
             for sync in syncs:
                 sync.start()
+            threading.Thread(target=self._sample_utilization, name="utilization", daemon=True).start()
             if self.stop_reason is None:
                 self.status.phase("Training")
                 self.status.update(training_start=_now().isoformat())
@@ -174,6 +177,7 @@ class Agent:
                 failure = None
         finally:
             deadline.cancel()
+            self._sampling.set()
         for sync in syncs:
             try:
                 sync.stop()
@@ -457,6 +461,26 @@ class Agent:
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = str(root / "code")
         return env
+
+    def _sample_utilization(self) -> None:
+        """Every ``utilization_seconds``, what the instance (this agent and all under it: the
+        user's process, model servers) uses, as a line of ``utilization.jsonl``."""
+        every = float(self.config.get("utilization_seconds") or 0)
+        if every <= 0:
+            return
+        sampler = Sampler(
+            os.getpid(),
+            memory_bytes=float(self.config.get("memory_bytes") or 2**30),
+            disk_bytes=float(self.config.get("disk_bytes") or 30 * 10**9),
+            folder=self.ml,
+        )
+        with (self.dir / "utilization.jsonl").open("a") as out:
+            sampler.sample()
+            while not self._sampling.wait(every):
+                point = sampler.sample()
+                if point is not None:
+                    out.write(json.dumps(point) + "\n")
+                    out.flush()
 
     def _run_user_process(self, full: list[str], cwd: str | None, env: dict[str, str]) -> int:
         self.process = subprocess.Popen(

@@ -26,6 +26,7 @@ from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.training import ProcessingService, TrainingService, TransformService
 from shipyard.services.tuning import TuningService
+from shipyard.services.waste import WasteService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
 from shipyard.store import (
     Database,
@@ -38,6 +39,7 @@ from shipyard.store import (
     UsageRepository,
 )
 from shipyard.store.budgets import BudgetRepository
+from shipyard.store.utilization import UtilizationRepository
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class Platform:
     autoscaling: AutoscalingService
     costs: CostService
     budgets: BudgetService
+    waste: WasteService
+    utilization: UtilizationRepository
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -87,6 +91,7 @@ class Platform:
             lock_file.close()
             raise
         usage = UsageRepository(db)
+        utilization = UtilizationRepository(db)
         tagging = TaggingService(
             TagRepository(db),
             on_change=lambda arn: usage.retag(arn, {t.key: t.value for t in tagging.tags_of(arn)}),
@@ -111,7 +116,9 @@ class Platform:
             backend,
             catalog,
             costs,
+            utilization,
             jobs_dir=settings.data_dir / "jobs",
+            utilization_seconds=settings.utilization_seconds,
             object_store_config=_agent_store_config(settings),
             hide_paths=(settings.data_dir,),
             environments={
@@ -167,6 +174,17 @@ class Platform:
             alert_command=settings.alert_command,
         )
         costs.add_pass(budgets.tick)
+        waste = WasteService(
+            endpoints,
+            [training, processing, transform],
+            costs,
+            utilization,
+            budgets.repository,
+            catalog,
+            idle_seconds=settings.idle_endpoint_seconds,
+            delete_idle=settings.idle_endpoints == "delete",
+        )
+        costs.add_pass(waste.tick)
         return cls(
             settings,
             db,
@@ -191,6 +209,8 @@ class Platform:
             ),
             costs,
             budgets,
+            waste,
+            utilization,
             lock_file,
         )
 

@@ -55,6 +55,7 @@ class EndpointMetrics:
     def __init__(self) -> None:
         self._minutes: dict[tuple[str, str, int], dict[str, Statistics]] = {}
         self._seconds: dict[tuple[str, str], collections.Counter[int]] = {}  # for autoscaling's window
+        self._last: dict[str, float] = {}  # endpoint → when it was last invoked (time.time())
         self._lock = threading.Lock()
 
     def record(
@@ -63,6 +64,7 @@ class EndpointMetrics:
         now = time.time()
         minute = int(now // 60)
         with self._lock:
+            self._last[endpoint] = now
             seconds = self._seconds.setdefault((endpoint, variant), collections.Counter())
             seconds[int(now)] += 1
             if len(seconds) > _KEEP_SECONDS:
@@ -86,6 +88,11 @@ class EndpointMetrics:
         with self._lock:
             counts = self._seconds.get((endpoint, variant), collections.Counter())
             return sum(n for at, n in counts.items() if at >= since)
+
+    def last_invoked(self, endpoint: str) -> float | None:
+        """When the endpoint was last invoked (since this server started), or None."""
+        with self._lock:
+            return self._last.get(endpoint)
 
     def _prune(self, now: int) -> None:
         for key in [k for k in self._minutes if k[2] < now - _KEEP_MINUTES]:

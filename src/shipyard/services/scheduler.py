@@ -38,6 +38,7 @@ from shipyard.runtime.contract import hosts_for
 from shipyard.services.costs import CostService
 from shipyard.services.training import utcnow
 from shipyard.store import JobRepository, TrainingJobRepository
+from shipyard.store.utilization import Sample, UtilizationRepository
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,13 @@ class TrainingScheduler:
         backend: Backend,
         catalog: InstanceCatalog,
         costs: CostService,
+        utilization: UtilizationRepository,
         *,
         jobs_dir: Path,
         object_store_config: Mapping[str, Any],
         fit_to_machine: bool = True,
         stop_grace_seconds: float = 30.0,
+        utilization_seconds: float = 5.0,
         hide_paths: tuple[Path, ...] = (),
         environments: Mapping[str, Any] | None = None,
     ) -> None:
@@ -71,10 +74,12 @@ class TrainingScheduler:
         self._backend = backend
         self._catalog = catalog
         self._costs = costs
+        self._utilization = utilization
         self._jobs_dir = jobs_dir
         self._store_config = dict(object_store_config)
         self._fit = fit_to_machine
         self._grace = stop_grace_seconds
+        self._utilization_seconds = utilization_seconds
         self._hide = [str(p) for p in hide_paths]
         self._environments = dict(environments or {})
         self._passes: list[Callable[[], bool]] = []
@@ -175,6 +180,9 @@ class TrainingScheduler:
                 "object_store": self._store_config,
                 "cpus": placement.per_instance.cpus,
                 "gpus": placement.per_instance.gpus,
+                "memory_bytes": self._catalog.get(job.spec.instance_type).memory_gib * 2**30,
+                "disk_bytes": _volume_gb(job.spec.request) * 10**9,
+                "utilization_seconds": self._utilization_seconds,
                 "master_addr": master_addr,
                 "master_port": master_port,
                 "sandbox": getattr(self._backend, "sandbox", "off"),
@@ -222,6 +230,9 @@ class TrainingScheduler:
             changes["stop_signalled"] = True
         # Replay the phases algo-1 went through, at the times it recorded, even those a fast job
         # passed between two looks.
+        offsets = self._read_utilization(job, instances)
+        if offsets is not None:
+            changes["utilization_offsets"] = offsets
         ledger = self._costs.job_key(job)  # the attempt's interval opens when its instances start work
         if statuses[0].get("started") and job.runtime.get("ledger") != ledger:
             self._costs.job_started(job, dt.datetime.fromisoformat(statuses[0]["started"]))
@@ -265,6 +276,28 @@ class TrainingScheduler:
                 ),
                 metric_points=points,
             )
+
+    def _read_utilization(self, job: Job[Any], instances: list[dict[str, Any]]) -> dict[str, int] | None:
+        """Store the utilization samples the instances wrote since the last look; the new
+        offsets (None when there was nothing new)."""
+        offsets = dict(job.runtime.get("utilization_offsets", {}))
+        samples: list[Sample] = []
+        for instance in instances:
+            offset = offsets.get(instance["dir"], 0)
+            try:
+                with (Path(instance["dir"]) / "utilization.jsonl").open("rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1  # whole lines only
+            for line in data[:end].splitlines():
+                samples.append(Sample.from_json(instance["host"], json.loads(line)))
+            offsets[instance["dir"]] = offset + end
+        if not samples:
+            return None
+        self._utilization.add(job.kind, job.name, samples)
+        return offsets
 
     def _agent_died(
         self,
@@ -429,6 +462,14 @@ class TrainingScheduler:
             )
         except ShipyardError:
             log.exception("%s job %s: could not record its failure", job.kind.capitalize(), job.name)
+
+
+def _volume_gb(request: Mapping[str, Any]) -> int:
+    """The storage volume a job's request asks for (SageMaker's default, 30 GB, if none)."""
+    resources = (
+        request.get("ResourceConfig") or (request.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+    )
+    return int(resources.get("VolumeSizeInGB") or 30)
 
 
 def _merge_state(current: Job[Any], observed: Any) -> Any:

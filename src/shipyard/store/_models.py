@@ -163,3 +163,21 @@ class BudgetEventRow(Base):
     spend_usd: Mapped[str] = mapped_column(sa.String(32), nullable=False)
     message: Mapped[str] = mapped_column(sa.Text, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class UtilizationRow(Base):
+    """One sample of what an instance used: CPU (the sum over cores, in %), memory and disk (% of
+    what its type gives)."""
+
+    __tablename__ = "utilization"
+    __table_args__ = (sa.Index("ix_utilization_resource", "resource_kind", "resource_name", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    resource_kind: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    resource_name: Mapped[str] = mapped_column(sa.String(63), nullable=False)
+    host: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    cpu: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    memory: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    memory_bytes: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    disk: Mapped[float | None] = mapped_column(sa.Float, nullable=True)

@@ -276,6 +276,49 @@ def create_native_app() -> FastAPI:
             },
         }
 
+    @app.get("/api/v1/{collection}/{name}/utilization", tags=["costs"])
+    def utilization(request: Request, collection: str, name: str) -> dict[str, Any]:
+        """CPU (the sum over cores, %), memory and disk (% of the instance type's) samples of a
+        job's instances or an endpoint's model servers, by host."""
+        kinds = {
+            "training-jobs": "training",
+            "processing-jobs": "processing",
+            "transform-jobs": "transform",
+            "endpoints": "endpoint",
+        }
+        if collection not in kinds:
+            raise HTTPException(404, f"No {collection} here")
+        platform = _platform(request)
+        kind = kinds[collection]
+        if kind == "endpoint":
+            platform.endpoints.get(name)
+        else:
+            services: dict[str, Any] = {
+                "training": platform.training,
+                "processing": platform.processing,
+                "transform": platform.transform,
+            }
+            services[kind].describe(name)  # a clear 404 for a job that does not exist
+        hosts: dict[str, list[dict[str, Any]]] = {}
+        for sample in platform.utilization.series(kind, name):
+            hosts.setdefault(sample.host, []).append(sample.to_json())
+        return {"name": name, "kind": kind, "hosts": hosts}
+
+    @app.get("/api/v1/waste", tags=["costs"])
+    def waste(
+        request: Request,
+        since: str | None = Query(None, description="Jobs ended since this ISO date [default: 30 days ago]"),
+    ) -> dict[str, Any]:
+        """Idle endpoints, and right-sizing suggestions for sampled jobs."""
+        import datetime as dt
+
+        platform = _platform(request)
+        begin = _when(since, "since") if since else dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        return {
+            "idle_endpoints": [e.to_json() for e in platform.waste.idle_endpoints()],
+            "right_sizing": platform.waste.right_sizing(begin),
+        }
+
     @app.get("/api/v1/budgets", tags=["costs"])
     def budgets(request: Request) -> list[dict[str, Any]]:
         """Every budget, with its spend this period and what running work has committed."""

@@ -1,0 +1,93 @@
+"""Utilization of a process tree, read from /proc: what a job instance or a model server uses.
+
+Reported as SageMaker reports its instances' utilization: ``cpu`` is the sum over cores (100 is
+one core busy, 400 four), ``memory`` and ``disk`` are percentages of what the instance type
+gives. Standard library only: it runs in the instance agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat(pid: str) -> tuple[int, float, int] | None:
+    """(parent pid, CPU seconds of it and its reaped children, resident bytes)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # the name may hold spaces and parentheses
+    ppid = int(fields[1])
+    cpu = sum(int(f) for f in fields[11:15]) / _TICKS  # utime, stime, cutime, cstime
+    return ppid, cpu, int(fields[21]) * _PAGE
+
+
+def tree(root: int) -> tuple[float, int]:
+    """CPU seconds and resident bytes of ``root`` and everything under it."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            found = _stat(entry)
+            if found is not None:
+                stats[int(entry)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    cpu, rss, todo = 0.0, 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            cpu += stats[pid][1]
+            rss += stats[pid][2]
+        todo += children.get(pid, [])
+    return cpu, rss
+
+
+def disk_bytes(folder: Path) -> int:
+    total = 0
+    for path, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(path, name)).st_blocks * 512
+    return total
+
+
+class Sampler:
+    """Samples a process tree: each :meth:`sample` after the first gives the use since the last.
+
+    Args:
+        memory_bytes / disk_bytes: What the instance type gives (the percentages' 100).
+        folder: Whose size is the disk in use (None: disk is not reported).
+    """
+
+    def __init__(
+        self, root: int, *, memory_bytes: float, disk_bytes: float, folder: Path | None = None
+    ) -> None:
+        self.root = root
+        self._memory = memory_bytes
+        self._disk = disk_bytes
+        self._folder = folder
+        self._last: tuple[float, float] | None = None
+
+    def sample(self) -> dict[str, object] | None:
+        cpu, rss = tree(self.root)
+        now = time.monotonic()
+        last, self._last = self._last, (now, cpu)
+        if last is None or now <= last[0]:
+            return None
+        point: dict[str, object] = {
+            "t": dt.datetime.now(dt.UTC).isoformat(),
+            "cpu": round(max(0.0, cpu - last[1]) / (now - last[0]) * 100, 2),
+            "memory": round(rss / self._memory * 100, 2),
+            "memory_bytes": rss,
+        }
+        if self._folder is not None:
+            point["disk"] = round(disk_bytes(self._folder) / self._disk * 100, 3)
+        return point
