@@ -90,6 +90,9 @@ def test_an_endpoint_nobody_calls_is_reported_idle(waste_server: ServerProcess) 
     while not [a for a in httpx.get(f"{waste_server.url}/api/v1/alerts").json() if a["kind"] == "idle"]:
         assert time.monotonic() < deadline, "no idle alert recorded"
         time.sleep(0.2)
+    time.sleep(2.5)  # two more checks (one a second): the same stretch of idleness, one alert
+    mine = [a for a in httpx.get(f"{waste_server.url}/api/v1/alerts").json() if f"'{name}'" in a["message"]]
+    assert len(mine) == 1 and "reported" in mine[0]["message"]
     hosts = httpx.get(f"{waste_server.url}/api/v1/endpoints/{name}/utilization").json()["hosts"]
     assert hosts and all(s["memory_bytes"] > 0 for samples in hosts.values() for s in samples)
     shown = subprocess.run(

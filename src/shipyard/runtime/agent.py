@@ -474,6 +474,8 @@ class Agent:
             disk_bytes=float(self.config.get("disk_bytes") or 30 * 10**9),
             folder=self.ml,
         )
+        if self._sampling.wait(every):  # work shorter than one interval is not sampled at all
+            return
         with (self.dir / "utilization.jsonl").open("a") as out:
             sampler.sample()
             while not self._sampling.wait(every):

@@ -130,28 +130,32 @@ class CostService:
             )
         )
 
-    def job_started(self, job: Job[Any], at: dt.datetime) -> None:
-        """The job's instances began work at ``at`` (idempotent: its attempt is recorded once)."""
-        self.instances_started(
-            self.job_key(job),
+    def _job_interval(self, job: Job[Any], at: dt.datetime) -> Interval:
+        price = self.price(job.spec.instance_type, JobKind(job.kind))
+        return Interval(
+            key=self.job_key(job),
             kind=job.kind,
             name=job.name,
             arn=job.arn,
             instance_type=job.spec.instance_type,
             count=job.spec.instance_count,
-            work=JobKind(job.kind),
-            at=at,
+            usd_per_hour=price.site,
+            sagemaker_usd_per_hour=price.sagemaker,
+            started=at,
+            last_seen=at,
             parent=job.runtime.get("tuning_job"),
             owner=job.runtime.get("owner"),
+            tags=dict(self._tags(job.arn)),
         )
+
+    def job_started(self, job: Job[Any], at: dt.datetime) -> None:
+        """The job's instances began work at ``at`` (idempotent: its attempt is recorded once)."""
+        self.usage.open(self._job_interval(job, at))
 
     def job_ended(self, job: Job[Any], started: dt.datetime, ended: dt.datetime) -> tuple[Decimal, Decimal]:
         """The attempt's interval is exactly [started, ended) (the billed time); its cost, the
         site's and SageMaker's. Opened here if the job ended before it was seen working."""
-        self.job_started(job, started)
-        self.usage.close(self.job_key(job), ended, started=started)
-        interval = self.usage.get(self.job_key(job))
-        assert interval is not None
+        interval = self.usage.settle(self._job_interval(job, started), started, ended)
         return interval.cost(now=ended).quantize(CENT), interval.sagemaker_cost(now=ended).quantize(CENT)
 
     def attempt_lost(self, job: Job[Any], at: dt.datetime) -> None:

@@ -234,7 +234,8 @@ class TrainingScheduler:
         if offsets is not None:
             changes["utilization_offsets"] = offsets
         ledger = self._costs.job_key(job)  # the attempt's interval opens when its instances start work
-        if statuses[0].get("started") and job.runtime.get("ledger") != ledger:
+        finishing = all(s.get("outcome") for s in statuses)  # then the end records it in one go
+        if statuses[0].get("started") and job.runtime.get("ledger") != ledger and not finishing:
             self._costs.job_started(job, dt.datetime.fromisoformat(statuses[0]["started"]))
             changes["ledger"] = ledger
         phases = statuses[0].get("phases", [])

@@ -41,6 +41,7 @@ class IdleEndpoint:
     idle_seconds: float
     instance_types: list[str]
     usd_per_hour: Decimal
+    since: float  # when it was last invoked, or began serving (epoch seconds)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,15 +87,15 @@ class WasteService:
         found = []
         for name, intervals in serving.items():
             since = max(i.started.timestamp() for i in intervals)
-            last = self._endpoints.metrics.last_invoked(name)
-            idle = now - max(since, last or 0)
-            if idle >= self._idle_seconds:
+            baseline = max(since, self._endpoints.metrics.last_invoked(name) or 0)
+            if now - baseline >= self._idle_seconds:
                 found.append(
                     IdleEndpoint(
                         name,
-                        idle,
+                        now - baseline,
                         sorted({i.instance_type for i in intervals}),
                         sum((i.usd_per_hour * i.count for i in intervals), Decimal(0)),
+                        baseline,
                     )
                 )
         return sorted(found, key=lambda e: -e.usd_per_hour)
@@ -133,8 +134,10 @@ class WasteService:
                 f"Endpoint {idle.name!r} has not been invoked for {idle.idle_seconds / 60:.0f} minutes and costs "
                 f"{money(idle.usd_per_hour)} an hour: {action}"
             )
-            since = int(time.time() - idle.idle_seconds)
-            if self._alerts.record("", "idle", f"idle/{idle.name}/{since}", Decimal(0), message, utcnow()):
+            # once for each stretch of idleness: a call starts a new one
+            if self._alerts.record(
+                "", "idle", f"idle/{idle.name}/{idle.since:.3f}", Decimal(0), message, utcnow()
+            ):
                 log.warning(message)
                 if self._delete_idle:
                     self._endpoints.delete(idle.name)

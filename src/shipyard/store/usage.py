@@ -22,25 +22,7 @@ class UsageRepository:
         """Record the start of an interval; a second call with the same key changes nothing."""
         with self._db.transaction() as session:
             if session.get(UsageRow, interval.key) is None:
-                session.add(
-                    UsageRow(
-                        key=interval.key,
-                        resource_kind=interval.kind,
-                        resource_name=interval.name,
-                        resource_arn=interval.arn,
-                        job_kind=interval.kind,
-                        instance_type=interval.instance_type,
-                        instance_count=interval.count,
-                        usd_per_hour=str(interval.usd_per_hour),
-                        sagemaker_usd_per_hour=str(interval.sagemaker_usd_per_hour),
-                        started_at=interval.started,
-                        last_seen=interval.started,
-                        ended_at=None,
-                        owner=interval.owner,
-                        parent=interval.parent,
-                        tags=dict(interval.tags),
-                    )
-                )
+                session.add(_row(interval))
 
     def close(self, key: str, at: dt.datetime, *, started: dt.datetime | None = None) -> None:
         """End an open interval at ``at`` (and, given ``started``, make that its start: a job's
@@ -52,6 +34,19 @@ class UsageRepository:
                 assert begin is not None
                 row.started_at = begin
                 row.ended_at = row.last_seen = max(at, begin)
+
+    def settle(self, interval: Interval, started: dt.datetime, ended: dt.datetime) -> Interval:
+        """Make ``interval`` exactly [started, ended): one transaction, whether it was opened
+        before (its prices stay those of its start) or not."""
+        with self._db.transaction() as session:
+            row = session.get(UsageRow, interval.key, with_for_update=True)
+            if row is None:
+                row = _row(interval)
+                session.add(row)
+            row.started_at = started
+            row.ended_at = row.last_seen = max(started, ended)
+            session.flush()
+            return _load(row)
 
     def get(self, key: str) -> Interval | None:
         with self._db.transaction(readonly=True) as session:
@@ -83,6 +78,9 @@ class UsageRepository:
 
     def retag(self, arn: str, tags: Mapping[str, str]) -> None:
         """A resource's tags changed: its intervals, past and present, are allocated by the new ones."""
+        with self._db.transaction(readonly=True) as session:  # a new resource has none: no write
+            if session.scalar(sa.select(UsageRow.key).where(UsageRow.resource_arn == arn).limit(1)) is None:
+                return
         with self._db.transaction() as session:
             session.execute(sa.update(UsageRow).where(UsageRow.resource_arn == arn).values(tags=dict(tags)))
 
@@ -110,6 +108,26 @@ class UsageRepository:
     def _select(self, stmt: Any) -> list[Interval]:
         with self._db.transaction(readonly=True) as session:
             return [_load(row) for row in session.scalars(stmt)]
+
+
+def _row(interval: Interval) -> UsageRow:
+    return UsageRow(
+        key=interval.key,
+        resource_kind=interval.kind,
+        resource_name=interval.name,
+        resource_arn=interval.arn,
+        job_kind=interval.kind,
+        instance_type=interval.instance_type,
+        instance_count=interval.count,
+        usd_per_hour=str(interval.usd_per_hour),
+        sagemaker_usd_per_hour=str(interval.sagemaker_usd_per_hour),
+        started_at=interval.started,
+        last_seen=interval.started,
+        ended_at=None,
+        owner=interval.owner,
+        parent=interval.parent,
+        tags=dict(interval.tags),
+    )
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
