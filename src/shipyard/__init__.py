@@ -35,6 +35,7 @@ _SDK = (
     "TuningJob",
     "choice",
     "connect",
+    "costs",
     "instance_types",
     "integer",
     "loguniform",

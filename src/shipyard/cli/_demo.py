@@ -10,6 +10,7 @@ jobs`` and the API; ``shipyard stop`` stops it.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import time
 from importlib import resources
 from pathlib import Path
@@ -43,9 +44,14 @@ def _passengers(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _rows(table: Any) -> list[dict[str, Any]]:
+    return list(table.to_dict("records")) if hasattr(table, "to_dict") else list(table)
+
+
 def run_demo(data_dir: Path | None = None) -> None:
     console = Console(highlight=False, soft_wrap=True)
     started = time.monotonic()
+    since = dt.datetime.now(dt.UTC)
     connection = shipyard.connect(data_dir=data_dir) if data_dir else shipyard.connect()
     console.print(
         f"[bold]Shipyard quickstart[/] — server {connection.url} ({time.monotonic() - started:.1f} s)"
@@ -91,7 +97,7 @@ def run_demo(data_dir: Path | None = None) -> None:
                 f"Tuning job {tuning.name} {tuning.status}: {tuning.describe().get('FailureReason')}"
             )
         board = tuning.leaderboard()
-        rows = board.to_dict("records") if hasattr(board, "to_dict") else board
+        rows = _rows(board)
         table = Table("trial", "accuracy", *tuner.params, title="best trials")
         for row in rows[:3]:
             table.add_row(
@@ -115,17 +121,30 @@ def run_demo(data_dir: Path | None = None) -> None:
             for passenger, chance in list(zip(passengers, chances, strict=True))[:3]:
                 fate = "survived" if passenger["Survived"] else "died"
                 console.print(f"     {passenger['Name'][:40]:40} survival {chance:6.1%}  ({fate})")
-            hosting = endpoint.cost
         finally:
             endpoint.delete()
         console.print(f"   endpoint {endpoint.name} deleted")
 
-    console.print("\n[bold]4. What it cost[/] at SageMaker's on-demand prices (ml.m5.large):")
-    costs = Table("work", "jobs", "cost (USD)")
-    costs.add_row("training", "1", f"{job.cost or 0:.6f}")
-    costs.add_row("tuning", str(len(rows)), f"{tuning.cost:.6f}")
-    costs.add_row("endpoint", "", f"{hosting:.6f}")
-    costs.add_row("[bold]total[/]", "", f"[bold]{(job.cost or 0) + tuning.cost + hosting:.6f}[/]")
+    console.print("\n[bold]4. What it cost[/], from the ledger (tagged Project=quickstart, this run):")
+    spent = [
+        r
+        for r in _rows(shipyard.costs(["tag:Project", "kind"], since=since, connection=connection))
+        if r["tag:Project"] == "quickstart"
+    ]
+    costs = Table("work", "instance-seconds", "cost (USD)", "on SageMaker (USD)")
+    for row in sorted(spent, key=lambda r: str(r["kind"])):
+        costs.add_row(
+            str(row["kind"]),
+            f"{row['unit_seconds']:.1f}",
+            f"{row['cost_usd']:.6f}",
+            f"{row['sagemaker_cost_usd']:.6f}",
+        )
+    costs.add_row(
+        "[bold]total[/]",
+        "",
+        f"[bold]{sum(r['cost_usd'] for r in spent):.6f}[/]",
+        f"[bold]{sum(r['sagemaker_cost_usd'] for r in spent):.6f}[/]",
+    )
     console.print(costs)
 
     console.print(

@@ -11,7 +11,7 @@ The server is found by :func:`connect`: ``$SHIPYARD_URL``, else the embedded def
 the background when it is not running).
 """
 
-from shipyard.sdk._connection import Connection, connect, instance_types
+from shipyard.sdk._connection import Connection, connect, costs, instance_types
 from shipyard.sdk._hosting import (
     CSVSerializer,
     Endpoint,
@@ -54,6 +54,7 @@ __all__ = [
     "TuningJob",
     "choice",
     "connect",
+    "costs",
     "instance_types",
     "integer",
     "loguniform",

@@ -9,6 +9,7 @@ itself in ``<data dir>/server.json``, and the next connection reuses it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import json
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +255,37 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def costs(
+    by: Sequence[str] = ("kind",),
+    *,
+    since: str | dt.datetime | None = None,
+    until: str | dt.datetime | None = None,
+    connection: Connection | None = None,
+) -> Any:
+    """Spend from the server's ledger, grouped ``by`` any of kind, instance_type, resource, parent,
+    user, day, month and tag:<key>: each row's ``unit_seconds``, ``cost_usd`` (the site's prices)
+    and ``sagemaker_cost_usd``. From ``since`` (default: the first of this month) to ``until``
+    (default: now). A pandas DataFrame when pandas is installed, else a list of dicts."""
+    params: list[tuple[str, str | int | float | bool | None]] = [("group_by", g) for g in by]
+    for key, value in (("start", since), ("end", until)):
+        if value is not None:
+            params.append((key, value.isoformat() if isinstance(value, dt.datetime) else value))
+    found = connection or connect()
+    answer = httpx.get(
+        f"{found.url}/api/v1/costs",
+        params=params,
+        headers={"Authorization": f"Bearer {found.secret_access_key}"},
+        timeout=60,
+    )
+    answer.raise_for_status()
+    rows = [
+        {**r, "cost_usd": float(r["cost_usd"]), "sagemaker_cost_usd": float(r["sagemaker_cost_usd"])}
+        for r in answer.json()["rows"]
+    ]
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows, columns=[*by, "unit_seconds", "cost_usd", "sagemaker_cost_usd"])

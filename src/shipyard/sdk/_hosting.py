@@ -202,9 +202,11 @@ class Model:
         name: str | None = None,
         wait: bool = True,
         serializer: Serializer | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Endpoint:
         """Serve the model on a new endpoint; with ``wait``, return once it answers. A model not
-        yet on the server is registered under the endpoint's name (and deleted with it)."""
+        yet on the server is registered under the endpoint's name (and deleted with it). ``tags``
+        go on the endpoint (its cost is reported by them)."""
         endpoint = name or unique_name(self.name or "model")
         if self.name is None:
             self.name = endpoint
@@ -222,7 +224,11 @@ class Model:
         )
         sm = self.connection.client("sagemaker")
         sm.create_endpoint_config(EndpointConfigName=endpoint, ProductionVariants=variants)
-        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+        sm.create_endpoint(
+            EndpointName=endpoint,
+            EndpointConfigName=endpoint,
+            Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        )
         handle = Endpoint(endpoint, self.connection, serializer=serializer)
         if wait:
             handle.wait()

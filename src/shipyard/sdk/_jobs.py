@@ -124,7 +124,7 @@ class Job:
 
     @property
     def cost(self) -> float | None:
-        """What the job cost at the catalog's price (None until it has run)."""
+        """What the job has cost so far, or in all once it ended, at the site's prices."""
         value = self.connection.native(f"{self._native}/{self.name}").get("cost_usd")
         return float(value) if value is not None else None
 

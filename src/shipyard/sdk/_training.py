@@ -387,12 +387,18 @@ class TrainingJob(Job):
         instance_count: int = 1,
         name: str | None = None,
         wait: bool = True,
+        tags: Mapping[str, str] | None = None,
     ) -> Endpoint:
         """Serve the trained model on a new endpoint (named after the job unless ``name``), with
-        a model of its own that ``Endpoint.delete()`` removes with it."""
+        a model of its own that ``Endpoint.delete()`` removes with it. The endpoint gets the
+        job's tags (or ``tags``), so its cost is reported with the job's."""
         endpoint = name or unique_name(self.name)
+        if tags is None:
+            sm = self.connection.client("sagemaker")
+            listed = sm.list_tags(ResourceArn=self.describe()["TrainingJobArn"])["Tags"]
+            tags = {t["Key"]: t["Value"] for t in listed if not t["Key"].startswith(("aws:", "sagemaker:"))}
         return self.model(endpoint).deploy(
-            instance_type=instance_type, instance_count=instance_count, name=endpoint, wait=wait
+            instance_type=instance_type, instance_count=instance_count, name=endpoint, wait=wait, tags=tags
         )
 
     def _html_rows(self, described: dict[str, Any]) -> list[tuple[str, str]]:
