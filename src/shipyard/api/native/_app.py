@@ -24,10 +24,7 @@ def _platform(request: Request) -> Platform:
 def _job_view(platform: Platform, job: Any) -> dict[str, Any]:
     """What every kind of job shows on /api/v1: status, placement and cost (so far, while it runs)."""
     runtime = job.runtime
-    cost, sagemaker_cost = runtime.get("cost_usd"), runtime.get("sagemaker_cost_usd")
-    if cost is None:
-        _, so_far, sagemaker_so_far = platform.costs.resource_cost(job.kind, job.name, since=job.created)
-        cost, sagemaker_cost = str(so_far), str(sagemaker_so_far)
+    cost, sagemaker_cost = _cost_of(platform, job)
     return {
         "name": job.name,
         "arn": job.arn,
@@ -39,9 +36,19 @@ def _job_view(platform: Platform, job: Any) -> dict[str, Any]:
         "scaled_down": job.state.scaled_down,
         "billable_seconds": runtime.get("billable_seconds"),
         "price_per_hour_usd": runtime.get("price_per_hour_usd"),
-        "cost_usd": cost,
-        "sagemaker_cost_usd": sagemaker_cost or cost,
+        "cost_usd": str(cost),
+        "sagemaker_cost_usd": str(sagemaker_cost),
     }
+
+
+def _cost_of(platform: Platform, job: Any) -> tuple[Decimal, Decimal]:
+    """A job's cost (the site's, SageMaker's): final once it ended, else so far."""
+    runtime = job.runtime
+    if runtime.get("cost_usd") is not None:
+        final = Decimal(runtime["cost_usd"])
+        return final, Decimal(runtime.get("sagemaker_cost_usd") or final)
+    _, so_far, sagemaker_so_far = platform.costs.resource_cost(job.kind, job.name, since=job.created)
+    return so_far, sagemaker_so_far
 
 
 def _when(text: str, field: str) -> Any:
@@ -139,13 +146,12 @@ def create_native_app() -> FastAPI:
 
     @app.get("/api/v1/tuning-jobs/{name}", tags=["tuning"])
     def tuning_job(request: Request, name: str) -> dict[str, Any]:
-        """A tuning job's trials and its cost: the sum of its training jobs' costs."""
-        from decimal import Decimal
-
-        tuning = _platform(request).tuning
+        """A tuning job's trials and its cost: the sum of its training jobs' costs (so far)."""
+        platform = _platform(request)
+        tuning = platform.tuning
         job, views = tuning.describe(name)
         best = tuning.best(job, views)
-        costs = [Decimal(v.job.runtime["cost_usd"]) for v in views if v.job and v.job.runtime.get("cost_usd")]
+        costs = {v.trial.job: _cost_of(platform, v.job) for v in views if v.job}
         return {
             "name": job.name,
             "arn": job.arn,
@@ -161,11 +167,12 @@ def create_native_app() -> FastAPI:
                     "definition": v.trial.definition,
                     "hyperparameters": dict(v.trial.hyperparameters),
                     "objective": v.objective,
-                    "cost_usd": v.job.runtime.get("cost_usd") if v.job else None,
+                    "cost_usd": str(costs[v.trial.job][0]) if v.trial.job in costs else None,
                 }
                 for v in views
             ],
-            "cost_usd": str(sum(costs, Decimal(0))),
+            "cost_usd": str(sum((c for c, _ in costs.values()), Decimal(0))),
+            "sagemaker_cost_usd": str(sum((m for _, m in costs.values()), Decimal(0))),
         }
 
     @app.get("/api/v1/training-jobs/{name}/metrics", tags=["training"])
