@@ -58,6 +58,7 @@ class TuningService:
         self.repository = repository
         self._training = training
         self._account_id = account_id
+        self._settled: dict[str, dict[str, TrainingJob]] = {}  # tuning job → its ended trials
         self._curves: dict[
             tuple[str, int], list[tuple[float, float]]
         ] = {}  # (training job, points) → objective curve
@@ -143,7 +144,12 @@ class TuningService:
 
     def trial_views(self, job: TuningJob) -> list[TrialView]:
         views = []
-        jobs = self._training.describe_many(t.job for t in job.trials)
+        # A trial that ended does not change again: read from the store only those still going
+        # (a long tuning job would otherwise read every trial on every pass).
+        active = job.status in (TuningJobStatus.IN_PROGRESS, TuningJobStatus.STOPPING)
+        settled = self._settled.setdefault(job.name, {}) if active else {}
+        jobs = {**settled, **self._training.describe_many(t.job for t in job.trials if t.job not in settled)}
+        settled.update((name, j) for name, j in jobs.items() if j.state.status.is_terminal)
         for trial in job.trials:
             training = jobs.get(trial.job)
             value = None
@@ -394,6 +400,7 @@ class TuningService:
                 completion=completion,
             ),
         )
+        self._settled.pop(name, None)
 
 
 class _SearchSpace:
