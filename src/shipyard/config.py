@@ -57,6 +57,14 @@ class Settings:
             memory and disk use.
         idle_endpoint_seconds: An endpoint not invoked for this long is reported idle (its
             instances cost all the same); ``idle_endpoints = "delete"`` deletes it then.
+        backend: Where job instances and endpoints run: ``local`` (processes on this machine) or
+            ``ray`` (the Ray cluster at ``ray_address``).
+        ray_address: The Ray cluster: ``host:port`` of its GCS when this machine is one of its
+            nodes, or ``ray://host:10001`` (Ray Client) when it is not.
+        ray_token: The cluster's token when it uses Ray's token authentication
+            (``RAY_AUTH_MODE=token``); defaults to ``$RAY_AUTH_TOKEN``.
+        ray_instance_types: With ``backend = "local"``, instance types (shell patterns separated by
+            spaces or commas, e.g. ``ml.g* ml.p*``) whose jobs and endpoints go to Ray all the same.
         alert_command: A shell command run for every budget alert (the alert in its environment:
             ``SHIPYARD_ALERT`` as JSON, ``SHIPYARD_BUDGET``, ``SHIPYARD_SPEND_USD``).
     """
@@ -86,6 +94,10 @@ class Settings:
     cost_check_seconds: int = 5
     storage_sample_seconds: int = 3600
     alert_command: str | None = None
+    backend: str = "local"
+    ray_address: str | None = None
+    ray_token: str | None = None
+    ray_instance_types: str = ""
     utilization_seconds: int = 5
     idle_endpoint_seconds: int = 3600
     idle_endpoints: str = "report"
@@ -109,6 +121,14 @@ class Settings:
             )
         if self.sandbox not in ("auto", "bwrap", "off"):
             raise ConfigurationError(f"sandbox must be 'auto', 'bwrap' or 'off', got {self.sandbox!r}")
+        if self.backend not in ("local", "ray"):
+            raise ConfigurationError(f"backend must be 'local' or 'ray', got {self.backend!r}")
+        if (self.backend == "ray" or self.ray_instance_types.strip()) and not self.ray_address:
+            what = "backend is 'ray'" if self.backend == "ray" else "ray_instance_types is set"
+            raise ConfigurationError(
+                f"{what} but ray_address is not: give the Ray cluster's address "
+                "(--ray-address host:port, or ray://host:10001)"
+            )
         if self.idle_endpoints not in ("report", "delete"):
             raise ConfigurationError(
                 f"idle_endpoints must be 'report' or 'delete', got {self.idle_endpoints!r}"

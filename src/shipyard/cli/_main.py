@@ -80,11 +80,28 @@ def server(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Where jobs and endpoints run: local or ray [default: local]")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="The Ray cluster (host:port, or ray://host:10001); its token from $RAY_AUTH_TOKEN"),
+    ] = None,
 ) -> None:
     """Run the Shipyard server until interrupted (Ctrl-C or SIGTERM)."""
     from shipyard.server import run
 
-    run(_settings(host=host, port=port, data_dir=data_dir, database_url=database_url, log_level=log_level))
+    run(
+        _settings(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            log_level=log_level,
+            backend=backend,
+            ray_address=ray_address,
+        )
+    )
 
 
 @db_app.command("upgrade")

@@ -1,7 +1,7 @@
 """The compute backend interface: where job instances run.
 
-A backend reports its capacity, launches an instance agent for one instance of a job, signals
-it, and says whether it still runs. Placement decisions (what fits, what waits) are made by the
+A backend reports its capacity, launches the instance agents of a job, signals them, and says
+whether they still run. Placement decisions (what fits, what waits) are made by the
 scheduler from capacity with pure functions in core/placement.py; the backend only executes them.
 
 Contract: methods may be called from the scheduler thread and from request threads at once.
@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,51 @@ class Feature(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class InstanceLaunch:
-    """What one instance agent needs: its folder, and the agent.json to write there."""
+    """What one instance agent needs: its folder, the agent.json to write there, and what it is
+    granted of its instance type."""
 
     instance_dir: Path
     agent_config: Mapping[str, Any]
+    instance_type: str
+    resources: Resources
+
+
+# The agent (not the user's job) needs what reaching package indexes takes: CA bundles, proxies,
+# uv/pip settings.
+_AGENT_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+_AGENT_ENV_PREFIXES = ("UV_", "PIP_")
+
+
+def agent_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _AGENT_ENV or k.startswith(_AGENT_ENV_PREFIXES)}
+
+
+def write_agent_config(launch: InstanceLaunch, **extra: Any) -> dict[str, Any]:
+    """Write ``agent.json`` into the instance folder; returns what was written."""
+    import json
+
+    config = {**launch.agent_config, **extra}
+    launch.instance_dir.mkdir(parents=True, exist_ok=True)
+    (launch.instance_dir / "agent.json").write_text(json.dumps(config))
+    return config
 
 
 class Backend(abc.ABC):
@@ -48,21 +90,20 @@ class Backend(abc.ABC):
         """Features this backend lacks, with the reason shown to users."""
         return {}
 
-    def launch(self, launch: InstanceLaunch) -> dict[str, Any]:
-        """Write the agent's config and start it; returns a handle to keep in the store."""
-        launch.instance_dir.mkdir(parents=True, exist_ok=True)
-        import json
-
-        (launch.instance_dir / "agent.json").write_text(json.dumps(dict(launch.agent_config)))
-        return self._launch(launch)
+    @property
+    def largest_node(self) -> Resources:
+        """The most one instance can get (a backend of several machines: the largest of them)."""
+        return self.capacity
 
     @abc.abstractmethod
-    def _launch(self, launch: InstanceLaunch) -> dict[str, Any]: ...
+    def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
+        """Start the agents of one job's instances (algo-1 first); returns a handle per instance to
+        keep in the store.
 
-    @abc.abstractmethod
-    def rendezvous(self) -> tuple[str, int]:
-        """Address and a free port where algo-1 of a multi-instance job can be reached by the others
-        (MASTER_ADDR / MASTER_PORT)."""
+        The backend writes each ``agent.json`` (:func:`write_agent_config`) and adds
+        ``master_addr`` / ``master_port``: where algo-1 can be reached by the others. A backend
+        that places instances on several machines may start them later, once placed.
+        """
 
     @abc.abstractmethod
     def signal(self, handle: Mapping[str, Any], signum: int) -> None:
@@ -71,6 +112,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
         """Whether the agent process still runs."""
+
+    def lost(self, handle: Mapping[str, Any]) -> str | None:
+        """Why an instance that is no longer alive was lost, when the backend knows better than
+        "its agent exited" (e.g. the machine it ran on died)."""
+        return None
+
+    def demand(self, waiting: Sequence[Resources]) -> None:
+        """The instances that wait for capacity (one entry each), so that a backend that can grow
+        asks for them. The default cannot grow."""
+        return
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Have ``callback`` called whenever an instance may have changed state (its agent ended),

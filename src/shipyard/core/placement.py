@@ -45,17 +45,27 @@ class Placement:
         return self.per_instance * self.count
 
 
-def plan(instance_type: InstanceType, count: int, capacity: Resources, *, fit_to_machine: bool) -> Placement:
-    """Decide each instance's resources on a backend of total ``capacity``.
+def plan(
+    instance_type: InstanceType,
+    count: int,
+    capacity: Resources,
+    *,
+    node: Resources | None = None,
+    fit_to_machine: bool,
+) -> Placement:
+    """Decide each instance's resources on a backend of total ``capacity`` whose largest machine
+    is ``node`` (the whole capacity when None).
 
     A request that fits is granted as asked. One that could never fit fails, unless
-    ``fit_to_machine`` lets it run with an equal share of the whole backend, which is recorded.
+    ``fit_to_machine`` lets it run with an equal share of the whole backend (and no more than one
+    machine), which is recorded.
 
     Raises:
         ValidationError: the request can never be placed.
     """
     asked = Resources(float(instance_type.vcpu), float(instance_type.memory_gib), instance_type.gpu_count)
-    if (asked * count).fits_in(capacity):
+    node = node or capacity
+    if (asked * count).fits_in(capacity) and asked.fits_in(node):
         return Placement(asked, count)
     if not fit_to_machine:
         raise ValidationError(
@@ -67,9 +77,9 @@ def plan(instance_type: InstanceType, count: int, capacity: Resources, *, fit_to
             value=instance_type.name,
         )
     share = Resources(
-        min(asked.cpus, capacity.cpus / count),
-        min(asked.memory_gib, capacity.memory_gib / count),
-        min(asked.gpus, capacity.gpus // count),
+        min(asked.cpus, capacity.cpus / count, node.cpus),
+        min(asked.memory_gib, capacity.memory_gib / count, node.memory_gib),
+        min(asked.gpus, capacity.gpus // count, node.gpus),
     )
     note = (
         f"scaled down to fit this machine: each of {count} x {instance_type.name} runs with "

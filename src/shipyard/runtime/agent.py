@@ -98,6 +98,8 @@ class Agent:
     def __init__(self, instance_dir: Path) -> None:
         self.dir = instance_dir
         self.config = json.loads((instance_dir / "agent.json").read_text())
+        if self.config.get("die_with_parent"):  # started by a Ray actor: end with it
+            _die_with_parent()
         self.spec = self._parse_spec(self.config["request"])
         self.host: str = self.config["host"]
         self.host_index: int = self.config["host_index"]
@@ -787,6 +789,17 @@ def _group_members(group: int) -> list[int]:
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when the one that started it ends (Linux)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent was gone already
+        os._exit(1)
 
 
 def _open_store(config: dict[str, Any]) -> ObjectStore:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute import Backend, LocalBackend
+from shipyard.compute import Backends, LocalBackend
 from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
@@ -57,7 +58,7 @@ class Platform:
     objects: ObjectStore
     catalog: InstanceCatalog
     tagging: TaggingService
-    backend: Backend
+    backends: Backends
     training: TrainingService
     processing: ProcessingService
     transform: TransformService
@@ -105,7 +106,7 @@ class Platform:
             interval=settings.cost_check_seconds,
             storage_sample_seconds=settings.storage_sample_seconds,
         )
-        backend = LocalBackend(sandbox=settings.sandbox)
+        backends = _backends(settings)
         sources = package_sources(settings)
         resolver = ImageResolver.load(settings.data_dir, torch_version=_cpu_torch_version(sources))
         jobs = TrainingJobRepository(db)
@@ -113,7 +114,7 @@ class Platform:
         transform_jobs = TransformJobRepository(db)
         scheduler = TrainingScheduler(
             [jobs, processing_jobs, transform_jobs],
-            backend,
+            backends,
             catalog,
             costs,
             utilization,
@@ -132,7 +133,7 @@ class Platform:
             "tagging": tagging,
             "resolver": resolver,
             "account_id": settings.account_id,
-            "capacity": lambda: backend.capacity,
+            "backend_for": backends.for_type,
             "fit_to_machine": True,
             "wake": scheduler.wake,
         }
@@ -191,7 +192,7 @@ class Platform:
             objects,
             catalog,
             tagging,
-            backend,
+            backends,
             training,
             processing,
             transform,
@@ -226,7 +227,7 @@ class Platform:
         self.autoscaling.close()
         self.costs.close()
         self.endpoints.close()
-        self.backend.close()
+        self.backends.close()
         self.objects.close()
         self.db.dispose()
         if self._lock_file is not None:
@@ -316,7 +317,28 @@ def _cpu_torch_version(sources: PackageSources) -> str | None:
     return None
 
 
-def _agent_store_config(settings: Settings) -> dict[str, str | None]:
+def _backends(settings: Settings) -> Backends:
+    """The backends the settings ask for: local, Ray, or local with some instance types on Ray."""
+    local = LocalBackend(sandbox=settings.sandbox)
+    if settings.backend == "local" and not settings.ray_instance_types.strip():
+        return Backends(local)
+    from shipyard.compute.ray import RayBackend
+
+    assert settings.ray_address is not None  # checked by Settings
+    ray = RayBackend(
+        settings.ray_address,
+        token=settings.ray_token,
+        prefix=hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:8],
+        object_store=_agent_store_config(settings, remote=True),
+        sandbox=settings.sandbox,
+    )
+    if settings.backend == "ray":
+        return Backends(ray)
+    patterns = [p for p in settings.ray_instance_types.replace(",", " ").split() if p]
+    return Backends(local, [(pattern, ray) for pattern in patterns])
+
+
+def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str, str | None]:
     """How an instance agent reaches the object store."""
     if settings.object_store == "s3":
         return {
@@ -326,7 +348,25 @@ def _agent_store_config(settings: Settings) -> dict[str, str | None]:
             "secret_access_key": settings.s3_secret_access_key,
             "region": settings.s3_region or settings.region,
         }
+    if remote:  # on another machine: through this server's own S3 API
+        return {
+            "kind": "s3",
+            "endpoint_url": _url_for_nodes(settings),
+            "access_key_id": settings.access_key_id or "shipyard",
+            "secret_access_key": settings.secret_access_key or "shipyard",
+            "region": settings.region,
+        }
     return {"kind": "local", "root": str(settings.data_dir / "objects")}
+
+
+def _url_for_nodes(settings: Settings) -> str:
+    """This server's address as other machines reach it (bound to all addresses: this machine's
+    address on the cluster's network)."""
+    if settings.host in ("0.0.0.0", "::", ""):
+        import ray
+
+        return f"http://{ray.util.get_node_ip_address()}:{settings.port}"
+    return settings.url
 
 
 def _lock_data_dir(settings: Settings) -> IO[str]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from shipyard.compute import Backend, InstanceLaunch
+from shipyard.compute import Backend, Backends, InstanceLaunch
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.placement import Resources, plan
 from shipyard.core.training import (
@@ -57,7 +57,7 @@ class TrainingScheduler:
     def __init__(
         self,
         repositories: Sequence[JobRepository[Any]],
-        backend: Backend,
+        backends: Backends,
         catalog: InstanceCatalog,
         costs: CostService,
         utilization: UtilizationRepository,
@@ -71,7 +71,7 @@ class TrainingScheduler:
         environments: Mapping[str, Any] | None = None,
     ) -> None:
         self._repos = {r.kind: r for r in repositories}
-        self._backend = backend
+        self._backends = backends
         self._catalog = catalog
         self._costs = costs
         self._utilization = utilization
@@ -86,7 +86,7 @@ class TrainingScheduler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        backend.on_change(self.wake)  # an agent that ends is looked at now, not at the next poll
+        backends.on_change(self.wake)  # an agent that ends is looked at now, not at the next poll
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="shipyard-scheduler", daemon=True)
@@ -120,22 +120,28 @@ class TrainingScheduler:
     def tick(self) -> bool:
         """One pass over the active jobs; returns whether any job is active."""
         jobs = sorted((j for r in self._repos.values() for j in r.active()), key=lambda j: j.created)
-        used = Resources(0, 0, 0)
+        used = {b.name: Resources(0, 0, 0) for b in self._backends}
         for job in jobs:
-            if job.runtime.get("instances"):
-                used = used + Resources(**job.runtime["placement"]) * job.spec.instance_count
+            if job.runtime.get("instances") and job.runtime.get("backend", "local") in used:
+                name = job.runtime.get("backend", "local")
+                used[name] = used[name] + Resources(**job.runtime["placement"]) * job.spec.instance_count
+        waiting: dict[str, list[Resources]] = {name: [] for name in used}
         for job in jobs:
             try:
                 if job.runtime.get("instances"):
                     self._follow(job)
                 else:
-                    used = self._place(job, used)
+                    self._place(job, used, waiting)
             except Exception as exc:
                 log.exception("Training job %s: scheduler error", job.name)
                 self._fail(job, f"InternalServerError: {exc}")
+        for backend in self._backends:
+            backend.demand(waiting[backend.name])
         return bool(jobs)
 
-    def _place(self, job: Job[Any], used: Resources) -> Resources:
+    def _place(self, job: Job[Any], used: dict[str, Resources], waiting: dict[str, list[Resources]]) -> None:
+        """Launch ``job`` if it fits what its backend has free (adding it to ``used``), else mark
+        it Pending (and add its instances to ``waiting``)."""
         now = utcnow()
         if job.state.status == TrainingJobStatus.STOPPING:
             self._repos[job.kind].modify(
@@ -144,28 +150,30 @@ class TrainingScheduler:
                     j.state.finish(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED, now)
                 ),
             )
-            return used
+            return
+        backend = self._backends.for_type(job.spec.instance_type)
         try:
             placement = plan(
                 self._catalog.get(job.spec.instance_type),
                 job.spec.instance_count,
-                self._backend.capacity,
+                backend.capacity,
+                node=backend.largest_node,
                 fit_to_machine=self._fit,
             )
         except ValidationError as exc:
             self._fail(job, f"CapacityError: {exc.message}")
-            return used
-        free = self._backend.capacity - used
+            return
+        free = backend.capacity - used[backend.name]
         if not placement.total.fits_in(free):
+            waiting[backend.name] += [placement.per_instance] * placement.count
             if job.state.secondary != SecondaryStatus.PENDING:
                 self._repos[job.kind].modify(
                     job.name, lambda j: j.with_state(j.state.advance(SecondaryStatus.PENDING, now))
                 )
-            return used
+            return
         attempt = int(job.runtime.get("attempt", 0))
         hosts = hosts_for(job.spec.instance_count)
-        master_addr, master_port = self._backend.rendezvous()
-        instances = []
+        launches = []
         launched_at = int(time.time())
         for index, host in enumerate(hosts):
             instance_dir = self._jobs_dir / job.name / f"attempt-{attempt}" / host
@@ -183,9 +191,7 @@ class TrainingScheduler:
                 "memory_bytes": self._catalog.get(job.spec.instance_type).memory_gib * 2**30,
                 "disk_bytes": _volume_gb(job.spec.request) * 10**9,
                 "utilization_seconds": self._utilization_seconds,
-                "master_addr": master_addr,
-                "master_port": master_port,
-                "sandbox": getattr(self._backend, "sandbox", "off"),
+                "sandbox": getattr(backend, "sandbox", "off"),
                 "hide": self._hide,
                 "stop_grace_seconds": self._grace,
                 "python": sys.executable,
@@ -193,26 +199,31 @@ class TrainingScheduler:
                 **self._environments,
                 "notes": [placement.scaled_down] if placement.scaled_down else [],
             }
-            handle = self._backend.launch(InstanceLaunch(instance_dir, config))
-            instances.append(
-                {
-                    "host": host,
-                    "dir": str(instance_dir),
-                    "handle": handle,
-                    "stream": f"{job.name}/{host}-{launched_at}",
-                    "launched_at": launched_at * 1000,
-                }
+            launches.append(
+                InstanceLaunch(instance_dir, config, job.spec.instance_type, placement.per_instance)
             )
+        handles = backend.launch(launches)
+        instances = [
+            {
+                "host": host,
+                "dir": str(launch.instance_dir),
+                "handle": handle,
+                "stream": f"{job.name}/{host}-{launched_at}",
+                "launched_at": launched_at * 1000,
+            }
+            for host, launch, handle in zip(hosts, launches, handles, strict=True)
+        ]
         per = dataclasses.asdict(placement.per_instance)
 
         def launched(j: Job[Any]) -> Job[Any]:
-            return j.with_runtime(instances=instances, placement=per, backend=self._backend.name)
+            return j.with_runtime(instances=instances, placement=per, backend=backend.name)
 
         self._repos[job.kind].modify(job.name, launched)
-        log.info("Training job %s: launched %d instance(s)", job.name, len(instances))
-        return used + placement.total
+        log.info("Training job %s: launched %d instance(s) on %s", job.name, len(instances), backend.name)
+        used[backend.name] = used[backend.name] + placement.total
 
     def _follow(self, job: Job[Any]) -> None:
+        backend = self._backends.named(job.runtime.get("backend", "local"))
         instances = job.runtime["instances"]
         statuses = [_read_json(Path(i["dir"]) / "status.json") for i in instances]
         now = utcnow()
@@ -226,7 +237,7 @@ class TrainingScheduler:
             and all(statuses)
         ):
             for instance in instances:
-                self._backend.signal(instance["handle"], signal.SIGTERM)
+                backend.signal(instance["handle"], signal.SIGTERM)
             changes["stop_signalled"] = True
         # Replay the phases algo-1 went through, at the times it recorded, even those a fast job
         # passed between two looks.
@@ -255,11 +266,11 @@ class TrainingScheduler:
         done = all(s.get("outcome") for s in statuses)
         if not done:
             for instance, status in zip(instances, statuses, strict=True):
-                if status.get("outcome") or self._backend.is_alive(instance["handle"]):
+                if status.get("outcome") or backend.is_alive(instance["handle"]):
                     continue
                 status = _read_json(Path(instance["dir"]) / "status.json")  # it may have just finished
                 if not status.get("outcome"):
-                    self._agent_died(job, instance, points, changes)
+                    self._agent_died(job, backend, instance, points, changes)
                     return
         if done:
             final = self._finish(job, state, statuses, points, now)
@@ -303,17 +314,21 @@ class TrainingScheduler:
     def _agent_died(
         self,
         job: Job[Any],
+        backend: Backend,
         instance: Mapping[str, Any],
         points: list[MetricPoint],
         changes: dict[str, Any],
     ) -> None:
         attempt = int(job.runtime.get("attempt", 0))
+        lost = backend.lost(instance["handle"])
         for other in job.runtime["instances"]:
-            self._backend.kill(other["handle"], Path(other["dir"]))
+            backend.kill(other["handle"], Path(other["dir"]))
         self._costs.attempt_lost(job, utcnow())
         reason = (
-            f"InternalServerError: the instance agent of {instance['host']} exited without reporting an outcome "
-            f"(see {instance['dir']}/agent.log)"
+            f"InternalServerError: {instance['host']} was lost: {lost}"
+            if lost
+            else f"InternalServerError: the instance agent of {instance['host']} exited without reporting an "
+            f"outcome (see {instance['dir']}/agent.log)"
         )
         if attempt < job.spec.max_retry_attempts and job.state.status == TrainingJobStatus.IN_PROGRESS:
             log.warning("Training job %s: %s; retrying (attempt %d)", job.name, reason, attempt + 1)

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic
 
+from shipyard.compute import Backend
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.hosting import ContainerSpec
@@ -60,7 +61,7 @@ class JobService(Generic[SpecT]):
         resolver: ImageResolver,
         *,
         account_id: str,
-        capacity: Callable[[], Any],
+        backend_for: Callable[[str], Backend],
         fit_to_machine: bool,
         wake: Callable[[], None],
     ) -> None:
@@ -69,7 +70,7 @@ class JobService(Generic[SpecT]):
         self._tagging = tagging
         self._resolver = resolver
         self._account_id = account_id
-        self._capacity = capacity
+        self._backend_for = backend_for
         self._fit_to_machine = fit_to_machine
         self._wake = wake
 
@@ -89,8 +90,13 @@ class JobService(Generic[SpecT]):
         if not spec.image:
             raise ValidationError(f"{image_field} is required", field=image_field)
         environment = self._resolver.resolve(spec.image, field=image_field)
+        backend = self._backend_for(spec.instance_type)
         placement = plan(
-            instance_type, spec.instance_count, self._capacity(), fit_to_machine=self._fit_to_machine
+            instance_type,
+            spec.instance_count,
+            backend.capacity,
+            node=backend.largest_node,
+            fit_to_machine=self._fit_to_machine,
         )
         now = utcnow()
         state = TrainingJobState.new(now)

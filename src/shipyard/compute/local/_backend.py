@@ -11,42 +11,15 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from shipyard.compute._base import Backend, Feature, InstanceLaunch
+from shipyard.compute._base import Backend, Feature, InstanceLaunch, agent_env, write_agent_config
 from shipyard.core.placement import Resources
 from shipyard.runtime._sandbox import sandbox_available
 
 log = logging.getLogger(__name__)
-
-# The agent (not the user's job) needs what reaching package indexes takes: CA bundles, proxies,
-# uv/pip settings.
-_AGENT_ENV = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "VIRTUAL_ENV",
-    "PYTHONPATH",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-)
-_AGENT_ENV_PREFIXES = ("UV_", "PIP_")
-
-
-def _agent_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k in _AGENT_ENV or k.startswith(_AGENT_ENV_PREFIXES)}
 
 
 def machine_resources() -> Resources:
@@ -125,16 +98,24 @@ class LocalBackend(Backend):
         for callback in self._callbacks:
             callback()
 
-    def _launch(self, launch: InstanceLaunch) -> dict[str, Any]:
-        pid = self._fork(launch.instance_dir)
+    def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
+        master_port = _free_port()
+        handles = []
+        for launch in launches:
+            write_agent_config(launch, master_addr="127.0.0.1", master_port=master_port)
+            handles.append(self._start(launch.instance_dir))
+        return handles
+
+    def _start(self, instance_dir: Path) -> dict[str, Any]:
+        pid = self._fork(instance_dir)
         if pid is None:
-            with (launch.instance_dir / "agent.log").open("ab") as output:
+            with (instance_dir / "agent.log").open("ab") as output:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "shipyard.runtime.agent", str(launch.instance_dir)],
+                    [sys.executable, "-m", "shipyard.runtime.agent", str(instance_dir)],
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
-                    env=_agent_env(),
+                    env=agent_env(),
                     start_new_session=True,
                     close_fds=True,
                 )
@@ -164,13 +145,6 @@ class LocalBackend(Backend):
     def _watch(self, process: subprocess.Popen[bytes]) -> None:
         process.wait()
         self._changed()
-
-    def rendezvous(self) -> tuple[str, int]:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return "127.0.0.1", int(s.getsockname()[1])
 
     def signal(self, handle: Mapping[str, Any], signum: int) -> None:
         if self.is_alive(handle):
@@ -212,7 +186,7 @@ class _ForkServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=_agent_env(),
+            env=agent_env(),
             start_new_session=True,  # a Ctrl-C meant for the server does not reach it
             close_fds=True,
         )
@@ -257,6 +231,14 @@ class _ForkServer:
             self._process.stdin.close()  # type: ignore[union-attr]
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _start_ticks(pid: int) -> int | None:

@@ -1,0 +1,46 @@
+"""Which backend runs what: one server may send some instance types to Ray and keep the rest local."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator, Sequence
+
+from shipyard.compute._base import Backend
+from shipyard.errors import ConfigurationError
+
+
+class Backends:
+    """The backends of one server. ``routes`` are (instance-type pattern, backend) pairs, tried in
+    order (``ml.g*`` matches with shell wildcards); every other type goes to ``default``."""
+
+    def __init__(self, default: Backend, routes: Sequence[tuple[str, Backend]] = ()) -> None:
+        self.default = default
+        self._routes = list(routes)
+        self._by_name = {b.name: b for b in (default, *(b for _, b in self._routes))}
+
+    def __iter__(self) -> Iterator[Backend]:
+        return iter(self._by_name.values())
+
+    def for_type(self, instance_type: str) -> Backend:
+        for pattern, backend in self._routes:
+            if fnmatch.fnmatchcase(instance_type, pattern):
+                return backend
+        return self.default
+
+    def named(self, name: str) -> Backend:
+        """The backend a job was launched on (recorded with it)."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"this job runs on the {name!r} backend, which this server is not configured to use "
+                f"(it uses {', '.join(sorted(self._by_name))})"
+            ) from None
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        for backend in self:
+            backend.on_change(callback)
+
+    def close(self) -> None:
+        for backend in self:
+            backend.close()

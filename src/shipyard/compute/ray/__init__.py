@@ -1,0 +1,5 @@
+"""The Ray backend (needs the ``ray`` extra: ``pip install 'shipyard[ray]'``)."""
+
+from shipyard.compute.ray._backend import RayBackend
+
+__all__ = ["RayBackend"]

@@ -1,0 +1,140 @@
+"""What runs on a Ray node for one job instance: an actor that starts the instance agent there.
+
+The agent is the same as on the local backend; only its folder is the node's own (no filesystem is
+shared with the server). The actor hands the server what the agent writes there (``status.json``
+and the new bytes of ``log.jsonl``, ``utilization.jsonl`` and ``agent.log``), read by offset so
+that nothing is sent twice. While the server is away those files are the buffer.
+
+This module is imported on the nodes: it needs Shipyard installed there, and nothing from the
+server (no store, no settings).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shipyard.compute._base import agent_env
+from shipyard.runtime._sandbox import sandbox_available
+
+# Files the server keeps a copy of; status.json is sent whole, the others from an offset.
+STREAMS = ("log.jsonl", "utilization.jsonl", "agent.log")
+_CHUNK = 4 * 2**20  # the most of one file sent in one answer
+
+
+def node_root() -> Path:
+    """Where instances and environments live on this node (``$SHIPYARD_RAY_DIR``, else a folder
+    in the system's temporary directory)."""
+    return Path(os.environ.get("SHIPYARD_RAY_DIR") or Path(tempfile.gettempdir()) / "shipyard-ray")
+
+
+class InstanceHost:
+    """One job instance on a Ray node. ``key`` names its folder (unique per server, job, attempt
+    and host)."""
+
+    def __init__(self, key: str) -> None:
+        self._root = node_root()
+        self._dir = self._root / "instances" / key
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._agent: subprocess.Popen[bytes] | None = None
+        # The agent dies with the thread that started it (PR_SET_PDEATHSIG): start it from one
+        # that lives as long as this actor.
+        self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shipyard-agent-spawner")
+
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's address and a port free on it: where algo-1 waits for the others."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = int(s.getsockname()[1])
+        return ray.util.get_node_ip_address(), port
+
+    def start(self, config: dict[str, Any], master: tuple[str, int]) -> dict[str, str]:
+        """Start the agent with the server's ``config``, made this node's own."""
+        import ray
+
+        sandbox = config.get("sandbox", "auto")
+        if sandbox == "bwrap" and not sandbox_available():
+            raise RuntimeError(
+                "the server requires the bubblewrap sandbox (sandbox = 'bwrap'), which this Ray node "
+                "lacks: install bubblewrap on it"
+            )
+        config = {
+            **config,
+            "master_addr": master[0],
+            "master_port": master[1],
+            "python": sys.executable,
+            "envs_dir": str(self._root / "envs"),
+            "sandbox": "bwrap" if sandbox != "off" and sandbox_available() else "off",
+            "hide": [*config.get("hide", ()), str(self._root / "instances")],
+            "die_with_parent": True,
+        }
+        (self._dir / "agent.json").write_text(json.dumps(config))
+        self._agent = self._spawner.submit(self._spawn).result()
+        context = ray.get_runtime_context()
+        return {"node_id": context.get_node_id(), "ip": ray.util.get_node_ip_address(), "dir": str(self._dir)}
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with (self._dir / "agent.log").open("ab") as output:
+            return subprocess.Popen(
+                [sys.executable, "-m", "shipyard.runtime.agent", str(self._dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=agent_env(),
+                close_fds=True,
+            )
+
+    def read(self, offsets: dict[str, int]) -> dict[str, Any]:
+        """What the agent wrote since ``offsets``; ``ended`` once it has exited and all it wrote
+        is in this answer."""
+        exited = self._agent is not None and self._agent.poll() is not None  # before reading: no loss
+        answer: dict[str, Any] = {"streams": {}}
+        with contextlib.suppress(FileNotFoundError):
+            answer["status"] = (self._dir / "status.json").read_bytes()
+        complete = True
+        for name in STREAMS:
+            try:
+                with (self._dir / name).open("rb") as f:
+                    f.seek(offsets.get(name, 0))
+                    data = f.read(_CHUNK + 1)
+            except FileNotFoundError:
+                continue
+            if len(data) > _CHUNK:
+                data, complete = data[:_CHUNK], False
+            if data:
+                answer["streams"][name] = data
+        answer["ended"] = exited and complete
+        return answer
+
+    def signal(self, signum: int) -> None:
+        if self._agent is not None and self._agent.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._agent.send_signal(signum)
+
+    def kill(self) -> None:
+        """End the agent and the user's processes (their own session) at once."""
+        self.signal(signal.SIGKILL)
+        try:
+            pgid = int(json.loads((self._dir / "status.json").read_text()).get("user_pgid") or 0)
+        except (OSError, ValueError):
+            pgid = 0
+        if pgid > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+
+    def cleanup(self) -> None:
+        """Remove the instance's folder from the node (the server has what it needs)."""
+        self.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)

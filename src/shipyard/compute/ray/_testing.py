@@ -1,0 +1,160 @@
+"""A small Ray cluster on this machine: a head and worker nodes as ``ray start`` processes.
+
+For tests and benchmarks (``RayCluster(nodes=2)``). Each node gets ports of its own (with Ray's
+defaults a second node on the same host joins but its resources never reach the cluster), its own
+memory and CPUs, a custom resource ``node-<i>`` and a node name ``shipyard-node-<i>``. Nodes are
+stopped by ending their ``ray start --block`` process group: never with ``ray stop``, which ends
+every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_PORTS_PER_NODE = 8
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class RayCluster:
+    """``nodes`` Ray nodes on this machine, each with ``cpus`` CPUs and ``memory_gib`` GiB."""
+
+    def __init__(self, log_dir: Path, *, nodes: int = 2, cpus: float = 1, memory_gib: float = 2.0) -> None:
+        self.log_dir = Path(log_dir)
+        self.count = nodes
+        self.cpus = cpus
+        self.memory_gib = memory_gib
+        self.port = _free_ports(1)[0]
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_port = 0
+        self._nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def __enter__(self) -> RayCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 90) -> RayCluster:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(1, self.count + 1):
+            self.add_node(index)
+        self.wait_for(lambda nodes: len(nodes) == self.count, timeout, f"{self.count} nodes")
+        return self
+
+    def add_node(self, index: int) -> None:
+        name = f"shipyard-node-{index}"
+        ports = _free_ports(_PORTS_PER_NODE)
+        command = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--block",
+            f"--node-name={name}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={self.cpus:g}",
+            "--num-gpus=0",
+            f"--memory={int(self.memory_gib * 2**30)}",
+            f"--object-store-memory={100 * 2**20}",
+            f"--resources={json.dumps({f'node-{index}': 1})}",
+            f"--node-manager-port={ports[0]}",
+            f"--object-manager-port={ports[1]}",
+            f"--dashboard-agent-listen-port={ports[2]}",
+            f"--dashboard-agent-grpc-port={ports[3]}",
+            f"--metrics-export-port={ports[4]}",
+            f"--runtime-env-agent-port={ports[5]}",
+            f"--min-worker-port={20000 + 1000 * index}",
+            f"--max-worker-port={20000 + 1000 * index + 999}",
+        ]
+        if index == 1:
+            self.dashboard_port = ports[6]
+            command += [
+                f"--port={self.port}",
+                "--head",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={ports[6]}",
+                f"--ray-client-server-port={ports[7]}",
+            ]
+        else:
+            command += [f"--address={self.address}"]
+        env = {**self.env, "SHIPYARD_RAY_DIR": str(self.log_dir / name)}  # nothing shared between nodes
+        with (self.log_dir / f"{name}.log").open("ab") as out:
+            self._nodes[name] = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        if index == 1:  # workers join once the head's GCS answers
+            self.wait_for(lambda nodes: len(nodes) >= 1, 60, "the head node")
+
+    def nodes(self) -> list[dict[str, object]]:
+        """The cluster's live nodes, as ``ray list nodes`` sees them."""
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR', "
+                "log_to_driver=False); print(json.dumps([n for n in ray.nodes() if n['Alive']]))",
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            return []
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def wait_for(self, ready, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self._nodes.items():
+                if process.poll() is not None:
+                    log = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"Ray node {name} exited with {process.returncode}:\n{log}")
+            if ready(self.nodes()):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the Ray cluster at {self.address} did not have {what} in {timeout:g} s")
+
+    def kill_node(self, name: str) -> None:
+        """Kill one node at once, as a machine failing would: its raylet first (SIGKILL)."""
+        node_id = next(str(n["NodeID"]) for n in self.nodes() if n.get("NodeName") == name)
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+                if cmdline and cmdline[0].endswith(b"raylet") and f"--node_id={node_id}".encode() in cmdline:
+                    os.kill(int(proc.name), signal.SIGKILL)
+        self._end(name)
+
+    def _end(self, name: str) -> None:
+        process = self._nodes.pop(name, None)
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for name in reversed(list(self._nodes)):
+            self._end(name)
