@@ -88,7 +88,7 @@ class Runtime:
         sent = time.perf_counter()
         try:
             answer = await self._pool.post(
-                "127.0.0.1",
+                server.host,
                 server.port,
                 "/invocations",
                 body,
@@ -125,7 +125,7 @@ class Runtime:
     ) -> Response:
         account = self._platform.settings.account_id
         if answer.status != 200:
-            stream = f"{variant}/{server.launch.instance_dir.name}"
+            stream = f"{variant}/{server.instance_dir.name}"
             return _error(
                 "ModelError",
                 f'Received server error ({answer.status}) from model with message "{answer.text}". '

@@ -106,7 +106,7 @@ class Agent:
         self.ml = instance_dir / "ml"
         self.log = LogWriter(instance_dir / "log.jsonl")
         self.status = StatusFile(instance_dir / "status.json")
-        self.store = _open_store(self.config["object_store"])
+        self.store = open_store(self.config["object_store"])
         self.sandboxed = self.config.get("sandbox") == "bwrap"
         self.python: str = self.config.get("python", sys.executable)
         self.environment: tuple[EnvironmentCache, str | None] | None = None
@@ -802,7 +802,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _open_store(config: dict[str, Any]) -> ObjectStore:
+def open_store(config: dict[str, Any]) -> ObjectStore:
     if config["kind"] == "local":
         return LocalObjectStore(Path(config["root"]))
     from shipyard.storage._s3 import S3ObjectStore

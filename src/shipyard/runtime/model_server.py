@@ -243,7 +243,7 @@ class Handlers:
         return bytes(result), content, context.response_headers
 
 
-def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False) -> None:
+def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False, host: str = "127.0.0.1") -> None:
     state: dict[str, Any] = {"handlers": None, "error": None}
 
     class Handler(BaseHTTPRequestHandler):
@@ -301,13 +301,13 @@ def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False) -> No
             else:
                 self._answer(200, result, content_type, extra)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
 
     def load() -> None:
         try:
             state["handlers"] = handlers_factory()
-            print(f"Model server ready on 127.0.0.1:{port}", flush=True)
+            print(f"Model server ready on {host}:{port}", flush=True)
         except Exception as exc:
             traceback.print_exc()
             state["error"] = f"loading the model failed: {type(exc).__name__}: {exc}"
@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--code-dir")
     parser.add_argument("--program")
     parser.add_argument("--framework", default="sklearn")
@@ -337,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda: Handlers(args.framework, args.model_dir, args.code_dir, args.program),
         args.port,
         exit_with_stdin=args.exit_with_stdin,
+        host=args.host,
     )
 
 

@@ -8,11 +8,12 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from shipyard.compute import Backends, LocalBackend
-from shipyard.compute.local._hosting import LocalModelServers
+from shipyard.compute.local._hosting import LocalModelServers, ModelServers
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.pricing import Rates
@@ -157,11 +158,7 @@ class Platform:
             ResourceRepository(db, "endpoint", "Endpoint"),
             configs,
             models,
-            objects,
-            LocalModelServers(settings.sandbox, hide=(settings.data_dir,)),
-            lambda: EnvironmentCache(
-                settings.data_dir / "envs", sources, allow_server_python=settings.server_python_jobs == "on"
-            ),
+            _model_servers(settings, backends, catalog, objects, sources),
             resolver,
             costs,
             endpoints_dir=settings.data_dir / "endpoints",
@@ -336,6 +333,40 @@ def _backends(settings: Settings) -> Backends:
         return Backends(ray)
     patterns = [p for p in settings.ray_instance_types.replace(",", " ").split() if p]
     return Backends(local, [(pattern, ray) for pattern in patterns])
+
+
+def _model_servers(
+    settings: Settings,
+    backends: Backends,
+    catalog: InstanceCatalog,
+    objects: ObjectStore,
+    sources: PackageSources,
+) -> Callable[[str], ModelServers]:
+    """Model servers by instance type: on the backend that type's jobs run on."""
+    local = LocalModelServers(
+        objects,
+        lambda: EnvironmentCache(
+            settings.data_dir / "envs", sources, allow_server_python=settings.server_python_jobs == "on"
+        ),
+        settings.sandbox,
+        hide=(settings.data_dir,),
+    )
+    pools: dict[str, ModelServers] = {"local": local}
+    for backend in backends:
+        if backend.name == "ray":
+            from shipyard.compute.ray import RayBackend, RayModelServers
+
+            assert isinstance(backend, RayBackend)
+
+            pools["ray"] = RayModelServers(
+                backend,
+                catalog,
+                settings.sandbox,
+                sources,
+                settings.server_python_jobs == "on",
+                settings.endpoint_startup_seconds,
+            )
+    return lambda instance_type: pools[backends.for_type(instance_type).name]
 
 
 def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str, str | None]:

@@ -26,19 +26,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.compute.local._hosting import LocalModelServers, ModelServer, ModelServerError, ServerLaunch
+from shipyard.compute.local._hosting import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.hosting import EndpointConfigSpec, EndpointStatus, ModelSpec
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.training import parse_s3_uri
-from shipyard.envs import EnvironmentCache, ImageResolver, environment_root, framework_of
+from shipyard.envs import ImageResolver
 from shipyard.errors import NotFoundError, ShipyardError, ValidationError
 from shipyard.services.costs import CostService
 from shipyard.services.endpoint_metrics import EndpointMetrics
 from shipyard.services.training import utcnow
-from shipyard.storage import ObjectStore
-from shipyard.storage._archives import ChunkReader, extract_tar
 from shipyard.store import Resource, ResourceRepository
 
 log = logging.getLogger(__name__)
@@ -230,9 +228,7 @@ class EndpointService:
         repository: ResourceRepository,
         configs: EndpointConfigService,
         models: ModelService,
-        objects: ObjectStore,
-        servers: LocalModelServers,
-        environments: Callable[[], EnvironmentCache],
+        servers: Callable[[str], ModelServers],
         resolver: ImageResolver,
         costs: CostService,
         *,
@@ -247,9 +243,7 @@ class EndpointService:
         self.metrics = EndpointMetrics()
         self._configs = configs
         self._models = models
-        self._objects = objects
-        self._servers = servers
-        self._environments = environments
+        self._servers = servers  # by instance type
         self._resolver = resolver
         self._dir = endpoints_dir
         self._account_id = account_id
@@ -353,7 +347,7 @@ class EndpointService:
         try:
             for variant in self.router.remove(name):
                 for server in variant.servers:
-                    self._servers.stop(server)
+                    self._pool(server).stop(server)
                     self._close_usage(name, server)
             self.repository.delete(name)
             shutil.rmtree(self._dir / name, ignore_errors=True)
@@ -376,7 +370,7 @@ class EndpointService:
         for endpoint in self.router.names():
             for variant in self.router.remove(endpoint):
                 for server in variant.servers:
-                    self._servers.stop(server)
+                    self._pool(server).stop(server)
                     self._close_usage(endpoint, server)
 
     def _later(self, work: Callable[..., None], name: str, *args: Any) -> None:
@@ -471,11 +465,12 @@ class EndpointService:
                 for _ in range(variant["instance_count"]):
                     if self._gone(name):
                         raise ModelServerError("the endpoint is being deleted")
-                    server = self._servers.start(self._prepare(name, variant["name"], model))
+                    request = self._request(name, variant, model)
+                    server = self._servers(request.instance_type).start(request)
                     started.append(server)
                     servers.append(server)
                 for server in servers:
-                    self._servers.wait_healthy(
+                    self._pool(server).wait_healthy(
                         server, self._timeout, gone=functools.partial(self._gone, name)
                     )
                 live.append(
@@ -486,7 +481,7 @@ class EndpointService:
             return live
         except BaseException:
             for server in started:
-                self._servers.stop(server)
+                self._pool(server).stop(server)
             raise
 
     def _retire(self, name: str, servers: list[ModelServer]) -> None:
@@ -495,54 +490,26 @@ class EndpointService:
         for server in servers:
             while server.in_flight and time.monotonic() < deadline:
                 time.sleep(0.01)
-            self._servers.stop(server)
+            self._pool(server).stop(server)
             self._close_usage(name, server)
-            shutil.rmtree(server.launch.instance_dir / "ml", ignore_errors=True)  # its log stays
+            shutil.rmtree(server.instance_dir / "ml", ignore_errors=True)  # its log stays
 
-    def _prepare(self, endpoint: str, variant: str, model: ModelSpec) -> ServerLaunch:
-        folder = self._dir / endpoint / variant / f"i-{uuid.uuid4().hex[:17]}"  # an instance id, as in AWS
-        ml = folder / "ml"
-        (ml / "model").mkdir(parents=True)
-        container = model.container
-        if container.model_data_url:
-            bucket, key = parse_s3_uri(container.model_data_url, field="ModelDataUrl")
-            try:
-                _, _, chunks = self._objects.read_object(bucket, key)
-            except NotFoundError:
-                raise ModelServerError(f"the model data {container.model_data_url} does not exist") from None
-            extract_tar(ChunkReader(chunks), ml / "model", what=f"model data {container.model_data_url}")
-        code_dir: str | None = None
-        submit = container.submit_directory
-        if submit and submit.startswith("s3://"):
-            bucket, key = parse_s3_uri(submit, field="SAGEMAKER_SUBMIT_DIRECTORY")
-            _, _, chunks = self._objects.read_object(bucket, key)
-            extract_tar(ChunkReader(chunks), ml / "code", what=f"source directory {submit}")
-            code_dir = "/opt/ml/code"
-        elif (ml / "model" / "code").is_dir():
-            code_dir = "/opt/ml/model/code"
-        host_code = ml / code_dir.removeprefix("/opt/ml/") if code_dir else None
-        requirements = host_code / "requirements.txt" if host_code else None
-        spec = self._resolver.resolve(container.image, field="PrimaryContainer.Image")
-        environment = self._environments().resolve(
-            spec,
-            requirements.read_text() if requirements and requirements.is_file() else "",
-            log=lambda line: log.info("Endpoint %s: %s", endpoint, line),
-            job=f"endpoint {endpoint}",
-        )
-        python = Path(environment.python)
-        return ServerLaunch(
+    def _request(self, endpoint: str, variant: Mapping[str, Any], model: ModelSpec) -> ModelRequest:
+        folder = (
+            self._dir / endpoint / variant["name"] / f"i-{uuid.uuid4().hex[:17]}"
+        )  # an instance id, as in AWS
+        folder.mkdir(parents=True)
+        return ModelRequest(
             instance_dir=folder,
-            python=str(python),
-            framework=framework_of(container.image) or "sklearn",
-            program=container.program,
-            code_dir=code_dir,
-            environment={
-                **container.environment,
-                "SAGEMAKER_ENDPOINT_NAME": endpoint,
-                "SAGEMAKER_VARIANT_NAME": variant,
-            },
-            keep=[environment_root(python)],  # the server's own Python too: it may lie under /tmp
+            endpoint=endpoint,
+            variant=variant["name"],
+            instance_type=variant["instance_type"],
+            container=model.container,
+            environment=self._resolver.resolve(model.container.image, field="PrimaryContainer.Image"),
         )
+
+    def _pool(self, server: ModelServer) -> ModelServers:
+        return self._servers(server.request.instance_type)
 
     # -- the usage ledger: each model server is an instance in use while it serves ------------------
     def _open_usage(self, endpoint: Resource, live: list[LiveVariant]) -> None:
@@ -603,30 +570,29 @@ class EndpointService:
 
     def _replace(self, endpoint: str, variant: LiveVariant, dead: ModelServer, replacing: set[int]) -> None:
         log.warning(
-            "Endpoint %s: the model server %s/%s exited (code %s); replacing it",
+            "Endpoint %s: the model server %s/%s ended (%s); replacing it",
             endpoint,
             variant.name,
-            dead.launch.instance_dir.name,
-            dead.process.returncode,
+            dead.instance_dir.name,
+            dead.ended,
         )
+        pool = self._pool(dead)
         try:
-            replacement = self._servers.start(dead.launch)
-            self._servers.wait_healthy(
-                replacement, self._timeout, gone=functools.partial(self._gone, endpoint)
-            )
+            replacement = pool.replace(dead)
+            pool.wait_healthy(replacement, self._timeout, gone=functools.partial(self._gone, endpoint))
         except Exception:
             log.exception("Endpoint %s: replacing a model server failed", endpoint)
             replacing.discard(id(dead))  # try again at the next look
             return
         if not any(v is variant for v in self.router.variants(endpoint)):  # updated meanwhile
-            self._servers.stop(replacement)
+            pool.stop(replacement)
         else:
             variant.servers = [replacement if s is dead else s for s in variant.servers]
         replacing.discard(id(dead))
 
 
 def _usage_key(endpoint: str, server: ModelServer) -> str:
-    return f"endpoint/{endpoint}/{server.launch.instance_dir.parent.name}/{server.launch.instance_dir.name}"
+    return f"endpoint/{endpoint}/{server.instance_dir.parent.name}/{server.instance_dir.name}"
 
 
 def _reason(exc: BaseException, name: str) -> str:

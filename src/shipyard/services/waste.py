@@ -112,12 +112,12 @@ class WasteService:
                     else 2**30
                 )
                 for server in variant.servers:
-                    key = server.launch.instance_dir
+                    key = server.instance_dir
                     seen.add(key)
-                    if not server.alive:
+                    if not server.alive or server.pid is None:  # on another machine: not sampled
                         continue
                     sampler = self._samplers.setdefault(
-                        key, Sampler(server.process.pid, memory_bytes=memory, disk_bytes=1)
+                        key, Sampler(server.pid, memory_bytes=memory, disk_bytes=1)
                     )
                     point = sampler.sample()
                     if point is not None:

@@ -217,7 +217,7 @@ def create_native_app() -> FastAPI:
                     "weight": live[v["name"]].weight if v["name"] in live else None,
                     "instances": [
                         {
-                            "id": s.launch.instance_dir.name,
+                            "id": s.instance_dir.name,
                             "url": s.url,
                             "alive": s.alive,
                             "in_flight": s.in_flight,

@@ -10,10 +10,12 @@ starts them again when it starts.
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import socket
@@ -25,14 +27,86 @@ from pathlib import Path
 
 import httpx
 
+from shipyard.core.hosting import ContainerSpec
+from shipyard.core.training import parse_s3_uri
+from shipyard.envs import EnvironmentCache, EnvironmentSpec, environment_root, framework_of
+from shipyard.errors import NotFoundError
 from shipyard.runtime._sandbox import sandbox_available, sandbox_command
+from shipyard.storage import ObjectStore
+from shipyard.storage._archives import ChunkReader, extract_tar
 
+log = logging.getLogger(__name__)
 _SERVER = Path(__file__).resolve().parents[2] / "runtime" / "model_server.py"
 _SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 
 class ModelServerError(Exception):
     """A model server that did not come up; the message says why, with its log's tail."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRequest:
+    """One instance of a production variant to bring up. ``instance_dir`` is its folder on the
+    Shipyard server (its log is kept there); ``environment`` was resolved from the image there."""
+
+    instance_dir: Path
+    endpoint: str
+    variant: str
+    instance_type: str
+    container: ContainerSpec
+    environment: EnvironmentSpec
+
+
+def prepare_model(
+    request: ModelRequest,
+    folder: Path,
+    objects: ObjectStore,
+    environments: EnvironmentCache,
+    log: Callable[[str], None],
+) -> ServerLaunch:
+    """Lay out a model server's folder (``ml/model``, ``ml/code``) from the object store and find
+    or build its environment; what starting it takes."""
+    ml = folder / "ml"
+    (ml / "model").mkdir(parents=True, exist_ok=True)
+    container = request.container
+    if container.model_data_url:
+        bucket, key = parse_s3_uri(container.model_data_url, field="ModelDataUrl")
+        try:
+            _, _, chunks = objects.read_object(bucket, key)
+        except NotFoundError:
+            raise ModelServerError(f"the model data {container.model_data_url} does not exist") from None
+        extract_tar(ChunkReader(chunks), ml / "model", what=f"model data {container.model_data_url}")
+    code_dir: str | None = None
+    submit = container.submit_directory
+    if submit and submit.startswith("s3://"):
+        bucket, key = parse_s3_uri(submit, field="SAGEMAKER_SUBMIT_DIRECTORY")
+        _, _, chunks = objects.read_object(bucket, key)
+        extract_tar(ChunkReader(chunks), ml / "code", what=f"source directory {submit}")
+        code_dir = "/opt/ml/code"
+    elif (ml / "model" / "code").is_dir():
+        code_dir = "/opt/ml/model/code"
+    host_code = ml / code_dir.removeprefix("/opt/ml/") if code_dir else None
+    requirements = host_code / "requirements.txt" if host_code else None
+    environment = environments.resolve(
+        request.environment,
+        requirements.read_text() if requirements and requirements.is_file() else "",
+        log=log,
+        job=f"endpoint {request.endpoint}",
+    )
+    python = Path(environment.python)
+    return ServerLaunch(
+        instance_dir=folder,
+        python=str(python),
+        framework=framework_of(container.image) or "sklearn",
+        program=container.program,
+        code_dir=code_dir,
+        environment={
+            **container.environment,
+            "SAGEMAKER_ENDPOINT_NAME": request.endpoint,
+            "SAGEMAKER_VARIANT_NAME": request.variant,
+        },
+        keep=[environment_root(python)],  # the server's own Python too: it may lie under /tmp
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,52 +123,174 @@ class ServerLaunch:
     keep: Sequence[Path] = ()
 
 
-@dataclasses.dataclass
 class ModelServer:
-    """A running model server."""
+    """A running model server (one endpoint instance), wherever it runs."""
 
-    launch: ServerLaunch
-    port: int
-    process: subprocess.Popen[bytes]
-    in_flight: int = 0  # requests sent and not yet answered (kept by the runtime's event loop)
+    def __init__(self, request: ModelRequest, host: str, port: int) -> None:
+        self.request = request
+        self.host = host
+        self.port = port
+        self.in_flight = 0  # requests sent and not yet answered (kept by the runtime's event loop)
+
+    @property
+    def instance_dir(self) -> Path:
+        return self.request.instance_dir
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.instance_dir / "log.jsonl"
+
+    @property
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        """The model server's process, when it runs on this machine (for utilization samples)."""
+        return None
+
+    @property
+    def ended(self) -> str:
+        """How it ended, for logs (its exit code, or why it was lost)."""
+        return "unknown"
+
+
+class ModelServers(abc.ABC):
+    """Starts, checks and stops model servers (one kind per backend)."""
+
+    @abc.abstractmethod
+    def start(self, request: ModelRequest) -> ModelServer:
+        """Prepare and start a model server (not waiting for it to be healthy)."""
+
+    @abc.abstractmethod
+    def replace(self, dead: ModelServer) -> ModelServer:
+        """Start a model server like ``dead``, which ended."""
+
+    @abc.abstractmethod
+    def stop(self, server: ModelServer) -> None: ...
+
+    def close(self) -> None:
+        return
+
+    def wait_healthy(
+        self, server: ModelServer, timeout: float, gone: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Wait for ``GET /ping`` to answer 200; ModelServerError with the log's tail otherwise."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                if not server.alive:
+                    raise ModelServerError(
+                        f"the model server ended ({server.ended}); its log ends:\n"
+                        + "\n".join(log_tail(server.log_path))
+                    )
+                try:
+                    answer = client.get(f"{server.url}/ping")
+                except httpx.TransportError:
+                    answer = None
+                if answer is not None and answer.status_code == 200:
+                    return
+                if answer is not None and answer.text.startswith("loading the model failed"):
+                    self.stop(server)
+                    raise ModelServerError(
+                        f"{answer.text}; the model server's log ends:\n"
+                        + "\n".join(log_tail(server.log_path))
+                    )
+                if gone() or time.monotonic() > deadline:
+                    self.stop(server)
+                    if gone():
+                        raise ModelServerError("the endpoint is being deleted")
+                    raise ModelServerError(
+                        f"the model server did not become healthy in {timeout:g} s; its log ends:\n"
+                        + "\n".join(log_tail(server.log_path))
+                    )
+                time.sleep(0.05)
+
+
+class LocalModelServer(ModelServer):
+    """A model server process on this machine."""
+
+    def __init__(
+        self,
+        request: ModelRequest,
+        launch: ServerLaunch,
+        host: str,
+        port: int,
+        process: subprocess.Popen[bytes],
+    ) -> None:
+        super().__init__(request, host, port)
+        self.launch = launch
+        self.process = process
 
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
     @property
-    def log_path(self) -> Path:
-        return self.launch.instance_dir / "log.jsonl"
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def ended(self) -> str:
+        return f"exit code {self.process.returncode}"
 
 
-class LocalModelServers:
+class LocalModelServers(ModelServers):
     """Starts, checks and stops model-server processes.
 
     Args:
+        objects: Where model data and code are read from.
+        environments: The environment cache (a factory: it is opened when first needed).
         sandbox: "bwrap" to run them in bubblewrap (when it works here), else "off".
         hide: Folders the model's code must not see (the Shipyard data dir).
+        host: The address they listen on (loopback, unless other machines must reach them).
     """
 
-    def __init__(self, sandbox: str = "auto", hide: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore | None,
+        environments: Callable[[], EnvironmentCache] | None,
+        sandbox: str = "auto",
+        hide: Sequence[Path] = (),
+        host: str = "127.0.0.1",
+    ) -> None:
+        self._objects = objects
+        self._environments = environments
         self.sandboxed = sandbox != "off" and sandbox_available()
         self._hide = list(hide)
+        self.host = host
         # bwrap's --die-with-parent follows the thread that started it: start every model server
         # from one thread that lives as long as this object, not from the short-lived thread that
         # brings an endpoint up.
         self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shipyard-model-spawner")
 
-    def start(self, launch: ServerLaunch) -> ModelServer:
-        """Start a model server (not waiting for it to be healthy: see :meth:`wait_healthy`)."""
+    def start(self, request: ModelRequest) -> LocalModelServer:
+        assert self._objects is not None and self._environments is not None
+        launch = prepare_model(
+            request,
+            request.instance_dir,
+            self._objects,
+            self._environments(),
+            lambda line: log.info("Endpoint %s: %s", request.endpoint, line),
+        )
+        return self.run(request, launch)
+
+    def replace(self, dead: ModelServer) -> LocalModelServer:
+        assert isinstance(dead, LocalModelServer)
+        return self.run(dead.request, dead.launch)
+
+    def run(self, request: ModelRequest, launch: ServerLaunch) -> LocalModelServer:
+        """Start a model server from a prepared folder."""
         ml = launch.instance_dir / "ml"
         for sub in ("model", "input/data", "output"):
             (ml / sub).mkdir(parents=True, exist_ok=True)
         server_script = launch.instance_dir / "model_server.py"
         shutil.copyfile(_SERVER, server_script)  # the model's Python has no Shipyard to import it from
-        port = _free_port()
+        port = _free_port(self.host)
         root = "/opt/ml" if self.sandboxed else str(ml)
 
         def inside(path: str | None) -> str | None:
@@ -108,6 +304,8 @@ class LocalModelServers:
             f"{root}/model",
             "--port",
             str(port),
+            "--host",
+            self.host,
         ]
         command += ["--framework", launch.framework, "--exit-with-stdin"]
         if launch.code_dir:
@@ -139,45 +337,12 @@ class LocalModelServers:
             env=env,
             start_new_session=True,
         ).result()
-        server = ModelServer(launch, port, process)
+        server = LocalModelServer(request, launch, self.host, port, process)
         threading.Thread(target=_keep_log, args=(server,), name="shipyard-model-log", daemon=True).start()
         return server
 
-    def wait_healthy(
-        self, server: ModelServer, timeout: float, gone: Callable[[], bool] = lambda: False
-    ) -> None:
-        """Wait for ``GET /ping`` to answer 200; ModelServerError with the log's tail otherwise."""
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if not server.alive:
-                    raise ModelServerError(
-                        f"the model server exited with code {server.process.returncode}; its log ends:\n"
-                        + "\n".join(log_tail(server.log_path))
-                    )
-                try:
-                    answer = client.get(f"{server.url}/ping")
-                except httpx.TransportError:
-                    answer = None
-                if answer is not None and answer.status_code == 200:
-                    return
-                if answer is not None and answer.text.startswith("loading the model failed"):
-                    self.stop(server)
-                    raise ModelServerError(
-                        f"{answer.text}; the model server's log ends:\n"
-                        + "\n".join(log_tail(server.log_path))
-                    )
-                if gone() or time.monotonic() > deadline:
-                    self.stop(server)
-                    if gone():
-                        raise ModelServerError("the endpoint is being deleted")
-                    raise ModelServerError(
-                        f"the model server did not become healthy in {timeout:g} s; its log ends:\n"
-                        + "\n".join(log_tail(server.log_path))
-                    )
-                time.sleep(0.05)
-
     def stop(self, server: ModelServer, grace: float = 5.0) -> None:
+        assert isinstance(server, LocalModelServer)
         if server.alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server.process.pid, 15)
@@ -191,7 +356,7 @@ class LocalModelServers:
             server.process.stdin.close()  # type: ignore[union-attr]
 
 
-def _keep_log(server: ModelServer) -> None:
+def _keep_log(server: LocalModelServer) -> None:
     assert server.process.stdout is not None
     with server.log_path.open("a", encoding="utf-8") as log:
         for raw in server.process.stdout:
@@ -208,7 +373,7 @@ def log_tail(path: Path, count: int = 20) -> list[str]:
     return [json.loads(line)["m"] for line in lines if line.strip()]
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])

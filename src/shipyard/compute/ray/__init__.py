@@ -1,5 +1,6 @@
 """The Ray backend (needs the ``ray`` extra: ``pip install 'shipyard[ray]'``)."""
 
 from shipyard.compute.ray._backend import RayBackend
+from shipyard.compute.ray._hosting import RayModelServers
 
-__all__ = ["RayBackend"]
+__all__ = ["RayBackend", "RayModelServers"]

@@ -39,7 +39,7 @@ class _Instance:
     """What the backend follows of one instance."""
 
     name: str  # the actor's name
-    group: str  # its placement group's name
+    group: str | None  # its placement group's name (a job's instances have one)
     dir: Path  # its folder on the server
     actor: Any = None
     started: Any = None  # the start() call, until it answers
@@ -124,8 +124,8 @@ class RayBackend(Backend):
         self._host = ray.remote(InstanceHost)
         self.address = address
         self.sandbox = sandbox
-        self._prefix = prefix
-        self._object_store = dict(object_store)
+        self.prefix = prefix
+        self.object_store = dict(object_store)
         self._instances: dict[str, _Instance] = {}
         self._groups: dict[str, set[str]] = {}  # placement group -> actors still holding it
         self._callbacks: list[Callable[[], None]] = []
@@ -178,7 +178,7 @@ class RayBackend(Backend):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         first = launches[0].instance_dir
-        key = f"{self._prefix}/{first.parent.parent.name}/{first.parent.name}"  # server/job/attempt-N
+        key = f"{self.prefix}/{first.parent.parent.name}/{first.parent.name}"  # server/job/attempt-N
         families = self._families()
         bundles = [
             _bundle(launch.resources, families.get(_family(launch.instance_type))) for launch in launches
@@ -207,7 +207,7 @@ class RayBackend(Backend):
         for instance, launch in zip(instances, launches, strict=True):
             # The server's copy; the node adds its own paths. No shared filesystem: the agent
             # reaches the object store over S3 (the server's own S3 API, or real S3).
-            config = write_agent_config(launch, object_store=self._object_store)
+            config = write_agent_config(launch, object_store=self.object_store)
             instance.started = instance.actor.start.remote(config, master)
         with self._lock:
             self._groups[key] = {i.name for i in instances}
@@ -238,7 +238,8 @@ class RayBackend(Backend):
             )
         with self._lock:
             instance = self._instances.setdefault(name, instance)
-            self._groups.setdefault(instance.group, set()).add(name)
+            if instance.group is not None:
+                self._groups.setdefault(instance.group, set()).add(name)
         return instance
 
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
@@ -259,6 +260,19 @@ class RayBackend(Backend):
                 self._ray.wait([instance.actor.kill.remote()], timeout=5)
         if instance.alive:
             instance.lost = instance.lost or "killed"
+        self._release(instance)
+
+    def follow(self, name: str, actor: Any, folder: Path, node: dict[str, str]) -> _Instance:
+        """Copy what ``actor`` (a started model host) writes into ``folder`` until it ends."""
+        instance = _Instance(name, None, folder, actor, node=node)
+        with self._lock:
+            self._instances[name] = instance
+        return instance
+
+    def release(self, instance: _Instance) -> None:
+        """End an instance now (its actor and its folder on the node)."""
+        if instance.alive:
+            instance.lost = "stopped"
         self._release(instance)
 
     def on_change(self, callback: Callable[[], None]) -> None:
@@ -307,7 +321,13 @@ class RayBackend(Backend):
             instance, call = waiting[ref]
             try:
                 answer = self._ray.get(ref)
-            except Exception as exc:  # every failure of the actor ends the instance
+            except self._ray.exceptions.ActorUnavailableError:
+                # A call that failed in flight (the actor's connection broke): ask again; if the
+                # actor is dead, Ray says so (ActorDiedError) once it knows.
+                if call == "read":
+                    instance.reading = None
+                continue
+            except Exception as exc:  # every other failure of the actor ends the instance
                 instance.lost = self._why(instance, call, exc)
                 log.warning("Ray: %s lost: %s", instance.name, instance.lost)
                 self._release(instance)
@@ -353,6 +373,8 @@ class RayBackend(Backend):
                 log.debug("Ray: %s could not clean up", instance.name)
             with contextlib.suppress(Exception):
                 self._ray.kill(actor)
+        if instance.group is None:
+            return
         with self._lock:
             holders = self._groups.get(instance.group, set())
             holders.discard(instance.name)

@@ -1,8 +1,10 @@
 """A small Ray cluster on this machine: a head and worker nodes as ``ray start`` processes.
 
-For tests and benchmarks (``RayCluster(nodes=2)``). Each node gets ports of its own (with Ray's
-defaults a second node on the same host joins but its resources never reach the cluster), its own
-memory and CPUs, a custom resource ``node-<i>`` and a node name ``shipyard-node-<i>``. Nodes are
+For tests and benchmarks (``RayCluster(log_dir, nodes=2)``). The head node has no CPUs (work goes
+to the workers, and a worker can be killed without ending the cluster). Each node gets ports of
+its own (with Ray's defaults a second node on the same host joins but its resources never reach
+the cluster), its own memory, CPUs and folder (``$SHIPYARD_RAY_DIR``), a custom resource
+``node-<i>`` and a node name ``shipyard-node-<i>`` (the head: ``shipyard-head``). Nodes are
 stopped by ending their ``ray start --block`` process group: never with ``ray stop``, which ends
 every Ray process on the machine.
 """
@@ -36,7 +38,8 @@ def _free_ports(count: int) -> list[int]:
 
 
 class RayCluster:
-    """``nodes`` Ray nodes on this machine, each with ``cpus`` CPUs and ``memory_gib`` GiB."""
+    """A head and ``nodes`` worker nodes on this machine, each worker with ``cpus`` CPUs and
+    ``memory_gib`` GiB."""
 
     def __init__(self, log_dir: Path, *, nodes: int = 2, cpus: float = 1, memory_gib: float = 2.0) -> None:
         self.log_dir = Path(log_dir)
@@ -55,15 +58,19 @@ class RayCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 90) -> RayCluster:
+    def start(self) -> RayCluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for index in range(1, self.count + 1):
-            self.add_node(index)
-        self.wait_for(lambda nodes: len(nodes) == self.count, timeout, f"{self.count} nodes")
+        try:
+            for index in range(self.count + 1):  # one at a time: two starting at once time out on 2 cores
+                self.add_node(index)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def add_node(self, index: int) -> None:
-        name = f"shipyard-node-{index}"
+        """Start node ``index`` (0 is the head) and wait until the cluster has it."""
+        name = f"shipyard-node-{index}" if index else "shipyard-head"
         ports = _free_ports(_PORTS_PER_NODE)
         command = [
             str(Path(sys.executable).with_name("ray")),
@@ -71,9 +78,9 @@ class RayCluster:
             "--block",
             f"--node-name={name}",
             "--node-ip-address=127.0.0.1",
-            f"--num-cpus={self.cpus:g}",
+            f"--num-cpus={self.cpus if index else 0:g}",
             "--num-gpus=0",
-            f"--memory={int(self.memory_gib * 2**30)}",
+            f"--memory={int(self.memory_gib * 2**30) if index else 2**28}",
             f"--object-store-memory={100 * 2**20}",
             f"--resources={json.dumps({f'node-{index}': 1})}",
             f"--node-manager-port={ports[0]}",
@@ -85,7 +92,7 @@ class RayCluster:
             f"--min-worker-port={20000 + 1000 * index}",
             f"--max-worker-port={20000 + 1000 * index + 999}",
         ]
-        if index == 1:
+        if index == 0:
             self.dashboard_port = ports[6]
             command += [
                 f"--port={self.port}",
@@ -101,8 +108,7 @@ class RayCluster:
             self._nodes[name] = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        if index == 1:  # workers join once the head's GCS answers
-            self.wait_for(lambda nodes: len(nodes) >= 1, 60, "the head node")
+        self.wait_for(lambda nodes: any(n.get("NodeName") == name for n in nodes), 60, name)
 
     def nodes(self) -> list[dict[str, object]]:
         """The cluster's live nodes, as ``ray list nodes`` sees them."""

@@ -1,0 +1,289 @@
+"""One end-to-end suite, run against each backend: the local one, and a Ray cluster of a head and
+two worker nodes started on this machine. Everything goes through the SageMaker API with boto3:
+a script job, a two-instance PyTorch DDP job, a tuning job two trials at a time, an endpoint of
+two instances answering InvokeEndpoint, and (Ray) a job whose node is killed mid-run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client
+from tests.integration.test_endpoints import IRIS, _tgz
+from tests.integration.test_endpoints import TRAIN as IRIS_TRAIN
+from tests.integration.test_training import DDP_SCRIPT, PYTORCH_IMAGE, SKLEARN_IMAGE
+
+ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+BUCKET = "backend-tests"
+NODE_LINE = re.compile(r"Shipyard: on Ray node (\S+)")
+
+pytestmark = pytest.mark.timeout(600)
+
+
+class Site:
+    """A server on one backend, with boto3 clients for it."""
+
+    def __init__(self, backend: str, server: ServerProcess, cluster: Any = None) -> None:
+        self.backend = backend
+        self.server = server
+        self.cluster = cluster
+        self.sm = boto_client("sagemaker", server.url)
+        self.s3 = boto_client("s3", server.url)
+        self.logs = boto_client("logs", server.url)
+        self.runtime = boto_client("sagemaker-runtime", server.url)
+        self.s3.create_bucket(Bucket=BUCKET)
+
+    def log_lines(self, job: str) -> dict[str, list[str]]:
+        """Each instance's log lines (by host)."""
+        group = "/aws/sagemaker/TrainingJobs"
+        streams = self.logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job}/")[
+            "logStreams"
+        ]
+        return {
+            s["logStreamName"].split("/")[1].rsplit("-", 1)[0]: [
+                e["message"]
+                for e in self.logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])[
+                    "events"
+                ]
+            ]
+            for s in streams
+        }
+
+    def nodes_of(self, job: str) -> dict[str, str]:
+        """The Ray node each instance of ``job`` ran on, from its log."""
+        found = {}
+        for host, lines in self.log_lines(job).items():
+            for line in lines:
+                if match := NODE_LINE.match(line):
+                    found[host] = match.group(1)
+        return found
+
+
+@pytest.fixture(scope="module", params=["local", "ray"])
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    data_dir = tmp_path_factory.mktemp(f"{request.param}-data")
+    if request.param == "local":
+        with ServerProcess(data_dir) as server:
+            yield Site("local", server)
+        return
+    from shipyard.compute.ray._testing import RayCluster
+
+    with RayCluster(tmp_path_factory.mktemp("ray"), nodes=2, cpus=1, memory_gib=3) as cluster:
+        args = ["--backend", "ray", "--ray-address", cluster.address]
+        with ServerProcess(data_dir, extra_args=args) as server:
+            yield Site("ray", server, cluster)
+
+
+def _job(
+    site: Site,
+    script: str,
+    *,
+    count: int = 1,
+    image: str = SKLEARN_IMAGE,
+    max_runtime: int = 300,
+) -> str:
+    name = f"job-{uuid.uuid4().hex[:10]}"
+    key = f"code/{name}.tar.gz"
+    site.s3.put_object(Bucket=BUCKET, Key=key, Body=_tgz({"train.py": script}))
+    site.sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"s3://{BUCKET}/{key}"',
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": count, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": max_runtime},
+    )
+    return name
+
+
+def _wait(
+    site: Site, name: str, timeout: float = 300, until: tuple[str, ...] = ("Completed", "Failed", "Stopped")
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := site.sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] not in until:
+        assert time.monotonic() < deadline, f"{name} still {job['TrainingJobStatus']} after {timeout} s"
+        time.sleep(0.1)
+    return job  # type: ignore[no-any-return]
+
+
+SCRIPT = """
+import json, os, socket
+print("hello from", os.environ["SM_CURRENT_HOST"], json.loads(os.environ["SM_HOSTS"]))
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
+    f.write("trained")
+"""
+
+
+def test_a_script_job_runs_and_uploads_its_model(site: Site) -> None:
+    name = _job(site, SCRIPT)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = site.log_lines(name)["algo-1"]
+    assert "hello from algo-1 ['algo-1']" in lines
+    uri = job["ModelArtifacts"]["S3ModelArtifacts"]
+    model = site.s3.get_object(Bucket=BUCKET, Key=uri.split(f"s3://{BUCKET}/", 1)[1])["Body"].read()
+    assert len(model) > 0
+    if site.backend == "ray":  # it ran on a worker, and no instance is left holding resources
+        assert site.nodes_of(name)["algo-1"].startswith("shipyard-node-")
+
+
+def test_two_instance_ddp_spans_the_nodes(site: Site) -> None:
+    name = _job(site, DDP_SCRIPT, count=2, image=PYTORCH_IMAGE)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = site.log_lines(name)
+    assert "rank 0 weights-equal True" in lines["algo-1"], lines["algo-1"][-20:]
+    assert "rank 1 weights-equal True" in lines["algo-2"], lines["algo-2"][-20:]
+    if site.backend == "ray":
+        nodes = site.nodes_of(name)
+        assert set(nodes) == {"algo-1", "algo-2"}
+        assert nodes["algo-1"] != nodes["algo-2"], nodes
+
+
+TRIAL = """
+import argparse, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+args = parser.parse_args()
+time.sleep(2)
+print(f"score={-(args.lr - 3) ** 2}")
+"""
+
+
+def test_a_tuning_job_runs_two_trials_at_a_time(site: Site) -> None:
+    name = f"tune-{uuid.uuid4().hex[:8]}"
+    key = f"code/{name}.tar.gz"
+    site.s3.put_object(Bucket=BUCKET, Key=key, Body=_tgz({"train.py": TRIAL}))
+    site.sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name,
+        HyperParameterTuningJobConfig={
+            "Strategy": "Random",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0", "MaxValue": "6"}]
+            },
+        },
+        TrainingJobDefinition={
+            "AlgorithmSpecification": {
+                "TrainingImage": SKLEARN_IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "score", "Regex": "score=(-?[0-9.e-]+)"}],
+            },
+            "StaticHyperParameters": {
+                "sagemaker_program": '"train.py"',
+                "sagemaker_submit_directory": f'"s3://{BUCKET}/{key}"',
+            },
+            "RoleArn": ROLE,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/tuning"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 300},
+        },
+    )
+    deadline = time.monotonic() + 300
+    while (tuning := site.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name))[
+        "HyperParameterTuningJobStatus"
+    ] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert tuning["HyperParameterTuningJobStatus"] == "Completed", tuning.get("FailureReason")
+    assert tuning["TrainingJobStatusCounters"]["Completed"] == 4
+    assert tuning["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["MetricName"] == "score"
+    trials = [
+        site.sm.describe_training_job(TrainingJobName=t["TrainingJobName"])
+        for t in site.sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)[
+            "TrainingJobSummaries"
+        ]
+    ]
+    if site.backend == "ray":  # one trial per worker node at once
+        spans = sorted((t["TrainingStartTime"], t["TrainingEndTime"]) for t in trials)
+        assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+        nodes = {site.nodes_of(t["TrainingJobName"])["algo-1"] for t in trials}
+        assert nodes == {"shipyard-node-1", "shipyard-node-2"}
+
+
+def test_an_endpoint_of_two_instances_answers(site: Site) -> None:
+    name = _job(site, IRIS_TRAIN)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    site.sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"]},
+    )
+    site.sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 2,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    site.sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    try:
+        deadline = time.monotonic() + 300
+        while (endpoint := site.sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
+        assert endpoint["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+        for _ in range(10):
+            answer = site.runtime.invoke_endpoint(
+                EndpointName=name, Body=json.dumps(IRIS), ContentType="application/json"
+            )
+            assert json.loads(answer["Body"].read()) == [0, 2]
+        group = f"/aws/sagemaker/Endpoints/{name}"
+        streams = site.logs.describe_log_streams(logGroupName=group)["logStreams"]
+        assert len(streams) == 2
+        if site.backend == "ray":  # spread over both workers
+            nodes = set()
+            for stream in streams:
+                events = site.logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])
+                nodes |= {m.group(1) for e in events["events"] if (m := NODE_LINE.match(e["message"]))}
+            assert nodes == {"shipyard-node-1", "shipyard-node-2"}
+    finally:
+        site.sm.delete_endpoint(EndpointName=name)
+
+
+SLEEPER = """
+import time
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_job_whose_node_dies_fails_naming_the_node(site: Site) -> None:
+    if site.backend != "ray":
+        pytest.skip("killing a node takes a cluster")
+    name = _job(site, SLEEPER, max_runtime=600)
+    deadline = time.monotonic() + 120
+    while "started" not in site.log_lines(name).get("algo-1", []):
+        assert time.monotonic() < deadline, site.log_lines(name)
+        time.sleep(0.2)
+    node = site.nodes_of(name)["algo-1"]
+    killed_at = dt.datetime.now(dt.UTC)
+    site.cluster.kill_node(node)
+    try:
+        job = _wait(site, name, timeout=120)
+        assert job["TrainingJobStatus"] == "Failed"
+        assert f"algo-1 was lost: Ray node {node} (" in job["FailureReason"], job["FailureReason"]
+        assert "died" in job["FailureReason"]
+        assert job["TrainingEndTime"] >= killed_at
+    finally:
+        site.cluster.add_node(int(node.rsplit("-", 1)[1]))
