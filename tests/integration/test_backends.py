@@ -1,5 +1,5 @@
 """One end-to-end suite, run against each backend: the local one, and a Ray cluster of a head and
-two worker nodes started on this machine. Everything goes through the SageMaker API with boto3:
+two worker nodes started on this machine (with Ray's token authentication). Everything goes through the SageMaker API with boto3:
 a script job, a two-instance PyTorch DDP job, a tuning job two trials at a time, an endpoint of
 two instances answering InvokeEndpoint, and (Ray) a job whose node is killed mid-run."""
 
@@ -12,10 +12,12 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shipyard.errors import ConfigurationError
 from shipyard.server import ServerProcess
 from tests._support import boto_client
 from tests.integration.test_endpoints import IRIS, _tgz
@@ -77,9 +79,10 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         return
     from shipyard.compute.ray._testing import RayCluster
 
-    with RayCluster(tmp_path_factory.mktemp("ray"), nodes=2, cpus=1, memory_gib=3) as cluster:
+    token = uuid.uuid4().hex + uuid.uuid4().hex  # the cluster requires Ray's token authentication
+    with RayCluster(tmp_path_factory.mktemp("ray"), nodes=2, cpus=1, memory_gib=3, token=token) as cluster:
         args = ["--backend", "ray", "--ray-address", cluster.address]
-        with ServerProcess(data_dir, extra_args=args) as server:
+        with ServerProcess(data_dir, extra_args=args, env={"SHIPYARD_RAY_TOKEN": token}) as server:
             yield Site("ray", server, cluster)
 
 
@@ -89,6 +92,7 @@ def _job(
     *,
     count: int = 1,
     image: str = SKLEARN_IMAGE,
+    instance_type: str = "ml.m5.large",
     max_runtime: int = 300,
 ) -> str:
     name = f"job-{uuid.uuid4().hex[:10]}"
@@ -103,7 +107,7 @@ def _job(
             "sagemaker_submit_directory": f'"s3://{BUCKET}/{key}"',
         },
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
-        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": count, "VolumeSizeInGB": 1},
+        ResourceConfig={"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": max_runtime},
     )
     return name
@@ -261,6 +265,32 @@ def test_an_endpoint_of_two_instances_answers(site: Site) -> None:
         site.sm.delete_endpoint(EndpointName=name)
 
 
+RESTART = """
+import os, time
+print("started", flush=True)
+for i in range(8):
+    time.sleep(0.5)
+    print(f"line {i}", flush=True)
+open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write("ok")
+"""
+
+
+def test_a_server_restart_mid_job_loses_nothing(site: Site) -> None:
+    name = _job(site, RESTART)
+    deadline = time.monotonic() + 120
+    while "started" not in site.log_lines(name).get("algo-1", []):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    site.server.kill()  # a crash: the job runs on, and its instance keeps what it writes
+    site.server.start()  # the same address: the instance reaches the object store there
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = [line for line in site.log_lines(name)["algo-1"] if line.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(8)]  # each once, in order
+    key = job["ModelArtifacts"]["S3ModelArtifacts"].split(f"s3://{BUCKET}/", 1)[1]
+    assert site.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
+
+
 SLEEPER = """
 import time
 print("started", flush=True)
@@ -287,3 +317,36 @@ def test_a_job_whose_node_dies_fails_naming_the_node(site: Site) -> None:
         assert job["TrainingEndTime"] >= killed_at
     finally:
         site.cluster.add_node(int(node.rsplit("-", 1)[1]))
+
+
+def test_some_instance_types_on_ray_and_the_rest_local(site: Site, tmp_path: Path) -> None:
+    if site.backend != "ray":
+        pytest.skip("needs a Ray cluster")
+    env = {"SHIPYARD_RAY_TOKEN": site.cluster.token, "SHIPYARD_RAY_INSTANCE_TYPES": "ml.c5.* ml.g4dn.*"}
+    with ServerProcess(
+        tmp_path / "data", extra_args=["--ray-address", site.cluster.address], env=env
+    ) as server:
+        mixed = Site("mixed", server)
+        on_ray = _job(mixed, SCRIPT, instance_type="ml.c5.xlarge")
+        local = _job(mixed, SCRIPT)
+        for name in (on_ray, local):
+            job = _wait(mixed, name)
+            assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        assert mixed.nodes_of(on_ray)["algo-1"].startswith("shipyard-node-")
+        assert mixed.nodes_of(local) == {}
+
+
+def test_a_wrong_ray_token_stops_the_server_with_the_reason(site: Site, tmp_path: Path) -> None:
+    if site.backend != "ray":
+        pytest.skip("needs a Ray cluster")
+    server = ServerProcess(
+        tmp_path / "data",
+        extra_args=["--backend", "ray", "--ray-address", site.cluster.address],
+        env={"SHIPYARD_RAY_TOKEN": "not-the-token-" + "0" * 32},
+    )
+    with pytest.raises(ConfigurationError) as error:
+        server.start(timeout=90)
+    assert (
+        f"Cannot connect to the Ray cluster at ray_address='{site.cluster.address}': "
+        "it refused this server's token (ray_token, or $RAY_AUTH_TOKEN)"
+    ) in str(error.value)

@@ -64,3 +64,16 @@ def test_public_bind_requires_credentials(tmp_path: Path) -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_the_ray_backend_needs_an_address(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="backend is 'ray' but ray_address is not"):
+        Settings.load({"data_dir": tmp_path, "backend": "ray"}, environ={})
+    with pytest.raises(ConfigurationError, match="ray_instance_types is set but ray_address is not"):
+        Settings.load({"data_dir": tmp_path}, environ={"SHIPYARD_RAY_INSTANCE_TYPES": "ml.g*"})
+    with pytest.raises(ConfigurationError, match="backend must be 'local' or 'ray', got 'k8s'"):
+        Settings.load({"data_dir": tmp_path, "backend": "k8s"}, environ={})
+    settings = Settings.load(
+        {"data_dir": tmp_path}, environ={"SHIPYARD_BACKEND": "ray", "SHIPYARD_RAY_ADDRESS": "10.0.0.5:6379"}
+    )
+    assert (settings.backend, settings.ray_address) == ("ray", "10.0.0.5:6379")

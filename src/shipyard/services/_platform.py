@@ -394,9 +394,11 @@ def _url_for_nodes(settings: Settings) -> str:
     """This server's address as other machines reach it (bound to all addresses: this machine's
     address on the cluster's network)."""
     if settings.host in ("0.0.0.0", "::", ""):
-        import ray
+        import socket
 
-        return f"http://{ray.util.get_node_ip_address()}:{settings.port}"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this picks the outgoing address
+            return f"http://{s.getsockname()[0]}:{settings.port}"
     return settings.url
 
 

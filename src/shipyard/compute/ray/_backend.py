@@ -61,7 +61,8 @@ class _Instance:
 
 
 def connect(address: str, token: str | None) -> None:
-    """Connect this process to the Ray cluster at ``address`` (never start one)."""
+    """Connect this process to the Ray cluster at ``address`` (never start one). Ray reads its
+    settings when it is first imported: call this before anything imports it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if token:
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -88,9 +89,22 @@ def connect(address: str, token: str | None) -> None:
     thread.start()
     thread.join()
     if failure:
+        texts = []
+        error: BaseException | None = failure[0]
+        while error is not None:  # Ray wraps the reason (a wrong token, say) in a ConnectionError
+            texts.append(str(error))
+            error = error.__cause__
+        if any("InvalidAuthToken" in t for t in texts):
+            reason = (
+                "it refused this server's token (ray_token, or $RAY_AUTH_TOKEN)"
+                if token or os.environ.get("RAY_AUTH_TOKEN")
+                else "it requires a token: set ray_token (or $RAY_AUTH_TOKEN) to the cluster's token"
+            )
+        else:
+            reason = _first_line(texts[0])
         raise ConfigurationError(
-            f"Cannot connect to the Ray cluster at ray_address={address!r}: {failure[0]}"
-        ) from failure[0]
+            f"Cannot connect to the Ray cluster at ray_address={address!r}: {reason}"
+        ) from None
 
 
 class RayBackend(Backend):

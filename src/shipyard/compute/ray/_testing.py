@@ -39,9 +39,17 @@ def _free_ports(count: int) -> list[int]:
 
 class RayCluster:
     """A head and ``nodes`` worker nodes on this machine, each worker with ``cpus`` CPUs and
-    ``memory_gib`` GiB."""
+    ``memory_gib`` GiB; with ``token``, the cluster requires Ray's token authentication."""
 
-    def __init__(self, log_dir: Path, *, nodes: int = 2, cpus: float = 1, memory_gib: float = 2.0) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        nodes: int = 2,
+        cpus: float = 1,
+        memory_gib: float = 2.0,
+        token: str | None = None,
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.count = nodes
         self.cpus = cpus
@@ -51,6 +59,9 @@ class RayCluster:
         self.dashboard_port = 0
         self._nodes: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.token = token
+        if token:  # Ray's token authentication: every node and client needs it
+            self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
 
     def __enter__(self) -> RayCluster:
         return self.start()

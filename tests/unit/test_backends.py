@@ -1,0 +1,51 @@
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from shipyard.compute import Backend, Backends, InstanceLaunch
+from shipyard.core.catalog import InstanceCatalog
+from shipyard.core.placement import Resources, plan
+from shipyard.errors import ConfigurationError
+
+
+class _Named(Backend):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def capacity(self) -> Resources:
+        return Resources(4, 16)
+
+    def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def signal(self, handle: Mapping[str, Any], signum: int) -> None:
+        raise NotImplementedError
+
+    def is_alive(self, handle: Mapping[str, Any]) -> bool:
+        raise NotImplementedError
+
+
+def test_instance_types_go_to_the_first_backend_whose_pattern_matches() -> None:
+    local, ray = _Named("local"), _Named("ray")
+    backends = Backends(local, [("ml.g*", ray), ("ml.p3.*", ray)])
+    assert backends.for_type("ml.g5.xlarge") is ray
+    assert backends.for_type("ml.p3.2xlarge") is ray
+    assert backends.for_type("ml.m5.large") is local
+    assert list(backends) == [local, ray]
+    assert backends.named("ray") is ray
+    with pytest.raises(
+        ConfigurationError, match="runs on the 'k8s' backend, which this server is not configured"
+    ):
+        backends.named("k8s")
+
+
+def test_an_instance_is_never_given_more_than_the_largest_machine_has() -> None:
+    catalog = InstanceCatalog.load()
+    large = catalog.get("ml.m5.xlarge")  # 4 vCPUs, 16 GiB
+    cluster, node = Resources(8, 32), Resources(2, 8)  # four machines of 2 vCPUs
+    placement = plan(large, 1, cluster, node=node, fit_to_machine=True)
+    assert placement.per_instance == Resources(2, 8)
+    assert placement.scaled_down is not None and "2 of 4 vCPUs" in placement.scaled_down
+    assert plan(large, 1, cluster, fit_to_machine=True).per_instance == Resources(4, 16)
