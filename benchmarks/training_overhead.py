@@ -58,8 +58,11 @@ def baseline(script: Path, runs: int) -> tuple[list[float], list[float]]:
     return starts, finishes
 
 
-def shipyard(runs: int, data_dir: Path) -> tuple[list[float], list[float]]:
-    with ServerProcess(data_dir) as server:
+def shipyard(
+    runs: int, data_dir: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[list[float], list[float]]:
+    """Start and finish overheads of ``runs`` jobs on a server started with ``extra_args``."""
+    with ServerProcess(data_dir, extra_args=extra_args, env=env) as server:
         kw = {
             "endpoint_url": server.url,
             "region_name": "us-east-1",

@@ -219,7 +219,8 @@ def test_a_tuning_job_runs_two_trials_at_a_time(site: Site) -> None:
         assert nodes == {"shipyard-node-1", "shipyard-node-2"}
 
 
-def test_an_endpoint_of_two_instances_answers(site: Site) -> None:
+def _iris_model(site: Site) -> str:
+    """A model trained by a training job on ``site``: its name."""
     name = _job(site, IRIS_TRAIN)
     job = _wait(site, name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
@@ -228,6 +229,107 @@ def test_an_endpoint_of_two_instances_answers(site: Site) -> None:
         ExecutionRoleArn=ROLE,
         PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"]},
     )
+    return name
+
+
+PROCESS = """
+import os
+rows = open("/opt/ml/processing/input/data/iris.csv").read().splitlines()
+os.makedirs("/opt/ml/processing/output", exist_ok=True)
+open("/opt/ml/processing/output/count.txt", "w").write(f"{len(rows)} rows on {os.environ['STAGE']}")
+"""
+
+
+def test_processing_and_batch_transform_run(site: Site) -> None:
+    prefix = f"data-{uuid.uuid4().hex[:6]}"
+    site.s3.put_object(
+        Bucket=BUCKET, Key=f"{prefix}/in/iris.csv", Body="".join(f"{','.join(map(str, r))}\n" for r in IRIS)
+    )
+    site.s3.put_object(Bucket=BUCKET, Key=f"{prefix}/code/process.py", Body=PROCESS)
+    name = f"proc-{uuid.uuid4().hex[:8]}"
+    s3_input = {"S3DataType": "S3Prefix", "S3InputMode": "File"}
+    site.sm.create_processing_job(
+        ProcessingJobName=name,
+        RoleArn=ROLE,
+        AppSpecification={
+            "ImageUri": SKLEARN_IMAGE,
+            "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/process.py"],
+        },
+        ProcessingResources={
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+        },
+        ProcessingInputs=[
+            {
+                "InputName": "code",
+                "S3Input": {
+                    "S3Uri": f"s3://{BUCKET}/{prefix}/code/",
+                    "LocalPath": "/opt/ml/processing/input/code",
+                    **s3_input,
+                },
+            },
+            {
+                "InputName": "data",
+                "S3Input": {
+                    "S3Uri": f"s3://{BUCKET}/{prefix}/in/",
+                    "LocalPath": "/opt/ml/processing/input/data",
+                    **s3_input,
+                },
+            },
+        ],
+        ProcessingOutputConfig={
+            "Outputs": [
+                {
+                    "OutputName": "out",
+                    "S3Output": {
+                        "S3Uri": f"s3://{BUCKET}/{prefix}/processed",
+                        "LocalPath": "/opt/ml/processing/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        Environment={"STAGE": "test"},
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
+    deadline = time.monotonic() + 300
+    while (job := site.sm.describe_processing_job(ProcessingJobName=name))[
+        "ProcessingJobStatus"
+    ] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    count = site.s3.get_object(Bucket=BUCKET, Key=f"{prefix}/processed/count.txt")["Body"].read()
+    assert count == b"2 rows on test"
+
+    model = _iris_model(site)  # also the name of the training job: a transform job may share it
+    site.sm.create_transform_job(
+        TransformJobName=model,
+        ModelName=model,
+        TransformInput={
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/{prefix}/in/"}
+            },
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        TransformOutput={"S3OutputPath": f"s3://{BUCKET}/{prefix}/scored", "AssembleWith": "Line"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    )
+    deadline = time.monotonic() + 300
+    while (job := site.sm.describe_transform_job(TransformJobName=model))[
+        "TransformJobStatus"
+    ] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    keys = [o["Key"] for o in site.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/scored")["Contents"]]
+    assert keys == [f"{prefix}/scored/iris.csv.out"]
+    scored = site.s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().decode()
+    assert json.loads(scored) == [0, 2]  # one batch of two rows, answered in JSON
+
+
+def test_an_endpoint_of_two_instances_answers(site: Site) -> None:
+    name = _iris_model(site)
     site.sm.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[

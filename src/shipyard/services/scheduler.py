@@ -176,7 +176,7 @@ class TrainingScheduler:
         launches = []
         launched_at = int(time.time())
         for index, host in enumerate(hosts):
-            instance_dir = self._jobs_dir / job.name / f"attempt-{attempt}" / host
+            instance_dir = _job_dir(self._jobs_dir, job) / f"attempt-{attempt}" / host
             config = {
                 "kind": job.kind,
                 "request": dict(job.spec.request),
@@ -478,6 +478,12 @@ class TrainingScheduler:
             )
         except ShipyardError:
             log.exception("%s job %s: could not record its failure", job.kind.capitalize(), job.name)
+
+
+def _job_dir(jobs_dir: Path, job: Job[Any]) -> Path:
+    """A job's folder: ``jobs/<name>`` for training jobs, ``jobs/_<kind>/<name>`` for the others
+    (each kind has names of its own, and no job name begins with ``_``)."""
+    return jobs_dir / job.name if job.kind == "training" else jobs_dir / f"_{job.kind}" / job.name
 
 
 def _volume_gb(request: Mapping[str, Any]) -> int:

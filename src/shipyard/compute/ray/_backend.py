@@ -192,7 +192,8 @@ class RayBackend(Backend):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         first = launches[0].instance_dir
-        key = f"{self.prefix}/{first.parent.parent.name}/{first.parent.name}"  # server/job/attempt-N
+        kind = launches[0].agent_config.get("kind", "training")
+        key = f"{self.prefix}/{kind}/{first.parent.parent.name}/{first.parent.name}"  # server/kind/job/attempt-N
         families = self._families()
         bundles = [
             _bundle(launch.resources, families.get(_family(launch.instance_type))) for launch in launches
