@@ -113,6 +113,10 @@ class Backend(abc.ABC):
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
         """Whether the agent process still runs."""
 
+    def placed(self, handle: Mapping[str, Any]) -> bool:
+        """Whether the instance has a machine yet (a backend of several may have it wait)."""
+        return True
+
     def lost(self, handle: Mapping[str, Any]) -> str | None:
         """Why an instance that is no longer alive was lost, when the backend knows better than
         "its agent exited" (e.g. the machine it ran on died)."""

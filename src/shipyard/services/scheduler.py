@@ -230,7 +230,15 @@ class TrainingScheduler:
         changes: dict[str, Any] = {}
         state = job.state
         # An agent handles SIGTERM once it has written its status file; signalled earlier, it would
-        # die of the signal instead of stopping the job. Wait for all to be ready.
+        # die of the signal instead of stopping the job. Wait for all to be ready, unless some are
+        # still waiting for a machine: then there is nothing to save, and they end now.
+        if (
+            state.status == TrainingJobStatus.STOPPING
+            and not all(statuses)
+            and not all(backend.placed(i["handle"]) for i in instances)
+        ):
+            for instance in instances:
+                backend.kill(instance["handle"], Path(instance["dir"]))
         if (
             state.status == TrainingJobStatus.STOPPING
             and not job.runtime.get("stop_signalled")

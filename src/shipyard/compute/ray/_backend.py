@@ -260,6 +260,10 @@ class RayBackend(Backend):
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
         return self._track(handle).alive
 
+    def placed(self, handle: Mapping[str, Any]) -> bool:
+        instance = self._track(handle)
+        return instance.node is not None or instance.started is None
+
     def lost(self, handle: Mapping[str, Any]) -> str | None:
         return self._track(handle).lost
 
@@ -321,10 +325,13 @@ class RayBackend(Backend):
             running = [i for i in self._instances.values() if i.alive and i.actor is not None]
         waiting: dict[Any, tuple[_Instance, str]] = {}
         for instance in running:
+            actor = instance.actor  # None once the scheduler's thread has killed it
+            if actor is None:
+                continue
             if instance.started is not None:
                 waiting[instance.started] = (instance, "start")
             if instance.reading is None:
-                instance.reading = instance.actor.read.remote(instance.offsets())
+                instance.reading = actor.read.remote(instance.offsets())
             waiting[instance.reading] = (instance, "read")
         if not waiting:
             self._closed.wait(_POLL)
