@@ -82,7 +82,10 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     token = uuid.uuid4().hex + uuid.uuid4().hex  # the cluster requires Ray's token authentication
     with RayCluster(tmp_path_factory.mktemp("ray"), nodes=2, cpus=1, memory_gib=3, token=token) as cluster:
         args = ["--backend", "ray", "--ray-address", cluster.address]
-        with ServerProcess(data_dir, extra_args=args, env={"SHIPYARD_RAY_TOKEN": token}) as server:
+        # Ray ends a process whose cluster is gone for this long (60 s by default): the bridge
+        # process, so that a restarted cluster is found again sooner in the test.
+        env = {"SHIPYARD_RAY_TOKEN": token, "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
+        with ServerProcess(data_dir, extra_args=args, env=env) as server:
             yield Site("ray", server, cluster)
 
 
@@ -452,3 +455,23 @@ def test_a_wrong_ray_token_stops_the_server_with_the_reason(site: Site, tmp_path
         f"Cannot connect to the Ray cluster at ray_address='{site.cluster.address}': "
         "it refused this server's token (ray_token, or $RAY_AUTH_TOKEN)"
     ) in str(error.value)
+
+
+def test_a_ray_cluster_restart_leaves_the_server_serving(site: Site) -> None:
+    if site.backend != "ray":
+        pytest.skip("needs a Ray cluster")
+    name = _job(site, SLEEPER, max_runtime=600)
+    deadline = time.monotonic() + 120
+    while "started" not in site.log_lines(name).get("algo-1", []):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    site.cluster.stop()  # every node, the head too: the job's actor is gone with them
+    assert site.sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+    site.cluster.start()  # a new cluster at the same address
+    job = _wait(site, name, timeout=120)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert "algo-1 was lost: its Ray actor" in job["FailureReason"], job["FailureReason"]
+    assert "no longer exists (the Ray cluster at" in job["FailureReason"]
+    after = _wait(site, _job(site, SCRIPT), timeout=120)  # and new work runs on the new cluster
+    assert after["TrainingJobStatus"] == "Completed", after.get("FailureReason")
+    assert site.server.process is not None and site.server.process.poll() is None

@@ -91,6 +91,11 @@ class Backend(abc.ABC):
         return {}
 
     @property
+    def available(self) -> bool:
+        """Whether it can launch now (a cluster may be out of reach for a while: jobs wait)."""
+        return True
+
+    @property
     def largest_node(self) -> Resources:
         """The most one instance can get (a backend of several machines: the largest of them)."""
         return self.capacity

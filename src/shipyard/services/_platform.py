@@ -361,7 +361,6 @@ def _model_servers(
             pools["ray"] = RayModelServers(
                 backend,
                 catalog,
-                settings.sandbox,
                 sources,
                 settings.server_python_jobs == "on",
                 settings.endpoint_startup_seconds,

@@ -164,7 +164,7 @@ class TrainingScheduler:
             self._fail(job, f"CapacityError: {exc.message}")
             return
         free = backend.capacity - used[backend.name]
-        if not placement.total.fits_in(free):
+        if not backend.available or not placement.total.fits_in(free):
             waiting[backend.name] += [placement.per_instance] * placement.count
             if job.state.secondary != SecondaryStatus.PENDING:
                 self._repos[job.kind].modify(

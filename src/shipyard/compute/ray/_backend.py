@@ -1,114 +1,52 @@
-"""The Ray backend: job instances on a Ray cluster.
+"""The Ray backend as the server sees it: a Backend (and model servers) whose work is done by the
+Ray bridge, a child process (``_bridge.py``) that alone is connected to the cluster.
 
-Each job's instances get a placement group of one bundle per instance (SPREAD: on different nodes
-where the cluster has them), and each instance a detached, named actor in its bundle
-(:class:`~shipyard.compute.ray._host.InstanceHost`) that runs the instance agent on its node.
-Ray does the placement (and, on an autoscaling cluster, asks for nodes); Shipyard keeps the
-history: a thread here copies what each agent writes into the instance's folder on the server,
-where the scheduler reads it as it does for local agents. Names are kept in the store, so a
-restarted server finds its running instances again.
+The bridge tells what changes (the cluster's resources, each instance's state) as it happens, so
+the scheduler's questions (``is_alive``, ``capacity``) are answered from memory. When the bridge
+ends (the cluster went away, or came back as a new one), jobs on Ray wait (``available`` is
+false), model servers on Ray count as lost (they were the bridge's actors; the endpoint monitor
+replaces them), and a new bridge is started, with growing pauses, until the cluster answers
+again; it finds running job instances by name, or says they are gone.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
+import json
 import logging
-import math
 import os
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from shipyard.compute._base import Backend, Feature, InstanceLaunch, write_agent_config
-from shipyard.compute.ray._host import STREAMS, InstanceHost
-from shipyard.core.placement import Resources
+from shipyard.compute._base import Backend, Feature, InstanceLaunch
+from shipyard.compute.local._hosting import ModelRequest, ModelServer, ModelServerError, ModelServers
+from shipyard.compute.ray._bridge import launch_to_json, request_to_json
+from shipyard.compute.ray._engine import _bundle
+from shipyard.core.catalog import InstanceCatalog
+from shipyard.core.placement import Resources, plan
+from shipyard.envs import PackageSources
 from shipyard.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "shipyard"
-_POLL = 0.1  # how often each running instance is asked for news
-_CLUSTER_EVERY = 2.0  # how often the cluster's resources are read again
+_FIRST_ANSWER_SECONDS = 120  # connecting to a cluster (a wrong token takes Ray ~20 s to say)
+_CALL_SECONDS = 60
+_MOST_PAUSE = 30.0
 
 
-@dataclasses.dataclass
-class _Instance:
-    """What the backend follows of one instance."""
-
-    name: str  # the actor's name
-    group: str | None  # its placement group's name (a job's instances have one)
-    dir: Path  # its folder on the server
-    actor: Any = None
-    started: Any = None  # the start() call, until it answers
-    reading: Any = None  # the read() call in flight
-    node: dict[str, str] | None = None  # where it runs, once started
-    ended: bool = False  # the agent exited and everything it wrote is here
-    lost: str | None = None  # why it is gone without ending
-
-    @property
-    def alive(self) -> bool:
-        return not self.ended and self.lost is None
-
-    def offsets(self) -> dict[str, int]:
-        sizes = {}
-        for name in STREAMS:
-            with contextlib.suppress(FileNotFoundError):
-                sizes[name] = (self.dir / name).stat().st_size
-        return sizes
-
-
-def connect(address: str, token: str | None) -> None:
-    """Connect this process to the Ray cluster at ``address`` (never start one). Ray reads its
-    settings when it is first imported: call this before anything imports it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if token:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = token
-    import ray
-
-    if ray.is_initialized():
-        return
-    failure: list[BaseException] = []
-
-    def init() -> None:  # not on the main thread: ray.init would take over its SIGTERM handler
-        try:
-            ray.init(
-                address=address,
-                namespace=NAMESPACE,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        except BaseException as exc:  # reported below, on the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=init, name="shipyard-ray-init", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        texts = []
-        error: BaseException | None = failure[0]
-        while error is not None:  # Ray wraps the reason (a wrong token, say) in a ConnectionError
-            texts.append(str(error))
-            error = error.__cause__
-        if any("InvalidAuthToken" in t for t in texts):
-            reason = (
-                "it refused this server's token (ray_token, or $RAY_AUTH_TOKEN)"
-                if token or os.environ.get("RAY_AUTH_TOKEN")
-                else "it requires a token: set ray_token (or $RAY_AUTH_TOKEN) to the cluster's token"
-            )
-        else:
-            reason = _first_line(texts[0])
-        raise ConfigurationError(
-            f"Cannot connect to the Ray cluster at ray_address={address!r}: {reason}"
-        ) from None
+class BridgeDown(Exception):
+    """No bridge is connected to the cluster at the moment."""
 
 
 class RayBackend(Backend):
-    """Job instances as actors on a Ray cluster.
+    """Job instances (and endpoint instances) on the Ray cluster at ``address``.
 
     Args:
         address: The cluster (``host:port`` of its GCS, or ``ray://host:10001``).
@@ -118,6 +56,9 @@ class RayBackend(Backend):
         object_store: How agents on the nodes reach the object store (S3: real S3, or the
             server's own S3 API at an address the nodes can reach).
         sandbox: The server's sandbox setting, applied on each node ("auto", "bwrap" or "off").
+
+    Raises:
+        ConfigurationError: the first bridge could not connect (the reason from Ray).
     """
 
     name = "ray"
@@ -131,26 +72,176 @@ class RayBackend(Backend):
         object_store: Mapping[str, Any],
         sandbox: str = "auto",
     ) -> None:
-        connect(address, token)
-        import ray
-
-        self._ray = ray
-        self._host = ray.remote(InstanceHost)
         self.address = address
         self.sandbox = sandbox
-        self.prefix = prefix
-        self.object_store = dict(object_store)
-        self._instances: dict[str, _Instance] = {}
-        self._groups: dict[str, set[str]] = {}  # placement group -> actors still holding it
-        self._callbacks: list[Callable[[], None]] = []
+        self._settings = {
+            "address": address,
+            "token": token,
+            "prefix": prefix,
+            "object_store": dict(object_store),
+            "sandbox": sandbox,
+        }
         self._lock = threading.Lock()
-        self._closed = threading.Event()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, concurrent.futures.Future[Any]] = {}
+        self._states: dict[str, dict[str, Any]] = {}  # actor name -> its last state
+        self._handles: dict[str, Mapping[str, Any]] = {}  # job instances, to find again
+        self._models: set[str] = set()  # model servers' actor names
+        self._callbacks: list[Callable[[], None]] = []
+        self._capacity = self._largest = Resources(0, 0, 0)
         self._demand: list[dict[str, float]] | None = None
-        self._capacity, self._largest = self._read_cluster()
-        self._thread = threading.Thread(target=self._run, name="shipyard-ray-backend", daemon=True)
-        self._thread.start()
+        self._up = threading.Event()
+        self._closed = False
+        self._closing = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._input: IO[str] | None = None
+        first = self._start_bridge()  # the first failure is the server's to report
+        if first is not None:
+            raise ConfigurationError(first)
+        threading.Thread(target=self._keep_bridge, name="shipyard-ray-bridge", daemon=True).start()
 
-    # -- capacity ---------------------------------------------------------------------------------
+    # -- the bridge -------------------------------------------------------------------------------
+    def _start_bridge(self) -> str | None:
+        """Start a bridge and wait for its first word: None when it is connected, else why not."""
+        read_fd, write_fd = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "shipyard.compute.ray._bridge", str(write_fd)],
+                stdin=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                env=os.environ.copy(),
+            )
+        finally:
+            os.close(write_fd)
+        assert process.stdin is not None
+        stdin = open(process.stdin.fileno(), "w", buffering=1, closefd=False)  # noqa: SIM115 - lives with the process
+        stdin.write(json.dumps(self._settings) + "\n")
+        stdin.flush()
+        answers = os.fdopen(read_fd, "r")
+        first: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        reader = threading.Thread(
+            target=self._read, args=(answers, first), name="shipyard-ray-bridge-reader", daemon=True
+        )
+        reader.start()
+        try:
+            hello = first.result(timeout=_FIRST_ANSWER_SECONDS)
+        except concurrent.futures.TimeoutError:
+            hello = {"event": "failed", "reason": f"no answer in {_FIRST_ANSWER_SECONDS} s"}
+        if hello.get("event") != "ready":
+            process.kill()
+            process.wait()
+            reason = hello.get("reason") or "the Ray bridge exited before it connected"
+            return str(reason)
+        with self._lock:
+            self._process, self._input = process, stdin
+            self._capacity = Resources(**hello["total"])
+            self._largest = Resources(**hello["largest"])
+        self._up.set()
+        return None
+
+    def _read(self, answers: IO[str], first: concurrent.futures.Future[dict[str, Any]]) -> None:
+        for line in answers:
+            message = json.loads(line)
+            if not first.done():
+                first.set_result(message)
+                continue
+            if "id" in message:
+                with self._lock:
+                    future = self._pending.pop(message["id"], None)
+                if future is None:
+                    continue
+                if "error" in message:
+                    future.set_exception(RuntimeError(message["error"]))
+                else:
+                    future.set_result(message.get("result"))
+            elif message["event"] == "instance":
+                self._states[message["name"]] = message
+                if not message["alive"]:
+                    self._changed()
+            elif message["event"] == "cluster":
+                self._capacity = Resources(**message["total"])
+                self._largest = Resources(**message["largest"])
+            elif message["event"] == "changed":
+                self._changed()
+        if not first.done():
+            first.set_result({"event": "failed"})
+        self._bridge_ended()
+
+    def _bridge_ended(self) -> None:
+        with self._lock:
+            if not self._up.is_set():
+                return
+            self._up.clear()
+            pending, self._pending = self._pending, {}
+            models = [name for name in self._models if self._states.get(name, {}).get("alive", True)]
+            process = self._process
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        for future in pending.values():
+            future.set_exception(BridgeDown(f"the connection to the Ray cluster at {self.address} ended"))
+        for name in models:  # they were the bridge's actors, and ended with it
+            self._states[name] = {
+                "name": name,
+                "alive": False,
+                "placed": True,
+                "lost": "the Ray bridge ended",
+            }
+        if not self._closed:
+            log.warning("Ray: the connection to the cluster at %s ended; connecting again", self.address)
+        self._changed()
+
+    def _keep_bridge(self) -> None:
+        """Start a new bridge whenever the last one ended, pausing longer after each failure."""
+        pause = 1.0
+        while not self._closed:
+            process = self._process
+            if process is not None:
+                process.wait()
+            if self._closed:
+                return
+            self._bridge_ended()  # its reader may not have noticed yet
+            self._closing.wait(pause)
+            if self._closed:
+                return
+            reason = self._start_bridge()
+            if reason is not None:
+                log.warning(
+                    "Ray: cannot connect to %s yet (%s); trying again in %g s", self.address, reason, pause
+                )
+                pause = min(pause * 2, _MOST_PAUSE)
+                continue
+            pause = 1.0
+            log.info("Ray: connected to %s again", self.address)
+            with self._lock:
+                handles = list(self._handles.values())
+            for handle in handles:  # found again by name, or known to be gone
+                with contextlib.suppress(Exception):
+                    self._states[str(handle["actor"])] = self._call("track", handle=handle)
+            self._changed()
+
+    def _call(self, op: str, wait: float = _CALL_SECONDS, **args: Any) -> Any:
+        if not self._up.is_set():
+            raise BridgeDown(f"the Ray cluster at {self.address} is not reachable at the moment")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            request_id = next(self._ids)
+            self._pending[request_id] = future
+            stdin = self._input
+            assert stdin is not None
+            try:
+                stdin.write(json.dumps({"id": request_id, "op": op, "args": args}) + "\n")
+                stdin.flush()
+            except OSError:
+                self._pending.pop(request_id, None)
+                raise BridgeDown(f"the connection to the Ray cluster at {self.address} ended") from None
+        return future.result(timeout=wait)
+
+    def _changed(self) -> None:
+        for callback in self._callbacks:
+            callback()
+
+    # -- the Backend interface ---------------------------------------------------------------------
     @property
     def capacity(self) -> Resources:
         return self._capacity
@@ -160,290 +251,166 @@ class RayBackend(Backend):
         return self._largest
 
     @property
+    def available(self) -> bool:
+        return self._up.is_set()
+
+    @property
     def unsupported(self) -> Mapping[Feature, str]:
         if self._capacity.gpus == 0:
             return {Feature.GPU: f"the Ray cluster at {self.address} has no GPU"}
         return {}
 
-    def _read_cluster(self) -> tuple[Resources, Resources]:
-        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
-        per_node = [_resources(n.get("Resources", {})) for n in nodes]
-        total = Resources(
-            sum(r.cpus for r in per_node), sum(r.memory_gib for r in per_node), sum(r.gpus for r in per_node)
-        )
-        largest = max(per_node, key=lambda r: (r.cpus, r.memory_gib, r.gpus), default=Resources(0, 0, 0))
-        return total, largest
+    def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
+        handles: list[dict[str, Any]] = self._call("launch", launches=[launch_to_json(x) for x in launches])
+        with self._lock:
+            for handle in handles:
+                self._handles[handle["actor"]] = handle
+        return handles
+
+    def _state(self, handle: Mapping[str, Any]) -> dict[str, Any] | None:
+        """An instance's state; None while no bridge can tell."""
+        name = str(handle["actor"])
+        state = self._states.get(name)
+        if state is None:
+            try:
+                state = self._call("track", handle=dict(handle))
+            except (BridgeDown, concurrent.futures.TimeoutError):
+                return None
+            with self._lock:
+                self._handles[name] = handle
+            self._states.setdefault(name, state)
+        return self._states[name]
+
+    def is_alive(self, handle: Mapping[str, Any]) -> bool:
+        state = self._state(handle)
+        return True if state is None else bool(state["alive"])  # unknown: wait for the cluster
+
+    def placed(self, handle: Mapping[str, Any]) -> bool:
+        state = self._state(handle)
+        return True if state is None else bool(state["placed"])
+
+    def lost(self, handle: Mapping[str, Any]) -> str | None:
+        state = self._state(handle)
+        return None if state is None else state.get("lost")
+
+    def signal(self, handle: Mapping[str, Any], signum: int) -> None:
+        with contextlib.suppress(BridgeDown):
+            self._call("signal", handle=dict(handle), signum=signum)
+
+    def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
+        with contextlib.suppress(BridgeDown):
+            self._call("kill", handle=dict(handle), dir=str(instance_dir))
 
     def demand(self, waiting: Sequence[Resources]) -> None:
         bundles = [_bundle(r) for r in waiting]
-        if bundles == self._demand:
+        if bundles == self._demand or not self._up.is_set():
             return
         self._demand = bundles
-        try:  # an autoscaling cluster adds nodes for them; a fixed one ignores it
-            from ray.autoscaler.sdk import request_resources
-
-            request_resources(bundles=bundles)
-        except Exception as exc:  # asking is a favour; jobs wait regardless
-            log.debug("Ray: could not ask the autoscaler for %d bundles: %s", len(bundles), exc)
-
-    # -- launching --------------------------------------------------------------------------------
-    def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
-        from ray.util.placement_group import placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        first = launches[0].instance_dir
-        kind = launches[0].agent_config.get("kind", "training")
-        key = f"{self.prefix}/{kind}/{first.parent.parent.name}/{first.parent.name}"  # server/kind/job/attempt-N
-        families = self._families()
-        bundles = [
-            _bundle(launch.resources, families.get(_family(launch.instance_type))) for launch in launches
-        ]
-        group = placement_group(bundles, strategy="SPREAD", name=key, lifetime="detached")
-        handles: list[dict[str, Any]] = []
-        instances: list[_Instance] = []
-        for index, (launch, bundle) in enumerate(zip(launches, bundles, strict=True)):
-            name = f"{key}/{launch.instance_dir.name}"
-            actor = self._host.options(
-                name=name,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                max_restarts=0,
-                num_cpus=bundle.get("CPU", 0),
-                num_gpus=bundle.get("GPU", 0),
-                memory=bundle.get("memory", 0),
-                resources={k: v for k, v in bundle.items() if k not in ("CPU", "GPU", "memory")},
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    group, placement_group_bundle_index=index
-                ),
-            ).remote(name)
-            instances.append(_Instance(name, key, launch.instance_dir, actor))
-            handles.append({"actor": name, "group": key, "dir": str(launch.instance_dir)})
-        master = instances[0].actor.rendezvous.remote()
-        for instance, launch in zip(instances, launches, strict=True):
-            # The server's copy; the node adds its own paths. No shared filesystem: the agent
-            # reaches the object store over S3 (the server's own S3 API, or real S3).
-            config = write_agent_config(launch, object_store=self.object_store)
-            instance.started = instance.actor.start.remote(config, master)
-        with self._lock:
-            self._groups[key] = {i.name for i in instances}
-            for instance in instances:
-                self._instances[instance.name] = instance
-        return handles
-
-    def _families(self) -> dict[str, str]:
-        """Instance families the cluster has a custom resource for (``ml.g5`` -> ``ml.g5``)."""
-        names = self._ray.cluster_resources().keys()
-        return {n: n for n in names if n.startswith("ml.")}
-
-    # -- following --------------------------------------------------------------------------------
-    def _track(self, handle: Mapping[str, Any]) -> _Instance:
-        name = str(handle["actor"])
-        with self._lock:
-            instance = self._instances.get(name)
-        if instance is not None:
-            return instance
-        # Launched by an earlier server process: find the actor again by its name.
-        instance = _Instance(name, str(handle["group"]), Path(handle["dir"]))
-        try:
-            instance.actor = self._ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            instance.lost = (
-                f"its Ray actor {name!r} no longer exists (the Ray cluster at {self.address} restarted, "
-                "or the actor was killed)"
-            )
-        with self._lock:
-            instance = self._instances.setdefault(name, instance)
-            if instance.group is not None:
-                self._groups.setdefault(instance.group, set()).add(name)
-        return instance
-
-    def is_alive(self, handle: Mapping[str, Any]) -> bool:
-        return self._track(handle).alive
-
-    def placed(self, handle: Mapping[str, Any]) -> bool:
-        instance = self._track(handle)
-        return instance.node is not None or instance.started is None
-
-    def lost(self, handle: Mapping[str, Any]) -> str | None:
-        return self._track(handle).lost
-
-    def signal(self, handle: Mapping[str, Any], signum: int) -> None:
-        instance = self._track(handle)
-        if instance.alive and instance.actor is not None:
-            instance.actor.signal.remote(signum)
-
-    def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
-        instance = self._track(handle)
-        if instance.actor is not None:
-            with contextlib.suppress(Exception):  # a dead actor has nothing left to kill
-                self._ray.wait([instance.actor.kill.remote()], timeout=5)
-        if instance.alive:
-            instance.lost = instance.lost or "killed"
-        self._release(instance)
-
-    def follow(self, name: str, actor: Any, folder: Path, node: dict[str, str]) -> _Instance:
-        """Copy what ``actor`` (a started model host) writes into ``folder`` until it ends."""
-        instance = _Instance(name, None, folder, actor, node=node)
-        with self._lock:
-            self._instances[name] = instance
-        return instance
-
-    def release(self, instance: _Instance) -> None:
-        """End an instance now (its actor and its folder on the node)."""
-        if instance.alive:
-            instance.lost = "stopped"
-        self._release(instance)
+        with contextlib.suppress(BridgeDown, RuntimeError):
+            self._call("demand", waiting=[dataclasses.asdict(r) for r in waiting])
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
     def close(self) -> None:
-        """Stop following; the instances run on (a new server finds them by name)."""
-        self._closed.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        last_cluster = time.monotonic()
-        while not self._closed.is_set():
-            try:
-                changed = self._pass()
-                if time.monotonic() - last_cluster > _CLUSTER_EVERY:
-                    self._capacity, self._largest = self._read_cluster()
-                    last_cluster = time.monotonic()
-            except Exception:  # the thread must outlive anything one pass runs into
-                log.exception("Ray backend: pass failed")
-                changed = False
-                self._closed.wait(1)
-            if changed:
-                for callback in self._callbacks:
-                    callback()
-
-    def _pass(self) -> bool:
-        """Ask every running instance for news, wait up to one poll for answers, and store them;
-        returns whether anything changed."""
+        """End the bridge; job instances run on (the next server finds them by name)."""
+        self._closed = True
+        self._closing.set()
         with self._lock:
-            running = [i for i in self._instances.values() if i.alive and i.actor is not None]
-        waiting: dict[Any, tuple[_Instance, str]] = {}
-        for instance in running:
-            actor = instance.actor  # None once the scheduler's thread has killed it
-            if actor is None:
-                continue
-            if instance.started is not None:
-                waiting[instance.started] = (instance, "start")
-            if instance.reading is None:
-                instance.reading = actor.read.remote(instance.offsets())
-            waiting[instance.reading] = (instance, "read")
-        if not waiting:
-            self._closed.wait(_POLL)
-            return False
-        started = time.monotonic()
-        ready, _ = self._ray.wait(list(waiting), num_returns=len(waiting), timeout=_POLL)
-        changed = False
-        for ref in ready:
-            instance, call = waiting[ref]
+            stdin, process = self._input, self._process
+        if stdin is not None:
+            with contextlib.suppress(OSError):
+                stdin.close()
+        if process is not None:
             try:
-                answer = self._ray.get(ref)
-            except self._ray.exceptions.ActorUnavailableError:
-                # A call that failed in flight (the actor's connection broke): ask again; if the
-                # actor is dead, Ray says so (ActorDiedError) once it knows.
-                if call == "read":
-                    instance.reading = None
-                continue
-            except Exception as exc:  # every other failure of the actor ends the instance
-                instance.lost = self._why(instance, call, exc)
-                log.warning("Ray: %s lost: %s", instance.name, instance.lost)
-                self._release(instance)
-                changed = True
-                continue
-            if call == "start":
-                instance.started, instance.node = None, answer
-            else:
-                instance.reading = None
-                changed = self._store(instance, answer) or changed
-        self._closed.wait(max(0.0, _POLL - (time.monotonic() - started)))
-        return changed
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
-    def _store(self, instance: _Instance, answer: Mapping[str, Any]) -> bool:
-        """Write what an instance sent into its folder on the server; whether anything was new."""
-        instance.dir.mkdir(parents=True, exist_ok=True)
-        changed = False
-        status = answer.get("status")
-        path = instance.dir / "status.json"
-        if status is not None and (not path.exists() or path.read_bytes() != status):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(status)
-            os.replace(tmp, path)
-            changed = True
-        for name, data in answer["streams"].items():
-            with (instance.dir / name).open("ab") as f:
-                f.write(data)
-            changed = True
-        if answer["ended"]:
-            instance.ended = True
-            self._release(instance)
-            changed = True
-        return changed
+    # -- model servers ------------------------------------------------------------------------------
+    def model_alive(self, name: str) -> bool:
+        state = self._states.get(name)
+        return True if state is None else bool(state["alive"])
 
-    def _release(self, instance: _Instance) -> None:
-        """The instance is over: remove its actor (and folder on the node), and its placement
-        group once no instance holds it."""
-        actor, instance.actor = instance.actor, None
-        if actor is not None:
-            try:
-                self._ray.wait([actor.cleanup.remote()], timeout=10)
-            except Exception:  # the actor or its node is gone: nothing to clean
-                log.debug("Ray: %s could not clean up", instance.name)
-            with contextlib.suppress(Exception):
-                self._ray.kill(actor)
-        if instance.group is None:
-            return
+    def model_lost(self, name: str) -> str:
+        return str(self._states.get(name, {}).get("lost") or "its model server exited")
+
+    def start_model(
+        self, request: ModelRequest, bundle: Mapping[str, float], hosting: Mapping[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = self._call(
+            "start_model",
+            wait=timeout + _CALL_SECONDS,
+            request=request_to_json(request),
+            bundle=dict(bundle),
+            hosting=dict(hosting),
+            timeout=timeout,
+        )
         with self._lock:
-            holders = self._groups.get(instance.group, set())
-            holders.discard(instance.name)
-            if holders:
-                return
-            self._groups.pop(instance.group, None)
-        from ray.util.placement_group import get_placement_group, remove_placement_group
+            self._models.add(answer["name"])
+        return answer
 
-        with contextlib.suppress(Exception):
-            remove_placement_group(get_placement_group(instance.group))
-
-    def _why(self, instance: _Instance, call: str, exc: BaseException) -> str:
-        """A user's reason for an instance's end from the Ray error (the node, when it died)."""
-        node_id = (instance.node or {}).get("node_id")
-        text = str(exc)
-        if node_id is None and "Node Id: " in text:
-            node_id = text.split("Node Id: ", 1)[1].split()[0].strip(".,")
-        node = next((n for n in self._ray.nodes() if n.get("NodeID") == node_id), None) if node_id else None
-        if node is not None and not node.get("Alive"):
-            name = node.get("NodeName") or node_id
-            address = node.get("NodeManagerAddress", "?")
-            detail = node.get("DeathReasonMessage") or ""
-            return f"Ray node {name} ({address}) died" + (f": {detail}" if detail else "")
-        if call == "start":
-            return f"it could not start on Ray: {_first_line(text)}"
-        return f"its Ray actor died: {_first_line(text)}"
+    def stop_model(self, name: str) -> None:
+        with contextlib.suppress(BridgeDown):
+            self._call("stop_model", name=name)
+        with self._lock:
+            self._models.discard(name)
 
 
-def _first_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else "no reason given"
+class RayModelServer(ModelServer):
+    """A model server in a Ray actor."""
+
+    def __init__(self, request: ModelRequest, host: str, port: int, name: str, backend: RayBackend) -> None:
+        super().__init__(request, host, port)
+        self.name = name
+        self._backend = backend
+
+    @property
+    def alive(self) -> bool:
+        return self._backend.model_alive(self.name)
+
+    @property
+    def ended(self) -> str:
+        return self._backend.model_lost(self.name)
 
 
-def _resources(raw: Mapping[str, float]) -> Resources:
-    memory_gib = math.floor(raw.get("memory", 0) / 2**30 * 100) / 100  # down: a bundle must fit
-    return Resources(float(raw.get("CPU", 0)), memory_gib, int(raw.get("GPU", 0)))
+class RayModelServers(ModelServers):
+    """Model servers as Ray actors, one per endpoint instance, spread over the nodes; the router
+    sends requests straight to them."""
 
+    def __init__(
+        self,
+        backend: RayBackend,
+        catalog: InstanceCatalog,
+        sources: PackageSources,
+        allow_server_python: bool,
+        startup_seconds: float = 600,
+    ) -> None:
+        self._backend = backend
+        self._catalog = catalog
+        self._hosting = {"sources": dataclasses.asdict(sources), "allow_server_python": allow_server_python}
+        self._startup = startup_seconds
 
-def _family(instance_type: str) -> str:
-    """``ml.g5.xlarge`` -> ``ml.g5``."""
-    return instance_type.rsplit(".", 1)[0]
+    def start(self, request: ModelRequest) -> RayModelServer:
+        backend = self._backend
+        placement = plan(
+            self._catalog.get(request.instance_type),
+            1,
+            backend.capacity,
+            node=backend.largest_node,
+            fit_to_machine=True,
+        )
+        try:
+            answer = backend.start_model(
+                request, _bundle(placement.per_instance), self._hosting, self._startup
+            )
+        except (BridgeDown, RuntimeError, concurrent.futures.TimeoutError) as exc:
+            raise ModelServerError(str(exc) or "no answer from the Ray cluster") from None
+        return RayModelServer(request, answer["host"], int(answer["port"]), answer["name"], backend)
 
+    def replace(self, dead: ModelServer) -> RayModelServer:
+        return self.start(dead.request)
 
-def _bundle(resources: Resources, family: str | None = None) -> dict[str, float]:
-    bundle: dict[str, float] = {"CPU": resources.cpus, "memory": int(resources.memory_gib * 2**30)}
-    if resources.gpus:
-        bundle["GPU"] = resources.gpus
-    if family:
-        bundle[family] = 1
-    return bundle
+    def stop(self, server: ModelServer) -> None:
+        assert isinstance(server, RayModelServer)
+        self._backend.stop_model(server.name)
