@@ -1,7 +1,9 @@
 """One end-to-end suite, run against each backend: the local one, and a Ray cluster of a head and
-two worker nodes started on this machine (with Ray's token authentication). Everything goes through the SageMaker API with boto3:
-a script job, a two-instance PyTorch DDP job, a tuning job two trials at a time, an endpoint of
-two instances answering InvokeEndpoint, and (Ray) a job whose node is killed mid-run."""
+two worker nodes started on this machine (with Ray's token authentication). Everything goes
+through the SageMaker API with boto3: a script job, a two-instance PyTorch DDP job, distributed
+built-in XGBoost on two instances, processing and batch transform, a tuning job two trials at a
+time, an endpoint of two instances answering InvokeEndpoint, a server restart mid-job, and on Ray
+a killed node, a restarted cluster, and instance types routed to Ray from a local server."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import pytest
 from shipyard.errors import ConfigurationError
 from shipyard.server import ServerProcess
 from tests._support import boto_client
+from tests._titanic import numeric_csv
+from tests.integration.test_builtin_xgboost import XGBOOST_IMAGE
 from tests.integration.test_endpoints import IRIS, _tgz
 from tests.integration.test_endpoints import TRAIN as IRIS_TRAIN
 from tests.integration.test_training import DDP_SCRIPT, PYTORCH_IMAGE, SKLEARN_IMAGE
@@ -157,6 +161,46 @@ def test_two_instance_ddp_spans_the_nodes(site: Site) -> None:
     if site.backend == "ray":
         nodes = site.nodes_of(name)
         assert set(nodes) == {"algo-1", "algo-2"}
+        assert nodes["algo-1"] != nodes["algo-2"], nodes
+
+
+def test_distributed_builtin_xgboost_spans_the_nodes(site: Site) -> None:
+    rows = numeric_csv("train", header=False).decode().splitlines()
+    prefix = f"titanic-{uuid.uuid4().hex[:6]}"
+    for part, chunk in enumerate((rows[:356], rows[356:])):
+        site.s3.put_object(
+            Bucket=BUCKET, Key=f"{prefix}/part-{part}.csv", Body="\n".join(chunk).encode() + b"\n"
+        )
+    name = f"xgb-{uuid.uuid4().hex[:8]}"
+    site.sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": XGBOOST_IMAGE, "TrainingInputMode": "File"},
+        HyperParameters={"objective": "binary:logistic", "num_round": "20", "max_depth": "4"},
+        InputDataConfig=[
+            {
+                "ChannelName": "train",
+                "ContentType": "text/csv",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"s3://{BUCKET}/{prefix}/",
+                        "S3DataDistributionType": "ShardedByS3Key",
+                    }
+                },
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = site.log_lines(name)
+    for host in ("algo-1", "algo-2"):
+        assert any("joined distributed training" in line for line in lines[host]), lines[host][-10:]
+    if site.backend == "ray":
+        nodes = site.nodes_of(name)
         assert nodes["algo-1"] != nodes["algo-2"], nodes
 
 
