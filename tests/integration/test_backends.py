@@ -120,6 +120,16 @@ def _job(
     return name
 
 
+def _started(site: Site, script: str) -> str:
+    """A job of ``script`` (which prints "started" first), once its code has started."""
+    name = _job(site, script, max_runtime=600)
+    deadline = time.monotonic() + 120
+    while "started" not in site.log_lines(name).get("algo-1", []):
+        assert time.monotonic() < deadline, site.log_lines(name)
+        time.sleep(0.1)
+    return name
+
+
 def _wait(
     site: Site, name: str, timeout: float = 300, until: tuple[str, ...] = ("Completed", "Failed", "Stopped")
 ) -> dict[str, Any]:
@@ -425,11 +435,7 @@ open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write("ok")
 
 
 def test_a_server_restart_mid_job_loses_nothing(site: Site) -> None:
-    name = _job(site, RESTART)
-    deadline = time.monotonic() + 120
-    while "started" not in site.log_lines(name).get("algo-1", []):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    name = _started(site, RESTART)
     site.server.kill()  # a crash: the job runs on, and its instance keeps what it writes
     site.server.start()  # the same address: the instance reaches the object store there
     job = _wait(site, name)
@@ -450,11 +456,7 @@ time.sleep(600)
 def test_a_job_whose_node_dies_fails_naming_the_node(site: Site) -> None:
     if site.backend != "ray":
         pytest.skip("killing a node takes a cluster")
-    name = _job(site, SLEEPER, max_runtime=600)
-    deadline = time.monotonic() + 120
-    while "started" not in site.log_lines(name).get("algo-1", []):
-        assert time.monotonic() < deadline, site.log_lines(name)
-        time.sleep(0.2)
+    name = _started(site, SLEEPER)
     node = site.nodes_of(name)["algo-1"]
     killed_at = dt.datetime.now(dt.UTC)
     site.cluster.kill_node(node)
@@ -504,11 +506,7 @@ def test_a_wrong_ray_token_stops_the_server_with_the_reason(site: Site, tmp_path
 def test_a_ray_cluster_restart_leaves_the_server_serving(site: Site) -> None:
     if site.backend != "ray":
         pytest.skip("needs a Ray cluster")
-    name = _job(site, SLEEPER, max_runtime=600)
-    deadline = time.monotonic() + 120
-    while "started" not in site.log_lines(name).get("algo-1", []):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    name = _started(site, SLEEPER)
     site.cluster.stop()  # every node, the head too: the job's actor is gone with them
     assert site.sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
     site.cluster.start()  # a new cluster at the same address

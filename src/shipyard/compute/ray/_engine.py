@@ -125,13 +125,8 @@ class RayEngine:
     """Job instances and model servers as actors on a Ray cluster (in the bridge process).
 
     Args:
-        address: The cluster (``host:port`` of its GCS, or ``ray://host:10001``).
-        token: Its token, when it uses token authentication.
-        prefix: Names this server's actors and placement groups apart from another server's on
-            the same cluster.
-        object_store: How agents on the nodes reach the object store (S3: real S3, or the
-            server's own S3 API at an address the nodes can reach).
-        sandbox: The server's sandbox setting, applied on each node ("auto", "bwrap" or "off").
+        address, token, prefix, object_store, sandbox: as for the server's
+            :class:`~shipyard.compute.ray.RayBackend`.
         on_instance: Called with an instance's :meth:`_Instance.state` whenever it changes.
         on_cluster: Called with the cluster's total and largest node when they change.
     """

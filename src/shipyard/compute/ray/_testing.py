@@ -24,12 +24,16 @@ from pathlib import Path
 _PORTS_PER_NODE = 8
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
+def _free_ports(count: int, avoid: int = 0) -> list[int]:
+    """``count`` ports free now, none of them ``avoid`` (the head's port, free while it restarts)."""
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        while len(sockets) < count:
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] == avoid:
+                s.close()
+                continue
             sockets.append(s)
         return [int(s.getsockname()[1]) for s in sockets]
     finally:
@@ -82,7 +86,7 @@ class RayCluster:
     def add_node(self, index: int) -> None:
         """Start node ``index`` (0 is the head) and wait until the cluster has it."""
         name = f"shipyard-node-{index}" if index else "shipyard-head"
-        ports = _free_ports(_PORTS_PER_NODE)
+        ports = _free_ports(_PORTS_PER_NODE, avoid=self.port)
         command = [
             str(Path(sys.executable).with_name("ray")),
             "start",
@@ -119,11 +123,21 @@ class RayCluster:
             self._nodes[name] = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        self.wait_for(lambda nodes: any(n.get("NodeName") == name for n in nodes), 60, name)
+        self.wait_for(lambda nodes: any(n.get("NodeName") == name for n in nodes), 120, name)
 
     def nodes(self) -> list[dict[str, object]]:
-        """The cluster's live nodes, as ``ray list nodes`` sees them."""
-        out = subprocess.run(
+        """The cluster's live nodes (none while it cannot tell: a driver connecting to a head
+        that is still starting can wait a long time for its raylet)."""
+        try:
+            out = self._ask_nodes()
+        except subprocess.TimeoutExpired:
+            return []
+        if out.returncode != 0:
+            return []
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def _ask_nodes(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [
                 sys.executable,
                 "-c",
@@ -133,11 +147,8 @@ class RayCluster:
             capture_output=True,
             text=True,
             env=self.env,
-            timeout=60,
+            timeout=30,
         )
-        if out.returncode != 0:
-            return []
-        return json.loads(out.stdout.strip().splitlines()[-1])
 
     def wait_for(self, ready, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
