@@ -49,3 +49,11 @@ def test_an_instance_is_never_given_more_than_the_largest_machine_has() -> None:
     assert placement.per_instance == Resources(2, 8)
     assert placement.scaled_down is not None and "2 of 4 vCPUs" in placement.scaled_down
     assert plan(large, 1, cluster, fit_to_machine=True).per_instance == Resources(4, 16)
+
+
+def test_a_cluster_with_no_machine_yet_grants_the_type_as_asked() -> None:
+    large = InstanceCatalog.load().get("ml.m5.xlarge")
+    nothing = Resources(0, 0)
+    placement = plan(large, 2, nothing, node=nothing, fit_to_machine=True)
+    assert placement == plan(large, 2, Resources(64, 256), fit_to_machine=True)  # as asked, not scaled
+    assert not placement.total.fits_in(nothing)  # so the scheduler keeps it Pending, and asks for it

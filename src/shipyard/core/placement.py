@@ -58,7 +58,8 @@ def plan(
 
     A request that fits is granted as asked. One that could never fit fails, unless
     ``fit_to_machine`` lets it run with an equal share of the whole backend (and no more than one
-    machine), which is recorded.
+    machine), which is recorded. A backend with no machine at the moment (a cluster that adds
+    them on demand) grants the request as asked: it waits until a machine comes.
 
     Raises:
         ValidationError: the request can never be placed.
@@ -66,6 +67,8 @@ def plan(
     asked = Resources(float(instance_type.vcpu), float(instance_type.memory_gib), instance_type.gpu_count)
     node = node or capacity
     if (asked * count).fits_in(capacity) and asked.fits_in(node):
+        return Placement(asked, count)
+    if fit_to_machine and node.cpus <= 0:  # no machine yet (a cluster scaled to zero): wait for one
         return Placement(asked, count)
     if not fit_to_machine:
         raise ValidationError(
