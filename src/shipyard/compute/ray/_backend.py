@@ -93,7 +93,7 @@ class RayBackend(Backend):
         self._up = threading.Event()
         self._closed = False
         self._closing = threading.Event()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[str] | None = None
         self._input: IO[str] | None = None
         first = self._start_bridge()  # the first failure is the server's to report
         if first is not None:
@@ -110,17 +110,22 @@ class RayBackend(Backend):
                 stdin=subprocess.PIPE,
                 pass_fds=(write_fd,),
                 env=os.environ.copy(),
+                text=True,
+                bufsize=1,
             )
         finally:
             os.close(write_fd)
-        assert process.stdin is not None
-        stdin = open(process.stdin.fileno(), "w", buffering=1, closefd=False)  # noqa: SIM115 - lives with the process
+        stdin = process.stdin
+        assert stdin is not None
         stdin.write(json.dumps(self._settings) + "\n")
         stdin.flush()
         answers = os.fdopen(read_fd, "r")
         first: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         reader = threading.Thread(
-            target=self._read, args=(answers, first), name="shipyard-ray-bridge-reader", daemon=True
+            target=self._read,
+            args=(answers, first, process),
+            name="shipyard-ray-bridge-reader",
+            daemon=True,
         )
         reader.start()
         try:
@@ -139,7 +144,12 @@ class RayBackend(Backend):
         self._up.set()
         return None
 
-    def _read(self, answers: IO[str], first: concurrent.futures.Future[dict[str, Any]]) -> None:
+    def _read(
+        self,
+        answers: IO[str],
+        first: concurrent.futures.Future[dict[str, Any]],
+        process: subprocess.Popen[str],
+    ) -> None:
         for line in answers:
             message = json.loads(line)
             if not first.done():
@@ -157,6 +167,8 @@ class RayBackend(Backend):
             elif message["event"] == "instance":
                 self._states[message["name"]] = message
                 if not message["alive"]:
+                    with self._lock:
+                        self._handles.pop(message["name"], None)  # nothing left to find again
                     self._changed()
             elif message["event"] == "cluster":
                 self._capacity = Resources(**message["total"])
@@ -165,19 +177,18 @@ class RayBackend(Backend):
                 self._changed()
         if not first.done():
             first.set_result({"event": "failed"})
-        self._bridge_ended()
+        self._bridge_ended(process)
 
-    def _bridge_ended(self) -> None:
+    def _bridge_ended(self, process: subprocess.Popen[str]) -> None:
+        """``process`` (a bridge) ended: what waited on it fails, and its model servers are lost."""
         with self._lock:
-            if not self._up.is_set():
+            if not self._up.is_set() or self._process is not process:
                 return
             self._up.clear()
             pending, self._pending = self._pending, {}
             models = [name for name in self._models if self._states.get(name, {}).get("alive", True)]
-            process = self._process
-        if process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
         for future in pending.values():
             future.set_exception(BridgeDown(f"the connection to the Ray cluster at {self.address} ended"))
         for name in models:  # they were the bridge's actors, and ended with it
@@ -200,7 +211,8 @@ class RayBackend(Backend):
                 process.wait()
             if self._closed:
                 return
-            self._bridge_ended()  # its reader may not have noticed yet
+            if process is not None:
+                self._bridge_ended(process)  # its reader may not have noticed yet
             self._closing.wait(pause)
             if self._closed:
                 return
