@@ -434,6 +434,7 @@ dist.all_reduce(mean)
 print(f"rank {rank} weights-equal {torch.allclose(mean / world, model.weight)}")
 if rank == 0:
     torch.save(model.state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "model.pth"))
+dist.barrier()  # both ranks tear gloo down together: one closing first can abort the other
 dist.destroy_process_group()
 """
 
