@@ -446,6 +446,28 @@ def test_a_server_restart_mid_job_loses_nothing(site: Site) -> None:
     assert site.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
 
 
+def test_a_server_without_ray_leaves_ray_jobs_alone(site: Site) -> None:
+    if site.backend != "ray":
+        pytest.skip("needs a Ray cluster")
+    name = _started(site, RESTART)
+    site.server.stop()
+    plain = ServerProcess(
+        site.server.data_dir, port=site.server.port, log_path=site.server.data_dir / "plain.log"
+    )
+    with plain:  # the same data dir, started without the Ray settings
+        deadline = time.monotonic() + 30
+        while "not configured to use; it is not followed" not in plain.log_tail(50):
+            assert time.monotonic() < deadline, plain.log_tail(20)
+            time.sleep(0.1)
+        assert site.sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+    site.server.start()  # with Ray again: the job is followed to its end
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert [line for line in site.log_lines(name)["algo-1"] if line.startswith("line ")] == [
+        f"line {i}" for i in range(8)
+    ]
+
+
 SLEEPER = """
 import time
 print("started", flush=True)

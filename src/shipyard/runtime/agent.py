@@ -812,6 +812,7 @@ def open_store(config: dict[str, Any]) -> ObjectStore:
         config.get("access_key_id"),
         config.get("secret_access_key"),
         config.get("region"),
+        config.get("max_attempts"),
     )
 
 

@@ -368,7 +368,7 @@ def _model_servers(
     return lambda instance_type: pools[backends.for_type(instance_type).name]
 
 
-def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str, str | None]:
+def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str, Any]:
     """How an instance agent reaches the object store."""
     if settings.object_store == "s3":
         return {
@@ -385,6 +385,8 @@ def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str
             "access_key_id": settings.access_key_id or "shipyard",
             "secret_access_key": settings.secret_access_key or "shipyard",
             "region": settings.region,
+            # The server may be restarting: keep trying for a minute or two before a job fails.
+            "max_attempts": 16,
         }
     return {"kind": "local", "root": str(settings.data_dir / "objects")}
 

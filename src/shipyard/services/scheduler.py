@@ -83,6 +83,7 @@ class TrainingScheduler:
         self._hide = [str(p) for p in hide_paths]
         self._environments = dict(environments or {})
         self._passes: list[Callable[[], bool]] = []
+        self._unfollowed_jobs: set[str] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,7 +129,9 @@ class TrainingScheduler:
         waiting: dict[str, list[Resources]] = {name: [] for name in used}
         for job in jobs:
             try:
-                if job.runtime.get("instances"):
+                if job.runtime.get("instances") and job.runtime.get("backend", "local") not in used:
+                    self._unfollowed(job)
+                elif job.runtime.get("instances"):
                     self._follow(job)
                 else:
                     self._place(job, used, waiting)
@@ -138,6 +141,19 @@ class TrainingScheduler:
         for backend in self._backends:
             backend.demand(waiting[backend.name])
         return bool(jobs)
+
+    def _unfollowed(self, job: Job[Any]) -> None:
+        """A job running on a backend this server is not configured for (started with other
+        settings) is left as it is, not failed: a server with the right settings follows it."""
+        if job.name not in self._unfollowed_jobs:
+            self._unfollowed_jobs.add(job.name)
+            log.warning(
+                "%s job %s runs on the %r backend, which this server is not configured to use; it is "
+                "not followed (start the server with that backend to follow it)",
+                job.kind.capitalize(),
+                job.name,
+                job.runtime.get("backend"),
+            )
 
     def _place(self, job: Job[Any], used: dict[str, Resources], waiting: dict[str, list[Resources]]) -> None:
         """Launch ``job`` if it fits what its backend has free (adding it to ``used``), else mark

@@ -47,6 +47,8 @@ class S3ObjectStore(ObjectStore):
     Args:
         endpoint_url: The service's URL; None for AWS itself.
         access_key_id / secret_access_key / region: credentials; None uses boto3's usual chain.
+        max_attempts: How often a call is tried when the service does not answer or answers
+            "retry" (backing off up to 20 s each time); None is boto3's default (3).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class S3ObjectStore(ObjectStore):
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         region: str | None = None,
+        max_attempts: int | None = None,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -65,7 +68,10 @@ class S3ObjectStore(ObjectStore):
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
             region_name=region or "us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", **({"max_attempts": max_attempts} if max_attempts else {})},
+            ),
         )
 
     def _call(self, bucket: str, key: str | None, method: str, **kwargs: Any) -> Any:
