@@ -56,6 +56,12 @@ class ServiceSchema:
     def _operation(self, name: str) -> OperationModel:
         return self.model.operation_model(name)
 
+    def input_shape(self, operation: str) -> Shape | None:
+        return self._operation(operation).input_shape
+
+    def output_shape(self, operation: str) -> Shape | None:
+        return self._operation(operation).output_shape
+
     # -- input ----------------------------------------------------------------------------------
     def validate_input(
         self,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from shipyard.errors import ValidationError
+
+T = TypeVar("T")
 
 
 def encode_token(state: dict[str, Any]) -> str:
@@ -28,3 +31,17 @@ def decode_token(token: str, *, field: str = "NextToken") -> dict[str, Any]:
             field=field,
             value=token,
         ) from None
+
+
+def page_of(params: Mapping[str, Any], *, default_size: int) -> tuple[int, int]:
+    """The offset (from NextToken) and page size (MaxResults) a list call asks for."""
+    token = params.get("NextToken")
+    offset = int(decode_token(token).get("offset", 0)) if token else 0
+    return offset, int(params.get("MaxResults") or default_size)
+
+
+def paged(found: Sequence[T], offset: int, size: int) -> tuple[list[T], str | None]:
+    """A page from ``found`` (up to ``size + 1`` items read from ``offset``) and the next token."""
+    if len(found) > size:
+        return list(found[:size]), encode_token({"offset": offset + size})
+    return list(found), None

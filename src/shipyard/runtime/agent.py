@@ -94,6 +94,20 @@ class StatusFile:
         self.update(phase=name)
 
 
+def relative_key(key: str, prefix: str) -> str:
+    """Where an object under an S3Prefix lands in its input folder, as SageMaker places it: the
+    prefix is a folder when the key goes on below it (``data/train`` + ``data/train/a.csv`` →
+    ``a.csv``), an object named exactly is its file name (``data/train.csv`` → ``train.csv``), and
+    otherwise the key is kept from the prefix's folder on (``data/tr`` + ``data/train.csv`` →
+    ``train.csv``)."""
+    if key == prefix:
+        return key.rsplit("/", 1)[-1]
+    rest = key[len(prefix) :]
+    if prefix.endswith("/") or rest.startswith("/"):
+        return rest.lstrip("/")
+    return key[prefix.rfind("/") + 1 :]
+
+
 class Agent:
     def __init__(self, instance_dir: Path) -> None:
         self.dir = instance_dir
@@ -365,13 +379,10 @@ class Agent:
             raise _UserInputError(f"No objects found under {uri} for channel {name!r}")
         if distribution == "ShardedByS3Key":
             keys = sharded(keys, self.host_index, self.spec.instance_count)
-        # As SageMaker does, objects land relative to the prefix's folder part: s3://b/data/train.csv
-        # becomes train.csv, s3://b/data/train/ + data/train/a/x.csv becomes a/x.csv.
-        base = prefix[: prefix.rfind("/") + 1]
         target = self.ml / "input" / "data" / name
         target.mkdir(parents=True, exist_ok=True)
         for key in keys:
-            self._fetch_object(bucket, key, target / key[len(base) :], link=self.sandboxed)
+            self._fetch_object(bucket, key, target / relative_key(key, prefix), link=self.sandboxed)
         return len(keys)
 
     def _fetch_prefix(self, uri: str, target: Path, *, link: bool) -> int:
@@ -462,7 +473,23 @@ class Agent:
         env["TRAINING_JOB_ARN"] = self.config.get("arn", "")
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = str(root / "code")
-        return env
+        env["PATH"] = (
+            f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python` is the image's
+        )
+        return {**self._aws_environment(), **env}
+
+    def _aws_environment(self) -> dict[str, str]:
+        """What AWS clients in the job need to reach this Shipyard (its S3 and SageMaker APIs), as
+        a SageMaker job reaches AWS with its role; the job's own Environment comes first."""
+        api = self.config.get("api") or {}
+        if not api.get("endpoint_url"):
+            return {}
+        return {
+            "AWS_ENDPOINT_URL": api["endpoint_url"],
+            "AWS_ACCESS_KEY_ID": api.get("access_key_id", "shipyard"),
+            "AWS_SECRET_ACCESS_KEY": api.get("secret_access_key", "shipyard"),
+            "AWS_DEFAULT_REGION": self.config.get("region", "us-east-1"),
+        }
 
     def _sample_utilization(self) -> None:
         """Every ``utilization_seconds``, what the instance (this agent and all under it: the
@@ -633,14 +660,13 @@ class ProcessingAgent(Agent):
             source_bucket, base = parse_s3_uri(prefix, field="ManifestFile prefix")
             keys = [base + entry for entry in manifest[1:]]
         else:
-            source_bucket, prefix_key, keys = self._list_keys(item.s3_uri)
-            base = prefix_key[: prefix_key.rfind("/") + 1]
+            source_bucket, base, keys = self._list_keys(item.s3_uri)
             if not keys:
                 raise _UserInputError(f"No objects found under {item.s3_uri} for input {item.name!r}")
         if item.distribution == "ShardedByS3Key":
             keys = sharded(keys, self.host_index, self.spec.instance_count)
         for key in keys:
-            path = target / key[len(base) :]
+            path = target / relative_key(key, base)
             if item.compression == "Gzip":
                 import gzip
 
@@ -665,6 +691,7 @@ class ProcessingAgent(Agent):
 
     def _user_environment(self, root: PurePosixPath) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
+        env.update(self._aws_environment())
         env.update(self.spec.environment)
         bin_dir = str(Path(self.python).parent)
         env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"  # `python3` is the image's Python

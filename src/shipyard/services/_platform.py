@@ -24,6 +24,8 @@ from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
 from shipyard.services.logs import LogService
+from shipyard.services.pipelines import PipelineService
+from shipyard.services.registry import ModelRegistry
 from shipyard.services.scheduler import TrainingScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.training import ProcessingService, TrainingService, TransformService
@@ -41,6 +43,7 @@ from shipyard.store import (
     UsageRepository,
 )
 from shipyard.store.budgets import BudgetRepository
+from shipyard.store.pipelines import ModelPackageRepository, PipelineRepository
 from shipyard.store.utilization import UtilizationRepository
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,8 @@ class Platform:
     budgets: BudgetService
     waste: WasteService
     utilization: UtilizationRepository
+    pipelines: PipelineService
+    registry: ModelRegistry
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -123,6 +128,11 @@ class Platform:
             utilization_seconds=settings.utilization_seconds,
             object_store_config=_agent_store_config(settings),
             hide_paths=(settings.data_dir,),
+            job_api={
+                "endpoint_url": _url_for_nodes(settings),
+                "access_key_id": settings.access_key_id or "shipyard",
+                "secret_access_key": settings.secret_access_key or "shipyard",
+            },
             environments={
                 "envs_dir": str(settings.data_dir / "envs"),
                 "sources": dataclasses.asdict(sources),
@@ -145,6 +155,8 @@ class Platform:
         )
         tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
         scheduler.add_pass(tuning.tick)
+        pipelines = PipelineService(PipelineRepository(db), objects, account_id=settings.account_id)
+        scheduler.add_pass(pipelines.tick)
         models = ModelService(
             ResourceRepository(db, "model", "Model"), resolver, account_id=settings.account_id
         )
@@ -209,6 +221,12 @@ class Platform:
             budgets,
             waste,
             utilization,
+            pipelines,
+            ModelRegistry(
+                ResourceRepository(db, "model-package-group", "Model package group"),
+                ModelPackageRepository(db),
+                account_id=settings.account_id,
+            ),
             lock_file,
         )
 

@@ -69,6 +69,7 @@ class TrainingScheduler:
         utilization_seconds: float = 5.0,
         hide_paths: tuple[Path, ...] = (),
         environments: Mapping[str, Any] | None = None,
+        job_api: Mapping[str, str] | None = None,
     ) -> None:
         self._repos = {r.kind: r for r in repositories}
         self._backends = backends
@@ -82,6 +83,7 @@ class TrainingScheduler:
         self._utilization_seconds = utilization_seconds
         self._hide = [str(p) for p in hide_paths]
         self._environments = dict(environments or {})
+        self._job_api = dict(job_api or {})
         self._passes: list[Callable[[], bool]] = []
         self._unfollowed_jobs: set[str] = set()
         self._wake = threading.Event()
@@ -202,6 +204,7 @@ class TrainingScheduler:
                 "host_index": index,
                 "region": job.runtime.get("region", "us-east-1"),
                 "object_store": self._store_config,
+                "api": self._job_api,
                 "cpus": placement.per_instance.cpus,
                 "gpus": placement.per_instance.gpus,
                 "memory_bytes": self._catalog.get(job.spec.instance_type).memory_gib * 2**30,

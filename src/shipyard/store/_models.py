@@ -181,3 +181,48 @@ class UtilizationRow(Base):
     memory: Mapped[float] = mapped_column(sa.Float, nullable=False)
     memory_bytes: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     disk: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+
+
+class PipelineRow(Base):
+    """A pipeline: its definition (the program) and settings; ``version`` counts its updates."""
+
+    __tablename__ = "pipelines"
+
+    name: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
+    arn: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False, index=True)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    version: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    definition: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    settings: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+
+
+class PipelineExecutionRow(Base):
+    """One run of a pipeline: the definition it runs (a copy), its parameters and its steps."""
+
+    __tablename__ = "pipeline_executions"
+    __table_args__ = (sa.Index("ix_pipeline_executions_pipeline", "pipeline", "created_at"),)
+
+    arn: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, index=True)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    definition: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+
+
+class ModelPackageRow(Base):
+    """A model package: a version in a model package group (the model registry)."""
+
+    __tablename__ = "model_packages"
+    __table_args__ = (sa.Index("ix_model_packages_created_at", "created_at"),)
+
+    group: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    arn: Mapped[str] = mapped_column(sa.String(512), nullable=False, unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    approval: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)

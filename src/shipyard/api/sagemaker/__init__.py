@@ -4,10 +4,12 @@ from collections.abc import Collection
 
 from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
 from shipyard.api._schema import ServiceSchema
-from shipyard.api.sagemaker import _hosting, _processing, _tags, _training, _transform, _tuning
+from shipyard.api.sagemaker import _hosting, _pipelines, _processing, _tags, _training, _transform, _tuning
+from shipyard.api.sagemaker._pipelines import SageMakerSteps
 
 OPERATIONS: dict[str, Operation] = {
     **_hosting.OPERATIONS,
+    **_pipelines.OPERATIONS,
     **_processing.OPERATIONS,
     **_tags.OPERATIONS,
     **_training.OPERATIONS,
@@ -36,4 +38,4 @@ def sagemaker_api(instance_types: Collection[str] = ()) -> JsonApi:
     )
 
 
-__all__ = ["OPERATIONS", "sagemaker_api"]
+__all__ = ["OPERATIONS", "SageMakerSteps", "sagemaker_api"]

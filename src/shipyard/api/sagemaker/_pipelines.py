@@ -1,0 +1,395 @@
+"""Pipelines and their executions; the model registry; and the runner that starts pipeline steps
+through these same SageMaker operations."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.model import Shape
+
+from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._hosting import _tag
+from shipyard.core.pipelines import Definition, Execution, Pipeline, StepRun
+from shipyard.errors import ConflictError
+from shipyard.services import Platform
+from shipyard.services.pipelines import STEP_KINDS
+from shipyard.store.pipelines import ModelPackage
+
+if TYPE_CHECKING:
+    from shipyard.api._json import JsonApi
+
+
+# -- pipelines ----------------------------------------------------------------------------------
+def create_pipeline(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pipeline = ctx.platform.pipelines.create(params, region=ctx.region)
+    _tag(ctx, pipeline, params)  # type: ignore[arg-type]
+    return {"PipelineArn": pipeline.arn}
+
+
+def update_pipeline(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pipeline = ctx.platform.pipelines.update(params)
+    return {"PipelineArn": pipeline.arn, "PipelineVersionId": pipeline.version}
+
+
+def describe_pipeline(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pipeline = ctx.platform.pipelines.get(params["PipelineName"])
+    return {
+        "PipelineArn": pipeline.arn,
+        "PipelineName": pipeline.name,
+        "PipelineDisplayName": pipeline.display_name or pipeline.name,
+        "PipelineDefinition": pipeline.definition,
+        "PipelineDescription": pipeline.description,
+        "RoleArn": pipeline.role_arn,
+        "PipelineStatus": "Active",
+        "CreationTime": pipeline.created,
+        "LastModifiedTime": pipeline.last_modified,
+        "LastRunTime": pipeline.last_run,
+        "ParallelismConfiguration": _parallelism(pipeline.parallelism),
+    }
+
+
+def list_pipelines(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pipelines, token = ctx.platform.pipelines.find(params)
+    return {"PipelineSummaries": [_pipeline_summary(p) for p in pipelines], "NextToken": token}
+
+
+def _pipeline_summary(pipeline: Pipeline) -> dict[str, Any]:
+    return {
+        "PipelineArn": pipeline.arn,
+        "PipelineName": pipeline.name,
+        "PipelineDisplayName": pipeline.display_name or pipeline.name,
+        "PipelineDescription": pipeline.description,
+        "RoleArn": pipeline.role_arn,
+        "CreationTime": pipeline.created,
+        "LastModifiedTime": pipeline.last_modified,
+        "LastExecutionTime": pipeline.last_run,
+    }
+
+
+def delete_pipeline(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    pipeline = ctx.platform.pipelines.delete(params["PipelineName"])
+    return {"PipelineArn": pipeline.arn}
+
+
+def _parallelism(value: int | None) -> dict[str, int] | None:
+    return {"MaxParallelExecutionSteps": value} if value else None
+
+
+# -- executions ---------------------------------------------------------------------------------
+def start_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.start(params, region=ctx.region, owner=ctx.principal)
+    ctx.platform.scheduler.wake()
+    return {"PipelineExecutionArn": execution.arn}
+
+
+def describe_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.execution(params["PipelineExecutionArn"])
+    return {
+        "PipelineArn": execution.pipeline_arn,
+        "PipelineExecutionArn": execution.arn,
+        "PipelineExecutionDisplayName": execution.display_name,
+        "PipelineExecutionStatus": execution.status.value,
+        "PipelineExecutionDescription": execution.description,
+        "FailureReason": execution.failure_reason,
+        "CreationTime": execution.created,
+        "LastModifiedTime": execution.last_modified,
+        "ParallelismConfiguration": _parallelism(execution.parallelism),
+    }
+
+
+def list_pipeline_executions(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    executions, token = ctx.platform.pipelines.executions(params)
+    return {
+        "PipelineExecutionSummaries": [
+            {
+                "PipelineExecutionArn": e.arn,
+                "StartTime": e.created,
+                "PipelineExecutionStatus": e.status.value,
+                "PipelineExecutionDescription": e.description,
+                "PipelineExecutionDisplayName": e.display_name,
+                "PipelineExecutionFailureReason": e.failure_reason,
+            }
+            for e in executions
+        ],
+        "NextToken": token,
+    }
+
+
+def list_pipeline_execution_steps(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.execution(params["PipelineExecutionArn"])
+    definition = ctx.platform.pipelines.definition_for(execution.arn)
+    runs = sorted(execution.steps.values(), key=lambda r: (r.started, r.name))
+    if params.get("SortOrder", "Descending") == "Descending":
+        runs.reverse()
+    offset = int(params["NextToken"]) if str(params.get("NextToken", "")).isdigit() else 0
+    size = int(params.get("MaxResults") or 50)
+    page = runs[offset : offset + size]
+    return {
+        "PipelineExecutionSteps": [_step(run, definition) for run in page],
+        "NextToken": str(offset + size) if offset + size < len(runs) else None,
+    }
+
+
+def _step(run: StepRun, definition: Definition | None) -> dict[str, Any]:
+    step = definition.steps.get(run.name) if definition else None
+    waiting = run.retry_at is not None and not run.status.is_terminal
+    return {
+        "StepName": run.name,
+        "StepDisplayName": step.display_name if step else None,
+        "StepDescription": step.description if step else None,
+        "StartTime": run.started,
+        "EndTime": run.ended,
+        "StepStatus": run.status.value,
+        "CacheHitResult": {"SourcePipelineExecutionArn": run.cache_source} if run.cache_source else None,
+        "FailureReason": run.failure_reason if run.status.is_terminal or waiting else None,
+        "Metadata": dict(run.metadata),
+        "AttemptCount": run.attempts,
+    }
+
+
+def list_pipeline_parameters_for_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.execution(params["PipelineExecutionArn"])
+    return {"PipelineParameters": execution.parameter_list()}
+
+
+def describe_pipeline_definition_for_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.execution(params["PipelineExecutionArn"])
+    return {"PipelineDefinition": execution.definition, "CreationTime": execution.created}
+
+
+def stop_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.stop(params["PipelineExecutionArn"])
+    ctx.platform.scheduler.wake()
+    return {"PipelineExecutionArn": execution.arn}
+
+
+def retry_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution = ctx.platform.pipelines.retry(params["PipelineExecutionArn"], params)
+    ctx.platform.scheduler.wake()
+    return {"PipelineExecutionArn": execution.arn}
+
+
+def update_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    execution: Execution = ctx.platform.pipelines.update_execution(params)
+    return {"PipelineExecutionArn": execution.arn}
+
+
+# -- the model registry -------------------------------------------------------------------------
+def create_model_package_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    group = ctx.platform.registry.create_group(params, region=ctx.region)
+    _tag(ctx, group, params)
+    return {"ModelPackageGroupArn": group.arn}
+
+
+def describe_model_package_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    group = ctx.platform.registry.group(params["ModelPackageGroupName"])
+    return {
+        "ModelPackageGroupName": group.name,
+        "ModelPackageGroupArn": group.arn,
+        "ModelPackageGroupDescription": group.request.get("ModelPackageGroupDescription"),
+        "CreationTime": group.created,
+        "CreatedBy": {},
+        "ModelPackageGroupStatus": group.status or "Completed",
+    }
+
+
+def list_model_package_groups(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    groups, token = ctx.platform.registry.find_groups(params)
+    return {
+        "ModelPackageGroupSummaryList": [
+            {
+                "ModelPackageGroupName": g.name,
+                "ModelPackageGroupArn": g.arn,
+                "ModelPackageGroupDescription": g.request.get("ModelPackageGroupDescription"),
+                "CreationTime": g.created,
+                "ModelPackageGroupStatus": g.status or "Completed",
+            }
+            for g in groups
+        ],
+        "NextToken": token,
+    }
+
+
+def delete_model_package_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.registry.delete_group(params["ModelPackageGroupName"])
+    return {}
+
+
+def create_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    package = ctx.platform.registry.create_package(params, region=ctx.region)
+    _tag(ctx, package, params)  # type: ignore[arg-type]
+    return {"ModelPackageArn": package.arn}
+
+
+_PACKAGE_MEMBERS = (
+    "ModelPackageDescription",
+    "InferenceSpecification",
+    "SourceAlgorithmSpecification",
+    "ValidationSpecification",
+    "CertifyForMarketplace",
+    "MetadataProperties",
+    "ModelMetrics",
+    "Domain",
+    "Task",
+    "SamplePayloadUrl",
+    "CustomerMetadataProperties",
+    "DriftCheckBaselines",
+    "AdditionalInferenceSpecifications",
+    "SkipModelValidation",
+    "SourceUri",
+    "ModelCard",
+    "ModelLifeCycle",
+    "ModelPackageRegistrationType",
+)
+
+
+def describe_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    package = ctx.platform.registry.package(params["ModelPackageName"])
+    return {
+        **{k: package.request[k] for k in _PACKAGE_MEMBERS if k in package.request},
+        "ModelPackageName": package.group,
+        "ModelPackageGroupName": package.group,
+        "ModelPackageVersion": package.version,
+        "ModelPackageArn": package.arn,
+        "CreationTime": package.created,
+        "LastModifiedTime": package.last_modified,
+        "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+        "ModelApprovalStatus": package.approval,
+        "ApprovalDescription": package.state.get("approval_description"),
+    }
+
+
+def _package_summary(package: ModelPackage) -> dict[str, Any]:
+    return {
+        "ModelPackageName": package.group,
+        "ModelPackageGroupName": package.group,
+        "ModelPackageVersion": package.version,
+        "ModelPackageArn": package.arn,
+        "ModelPackageDescription": package.request.get("ModelPackageDescription"),
+        "CreationTime": package.created,
+        "ModelPackageStatus": "Completed",
+        "ModelApprovalStatus": package.approval,
+        "ModelLifeCycle": package.request.get("ModelLifeCycle"),
+        "ModelPackageRegistrationType": package.request.get("ModelPackageRegistrationType"),
+    }
+
+
+def list_model_packages(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    packages, token = ctx.platform.registry.find_packages(params)
+    return {"ModelPackageSummaryList": [_package_summary(p) for p in packages], "NextToken": token}
+
+
+def update_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    package = ctx.platform.registry.update_package(params)
+    return {"ModelPackageArn": package.arn}
+
+
+def delete_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    ctx.platform.registry.delete_package(params["ModelPackageName"])
+    return {}
+
+
+OPERATIONS = {
+    "CreatePipeline": create_pipeline,
+    "UpdatePipeline": update_pipeline,
+    "DescribePipeline": describe_pipeline,
+    "ListPipelines": list_pipelines,
+    "DeletePipeline": delete_pipeline,
+    "StartPipelineExecution": start_pipeline_execution,
+    "DescribePipelineExecution": describe_pipeline_execution,
+    "ListPipelineExecutions": list_pipeline_executions,
+    "ListPipelineExecutionSteps": list_pipeline_execution_steps,
+    "ListPipelineParametersForExecution": list_pipeline_parameters_for_execution,
+    "DescribePipelineDefinitionForExecution": describe_pipeline_definition_for_execution,
+    "StopPipelineExecution": stop_pipeline_execution,
+    "RetryPipelineExecution": retry_pipeline_execution,
+    "UpdatePipelineExecution": update_pipeline_execution,
+    "CreateModelPackageGroup": create_model_package_group,
+    "DescribeModelPackageGroup": describe_model_package_group,
+    "ListModelPackageGroups": list_model_package_groups,
+    "DeleteModelPackageGroup": delete_model_package_group,
+    "CreateModelPackage": create_model_package,
+    "DescribeModelPackage": describe_model_package,
+    "ListModelPackages": list_model_packages,
+    "UpdateModelPackage": update_model_package,
+    "DeleteModelPackage": delete_model_package,
+}
+
+
+# -- running steps ------------------------------------------------------------------------------
+class SageMakerSteps:
+    """A pipeline's steps start and follow their work through the SageMaker operations, exactly
+    as a client's requests would run (the pipeline service's StepRunner)."""
+
+    def __init__(self, platform: Platform, api: JsonApi) -> None:
+        self._platform = platform
+        self._api = api
+
+    def call(
+        self, operation: str, request: Mapping[str, Any], *, owner: str | None, region: str
+    ) -> dict[str, Any]:
+        context = RequestContext(self._platform, f"pipeline-{uuid.uuid4()}", region, owner)
+        shape = self._api.schema.input_shape(operation)
+        return self._api.call(operation, context, _typed(shape, request) if shape is not None else request)
+
+    def property_problem(self, step_type: str, path: list[str | int]) -> str | None:
+        shape = self._api.schema.output_shape(STEP_KINDS[step_type].describe)
+        if step_type == "Tuning" and path and path[0] == "TrainingJobSummaries":
+            summaries = self._api.schema.output_shape("ListTrainingJobsForHyperParameterTuningJob")
+            assert summaries is not None
+            shape, path = summaries.members["TrainingJobSummaries"], path[1:]
+        assert shape is not None
+        return _walk_shape(shape, path)
+
+    def ensure_model_package_group(self, name: str, *, owner: str | None, region: str) -> None:
+        """A RegisterModel step registers into its group, creating the group when it is missing."""
+        with contextlib.suppress(ConflictError):  # DuplicateResource: it exists (or was just made)
+            self.call("CreateModelPackageGroup", {"ModelPackageGroupName": name}, owner=owner, region=region)
+
+
+def _typed(shape: Shape, value: Any) -> Any:
+    """A resolved value as the member it fills expects it: a Float parameter in HyperParameters
+    (strings) is ``"0.3"``, a String parameter in InstanceCount is a number."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        members = shape.members
+        return {k: _typed(members[k], v) if k in members else v for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [_typed(shape.member, v) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _typed(shape.value, v) for k, v in value.items()}
+    try:
+        if kind == "string" and isinstance(value, bool):
+            return "true" if value else "false"
+        if kind == "string" and isinstance(value, int | float):
+            return str(value)
+        if kind in ("integer", "long") and isinstance(value, str | float) and not isinstance(value, bool):
+            number = float(value)
+            return int(number) if number.is_integer() else value
+        if kind in ("float", "double") and isinstance(value, str):
+            return float(value)
+        if kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    except ValueError:
+        pass  # validation names it
+    return value
+
+
+def _walk_shape(shape: Shape, path: list[str | int]) -> str | None:
+    for part in path:
+        if shape.type_name == "structure":
+            members = shape.members
+            if not isinstance(part, str) or part not in members:
+                return f"{shape.name} has no member {part!r} (it has {', '.join(members)})"
+            shape = members[part]
+        elif shape.type_name == "list":
+            shape = shape.member
+        elif shape.type_name == "map":
+            shape = shape.value
+        else:
+            return f"{shape.name} is a {shape.type_name}: {part!r} cannot be read from it"
+    return None

@@ -1,0 +1,173 @@
+"""The model registry: model package groups and their versioned model packages."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from shipyard.core.arn import sagemaker_arn
+from shipyard.core.pagination import page_of, paged
+from shipyard.errors import ConflictError, ValidationError
+from shipyard.services.training import utcnow
+from shipyard.store import Resource, ResourceRepository
+from shipyard.store.pipelines import ModelPackage, ModelPackageRepository
+
+PENDING = "PendingManualApproval"
+
+
+class ModelRegistry:
+    def __init__(
+        self, groups: ResourceRepository, packages: ModelPackageRepository, *, account_id: str
+    ) -> None:
+        self.groups = groups
+        self.packages = packages
+        self._account_id = account_id
+
+    # -- groups ---------------------------------------------------------------------------------
+    def create_group(self, params: Mapping[str, Any], *, region: str) -> Resource:
+        name = params["ModelPackageGroupName"]
+        now = utcnow()
+        return self.groups.create(
+            Resource(
+                "model-package-group",
+                name,
+                sagemaker_arn(region, self._account_id, "model-package-group", name),
+                now,
+                dict(params),
+                status="Completed",
+            )
+        )
+
+    def group(self, name_or_arn: str) -> Resource:
+        return self.groups.get(_group_name(name_or_arn))
+
+    def delete_group(self, name_or_arn: str) -> None:
+        name = _group_name(name_or_arn)
+        self.groups.get(name)
+        if self.packages.count(name):
+            raise ConflictError(
+                f"Model package group {name!r} still has model packages; delete them (DeleteModelPackage) first"
+            )
+        self.groups.delete(name)
+
+    def find_groups(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
+        offset, limit = page_of(params, default_size=10)
+        found = self.groups.find(
+            name_contains=params.get("NameContains"),
+            created_after=params.get("CreationTimeAfter"),
+            created_before=params.get("CreationTimeBefore"),
+            sort_by=params.get("SortBy", "CreationTime"),
+            ascending=params.get("SortOrder", "Descending") == "Ascending",
+            offset=offset,
+            limit=limit + 1,
+        )
+        return paged(found, offset, limit)
+
+    # -- packages -------------------------------------------------------------------------------
+    def create_package(self, params: Mapping[str, Any], *, region: str) -> ModelPackage:
+        if not params.get("ModelPackageGroupName"):
+            raise ValidationError(
+                "Shipyard keeps versioned model packages only: give ModelPackageGroupName "
+                "(unversioned packages, named by ModelPackageName, are for AWS Marketplace)",
+                field="ModelPackageGroupName",
+            )
+        if not params.get("InferenceSpecification"):
+            raise ValidationError(
+                "A model package needs an InferenceSpecification (its containers)",
+                field="InferenceSpecification",
+            )
+        group = _group_name(params["ModelPackageGroupName"])
+        now = utcnow()
+        request = {k: v for k, v in params.items() if k not in ("Tags", "ClientToken")}
+
+        def make(version: int) -> ModelPackage:
+            return ModelPackage(
+                group,
+                version,
+                sagemaker_arn(region, self._account_id, "model-package", f"{group}/{version}"),
+                now,
+                params.get("ModelApprovalStatus") or PENDING,
+                request,
+                {},
+                now,
+            )
+
+        return self.packages.add(group, make, group_exists=lambda: self._group_exists(group))
+
+    def _group_exists(self, name: str) -> bool:
+        try:
+            self.groups.get(name)
+        except ValidationError:
+            return False
+        return True
+
+    def package(self, name_or_arn: str) -> ModelPackage:
+        if ":model-package/" in name_or_arn:
+            return self.packages.by_arn(name_or_arn)
+        group, _, version = name_or_arn.rpartition("/")
+        if group and version.isdigit():
+            return self.packages.get(group, int(version))
+        raise ValidationError(
+            f"ModelPackageName {name_or_arn!r}: name a versioned model package by its ARN "
+            "(arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>)",
+            field="ModelPackageName",
+            value=name_or_arn,
+        )
+
+    def update_package(self, params: Mapping[str, Any]) -> ModelPackage:
+        found = self.package(params["ModelPackageArn"])
+
+        def change(package: ModelPackage) -> ModelPackage:
+            state = dict(package.state)
+            approval = package.approval
+            if params.get("ModelApprovalStatus"):
+                approval = params["ModelApprovalStatus"]
+            if params.get("ApprovalDescription") is not None:
+                state["approval_description"] = params["ApprovalDescription"]
+            request = dict(package.request)
+            metadata = dict(request.get("CustomerMetadataProperties") or {})
+            metadata.update(params.get("CustomerMetadataProperties") or {})
+            for key in params.get("CustomerMetadataPropertiesToRemove") or []:
+                metadata.pop(key, None)
+            if metadata or "CustomerMetadataProperties" in request:
+                request["CustomerMetadataProperties"] = metadata
+            for member in ("InferenceSpecification", "SourceUri", "ModelCard", "ModelLifeCycle"):
+                if params.get(member) is not None:
+                    request[member] = params[member]
+            if params.get("AdditionalInferenceSpecificationsToAdd"):
+                request["AdditionalInferenceSpecifications"] = [
+                    *(request.get("AdditionalInferenceSpecifications") or []),
+                    *params["AdditionalInferenceSpecificationsToAdd"],
+                ]
+            return dataclasses.replace(
+                package, approval=approval, state=state, request=request, last_modified=utcnow()
+            )
+
+        return self.packages.modify(found.group, found.version, change)
+
+    def delete_package(self, name_or_arn: str) -> None:
+        package = self.package(name_or_arn)
+        self.packages.delete(package.group, package.version)
+
+    def find_packages(self, params: Mapping[str, Any]) -> tuple[list[ModelPackage], str | None]:
+        if params.get("ModelPackageType") == "Unversioned":
+            return [], None
+        offset, limit = page_of(params, default_size=10)
+        group = params.get("ModelPackageGroupName")
+        found = self.packages.find(
+            group=_group_name(group) if group else None,
+            approval=params.get("ModelApprovalStatus"),
+            name_contains=params.get("NameContains"),
+            created_after=params.get("CreationTimeAfter"),
+            created_before=params.get("CreationTimeBefore"),
+            sort_by=params.get("SortBy", "CreationTime"),
+            ascending=params.get("SortOrder", "Descending") == "Ascending",
+            offset=offset,
+            limit=limit + 1,
+        )
+        return paged(found, offset, limit)
+
+
+def _group_name(name_or_arn: str) -> str:
+    return name_or_arn.rsplit("/", 1)[1] if ":model-package-group/" in name_or_arn else name_or_arn
