@@ -20,11 +20,15 @@ What importing this module patches, and only this:
   ``time.time()`` while it tails a log; that suits AWS, where a job takes minutes to start, and
   dominates a Shipyard job, which starts in a fraction of a second. The SDK's own clock so runs
   as if it had waited: a ``timeout`` given to an SDK wait counts those waits in full.
+* ``sagemaker.workflow.pipeline._PipelineExecution.wait``: a pipeline execution's ``wait()`` (and
+  ``result()``, which waits) polls through a botocore waiter that sleeps ``delay`` (30 s) between
+  looks; it polls every :data:`MAX_POLL_SECONDS` instead, for as long in all as it would have.
   Everything else the SDK does is unchanged.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import types
@@ -60,6 +64,17 @@ def _sts_endpoint(original: Any) -> Any:
     return sts_regional_endpoint
 
 
+def _quick_wait(original: Any) -> Any:
+    def wait(self: Any, delay: float = 30, max_attempts: int = 60) -> Any:
+        quick = min(delay, MAX_POLL_SECONDS)
+        return original(
+            self, delay=quick, max_attempts=math.ceil(max_attempts * delay / quick) if quick else max_attempts
+        )
+
+    wait.shipyard = True  # type: ignore[attr-defined]
+    return wait
+
+
 def enable() -> bool:
     """Apply the patches (once); False when the ``sagemaker`` SDK is not installed."""
     try:
@@ -73,6 +88,12 @@ def enable() -> bool:
         original = getattr(module, "sts_regional_endpoint")  # noqa: B009 - not in every SDK's stubs
         if not getattr(original, "shipyard", False):
             setattr(module, "sts_regional_endpoint", _sts_endpoint(original))  # noqa: B010
+    try:
+        from sagemaker.workflow.pipeline import _PipelineExecution
+    except ImportError:  # an SDK without pipelines
+        return True
+    if not getattr(_PipelineExecution.wait, "shipyard", False):
+        _PipelineExecution.wait = _quick_wait(_PipelineExecution.wait)  # type: ignore[method-assign]
     return True
 
 

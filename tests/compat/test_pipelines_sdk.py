@@ -212,7 +212,7 @@ def test_a_titanic_pipeline_runs_registers_its_model_and_reuses_cached_steps(
     assert pipeline.describe()["PipelineDescription"] == "upserted again"
 
     first = pipeline.start()
-    first.wait(delay=1, max_attempts=300)
+    first.wait()  # the connector polls quickly
     steps = _steps(first)
     assert {s: v["StepStatus"] for s, v in steps.items()} == {
         "Preprocess": "Succeeded",
@@ -269,3 +269,56 @@ def test_a_titanic_pipeline_runs_registers_its_model_and_reuses_cached_steps(
     described = third.describe()
     assert described["PipelineExecutionStatus"] == "Failed"
     assert "TooInaccurate" in described["FailureReason"]
+
+
+STEP_IMAGE = "public.ecr.aws/sagemaker/sagemaker-distribution:2.1-cpu"
+
+
+def test_step_decorated_functions_run_as_a_pipeline_with_parameters_and_a_condition(
+    session: Any, server: ServerProcess
+) -> None:
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo
+    from sagemaker.workflow.fail_step import FailStep
+    from sagemaker.workflow.function_step import step
+    from sagemaker.workflow.parameters import ParameterFloat
+    from sagemaker.workflow.pipeline import Pipeline
+
+    options = {"instance_type": "ml.m5.large", "image_uri": STEP_IMAGE, "role": ROLE}
+
+    @step(name="prepare", **options)
+    def prepare(fraction: float) -> dict[str, Any]:
+        import socket
+
+        return {"rows": 100, "fraction": fraction, "host": socket.gethostname()}
+
+    @step(name="score", **options)
+    def score(data: dict[str, Any]) -> float:
+        return data["rows"] * data["fraction"] / 100
+
+    fraction = ParameterFloat(name="Fraction", default_value=0.8)
+    accuracy = score(prepare(fraction))
+    check = ConditionStep(
+        name="good-enough",
+        conditions=[ConditionGreaterThanOrEqualTo(left=accuracy, right=0.5)],
+        if_steps=[],
+        else_steps=[FailStep(name="too-low", error_message="the score is below 0.5")],
+    )
+    pipeline = Pipeline(
+        name="step-functions", parameters=[fraction], steps=[check], sagemaker_session=session
+    )
+    pipeline.upsert(role_arn=ROLE)
+
+    execution = pipeline.start()
+    execution.wait(delay=1, max_attempts=300)
+    assert execution.result(step_name="score") == 0.8
+    assert execution.result(step_name="prepare")["host"] == "algo-1"  # it ran as a job
+    steps = _steps(execution)
+    assert {s["StepStatus"] for s in steps.values()} == {"Succeeded"}
+    assert steps["good-enough"]["Metadata"] == {"Condition": {"Outcome": "True"}}
+
+    low = pipeline.start(parameters={"Fraction": 0.25})  # the parameter reaches the function
+    with pytest.raises(Exception, match="Failed"):
+        low.wait(delay=1, max_attempts=300)
+    assert low.result(step_name="score") == 0.25
+    assert _steps(low)["too-low"]["Metadata"]["Fail"]["ErrorMessage"] == "the score is below 0.5"

@@ -33,6 +33,12 @@ _TAG = re.compile(
     r"(?:-(?P<processor>cpu|gpu|neuron|neuronx|inf|inf2)[a-z0-9]*)?(?:-(?P<py>py\d+))?"
 )
 
+# The images the sagemaker SDK runs remote functions (``@remote``, a pipeline's ``@step``) in: any
+# registry, any tag. They need the client's Python with the sagemaker SDK in it.
+_REMOTE_FUNCTION = re.compile(
+    r"(?:[^/]+/)*(?P<repo>sagemaker-base-python-\d+|sagemaker-distribution(?:-[a-z]+)?)(?::[A-Za-z0-9._-]+)?"
+)
+
 # Repository → framework. Training and inference images of a framework share its environment.
 REPOSITORIES = {
     "sagemaker-scikit-learn": "sklearn",
@@ -127,19 +133,26 @@ class ImageResolver:
         return cls(_read_site_images(data_dir / "images.toml"), torch_version)
 
     def known(self) -> list[str]:
-        return sorted({*REPOSITORIES, *self._site})
+        return sorted(
+            {*REPOSITORIES, "sagemaker-base-python-<version>", "sagemaker-distribution", *self._site}
+        )
 
     def resolve(self, image: str, *, field: str = "TrainingImage") -> EnvironmentSpec:
         """The environment ``image`` stands for; ValidationError naming what is known otherwise."""
         if image in self._site:
             return self._site[image]
+        remote = _REMOTE_FUNCTION.fullmatch(image)
+        if remote is not None:
+            return _remote_function_environment(remote["repo"])
         match = _ECR.fullmatch(image)
         repo = match["repo"] if match else None
         framework = REPOSITORIES.get(repo or "")
         if match is None or framework is None:
             raise ValidationError(
                 f"Unknown image {image!r}. Shipyard runs SageMaker's framework images without Docker: "
-                f"{', '.join(sorted(REPOSITORIES))} (any account, region and tag the sagemaker SDK gives). "
+                f"{', '.join(sorted(REPOSITORIES))} (any account, region and tag the sagemaker SDK gives), "
+                "and runs remote functions (@remote, @step) in sagemaker-base-python-* and "
+                "sagemaker-distribution images. "
                 "A container image of your own needs a container engine, and none runs on this machine; "
                 "to run one here, register its name in <data dir>/images.toml with the Python packages "
                 "(or the Python interpreter) it stands for.",
@@ -245,6 +258,25 @@ class ImageResolver:
             )
         )
         return EnvironmentSpec(name, (f"tensorflow-cpu~={release}.0", *extras), note=note)
+
+
+def _remote_function_environment(repo: str) -> EnvironmentSpec:
+    """A remote function's image: this site's Python (the sagemaker SDK checks that it is the
+    client's major.minor) with the sagemaker SDK 2.x the function was pickled with, which its
+    bootstrap then finds installed."""
+    import importlib.metadata
+    import sys
+
+    try:
+        sagemaker = f"sagemaker=={importlib.metadata.version('sagemaker')}"
+    except importlib.metadata.PackageNotFoundError:
+        sagemaker = "sagemaker>=2.256,<3"
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return EnvironmentSpec(
+        f"{repo} (Python {python}, {sagemaker})",
+        (sagemaker,),
+        note=f"{repo} runs remote functions with this site's Python {python} and {sagemaker}",
+    )
 
 
 def _vkey(version: str) -> tuple[int, ...]:
