@@ -32,7 +32,7 @@ from shipyard.core.transform import JsonPathFilter, TransformJobSpec, format_rec
 from shipyard.envs import environment_root
 from shipyard.runtime import contract
 from shipyard.runtime._sandbox import sandbox_command
-from shipyard.runtime.agent import _SAFE_ENV, Agent, _signal_group, _UserInputError
+from shipyard.runtime.agent import _SAFE_ENV, Agent, _signal_group, _UserInputError, relative_key
 from shipyard.storage._archives import ChunkReader, extract_tar
 
 _SERVER = Path(__file__).parent / "model_server.py"
@@ -157,8 +157,7 @@ class TransformAgent(Agent):
             source_bucket, base = parse_s3_uri(manifest[0]["prefix"], field="ManifestFile prefix")
             keys = [base + entry for entry in manifest[1:]]
         else:
-            source_bucket, prefix, keys = self._list_keys(spec.s3_uri)
-            base = prefix[: prefix.rfind("/") + 1]
+            source_bucket, base, keys = self._list_keys(spec.s3_uri)
         if not keys:
             raise _UserInputError(f"No objects found under {spec.s3_uri}")
         return source_bucket, base, sharded(sorted(keys), self.host_index, spec.instance_count)
@@ -281,7 +280,7 @@ class TransformAgent(Agent):
         in_filter = JsonPathFilter.parse(spec.input_filter)
         out_filter = JsonPathFilter.parse(spec.output_filter)
         out_bucket, out_prefix = parse_s3_uri(spec.output_path, field="TransformOutput.S3OutputPath")
-        out_key = f"{out_prefix.rstrip('/')}/{key[len(base) :]}.out".lstrip("/")
+        out_key = f"{out_prefix.rstrip('/')}/{relative_key(key, base)}.out".lstrip("/")
         separator = b"\n" if spec.assemble_with == "Line" else b""
         source = f"s3://{bucket}/{key}"
         pending: collections.deque[tuple[int, int, list[bytes] | None, Any]] = collections.deque()

@@ -495,7 +495,7 @@ class PipelineService:
         self, execution: Execution, step: Step, now: dt.datetime, previous: StepRun | None = None
     ) -> StepRun:
         """Start a step (``previous``: its last attempt, when this one is a retry)."""
-        run = StepRun(step.name, step.type, StepStatus.STARTING, now)
+        run = StepRun(step.name, step.type, StepStatus.STARTING, utcnow())
         if previous is not None:
             run = dataclasses.replace(
                 run, started=previous.started, attempts=previous.attempts + 1, retries=previous.retries
