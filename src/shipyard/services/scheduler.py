@@ -424,7 +424,9 @@ class TrainingScheduler:
         final_state = dataclasses.replace(final_state, training_start=start, training_end=end)
         seconds = max(1, round((end - start).total_seconds()))  # billed by the second, at least one
         billable = seconds * job.spec.instance_count
-        cost, sagemaker_cost = self._costs.job_ended(job, start, start + dt.timedelta(seconds=seconds))
+        # The billed interval ends when the job did: rounded up to a whole second it starts a
+        # little earlier rather than ending in the future (a report made at once would clip it).
+        cost, sagemaker_cost = self._costs.job_ended(job, end - dt.timedelta(seconds=seconds), end)
         price = self._costs.price(job.spec.instance_type, JobKind(job.kind)).site
         series: dict[str, list[MetricPoint]] = {}
         if job.spec.metric_definitions:
