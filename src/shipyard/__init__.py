@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 # shipyard.sdk.__all__, named here so that ``import shipyard`` stays cheap (a test keeps them equal)
 _SDK = (
     "CSVSerializer",
+    "Condition",
     "Connection",
     "Endpoint",
     "Estimator",
@@ -20,6 +21,9 @@ _SDK = (
     "Job",
     "Model",
     "NumpySerializer",
+    "Parameter",
+    "Pipeline",
+    "PipelineRun",
     "Predictor",
     "ProcessingJob",
     "Processor",
@@ -28,6 +32,7 @@ _SDK = (
     "RemoteError",
     "RemoteFunction",
     "Serializer",
+    "StepResult",
     "TrainingJob",
     "TransformJob",
     "Transformer",
@@ -39,6 +44,7 @@ _SDK = (
     "instance_types",
     "integer",
     "loguniform",
+    "pipelines",
     "remote",
     "uniform",
 )

@@ -186,3 +186,50 @@ def test_instance_types_shows_the_catalog_with_prices(server: object) -> None:
     assert gpus and all(t["gpu_count"] > 0 for t in gpus)
     wrong = _shipyard("instance-types", "--kind", "mining", env=env)
     assert wrong.returncode == 1 and "'mining'" in wrong.stderr
+
+
+def test_pipelines_from_the_terminal_start_watch_and_show_steps(server: object) -> None:
+    import json as json_
+
+    from shipyard.server import ServerProcess
+    from tests._support import boto_client
+
+    assert isinstance(server, ServerProcess)
+    sm = boto_client("sagemaker", server.url)
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Limit", "Type": "Float", "DefaultValue": 1.0}],
+        "Steps": [
+            {
+                "Name": "check",
+                "Type": "Condition",
+                "Arguments": {
+                    "Conditions": [
+                        {"Type": "LessThan", "LeftValue": 0.5, "RightValue": {"Get": "Parameters.Limit"}}
+                    ],
+                    "ElseSteps": [
+                        {"Name": "stop-here", "Type": "Fail", "Arguments": {"ErrorMessage": "over the limit"}}
+                    ],
+                },
+            }
+        ],
+    }
+    sm.create_pipeline(
+        PipelineName="cli-pipeline",
+        PipelineDefinition=json_.dumps(definition),
+        RoleArn="arn:aws:iam::000000000000:role/R",
+    )
+    url = ("--url", server.url)
+    passed = _shipyard("pipelines", "start", "cli-pipeline", *url)
+    assert passed.returncode == 0, passed.stderr
+    assert "step check: Succeeded (True)" in passed.stdout
+    failed = _shipyard("pipelines", "start", "cli-pipeline", "--param", "Limit=0.1", *url)
+    assert failed.returncode == 1
+    assert "step stop-here: Failed: over the limit" in failed.stdout
+    steps = json_.loads(_shipyard("pipelines", "steps", "cli-pipeline", "--json", *url).stdout)
+    assert [(s["name"], s["status"]) for s in steps] == [("check", "Succeeded"), ("stop-here", "Failed")]
+    runs = _shipyard("pipelines", "runs", "cli-pipeline", *url)
+    assert runs.stdout.count("cli-pipeline/") == 2 and "Failed" in runs.stdout and "Succeeded" in runs.stdout
+    assert "cli-pipeline" in _shipyard("pipelines", "list", *url).stdout
+    bad = _shipyard("pipelines", "start", "cli-pipeline", "--param", "Limit", *url)
+    assert bad.returncode != 0 and "NAME=VALUE" in bad.stderr

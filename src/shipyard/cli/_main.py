@@ -32,10 +32,12 @@ from shipyard.cli._costs import alerts, budgets_app, cost, waste  # noqa: E402
 from shipyard.cli._endpoints import endpoints_app, instance_types  # noqa: E402
 from shipyard.cli._jobs import jobs_app  # noqa: E402
 from shipyard.cli._launch import train, tune  # noqa: E402
+from shipyard.cli._pipelines import pipelines_app  # noqa: E402
 
 app.command()(train)
 app.command()(tune)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(endpoints_app, name="endpoints")
 app.command("instance-types")(instance_types)
 app.command()(cost)

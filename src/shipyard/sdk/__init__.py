@@ -7,6 +7,10 @@
     endpoint = job.deploy()
     endpoint.predict(rows); endpoint.delete()
 
+    pipeline = shipyard.Pipeline("titanic", parameters={"rounds": 10})
+    model = pipeline.step(train, pipeline.step(prepare, "titanic.csv"), pipeline.parameter("rounds"))
+    pipeline.run(rounds=20).result(model)
+
 The server is found by :func:`connect`: ``$SHIPYARD_URL``, else the embedded default (started in
 the background when it is not running).
 """
@@ -24,6 +28,7 @@ from shipyard.sdk._hosting import (
     TransformJob,
 )
 from shipyard.sdk._jobs import Job
+from shipyard.sdk._pipelines import Condition, Parameter, Pipeline, PipelineRun, StepResult, pipelines
 from shipyard.sdk._processing import ProcessingJob, Processor
 from shipyard.sdk._remote import RemoteCall, RemoteError, RemoteFunction, remote
 from shipyard.sdk._training import Estimator, Input, TrainingJob
@@ -31,6 +36,7 @@ from shipyard.sdk._tuning import Range, Tuner, TuningJob, choice, integer, logun
 
 __all__ = [
     "CSVSerializer",
+    "Condition",
     "Connection",
     "Endpoint",
     "Estimator",
@@ -39,6 +45,9 @@ __all__ = [
     "Job",
     "Model",
     "NumpySerializer",
+    "Parameter",
+    "Pipeline",
+    "PipelineRun",
     "Predictor",
     "ProcessingJob",
     "Processor",
@@ -47,6 +56,7 @@ __all__ = [
     "RemoteError",
     "RemoteFunction",
     "Serializer",
+    "StepResult",
     "TrainingJob",
     "TransformJob",
     "Transformer",
@@ -58,6 +68,7 @@ __all__ = [
     "instance_types",
     "integer",
     "loguniform",
+    "pipelines",
     "remote",
     "uniform",
 ]

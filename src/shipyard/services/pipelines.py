@@ -235,6 +235,21 @@ class PipelineService:
     # -- executions -----------------------------------------------------------------------------
     def start(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Execution:
         pipeline = self.get(params["PipelineName"])
+        for member in ("SelectiveExecutionConfig", "PipelineVersionAlias", "MlflowExperimentName"):
+            if params.get(member):
+                raise ValidationError(
+                    f"{member} is not supported by Shipyard yet; start the whole pipeline instead",
+                    field=member,
+                    value=params[member],
+                )
+        version = params.get("PipelineVersionId")
+        if version is not None and version != pipeline.version:
+            raise ValidationError(
+                f"Pipeline {pipeline.name!r} is at version {pipeline.version}; Shipyard keeps only the "
+                f"current definition, so version {version} cannot be started",
+                field="PipelineVersionId",
+                value=version,
+            )
         given = {p["Name"]: p["Value"] for p in params.get("PipelineParameters") or []}
         now = utcnow()
         execution_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
