@@ -12,9 +12,11 @@ import signal
 import tarfile
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -275,7 +277,8 @@ def test_a_lost_instance_is_retried_by_the_steps_retry_policy_and_a_failed_scrip
             "RetryPolicies": retry,
         },
     ]
-    arn = sm.start_pipeline_execution(PipelineName=_pipeline(sm, _definition(steps)))["PipelineExecutionArn"]
+    name = _pipeline(sm, _definition(steps))
+    arn = sm.start_pipeline_execution(PipelineName=name)["PipelineExecutionArn"]
     lost = _running_job(sm, arn, "train")
     [status] = server.data_dir.glob(f"jobs/{lost}/attempt-*/algo-1/status.json")
     os.kill(json.loads(status.read_text())["agent_pid"], signal.SIGKILL)  # the instance is lost
@@ -292,6 +295,10 @@ def test_a_lost_instance_is_retried_by_the_steps_retry_policy_and_a_failed_scrip
     assert "bad input" in steps_run["broken"]["FailureReason"]
     assert described["PipelineExecutionStatus"] == "Failed"
     assert "'broken'" in described["FailureReason"]
+    native = httpx.get(f"{server.url}/api/v1/pipelines/{name}/executions/{arn.rsplit('/', 1)[1]}").json()
+    train = next(s for s in native["steps"] if s["name"] == "train")
+    assert train["jobs"] == [lost, again]  # both attempts, and both are paid for
+    assert Decimal(native["cost_usd"]) >= Decimal(train["cost_usd"]) > 0
 
 
 def test_stop_stops_the_running_steps_and_retry_runs_them_again(

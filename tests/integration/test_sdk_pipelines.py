@@ -56,6 +56,7 @@ def test_a_pipeline_of_functions_runs_checks_caches_and_returns_its_results(serv
     assert steps["check-failed"]["failure"] == "too few values above the threshold"
     assert strict.result(scored)["threshold"] == 0.99
     assert strict.parameters == {"rows": "200", "threshold": "0.99"}
+    assert 0 < strict.cost < run.cost  # the cached step cost nothing the second time
 
     # The same pipeline, as any SageMaker client sees it.
     sm = boto_client("sagemaker", server.url)

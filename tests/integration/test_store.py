@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from shipyard.core.tags import Tag
-from shipyard.errors import LimitExceededError, ValidationError
+from shipyard.errors import ConflictError, LimitExceededError, ValidationError
 from shipyard.store import Database, TagRepository
 
 ARN = "arn:aws:sagemaker:us-east-1:000000000000:training-job/job-1"
@@ -108,3 +109,75 @@ def test_list_tags_pages_with_tokens(db: Database) -> None:
         service.list_tags(ARN, next_token="not-a-token!")
     with pytest.raises(ValidationError, match="not a SageMaker resource ARN"):
         service.list_tags("arn:aws:s3:::bucket")
+
+
+def test_model_package_versions_are_numbered_once_each_under_concurrent_registrations(db: Database) -> None:
+    from shipyard.services.registry import ModelRegistry
+    from shipyard.store import ResourceRepository
+    from shipyard.store.pipelines import ModelPackageRepository
+
+    registry = ModelRegistry(
+        ResourceRepository(db, "model-package-group", "Model package group"),
+        ModelPackageRepository(db),
+        account_id="000000000000",
+    )
+    registry.create_group({"ModelPackageGroupName": "churn"}, region="us-east-1")
+    request = {"ModelPackageGroupName": "churn", "InferenceSpecification": {"Containers": [{"Image": "i"}]}}
+    barrier = threading.Barrier(4)
+
+    def register() -> None:
+        barrier.wait()
+        for _ in range(3):
+            registry.create_package(request, region="us-east-1")
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    packages, _ = registry.find_packages({"ModelPackageGroupName": "churn", "MaxResults": 100})
+    assert sorted(p.version for p in packages) == list(range(1, 13))
+    assert {p.approval for p in packages} == {"PendingManualApproval"}
+    with pytest.raises(ValidationError, match="Model package group 'nope' does not exist"):
+        registry.create_package({**request, "ModelPackageGroupName": "nope"}, region="us-east-1")
+
+
+def test_a_pipeline_execution_keeps_its_steps(db: Database) -> None:
+    import datetime as dt
+    import json
+
+    from shipyard.core.pipelines import Execution, ExecutionStatus, Pipeline, StepRun, StepStatus
+    from shipyard.store.pipelines import PipelineRepository
+
+    repo = PipelineRepository(db)
+    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    definition = json.dumps({"Version": "2020-12-01", "Steps": []})
+    pipeline = repo.create(Pipeline("p", "arn:aws:sagemaker:us-east-1:0:pipeline/p", now, now, definition))
+    run = StepRun(
+        "train", "Training", StepStatus.EXECUTING, now, job={"kind": "Training", "name": "j", "arn": "a"}
+    )
+    execution = Execution(
+        f"{pipeline.arn}/execution/abc",
+        "p",
+        pipeline.arn,
+        now,
+        ExecutionStatus.EXECUTING,
+        definition,
+        {"n": 3},
+        now,
+    )
+    repo.add_execution(execution.with_step(run, now))
+    done = dataclasses.replace(
+        run,
+        status=StepStatus.SUCCEEDED,
+        ended=now,
+        properties={"ModelArtifacts": {"S3ModelArtifacts": "s3://m"}},
+    )
+    repo.modify_execution(execution.arn, lambda e: e.with_step(done, now))
+    loaded = repo.execution(execution.arn)
+    assert loaded.steps["train"] == done
+    assert loaded.parameters == {"n": 3}
+    assert [e.arn for e in repo.active_executions()] == [execution.arn]
+    assert repo.get("p").last_run == now
+    with pytest.raises(ConflictError, match="running execution"):
+        repo.delete("p")

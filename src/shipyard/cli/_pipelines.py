@@ -132,18 +132,27 @@ def runs(
 
 @pipelines_app.command()
 def steps(run: Run, url: Url = None, as_json: AsJson = False) -> None:
-    """A run's steps: status, attempts, the job each ran, cache hits, failures."""
-    found = _run(url, run).steps()
+    """A run's steps: status, attempts, the job each ran, its cost, cache hits, failures."""
+    from decimal import Decimal
+
+    from shipyard.core.costs import money
+
+    handle = _run(url, run)
+    found = handle.steps()
+    costs = {s["name"]: s["cost_usd"] for s in handle._native()["steps"]}
+    for step in found:
+        step["cost_usd"] = costs.get(step["name"])
     if as_json:
         print_json(found)
         return
-    table = Table("step", "status", "attempts", "job / outcome", "note")
+    table = Table("step", "status", "attempts", "job / outcome", "cost", "note")
     for s in found:
         note = f"cached from {str(s['cached_from']).rsplit('/', 1)[1]}" if s.get("cached_from") else ""
         if s.get("failure"):
             note = str(s["failure"]).splitlines()[0][:80]
+        cost = money(Decimal(s["cost_usd"])) if s.get("cost_usd") is not None else ""
         table.add_row(
-            s["name"], s["status"], str(s["attempts"]), s.get("job") or s.get("outcome") or "", note
+            s["name"], s["status"], str(s["attempts"]), s.get("job") or s.get("outcome") or "", cost, note
         )
     Console().print(table)
 

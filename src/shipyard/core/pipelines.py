@@ -724,6 +724,13 @@ class StepRun:
     failure_reason: str | None = None
     retry_at: dt.datetime | None = None
     retries: Mapping[str, int] = dataclasses.field(default_factory=dict)  # per policy index
+    earlier_jobs: tuple[str, ...] = ()  # the jobs of attempts before this one
+
+    @property
+    def jobs(self) -> tuple[str, ...]:
+        """Every job this step ran, oldest first."""
+        current = (self.job or {}).get("arn") and (self.job or {}).get("name")
+        return (*self.earlier_jobs, current) if current else self.earlier_jobs
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -738,6 +745,7 @@ class StepRun:
         values["status"] = StepStatus(values["status"])
         for key in ("started", "ended", "retry_at"):
             values[key] = dt.datetime.fromisoformat(values[key]) if values.get(key) else None
+        values["earlier_jobs"] = tuple(values.get("earlier_jobs") or ())
         return cls(**values)
 
 

@@ -451,6 +451,16 @@ class PipelineRun:
             progress.done(f"{status} in {progress.elapsed:.1f} s" + (f": {reason}" if reason else ""))
         return self
 
+    @property
+    def cost(self) -> float:
+        """What this run's own jobs have cost so far (retries included, steps reused from the
+        cache not: they cost nothing this time), at the site's prices."""
+        return float(self._native()["cost_usd"])
+
+    def _native(self) -> dict[str, Any]:
+        pipeline, execution = self.arn.split(":pipeline/", 1)[1].split("/execution/")
+        return dict(self.connection.native(f"pipelines/{pipeline}/executions/{execution}"))
+
     def stop(self) -> None:
         self._client.stop_pipeline_execution(PipelineExecutionArn=self.arn)
 

@@ -513,7 +513,11 @@ class PipelineService:
         run = StepRun(step.name, step.type, StepStatus.STARTING, utcnow())
         if previous is not None:
             run = dataclasses.replace(
-                run, started=previous.started, attempts=previous.attempts + 1, retries=previous.retries
+                run,
+                started=previous.started,
+                attempts=previous.attempts + 1,
+                retries=previous.retries,
+                earlier_jobs=previous.jobs,
             )
         scope = _Scope(self, execution)
         try:
@@ -674,11 +678,13 @@ class PipelineService:
         )
         maximize = objective.get("Type") == "Maximize"
 
-        def key(summary: Mapping[str, Any]) -> tuple[int, float]:
+        def key(summary: Mapping[str, Any]) -> tuple[int, float, float, str]:
+            # Best first; among equals the earliest, as BestTrainingJob picks.
             value = (summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
+            order = (float(summary.get("CreationTime") or 0), str(summary.get("TrainingJobName")))
             if value is None:
-                return (1, 0.0)
-            return (0, -value if maximize else value)
+                return (1, 0.0, *order)
+            return (0, -value if maximize else value, *order)
 
         return sorted(summaries, key=key)
 

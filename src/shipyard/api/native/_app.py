@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +50,27 @@ def _cost_of(platform: Platform, job: Any) -> tuple[Decimal, Decimal]:
         return final, Decimal(runtime.get("sagemaker_cost_usd") or final)
     _, so_far, sagemaker_so_far = platform.costs.resource_cost(job.kind, job.name, since=job.created)
     return so_far, sagemaker_so_far
+
+
+def _step_cost(platform: Platform, step_type: str, jobs: Sequence[str]) -> tuple[Decimal, Decimal] | None:
+    """What a pipeline step's jobs cost (the site's, SageMaker's); None for steps without jobs."""
+    services: dict[str, Any] = {
+        "Training": platform.training,
+        "Processing": platform.processing,
+        "Transform": platform.transform,
+    }
+    if step_type not in (*services, "Tuning") or not jobs:
+        return None
+    site, sagemaker = Decimal(0), Decimal(0)
+    for name in jobs:
+        if step_type == "Tuning":
+            _, views = platform.tuning.describe(name)
+            found = [_cost_of(platform, v.job) for v in views if v.job]
+        else:
+            found = [_cost_of(platform, services[step_type].describe(name))]
+        site += sum((c for c, _ in found), Decimal(0))
+        sagemaker += sum((m for _, m in found), Decimal(0))
+    return site, sagemaker
 
 
 def _when(text: str, field: str) -> Any:
@@ -173,6 +195,46 @@ def create_native_app() -> FastAPI:
             ],
             "cost_usd": str(sum((c for c, _ in costs.values()), Decimal(0))),
             "sagemaker_cost_usd": str(sum((m for _, m in costs.values()), Decimal(0))),
+        }
+
+    @app.get("/api/v1/pipelines/{name}/executions/{execution_id}", tags=["pipelines"])
+    def pipeline_execution(request: Request, name: str, execution_id: str) -> dict[str, Any]:
+        """A pipeline run: its steps, each with the jobs it ran and their cost. The run's cost is
+        what its own jobs cost, retries included; a step reused from the cache cost nothing here."""
+        platform = _platform(request)
+        pipeline = platform.pipelines.get(name)
+        execution = platform.pipelines.execution(f"{pipeline.arn}/execution/{execution_id}")
+        steps, site, sagemaker = [], Decimal(0), Decimal(0)
+        for run in sorted(execution.steps.values(), key=lambda r: (r.started, r.name)):
+            cost = None if run.cache_source else _step_cost(platform, run.type, run.jobs)
+            if cost is not None:
+                site, sagemaker = site + cost[0], sagemaker + cost[1]
+            steps.append(
+                {
+                    "name": run.name,
+                    "type": run.type,
+                    "status": run.status.value,
+                    "attempts": run.attempts,
+                    "jobs": list(run.jobs),
+                    "started": run.started.isoformat(),
+                    "ended": run.ended.isoformat() if run.ended else None,
+                    "cached_from": run.cache_source,
+                    "failure_reason": run.failure_reason,
+                    "metadata": dict(run.metadata),
+                    "cost_usd": str(cost[0]) if cost is not None else None,
+                }
+            )
+        return {
+            "arn": execution.arn,
+            "pipeline": execution.pipeline,
+            "status": execution.status.value,
+            "failure_reason": execution.failure_reason,
+            "parameters": execution.parameter_list(),
+            "created": execution.created.isoformat(),
+            "ended": execution.ended.isoformat() if execution.ended else None,
+            "steps": steps,
+            "cost_usd": str(site),
+            "sagemaker_cost_usd": str(sagemaker),
         }
 
     @app.get("/api/v1/training-jobs/{name}/metrics", tags=["training"])
