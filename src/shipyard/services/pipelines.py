@@ -317,12 +317,17 @@ class PipelineService:
                 target, _, path = reference.removeprefix("Steps.").partition(".")
                 if path.startswith("PropertyFiles."):
                     continue
-                problem = self.runner.property_problem(definition.steps[target].type, parse_path(path))
+                kind = definition.steps[target].type
+                problem = (
+                    self.runner.property_problem(kind, parse_path(path))
+                    if kind in STEP_KINDS
+                    else f"a {kind} step has no properties to read"
+                )
                 if problem:
                     where = f"{step.path}.Arguments.{where}"
                     raise DefinitionError(
                         f"Step {step.name!r}: {where} refers to {reference!r}, but a "
-                        f"{definition.steps[target].type} step has no such property: {problem}",
+                        f"{kind} step has no such property: {problem}",
                         field=where,
                         value=reference,
                     )

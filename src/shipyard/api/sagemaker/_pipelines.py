@@ -12,6 +12,7 @@ from botocore.model import Shape
 
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._hosting import _tag
+from shipyard.core.pagination import page_of, paged
 from shipyard.core.pipelines import Definition, Execution, Pipeline, StepRun
 from shipyard.errors import ConflictError
 from shipyard.services import Platform
@@ -124,13 +125,9 @@ def list_pipeline_execution_steps(ctx: RequestContext, params: dict[str, Any]) -
     runs = sorted(execution.steps.values(), key=lambda r: (r.started, r.name))
     if params.get("SortOrder", "Descending") == "Descending":
         runs.reverse()
-    offset = int(params["NextToken"]) if str(params.get("NextToken", "")).isdigit() else 0
-    size = int(params.get("MaxResults") or 50)
-    page = runs[offset : offset + size]
-    return {
-        "PipelineExecutionSteps": [_step(run, definition) for run in page],
-        "NextToken": str(offset + size) if offset + size < len(runs) else None,
-    }
+    offset, size = page_of(params, default_size=50)
+    page, token = paged(runs[offset : offset + size + 1], offset, size)
+    return {"PipelineExecutionSteps": [_step(run, definition) for run in page], "NextToken": token}
 
 
 def _step(run: StepRun, definition: Definition | None) -> dict[str, Any]:
