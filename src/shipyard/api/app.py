@@ -6,6 +6,7 @@ routed by what identifies its protocol:
 
 =================================  ===========================================
 ``/api/...``                       native REST (FastAPI)
+``GET /ui...`` (unsigned)          the web console (static pages reading /api)
 ``X-Amz-Target: SageMaker.*``      SageMaker, AWS JSON 1.1
 ``X-Amz-Target: <other>``          another JSON service: a clear error naming it
 SigV4 scope service ``sts``/``iam`` STS / IAM, query protocol
@@ -41,6 +42,7 @@ from shipyard.api.sagemaker import SageMakerSteps, sagemaker_api
 from shipyard.config import Settings
 from shipyard.errors import AuthenticationError
 from shipyard.services import Platform
+from shipyard.ui import ConsoleApp
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class ShipyardApp:
         self.settings = settings
         self.platform: Platform | None = None
         self.native = create_native_app()
+        self.console = ConsoleApp()
         self._json_apis: dict[str, JsonApi] = {}
         self._s3: S3Api | None = None
         self._runtime: Runtime | None = None
@@ -121,6 +124,13 @@ class ShipyardApp:
                     await denied(scope, receive, send)
                     return
             await self.native(scope, receive, send)
+            return
+        if (
+            (path == "/ui" or path.startswith("/ui/"))
+            and scope["method"] in ("GET", "HEAD")
+            and not _signed_for_s3(scope)
+        ):
+            await self.console(scope, receive, send)
             return
         request = Request(scope, receive)
         response = await self._dispatch_aws(request)

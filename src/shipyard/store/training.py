@@ -140,8 +140,23 @@ class JobRepository(Generic[SpecT]):
             return [self._from_row(row) for row in session.scalars(stmt)]
 
     def find(self, query: TrainingJobQuery, *, offset: int = 0, limit: int = 100) -> list[Job[SpecT]]:
+        stmt = self._where(sa.select(self._row), query)
         row = self._row
-        stmt = sa.select(row)
+        sort_column: Any = {"Name": row.name, "Status": row.status}.get(query.sort_by, row.created_at)
+        order = sort_column.asc() if query.ascending else sort_column.desc()
+        stmt = stmt.order_by(order, row.name.asc() if query.ascending else row.name.desc())
+        stmt = stmt.offset(offset).limit(limit)
+        with self._db.transaction(readonly=True) as session:
+            return [self._from_row(r) for r in session.scalars(stmt)]
+
+    def count(self, query: TrainingJobQuery) -> int:
+        """How many jobs ``query`` matches."""
+        stmt = self._where(sa.select(sa.func.count()).select_from(self._row), query)
+        with self._db.transaction(readonly=True) as session:
+            return int(session.scalar(stmt) or 0)
+
+    def _where(self, stmt: Any, query: TrainingJobQuery) -> Any:
+        row = self._row
         if query.name_contains:
             stmt = stmt.where(sa.func.lower(row.name).contains(query.name_contains.lower(), autoescape=True))
         if query.status is not None:
@@ -154,12 +169,7 @@ class JobRepository(Generic[SpecT]):
                 stmt = stmt.where(column > after)
             if before is not None:
                 stmt = stmt.where(column < before)
-        sort_column: Any = {"Name": row.name, "Status": row.status}.get(query.sort_by, row.created_at)
-        order = sort_column.asc() if query.ascending else sort_column.desc()
-        stmt = stmt.order_by(order, row.name.asc() if query.ascending else row.name.desc())
-        stmt = stmt.offset(offset).limit(limit)
-        with self._db.transaction(readonly=True) as session:
-            return [self._from_row(r) for r in session.scalars(stmt)]
+        return stmt
 
     def _from_row(self, row: JobRow) -> Job[SpecT]:
         return Job(

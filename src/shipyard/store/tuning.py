@@ -84,6 +84,17 @@ class TuningJobRepository:
         with self._db.transaction(readonly=True) as session:
             return [_load(row) for row in session.scalars(stmt)]
 
+    def count(self, *, name_contains: str | None = None, status: str | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(TuningJobRow)
+        if name_contains:
+            stmt = stmt.where(
+                sa.func.lower(TuningJobRow.name).contains(name_contains.lower(), autoescape=True)
+            )
+        if status:
+            stmt = stmt.where(TuningJobRow.status == status)
+        with self._db.transaction(readonly=True) as session:
+            return int(session.scalar(stmt) or 0)
+
     def active(self) -> list[TuningJob]:
         stmt = (
             sa.select(TuningJobRow)

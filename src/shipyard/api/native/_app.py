@@ -10,6 +10,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 import shipyard
+from shipyard.api.native._console import add_console_routes
 from shipyard.core.catalog import JobKind
 from shipyard.errors import ConflictError, LimitExceededError, NotFoundError, ShipyardError, ValidationError
 from shipyard.services import Platform
@@ -479,4 +480,5 @@ def create_native_app() -> FastAPI:
             },
         }
 
+    add_console_routes(app, _platform, _job_view)
     return app

@@ -1,0 +1,745 @@
+// The Shipyard console: every view is built in the browser from the native API's JSON.
+// The DOM is built with text nodes only (h() below): names, tags and log lines are user input and
+// are never parsed as HTML. State changes only through explicit, confirmed calls (Stop).
+
+const main = document.getElementById("main");
+const TOKEN = "shipyard-token";
+let timers = [];
+let generation = 0; // bumped on each navigation: late answers for an old view are dropped
+
+// -- small helpers ------------------------------------------------------------------------------
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const enc = encodeURIComponent;
+
+function put(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+const status = (value) => h("span", { class: `status ${value}` }, value);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+const money = (usd) => {
+  const value = Number(usd || 0);
+  if (value === 0 || Math.abs(value) >= 1) return `$${value.toFixed(2)}`;
+  return `$${value.toPrecision(3)}`;
+};
+const duration = (start, end) => {
+  if (!start) return "";
+  const seconds = Math.max(0, ((end ? new Date(end) : new Date()) - new Date(start)) / 1000);
+  if (seconds < 90) return `${seconds.toFixed(1)} s`;
+  if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+};
+
+function every(ms, fn) {
+  const id = setInterval(() => {
+    if (!document.hidden) fn();
+  }, ms);
+  timers.push(id);
+}
+
+class Unauthorized extends Error {}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  const token = sessionStorage.getItem(TOKEN);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const answer = await fetch(path, { ...options, headers });
+  if (answer.status === 401 || answer.status === 403) throw new Unauthorized();
+  const body = answer.headers.get("content-type")?.includes("json") ? await answer.json() : await answer.text();
+  if (!answer.ok) throw new Error(body?.message || body?.detail || `${answer.status} ${answer.statusText}`);
+  return body;
+}
+
+function table(columns, rows, options = {}) {
+  const head = h(
+    "tr",
+    {},
+    columns.map((c) =>
+      h(
+        "th",
+        {
+          class: [c.num ? "num" : "", c.sort ? "sortable" : ""].join(" ").trim() || undefined,
+          onclick: c.sort ? () => options.onSort(c.sort) : undefined,
+          title: c.sort ? "Sort" : undefined,
+        },
+        c.label,
+        options.sorted === c.sort && c.sort ? (options.order === "asc" ? " ▲" : " ▼") : "",
+      ),
+    ),
+  );
+  const body = rows.map((row) =>
+    h(
+      "tr",
+      { class: options.rowClass ? options.rowClass(row) : undefined },
+      columns.map((c) => h("td", { class: c.num ? "num" : undefined }, c.cell(row))),
+    ),
+  );
+  return h("table", { id: options.id }, h("thead", {}, head), h("tbody", {}, body));
+}
+
+const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04"];
+
+function chart(container, { title, x, series, time = true, points = false, bars = false, height = 220, yFormat }) {
+  if (!window.uPlot) {
+    container.append(h("p", { class: "muted" }, "Charts need the console's assets: run scripts/build-ui."));
+    return;
+  }
+  const box = h("div", { class: "chart", "data-chart": title });
+  container.append(box);
+  const width = Math.max(320, Math.min(1240, (main.clientWidth || 800) - 60));
+  const opts = {
+    title,
+    width,
+    height,
+    scales: { x: { time } },
+    axes: [{}, yFormat ? { values: (u, values) => values.map(yFormat), size: 90 } : {}],
+    series: [
+      { label: time ? "time" : "x" },
+      ...series.map((s, i) => ({
+        label: s.label,
+        stroke: PALETTE[i % PALETTE.length],
+        fill: bars ? `${PALETTE[i % PALETTE.length]}55` : undefined,
+        width: (s.points ?? points) ? 0 : 1.5,
+        points: { show: (s.points ?? points) || x.length < 30, size: (s.points ?? points) ? 7 : 4 },
+        paths: bars && uPlot.paths?.bars ? uPlot.paths.bars({ size: [0.6, 60] }) : undefined,
+      })),
+    ],
+  };
+  new uPlot(opts, [x, ...series.map((s) => s.values)], box);
+}
+
+// -- authentication -----------------------------------------------------------------------------
+function renderLogin(retry) {
+  put(main,
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted" }, "This server requires credentials: give its secret access key."),
+    h(
+      "form",
+      {
+        onsubmit: (event) => {
+          event.preventDefault();
+          sessionStorage.setItem(TOKEN, event.target.elements.secret.value);
+          retry();
+        },
+      },
+      h("input", { name: "secret", type: "password", autocomplete: "current-password", placeholder: "secret access key" }),
+      " ",
+      h("button", { type: "submit" }, "Sign in"),
+    ),
+  );
+}
+
+// -- views --------------------------------------------------------------------------------------
+const KINDS = { training: "Training jobs", processing: "Processing jobs", transform: "Transform jobs" };
+const NATIVE = { training: "training-jobs", processing: "processing-jobs", transform: "transform-jobs" };
+
+async function homeView(view) {
+  const [training, processing, transform, tuning, failed, costs, budgets, recent] = await Promise.all([
+    api("/api/v1/jobs/training?status=InProgress&limit=10"),
+    api("/api/v1/jobs/processing?status=InProgress&limit=10"),
+    api("/api/v1/jobs/transform?status=InProgress&limit=10"),
+    api("/api/v1/tuning-jobs?status=InProgress&limit=10"),
+    api("/api/v1/jobs/training?status=Failed&limit=5"),
+    api("/api/v1/costs?group_by=kind"),
+    api("/api/v1/budgets"),
+    api("/api/v1/jobs/training?limit=8"),
+  ]);
+  const running = [
+    ...training.items.map((j) => ({ ...j, kind: "training" })),
+    ...processing.items.map((j) => ({ ...j, kind: "processing" })),
+    ...transform.items.map((j) => ({ ...j, kind: "transform" })),
+  ];
+  put(view,
+    h("h1", {}, "Shipyard"),
+    h(
+      "div",
+      { class: "grid" },
+      h(
+        "div",
+        { class: "card", id: "running" },
+        h("h2", {}, `Running (${running.length + tuning.items.length})`),
+        running.length || tuning.items.length
+          ? table(
+              [
+                { label: "job", cell: (j) => h("a", { href: j.href }, j.name) },
+                { label: "kind", cell: (j) => j.label },
+                { label: "for", cell: (j) => duration(j.created) },
+              ],
+              [
+                ...running.map((j) => ({ ...j, href: `#/jobs/${j.kind}/${enc(j.name)}`, label: j.kind })),
+                ...tuning.items.map((j) => ({ ...j, href: `#/tuning/${enc(j.name)}`, label: "tuning" })),
+              ],
+            )
+          : h("p", { class: "muted" }, "Nothing is running."),
+      ),
+      h(
+        "div",
+        { class: "card", id: "failures" },
+        h("h2", {}, "Latest training jobs"),
+        recent.items.length
+          ? table(
+              [
+                { label: "job", cell: (j) => h("a", { href: `#/jobs/training/${enc(j.name)}` }, j.name) },
+                { label: "status", cell: (j) => status(j.status) },
+                { label: "created", cell: (j) => when(j.created) },
+              ],
+              recent.items,
+            )
+          : h("p", { class: "muted" }, "No training jobs yet: try shipyard demo."),
+        h("h2", {}, "Recent failures"),
+        failed.items.length
+          ? table(
+              [
+                { label: "training job", cell: (j) => h("a", { href: `#/jobs/training/${enc(j.name)}` }, j.name) },
+                { label: "why", cell: (j) => (j.failure_reason || "").split("\n")[0].slice(0, 120) },
+              ],
+              failed.items,
+            )
+          : h("p", { class: "muted" }, "No failed training jobs."),
+      ),
+      h(
+        "div",
+        { class: "card", id: "spend" },
+        h("h2", {}, "Spend this month"),
+        h("p", {}, h("b", {}, money(costs.total.cost_usd)), " ", h("span", { class: "muted" }, `(on SageMaker ${money(costs.total.sagemaker_cost_usd)})`)),
+        table(
+          [
+            { label: "kind", cell: (r) => r.kind },
+            { label: "cost", num: true, cell: (r) => money(r.cost_usd) },
+          ],
+          costs.rows,
+        ),
+        budgets.length ? h("h2", {}, "Budgets") : null,
+        budgets.map((b) =>
+          h(
+            "div",
+            {},
+            h("div", {}, `${b.name}: ${money(b.spend_usd)} of ${money(b.limit_usd)} (${b.percent}%)`),
+            h("div", { class: `bar ${b.percent >= 100 ? "over" : ""}` }, h("span", { style: undefined })),
+          ),
+        ),
+      ),
+    ),
+  );
+  view.querySelectorAll("#spend .bar > span").forEach((bar, i) => {
+    bar.style.width = `${Math.min(100, budgets[i].percent)}%`;
+  });
+}
+
+function listParams() {
+  const [, query = ""] = location.hash.split("?");
+  return new URLSearchParams(query);
+}
+
+async function jobsView(view, kind) {
+  const params = listParams();
+  const page = Number(params.get("page") || 1);
+  const size = 25;
+  const state = {
+    status: params.get("status") || "",
+    name: params.get("name") || "",
+    sort: params.get("sort") || "created",
+    order: params.get("order") || "desc",
+  };
+  const go = (changes) => {
+    const next = new URLSearchParams({ ...state, page: String(page), ...changes });
+    for (const [k, v] of [...next.entries()]) if (!v) next.delete(k);
+    location.hash = `#/jobs/${kind}?${next}`;
+  };
+  const query = new URLSearchParams({ ...state, offset: String((page - 1) * size), limit: String(size) });
+  for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
+  const found = await api(`/api/v1/jobs/${kind}?${query}`);
+  const last = Math.max(1, Math.ceil(found.total / size));
+  put(view,
+    h("h1", {}, KINDS[kind]),
+    h(
+      "div",
+      { class: "toolbar" },
+      h("input", {
+        placeholder: "name contains",
+        value: state.name,
+        onchange: (e) => go({ name: e.target.value, page: "1" }),
+        "aria-label": "name contains",
+      }),
+      h(
+        "select",
+        { onchange: (e) => go({ status: e.target.value, page: "1" }), "aria-label": "status" },
+        ["", "InProgress", "Completed", "Failed", "Stopping", "Stopped"].map((s) =>
+          h("option", { value: s, selected: s === state.status }, s || "any status"),
+        ),
+      ),
+      h("span", { class: "muted" }, found.total ? `${found.offset + 1}–${found.offset + found.items.length} of ${found.total}` : "none"),
+      h("button", { disabled: page <= 1, onclick: () => go({ page: String(page - 1) }) }, "‹ Newer"),
+      h("button", { disabled: page >= last, onclick: () => go({ page: String(page + 1) }) }, "Older ›"),
+    ),
+    table(
+      [
+        { label: "name", sort: "name", cell: (j) => h("a", { href: `#/jobs/${kind}/${enc(j.name)}` }, j.name) },
+        { label: "status", sort: "status", cell: (j) => status(j.status) },
+        { label: "instances", cell: (j) => `${j.instance_count} × ${j.instance_type}` },
+        { label: "created", sort: "created", cell: (j) => when(j.created) },
+        { label: "took", cell: (j) => duration(j.created, j.ended) },
+      ],
+      found.items,
+      {
+        id: "jobs",
+        sorted: state.sort,
+        order: state.order,
+        onSort: (column) =>
+          go({ sort: column, order: state.sort === column && state.order === "desc" ? "asc" : "desc" }),
+      },
+    ),
+  );
+}
+
+function kv(pairs) {
+  return h(
+    "dl",
+    { class: "kv" },
+    pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+  );
+}
+
+function inputsOf(kind, request) {
+  if (kind === "training")
+    return (request.InputDataConfig || []).map((c) => [c.ChannelName, c.DataSource?.S3DataSource?.S3Uri || ""]);
+  if (kind === "processing") return (request.ProcessingInputs || []).map((i) => [i.InputName, i.S3Input?.S3Uri || ""]);
+  return [["input", request.TransformInput?.DataSource?.S3DataSource?.S3Uri || ""]];
+}
+
+function outputsOf(kind, request, job) {
+  if (kind === "training")
+    return [
+      ["output path", request.OutputDataConfig?.S3OutputPath],
+      ["model", job.model_artifacts],
+    ];
+  if (kind === "processing")
+    return (request.ProcessingOutputConfig?.Outputs || []).map((o) => [o.OutputName, o.S3Output?.S3Uri || ""]);
+  return [["output path", request.TransformOutput?.S3OutputPath]];
+}
+
+function logPanel(kind, name) {
+  const pre = h("pre", { class: "log", id: "log", "aria-label": "log" });
+  const hosts = h("select", { "aria-label": "instance" });
+  let host = "algo-1";
+  let offset = 0;
+  let lines = 0;
+  let busy = false;
+  const MAX_LINES = 5000;
+  hosts.addEventListener("change", () => {
+    host = hosts.value;
+    offset = 0;
+    lines = 0;
+    put(pre, );
+    poll();
+  });
+  async function poll() {
+    if (busy) return;
+    busy = true;
+    try {
+      const found = await api(`/api/v1/jobs/${kind}/${enc(name)}/log?host=${enc(host)}&offset=${offset}`);
+      if (hosts.options.length !== found.hosts.length)
+        put(hosts, ...found.hosts.map((x) => h("option", { value: x, selected: x === host }, x)));
+      if (found.lines.length) {
+        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 24;
+        pre.append(document.createTextNode(found.lines.map((l) => l.m).join("\n") + "\n"));
+        lines += found.lines.length;
+        while (lines > MAX_LINES && pre.firstChild) {
+          lines -= (pre.firstChild.textContent.match(/\n/g) || []).length;
+          pre.firstChild.remove();
+        }
+        if (atBottom) pre.scrollTop = pre.scrollHeight;
+      }
+      offset = found.offset;
+      if (found.lines.length >= 1000) setTimeout(poll, 0); // more waiting: read on at once
+    } finally {
+      busy = false;
+    }
+  }
+  return { node: h("div", {}, h("div", { class: "toolbar" }, "instance ", hosts), pre), poll };
+}
+
+async function jobView(view, kind, name) {
+  const job = await api(`/api/v1/jobs/${kind}/${enc(name)}`);
+  const header = h("div");
+  const renderHeader = (j) =>
+    put(header,
+      h("h1", {}, name, " ", status(j.status)),
+      h(
+        "div",
+        { class: "toolbar" },
+        h("span", { class: "muted", id: "secondary" }, j.secondary_status),
+        h("span", { id: "cost" }, `cost ${money(j.cost_usd)}`, h("span", { class: "muted" }, ` (SageMaker ${money(j.sagemaker_cost_usd)})`)),
+        j.status === "InProgress"
+          ? h(
+              "button",
+              {
+                class: "danger",
+                id: "stop",
+                onclick: async (e) => {
+                  if (!confirm(`Stop ${kind} job ${name}?`)) return;
+                  e.target.disabled = true;
+                  await api(`/api/v1/jobs/${kind}/${enc(name)}/stop`, { method: "POST" });
+                  refresh();
+                },
+              },
+              "Stop",
+            )
+          : null,
+      ),
+      j.failure_reason ? h("pre", { class: "error" }, j.failure_reason) : null,
+    );
+  const timeline = h("ul", { class: "timeline" });
+  const renderTimeline = (j) =>
+    put(timeline,
+      ...j.transitions.map((t) =>
+        h("li", {}, h("b", {}, t.status), " ", h("span", { class: "muted" }, `${when(t.start)} · ${duration(t.start, t.end)}`), t.message ? ` — ${t.message}` : ""),
+      ),
+    );
+  renderHeader(job);
+  renderTimeline(job);
+  const request = job.request;
+  const hyper = Object.entries(request.HyperParameters || {}).filter(([k]) => !k.startsWith("sagemaker_"));
+  const logs = logPanel(kind, name);
+  const charts = h("div", { id: "charts" });
+  put(view,
+    header,
+    h(
+      "div",
+      { class: "grid" },
+      h(
+        "div",
+        { class: "card" },
+        h("h2", {}, "Details"),
+        kv([
+          ["instances", `${job.instance_count} × ${job.instance_type}`],
+          ["image", request.AlgorithmSpecification?.TrainingImage || request.AppSpecification?.ImageUri || request.ModelName],
+          ["created", when(job.created)],
+          ["ended", when(job.ended)],
+          ["billable", job.billable_seconds ? `${job.billable_seconds} s` : ""],
+          ["scaled down", job.scaled_down],
+        ]),
+        h("h2", {}, "Status"),
+        timeline,
+      ),
+      hyper.length
+        ? h("div", { class: "card" }, h("h2", {}, "Hyperparameters"), kv(hyper.map(([k, v]) => [k, String(v)])))
+        : null,
+      h(
+        "div",
+        { class: "card" },
+        h("h2", {}, "Inputs"),
+        kv(inputsOf(kind, request)),
+        h("h2", {}, "Outputs"),
+        kv(outputsOf(kind, request, job)),
+      ),
+    ),
+    h("h2", {}, "Log"),
+    logs.node,
+    charts,
+  );
+  logs.poll();
+  let drawn = "";
+  async function drawCharts() {
+    const [metrics, usage] = await Promise.all([
+      kind === "training" ? api(`/api/v1/training-jobs/${enc(name)}/metrics`) : Promise.resolve({ metrics: {} }),
+      api(`/api/v1/${NATIVE[kind]}/${enc(name)}/utilization`),
+    ]);
+    const key = JSON.stringify([Object.values(metrics.metrics).map((p) => p.length), Object.values(usage.hosts).map((p) => p.length)]);
+    if (key === drawn) return;
+    drawn = key;
+    put(charts, );
+    const names = Object.keys(metrics.metrics);
+    if (names.length) charts.append(h("h2", {}, "Metrics"));
+    for (const metric of names) {
+      const points = metrics.metrics[metric];
+      chart(charts, { title: metric, x: points.map((p) => p.step), series: [{ label: metric, values: points.map((p) => p.value) }], time: false });
+    }
+    const hosts = Object.keys(usage.hosts);
+    if (hosts.length) {
+      charts.append(h("h2", {}, "Utilization"));
+      for (const host of hosts) {
+        const samples = usage.hosts[host];
+        chart(charts, {
+          title: `${host}: CPU and memory (%)`,
+          x: samples.map((s) => new Date(s.at).getTime() / 1000),
+          series: [
+            { label: "CPU %", values: samples.map((s) => s.cpu) },
+            { label: "memory %", values: samples.map((s) => s.memory) },
+          ],
+        });
+      }
+    }
+  }
+  await drawCharts();
+  let current = job.status;
+  async function refresh() {
+    const j = await api(`/api/v1/jobs/${kind}/${enc(name)}`);
+    current = j.status;
+    renderHeader(j);
+    renderTimeline(j);
+  }
+  every(1000, () => logs.poll());
+  every(2000, () => (current === "InProgress" || current === "Stopping" ? Promise.all([refresh(), drawCharts()]) : null));
+}
+
+async function tuningListView(view) {
+  const found = await api("/api/v1/tuning-jobs?limit=50");
+  put(view,
+    h("h1", {}, "Tuning jobs"),
+    table(
+      [
+        { label: "name", cell: (j) => h("a", { href: `#/tuning/${enc(j.name)}` }, j.name) },
+        { label: "status", cell: (j) => status(j.status) },
+        { label: "strategy", cell: (j) => j.strategy },
+        { label: "trials", num: true, cell: (j) => `${j.trials} / ${j.max_trials}` },
+        { label: "created", cell: (j) => when(j.created) },
+      ],
+      found.items,
+    ),
+  );
+}
+
+async function tuningView(view, name) {
+  const running = await renderTuning(view, name);
+  if (running) every(3000, () => renderTuning(view, name));
+}
+
+async function renderTuning(view, name) {
+  const params = listParams();
+  const sort = params.get("sort") || "objective";
+  const order = params.get("order") || (sort === "objective" ? "best" : "asc");
+  const job = await api(`/api/v1/tuning-jobs/${enc(name)}`);
+  const maximize = job.objective.maximize;
+  const counts = {};
+  for (const t of job.trials) counts[t.status] = (counts[t.status] || 0) + 1;
+  const trials = [...job.trials];
+  const better = (a, b) => (maximize ? b - a : a - b);
+  if (sort === "objective") {
+    trials.sort((a, b) => (a.objective === null) - (b.objective === null) || better(a.objective, b.objective));
+    if (order === "worst") trials.reverse();
+  } else trials.sort((a, b) => (order === "asc" ? a.number - b.number : b.number - a.number));
+  const hyperNames = [...new Set(job.trials.flatMap((t) => Object.keys(t.hyperparameters)))];
+  const go = (s, o) => (location.hash = `#/tuning/${enc(name)}?sort=${s}&order=${o}`);
+  put(view,
+    h("h1", {}, name, " ", status(job.status)),
+    h(
+      "div",
+      { class: "toolbar" },
+      h("span", {}, `${job.strategy} · ${maximize ? "maximize" : "minimize"} ${job.objective.metrics.join(", ")} · cost ${money(job.cost_usd)}`),
+      job.status === "InProgress"
+        ? h(
+            "button",
+            {
+              class: "danger",
+              onclick: async () => {
+                if (!confirm(`Stop tuning job ${name} and its running trials?`)) return;
+                await api(`/api/v1/tuning-jobs/${enc(name)}/stop`, { method: "POST" });
+              },
+            },
+            "Stop",
+          )
+        : null,
+    ),
+    h("div", { class: "counters" }, Object.entries(counts).map(([s, n]) => h("div", { class: "counter" }, h("b", {}, n), s))),
+    h("div", { id: "tuning-chart" }),
+    table(
+      [
+        { label: "#", num: true, sort: "number", cell: (t) => t.number },
+        { label: "training job", cell: (t) => h("a", { href: `#/jobs/training/${enc(t.training_job)}` }, t.training_job) },
+        { label: "status", cell: (t) => status(t.status) },
+        { label: "objective", num: true, sort: "objective", cell: (t) => (t.objective === null ? "" : t.objective.toPrecision(5)) },
+        ...hyperNames.map((k) => ({ label: k, cell: (t) => t.hyperparameters[k] ?? "" })),
+        { label: "cost", num: true, cell: (t) => (t.cost_usd === null ? "" : money(t.cost_usd)) },
+      ],
+      trials,
+      {
+        sorted: sort,
+        order: sort === "objective" ? (order === "best" ? "desc" : "asc") : order,
+        onSort: (column) =>
+          column === "objective" ? go("objective", order === "best" ? "worst" : "best") : go("number", order === "asc" ? "desc" : "asc"),
+        rowClass: (t) => (t.training_job === job.best_training_job ? "best" : undefined),
+        id: "trials",
+      },
+    ),
+  );
+  const done = job.trials.filter((t) => t.objective !== null).sort((a, b) => a.number - b.number);
+  if (done.length) {
+    let best = null;
+    chart(view.querySelector("#tuning-chart"), {
+      title: "objective by trial (and the best so far)",
+      x: done.map((t) => t.number),
+      series: [
+        { label: "objective", values: done.map((t) => t.objective), points: true },
+        {
+          label: "best so far",
+          values: done.map((t) => (best = best === null || better(t.objective, best) < 0 ? t.objective : best)),
+        },
+      ],
+      time: false,
+      points: false,
+    });
+  }
+  return job.status === "InProgress";
+}
+
+async function costsView(view) {
+  const params = listParams();
+  const tag = params.get("tag") || "Project";
+  const [byKind, byType, byDay, byTag, budgets, alerts, waste] = await Promise.all([
+    api("/api/v1/costs?group_by=kind"),
+    api("/api/v1/costs?group_by=instance_type"),
+    api("/api/v1/costs?group_by=day"),
+    api(`/api/v1/costs?group_by=tag:${enc(tag)}`),
+    api("/api/v1/budgets"),
+    api("/api/v1/alerts?limit=20"),
+    api("/api/v1/waste"),
+  ]);
+  const money2 = (rows, key) =>
+    table(
+      [
+        { label: key, cell: (r) => r[key] ?? "(none)" },
+        { label: "cost", num: true, cell: (r) => money(r.cost_usd) },
+        { label: "on SageMaker", num: true, cell: (r) => money(r.sagemaker_cost_usd) },
+      ],
+      rows,
+    );
+  put(view,
+    h("h1", {}, "Costs this month"),
+    h("p", {}, h("b", {}, money(byKind.total.cost_usd)), h("span", { class: "muted" }, ` at this site's rates · ${money(byKind.total.sagemaker_cost_usd)} on SageMaker`)),
+    h("div", { id: "cost-chart" }),
+    h(
+      "div",
+      { class: "grid" },
+      h("div", { class: "card" }, h("h2", {}, "By kind"), money2(byKind.rows, "kind")),
+      h("div", { class: "card" }, h("h2", {}, "By instance type"), money2(byType.rows, "instance_type")),
+      h(
+        "div",
+        { class: "card" },
+        h(
+          "h2",
+          {},
+          "By tag ",
+          h("input", {
+            value: tag,
+            size: 10,
+            "aria-label": "tag key",
+            onchange: (e) => (location.hash = `#/costs?tag=${enc(e.target.value)}`),
+          }),
+        ),
+        money2(byTag.rows, `tag:${tag}`),
+      ),
+    ),
+    h("h2", {}, "Budgets"),
+    budgets.length
+      ? table(
+          [
+            { label: "budget", cell: (b) => b.name },
+            { label: "spent", num: true, cell: (b) => `${money(b.spend_usd)} of ${money(b.limit_usd)}` },
+            { label: "%", num: true, cell: (b) => b.percent },
+            { label: "committed", num: true, cell: (b) => money(b.committed_usd) },
+          ],
+          budgets,
+        )
+      : h("p", { class: "muted" }, "No budgets (shipyard budgets create …)."),
+    h("h2", {}, "Alerts"),
+    alerts.length
+      ? table(
+          [
+            { label: "when", cell: (a) => when(a.created) },
+            { label: "budget", cell: (a) => a.budget },
+            { label: "what", cell: (a) => a.message },
+          ],
+          alerts,
+        )
+      : h("p", { class: "muted" }, "No alerts."),
+    h("h2", {}, "Idle endpoints"),
+    waste.idle_endpoints.length
+      ? table(
+          [
+            { label: "endpoint", cell: (e) => e.endpoint },
+            { label: "idle since", cell: (e) => when(e.idle_since) },
+            { label: "per day", num: true, cell: (e) => money(e.cost_per_day_usd) },
+          ],
+          waste.idle_endpoints,
+        )
+      : h("p", { class: "muted" }, "None."),
+    h("h2", {}, "Right-sizing"),
+    waste.right_sizing.length
+      ? table(
+          [
+            { label: "job", cell: (s) => s.name || s.job || "" },
+            { label: "suggestion", cell: (s) => s.suggestion || s.message || JSON.stringify(s) },
+          ],
+          waste.right_sizing,
+        )
+      : h("p", { class: "muted" }, "No suggestions."),
+  );
+  // Every day of the month so far, the days without spend at zero.
+  const spent = Object.fromEntries(byDay.rows.filter((r) => r.day).map((r) => [r.day, r]));
+  const days = [];
+  for (let d = new Date(byDay.start); d <= new Date(byDay.end); d = new Date(d.getTime() + 86400000))
+    days.push(d.toISOString().slice(0, 10));
+  chart(view.querySelector("#cost-chart"), {
+    title: "spend by day (USD)",
+    x: days.map((day) => new Date(`${day}T00:00:00Z`).getTime() / 1000),
+    series: [
+      { label: "site", values: days.map((day) => Number(spent[day]?.cost_usd || 0)) },
+      { label: "SageMaker", values: days.map((day) => Number(spent[day]?.sagemaker_cost_usd || 0)) },
+    ],
+    bars: true,
+    yFormat: money,
+  });
+}
+
+function notYet(view, what) {
+  put(view, h("h1", {}, what), h("p", { class: "muted" }, `The console's ${what.toLowerCase()} page is not built yet; the CLI and API have them.`));
+}
+
+// -- routing ------------------------------------------------------------------------------------
+async function route() {
+  generation += 1;
+  const mine = generation;
+  for (const id of timers) clearInterval(id);
+  timers = [];
+  const path = location.hash.replace(/^#/, "").split("?")[0] || "/";
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const section = parts[0] === "jobs" ? parts[1] : parts[0] || "home";
+  document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
+  const view = h("div");
+  const show = () => {
+    if (mine === generation) put(main, view);
+  };
+  try {
+    if (parts.length === 0) await homeView(view);
+    else if (parts[0] === "jobs" && KINDS[parts[1]] && parts.length === 2) await jobsView(view, parts[1]);
+    else if (parts[0] === "jobs" && KINDS[parts[1]] && parts.length === 3) await jobView(view, parts[1], parts[2]);
+    else if (parts[0] === "tuning" && parts.length === 1) await tuningListView(view);
+    else if (parts[0] === "tuning" && parts.length === 2) await tuningView(view, parts[1]);
+    else if (parts[0] === "costs") await costsView(view);
+    else if (parts[0] === "endpoints") notYet(view, "Endpoints");
+    else if (parts[0] === "pipelines") notYet(view, "Pipelines");
+    else put(view, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Home")));
+    show();
+  } catch (error) {
+    if (error instanceof Unauthorized) return renderLogin(route);
+    put(view, h("h1", {}, "Something went wrong"), h("p", { class: "error" }, error.message));
+    show();
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,162 @@
+"""The web console in Debian's headless Chromium, driven by Playwright, against a running server
+with real jobs. Screenshots of the main pages go to build/console-screenshots/ for review."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client
+from tests.integration.test_training import BUCKET, _create, _wait
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "console-screenshots"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+TRAIN = """
+import time
+for epoch in range(1, 6):
+    print(f"epoch {epoch} accuracy={0.5 + epoch / 20:.3f}", flush=True)
+print("<img src=x onerror=alert(1)> is only text", flush=True)
+open("/opt/ml/model/model.txt", "w").write("m")
+"""
+SLEEP = "import time\nprint('waiting', flush=True)\ntime.sleep(600)\n"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: ServerProcess) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())  # the Stop confirmation
+    yield page
+    context.close()
+    assert errors == [], errors  # no script error on any page
+
+
+@pytest.fixture(scope="module")
+def clients(server: ServerProcess) -> tuple[Any, Any]:
+    s3 = boto_client("s3", server.url)
+    with contextlib.suppress(ClientError):
+        s3.create_bucket(Bucket=BUCKET)
+    return boto_client("sagemaker", server.url), s3
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_training_list_detail_log_and_metric_chart(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    sm, s3 = clients
+    name = _create(sm, s3, TRAIN, metrics=[{"Name": "accuracy", "Regex": "accuracy=([0-9.]+)"}])
+    assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+
+    page.goto(f"{server.url}/ui#/jobs/training")
+    page.get_by_role("link", name=name).click()
+    page.wait_for_selector(f"h1:has-text('{name}')")
+    log = page.locator("#log")
+    log.get_by_text("epoch 5 accuracy=0.750").wait_for()
+    assert "<img src=x onerror=alert(1)> is only text" in log.inner_text()  # shown, not parsed
+    assert page.locator("#log img").count() == 0
+    page.locator("[data-chart='accuracy'] canvas").first.wait_for()
+    assert "Completed" in page.locator("h1").inner_text()
+    assert page.get_by_text("$").first.is_visible()  # its cost
+    _shot(page, "training-job")
+
+    page.goto(f"{server.url}/ui#/jobs/training?status=Completed")
+    page.get_by_role("link", name=name).wait_for()
+    _shot(page, "training-jobs")
+
+
+def test_a_running_job_is_stopped_from_its_page(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    sm, s3 = clients
+    name = _create(sm, s3, SLEEP, max_runtime=300)
+    page.goto(f"{server.url}/ui#/jobs/training/{name}")
+    page.locator("#log").get_by_text("waiting").wait_for()
+    page.locator("#stop").click()  # confirmed by the dialog handler
+    assert _wait(sm, name, timeout=60)["TrainingJobStatus"] == "Stopped"
+    page.locator("h1 .status.Stopped").wait_for(timeout=10_000)  # the page follows by itself
+
+
+def test_a_tuning_jobs_trials_with_the_best_highlighted(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    from tests.integration.test_tuning import _create_tuning, _wait_tuning
+
+    sm, s3 = clients
+    tuning = _create_tuning(
+        sm,
+        s3,
+        strategy="Random",
+        ranges={"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "0.9"}]},
+        max_jobs=4,
+        parallel=2,
+    )
+    described = _wait_tuning(sm, tuning)
+    assert described["HyperParameterTuningJobStatus"] == "Completed"
+    best = described["BestTrainingJob"]["TrainingJobName"]
+
+    page.goto(f"{server.url}/ui#/tuning")
+    page.get_by_role("link", name=tuning).click()
+    rows = page.locator("#trials tbody tr")
+    rows.nth(3).wait_for()
+    assert rows.count() == 4
+    assert page.locator("#trials tr.best").inner_text().count(best) == 1
+    assert rows.first.inner_text().count(best) == 1  # sorted best first
+    page.get_by_role("columnheader", name="objective").click()  # worst first
+    page.locator("#trials tbody tr:last-child.best").wait_for()
+    page.locator("#tuning-chart canvas").first.wait_for()
+    _shot(page, "tuning-job")
+
+
+def test_the_home_and_cost_pages_show_spend_with_a_chart(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    sm, s3 = clients
+    name = _create(sm, s3, TRAIN)
+    _wait(sm, name)
+    page.goto(f"{server.url}/ui#/costs")
+    page.locator("#cost-chart canvas").first.wait_for()
+    assert "Costs this month" in page.locator("h1").inner_text()
+    assert page.get_by_text("training").first.is_visible()
+    _shot(page, "costs")
+    started = time.monotonic()
+    page.goto(f"{server.url}/ui")
+    page.locator("#spend").get_by_text("$").first.wait_for()
+    assert time.monotonic() - started < 10
+    _shot(page, "home")
