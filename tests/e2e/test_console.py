@@ -160,3 +160,85 @@ def test_the_home_and_cost_pages_show_spend_with_a_chart(
     page.locator("#spend").get_by_text("$").first.wait_for()
     assert time.monotonic() - started < 10
     _shot(page, "home")
+
+
+def test_an_endpoint_page_shows_variants_answers_a_request_and_charts_invocations(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    from tests.integration.test_endpoints import BUCKET as ENDPOINT_BUCKET
+    from tests.integration.test_endpoints import _deploy, train_iris
+    from tests.integration.test_endpoints import _wait as _wait_endpoint
+
+    sm, s3 = clients
+    with contextlib.suppress(ClientError):
+        s3.create_bucket(Bucket=ENDPOINT_BUCKET)
+    endpoint = _deploy(sm, s3, train_iris(sm, s3))
+    assert _wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
+    try:
+        page.goto(f"{server.url}/ui#/endpoints")
+        page.get_by_role("link", name=endpoint).click()
+        page.locator("#variants tbody tr").first.wait_for()
+        page.locator("#payload").fill("5.1,3.5,1.4,0.2")
+        page.locator("#invoke").click()
+        page.locator("#answer").get_by_text("200 OK").wait_for()
+        page.reload()  # the invocation is now in the endpoint's metrics
+        page.locator("#endpoint-charts canvas").first.wait_for()
+        _shot(page, "endpoint")
+    finally:
+        sm.delete_endpoint(EndpointName=endpoint)
+
+
+def test_a_pipeline_is_drawn_with_each_steps_status_and_links_to_its_jobs(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    import json
+    import uuid
+
+    from tests.integration.test_pipelines import _training
+    from tests.integration.test_pipelines import _wait as _wait_run
+
+    sm, s3 = clients
+    with contextlib.suppress(ClientError):
+        s3.create_bucket(Bucket="pipeline-tests")
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Limit", "Type": "Float", "DefaultValue": 0.5}],
+        "Steps": [
+            {"Name": "train", "Type": "Training", "Arguments": _training(s3, "print('trained')")},
+            {
+                "Name": "check",
+                "Type": "Condition",
+                "DependsOn": ["train"],
+                "Arguments": {
+                    "Conditions": [
+                        {"Type": "LessThan", "LeftValue": 1, "RightValue": {"Get": "Parameters.Limit"}}
+                    ],
+                    "ElseSteps": [
+                        {
+                            "Name": "too-high",
+                            "Type": "Fail",
+                            "Arguments": {"ErrorMessage": "1 is not below the limit"},
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    name = f"console-{uuid.uuid4().hex[:6]}"
+    sm.create_pipeline(
+        PipelineName=name,
+        PipelineDefinition=json.dumps(definition),
+        RoleArn="arn:aws:iam::000000000000:role/R",
+    )
+    arn = sm.start_pipeline_execution(PipelineName=name)["PipelineExecutionArn"]
+    assert _wait_run(sm, arn)["PipelineExecutionStatus"] == "Failed"
+
+    page.goto(f"{server.url}/ui#/pipelines")
+    page.get_by_role("link", name=name).click()
+    page.locator("#dag [data-step='too-high'] .status.Failed").wait_for()
+    assert page.locator("#dag [data-step='train'] .status.Succeeded").count() == 1
+    assert "outcome False" in page.locator("#dag [data-step='check']").inner_text()
+    assert "1 is not below the limit" in page.locator("pre.error").inner_text()
+    _shot(page, "pipeline")
+    page.locator("#dag [data-step='train'] a").click()
+    page.locator("#log").get_by_text("trained").wait_for()

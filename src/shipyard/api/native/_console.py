@@ -170,3 +170,98 @@ def add_console_routes(app: FastAPI, platform_of: Any, job_view: Any) -> None:
         platform.tuning.stop(name)
         platform.scheduler.wake()
         return {"name": name, "status": "Stopping"}
+
+    @app.get("/api/v1/endpoints", tags=["endpoints"])
+    def list_endpoints(
+        request: Request, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=100)
+    ) -> dict[str, Any]:
+        """A page of endpoints, newest first, with their status and configuration."""
+        repository = platform_of(request).endpoints.repository
+        found = repository.find(offset=offset, limit=limit)
+        return {
+            "offset": offset,
+            "items": [
+                {
+                    "name": e.name,
+                    "status": e.status,
+                    "config": e.state.get("config"),
+                    "created": _time(e.created),
+                    "failure_reason": e.state.get("failure_reason"),
+                }
+                for e in found
+            ],
+        }
+
+    @app.get("/api/v1/pipelines", tags=["pipelines"])
+    def list_pipelines(
+        request: Request, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=100)
+    ) -> dict[str, Any]:
+        """A page of pipelines, newest first."""
+        found = platform_of(request).pipelines.repository.find(
+            prefix=None,
+            created_after=None,
+            created_before=None,
+            sort_by="CreationTime",
+            ascending=False,
+            offset=offset,
+            limit=limit,
+        )
+        return {
+            "offset": offset,
+            "items": [
+                {
+                    "name": p.name,
+                    "description": p.description,
+                    "created": _time(p.created),
+                    "last_run": _time(p.last_run),
+                }
+                for p in found
+            ],
+        }
+
+    @app.get("/api/v1/pipelines/{name}", tags=["pipelines"])
+    def pipeline(request: Request, name: str, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+        """A pipeline: its steps as a graph (each step's type, what it waits for, the condition
+        branch it is on), its parameters, and its newest runs."""
+        from shipyard.core.pipelines import Definition, DefinitionError
+
+        platform = platform_of(request)
+        found = platform.pipelines.get(name)
+        try:
+            definition = Definition.parse(found.definition)
+            steps = [
+                {
+                    "name": s.name,
+                    "type": s.type,
+                    "after": sorted(definition.dependencies(s.name)),
+                    "branch": {"condition": s.branch[0], "outcome": s.branch[1]} if s.branch else None,
+                }
+                for s in definition.steps.values()
+            ]
+            parameters = [
+                {"name": p.name, "type": p.type.value, "default": p.default}
+                for p in definition.parameters.values()
+            ]
+            problem = None
+        except DefinitionError as exc:
+            steps, parameters, problem = [], [], exc.message
+        runs = platform.pipelines.repository.executions(found.name, limit=limit)
+        return {
+            "name": found.name,
+            "arn": found.arn,
+            "description": found.description,
+            "created": _time(found.created),
+            "steps": steps,
+            "parameters": parameters,
+            "definition_problem": problem,
+            "runs": [
+                {
+                    "id": r.id,
+                    "status": r.status.value,
+                    "created": _time(r.created),
+                    "ended": _time(r.ended),
+                    "failure_reason": r.failure_reason,
+                }
+                for r in runs
+            ],
+        }

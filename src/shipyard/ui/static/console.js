@@ -705,8 +705,213 @@ async function costsView(view) {
   });
 }
 
-function notYet(view, what) {
-  put(view, h("h1", {}, what), h("p", { class: "muted" }, `The console's ${what.toLowerCase()} page is not built yet; the CLI and API have them.`));
+async function endpointsView(view) {
+  const found = await api("/api/v1/endpoints");
+  put(
+    view,
+    h("h1", {}, "Endpoints"),
+    found.items.length
+      ? table(
+          [
+            { label: "name", cell: (e) => h("a", { href: `#/endpoints/${enc(e.name)}` }, e.name) },
+            { label: "status", cell: (e) => status(e.status) },
+            { label: "config", cell: (e) => e.config },
+            { label: "created", cell: (e) => when(e.created) },
+          ],
+          found.items,
+          { id: "endpoints" },
+        )
+      : h("p", { class: "muted" }, "No endpoints: deploy a model (job.deploy(), estimator.deploy())."),
+  );
+}
+
+async function endpointView(view, name) {
+  const render = async () => {
+    const [endpoint, metrics] = await Promise.all([
+      api(`/api/v1/endpoints/${enc(name)}`),
+      api(`/api/v1/endpoints/${enc(name)}/metrics?minutes=60`),
+    ]);
+    const charts = h("div", { id: "endpoint-charts" });
+    const answer = h("pre", { class: "log", id: "answer", style: undefined });
+    const body = h("textarea", { id: "payload", rows: 4, cols: 60, "aria-label": "request body" });
+    const type = h("select", { "aria-label": "content type" }, ["text/csv", "application/json"].map((t) => h("option", { value: t }, t)));
+    put(
+      view,
+      h("h1", {}, name, " ", status(endpoint.status)),
+      h("p", {}, `cost so far ${money(endpoint.cost_usd)} · ${endpoint.instance_seconds} instance-seconds · config ${endpoint.config}`),
+      endpoint.failure_reason ? h("pre", { class: "error" }, endpoint.failure_reason) : null,
+      table(
+        [
+          { label: "variant", cell: (v) => v.name },
+          { label: "model", cell: (v) => v.model },
+          { label: "instances", cell: (v) => `${v.instances.length} serving / ${v.desired_instance_count} × ${v.instance_type}` },
+          { label: "weight", num: true, cell: (v) => (v.weight ?? v.desired_weight) },
+        ],
+        endpoint.variants,
+        { id: "variants" },
+      ),
+      h("h2", {}, "Invoke"),
+      h(
+        "div",
+        { class: "toolbar" },
+        body,
+        type,
+        h(
+          "button",
+          {
+            id: "invoke",
+            onclick: async () => {
+              answer.textContent = "…";
+              const sent = await fetch(`/endpoints/${enc(name)}/invocations`, {
+                method: "POST",
+                headers: { "Content-Type": type.value },
+                body: body.value,
+              });
+              answer.textContent = `${sent.status} ${sent.statusText}\n${await sent.text()}`;
+            },
+          },
+          "Send",
+        ),
+      ),
+      answer,
+      charts,
+    );
+    const minutes = metrics.metrics.Invocations.map((p) => p.timestamp);
+    if (minutes.length) {
+      chart(charts, {
+        title: "invocations per minute",
+        x: minutes,
+        series: [
+          { label: "invocations", values: metrics.metrics.Invocations.map((p) => p.Sum) },
+          { label: "4XX", values: metrics.metrics.Invocation4XXErrors.map((p) => p.Sum) },
+          { label: "5XX", values: metrics.metrics.Invocation5XXErrors.map((p) => p.Sum) },
+        ],
+      });
+      chart(charts, {
+        title: "latency (ms, average)",
+        x: minutes,
+        series: [
+          { label: "model", values: metrics.metrics.ModelLatency.map((p) => (p.Average ?? null) && p.Average / 1000) },
+          { label: "overhead", values: metrics.metrics.OverheadLatency.map((p) => (p.Average ?? null) && p.Average / 1000) },
+        ],
+      });
+    } else charts.append(h("p", { class: "muted" }, "No invocations in the last hour."));
+  };
+  await render();
+}
+
+async function pipelinesView(view) {
+  const found = await api("/api/v1/pipelines");
+  put(
+    view,
+    h("h1", {}, "Pipelines"),
+    found.items.length
+      ? table(
+          [
+            { label: "name", cell: (p) => h("a", { href: `#/pipelines/${enc(p.name)}` }, p.name) },
+            { label: "description", cell: (p) => p.description || "" },
+            { label: "last run", cell: (p) => when(p.last_run) },
+          ],
+          found.items,
+          { id: "pipelines" },
+        )
+      : h("p", { class: "muted" }, "No pipelines yet."),
+  );
+}
+
+function dag(steps, runs) {
+  // Columns by depth: a step sits one column after the deepest step it waits for.
+  const depth = {};
+  const byName = Object.fromEntries(steps.map((s) => [s.name, s]));
+  const level = (name, seen = new Set()) => {
+    if (depth[name] !== undefined) return depth[name];
+    if (seen.has(name)) return 0;
+    seen.add(name);
+    const after = byName[name]?.after || [];
+    depth[name] = after.length ? 1 + Math.max(...after.map((a) => level(a, seen))) : 0;
+    return depth[name];
+  };
+  steps.forEach((s) => level(s.name));
+  const columns = [];
+  for (const s of steps) (columns[depth[s.name]] ||= []).push(s);
+  return h(
+    "div",
+    { class: "dag", id: "dag" },
+    columns.flatMap((column, i) => [
+      i ? h("div", { class: "arrow" }, "→") : null,
+      h(
+        "div",
+        { class: "level" },
+        column.map((s) => {
+          const run = runs?.[s.name];
+          const state = run ? run.status : "";
+          const link = run?.jobs?.length ? jobLink(s.type, run.jobs[run.jobs.length - 1]) : null;
+          return h(
+            "div",
+            { class: `node ${state}`, "data-step": s.name },
+            h("b", {}, s.name),
+            h("div", { class: "muted" }, s.type, s.branch ? ` · if ${s.branch.condition} is ${s.branch.outcome}` : ""),
+            run ? h("div", {}, status(run.status), run.cached_from ? " cached" : "", run.attempts > 1 ? ` · ${run.attempts} attempts` : "") : h("div", { class: "muted" }, "not run"),
+            run?.metadata?.Condition ? h("div", {}, `outcome ${run.metadata.Condition.Outcome}`) : null,
+            link,
+          );
+        }),
+      ),
+    ]),
+  );
+}
+
+function jobLink(type, job) {
+  const kind = { Training: "training", Processing: "processing", Transform: "transform" }[type];
+  if (kind) return h("a", { href: `#/jobs/${kind}/${enc(job)}` }, job);
+  if (type === "Tuning") return h("a", { href: `#/tuning/${enc(job)}` }, job);
+  return h("div", { class: "muted" }, job);
+}
+
+async function pipelineView(view, name, runId) {
+  const pipeline = await api(`/api/v1/pipelines/${enc(name)}`);
+  const id = runId || pipeline.runs[0]?.id;
+  const run = id ? await api(`/api/v1/pipelines/${enc(name)}/executions/${enc(id)}`) : null;
+  const steps = run ? Object.fromEntries(run.steps.map((s) => [s.name, s])) : {};
+  put(
+    view,
+    h("h1", {}, name, run ? " " : "", run ? status(run.status) : null),
+    pipeline.description ? h("p", {}, pipeline.description) : null,
+    pipeline.definition_problem ? h("pre", { class: "error" }, pipeline.definition_problem) : null,
+    run ? h("p", {}, `run ${run.arn.split("/").pop()} · started ${when(run.created)} · cost ${money(run.cost_usd)}`) : h("p", { class: "muted" }, "Never run."),
+    run?.failure_reason ? h("pre", { class: "error" }, run.failure_reason) : null,
+    dag(pipeline.steps, steps),
+    run
+      ? [
+          h("h2", {}, "Steps"),
+          table(
+            [
+              { label: "step", cell: (s) => s.name },
+              { label: "status", cell: (s) => status(s.status) },
+              { label: "attempts", num: true, cell: (s) => s.attempts },
+              { label: "job", cell: (s) => (s.jobs.length ? jobLink(s.type, s.jobs[s.jobs.length - 1]) : "") },
+              { label: "cost", num: true, cell: (s) => (s.cost_usd === null ? "" : money(s.cost_usd)) },
+              { label: "note", cell: (s) => (s.cached_from ? `cached from ${s.cached_from.split("/").pop()}` : (s.failure_reason || "").split("\n")[0]) },
+            ],
+            run.steps,
+            { id: "steps" },
+          ),
+        ]
+      : null,
+    h("h2", {}, "Runs"),
+    table(
+      [
+        { label: "run", cell: (r) => h("a", { href: `#/pipelines/${enc(name)}/${enc(r.id)}` }, r.id) },
+        { label: "status", cell: (r) => status(r.status) },
+        { label: "started", cell: (r) => when(r.created) },
+        { label: "took", cell: (r) => duration(r.created, r.ended) },
+        { label: "failure", cell: (r) => (r.failure_reason || "").split("\n")[0].slice(0, 100) },
+      ],
+      pipeline.runs,
+      { id: "runs" },
+    ),
+  );
+  return run && (run.status === "Executing" || run.status === "Stopping");
 }
 
 // -- routing ------------------------------------------------------------------------------------
@@ -730,8 +935,12 @@ async function route() {
     else if (parts[0] === "tuning" && parts.length === 1) await tuningListView(view);
     else if (parts[0] === "tuning" && parts.length === 2) await tuningView(view, parts[1]);
     else if (parts[0] === "costs") await costsView(view);
-    else if (parts[0] === "endpoints") notYet(view, "Endpoints");
-    else if (parts[0] === "pipelines") notYet(view, "Pipelines");
+    else if (parts[0] === "endpoints" && parts.length === 1) await endpointsView(view);
+    else if (parts[0] === "endpoints" && parts.length === 2) await endpointView(view, parts[1]);
+    else if (parts[0] === "pipelines" && parts.length === 1) await pipelinesView(view);
+    else if (parts[0] === "pipelines" && parts.length <= 3) {
+      if (await pipelineView(view, parts[1], parts[2])) every(2000, () => pipelineView(view, parts[1], parts[2]));
+    }
     else put(view, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Home")));
     show();
   } catch (error) {
