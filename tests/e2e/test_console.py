@@ -242,3 +242,23 @@ def test_a_pipeline_is_drawn_with_each_steps_status_and_links_to_its_jobs(
     _shot(page, "pipeline")
     page.locator("#dag [data-step='train'] a").click()
     page.locator("#log").get_by_text("trained").wait_for()
+
+
+def test_a_server_with_credentials_asks_for_its_secret_and_the_api_refuses_without_it(
+    browser: Any, tmp_path: Path
+) -> None:
+    import httpx
+
+    env = {"SHIPYARD_ACCESS_KEY_ID": "AKIDCONSOLE", "SHIPYARD_SECRET_ACCESS_KEY": "console-secret"}
+    with ServerProcess(tmp_path / "data", env=env) as server:
+        assert httpx.get(f"{server.url}/api/v1/jobs/training").status_code == 401
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{server.url}/ui")
+        page.get_by_placeholder("secret access key").fill("wrong")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_placeholder("secret access key").wait_for()  # asked again
+        page.get_by_placeholder("secret access key").fill("console-secret")
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#spend").wait_for()
+        context.close()

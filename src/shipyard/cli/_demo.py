@@ -151,6 +151,7 @@ def run_demo(data_dir: Path | None = None) -> None:
         f"\n[green]Quickstart complete[/] in {time.monotonic() - started:.0f} s. Where to look next:"
     )
     for what, command in (
+        ("the console", f"{connection.url}/ui"),
         ("the jobs you just ran", "shipyard jobs list"),
         ("the best trial's log", f"shipyard jobs logs {best.name}"),
         ("its learning curve", f"shipyard jobs metrics {best.name}"),
