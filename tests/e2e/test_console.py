@@ -172,7 +172,7 @@ def test_an_endpoint_page_shows_variants_answers_a_request_and_charts_invocation
     sm, s3 = clients
     with contextlib.suppress(ClientError):
         s3.create_bucket(Bucket=ENDPOINT_BUCKET)
-    endpoint = _deploy(sm, s3, train_iris(sm, s3))
+    endpoint = _deploy(sm, s3, train_iris(sm, s3, name="console-iris"))
     assert _wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
     try:
         page.goto(f"{server.url}/ui#/endpoints")
@@ -262,3 +262,21 @@ def test_a_server_with_credentials_asks_for_its_secret_and_the_api_refuses_witho
         page.get_by_role("button", name="Sign in").click()
         page.locator("#spend").wait_for()
         context.close()
+
+
+def test_a_chatty_jobs_log_keeps_up_without_freezing_the_page(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    sm, s3 = clients
+    chatty = (
+        "for i in range(30000):\n    print(f'line {i} ' + 'x' * 60)\nprint('the last line', flush=True)\n"
+    )
+    name = _create(sm, s3, chatty)
+    page.goto(f"{server.url}/ui#/jobs/training/{name}")
+    page.locator("#log").get_by_text("the last line").wait_for(timeout=30_000)
+    text = page.locator("#log").inner_text()
+    assert "line 29999" in text and "line 100 x" not in text  # the page keeps the newest lines
+    started = time.monotonic()
+    page.get_by_role("link", name="Costs").click()  # the page still answers at once
+    page.locator("h1", has_text="Costs this month").wait_for()
+    assert time.monotonic() - started < 5

@@ -102,11 +102,11 @@ def model_data(clients: tuple[Any, Any, Any]) -> str:
     return train_iris(clients[0], clients[1])
 
 
-def train_iris(sm: Any, s3: Any) -> str:
+def train_iris(sm: Any, s3: Any, name: str = "iris") -> str:
     """A scikit-learn model trained by a training job: the URI of its model.tar.gz."""
     s3.put_object(Bucket=BUCKET, Key="train/sourcedir.tar.gz", Body=_tgz({"train.py": TRAIN}))
     sm.create_training_job(
-        TrainingJobName="iris",
+        TrainingJobName=name,
         RoleArn=ROLE,
         AlgorithmSpecification={"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
         HyperParameters={
@@ -118,7 +118,7 @@ def train_iris(sm: Any, s3: Any) -> str:
         StoppingCondition={"MaxRuntimeInSeconds": 600},
     )
     deadline = time.monotonic() + 600
-    while (job := sm.describe_training_job(TrainingJobName="iris"))["TrainingJobStatus"] == "InProgress":
+    while (job := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] == "InProgress":
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")

@@ -44,8 +44,10 @@ const duration = (start, end) => {
 };
 
 function every(ms, fn) {
+  const mine = generation; // a view left before it finished loading must not poll on
   const id = setInterval(() => {
-    if (!document.hidden) fn();
+    if (mine !== generation) clearInterval(id);
+    else if (!document.hidden) Promise.resolve(fn()).catch(() => {}); // the next look may do better
   }, ms);
   timers.push(id);
 }
@@ -147,6 +149,11 @@ const KINDS = { training: "Training jobs", processing: "Processing jobs", transf
 const NATIVE = { training: "training-jobs", processing: "processing-jobs", transform: "transform-jobs" };
 
 async function homeView(view) {
+  await renderHome(view);
+  every(3000, () => renderHome(view));
+}
+
+async function renderHome(view) {
   const [training, processing, transform, tuning, failed, costs, budgets, recent] = await Promise.all([
     api("/api/v1/jobs/training?status=InProgress&limit=10"),
     api("/api/v1/jobs/processing?status=InProgress&limit=10"),
@@ -261,9 +268,41 @@ async function jobsView(view, kind) {
   };
   const query = new URLSearchParams({ ...state, offset: String((page - 1) * size), limit: String(size) });
   for (const [k, v] of [...query.entries()]) if (!v) query.delete(k);
-  const found = await api(`/api/v1/jobs/${kind}?${query}`);
-  const last = Math.max(1, Math.ceil(found.total / size));
-  put(view,
+  const counter = h("span", { class: "muted", id: "count" });
+  const newer = h("button", { disabled: page <= 1, onclick: () => go({ page: String(page - 1) }) }, "‹ Newer");
+  const older = h("button", { onclick: () => go({ page: String(page + 1) }) }, "Older ›");
+  const rows = h("div");
+  // The rows refresh by themselves; the filters stay as they are (and keep the focus).
+  const refresh = async () => {
+    const found = await api(`/api/v1/jobs/${kind}?${query}`);
+    counter.textContent = found.total
+      ? `${found.offset + 1}–${found.offset + found.items.length} of ${found.total}`
+      : "none";
+    older.disabled = page >= Math.max(1, Math.ceil(found.total / size));
+    put(
+      rows,
+      table(
+        [
+          { label: "name", sort: "name", cell: (j) => h("a", { href: `#/jobs/${kind}/${enc(j.name)}` }, j.name) },
+          { label: "status", sort: "status", cell: (j) => status(j.status) },
+          { label: "instances", cell: (j) => `${j.instance_count} × ${j.instance_type}` },
+          { label: "created", sort: "created", cell: (j) => when(j.created) },
+          { label: "took", cell: (j) => duration(j.created, j.ended) },
+        ],
+        found.items,
+        {
+          id: "jobs",
+          sorted: state.sort,
+          order: state.order,
+          onSort: (column) =>
+            go({ sort: column, order: state.sort === column && state.order === "desc" ? "asc" : "desc" }),
+        },
+      ),
+    );
+  };
+  await refresh();
+  put(
+    view,
     h("h1", {}, KINDS[kind]),
     h(
       "div",
@@ -281,28 +320,20 @@ async function jobsView(view, kind) {
           h("option", { value: s, selected: s === state.status }, s || "any status"),
         ),
       ),
-      h("span", { class: "muted" }, found.total ? `${found.offset + 1}–${found.offset + found.items.length} of ${found.total}` : "none"),
-      h("button", { disabled: page <= 1, onclick: () => go({ page: String(page - 1) }) }, "‹ Newer"),
-      h("button", { disabled: page >= last, onclick: () => go({ page: String(page + 1) }) }, "Older ›"),
+      counter,
+      newer,
+      older,
     ),
-    table(
-      [
-        { label: "name", sort: "name", cell: (j) => h("a", { href: `#/jobs/${kind}/${enc(j.name)}` }, j.name) },
-        { label: "status", sort: "status", cell: (j) => status(j.status) },
-        { label: "instances", cell: (j) => `${j.instance_count} × ${j.instance_type}` },
-        { label: "created", sort: "created", cell: (j) => when(j.created) },
-        { label: "took", cell: (j) => duration(j.created, j.ended) },
-      ],
-      found.items,
-      {
-        id: "jobs",
-        sorted: state.sort,
-        order: state.order,
-        onSort: (column) =>
-          go({ sort: column, order: state.sort === column && state.order === "desc" ? "asc" : "desc" }),
-      },
-    ),
+    rows,
   );
+  every(3000, refresh);
+}
+
+// An s3:// URI of this server's store, as a link that downloads it (path-style S3 GET).
+function s3(uri) {
+  if (typeof uri !== "string" || !uri.startsWith("s3://")) return uri;
+  const path = uri.slice(5).split("/").map(enc).join("/");
+  return uri.endsWith("/") || !uri.slice(5).includes("/") ? uri : h("a", { href: `/${path}`, download: "" }, uri);
 }
 
 function kv(pairs) {
@@ -442,9 +473,9 @@ async function jobView(view, kind, name) {
         "div",
         { class: "card" },
         h("h2", {}, "Inputs"),
-        kv(inputsOf(kind, request)),
+        kv(inputsOf(kind, request).map(([k, v]) => [k, s3(v)])),
         h("h2", {}, "Outputs"),
-        kv(outputsOf(kind, request, job)),
+        kv(outputsOf(kind, request, job).map(([k, v]) => [k, k === "model" ? s3(v) : v])),
       ),
     ),
     h("h2", {}, "Log"),
@@ -670,8 +701,9 @@ async function costsView(view) {
     waste.idle_endpoints.length
       ? table(
           [
-            { label: "endpoint", cell: (e) => e.endpoint },
-            { label: "idle since", cell: (e) => when(e.idle_since) },
+            { label: "endpoint", cell: (e) => h("a", { href: `#/endpoints/${enc(e.endpoint)}` }, e.endpoint) },
+            { label: "idle for", cell: (e) => `${e.idle_minutes} min` },
+            { label: "instances", cell: (e) => (e.instance_types || []).join(", ") },
             { label: "per day", num: true, cell: (e) => money(e.cost_per_day_usd) },
           ],
           waste.idle_endpoints,
@@ -681,8 +713,11 @@ async function costsView(view) {
     waste.right_sizing.length
       ? table(
           [
-            { label: "job", cell: (s) => s.name || s.job || "" },
-            { label: "suggestion", cell: (s) => s.suggestion || s.message || JSON.stringify(s) },
+            { label: "job", cell: (s) => (NATIVE[s.kind] ? h("a", { href: `#/jobs/${s.kind}/${enc(s.job)}` }, s.job) : s.job) },
+            { label: "now", cell: (s) => `${s.instance_count} × ${s.instance_type}` },
+            { label: "suggested", cell: (s) => s.suggested_instance_type },
+            { label: "saving", num: true, cell: (s) => `${money(s.saving_usd)} (${s.saving_percent}%)` },
+            { label: "why", cell: (s) => s.reason },
           ],
           waste.right_sizing,
         )
