@@ -280,3 +280,47 @@ def test_a_chatty_jobs_log_keeps_up_without_freezing_the_page(
     page.get_by_role("link", name="Costs").click()  # the page still answers at once
     page.locator("h1", has_text="Costs this month").wait_for()
     assert time.monotonic() - started < 5
+
+
+def test_after_the_quickstart_the_console_shows_its_jobs_trials_endpoint_and_spend(
+    browser: Any, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SHIPYARD_HOME": str(tmp_path / "home"), "SHIPYARD_URL": ""}
+    demo = subprocess.run(
+        [sys.executable, "-m", "shipyard", "demo"], capture_output=True, text=True, env=env, timeout=600
+    )
+    try:
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        url = json.loads((tmp_path / "home" / "server.json").read_text())["url"]
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        page.goto(f"{url}/ui")
+        page.locator("#running").get_by_role("link", name="titanic").wait_for()  # the endpoint
+        page.locator("#spend").get_by_text("$").first.wait_for()
+        _shot(page, "quickstart-home")
+
+        page.get_by_role("link", name="Tuning").click()
+        page.locator("tbody a").first.click()
+        rows = page.locator("#trials tbody tr")
+        rows.nth(7).wait_for()
+        assert rows.count() == 8 and page.locator("#trials tr.best").count() == 1
+        best = page.locator("#trials tr.best a").inner_text()
+        _shot(page, "quickstart-tuning")
+
+        page.locator("#trials tr.best a").click()
+        page.locator("[data-chart='validation:accuracy'] canvas").first.wait_for()
+        page.locator("#log").get_by_text("validation-accuracy").first.wait_for()
+        assert best in page.locator("h1").inner_text()
+        _shot(page, "quickstart-best-trial")
+
+        page.goto(f"{url}/ui#/endpoints/titanic")
+        page.locator("#variants tbody tr").first.wait_for()
+        _shot(page, "quickstart-endpoint")
+        context.close()
+    finally:
+        subprocess.run([sys.executable, "-m", "shipyard", "stop"], env=env, capture_output=True, timeout=120)

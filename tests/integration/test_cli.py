@@ -65,11 +65,12 @@ def test_demo_trains_tunes_deploys_and_leaves_the_server_running(tmp_path: Path)
         trained = float(re.search(r"held-out accuracy ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
         scored = float(re.search(r"accuracy ([0-9.]+) on 179 passengers", out).group(1))  # type: ignore[union-attr]
         assert trained > 0.75 and scored > 0.75  # boosted trees on Titanic, held out
-        assert out.count("survival") == 3 and re.search(r"endpoint titanic-\S+ deleted", out)
+        assert out.count("survival") == 3 and "endpoint titanic keeps serving" in out
         assert re.search(r"total\s+│\s+│\s+0\.\d+", out)  # the cost table's total
         # The history stays: the server keeps running for `shipyard jobs`, the API and the console.
         listed = _shipyard("jobs", "list", env=env)
         assert listed.returncode == 0 and listed.stdout.count("Completed") >= 9
+        assert "InService" in _shipyard("endpoints", "list", env=env).stdout  # for the console
     finally:
         stopped = _shipyard("stop", env=env)
     assert stopped.returncode == 0 and "Stopped the server" in stopped.stdout

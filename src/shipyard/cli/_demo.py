@@ -2,13 +2,15 @@
 
 It connects to the embedded server (starting it in the background when it is not running), then
 does what a researcher does: trains an XGBoost script on the Titanic passenger lists, tunes it
-(8 trials, 2 at a time), deploys the best model, scores the held-out passengers, shows what it
-all cost, and deletes the endpoint. The server keeps running with the history, for ``shipyard
-jobs`` and the API; ``shipyard stop`` stops it.
+(8 trials, 2 at a time), deploys the best model, scores the held-out passengers and shows what
+it all cost. The server keeps running with the history and the endpoint (one, ``titanic``,
+replaced by each run), for the console at /ui, ``shipyard jobs`` and the API; ``shipyard stop``
+stops it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import time
@@ -16,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +26,7 @@ import shipyard
 from shipyard.errors import ShipyardError
 
 METRIC = "validation:accuracy"
+ENDPOINT = "titanic"
 
 
 def _quickstart() -> Any:
@@ -107,7 +111,9 @@ def run_demo(data_dir: Path | None = None) -> None:
         console.print(f"   best: {best.name}, held-out accuracy {tuning.best_value:.3f}")
 
         console.print("\n[bold]3. Deploy[/] the best model and score the held-out passengers …")
-        endpoint = best.deploy(name=f"titanic-{time.strftime('%Y%m%d-%H%M%S')}")
+        with contextlib.suppress(ShipyardError, ClientError):  # the last run's: this one replaces it
+            shipyard.Endpoint(ENDPOINT, connection).delete()
+        endpoint = best.deploy(name=ENDPOINT)
         try:
             passengers = _passengers(data / "titanic_test.csv")
             asked = time.perf_counter()
@@ -121,9 +127,13 @@ def run_demo(data_dir: Path | None = None) -> None:
             for passenger, chance in list(zip(passengers, chances, strict=True))[:3]:
                 fate = "survived" if passenger["Survived"] else "died"
                 console.print(f"     {passenger['Name'][:40]:40} survival {chance:6.1%}  ({fate})")
-        finally:
-            endpoint.delete()
-        console.print(f"   endpoint {endpoint.name} deleted")
+        except BaseException:
+            endpoint.delete()  # a failed demo leaves nothing serving
+            raise
+        console.print(
+            f"   endpoint {endpoint.name} keeps serving, for the console (delete it: shipyard endpoints delete "
+            f"{endpoint.name})"
+        )
 
     console.print("\n[bold]4. What it cost[/], from the ledger (tagged Project=quickstart, this run):")
     spent = [

@@ -107,7 +107,10 @@ function chart(container, { title, x, series, time = true, points = false, bars 
     width,
     height,
     scales: { x: { time } },
-    axes: [{}, yFormat ? { values: (u, values) => values.map(yFormat), size: 90 } : {}],
+    axes: [
+      time ? {} : { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, // whole steps
+      yFormat ? { values: (u, values) => values.map(yFormat), size: 90 } : {},
+    ],
     series: [
       { label: time ? "time" : "x" },
       ...series.map((s, i) => ({
@@ -154,7 +157,7 @@ async function homeView(view) {
 }
 
 async function renderHome(view) {
-  const [training, processing, transform, tuning, failed, costs, budgets, recent] = await Promise.all([
+  const [training, processing, transform, tuning, failed, costs, budgets, recent, endpoints] = await Promise.all([
     api("/api/v1/jobs/training?status=InProgress&limit=10"),
     api("/api/v1/jobs/processing?status=InProgress&limit=10"),
     api("/api/v1/jobs/transform?status=InProgress&limit=10"),
@@ -163,6 +166,7 @@ async function renderHome(view) {
     api("/api/v1/costs?group_by=kind"),
     api("/api/v1/budgets"),
     api("/api/v1/jobs/training?limit=8"),
+    api("/api/v1/endpoints?limit=10"),
   ]);
   const running = [
     ...training.items.map((j) => ({ ...j, kind: "training" })),
@@ -191,6 +195,16 @@ async function renderHome(view) {
               ],
             )
           : h("p", { class: "muted" }, "Nothing is running."),
+        h("h2", {}, "Endpoints"),
+        endpoints.items.length
+          ? table(
+              [
+                { label: "endpoint", cell: (e) => h("a", { href: `#/endpoints/${enc(e.name)}` }, e.name) },
+                { label: "status", cell: (e) => status(e.status) },
+              ],
+              endpoints.items,
+            )
+          : h("p", { class: "muted" }, "No endpoints."),
       ),
       h(
         "div",
