@@ -324,3 +324,26 @@ def test_after_the_quickstart_the_console_shows_its_jobs_trials_endpoint_and_spe
         context.close()
     finally:
         subprocess.run([sys.executable, "-m", "shipyard", "stop"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_model_package_is_approved_from_the_registry_page(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    import uuid
+
+    sm, _ = clients
+    group = f"console-models-{uuid.uuid4().hex[:6]}"
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    spec = {"Containers": [{"Image": "i", "ModelDataUrl": "s3://models/model.tar.gz"}]}
+    first = sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification=spec)[
+        "ModelPackageArn"
+    ]
+    sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification=spec)
+    page.goto(f"{server.url}/ui#/models?group={group}")
+    rows = page.locator("#packages tbody tr")
+    rows.nth(1).wait_for()
+    assert rows.count() == 2
+    rows.filter(has_text="PendingManualApproval").last.get_by_role("button", name="Approve").click()
+    page.locator("#packages .status", has_text="Approved").wait_for()
+    assert sm.describe_model_package(ModelPackageName=first)["ModelApprovalStatus"] == "Approved"
+    _shot(page, "models")

@@ -849,6 +849,55 @@ async function endpointView(view, name) {
   await render();
 }
 
+async function modelsView(view) {
+  const group = listParams().get("group") || "";
+  const found = await api(`/api/v1/model-packages${group ? `?group=${enc(group)}` : ""}`);
+  const decide = (p, status) => async () => {
+    if (!confirm(`${status === "Approved" ? "Approve" : "Reject"} ${p.group} version ${p.version}?`)) return;
+    await api(`/api/v1/model-packages/${enc(p.group)}/${p.version}/approval`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ status }),
+    });
+    await modelsView(view);
+  };
+  put(
+    view,
+    h("h1", {}, "Model registry"),
+    h(
+      "div",
+      { class: "toolbar" },
+      h(
+        "select",
+        { "aria-label": "group", onchange: (e) => (location.hash = `#/models${e.target.value ? `?group=${enc(e.target.value)}` : ""}`) },
+        ["", ...found.groups].map((g) => h("option", { value: g, selected: g === group }, g || "every group")),
+      ),
+    ),
+    found.items.length
+      ? table(
+          [
+            { label: "group", cell: (p) => p.group },
+            { label: "version", num: true, cell: (p) => p.version },
+            { label: "approval", cell: (p) => h("span", { class: `status ${p.approval === "Approved" ? "Completed" : p.approval === "Rejected" ? "Failed" : "Stopping"}` }, p.approval) },
+            { label: "model", cell: (p) => (p.model_data || []).map((uri) => s3(uri)) },
+            { label: "metrics", cell: (p) => (p.metrics ? s3(p.metrics) : "") },
+            { label: "created", cell: (p) => when(p.created) },
+            {
+              label: "",
+              cell: (p) => [
+                p.approval !== "Approved" ? h("button", { onclick: decide(p, "Approved") }, "Approve") : null,
+                " ",
+                p.approval !== "Rejected" ? h("button", { class: "danger", onclick: decide(p, "Rejected") }, "Reject") : null,
+              ],
+            },
+          ],
+          found.items,
+          { id: "packages" },
+        )
+      : h("p", { class: "muted" }, "No model packages: a pipeline's RegisterModel step (or CreateModelPackage) adds them."),
+  );
+}
+
 async function pipelinesView(view) {
   const found = await api("/api/v1/pipelines");
   put(
@@ -987,6 +1036,7 @@ async function route() {
     else if (parts[0] === "endpoints" && parts.length === 1) await endpointsView(view);
     else if (parts[0] === "endpoints" && parts.length === 2) await endpointView(view, parts[1]);
     else if (parts[0] === "pipelines" && parts.length === 1) await pipelinesView(view);
+    else if (parts[0] === "models") await modelsView(view);
     else if (parts[0] === "pipelines" && parts.length <= 3) {
       if (await pipelineView(view, parts[1], parts[2])) every(2000, () => pipelineView(view, parts[1], parts[2]));
     }
