@@ -674,3 +674,16 @@ def test_checkpoints_sync_from_the_local_path_the_job_names(clients: tuple[Any, 
     for outside in ("/tmp/ckpt", "/opt/ml/model", "/opt/ml/../etc"):
         with pytest.raises(ClientError, match=f"CheckpointConfig.LocalPath '{re.escape(outside)}'"):
             _create(sm, s3, script, extra={"CheckpointConfig": {**config, "LocalPath": outside}})
+
+
+def test_pip_in_a_job_keeps_the_environments_pins(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, logs = clients
+    script = """
+import os
+print("constraints at", os.environ["PIP_CONSTRAINT"])
+print(open(os.environ["PIP_CONSTRAINT"]).read().replace(chr(10), " "), flush=True)
+"""
+    name = _create(sm, s3, script)
+    assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+    _wait_for_log(logs, name, "constraints at /opt/ml/shipyard-pip-constraints.txt")
+    _wait_for_log(logs, name, "scikit-learn==1.2.2")  # sklearn 1.2-1's pin

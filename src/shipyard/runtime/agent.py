@@ -47,6 +47,7 @@ from shipyard.storage import LocalObjectStore, ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar, pack_directory
 
 FAILURE_LIMIT = 1024
+PIP_CONSTRAINTS = "shipyard-pip-constraints.txt"  # in ml/ (/opt/ml): the environment's pins
 _SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "PYTHONHASHSEED")
 
 
@@ -348,6 +349,11 @@ class Agent:
             raise _UserInputError(exc.message) from None
         self.python = str(env.python)
         self.environment = (cache, env.key)
+        if spec.requirements:
+            # pip in the job (a remote function's bootstrap runs `pip install -U 'sagemaker<3'`) keeps
+            # what the environment pins instead of upgrading it: the environment is read-only in the
+            # sandbox, and shared by other jobs outside it.
+            (self.ml / PIP_CONSTRAINTS).write_text("\n".join(spec.requirements) + "\n")
         where = {
             "server": "the server's own Python (it has every package)",
             "site": f"the site's Python {env.python}",
@@ -476,7 +482,12 @@ class Agent:
         env["PATH"] = (
             f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python` is the image's
         )
-        return {**self._aws_environment(), **env}
+        return {**self._aws_environment(), **self._pip_environment(root), **env}
+
+    def _pip_environment(self, root: PurePosixPath) -> dict[str, str]:
+        return (
+            {"PIP_CONSTRAINT": str(root / PIP_CONSTRAINTS)} if (self.ml / PIP_CONSTRAINTS).is_file() else {}
+        )
 
     def _aws_environment(self) -> dict[str, str]:
         """What AWS clients in the job need to reach this Shipyard (its S3 and SageMaker APIs), as
@@ -692,6 +703,7 @@ class ProcessingAgent(Agent):
     def _user_environment(self, root: PurePosixPath) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update(self._aws_environment())
+        env.update(self._pip_environment(root))
         env.update(self.spec.environment)
         bin_dir = str(Path(self.python).parent)
         env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"  # `python3` is the image's Python
