@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard.api._upstream import UpstreamError, UpstreamPool, UpstreamResponse
-from shipyard.compute.local._hosting import ModelServer
+from shipyard.compute import ModelServer
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services import Platform
 from shipyard.services.endpoints import NoRoute

@@ -1,7 +1,19 @@
-"""Compute backends: where job instances run (local processes, or a Ray cluster)."""
+"""Compute backends: where job instances and model servers run (local processes, or a Ray cluster)."""
 
 from shipyard.compute._base import Backend, Feature, InstanceLaunch
 from shipyard.compute._routing import Backends
+from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.compute.local import LocalBackend, machine_resources
 
-__all__ = ["Backend", "Backends", "Feature", "InstanceLaunch", "LocalBackend", "machine_resources"]
+__all__ = [
+    "Backend",
+    "Backends",
+    "Feature",
+    "InstanceLaunch",
+    "LocalBackend",
+    "ModelRequest",
+    "ModelServer",
+    "ModelServerError",
+    "ModelServers",
+    "machine_resources",
+]

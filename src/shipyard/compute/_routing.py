@@ -1,4 +1,7 @@
-"""Which backend runs what: one server may send some instance types to Ray and keep the rest local."""
+"""Which backend runs what: one server may send some instance types to Ray and keep the rest local.
+
+Jobs and model servers are routed alike: an instance type's jobs and endpoint instances run on the
+same backend (:meth:`Backends.for_type`, :meth:`Backends.model_servers_for`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import fnmatch
 from collections.abc import Callable, Iterator, Sequence
 
 from shipyard.compute._base import Backend
+from shipyard.compute._serving import ModelServers
 from shipyard.errors import ConfigurationError
 
 
@@ -17,6 +21,7 @@ class Backends:
         self.default = default
         self._routes = list(routes)
         self._by_name = {b.name: b for b in (default, *(b for _, b in self._routes))}
+        self._model_servers: dict[str, ModelServers] = {}
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(self._by_name.values())
@@ -26,6 +31,26 @@ class Backends:
             if fnmatch.fnmatchcase(instance_type, pattern):
                 return backend
         return self.default
+
+    def serve_models(self, backend: str, servers: ModelServers) -> None:
+        """Have ``servers`` run the endpoint instances of the instance types ``backend`` runs."""
+        self.named(backend)
+        self._model_servers[backend] = servers
+
+    def model_servers_for(self, instance_type: str) -> ModelServers:
+        """The model servers of the backend that runs ``instance_type``.
+
+        Raises:
+            ConfigurationError: that backend serves no models here.
+        """
+        backend = self.for_type(instance_type)
+        try:
+            return self._model_servers[backend.name]
+        except KeyError:
+            raise ConfigurationError(
+                f"instance type {instance_type!r} runs on the {backend.name!r} backend, which serves no "
+                "models on this server"
+            ) from None
 
     def named(self, name: str) -> Backend:
         """The backend a job was launched on (recorded with it)."""
@@ -42,5 +67,7 @@ class Backends:
             backend.on_change(callback)
 
     def close(self) -> None:
+        for servers in self._model_servers.values():
+            servers.close()
         for backend in self:
             backend.close()

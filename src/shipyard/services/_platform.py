@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute import Backends, LocalBackend
-from shipyard.compute.local._hosting import LocalModelServers, ModelServers
+from shipyard.compute import Backends, LocalBackend, ModelServers
+from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.config import Settings
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.pricing import Rates
@@ -360,7 +360,8 @@ def _model_servers(
     objects: ObjectStore,
     sources: PackageSources,
 ) -> Callable[[str], ModelServers]:
-    """Model servers by instance type: on the backend that type's jobs run on."""
+    """Model servers by instance type: on the backend that type's jobs run on (``backends`` routes
+    them, once each backend's model servers are attached here)."""
     local = LocalModelServers(
         objects,
         lambda: EnvironmentCache(
@@ -369,21 +370,25 @@ def _model_servers(
         settings.sandbox,
         hide=(settings.data_dir,),
     )
-    pools: dict[str, ModelServers] = {"local": local}
+    if any(backend.name == "local" for backend in backends):
+        backends.serve_models("local", local)
     for backend in backends:
         if backend.name == "ray":
             from shipyard.compute.ray import RayBackend, RayModelServers
 
             assert isinstance(backend, RayBackend)
 
-            pools["ray"] = RayModelServers(
-                backend,
-                catalog,
-                sources,
-                settings.server_python_jobs == "on",
-                settings.endpoint_startup_seconds,
+            backends.serve_models(
+                "ray",
+                RayModelServers(
+                    backend,
+                    catalog,
+                    sources,
+                    settings.server_python_jobs == "on",
+                    settings.endpoint_startup_seconds,
+                ),
             )
-    return lambda instance_type: pools[backends.for_type(instance_type).name]
+    return backends.model_servers_for
 
 
 def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str, Any]:

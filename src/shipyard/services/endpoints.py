@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.compute.local._hosting import ModelRequest, ModelServer, ModelServerError, ModelServers
+from shipyard.compute import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.hosting import EndpointConfigSpec, EndpointStatus, ModelSpec

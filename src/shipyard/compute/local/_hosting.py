@@ -10,7 +10,6 @@ starts them again when it starts.
 
 from __future__ import annotations
 
-import abc
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -25,11 +24,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
-
-from shipyard.core.hosting import ContainerSpec
+from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.core.training import parse_s3_uri
-from shipyard.envs import EnvironmentCache, EnvironmentSpec, environment_root, framework_of
+from shipyard.envs import EnvironmentCache, environment_root, framework_of
 from shipyard.errors import NotFoundError
 from shipyard.runtime._sandbox import sandbox_available, sandbox_command
 from shipyard.storage import ObjectStore
@@ -38,23 +35,6 @@ from shipyard.storage._archives import ChunkReader, extract_tar
 log = logging.getLogger(__name__)
 _SERVER = Path(__file__).resolve().parents[2] / "runtime" / "model_server.py"
 _SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-
-
-class ModelServerError(Exception):
-    """A model server that did not come up; the message says why, with its log's tail."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelRequest:
-    """One instance of a production variant to bring up. ``instance_dir`` is its folder on the
-    Shipyard server (its log is kept there); ``environment`` was resolved from the image there."""
-
-    instance_dir: Path
-    endpoint: str
-    variant: str
-    instance_type: str
-    container: ContainerSpec
-    environment: EnvironmentSpec
 
 
 def prepare_model(
@@ -121,94 +101,6 @@ class ServerLaunch:
     code_dir: str | None
     environment: Mapping[str, str]
     keep: Sequence[Path] = ()
-
-
-class ModelServer:
-    """A running model server (one endpoint instance), wherever it runs."""
-
-    def __init__(self, request: ModelRequest, host: str, port: int) -> None:
-        self.request = request
-        self.host = host
-        self.port = port
-        self.in_flight = 0  # requests sent and not yet answered (kept by the runtime's event loop)
-
-    @property
-    def instance_dir(self) -> Path:
-        return self.request.instance_dir
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.instance_dir / "log.jsonl"
-
-    @property
-    def alive(self) -> bool:
-        raise NotImplementedError
-
-    @property
-    def pid(self) -> int | None:
-        """The model server's process, when it runs on this machine (for utilization samples)."""
-        return None
-
-    @property
-    def ended(self) -> str:
-        """How it ended, for logs (its exit code, or why it was lost)."""
-        return "unknown"
-
-
-class ModelServers(abc.ABC):
-    """Starts, checks and stops model servers (one kind per backend)."""
-
-    @abc.abstractmethod
-    def start(self, request: ModelRequest) -> ModelServer:
-        """Prepare and start a model server (not waiting for it to be healthy)."""
-
-    @abc.abstractmethod
-    def replace(self, dead: ModelServer) -> ModelServer:
-        """Start a model server like ``dead``, which ended."""
-
-    @abc.abstractmethod
-    def stop(self, server: ModelServer) -> None: ...
-
-    def close(self) -> None:
-        return
-
-    def wait_healthy(
-        self, server: ModelServer, timeout: float, gone: Callable[[], bool] = lambda: False
-    ) -> None:
-        """Wait for ``GET /ping`` to answer 200; ModelServerError with the log's tail otherwise."""
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if not server.alive:
-                    raise ModelServerError(
-                        f"the model server ended ({server.ended}); its log ends:\n"
-                        + "\n".join(log_tail(server.log_path))
-                    )
-                try:
-                    answer = client.get(f"{server.url}/ping")
-                except httpx.TransportError:
-                    answer = None
-                if answer is not None and answer.status_code == 200:
-                    return
-                if answer is not None and answer.text.startswith("loading the model failed"):
-                    self.stop(server)
-                    raise ModelServerError(
-                        f"{answer.text}; the model server's log ends:\n"
-                        + "\n".join(log_tail(server.log_path))
-                    )
-                if gone() or time.monotonic() > deadline:
-                    self.stop(server)
-                    if gone():
-                        raise ModelServerError("the endpoint is being deleted")
-                    raise ModelServerError(
-                        f"the model server did not become healthy in {timeout:g} s; its log ends:\n"
-                        + "\n".join(log_tail(server.log_path))
-                    )
-                time.sleep(0.05)
 
 
 class LocalModelServer(ModelServer):
@@ -365,15 +257,10 @@ def _keep_log(server: LocalModelServer) -> None:
             log.flush()
 
 
-def log_tail(path: Path, count: int = 20) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-count:]
-    except FileNotFoundError:
-        return []
-    return [json.loads(line)["m"] for line in lines if line.strip()]
-
-
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+__all__ = ["LocalModelServer", "LocalModelServers", "ServerLaunch", "prepare_model"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shipyard.compute._base import Backend, Feature, InstanceLaunch
-from shipyard.compute.local._hosting import ModelRequest, ModelServer, ModelServerError, ModelServers
+from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.compute.ray._bridge import launch_to_json, request_to_json
 from shipyard.compute.ray._engine import _bundle
 from shipyard.core.catalog import InstanceCatalog

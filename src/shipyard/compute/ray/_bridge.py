@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.compute._base import InstanceLaunch
-from shipyard.compute.local._hosting import ModelRequest
+from shipyard.compute._serving import ModelRequest
 from shipyard.core.hosting import ContainerSpec
 from shipyard.core.placement import Resources
 from shipyard.envs import EnvironmentSpec
