@@ -131,3 +131,161 @@ class EndpointConfigSpec:
                 field="ProductionVariants",
             )
         return cls(params["EndpointConfigName"], tuple(variants))
+
+
+# -- an endpoint's life ------------------------------------------------------------------------------
+class Step(enum.StrEnum):
+    """What bringing an endpoint's model servers to its record takes next (:meth:`EndpointState.step`)."""
+
+    BRING_UP = "bring up"  # start every variant as the record has them, then serve
+    ROLL_OUT = "roll out"  # start the new config's variants beside the old ones, then switch
+    RESCALE = "rescale"  # start or retire instances until each variant has its desired count
+    WATCH = "watch"  # serving as wanted: replace model servers that end
+    FINISH_DELETE = "finish delete"  # a deletion a restart interrupted
+    NOTHING = "nothing"
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointState:
+    """Where an endpoint stands: its status, the config it serves, its variants as wanted (weights
+    and instance counts), the config an update moves it to, and why it last failed.
+
+    Transitions return new states. Those an API call asks for (:meth:`update`, :meth:`rescale`)
+    raise ValidationError when the endpoint cannot take them; those that report how an operation
+    ended are no-ops in a status they do not apply to (a deleted endpoint stays deleted).
+    """
+
+    status: EndpointStatus
+    config: str
+    variants: tuple[VariantSpec, ...]
+    updating_to: str | None = None
+    failure_reason: str | None = None
+
+    @classmethod
+    def new(cls, config: EndpointConfigSpec) -> EndpointState:
+        return cls(EndpointStatus.CREATING, config.name, config.variants)
+
+    # -- as the store keeps it (the keys of the endpoint record's state that are this object's) ----
+    @classmethod
+    def from_record(cls, status: str | None, state: Mapping[str, Any]) -> EndpointState:
+        if status is None:
+            raise ValueError("an endpoint record without a status")
+        return cls(
+            EndpointStatus(status),
+            state["config"],
+            tuple(
+                VariantSpec(
+                    v["name"], v["model"], int(v["instance_count"]), v["instance_type"], float(v["weight"])
+                )
+                for v in state["variants"]
+            ),
+            state.get("updating_to"),
+            state.get("failure_reason"),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "variants": [
+                {
+                    "name": v.name,
+                    "model": v.model,
+                    "instance_type": v.instance_type,
+                    "instance_count": v.instance_count,
+                    "weight": v.weight,
+                }
+                for v in self.variants
+            ],
+            "updating_to": self.updating_to,
+            "failure_reason": self.failure_reason,
+        }
+
+    # -- what to do next ---------------------------------------------------------------------------
+    def step(self, *, serving: bool) -> Step:
+        """What the model servers need next, given whether this endpoint's are in service here
+        (after a server start, none are: every endpoint that should serve is brought up again)."""
+        if self.status == EndpointStatus.DELETING:
+            return Step.FINISH_DELETE
+        if self.status == EndpointStatus.FAILED:
+            return Step.NOTHING
+        if not serving:
+            return Step.BRING_UP
+        if self.status == EndpointStatus.UPDATING:
+            return Step.ROLL_OUT if self.updating_to else Step.RESCALE
+        return Step.WATCH
+
+    # -- asked for ---------------------------------------------------------------------------------
+    def _check_updatable(self, name: str, serving: bool) -> None:
+        if self.status != EndpointStatus.IN_SERVICE or not serving:
+            raise ValidationError(
+                f"Cannot update endpoint {name!r} while it is {self.status}; wait until it is InService",
+                field="EndpointName",
+                value=name,
+            )
+
+    def update(self, name: str, config: str, *, serving: bool) -> EndpointState:
+        """UpdateEndpoint: move to ``config`` (its model servers start beside the current ones)."""
+        self._check_updatable(name, serving)
+        return dataclasses.replace(
+            self, status=EndpointStatus.UPDATING, updating_to=config, failure_reason=None
+        )
+
+    def rescale(self, name: str, variants: Sequence[VariantSpec], *, serving: bool) -> EndpointState:
+        """UpdateEndpointWeightsAndCapacities: the variants' new weights and instance counts."""
+        self._check_updatable(name, serving)
+        if not any(v.weight > 0 for v in variants):
+            raise ValidationError(
+                "At least one production variant must keep a positive weight",
+                field="DesiredWeightsAndCapacities",
+            )
+        return dataclasses.replace(
+            self, status=EndpointStatus.UPDATING, variants=tuple(variants), failure_reason=None
+        )
+
+    def delete(self) -> EndpointState:
+        return dataclasses.replace(self, status=EndpointStatus.DELETING)
+
+    # -- how an operation ended --------------------------------------------------------------------
+    def brought_up(self) -> EndpointState:
+        """Its variants serve as the record has them. Creating (or a restart) ends InService; an
+        update a restart interrupted goes on (Updating)."""
+        if self.status in (EndpointStatus.CREATING, EndpointStatus.IN_SERVICE):
+            return dataclasses.replace(self, status=EndpointStatus.IN_SERVICE, failure_reason=None)
+        return self
+
+    def bring_up_failed(self, reason: str) -> EndpointState:
+        if self.status in (EndpointStatus.CREATING, EndpointStatus.IN_SERVICE, EndpointStatus.UPDATING):
+            return dataclasses.replace(
+                self, status=EndpointStatus.FAILED, failure_reason=reason, updating_to=None
+            )
+        return self
+
+    def updated(self, config: EndpointConfigSpec) -> EndpointState:
+        """The new config serves (the previous one's model servers are retired)."""
+        if self.status != EndpointStatus.UPDATING:
+            return self
+        return EndpointState(EndpointStatus.IN_SERVICE, config.name, config.variants)
+
+    def update_failed(self, reason: str) -> EndpointState:
+        """The new config's model servers did not come up: the previous config keeps serving."""
+        if self.status != EndpointStatus.UPDATING:
+            return self
+        return dataclasses.replace(
+            self,
+            status=EndpointStatus.IN_SERVICE,
+            updating_to=None,
+            failure_reason=f"Updating failed, kept the previous config: {reason}",
+        )
+
+    def scaled(self) -> EndpointState:
+        if self.status != EndpointStatus.UPDATING:
+            return self
+        return dataclasses.replace(self, status=EndpointStatus.IN_SERVICE, failure_reason=None)
+
+    def scale_failed(self, reason: str) -> EndpointState:
+        """Instances could not be added: those that serve keep serving."""
+        if self.status != EndpointStatus.UPDATING:
+            return self
+        return dataclasses.replace(
+            self, status=EndpointStatus.IN_SERVICE, failure_reason=f"Scaling failed: {reason}"
+        )

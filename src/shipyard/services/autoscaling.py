@@ -16,14 +16,13 @@ import datetime as dt
 import logging
 import math
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services.endpoints import EndpointService
-from shipyard.services.training import utcnow
 from shipyard.store import Resource
 
 log = logging.getLogger(__name__)
@@ -61,9 +60,16 @@ def _check_namespace(params: Mapping[str, Any]) -> None:
 
 class AutoscalingService:
     def __init__(
-        self, endpoints: EndpointService, *, account_id: str, interval: float = 10.0, window: float = 60.0
+        self,
+        endpoints: EndpointService,
+        *,
+        account_id: str,
+        interval: float = 10.0,
+        window: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._endpoints = endpoints
+        self._clock = clock
         self._account_id = account_id
         self._interval = interval
         self._window = window
@@ -77,7 +83,7 @@ class AutoscalingService:
         arn = f"arn:aws:application-autoscaling:{region}:{self._account_id}:scalable-target/{uuid.uuid5(uuid.NAMESPACE_URL, params['ResourceId']).hex}"
 
         def change(target: dict[str, Any] | None) -> dict[str, Any]:
-            target = dict(target or {"created": utcnow().isoformat(), "policies": {}, "arn": arn})
+            target = dict(target or {"created": self._clock.now().isoformat(), "policies": {}, "arn": arn})
             for key, field in (("min", "MinCapacity"), ("max", "MaxCapacity")):
                 if params.get(field) is not None:
                     target[key] = int(params[field])
@@ -166,7 +172,11 @@ class AutoscalingService:
                 )
             policies = dict(target["policies"])
             arn_kept = policies.get(name, {}).get("arn", arn)
-            policies[name] = {"config": dict(config), "arn": arn_kept, "created": utcnow().isoformat()}
+            policies[name] = {
+                "config": dict(config),
+                "arn": arn_kept,
+                "created": self._clock.now().isoformat(),
+            }
             return {**target, "policies": policies}
 
         target = self._modify_target(endpoint, variant, change)
@@ -267,7 +277,7 @@ class AutoscalingService:
 
     def evaluate(self) -> None:
         """One look at every scaled variant; scale those off their target."""
-        now = time.time()
+        now = self._clock.now().timestamp()
         for endpoint in self._endpoints.repository.find(status="InService", limit=100_000):
             changes = []
             for variant in endpoint.state["variants"]:
@@ -320,7 +330,7 @@ class AutoscalingService:
         except ValidationError as exc:  # updating already: the next look decides again
             log.info("Autoscaling %s: not now (%s)", endpoint.name, exc.message)
             return
-        stamp = utcnow().isoformat()
+        stamp = self._clock.now().isoformat()
 
         def record(current: Resource) -> Resource:
             scaling = dict(current.state.get("scaling") or {})

@@ -1,0 +1,20 @@
+"""Fakes of Shipyard's interfaces, for tests (as optuna ships InMemoryStorage, httpx MockTransport).
+
+They implement the real interfaces and keep their contracts, but do no I/O beyond a temporary
+folder, so a service built on them runs pass by pass in milliseconds:
+
+* :class:`FakeModelServers` — model servers that are healthy, or fail to load their model, or
+  die when the test says, answering invocations with a canned or computed response;
+* :class:`InlineExecutor` — runs submitted work at once (for services that hand slow work to one);
+* :class:`~shipyard.core.clock.ManualClock` — time that moves when the test says.
+"""
+
+from shipyard.core.clock import ManualClock
+from shipyard.testing._servers import FakeModelServer, FakeModelServers, InlineExecutor
+
+__all__ = [
+    "FakeModelServer",
+    "FakeModelServers",
+    "InlineExecutor",
+    "ManualClock",
+]
