@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.placement import Resources
+from shipyard.runtime.contract import AgentConfig, InstanceFolder
 
 
 class Feature(enum.StrEnum):
@@ -32,7 +33,7 @@ class InstanceLaunch:
     granted of its instance type."""
 
     instance_dir: Path
-    agent_config: Mapping[str, Any]
+    agent_config: AgentConfig
     instance_type: str
     resources: Resources
 
@@ -65,13 +66,11 @@ def agent_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in _AGENT_ENV or k.startswith(_AGENT_ENV_PREFIXES)}
 
 
-def write_agent_config(launch: InstanceLaunch, **extra: Any) -> dict[str, Any]:
-    """Write ``agent.json`` into the instance folder; returns what was written."""
-    import json
-
-    config = {**launch.agent_config, **extra}
-    launch.instance_dir.mkdir(parents=True, exist_ok=True)
-    (launch.instance_dir / "agent.json").write_text(json.dumps(config))
+def write_agent_config(launch: InstanceLaunch, **changes: Any) -> AgentConfig:
+    """Write ``agent.json`` (the launch's config with ``changes``) into the instance folder;
+    returns what was written."""
+    config = launch.agent_config.replace(**changes)
+    InstanceFolder(launch.instance_dir).write_config(config)
     return config
 
 

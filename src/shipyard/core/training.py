@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from shipyard.core.jobs import JobRun
 from shipyard.errors import ValidationError
 
 # Folders of /opt/ml the container contract owns: a checkpoint folder may not be one of them.
@@ -423,18 +424,19 @@ SpecT = TypeVar("SpecT", bound=JobSpec)
 
 @dataclasses.dataclass(frozen=True)
 class Job(Generic[SpecT]):
-    """A job as the store keeps it: the spec, the state, and what the platform recorded.
+    """A job as the store keeps it: the spec, the state, and its run record.
 
-    ``runtime`` holds what the platform decided and observed while running the job: the placement,
-    the launched instances, log offsets, artifacts, final metrics, billing. Training and
-    processing jobs are both Jobs; the scheduler runs either.
+    ``run`` (:class:`~shipyard.core.jobs.JobRun`) holds what the platform decided and observed
+    while running the job: the placement, the launched instances, log offsets, artifacts, final
+    metrics, billing. Training, processing and transform jobs are all Jobs; the scheduler runs
+    each.
     """
 
     spec: SpecT
     arn: str
     created: dt.datetime
     state: TrainingJobState
-    runtime: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    run: JobRun = dataclasses.field(default_factory=JobRun)
 
     @property
     def name(self) -> str:
@@ -447,8 +449,8 @@ class Job(Generic[SpecT]):
     def with_state(self, state: TrainingJobState) -> Job[SpecT]:
         return dataclasses.replace(self, state=state)
 
-    def with_runtime(self, **changes: Any) -> Job[SpecT]:
-        return dataclasses.replace(self, runtime={**self.runtime, **changes})
+    def with_run(self, **changes: Any) -> Job[SpecT]:
+        return dataclasses.replace(self, run=dataclasses.replace(self.run, **changes))
 
 
 TrainingJob = Job[TrainingJobSpec]

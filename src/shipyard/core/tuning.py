@@ -529,3 +529,54 @@ class TuningJob:
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningPass:
+    """What one pass of a tuning job does: stop its running trials, start ``launch`` new ones, or
+    end the job (``finish`` with its failure reason or completion reason)."""
+
+    stop_trials: bool = False
+    launch: int = 0
+    finish: TuningJobStatus | None = None
+    failure_reason: str | None = None
+    completion: str | None = None
+
+
+def plan_pass(
+    spec: TuningJobSpec,
+    *,
+    stopping: bool,
+    elapsed_seconds: float,
+    best: float | None,
+    launched: int,
+    running: int,
+    completed: int,
+) -> TuningPass:
+    """The pass of a tuning job with ``launched`` trials so far, ``running`` of them not ended and
+    ``completed`` of them Completed, whose best objective is ``best``. A stop, MaxRuntimeInSeconds
+    or a reached target stops the running trials, then ends the job once none runs; else new
+    trials start up to MaxParallelTrainingJobs and MaxNumberOfTrainingJobs; when all were
+    launched and all have ended, the job ends: Completed with a best trial, else Failed saying why."""
+    out_of_time = spec.max_runtime_seconds is not None and elapsed_seconds > spec.max_runtime_seconds
+    reached = spec.reached_target(best)
+    if stopping or out_of_time or reached:
+        if running:
+            return TuningPass(stop_trials=True)
+        if stopping:
+            return TuningPass(finish=TuningJobStatus.STOPPED)
+        why = "ObjectiveMetricValueReached" if reached else "MaxRuntimeExceeded"
+        return TuningPass(finish=TuningJobStatus.COMPLETED, completion=why)
+    launch = max(0, min(spec.max_jobs - launched, spec.max_parallel - running))
+    if launch or launched < spec.max_jobs or running:
+        return TuningPass(launch=launch)
+    if not completed:
+        return TuningPass(
+            finish=TuningJobStatus.FAILED, failure_reason=f"All {launched} training jobs failed; see their FailureReason"
+        )
+    if best is None:
+        metrics = " or ".join(sorted({repr(d.objective_metric) for d in spec.definitions}))
+        return TuningPass(
+            finish=TuningJobStatus.FAILED, failure_reason=f"No training job reported the objective metric {metrics}"
+        )
+    return TuningPass(finish=TuningJobStatus.COMPLETED, completion="MaxNumberOfTrainingJobsReached")

@@ -1,174 +1,311 @@
-"""The SageMaker training container contract: the /opt/ml layout and the ``SM_*`` environment.
+"""The server ↔ agent contract: what the server tells an instance agent, and what it answers.
 
-Pure functions of the job's spec and the instance's place in it, so that every backend (and the
-tests) lays out an instance the same way the SageMaker training toolkit would.
+The server (its scheduler, through a backend) and an instance agent share nothing but one
+folder per instance, :class:`InstanceFolder`:
+
+* ``agent.json`` — :class:`AgentConfig`: what to run and with what, written once by the backend;
+* ``status.json`` — :class:`AgentStatus`: the agent's phases and, at the end, its
+  :class:`Outcome`; replaced atomically as it goes;
+* ``log.jsonl`` — one ``{"t": <epoch ms>, "m": <line>}`` per output line, append-only;
+* ``utilization.jsonl`` — a utilization sample per line, append-only;
+* ``agent.log`` — the agent's own output (its tracebacks); ``hosts`` — the sandbox's /etc/hosts;
+  ``ml/`` — the instance's /opt/ml.
+
+Each record has one ``to_json``/``from_json`` and its defaults here, and carries the contract's
+``version``: an agent refuses a config of a newer version than it knows (a server newer than the
+agent's node), and readers ignore keys they do not know, so old folders read after an upgrade.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Mapping
-from pathlib import PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from shipyard.core.training import TrainingJobSpec, to_cmd_args
+from shipyard.core.outcomes import Outcome
 
-ML_ROOT = PurePosixPath("/opt/ml")
-GROUP = "homogeneousCluster"
-
-
-def hosts_for(count: int) -> list[str]:
-    return [f"algo-{i + 1}" for i in range(count)]
-
-
-def resource_config(spec: TrainingJobSpec, host: str) -> dict[str, Any]:
-    hosts = hosts_for(spec.instance_count)
-    return {
-        "current_host": host,
-        "current_instance_type": spec.instance_type,
-        "current_group_name": GROUP,
-        "hosts": hosts,
-        "instance_groups": [
-            {"instance_group_name": GROUP, "instance_type": spec.instance_type, "hosts": hosts}
-        ],
-        "network_interface_name": "eth0",
-    }
+VERSION = 1
+__all__ = [
+    "VERSION",
+    "AgentConfig",
+    "AgentStatus",
+    "ContractError",
+    "InstanceFolder",
+    "JobApi",
+    "Outcome",
+    "Phase",
+    "StoreAccess",
+]
 
 
-def input_data_config(spec: TrainingJobSpec) -> dict[str, Any]:
-    return {c.name: c.to_config() for c in spec.channels}
+class ContractError(Exception):
+    """An ``agent.json`` this agent cannot run (a newer contract, or a key missing)."""
 
 
-def config_files(spec: TrainingJobSpec, host: str) -> dict[str, Any]:
-    """The files of /opt/ml/input/config, by name."""
-    files: dict[str, Any] = {
-        "hyperparameters.json": dict(spec.hyperparameters),
-        "resourceconfig.json": resource_config(spec, host),
-        "inputdataconfig.json": input_data_config(spec),
-    }
-    if spec.checkpoint_s3_uri:
-        files["checkpointconfig.json"] = {
-            "LocalPath": spec.checkpoint_local_path,
-            "S3Uri": spec.checkpoint_s3_uri,
-        }
-    return files
+@dataclasses.dataclass(frozen=True)
+class StoreAccess:
+    """How an agent reaches the object store: the server's folder (``local``), or S3 (real S3,
+    or this server's own S3 API from another machine)."""
+
+    kind: str = "local"
+    root: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str | None = None
+    max_attempts: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoreAccess:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def training_environment(
-    spec: TrainingJobSpec,
-    host: str,
-    *,
-    root: PurePosixPath = ML_ROOT,
-    num_cpus: int,
-    num_gpus: int,
-    region: str,
-    master_addr: str = "127.0.0.1",
-    master_port: int = 29500,
-) -> dict[str, str]:
-    """The ``SM_*`` (and distributed-training) variables the training toolkit sets for user code.
+@dataclasses.dataclass(frozen=True)
+class JobApi:
+    """Where the job's own AWS clients reach this Shipyard, and as whom."""
 
-    ``root`` is where /opt/ml appears to the user's process: /opt/ml in a sandbox, the instance
-    folder itself when running unsandboxed.
+    endpoint_url: str
+    access_key_id: str = "shipyard"
+    secret_access_key: str = "shipyard"
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """``agent.json``: everything an instance agent needs, written by the backend.
+
+    Attributes:
+        kind: ``training``, ``processing`` or ``transform`` (which agent runs).
+        request: The job's validated Create request (the agent parses its spec from it).
+        host, host_index: ``algo-N`` and N - 1.
+        arn, region: The job's ARN and region (its ``*_JOB_ARN`` and ``AWS_REGION``).
+        object_store: How to reach inputs and outputs.
+        api: Where the job's AWS clients reach this server (None: they are not pointed at it).
+        cpus, gpus, memory_bytes, disk_bytes: What the instance was granted.
+        sandbox: ``bwrap`` or ``off``; ``hide``: host paths the sandbox must not show.
+        python: The interpreter a job without an environment runs with.
+        environment: The job's EnvironmentSpec as JSON (None: ``python`` as it is).
+        envs_dir, sources, allow_server_python: The environment cache and where packages come from.
+        master_addr, master_port: Where algo-1 is reached by the other instances.
+        model: A transform job's model (image, model data, environment, framework).
+        notes: Lines the agent logs first (e.g. the job was scaled down to fit).
+        stop_grace_seconds: SIGTERM to SIGKILL on a stop.
+        utilization_seconds: How often utilization is sampled (0: never).
+        checkpoint_sync_seconds: How often checkpoints and Continuous outputs are mirrored.
+        model_startup_seconds: How long a transform job's model server may take to be healthy.
+        die_with_parent: End with the process that started the agent (a Ray actor).
     """
-    hosts = hosts_for(spec.instance_count)
-    hps = spec.user_hyperparameters
-    channels = sorted(c.name for c in spec.channels)
-    module_name = (spec.program or "").removesuffix(".py")
-    paths = {
-        "SM_MODEL_DIR": root / "model",
-        "SM_INPUT_DIR": root / "input",
-        "SM_INPUT_CONFIG_DIR": root / "input" / "config",
-        "SM_OUTPUT_DIR": root / "output",
-        "SM_OUTPUT_DATA_DIR": root / "output" / "data",
-        "SM_OUTPUT_INTERMEDIATE_DIR": root / "output" / "intermediate",
-        "SM_MODULE_DIR": spec.submit_directory or "",
-    }
-    user_args = to_cmd_args(hps)
-    env: dict[str, str] = {name: str(value) for name, value in paths.items()}
-    env.update(
-        {
-            "SM_HOSTS": json.dumps(hosts),
-            "SM_CURRENT_HOST": host,
-            "SM_CURRENT_INSTANCE_TYPE": spec.instance_type,
-            "SM_CURRENT_INSTANCE_GROUP": GROUP,
-            "SM_CURRENT_INSTANCE_GROUP_HOSTS": json.dumps(hosts),
-            "SM_INSTANCE_GROUPS": json.dumps([GROUP]),
-            "SM_INSTANCE_GROUPS_DICT": json.dumps(
-                {GROUP: {"instance_group_name": GROUP, "instance_type": spec.instance_type, "hosts": hosts}}
-            ),
-            "SM_DISTRIBUTION_INSTANCE_GROUPS": json.dumps([]),
-            "SM_IS_HETERO": "false",
-            "SM_NETWORK_INTERFACE_NAME": "eth0",
-            "SM_HPS": json.dumps(hps),
-            "SM_CHANNELS": json.dumps(channels),
-            "SM_USER_ENTRY_POINT": spec.program or "",
-            "SM_MODULE_NAME": module_name,
-            "SM_USER_ARGS": json.dumps(user_args),
-            "SM_FRAMEWORK_PARAMS": json.dumps({}),
-            "SM_FRAMEWORK_MODULE": "",
-            "SM_RESOURCE_CONFIG": json.dumps(resource_config(spec, host)),
-            "SM_INPUT_DATA_CONFIG": json.dumps(input_data_config(spec)),
-            "SM_NUM_CPUS": str(num_cpus),
-            "SM_NUM_GPUS": str(num_gpus),
-            "SM_NUM_NEURONS": "0",
-            "SM_LOG_LEVEL": str(_log_level(spec.hyperparameters)),
-            "SM_TRAINING_ENV": "",  # filled below, it includes the rest
-            "SAGEMAKER_REGION": region,
-            "AWS_REGION": region,
-            "TRAINING_JOB_NAME": spec.name,
-            "TRAINING_JOB_ARN": "",
-        }
-    )
-    for channel in channels:
-        env[f"SM_CHANNEL_{channel.upper()}"] = str(root / "input" / "data" / channel)
-    for key, value in hps.items():
-        env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    if spec.instance_count > 1:
-        env.update(
-            {
-                "MASTER_ADDR": master_addr,
-                "MASTER_PORT": str(master_port),
-                "WORLD_SIZE": str(spec.instance_count),
-                "RANK": str(hosts.index(host)),
-                "LOCAL_RANK": "0",
-                "LOCAL_WORLD_SIZE": "1",
-            }
+
+    kind: str
+    request: Mapping[str, Any]
+    host: str
+    host_index: int
+    object_store: StoreAccess
+    arn: str = ""
+    region: str = "us-east-1"
+    api: JobApi | None = None
+    cpus: float = 1
+    gpus: int = 0
+    memory_bytes: float = 2**30
+    disk_bytes: float = 30 * 10**9
+    sandbox: str = "off"
+    hide: tuple[str, ...] = ()
+    python: str = ""
+    environment: Mapping[str, Any] | None = None
+    envs_dir: str | None = None
+    sources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    allow_server_python: bool = True
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    model: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+    stop_grace_seconds: float = 30.0
+    utilization_seconds: float = 0.0
+    checkpoint_sync_seconds: float = 1.0
+    model_startup_seconds: float = 600.0
+    die_with_parent: bool = False
+    version: int = VERSION
+
+    def replace(self, **changes: Any) -> AgentConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def builtin(self) -> str | None:
+        """The built-in algorithm the environment names (``xgboost``), if any."""
+        return (self.environment or {}).get("builtin")
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["request"] = dict(self.request)
+        data["object_store"] = self.object_store.to_json()
+        data["api"] = dataclasses.asdict(self.api) if self.api else None
+        data["hide"] = list(self.hide)
+        data["notes"] = list(self.notes)
+        data["sources"] = dict(self.sources)
+        data["environment"] = dict(self.environment) if self.environment is not None else None
+        data["model"] = dict(self.model) if self.model is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AgentConfig:
+        version = int(data.get("version", VERSION))
+        if version > VERSION:
+            raise ContractError(
+                f"agent.json is of contract version {version}, this agent knows {VERSION}: "
+                "install the server's Shipyard version where the agent runs"
+            )
+        missing = [k for k in ("kind", "request", "host", "host_index", "object_store") if k not in data]
+        if missing:
+            raise ContractError(f"agent.json lacks {', '.join(missing)}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["object_store"] = StoreAccess.from_json(data["object_store"])
+        api = data.get("api") or {}
+        values["api"] = JobApi(**api) if api.get("endpoint_url") else None
+        values["hide"] = tuple(data.get("hide") or ())
+        values["notes"] = tuple(data.get("notes") or ())
+        values["sources"] = dict(data.get("sources") or {})
+        values["version"] = version
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    name: str  # Downloading, Training, Uploading
+    time: str  # ISO 8601, UTC
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentStatus:
+    """``status.json``: where the agent stands and, at the end, how its work ended.
+
+    A folder without one (or with one still being replaced) reads as :meth:`unreported`:
+    the agent has not started yet.
+
+    Attributes:
+        reported: Whether the agent wrote it (it handles SIGTERM from then on).
+        agent_pid: The agent's process.
+        user_pgid: The process group of the user's process, once started (to kill it).
+        started: When the agent began its work (the billed interval opens).
+        training_start, training_end: When the user's process started, when the work ended.
+        phases: The phases gone through, in order, with their times.
+        outcome: None while it runs; the agent's judgement at the end.
+        exit_code: The user's process's, if it ran.
+        failure_reason: Why it failed (or, with MaxRuntimeExceeded, the message).
+        model_artifacts, output_artifacts: The URIs uploaded (algo-1 only).
+        elapsed: Seconds from start to the end, by the agent's monotonic clock.
+    """
+
+    reported: bool = False
+    agent_pid: int | None = None
+    user_pgid: int | None = None
+    started: str | None = None
+    training_start: str | None = None
+    training_end: str | None = None
+    phases: tuple[Phase, ...] = ()
+    outcome: Outcome | None = None
+    exit_code: int | None = None
+    failure_reason: str | None = None
+    model_artifacts: str | None = None
+    output_artifacts: str | None = None
+    elapsed: float | None = None
+    version: int = VERSION
+
+    @classmethod
+    def unreported(cls) -> AgentStatus:
+        return cls()
+
+    @property
+    def phase(self) -> str | None:
+        return self.phases[-1].name if self.phases else None
+
+    def replace(self, **changes: Any) -> AgentStatus:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "reported"}
+        data["phases"] = [{"phase": p.name, "time": p.time} for p in self.phases]
+        data["phase"] = self.phase
+        data["outcome"] = self.outcome.value if self.outcome else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AgentStatus:
+        outcome = data.get("outcome")
+        return cls(
+            reported=True,
+            agent_pid=data.get("agent_pid"),
+            user_pgid=data.get("user_pgid"),
+            started=data.get("started"),
+            training_start=data.get("training_start"),
+            training_end=data.get("training_end"),
+            phases=tuple(Phase(p["phase"], p["time"]) for p in data.get("phases") or ()),
+            outcome=Outcome(outcome) if outcome else None,
+            exit_code=data.get("exit_code"),
+            failure_reason=data.get("failure_reason"),
+            model_artifacts=data.get("model_artifacts"),
+            output_artifacts=data.get("output_artifacts"),
+            elapsed=data.get("elapsed"),
+            version=int(data.get("version", VERSION)),
         )
-    env["SM_TRAINING_ENV"] = json.dumps(
-        {
-            "additional_framework_parameters": {},
-            "channel_input_dirs": {c: env[f"SM_CHANNEL_{c.upper()}"] for c in channels},
-            "current_host": host,
-            "current_instance_type": spec.instance_type,
-            "hosts": hosts,
-            "hyperparameters": hps,
-            "input_config_dir": env["SM_INPUT_CONFIG_DIR"],
-            "input_data_config": input_data_config(spec),
-            "input_dir": env["SM_INPUT_DIR"],
-            "is_master": host == hosts[0],
-            "job_name": spec.name,
-            "log_level": int(env["SM_LOG_LEVEL"]),
-            "master_hostname": hosts[0],
-            "model_dir": env["SM_MODEL_DIR"],
-            "module_dir": env["SM_MODULE_DIR"],
-            "module_name": module_name,
-            "network_interface_name": "eth0",
-            "num_cpus": num_cpus,
-            "num_gpus": num_gpus,
-            "output_data_dir": env["SM_OUTPUT_DATA_DIR"],
-            "output_dir": env["SM_OUTPUT_DIR"],
-            "output_intermediate_dir": env["SM_OUTPUT_INTERMEDIATE_DIR"],
-            "resource_config": resource_config(spec, host),
-            "user_entry_point": spec.program or "",
-        }
-    )
-    env.update(spec.environment)
-    return env
 
 
-def _log_level(hyperparameters: Mapping[str, str]) -> int:
-    raw = hyperparameters.get("sagemaker_container_log_level", "20")
-    try:
-        return int(json.loads(raw))
-    except (TypeError, ValueError):
-        return 20
+@dataclasses.dataclass(frozen=True)
+class InstanceFolder:
+    """One instance's folder, where the server and its agent meet. See the module docstring."""
+
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "agent.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.jsonl"
+
+    @property
+    def utilization(self) -> Path:
+        return self.path / "utilization.jsonl"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.path / "agent.log"
+
+    @property
+    def hosts(self) -> Path:
+        return self.path / "hosts"
+
+    @property
+    def ml(self) -> Path:
+        return self.path / "ml"
+
+    def write_config(self, config: AgentConfig) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(config.to_json()))
+
+    def read_config(self) -> AgentConfig:
+        return AgentConfig.from_json(json.loads(self.config_path.read_text()))
+
+    def write_status(self, status: AgentStatus) -> None:
+        """Replace ``status.json`` atomically: a reader sees the old one or the new one."""
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status.to_json()))
+        os.replace(tmp, self.status_path)
+
+    def read_status(self) -> AgentStatus:
+        """The agent's status; :meth:`AgentStatus.unreported` while there is none."""
+        try:
+            data = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return AgentStatus.unreported()
+        return AgentStatus.from_json(data) if isinstance(data, dict) else AgentStatus.unreported()

@@ -19,6 +19,7 @@ from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.pricing import Rates
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
+from shipyard.runtime.contract import JobApi, StoreAccess
 from shipyard.services.autoscaling import AutoscalingService
 from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
@@ -26,7 +27,7 @@ from shipyard.services.endpoints import EndpointConfigService, EndpointService, 
 from shipyard.services.logs import LogService
 from shipyard.services.pipelines import PipelineService
 from shipyard.services.registry import ModelRegistry
-from shipyard.services.scheduler import TrainingScheduler
+from shipyard.services.scheduler import AgentSettings, JobScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.training import ProcessingService, TrainingService, TransformService
 from shipyard.services.tuning import TuningService
@@ -66,7 +67,7 @@ class Platform:
     training: TrainingService
     processing: ProcessingService
     transform: TransformService
-    scheduler: TrainingScheduler
+    scheduler: JobScheduler
     logs: LogService
     tuning: TuningService
     models: ModelService
@@ -118,26 +119,26 @@ class Platform:
         jobs = TrainingJobRepository(db)
         processing_jobs = ProcessingJobRepository(db)
         transform_jobs = TransformJobRepository(db)
-        scheduler = TrainingScheduler(
+        scheduler = JobScheduler(
             [jobs, processing_jobs, transform_jobs],
             backends,
             catalog,
             costs,
             utilization,
-            jobs_dir=settings.data_dir / "jobs",
-            utilization_seconds=settings.utilization_seconds,
-            object_store_config=_agent_store_config(settings),
-            hide_paths=(settings.data_dir,),
-            job_api={
-                "endpoint_url": _url_for_nodes(settings),
-                "access_key_id": settings.access_key_id or "shipyard",
-                "secret_access_key": settings.secret_access_key or "shipyard",
-            },
-            environments={
-                "envs_dir": str(settings.data_dir / "envs"),
-                "sources": dataclasses.asdict(sources),
-                "allow_server_python": settings.server_python_jobs == "on",
-            },
+            AgentSettings(
+                jobs_dir=settings.data_dir / "jobs",
+                object_store=StoreAccess.from_json(_agent_store_config(settings)),
+                api=JobApi(
+                    endpoint_url=_url_for_nodes(settings),
+                    access_key_id=settings.access_key_id or "shipyard",
+                    secret_access_key=settings.secret_access_key or "shipyard",
+                ),
+                utilization_seconds=settings.utilization_seconds,
+                hide=(str(settings.data_dir),),
+                envs_dir=str(settings.data_dir / "envs"),
+                sources=dataclasses.asdict(sources),
+                allow_server_python=settings.server_python_jobs == "on",
+            ),
         )
         common: dict[str, Any] = {  # what every kind of job's service needs
             "catalog": catalog,

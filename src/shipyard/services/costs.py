@@ -93,7 +93,7 @@ class CostService:
     # -- jobs -----------------------------------------------------------------------------------------
     @staticmethod
     def job_key(job: Job[Any]) -> str:
-        return f"{job.kind}/{job.name}/{int(job.runtime.get('attempt', 0))}"
+        return f"{job.kind}/{job.name}/{job.run.attempt}"
 
     def instances_started(
         self,
@@ -143,8 +143,8 @@ class CostService:
             sagemaker_usd_per_hour=price.sagemaker,
             started=at,
             last_seen=at,
-            parent=job.runtime.get("tuning_job"),
-            owner=job.runtime.get("owner"),
+            parent=job.run.tuning_job,
+            owner=job.run.owner,
             tags=dict(self._tags(job.arn)),
         )
 

@@ -100,9 +100,9 @@ class LogService:
                 if j.name.startswith(job_part)
             ]
         streams = [
-            LogStream(i["stream"], Path(i["dir"]) / "log.jsonl", int(i["launched_at"]))
+            LogStream(i.stream, Path(i.dir) / "log.jsonl", i.launched_at)
             for job in jobs
-            for i in job.runtime.get("instances", [])
+            for i in job.run.instances
         ]
         return sorted((s for s in streams if s.name.startswith(prefix)), key=lambda s: s.name)
 

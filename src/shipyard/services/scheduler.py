@@ -1,12 +1,13 @@
-"""The scheduler: places waiting jobs (training, processing, transform) on the backend and follows
-running ones.
+"""The scheduler: places waiting jobs (training, processing, transform) on their backend and
+follows running ones.
 
 One thread, one loop. Each pass reads the active jobs from the store (the only source of truth),
 launches those that fit the free capacity (oldest first), and for launched ones reads what their
-agents wrote — ``status.json`` and ``log.jsonl`` in each instance folder — into the store:
-secondary-status transitions, metric points, and at the end the outcome, artifacts, times and
-cost. Nothing is kept only in memory, so a restarted server picks up exactly where the last one
-was; agents run on meanwhile.
+agents wrote in their :class:`~shipyard.runtime.contract.InstanceFolder` — the
+:class:`~shipyard.runtime.contract.AgentStatus` and the log — and applies the rules of
+``core/outcomes.py`` to it: secondary-status transitions, metric points, and at the end the
+verdict, artifacts, times and billing, written to the store once per pass. Nothing is kept only in
+memory, so a restarted server picks up exactly where the last one was; agents run on meanwhile.
 """
 
 from __future__ import annotations
@@ -15,44 +16,60 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import re
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from shipyard.compute import Backend, Backends, InstanceLaunch
+from shipyard.core import outcomes
 from shipyard.core.catalog import InstanceCatalog, JobKind
-from shipyard.core.placement import Resources, plan
-from shipyard.core.training import (
-    Job,
-    MetricPoint,
-    SecondaryStatus,
-    TrainingJobStatus,
-)
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
+from shipyard.core.jobs import Billing, InstanceRecord, JobRun
+from shipyard.core.placement import Placement, Resources, plan
+from shipyard.core.training import Job, MetricPoint, SecondaryStatus, TrainingJobState, TrainingJobStatus
 from shipyard.errors import ShipyardError, ValidationError
-from shipyard.runtime.contract import hosts_for
+from shipyard.runtime.container import hosts_for
+from shipyard.runtime.contract import AgentConfig, AgentStatus, InstanceFolder, JobApi, StoreAccess
 from shipyard.services.costs import CostService
-from shipyard.services.training import utcnow
 from shipyard.store import JobRepository, TrainingJobRepository
 from shipyard.store.utilization import Sample, UtilizationRepository
 
 log = logging.getLogger(__name__)
 
-_PHASES = {
-    "Downloading": SecondaryStatus.DOWNLOADING,
-    "Training": SecondaryStatus.TRAINING,
-    "Uploading": SecondaryStatus.UPLOADING,
-}
 _ACTIVE_POLL = 0.1
 _IDLE_POLL = 1.0
 
 
-class TrainingScheduler:
-    """Runs in its own thread; :meth:`wake` makes it look now rather than at its next poll."""
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """What the server tells every agent it launches, the same for all jobs.
+
+    Attributes:
+        jobs_dir: Where job folders are made (``<data dir>/jobs``).
+        object_store: How agents reach the object store.
+        api: Where jobs' AWS clients reach this server (None: not pointed at it).
+        stop_grace_seconds, utilization_seconds: As in :class:`AgentConfig`.
+        hide: Host paths no sandbox may show (the data dir).
+        envs_dir, sources, allow_server_python: The environment cache and package sources.
+    """
+
+    jobs_dir: Path
+    object_store: StoreAccess
+    api: JobApi | None = None
+    stop_grace_seconds: float = 30.0
+    utilization_seconds: float = 5.0
+    hide: tuple[str, ...] = ()
+    envs_dir: str | None = None
+    sources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    allow_server_python: bool = True
+
+
+class JobScheduler:
+    """Runs in its own thread; :meth:`wake` makes it look now rather than at its next poll.
+    :meth:`tick` is one pass, which tests drive directly."""
 
     def __init__(
         self,
@@ -61,29 +78,19 @@ class TrainingScheduler:
         catalog: InstanceCatalog,
         costs: CostService,
         utilization: UtilizationRepository,
+        agents: AgentSettings,
         *,
-        jobs_dir: Path,
-        object_store_config: Mapping[str, Any],
         fit_to_machine: bool = True,
-        stop_grace_seconds: float = 30.0,
-        utilization_seconds: float = 5.0,
-        hide_paths: tuple[Path, ...] = (),
-        environments: Mapping[str, Any] | None = None,
-        job_api: Mapping[str, str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._repos = {r.kind: r for r in repositories}
         self._backends = backends
         self._catalog = catalog
         self._costs = costs
         self._utilization = utilization
-        self._jobs_dir = jobs_dir
-        self._store_config = dict(object_store_config)
+        self._agents = agents
         self._fit = fit_to_machine
-        self._grace = stop_grace_seconds
-        self._utilization_seconds = utilization_seconds
-        self._hide = [str(p) for p in hide_paths]
-        self._environments = dict(environments or {})
-        self._job_api = dict(job_api or {})
+        self._clock = clock
         self._passes: list[Callable[[], bool]] = []
         self._unfollowed_jobs: set[str] = set()
         self._wake = threading.Event()
@@ -105,7 +112,7 @@ class TrainingScheduler:
         self._wake.set()
 
     def add_pass(self, run_pass: Callable[[], bool]) -> None:
-        """Run ``run_pass`` after each pass over training jobs (tuning builds on training)."""
+        """Run ``run_pass`` after each pass over jobs (tuning builds on training)."""
         self._passes.append(run_pass)
 
     def _run(self) -> None:
@@ -125,20 +132,19 @@ class TrainingScheduler:
         jobs = sorted((j for r in self._repos.values() for j in r.active()), key=lambda j: j.created)
         used = {b.name: Resources(0, 0, 0) for b in self._backends}
         for job in jobs:
-            if job.runtime.get("instances") and job.runtime.get("backend", "local") in used:
-                name = job.runtime.get("backend", "local")
-                used[name] = used[name] + Resources(**job.runtime["placement"]) * job.spec.instance_count
+            if job.run.launched and job.run.backend in used and job.run.placement is not None:
+                used[job.run.backend] += job.run.placement * job.spec.instance_count
         waiting: dict[str, list[Resources]] = {name: [] for name in used}
         for job in jobs:
             try:
-                if job.runtime.get("instances") and job.runtime.get("backend", "local") not in used:
+                if job.run.launched and job.run.backend not in used:
                     self._unfollowed(job)
-                elif job.runtime.get("instances"):
+                elif job.run.launched:
                     self._follow(job)
                 else:
                     self._place(job, used, waiting)
             except Exception as exc:
-                log.exception("Training job %s: scheduler error", job.name)
+                log.exception("%s job %s: scheduler error", job.kind.capitalize(), job.name)
                 self._fail(job, f"InternalServerError: {exc}")
         for backend in self._backends:
             backend.demand(waiting[backend.name])
@@ -154,16 +160,17 @@ class TrainingScheduler:
                 "not followed (start the server with that backend to follow it)",
                 job.kind.capitalize(),
                 job.name,
-                job.runtime.get("backend"),
+                job.run.backend,
             )
 
+    # -- placing ---------------------------------------------------------------------------------
     def _place(self, job: Job[Any], used: dict[str, Resources], waiting: dict[str, list[Resources]]) -> None:
         """Launch ``job`` if it fits what its backend has free (adding it to ``used``), else mark
         it Pending (and add its instances to ``waiting``)."""
-        now = utcnow()
+        now = self._clock.now()
         if job.state.status == TrainingJobStatus.STOPPING:
-            self._repos[job.kind].modify(
-                job.name,
+            self._modify(
+                job,
                 lambda j: j.with_state(
                     j.state.finish(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED, now)
                 ),
@@ -185,248 +192,231 @@ class TrainingScheduler:
         if not backend.available or not placement.total.fits_in(free):
             waiting[backend.name] += [placement.per_instance] * placement.count
             if job.state.secondary != SecondaryStatus.PENDING:
-                self._repos[job.kind].modify(
-                    job.name, lambda j: j.with_state(j.state.advance(SecondaryStatus.PENDING, now))
-                )
+                self._modify(job, lambda j: j.with_state(j.state.advance(SecondaryStatus.PENDING, now)))
             return
-        attempt = int(job.runtime.get("attempt", 0))
-        hosts = hosts_for(job.spec.instance_count)
-        launches = []
-        launched_at = int(time.time())
-        for index, host in enumerate(hosts):
-            instance_dir = _job_dir(self._jobs_dir, job) / f"attempt-{attempt}" / host
-            config = {
-                "kind": job.kind,
-                "request": dict(job.spec.request),
-                "model": job.runtime.get("model"),  # a transform job's model, as it was at its creation
-                "arn": job.arn,
-                "host": host,
-                "host_index": index,
-                "region": job.runtime.get("region", "us-east-1"),
-                "object_store": self._store_config,
-                "api": self._job_api,
-                "cpus": placement.per_instance.cpus,
-                "gpus": placement.per_instance.gpus,
-                "memory_bytes": self._catalog.get(job.spec.instance_type).memory_gib * 2**30,
-                "disk_bytes": _volume_gb(job.spec.request) * 10**9,
-                "utilization_seconds": self._utilization_seconds,
-                "sandbox": getattr(backend, "sandbox", "off"),
-                "hide": self._hide,
-                "stop_grace_seconds": self._grace,
-                "python": sys.executable,
-                "environment": job.runtime.get("environment"),
-                **self._environments,
-                "notes": [placement.scaled_down] if placement.scaled_down else [],
-            }
-            launches.append(
-                InstanceLaunch(instance_dir, config, job.spec.instance_type, placement.per_instance)
-            )
+        launches = self._launches(job, backend, placement)
         handles = backend.launch(launches)
-        instances = [
-            {
-                "host": host,
-                "dir": str(launch.instance_dir),
-                "handle": handle,
-                "stream": f"{job.name}/{host}-{launched_at}",
-                "launched_at": launched_at * 1000,
-            }
-            for host, launch, handle in zip(hosts, launches, handles, strict=True)
-        ]
-        per = dataclasses.asdict(placement.per_instance)
+        launched_at = int(now.timestamp())
+        instances = tuple(
+            InstanceRecord(
+                host=launch.agent_config.host,
+                dir=str(launch.instance_dir),
+                handle=handle,
+                stream=f"{job.name}/{launch.agent_config.host}-{launched_at}",
+                launched_at=launched_at * 1000,
+            )
+            for launch, handle in zip(launches, handles, strict=True)
+        )
+        self._modify(
+            job,
+            lambda j: j.with_run(instances=instances, placement=placement.per_instance, backend=backend.name),
+        )
+        log.info(
+            "%s job %s: launched %d instance(s) on %s",
+            job.kind.capitalize(),
+            job.name,
+            len(instances),
+            backend.name,
+        )
+        used[backend.name] += placement.total
 
-        def launched(j: Job[Any]) -> Job[Any]:
-            return j.with_runtime(instances=instances, placement=per, backend=backend.name)
+    def _launches(self, job: Job[Any], backend: Backend, placement: Placement) -> list[InstanceLaunch]:
+        """Each instance's folder and :class:`AgentConfig` (algo-1 first)."""
+        agents = self._agents
+        folder = job_dir(agents.jobs_dir, job.kind, job.name) / f"attempt-{job.run.attempt}"
+        instance_type = self._catalog.get(job.spec.instance_type)
+        launches = []
+        for index, host in enumerate(hosts_for(job.spec.instance_count)):
+            config = AgentConfig(
+                kind=job.kind,
+                request=dict(job.spec.request),
+                host=host,
+                host_index=index,
+                object_store=agents.object_store,
+                arn=job.arn,
+                region=job.run.region,
+                api=agents.api,
+                cpus=placement.per_instance.cpus,
+                gpus=placement.per_instance.gpus,
+                memory_bytes=instance_type.memory_gib * 2**30,
+                disk_bytes=_volume_gb(job.spec.request) * 10**9,
+                sandbox=getattr(backend, "sandbox", "off"),
+                hide=agents.hide,
+                python=sys.executable,
+                environment=job.run.environment,
+                envs_dir=agents.envs_dir,
+                sources=agents.sources,
+                allow_server_python=agents.allow_server_python,
+                model=job.run.model,
+                notes=(placement.scaled_down,) if placement.scaled_down else (),
+                stop_grace_seconds=agents.stop_grace_seconds,
+                utilization_seconds=agents.utilization_seconds,
+            )
+            launches.append(
+                InstanceLaunch(folder / host, config, job.spec.instance_type, placement.per_instance)
+            )
+        return launches
 
-        self._repos[job.kind].modify(job.name, launched)
-        log.info("Training job %s: launched %d instance(s) on %s", job.name, len(instances), backend.name)
-        used[backend.name] = used[backend.name] + placement.total
-
+    # -- following -------------------------------------------------------------------------------
     def _follow(self, job: Job[Any]) -> None:
-        backend = self._backends.named(job.runtime.get("backend", "local"))
-        instances = job.runtime["instances"]
-        statuses = [_read_json(Path(i["dir"]) / "status.json") for i in instances]
-        now = utcnow()
+        backend = self._backends.named(job.run.backend)
+        instances = job.run.instances
+        folders = [InstanceFolder(Path(i.dir)) for i in instances]
+        statuses = [f.read_status() for f in folders]
         changes: dict[str, Any] = {}
         state = job.state
+        stopping = state.status == TrainingJobStatus.STOPPING
         # An agent handles SIGTERM once it has written its status file; signalled earlier, it would
         # die of the signal instead of stopping the job. Wait for all to be ready, unless some are
         # still waiting for a machine: then there is nothing to save, and they end now.
-        if (
-            state.status == TrainingJobStatus.STOPPING
-            and not all(statuses)
-            and not all(backend.placed(i["handle"]) for i in instances)
-        ):
+        reported = all(s.reported for s in statuses)
+        if stopping and not reported and not all(backend.placed(i.handle) for i in instances):
             for instance in instances:
-                backend.kill(instance["handle"], Path(instance["dir"]))
-        if (
-            state.status == TrainingJobStatus.STOPPING
-            and not job.runtime.get("stop_signalled")
-            and all(statuses)
-        ):
+                backend.kill(instance.handle, Path(instance.dir))
+        if stopping and not job.run.stop_signalled and reported:
             for instance in instances:
-                backend.signal(instance["handle"], signal.SIGTERM)
+                backend.signal(instance.handle, signal.SIGTERM)
             changes["stop_signalled"] = True
-        # Replay the phases algo-1 went through, at the times it recorded, even those a fast job
-        # passed between two looks.
         offsets = self._read_utilization(job, instances)
         if offsets is not None:
             changes["utilization_offsets"] = offsets
         ledger = self._costs.job_key(job)  # the attempt's interval opens when its instances start work
-        finishing = all(s.get("outcome") for s in statuses)  # then the end records it in one go
-        if statuses[0].get("started") and job.runtime.get("ledger") != ledger and not finishing:
-            self._costs.job_started(job, dt.datetime.fromisoformat(statuses[0]["started"]))
+        done = all(s.outcome for s in statuses)  # then the end records it in one go
+        if statuses[0].started and job.run.ledger != ledger and not done:
+            self._costs.job_started(job, dt.datetime.fromisoformat(statuses[0].started))
             changes["ledger"] = ledger
-        phases = statuses[0].get("phases", [])
-        seen = int(job.runtime.get("phases_seen", 0))
-        for entry in phases[seen:]:
-            if entry["phase"] in _PHASES and state.status == TrainingJobStatus.IN_PROGRESS:
-                state = state.advance(_PHASES[entry["phase"]], dt.datetime.fromisoformat(entry["time"]))
-        if len(phases) > seen:
+        phases = statuses[0].phases
+        if len(phases) > job.run.phases_seen:
+            new = [(p.name, dt.datetime.fromisoformat(p.time)) for p in phases[job.run.phases_seen :]]
+            state = outcomes.replay_phases(state, new)
             changes["phases_seen"] = len(phases)
-        points, offset = self._parse_metrics(job, Path(instances[0]["dir"]) / "log.jsonl")
+        points, offset, steps = self._read_metrics(job, folders[0])
         if offset is not None:
             changes["metric_offset"] = offset
-            steps = dict(job.runtime.get("metric_steps", {}))
-            for p in points:
-                steps[p.name] = p.step + 1
             changes["metric_steps"] = steps
-        done = all(s.get("outcome") for s in statuses)
         if not done:
-            for instance, status in zip(instances, statuses, strict=True):
-                if status.get("outcome") or backend.is_alive(instance["handle"]):
+            for instance, folder, status in zip(instances, folders, statuses, strict=True):
+                if status.outcome or backend.is_alive(instance.handle):
                     continue
-                status = _read_json(Path(instance["dir"]) / "status.json")  # it may have just finished
-                if not status.get("outcome"):
-                    self._agent_died(job, backend, instance, points, changes)
+                if not folder.read_status().outcome:  # it may have just finished
+                    self._lost(job, backend, instance, points, changes)
                     return
         if done:
-            final = self._finish(job, state, statuses, points, now)
-            self._repos[job.kind].modify(
-                job.name,
-                lambda j: dataclasses.replace(final, runtime={**final.runtime, **changes}),
-                metric_points=points,
-            )
+            final = self._finish(job, state, statuses, points)
+            self._modify(job, lambda j: dataclasses.replace(final, run=final.run.replace(**changes)), points)
             return
         if changes or state != job.state or points:
-            self._repos[job.kind].modify(
-                job.name,
+            self._modify(
+                job,
                 lambda j: dataclasses.replace(
-                    j, state=_merge_state(j, state), runtime={**j.runtime, **changes}
+                    j, state=self._merge_state(j, state), run=j.run.replace(**changes)
                 ),
-                metric_points=points,
+                points,
             )
 
-    def _read_utilization(self, job: Job[Any], instances: list[dict[str, Any]]) -> dict[str, int] | None:
+    def _read_utilization(self, job: Job[Any], instances: Sequence[InstanceRecord]) -> dict[str, int] | None:
         """Store the utilization samples the instances wrote since the last look; the new
         offsets (None when there was nothing new)."""
-        offsets = dict(job.runtime.get("utilization_offsets", {}))
+        offsets = dict(job.run.utilization_offsets)
         samples: list[Sample] = []
         for instance in instances:
-            offset = offsets.get(instance["dir"], 0)
-            try:
-                with (Path(instance["dir"]) / "utilization.jsonl").open("rb") as f:
-                    f.seek(offset)
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            end = data.rfind(b"\n") + 1  # whole lines only
-            for line in data[:end].splitlines():
-                samples.append(Sample.from_json(instance["host"], json.loads(line)))
-            offsets[instance["dir"]] = offset + end
+            data, offset = _read_lines(
+                InstanceFolder(Path(instance.dir)).utilization, offsets.get(instance.dir, 0)
+            )
+            for line in data:
+                samples.append(Sample.from_json(instance.host, json.loads(line)))
+            offsets[instance.dir] = offset
         if not samples:
             return None
         self._utilization.add(job.kind, job.name, samples)
         return offsets
 
-    def _agent_died(
+    def _read_metrics(
+        self, job: Job[Any], folder: InstanceFolder
+    ) -> tuple[list[MetricPoint], int | None, dict[str, int]]:
+        """New metric points in algo-1's log since the recorded offset, the new offset (None when
+        nothing new was read) and the metrics' next steps."""
+        steps = dict(job.run.metric_steps)
+        if not job.spec.metric_definitions:
+            return [], None, steps
+        lines, offset = _read_lines(folder.log, job.run.metric_offset)
+        if offset == job.run.metric_offset:
+            return [], None, steps
+        records = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            records.append((int(record["t"]), str(record["m"])))
+        points, steps = outcomes.extract_metrics(records, job.spec.metric_definitions, steps)
+        return points, offset, steps
+
+    def _lost(
         self,
         job: Job[Any],
         backend: Backend,
-        instance: Mapping[str, Any],
+        instance: InstanceRecord,
         points: list[MetricPoint],
         changes: dict[str, Any],
     ) -> None:
-        attempt = int(job.runtime.get("attempt", 0))
-        lost = backend.lost(instance["handle"])
-        for other in job.runtime["instances"]:
-            backend.kill(other["handle"], Path(other["dir"]))
-        self._costs.attempt_lost(job, utcnow())
-        reason = (
-            f"InternalServerError: {instance['host']} was lost: {lost}"
-            if lost
-            else f"InternalServerError: the instance agent of {instance['host']} exited without reporting an "
-            f"outcome (see {instance['dir']}/agent.log)"
+        """An instance's agent ended without an outcome: end the attempt, then retry or end the job."""
+        reason = outcomes.lost_reason(instance.host, instance.dir, backend.lost(instance.handle))
+        for other in job.run.instances:
+            backend.kill(other.handle, Path(other.dir))
+        self._costs.attempt_lost(job, self._clock.now())
+        verdict = outcomes.on_lost_instance(
+            reason,
+            attempt=job.run.attempt,
+            max_retry_attempts=job.spec.max_retry_attempts,
+            status=job.state.status,
         )
-        if attempt < job.spec.max_retry_attempts and job.state.status == TrainingJobStatus.IN_PROGRESS:
-            log.warning("Training job %s: %s; retrying (attempt %d)", job.name, reason, attempt + 1)
+        if verdict is None:
+            log.warning(
+                "%s job %s: %s; retrying (attempt %d)",
+                job.kind.capitalize(),
+                job.name,
+                reason,
+                job.run.attempt + 1,
+            )
+            kept = {k: v for k, v in changes.items() if k != "phases_seen"}
 
             def retry(j: Job[Any]) -> Job[Any]:
-                runtime = {
-                    k: v
-                    for k, v in j.runtime.items()
-                    if k not in ("instances", "placement", "stop_signalled", "phases_seen")
-                }
-                runtime.update({k: v for k, v in changes.items() if k != "phases_seen"})
-                runtime.update(attempt=attempt + 1, metric_offset=0)
+                run = j.run.replace(**kept).next_attempt()
                 return dataclasses.replace(
-                    j, runtime=runtime, state=j.state.advance(SecondaryStatus.STARTING, utcnow())
+                    j, run=run, state=j.state.advance(SecondaryStatus.STARTING, self._clock.now())
                 )
 
-            self._repos[job.kind].modify(job.name, retry, metric_points=points)
+            self._modify(job, retry, points)
             return
-        now = utcnow()
-        stopping = job.state.status == TrainingJobStatus.STOPPING  # it was being stopped anyway
-        status = TrainingJobStatus.STOPPED if stopping else TrainingJobStatus.FAILED
-        secondary = SecondaryStatus.STOPPED if stopping else SecondaryStatus.FAILED
-        failure: str | None = None if stopping else reason
-        self._repos[job.kind].modify(
-            job.name,
+        now = self._clock.now()
+        self._modify(
+            job,
             lambda j: dataclasses.replace(
-                j, state=j.state.finish(status, secondary, now, failure), runtime={**j.runtime, **changes}
+                j,
+                state=j.state.finish(verdict.status, verdict.secondary, now, verdict.failure_reason),
+                run=j.run.replace(**changes),
             ),
-            metric_points=points,
+            points,
         )
 
     def _finish(
-        self,
-        job: Job[Any],
-        state: Any,
-        statuses: list[dict[str, Any]],
-        points: list[MetricPoint],
-        now: dt.datetime,
+        self, job: Job[Any], state: TrainingJobState, statuses: list[AgentStatus], points: list[MetricPoint]
     ) -> Job[Any]:
-        outcomes = [s["outcome"] for s in statuses]
-        failure = None
-        message = ""
-        if "Failed" in outcomes:
-            index = outcomes.index("Failed")
-            failure = statuses[index].get("failure_reason") or "AlgorithmError: the training script failed"
-            if len(outcomes) > 1:
-                failure = f"{hosts_for(len(outcomes))[index]}: {failure}"
-            status, secondary = TrainingJobStatus.FAILED, SecondaryStatus.FAILED
-        elif job.state.status == TrainingJobStatus.STOPPING or "Stopped" in outcomes:
-            status, secondary = TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED
-        elif "MaxRuntimeExceeded" in outcomes:
-            status, secondary = TrainingJobStatus.STOPPED, SecondaryStatus.MAX_RUNTIME_EXCEEDED
-            message = (
-                next(s.get("failure_reason") for s in statuses if s["outcome"] == "MaxRuntimeExceeded") or ""
-            )
-        else:
-            status, secondary = TrainingJobStatus.COMPLETED, SecondaryStatus.COMPLETED
-        started = [dt.datetime.fromisoformat(s["started"]) for s in statuses if s.get("started")]
-        ended = [dt.datetime.fromisoformat(s["training_end"]) for s in statuses if s.get("training_end")]
-        start = min(started) if started else now
-        end = max(ended) if ended else now
-        final_state = state.finish(status, secondary, end, failure)
-        if message:
-            last = dataclasses.replace(final_state.transitions[-1], message=message)
-            final_state = dataclasses.replace(final_state, transitions=(*final_state.transitions[:-1], last))
-        final_state = dataclasses.replace(final_state, training_start=start, training_end=end)
-        seconds = max(1, round((end - start).total_seconds()))  # billed by the second, at least one
-        billable = seconds * job.spec.instance_count
-        # The billed interval ends when the job did: rounded up to a whole second it starts a
-        # little earlier rather than ending in the future (a report made at once would clip it).
-        cost, sagemaker_cost = self._costs.job_ended(job, end - dt.timedelta(seconds=seconds), end)
+        hosts = hosts_for(len(statuses))
+        ends = [
+            outcomes.InstanceEnd(host, status.outcome, status.failure_reason)
+            for host, status in zip(hosts, statuses, strict=True)
+            if status.outcome is not None
+        ]
+        verdict = outcomes.judge(ends, stopping=job.state.status == TrainingJobStatus.STOPPING)
+        billed = outcomes.billed(
+            (dt.datetime.fromisoformat(s.started) for s in statuses if s.started),
+            (dt.datetime.fromisoformat(s.training_end) for s in statuses if s.training_end),
+            instance_count=job.spec.instance_count,
+            now=self._clock.now(),
+        )
+        cost, sagemaker_cost = self._costs.job_ended(job, billed.interval_start, billed.ended)
         price = self._costs.price(job.spec.instance_type, JobKind(job.kind)).site
         series: dict[str, list[MetricPoint]] = {}
         if job.spec.metric_definitions:
@@ -435,72 +425,35 @@ class TrainingScheduler:
             series = training.metric_series(job.name)
         for p in points:
             series.setdefault(p.name, []).append(p)
-        final_metrics = [
-            {"MetricName": name, "Value": values[-1].value, "Timestamp": values[-1].timestamp.isoformat()}
-            for name, values in sorted(series.items())
-        ]
         first = statuses[0]
+        run: JobRun = job.run.replace(
+            model_artifacts=first.model_artifacts,
+            output_artifacts=first.output_artifacts,
+            billing=Billing(billed.seconds, billed.billable_seconds, cost, sagemaker_cost, price),
+            final_metrics=outcomes.final_metrics(series),
+            exit_codes=tuple(s.exit_code for s in statuses),
+        )
         return dataclasses.replace(
-            job,
-            state=final_state,
-            runtime={
-                **job.runtime,
-                "model_artifacts": first.get("model_artifacts"),
-                "output_artifacts": first.get("output_artifacts"),
-                "training_seconds": seconds,
-                "billable_seconds": billable,
-                "cost_usd": str(cost),
-                "sagemaker_cost_usd": str(sagemaker_cost),
-                "price_per_hour_usd": str(price),
-                "final_metrics": final_metrics,
-                "exit_codes": [s.get("exit_code") for s in statuses],
-            },
+            job, state=outcomes.finish(state, verdict, billed.started, billed.ended), run=run
         )
 
-    def _parse_metrics(self, job: Job[Any], log_path: Path) -> tuple[list[MetricPoint], int | None]:
-        """New metric points in algo-1's log since the recorded offset (each regex match is a step)."""
-        if not job.spec.metric_definitions:
-            return [], None
-        offset = int(job.runtime.get("metric_offset", 0))
-        try:
-            with log_path.open("rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            return [], None
-        end = data.rfind(b"\n") + 1  # only whole lines; a partial one waits for the next pass
-        if end == 0:
-            return [], None
-        patterns = [(m.name, _compile(m.regex)) for m in job.spec.metric_definitions]
-        steps = dict(job.runtime.get("metric_steps", {}))
-        points: list[MetricPoint] = []
-        for line in data[:end].splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            for name, pattern in patterns:
-                if pattern is None:
-                    continue
-                match = pattern.search(record["m"])
-                if match is None:
-                    continue
-                try:
-                    value = float(match.group(1) if match.groups() else match.group(0))
-                except (ValueError, IndexError):
-                    continue
-                step = steps.get(name, 0)
-                steps[name] = step + 1
-                points.append(
-                    MetricPoint(name, value, dt.datetime.fromtimestamp(record["t"] / 1000, dt.UTC), step)
-                )
-        return points, offset + end
+    # -- writing -----------------------------------------------------------------------------------
+    def _modify(
+        self, job: Job[Any], change: Callable[[Job[Any]], Job[Any]], points: Sequence[MetricPoint] = ()
+    ) -> None:
+        self._repos[job.kind].modify(job.name, change, metric_points=list(points))
+
+    def _merge_state(self, current: Job[Any], observed: TrainingJobState) -> TrainingJobState:
+        """A stop may have been requested between this pass's read and its write: keep it."""
+        if current.state.status == TrainingJobStatus.STOPPING:
+            return observed.stopping(self._clock.now())
+        return observed
 
     def _fail(self, job: Job[Any], reason: str) -> None:
-        now = utcnow()
+        now = self._clock.now()
         try:
-            self._repos[job.kind].modify(
-                job.name,
+            self._modify(
+                job,
                 lambda j: j.with_state(
                     j.state.finish(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, now, reason)
                 ),
@@ -509,10 +462,10 @@ class TrainingScheduler:
             log.exception("%s job %s: could not record its failure", job.kind.capitalize(), job.name)
 
 
-def _job_dir(jobs_dir: Path, job: Job[Any]) -> Path:
+def job_dir(jobs_dir: Path, kind: str, name: str) -> Path:
     """A job's folder: ``jobs/<name>`` for training jobs, ``jobs/_<kind>/<name>`` for the others
     (each kind has names of its own, and no job name begins with ``_``)."""
-    return jobs_dir / job.name if job.kind == "training" else jobs_dir / f"_{job.kind}" / job.name
+    return jobs_dir / name if kind == "training" else jobs_dir / f"_{kind}" / name
 
 
 def _volume_gb(request: Mapping[str, Any]) -> int:
@@ -523,23 +476,14 @@ def _volume_gb(request: Mapping[str, Any]) -> int:
     return int(resources.get("VolumeSizeInGB") or 30)
 
 
-def _merge_state(current: Job[Any], observed: Any) -> Any:
-    """A stop may have been requested between this pass's read and its write: keep it."""
-    if current.state.status == TrainingJobStatus.STOPPING:
-        return observed.stopping(utcnow())
-    return observed
-
-
-def _compile(regex: str) -> re.Pattern[str] | None:
+def _read_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
+    """The whole lines of ``path`` after ``offset`` (a partial last one waits for the next look),
+    and the offset after them."""
     try:
-        return re.compile(regex)
-    except re.error:
-        return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    return data[:end].splitlines(), offset + end

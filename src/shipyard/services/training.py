@@ -7,10 +7,12 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic
 
-from shipyard.compute import Backend
+from shipyard.compute import Backend, Feature
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.hosting import ContainerSpec
+from shipyard.core.jobs import JobRun
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.placement import plan
 from shipyard.core.processing import ProcessingJobSpec
@@ -64,8 +66,10 @@ class JobService(Generic[SpecT]):
         backend_for: Callable[[str], Backend],
         fit_to_machine: bool,
         wake: Callable[[], None],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.repository = repository
+        self._clock = clock
         self._catalog = catalog
         self._tagging = tagging
         self._resolver = resolver
@@ -81,7 +85,7 @@ class JobService(Generic[SpecT]):
         *,
         region: str,
         image_field: str,
-        runtime: Mapping[str, Any],
+        run: JobRun | None = None,
         owner: str | None = None,
     ) -> Job[SpecT]:
         """Record a new job (placement checked, environment resolved, tags added) and wake the scheduler."""
@@ -91,6 +95,14 @@ class JobService(Generic[SpecT]):
             raise ValidationError(f"{image_field} is required", field=image_field)
         environment = self._resolver.resolve(spec.image, field=image_field)
         backend = self._backend_for(spec.instance_type)
+        missing = backend.unsupported.get(Feature.GPU)
+        if instance_type.gpu_count and missing and not self._fit_to_machine:
+            raise ValidationError(
+                f"{spec.instance_type} has {instance_type.gpu_count} GPU(s), which the {backend.name!r} backend "
+                f"cannot give: {missing}",
+                field="InstanceType",
+                value=spec.instance_type,
+            )
         placement = plan(
             instance_type,
             spec.instance_count,
@@ -98,7 +110,7 @@ class JobService(Generic[SpecT]):
             node=backend.largest_node,
             fit_to_machine=self._fit_to_machine,
         )
-        now = utcnow()
+        now = self._clock.now()
         state = TrainingJobState.new(now)
         if placement.scaled_down:
             state = dataclasses.replace(state, scaled_down=placement.scaled_down)
@@ -108,7 +120,7 @@ class JobService(Generic[SpecT]):
             sagemaker_arn(region, self._account_id, f"{spec.kind}-job", spec.name),
             now,
             state,
-            {"region": region, "environment": environment.to_json(), "owner": owner, **runtime},
+            (run or JobRun()).replace(region=region, environment=environment.to_json(), owner=owner),
         )
         self.repository.create(job)
         if tags:
@@ -140,7 +152,7 @@ class JobService(Generic[SpecT]):
                     field=self.name_field,
                     value=name,
                 )
-            return job.with_state(job.state.stopping(utcnow()))
+            return job.with_state(job.state.stopping(self._clock.now()))
 
         job = self.repository.modify(name, change)
         self._wake()
@@ -178,10 +190,8 @@ class TrainingService(JobService[TrainingJobSpec]):
                     value=spec.image,
                 )
             spec = _builtin_xgboost(params)
-        runtime = {"tuning_job": tuning_job[0], "tuning_job_arn": tuning_job[1]} if tuning_job else {}
-        return self._new_job(
-            spec, params, region=region, image_field=image_field, runtime=runtime, owner=owner
-        )
+        run = JobRun(tuning_job=tuning_job[0], tuning_job_arn=tuning_job[1]) if tuning_job else None
+        return self._new_job(spec, params, region=region, image_field=image_field, run=run, owner=owner)
 
     def tags_of(self, arn: str) -> list[Tag]:
         return self._tagging.tags_of(arn)
@@ -203,7 +213,7 @@ class ProcessingService(JobService[ProcessingJobSpec]):
     ) -> Job[ProcessingJobSpec]:
         spec = ProcessingJobSpec.from_request(params)
         return self._new_job(
-            spec, params, region=region, image_field="AppSpecification.ImageUri", runtime={}, owner=owner
+            spec, params, region=region, image_field="AppSpecification.ImageUri", owner=owner
         )
 
 
@@ -235,5 +245,5 @@ class TransformService(JobService[TransformJobSpec]):
             "framework": framework_of(container.image) or "sklearn",
         }
         return self._new_job(
-            spec, params, region=region, image_field="ModelName", runtime={"model": model}, owner=owner
+            spec, params, region=region, image_field="ModelName", run=JobRun(model=model), owner=owner
         )

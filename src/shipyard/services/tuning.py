@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.tags import Tag
 from shipyard.core.training import TrainingJob, TrainingJobStatus
@@ -28,10 +29,11 @@ from shipyard.core.tuning import (
     TuningJobSpec,
     TuningJobStatus,
     objective_value,
+    plan_pass,
     should_stop_early,
 )
 from shipyard.errors import ConflictError, ShipyardError, ValidationError
-from shipyard.services.training import TrainingService, utcnow
+from shipyard.services.training import TrainingService
 from shipyard.store import TuningJobRepository
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,15 @@ class TrialView:
 
 class TuningService:
     def __init__(
-        self, repository: TuningJobRepository, training: TrainingService, *, account_id: str
+        self,
+        repository: TuningJobRepository,
+        training: TrainingService,
+        *,
+        account_id: str,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.repository = repository
+        self._clock = clock
         self._training = training
         self._account_id = account_id
         self._settled: dict[str, dict[str, TrainingJob]] = {}  # tuning job → its ended trials
@@ -88,7 +96,7 @@ class TuningService:
                     field="WarmStartConfig.ParentHyperParameterTuningJobs",
                     value=parent,
                 )
-        now = utcnow()
+        now = self._clock.now()
         job = TuningJob(
             spec,
             sagemaker_arn(region, self._account_id, "hyper-parameter-tuning-job", spec.name),
@@ -138,7 +146,7 @@ class TuningService:
                     field="HyperParameterTuningJobName",
                     value=name,
                 )
-            return dataclasses.replace(job, status=TuningJobStatus.STOPPING, last_modified=utcnow())
+            return dataclasses.replace(job, status=TuningJobStatus.STOPPING, last_modified=self._clock.now())
 
         self.repository.modify(name, change)
 
@@ -155,7 +163,7 @@ class TuningService:
             value = None
             if training is not None and training.state.status == TrainingJobStatus.COMPLETED:
                 metric = job.spec.definition(trial.definition).objective_metric
-                value = objective_value(training.runtime.get("final_metrics", []), metric)
+                value = objective_value(training.run.final_metrics, metric)
             views.append(TrialView(trial, training, value))
         return views
 
@@ -182,52 +190,29 @@ class TuningService:
     def _advance(self, job: TuningJob) -> None:
         views = self.trial_views(job)
         running = [v for v in views if not v.status.is_terminal]
-        spec = job.spec
+        if job.status == TuningJobStatus.IN_PROGRESS and (job.spec.early_stopping or job.spec.hyperband):
+            self._stop_early(job, views, running)  # they count as running until they have stopped
         best = self.best(job, views)
-        elapsed = (utcnow() - job.created).total_seconds()
-        out_of_time = spec.max_runtime_seconds is not None and elapsed > spec.max_runtime_seconds
-        reached = spec.reached_target(best.objective if best else None)
-        if job.status == TuningJobStatus.STOPPING or out_of_time or reached:
+        step = plan_pass(
+            job.spec,
+            stopping=job.status == TuningJobStatus.STOPPING,
+            elapsed_seconds=(self._clock.now() - job.created).total_seconds(),
+            best=best.objective if best else None,
+            launched=len(views),
+            running=len(running),
+            completed=sum(v.status == TrainingJobStatus.COMPLETED for v in views),
+        )
+        if step.stop_trials:
             for view in running:
                 if view.status == TrainingJobStatus.IN_PROGRESS:
                     self._training.stop(view.trial.job)
-            if not running:
-                if job.status == TuningJobStatus.STOPPING:
-                    self._finish(job.name, TuningJobStatus.STOPPED, None)
-                else:
-                    self._finish(
-                        job.name,
-                        TuningJobStatus.COMPLETED,
-                        None,
-                        "ObjectiveMetricValueReached" if reached else "MaxRuntimeExceeded",
-                    )
-            return
-        if spec.early_stopping or spec.hyperband:
-            self._stop_early(job, views, running)  # they count as running until they have stopped
-        launched = len(views)
-        while launched < spec.max_jobs and len(running) < spec.max_parallel:
+        for _ in range(step.launch):
             trial = self._launch(job, views)
             if trial is None:
                 return
             views.append(TrialView(trial, None, None))
-            running.append(views[-1])
-            launched += 1
-        if launched >= spec.max_jobs and not running:
-            if all(v.status != TrainingJobStatus.COMPLETED for v in views):
-                self._finish(
-                    job.name,
-                    TuningJobStatus.FAILED,
-                    f"All {len(views)} training jobs failed; see their FailureReason",
-                )
-            elif best is None:
-                self._finish(
-                    job.name,
-                    TuningJobStatus.FAILED,
-                    "No training job reported the objective metric "
-                    + " or ".join(sorted({repr(d.objective_metric) for d in spec.definitions})),
-                )
-            else:
-                self._finish(job.name, TuningJobStatus.COMPLETED, None, "MaxNumberOfTrainingJobsReached")
+        if step.finish is not None:
+            self._finish(job.name, step.finish, step.failure_reason, step.completion)
 
     def _stop_early(self, job: TuningJob, views: list[TrialView], running: list[TrialView]) -> None:
         """Stop running trials that early stopping (Auto: worse than the median) or Hyperband (not
@@ -254,7 +239,7 @@ class TuningService:
         curves = {}
         for view in views:
             metric = job.spec.definition(view.trial.definition).objective_metric
-            count = view.job.runtime.get("metric_steps", {}).get(metric, 0) if view.job else 0
+            count = view.job.run.metric_steps.get(metric, 0) if view.job else 0
             if not count:
                 continue
             key = (view.trial.job, count)  # a curve changes only when it gains points
@@ -315,7 +300,7 @@ class TuningService:
             )
             return None
         self.repository.modify(
-            spec.name, lambda j: dataclasses.replace(j, trials=(*j.trials, trial), last_modified=utcnow())
+            spec.name, lambda j: dataclasses.replace(j, trials=(*j.trials, trial), last_modified=self._clock.now())
         )
         return trial
 
@@ -388,7 +373,7 @@ class TuningService:
     def _finish(
         self, name: str, status: TuningJobStatus, reason: str | None, completion: str | None = None
     ) -> None:
-        now = utcnow()
+        now = self._clock.now()
         self.repository.modify(
             name,
             lambda j: dataclasses.replace(

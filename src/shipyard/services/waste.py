@@ -156,7 +156,7 @@ class WasteService:
                     job = service.describe(name)
                 except Exception:  # gone
                     continue
-                if not job.state.status.is_terminal or job.runtime.get("billable_seconds") is None:
+                if not job.state.status.is_terminal or job.run.billing is None:
                     continue
                 suggestion = self._suggest(job, cpu, memory_bytes)
                 if suggestion is not None:
@@ -182,7 +182,7 @@ class WasteService:
         cheaper = self._costs.price(best.name, work).site
         if cheaper >= price:
             return None
-        hours = Decimal(int(job.runtime["billable_seconds"])) / 3600
+        hours = Decimal(job.run.billing.billable_seconds) / 3600
         saving = ((price - cheaper) * hours).quantize(CENT)
         return {
             "kind": job.kind,

@@ -9,6 +9,7 @@ from typing import Any, Generic
 
 import sqlalchemy as sa
 
+from shipyard.core.jobs import JobRun
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.training import (
     Job,
@@ -177,7 +178,7 @@ class JobRepository(Generic[SpecT]):
             arn=row.arn,
             created=_aware(row.created_at),
             state=_state_from_json(row),
-            runtime=row.runtime,
+            run=JobRun.from_json(row.runtime),
         )
 
 
@@ -255,7 +256,7 @@ def _update_row(row: JobRow, job: Job[Any]) -> None:
     row.status = job.state.status.value
     row.secondary_status = job.state.secondary.value
     row.state = _state_to_json(job.state)
-    row.runtime = dict(job.runtime)
+    row.runtime = job.run.to_json()
     row.last_modified = job.state.last_modified or job.created
 
 

@@ -3,6 +3,8 @@
 They implement the real interfaces and keep their contracts, but do no I/O beyond a temporary
 folder, so a service built on them runs pass by pass in milliseconds:
 
+* :class:`FakeBackend` — a compute backend with scripted capacity whose instances start, report
+  phases and log lines, end or are lost when the test says;
 * :class:`FakeModelServers` — model servers that are healthy, or fail to load their model, or
   die when the test says, answering invocations with a canned or computed response;
 * :class:`InlineExecutor` — runs submitted work at once (for services that hand slow work to one);
@@ -10,9 +12,12 @@ folder, so a service built on them runs pass by pass in milliseconds:
 """
 
 from shipyard.core.clock import ManualClock
+from shipyard.testing._backend import FakeBackend, FakeInstance
 from shipyard.testing._servers import FakeModelServer, FakeModelServers, InlineExecutor
 
 __all__ = [
+    "FakeBackend",
+    "FakeInstance",
     "FakeModelServer",
     "FakeModelServers",
     "InlineExecutor",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,7 @@ def _platform(request: Request) -> Platform:
 
 def _job_view(platform: Platform, job: Any) -> dict[str, Any]:
     """What every kind of job shows on /api/v1: status, placement and cost (so far, while it runs)."""
-    runtime = job.runtime
+    billing = job.run.billing
     cost, sagemaker_cost = _cost_of(platform, job)
     return {
         "name": job.name,
@@ -34,10 +35,10 @@ def _job_view(platform: Platform, job: Any) -> dict[str, Any]:
         "failure_reason": job.state.failure_reason,
         "instance_type": job.spec.instance_type,
         "instance_count": job.spec.instance_count,
-        "placement": runtime.get("placement"),
+        "placement": dataclasses.asdict(job.run.placement) if job.run.placement else None,
         "scaled_down": job.state.scaled_down,
-        "billable_seconds": runtime.get("billable_seconds"),
-        "price_per_hour_usd": runtime.get("price_per_hour_usd"),
+        "billable_seconds": billing.billable_seconds if billing else None,
+        "price_per_hour_usd": str(billing.price_per_hour_usd) if billing else None,
         "cost_usd": str(cost),
         "sagemaker_cost_usd": str(sagemaker_cost),
     }
@@ -45,10 +46,8 @@ def _job_view(platform: Platform, job: Any) -> dict[str, Any]:
 
 def _cost_of(platform: Platform, job: Any) -> tuple[Decimal, Decimal]:
     """A job's cost (the site's, SageMaker's): final once it ended, else so far."""
-    runtime = job.runtime
-    if runtime.get("cost_usd") is not None:
-        final = Decimal(runtime["cost_usd"])
-        return final, Decimal(runtime.get("sagemaker_cost_usd") or final)
+    if job.run.billing is not None:
+        return job.run.billing.cost_usd, job.run.billing.sagemaker_cost_usd
     _, so_far, sagemaker_so_far = platform.costs.resource_cost(job.kind, job.name, since=job.created)
     return so_far, sagemaker_so_far
 
@@ -154,7 +153,7 @@ def create_native_app() -> FastAPI:
         return {
             **_job_view(_platform(request), job),
             "secondary_status": job.state.secondary.value,
-            "model_artifacts": job.runtime.get("model_artifacts"),
+            "model_artifacts": job.run.model_artifacts,
         }
 
     @app.get("/api/v1/processing-jobs/{name}", tags=["processing"])

@@ -98,7 +98,7 @@ def add_console_routes(app: FastAPI, platform_of: Any, job_view: Any) -> None:
                 for t in state.transitions
             ],
             "request": dict(found.spec.request),
-            "model_artifacts": found.runtime.get("model_artifacts"),
+            "model_artifacts": found.run.model_artifacts,
             "has_metrics": bool(found.spec.metric_definitions),
         }
 

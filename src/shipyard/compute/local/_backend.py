@@ -18,6 +18,7 @@ from typing import Any
 from shipyard.compute._base import Backend, Feature, InstanceLaunch, agent_env, write_agent_config
 from shipyard.core.placement import Resources
 from shipyard.runtime._sandbox import sandbox_available
+from shipyard.runtime.contract import InstanceFolder
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +155,7 @@ class LocalBackend(Backend):
     def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
         super().kill(handle, instance_dir)
         # The user's process runs in a session of its own; without its agent it must not live on.
-        try:
-            pgid = int(json.loads((instance_dir / "status.json").read_text()).get("user_pgid") or 0)
-        except (OSError, ValueError):
-            pgid = 0
+        pgid = InstanceFolder(instance_dir).read_status().user_pgid or 0
         if pgid > 1:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)

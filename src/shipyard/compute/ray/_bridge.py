@@ -30,6 +30,7 @@ from shipyard.core.hosting import ContainerSpec
 from shipyard.core.placement import Resources
 from shipyard.envs import EnvironmentSpec
 from shipyard.errors import ConfigurationError
+from shipyard.runtime.contract import AgentConfig
 
 
 def request_to_json(request: ModelRequest) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def request_from_json(data: dict[str, Any]) -> ModelRequest:
 def launch_to_json(launch: InstanceLaunch) -> dict[str, Any]:
     return {
         "instance_dir": str(launch.instance_dir),
-        "agent_config": dict(launch.agent_config),
+        "agent_config": launch.agent_config.to_json(),
         "instance_type": launch.instance_type,
         "resources": dataclasses.asdict(launch.resources),
     }
@@ -66,7 +67,7 @@ def launch_to_json(launch: InstanceLaunch) -> dict[str, Any]:
 def _launch_from_json(data: dict[str, Any]) -> InstanceLaunch:
     return InstanceLaunch(
         Path(data["instance_dir"]),
-        data["agent_config"],
+        AgentConfig.from_json(data["agent_config"]),
         data["instance_type"],
         Resources(**data["resources"]),
     )

@@ -31,6 +31,7 @@ from shipyard.compute._base import InstanceLaunch, write_agent_config
 from shipyard.compute.ray._host import STREAMS, InstanceHost, ModelHost
 from shipyard.core.placement import Resources
 from shipyard.errors import ConfigurationError
+from shipyard.runtime.contract import StoreAccess
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ class RayEngine:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         first = launches[0].instance_dir
-        kind = launches[0].agent_config.get("kind", "training")
+        kind = launches[0].agent_config.kind
         key = f"{self.prefix}/{kind}/{first.parent.parent.name}/{first.parent.name}"  # server/kind/job/attempt-N
         families = self._families()
         bundles = [
@@ -229,8 +230,8 @@ class RayEngine:
         for instance, launch in zip(instances, launches, strict=True):
             # The server's copy; the node adds its own paths. No shared filesystem: the agent
             # reaches the object store over S3 (the server's own S3 API, or real S3).
-            config = write_agent_config(launch, object_store=self.object_store)
-            instance.started = instance.actor.start.remote(config, master)
+            config = write_agent_config(launch, object_store=StoreAccess.from_json(self.object_store))
+            instance.started = instance.actor.start.remote(config.to_json(), master)
         with self._lock:
             self._groups[key] = {i.name for i in instances}
             for instance in instances:

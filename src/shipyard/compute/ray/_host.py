@@ -27,6 +27,7 @@ from typing import Any
 
 from shipyard.compute._base import agent_env
 from shipyard.runtime._sandbox import sandbox_available
+from shipyard.runtime.contract import AgentConfig, InstanceFolder
 
 # Files the server keeps a copy of; status.json is sent whole, the others from an offset.
 STREAMS = ("log.jsonl", "utilization.jsonl", "agent.log")
@@ -115,25 +116,25 @@ class InstanceHost(_NodeFolder):
             port = int(s.getsockname()[1])
         return ray.util.get_node_ip_address(), port
 
-    def start(self, config: dict[str, Any], master: tuple[str, int]) -> dict[str, str]:
-        """Start the agent with the server's ``config``, made this node's own."""
-        sandbox = config.get("sandbox", "auto")
+    def start(self, server_config: dict[str, Any], master: tuple[str, int]) -> dict[str, str]:
+        """Start the agent with the server's config (an AgentConfig's JSON), made this node's own."""
+        config = AgentConfig.from_json(server_config)
+        sandbox = config.sandbox
         if sandbox == "bwrap" and not sandbox_available():
             raise RuntimeError(
                 "the server requires the bubblewrap sandbox (sandbox = 'bwrap'), which this Ray node "
                 "lacks: install bubblewrap on it"
             )
-        config = {
-            **config,
-            "master_addr": master[0],
-            "master_port": master[1],
-            "python": sys.executable,
-            "envs_dir": str(self._root / "envs"),
-            "sandbox": "bwrap" if sandbox != "off" and sandbox_available() else "off",
-            "hide": [*config.get("hide", ()), str(self._root / "instances")],
-            "die_with_parent": True,
-        }
-        (self._dir / "agent.json").write_text(json.dumps(config))
+        config = config.replace(
+            master_addr=master[0],
+            master_port=master[1],
+            python=sys.executable,
+            envs_dir=str(self._root / "envs"),
+            sandbox="bwrap" if sandbox != "off" and sandbox_available() else "off",
+            hide=(*config.hide, str(self._root / "instances")),
+            die_with_parent=True,
+        )
+        InstanceFolder(self._dir).write_config(config)
         node = _node(self._dir)
         self._agent = self._spawner.submit(self._spawn).result()
         return node
@@ -160,10 +161,7 @@ class InstanceHost(_NodeFolder):
     def kill(self) -> None:
         """End the agent and the user's processes (their own session) at once."""
         self.signal(signal.SIGKILL)
-        try:
-            pgid = int(json.loads((self._dir / "status.json").read_text()).get("user_pgid") or 0)
-        except (OSError, ValueError):
-            pgid = 0
+        pgid = InstanceFolder(self._dir).read_status().user_pgid or 0
         if pgid > 1:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)

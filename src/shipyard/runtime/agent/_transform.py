@@ -23,95 +23,86 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from shipyard.core.training import parse_s3_uri, sharded
 from shipyard.core.transform import JsonPathFilter, TransformJobSpec, format_record, join_output, parse_record
-from shipyard.envs import environment_root
-from shipyard.runtime import contract
-from shipyard.runtime._sandbox import sandbox_command
-from shipyard.runtime.agent import _SAFE_ENV, Agent, _signal_group, _UserInputError, relative_key
+from shipyard.runtime.agent._agent import Layout
+from shipyard.runtime.agent._inputs import relative_key
+from shipyard.runtime.agent._io import JobInputError
+from shipyard.runtime.agent._processes import SAFE_ENV, signal_group
+from shipyard.runtime.contract import Outcome
 from shipyard.storage._archives import ChunkReader, extract_tar
 
-_SERVER = Path(__file__).parent / "model_server.py"
+_SERVER = Path(__file__).resolve().parents[1] / "model_server.py"
 
 
-class TransformAgent(Agent):
+class TransformLayout(Layout):
+    kind = "transform"
     spec: TransformJobSpec
     code_dir: str | None = None  # where the model's code is, as the model server sees it
 
     @staticmethod
-    def _parse_spec(request: dict[str, Any]) -> Any:
+    def parse_spec(request: Any) -> TransformJobSpec:
         return TransformJobSpec.from_request(request)
+
+    @property
+    def model(self) -> Mapping[str, Any]:
+        """The job's model as it was when the job was created (image, data, environment, framework)."""
+        return self.agent.config.model or {}
 
     # -- before: the model, its code, its environment --------------------------------------------
     def prepare(self) -> None:
         for sub in ("model", "input/data", "code"):
             (self.ml / sub).mkdir(parents=True, exist_ok=True)
-        model = self.config["model"]
+        model = self.model
         if model.get("model_data_url"):
             bucket, key = parse_s3_uri(model["model_data_url"], field="ModelDataUrl")
-            _, _, chunks = self.store.read_object(bucket, key)
+            _, _, chunks = self.agent.store.read_object(bucket, key)
             extract_tar(ChunkReader(chunks), self.ml / "model", what=f"model data {model['model_data_url']}")
         submit = (model.get("environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
         if submit.startswith("s3://"):
-            self._fetch_code(submit)
+            self.inputs.code(submit, self.ml / "code")
             self.code_dir = "/opt/ml/code"
         elif (self.ml / "model" / "code").is_dir():
             self.code_dir = "/opt/ml/model/code"
-        (self.dir / "hosts").write_text("127.0.0.1 localhost\n")
-        self._resolve_environment()
+        self.agent.folder.hosts.write_text("127.0.0.1 localhost\n")
 
-    def _syncs(self) -> list[Any]:
-        return []  # nothing to mirror while it runs: outputs are written as they come
-
-    def _requirements(self) -> str:
+    def requirements(self) -> str:
         code = self.code_dir
         path = self.ml / code.removeprefix("/opt/ml/") / "requirements.txt" if code else None
         return path.read_text() if path is not None and path.is_file() else ""
 
     # -- during: the model server, and the records ----------------------------------------------
-    def train(self) -> int:
-        root = contract.ML_ROOT if self.sandboxed else PurePosixPath(self.ml)
-        model = self.config["model"]
+    def work(self) -> int:
+        root = self.agent.root
+        model = self.model
 
         def inside(path: str) -> str:
             return path.replace("/opt/ml", str(root), 1) if path.startswith("/opt/ml") else path
 
-        script = self.dir / "model_server.py"
+        script = self.agent.folder.path / "model_server.py"
         shutil.copyfile(_SERVER, script)  # the model's Python has no Shipyard to import it from
         port = _free_port()
-        command = [self.python, "-u", str(script), "--model-dir", f"{root}/model", "--port", str(port)]
+        command = [self.agent.python, "-u", str(script), "--model-dir", f"{root}/model", "--port", str(port)]
         command += ["--framework", model.get("framework") or "sklearn"]
         program = (model.get("environment") or {}).get("SAGEMAKER_PROGRAM")
         if self.code_dir:
             command += ["--code-dir", inside(self.code_dir)]
         if program:
             command += ["--program", program]
-        env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
+        env = {k: v for k, v in os.environ.items() if k in SAFE_ENV}
         env.update({k: inside(v) for k, v in (model.get("environment") or {}).items()})
         env.update(self.spec.environment)
         env["PYTHONPATH"] = inside(self.code_dir) if self.code_dir else ""
-        self.command_display = command
-        if self.sandboxed:
-            full = sandbox_command(
-                command,
-                ml_dir=self.ml,
-                host=self.host,
-                hosts_file=self.dir / "hosts",
-                hide=[Path(p) for p in self.config.get("hide", [])],
-                keep=[environment_root(Path(self.python)), script],
-                cwd="/opt/ml/model",
-            )
-            cwd = None
-        else:
-            full, cwd = command, str(self.ml / "model")
+        self.agent.command_display = command
+        full, cwd = self.agent.sandboxed_command(command, workdir=root / "model", keep=[script])
         self.log.line(f"Shipyard: starting the model server: {' '.join(command)}")
         exits: list[int] = []
         server = threading.Thread(
-            target=lambda: exits.append(self._run_user_process(full, cwd, env)),
+            target=lambda: exits.append(self.agent.run_user_process(full, cwd, env)),
             name="model-server",
             daemon=True,
         )
@@ -121,16 +112,16 @@ class TransformAgent(Agent):
             count = self._transform_all(port)
             self.log.line(f"Shipyard: transformed {count} input object(s)")
         finally:
-            if self.process is not None and self.process.poll() is None:
-                _signal_group(self.process.pid, signal.SIGKILL)  # its work is done (or failed)
+            if self.agent.process is not None and self.agent.process.poll() is None:
+                signal_group(self.agent.process.pid, signal.SIGKILL)  # its work is done (or failed)
             server.join(timeout=30)
         return 0
 
     def _wait_healthy(self, port: int, exits: list[int]) -> None:
-        deadline = time.monotonic() + float(self.config.get("model_startup_seconds", 600))
-        while self.stop_reason is None:
+        deadline = time.monotonic() + self.agent.config.model_startup_seconds
+        while self.agent.stop_reason is None:
             if exits:
-                raise _UserInputError(f"the model server exited with code {exits[0]}; see the job's log")
+                raise JobInputError(f"the model server exited with code {exits[0]}; see the job's log")
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 connection.request("GET", "/ping")
@@ -140,11 +131,11 @@ class TransformAgent(Agent):
                 if answer.status == 200:
                     return
                 if text.startswith("loading the model failed"):
-                    raise _UserInputError(text)
+                    raise JobInputError(text)
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise _UserInputError("the model server did not become healthy in time; see the job's log")
+                raise JobInputError("the model server did not become healthy in time; see the job's log")
             time.sleep(0.05)
 
     def _inputs(self) -> tuple[str, str, list[str]]:
@@ -152,15 +143,15 @@ class TransformAgent(Agent):
         spec = self.spec
         if spec.data_type == "ManifestFile":
             bucket, key = parse_s3_uri(spec.s3_uri, field="S3Uri")
-            _, _, chunks = self.store.read_object(bucket, key)
+            _, _, chunks = self.agent.store.read_object(bucket, key)
             manifest = json.loads(b"".join(chunks))
             source_bucket, base = parse_s3_uri(manifest[0]["prefix"], field="ManifestFile prefix")
             keys = [base + entry for entry in manifest[1:]]
         else:
-            source_bucket, base, keys = self._list_keys(spec.s3_uri)
+            source_bucket, base, keys = self.inputs.list_keys(spec.s3_uri)
         if not keys:
-            raise _UserInputError(f"No objects found under {spec.s3_uri}")
-        return source_bucket, base, sharded(sorted(keys), self.host_index, spec.instance_count)
+            raise JobInputError(f"No objects found under {spec.s3_uri}")
+        return source_bucket, base, sharded(sorted(keys), self.agent.config.host_index, spec.instance_count)
 
     def _transform_all(self, port: int) -> int:
         bucket, base, keys = self._inputs()
@@ -171,7 +162,7 @@ class TransformAgent(Agent):
 
         with concurrent.futures.ThreadPoolExecutor(self.spec.max_concurrent) as pool:
             for key in keys:
-                if self.stop_reason is not None:
+                if self.agent.stop_reason is not None:
                     break
                 self._transform_object(pool, invoke, bucket, key, base)
         return len(keys)
@@ -198,7 +189,7 @@ class TransformAgent(Agent):
             except (OSError, http.client.HTTPException) as exc:
                 local.connection = None
                 status, answer = 0, str(exc).encode()
-            if status == 200 or self.stop_reason is not None:
+            if status == 200 or self.agent.stop_reason is not None:
                 break
             if status and 400 <= status < 500:
                 break  # the model refuses this input: retrying will not change its mind
@@ -206,7 +197,7 @@ class TransformAgent(Agent):
         return status, answer
 
     def _records(self, bucket: str, key: str) -> Iterator[bytes]:
-        _, _, chunks = self.store.read_object(bucket, key)
+        _, _, chunks = self.agent.store.read_object(bucket, key)
         if self.spec.compression == "Gzip":
             chunks = _gunzip(chunks)
         if self.spec.split_type != "Line":
@@ -243,7 +234,7 @@ class TransformAgent(Agent):
         """Whole lines, up to MaxPayloadInMB at a time: the records of a MultiRecord batch that
         needs no filtering, cut without looking at each one."""
         limit = self.spec.max_payload_bytes
-        _, _, chunks = self.store.read_object(bucket, key)
+        _, _, chunks = self.agent.store.read_object(bucket, key)
         if self.spec.compression == "Gzip":
             chunks = _gunzip(chunks)
         buffer = bytearray()
@@ -292,7 +283,7 @@ class TransformAgent(Agent):
                 status, answer = future.result()
                 if status != 200:
                     where = f"record {start}" if count == 1 else f"records {start}-{start + count - 1}"
-                    raise _UserInputError(
+                    raise JobInputError(
                         f"Transforming {source} failed at {where}: the model answered "
                         f"{status or 'nothing'}: {answer.decode(errors='replace')[:300]}"
                     )
@@ -301,9 +292,9 @@ class TransformAgent(Agent):
                 else:
                     writer.write(self._assemble(records, answer, out_filter, separator, source, start))
 
-        with self.store.open_writer(out_bucket, out_key) as writer:
+        with self.agent.store.open_writer(out_bucket, out_key) as writer:
             for body, count, records in self._requests(bucket, key, in_filter):
-                if self.stop_reason is not None:
+                if self.agent.stop_reason is not None:
                     return
                 pending.append((first, count, records, pool.submit(invoke, body)))
                 first += count
@@ -325,7 +316,7 @@ class TransformAgent(Agent):
             return answer.rstrip(b"\n") + separator if separator else answer
         outputs = answer.rstrip(b"\n").split(b"\n") if len(batch) > 1 else [answer.rstrip(b"\n")]
         if len(outputs) != len(batch):
-            raise _UserInputError(
+            raise JobInputError(
                 f"Transforming {source} at records {start}-{start + len(batch) - 1}: the model answered "
                 f"{len(outputs)} line(s) for {len(batch)} record(s), so they cannot be joined"
             )
@@ -344,7 +335,7 @@ class TransformAgent(Agent):
             )
         return b"\n".join(lines) + (separator or b"\n")
 
-    def upload(self, outcome: str) -> dict[str, str]:
+    def upload(self, outcome: Outcome) -> dict[str, str]:
         return {}  # outputs were written as they came
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from shipyard.runtime.agent import main
+
+sys.exit(main())

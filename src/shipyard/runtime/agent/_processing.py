@@ -1,0 +1,151 @@
+"""A processing job's instance: SageMaker's processing layout and contract.
+
+Inputs are fetched to their LocalPath under /opt/ml/processing (S3Prefix or ManifestFile,
+FullyReplicated or ShardedByS3Key, Gzip-decompressed when asked); /opt/ml/config holds
+resourceconfig.json and processingjobconfig.json; the ContainerEntrypoint runs with
+ContainerArguments and the job's Environment, the environment's Python first on PATH (so
+``python3`` is the image's); outputs are uploaded as objects under their S3Uri, at the end or,
+for Continuous ones, as they appear.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.processing import ProcessingJobSpec
+from shipyard.core.training import parse_s3_uri
+from shipyard.runtime import container
+from shipyard.runtime.agent._agent import Layout
+from shipyard.runtime.agent._inputs import relative_key
+from shipyard.runtime.agent._io import JobInputError
+from shipyard.runtime.agent._processes import SAFE_ENV
+from shipyard.runtime.agent._sync import FolderSync
+from shipyard.runtime.contract import Outcome
+
+
+class ProcessingLayout(Layout):
+    kind = "processing"
+    spec: ProcessingJobSpec
+
+    @staticmethod
+    def parse_spec(request: Any) -> ProcessingJobSpec:
+        return ProcessingJobSpec.from_request(request)
+
+    def prepare(self) -> None:
+        config = self.agent.config
+        for sub in ("input/data", "config", "processing"):
+            (self.ml / sub).mkdir(parents=True, exist_ok=True)
+        hosts = container.hosts_for(self.spec.instance_count)
+        (self.ml / "config" / "resourceconfig.json").write_text(
+            json.dumps({"current_host": config.host, "hosts": hosts, "network_interface_name": "eth0"})
+        )
+        (self.ml / "config" / "processingjobconfig.json").write_text(
+            json.dumps(self.spec.job_config(config.arn))
+        )
+        self.agent.folder.hosts.write_text(
+            "127.0.0.1 localhost\n" + "".join(f"{config.master_addr} {h}\n" for h in hosts)
+        )
+        for item in self.spec.inputs:
+            count = self._fetch_input(item)
+            self.log.line(
+                f"Shipyard: input {item.name!r}: {count} file(s) from {item.s3_uri} at {item.local_path}"
+            )
+        for output in self.spec.outputs:
+            self.under_ml(output.local_path).mkdir(parents=True, exist_ok=True)
+
+    def requirements(self) -> str:
+        """A requirements.txt in the code input, as a file or in the sourcedir.tar.gz the SDK's
+        FrameworkProcessor sends: the environment is built with it, so that the script's own
+        ``pip install -r requirements.txt`` finds everything there already."""
+        for item in self.spec.inputs:
+            folder = self.under_ml(item.local_path)
+            if (folder / "requirements.txt").is_file():
+                return (folder / "requirements.txt").read_text()
+            archive = folder / "sourcedir.tar.gz"
+            if archive.is_file():
+                with tarfile.open(archive) as tar:
+                    member = next(
+                        (m for m in tar.getmembers() if m.name.lstrip("./") == "requirements.txt"), None
+                    )
+                    if member is not None and member.isfile():
+                        extracted = tar.extractfile(member)
+                        return extracted.read().decode() if extracted else ""
+        return ""
+
+    def _fetch_input(self, item: Any) -> int:
+        target = self.under_ml(item.local_path)
+        target.mkdir(parents=True, exist_ok=True)
+        store = self.agent.store
+        if item.data_type == "ManifestFile":
+            bucket, key = parse_s3_uri(item.s3_uri, field="S3Uri")
+            _, _, chunks = store.read_object(bucket, key)
+            manifest = json.loads(b"".join(chunks))
+            prefix = manifest[0]["prefix"]
+            source_bucket, base = parse_s3_uri(prefix, field="ManifestFile prefix")
+            keys = [base + entry for entry in manifest[1:]]
+        else:
+            source_bucket, base, keys = self.inputs.list_keys(item.s3_uri)
+            if not keys:
+                raise JobInputError(f"No objects found under {item.s3_uri} for input {item.name!r}")
+        keys = self.inputs.shard(keys, item.distribution)
+        for key in keys:
+            path = target / relative_key(key, base)
+            if item.compression == "Gzip":
+                path = path.with_name(path.name.removesuffix(".gz"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _, _, chunks = store.read_object(source_bucket, key)
+                path.write_bytes(gzip.decompress(b"".join(chunks)))
+            else:
+                self.inputs.fetch_object(
+                    source_bucket, key, path, link=False
+                )  # processing inputs are writable
+        return len(keys)
+
+    def syncs(self) -> list[FolderSync]:
+        return [
+            self.sync(self.under_ml(o.local_path), o.s3_uri, f"output {o.name!r}")
+            for o in self.spec.outputs
+            if o.upload_mode == "Continuous"
+        ]
+
+    def work(self) -> int:
+        agent = self.agent
+        command = [*self.spec.entrypoint, *self.spec.arguments]
+        if not agent.sandboxed:  # the paths a script was given are under the real folder
+            root = str(agent.root)
+            command = [c.replace("/opt/ml", root, 1) if c.startswith("/opt/ml/") else c for c in command]
+            self.log.line(
+                "Shipyard: bubblewrap is not available here; running unsandboxed, with /opt/ml at "
+                f"{self.ml} (scripts that hard-code /opt/ml paths will not find them)"
+            )
+        agent.command_display = command
+        full, cwd = agent.sandboxed_command(command, workdir=agent.root / "processing")
+        self.log.line(f"Shipyard: invoking {' '.join(command)}")
+        with agent.environment_in_use():
+            return agent.run_user_process(full, cwd, self.environment())
+
+    def environment(self) -> dict[str, str]:
+        agent = self.agent
+        env = {k: v for k, v in os.environ.items() if k in SAFE_ENV}
+        env.update(agent.aws_environment())
+        env.update(agent.pip_environment())
+        env.update(self.spec.environment)
+        env["PATH"] = (
+            f"{Path(agent.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python3` is the image's
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PROCESSING_JOB_ARN"] = agent.config.arn
+        return env
+
+    def upload(self, outcome: Outcome) -> dict[str, str]:
+        for output in self.spec.outputs:
+            if output.upload_mode == "Continuous":
+                continue  # its FolderSync made the last pass
+            count = self.sync(self.under_ml(output.local_path), output.s3_uri, "output", interval=0).sync()
+            self.log.line(f"Shipyard: output {output.name!r}: uploaded {count} file(s) to {output.s3_uri}")
+        return {}

@@ -1,0 +1,153 @@
+"""A training job's instance: SageMaker's training layout (/opt/ml as the training toolkit lays it
+out), the ``SM_*`` environment, the entry point or built-in algorithm, model and output uploads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from shipyard.core.training import TrainingJobSpec, parse_s3_uri, to_cmd_args
+from shipyard.runtime import container
+from shipyard.runtime.agent._agent import Layout
+from shipyard.runtime.agent._io import JobInputError
+from shipyard.runtime.agent._processes import SAFE_ENV
+from shipyard.runtime.agent._sync import FolderSync
+from shipyard.runtime.contract import Outcome
+from shipyard.storage._archives import pack_directory
+
+_XGBOOST = Path(__file__).resolve().parents[1] / "algorithms" / "xgboost_train.py"
+
+
+class TrainingLayout(Layout):
+    kind = "training"
+    spec: TrainingJobSpec
+
+    @staticmethod
+    def parse_spec(request: Any) -> TrainingJobSpec:
+        return TrainingJobSpec.from_request(request)
+
+    @property
+    def checkpoints(self) -> Path:
+        """CheckpointConfig.LocalPath (under /opt/ml, checked at creation) on this instance."""
+        return self.under_ml(self.spec.checkpoint_local_path)
+
+    def prepare(self) -> None:
+        for sub in ("input/config", "input/data", "model", "output/data", "output/intermediate", "code"):
+            (self.ml / sub).mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        config = self.agent.config
+        for name, content in container.config_files(self.spec, config.host).items():
+            (self.ml / "input" / "config" / name).write_text(json.dumps(content))
+        self.agent.folder.hosts.write_text(
+            "127.0.0.1 localhost\n"
+            + "".join(
+                f"{config.master_addr if h == 'algo-1' else '127.0.0.1'} {h}\n"
+                for h in container.hosts_for(self.spec.instance_count)
+            )
+        )
+        for channel in self.spec.channels:
+            target = self.ml / "input" / "data" / channel.name
+            count = self.inputs.channel(
+                channel.name, channel.s3_uri, channel.distribution, target, link=self.agent.sandboxed
+            )
+            self.log.line(f"Shipyard: channel {channel.name!r}: {count} file(s) from {channel.s3_uri}")
+        if self.spec.submit_directory:
+            self.inputs.code(self.spec.submit_directory, self.ml / "code")
+        if self.spec.checkpoint_s3_uri:
+            restored = self.inputs.prefix(self.spec.checkpoint_s3_uri, self.checkpoints, link=False)
+            if restored:
+                self.log.line(
+                    f"Shipyard: restored {restored} checkpoint file(s) from {self.spec.checkpoint_s3_uri}"
+                )
+
+    def requirements(self) -> str:
+        """The code's requirements.txt, installed into the job's environment before it starts."""
+        path = self.ml / "code" / "requirements.txt"
+        return path.read_text() if path.is_file() else ""
+
+    def syncs(self) -> list[FolderSync]:
+        if not self.spec.checkpoint_s3_uri:
+            return []
+        return [self.sync(self.checkpoints, self.spec.checkpoint_s3_uri, "checkpoint", skip_present=True)]
+
+    def work(self) -> int:
+        agent = self.agent
+        root = agent.root
+        command = self.command()
+        agent.command_display = command
+        if not agent.sandboxed:
+            self.log.line(
+                "Shipyard: bubblewrap is not available here; running unsandboxed, with /opt/ml at "
+                f"{self.ml} (scripts that hard-code /opt/ml paths will not find them)"
+            )
+        full, cwd = agent.sandboxed_command(command, workdir=root / "code")
+        self.log.line(f"Shipyard: invoking {' '.join(command)}")
+        with agent.environment_in_use():
+            return agent.run_user_process(full, cwd, self.environment())
+
+    def environment(self) -> dict[str, str]:
+        agent, config, root = self.agent, self.agent.config, self.agent.root
+        env = {k: v for k, v in os.environ.items() if k in SAFE_ENV}
+        env.update(
+            container.training_environment(
+                self.spec,
+                config.host,
+                root=root,
+                num_cpus=max(1, int(config.cpus)),
+                num_gpus=config.gpus,
+                region=config.region,
+                master_addr=config.master_addr,
+                master_port=config.master_port,
+            )
+        )
+        env["TRAINING_JOB_ARN"] = config.arn
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = str(root / "code")
+        env["PATH"] = (
+            f"{Path(agent.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python` is the image's
+        )
+        return {**agent.aws_environment(), **agent.pip_environment(), **env}
+
+    def command(self) -> list[str]:
+        root, python = self.agent.root, self.agent.python
+        if self.spec.entrypoint:
+            return [*self.spec.entrypoint, *self.spec.arguments]
+        program = self.spec.program
+        if not program and self.agent.config.builtin == "xgboost":
+            shutil.copyfile(_XGBOOST, self.ml / "code" / _XGBOOST.name)
+            return [python, str(root / "code" / _XGBOOST.name)]
+        if not program:
+            raise JobInputError(
+                f"Image {self.spec.image!r} has no built-in algorithm in Shipyard yet: give a script "
+                "(the sagemaker_program hyperparameter, set by the SDK's entry_point) or "
+                "AlgorithmSpecification.ContainerEntrypoint"
+            )
+        args = to_cmd_args(self.spec.user_hyperparameters)
+        if not (self.ml / "code" / program).is_file():
+            raise JobInputError(f"Entry point {program!r} is not in the source directory")
+        if program.endswith(".sh"):
+            return ["/bin/sh", str(root / "code" / program), *args]
+        return [python, str(root / "code" / program), *args]
+
+    def upload(self, outcome: Outcome) -> dict[str, str]:
+        artifacts: dict[str, str] = {}
+        if self.agent.config.host_index != 0:
+            return artifacts  # only algo-1's model and output data are kept
+        model_dir = self.ml / "model"
+        if outcome != Outcome.FAILED or any(model_dir.iterdir()):
+            artifacts["model_artifacts"] = self.upload_tar(model_dir, self.spec.model_artifacts_uri())
+        output_dir = self.ml / "output" / "data"
+        if any(output_dir.iterdir()):
+            artifacts["output_artifacts"] = self.upload_tar(output_dir, self.spec.output_data_uri())
+        return artifacts
+
+    def upload_tar(self, folder: Path, uri: str) -> str:
+        bucket, key = parse_s3_uri(uri, field="S3OutputPath")
+        with self.agent.store.open_writer(bucket, key, content_type="application/x-tar") as writer:
+            count = pack_directory(folder, writer)  # type: ignore[arg-type]
+            writer.commit()
+        self.log.line(f"Shipyard: uploaded {count} file(s) from {folder.relative_to(self.ml)} to {uri}")
+        return uri

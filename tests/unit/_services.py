@@ -1,0 +1,136 @@
+"""The services of the job path wired on fakes: a FakeBackend, a ManualClock and a temporary
+SQLite store (migrated once per session, copied per test). No server, no process."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipyard.compute import Backends
+from shipyard.core.catalog import InstanceCatalog
+from shipyard.core.placement import Resources
+from shipyard.core.pricing import Rates
+from shipyard.envs import ImageResolver
+from shipyard.runtime.contract import StoreAccess
+from shipyard.services.costs import CostService
+from shipyard.services.scheduler import AgentSettings, JobScheduler
+from shipyard.services.tagging import TaggingService
+from shipyard.services.training import TrainingService
+from shipyard.services.tuning import TuningService
+from shipyard.store import (
+    Database,
+    ProcessingJobRepository,
+    TagRepository,
+    TrainingJobRepository,
+    TransformJobRepository,
+    TuningJobRepository,
+    UsageRepository,
+)
+from shipyard.store.utilization import UtilizationRepository
+from shipyard.testing import FakeBackend, ManualClock
+
+SKLEARN = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+@dataclasses.dataclass
+class World:
+    clock: ManualClock
+    backend: FakeBackend
+    scheduler: JobScheduler
+    training: TrainingService
+    utilization: UtilizationRepository
+    jobs_dir: Path
+    tuning: TuningService
+
+    def create(self, name: str, **kw: Any) -> None:
+        self.training.create(params(name, **kw), region="eu-west-1")
+
+    def job(self, name: str) -> Any:
+        return self.training.describe(name)
+
+    def tick(self) -> None:
+        """One pass of the scheduler, then of tuning (as the server's loop runs them)."""
+        self.scheduler.tick()
+        self.tuning.tick()
+
+
+def params(
+    name: str,
+    *,
+    count: int = 1,
+    instance_type: str = "ml.m5.large",
+    retries: int = 0,
+    metrics: tuple[tuple[str, str], ...] = (),
+) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": SKLEARN,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": n, "Regex": r} for n, r in metrics],
+        },
+        "HyperParameters": {
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": '"s3://b/code.tar.gz"',
+        },
+        "RoleArn": "arn:aws:iam::000000000000:role/r",
+        "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    if retries:
+        request["RetryStrategy"] = {"MaximumRetryAttempts": retries}
+    return request
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    db.upgrade()  # migrated once; each test copies it
+    db.engine.dispose()  # the WAL checkpointed into the file
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path, template_db: Path) -> Iterator[World]:
+    db_path = tmp_path / "shipyard.db"
+    db_path.write_bytes(template_db.read_bytes())
+    db = Database(f"sqlite:///{db_path}")
+    clock = ManualClock()
+    catalog = InstanceCatalog.load()
+    backend = FakeBackend(Resources(4, 16, 0), clock=clock)
+    backends = Backends(backend)
+    costs = CostService(UsageRepository(db), catalog, Rates(), tags=lambda arn: {}, bucket_sizes=lambda: {})
+    utilization = UtilizationRepository(db)
+    repositories = [TrainingJobRepository(db), ProcessingJobRepository(db), TransformJobRepository(db)]
+    scheduler = JobScheduler(
+        repositories,
+        backends,
+        catalog,
+        costs,
+        utilization,
+        AgentSettings(
+            jobs_dir=tmp_path / "jobs", object_store=StoreAccess("local", root=str(tmp_path / "objects"))
+        ),
+        fit_to_machine=False,
+        clock=clock,
+    )
+    training = TrainingService(
+        repositories[0],
+        catalog,
+        TaggingService(TagRepository(db)),
+        ImageResolver.load(tmp_path),
+        account_id="000000000000",
+        backend_for=backends.for_type,
+        fit_to_machine=False,
+        wake=scheduler.wake,
+        clock=clock,
+    )
+    tuning = TuningService(TuningJobRepository(db), training, account_id="000000000000", clock=clock)
+    yield World(clock, backend, scheduler, training, utilization, tmp_path / "jobs", tuning)
+    db.engine.dispose()

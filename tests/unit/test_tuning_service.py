@@ -1,0 +1,143 @@
+"""The tuning service driven pass by pass over the scheduler on fakes, and its pass plan as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shipyard.core.training import TrainingJobStatus
+from shipyard.core.tuning import TuningJobSpec, TuningJobStatus, plan_pass
+from shipyard.runtime.contract import Outcome
+from tests.unit._services import SKLEARN, World
+
+
+def tuning_request(name: str = "t", *, jobs: int = 4, parallel: int = 2, **config: Any) -> dict[str, Any]:
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Random",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "loss"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": jobs, "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0.01", "MaxValue": "1"}]
+            },
+            **config,
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": {
+                "sagemaker_program": '"train.py"',
+                "sagemaker_submit_directory": '"s3://b/code.tar.gz"',
+            },
+            "AlgorithmSpecification": {
+                "TrainingImage": SKLEARN,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "loss", "Regex": r"loss=([0-9.]+)"}],
+            },
+            "RoleArn": "arn:aws:iam::000000000000:role/R",
+            "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+        },
+    }
+
+
+def _running(world: World) -> list[Any]:
+    return [g[0] for g in world.backend.launched if g[0].alive]
+
+
+def test_trials_run_at_most_in_parallel_and_the_best_is_found(world: World) -> None:
+    world.tuning.create(tuning_request(jobs=3, parallel=2), region="us-east-1")
+    world.tick()  # tuning creates two trials
+    world.tick()  # the scheduler launches them
+    assert len(_running(world)) == 2
+    first, second = _running(world)
+    first.log("loss=0.5").end()
+    second.log("loss=0.2").end()
+    world.tick()  # both end; a third trial is created
+    world.tick()
+    (third,) = _running(world)
+    third.log("loss=0.9").end()
+    world.tick()
+    world.tick()
+    job, views = world.tuning.describe("t")
+    assert job.status == TuningJobStatus.COMPLETED and job.completion == "MaxNumberOfTrainingJobsReached"
+    best = world.tuning.best(job, views)
+    assert best is not None and best.objective == 0.2
+    assert len(views) == 3 and all(v.status == TrainingJobStatus.COMPLETED for v in views)
+
+
+def test_all_trials_failing_fails_the_tuning_job_saying_so(world: World) -> None:
+    world.tuning.create(tuning_request(jobs=2, parallel=2), region="us-east-1")
+    world.tick()
+    world.tick()
+    for instance in _running(world):
+        instance.end(Outcome.FAILED, exit_code=1, failure_reason="AlgorithmError: x")
+    world.tick()
+    world.tick()
+    job, _ = world.tuning.describe("t")
+    assert job.status == TuningJobStatus.FAILED
+    assert job.failure_reason == "All 2 training jobs failed; see their FailureReason"
+
+
+def test_a_stop_stops_running_trials_then_the_job(world: World) -> None:
+    world.tuning.create(tuning_request(jobs=4, parallel=2), region="us-east-1")
+    world.tick()
+    world.tick()
+    for instance in _running(world):
+        instance.start()
+    world.tuning.stop("t")
+    for _ in range(4):
+        world.tick()
+    job, views = world.tuning.describe("t")
+    assert job.status == TuningJobStatus.STOPPED
+    assert [v.status for v in views] == [TrainingJobStatus.STOPPED] * 2  # no trial started after the stop
+
+
+def test_max_runtime_ends_the_tuning_job_on_the_clock(world: World) -> None:
+    request = tuning_request(jobs=10, parallel=1)
+    request["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"] = 120
+    world.tuning.create(request, region="us-east-1")
+    world.tick()
+    world.tick()
+    (trial,) = _running(world)
+    trial.start()
+    world.clock.advance(121)
+    for _ in range(3):
+        world.tick()
+    job, _ = world.tuning.describe("t")
+    assert job.status == TuningJobStatus.COMPLETED and job.completion == "MaxRuntimeExceeded"
+
+
+SPEC = TuningJobSpec.from_request(tuning_request(jobs=4, parallel=2))
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({"launched": 0, "running": 0, "completed": 0}, {"launch": 2}),
+        ({"launched": 2, "running": 2, "completed": 0}, {"launch": 0}),
+        ({"launched": 3, "running": 1, "completed": 2, "best": 0.1}, {"launch": 1}),
+        ({"launched": 4, "running": 1, "completed": 3, "best": 0.1}, {"launch": 0}),  # all launched: wait
+        ({"launched": 4, "running": 0, "completed": 3, "best": 0.1}, {"finish": TuningJobStatus.COMPLETED}),
+        ({"launched": 4, "running": 0, "completed": 0}, {"finish": TuningJobStatus.FAILED}),
+        ({"launched": 4, "running": 0, "completed": 2}, {"finish": TuningJobStatus.FAILED}),  # no objective
+        ({"launched": 2, "running": 2, "completed": 0, "stopping": True}, {"stop_trials": True}),
+        (
+            {"launched": 2, "running": 0, "completed": 1, "stopping": True},
+            {"finish": TuningJobStatus.STOPPED},
+        ),
+    ],
+)
+def test_plan_pass(kw: dict[str, Any], expected: dict[str, Any]) -> None:
+    args = {"stopping": False, "elapsed_seconds": 0.0, "best": None, **kw}
+    step = plan_pass(SPEC, **args)
+    for field, value in expected.items():
+        assert getattr(step, field) == value
+    if "finish" not in expected:
+        assert step.finish is None
+
+
+def test_plan_pass_says_why_a_job_without_objective_failed() -> None:
+    step = plan_pass(SPEC, stopping=False, elapsed_seconds=0, best=None, launched=4, running=0, completed=2)
+    assert step.failure_reason == "No training job reported the objective metric 'loss'"
