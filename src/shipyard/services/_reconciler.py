@@ -258,10 +258,11 @@ class EndpointReconciler:
     def _started(self, op: _Operation, future: Future[ModelServer]) -> None:
         """A start ended (on its worker): the first failure abandons the others; a server that came
         up for a deleted endpoint is stopped."""
-        failed = future.cancelled() or future.exception() is not None
+        error = ModelServerError("cancelled") if future.cancelled() else future.exception()
+        failed = error is not None
         with self._lock:
-            if failed and op.failure is None and not op.abandon.is_set():
-                op.failure = future.exception() or ModelServerError("cancelled")
+            if error is not None and op.failure is None and not op.abandon.is_set():
+                op.failure = error
                 op.abandon.set()
             stop = op.deleted and not failed
         if stop:
