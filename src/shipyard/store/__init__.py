@@ -3,7 +3,7 @@
 from shipyard.store._db import Database
 from shipyard.store.resources import Resource, ResourceRepository
 from shipyard.store.tags import TagRepository
-from shipyard.store.training import (
+from shipyard.store.jobs import (
     JobRepository,
     ProcessingJobNotFound,
     ProcessingJobRepository,

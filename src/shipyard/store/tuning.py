@@ -1,4 +1,4 @@
-"""Hyperparameter tuning jobs. Their trials are training jobs (store/training.py)."""
+"""Hyperparameter tuning jobs. Their trials are training jobs (store/jobs.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Jobs the scheduler runs (training and processing, a table each) and training metric series."""
+"""Jobs the scheduler runs (training, processing and transform, a table each) and training metric series."""
 
 from __future__ import annotations
 
