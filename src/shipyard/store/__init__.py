@@ -1,8 +1,6 @@
 """The metadata store: SQLAlchemy tables behind repositories that return core objects."""
 
 from shipyard.store._db import Database
-from shipyard.store.resources import Resource, ResourceRepository
-from shipyard.store.tags import TagRepository
 from shipyard.store.jobs import (
     JobRepository,
     ProcessingJobNotFound,
@@ -13,6 +11,8 @@ from shipyard.store.jobs import (
     TransformJobNotFound,
     TransformJobRepository,
 )
+from shipyard.store.resources import Resource, ResourceRepository
+from shipyard.store.tags import TagRepository
 from shipyard.store.tuning import TuningJobNotFound, TuningJobRepository
 from shipyard.store.usage import UsageRepository
 
