@@ -15,6 +15,7 @@ The server is found by :func:`connect`: ``$SHIPYARD_URL``, else the embedded def
 the background when it is not running).
 """
 
+from shipyard.sdk._conditions import Condition, Parameter, StepResult
 from shipyard.sdk._connection import Connection, connect, costs, instance_types
 from shipyard.sdk._hosting import (
     CSVSerializer,
@@ -28,7 +29,8 @@ from shipyard.sdk._hosting import (
     TransformJob,
 )
 from shipyard.sdk._jobs import Job
-from shipyard.sdk._pipelines import Condition, Parameter, Pipeline, PipelineRun, StepResult, pipelines
+from shipyard.sdk._pipeline_runs import PipelineRun, pipelines
+from shipyard.sdk._pipelines import Pipeline
 from shipyard.sdk._processing import ProcessingJob, Processor
 from shipyard.sdk._remote import RemoteCall, RemoteError, RemoteFunction, remote
 from shipyard.sdk._training import Estimator, Input, TrainingJob
