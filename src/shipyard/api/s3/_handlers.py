@@ -7,12 +7,7 @@ HTTP statuses. Bodies stream in both directions; nothing holds a whole object in
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import email.utils
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,76 +16,26 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from shipyard import errors
-from shipyard.api.s3._chunked import AwsChunkedDecoder, BodyChecksums
-from shipyard.api.s3._xml import (
-    document,
-    element,
-    error_document,
-    http_date,
-    iso8601,
-    leaf,
-    maybe_url_encode,
-    parse_xml,
+from shipyard.api.s3._errors import _ERROR_CODES, _UNSUPPORTED_SUBRESOURCES, _PreconditionFailed
+from shipyard.api.s3._http import (
+    _XML,
+    _bucket_and_key,
+    _close,
+    _content_md5,
+    _int_param,
+    _object_headers,
+    _parse_range,
+    _preconditions,
+    _read_small_body,
+    _receive_into,
+    _user_metadata,
+    _xml_response,
 )
+from shipyard.api.s3._xml import element, error_document, iso8601, leaf, maybe_url_encode, parse_xml
 from shipyard.core.pagination import decode_token, encode_token
-from shipyard.storage import ObjectInfo, ObjectStore, ObjectWriter
+from shipyard.storage import ObjectInfo, ObjectStore
 
-_XML = "application/xml"
 _MAX_KEYS = 1000
-_WRITE_BATCH = 1024 * 1024
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)$")
-
-# Storage errors → (S3 code, HTTP status). Subclasses before their bases.
-_ERROR_CODES: list[tuple[type[errors.ShipyardError], str, int]] = [
-    (errors.NoSuchBucket, "NoSuchBucket", 404),
-    (errors.NoSuchKey, "NoSuchKey", 404),
-    (errors.NoSuchUpload, "NoSuchUpload", 404),
-    (errors.BucketNotEmpty, "BucketNotEmpty", 409),
-    (errors.BucketAlreadyOwnedByYou, "BucketAlreadyOwnedByYou", 409),
-    (errors.InvalidBucketName, "InvalidBucketName", 400),
-    (errors.InvalidObjectKey, "InvalidArgument", 400),
-    (errors.BadDigest, "BadDigest", 400),
-    (errors.InvalidPartOrder, "InvalidPartOrder", 400),
-    (errors.InvalidPart, "InvalidPart", 400),
-    (errors.EntityTooSmall, "EntityTooSmall", 400),
-    (errors.InvalidRange, "InvalidRange", 416),
-    (errors.ValidationError, "InvalidArgument", 400),
-    (errors.NotImplementedOperation, "NotImplemented", 501),
-    (errors.AuthenticationError, "AccessDenied", 403),
-    (errors.NotFoundError, "NoSuchKey", 404),
-    (errors.ConflictError, "OperationAborted", 409),
-]
-
-# Sub-resources S3 has and Shipyard does not implement, by the operation a client meant.
-_UNSUPPORTED_SUBRESOURCES = {
-    "acl": "Get/PutBucketAcl or Get/PutObjectAcl",
-    "tagging": "Get/Put/DeleteBucketTagging or ObjectTagging",
-    "versioning": "Get/PutBucketVersioning",
-    "versions": "ListObjectVersions",
-    "policy": "Get/Put/DeleteBucketPolicy",
-    "cors": "Get/Put/DeleteBucketCors",
-    "lifecycle": "Get/PutBucketLifecycleConfiguration",
-    "encryption": "Get/PutBucketEncryption",
-    "website": "Get/PutBucketWebsite",
-    "notification": "Get/PutBucketNotificationConfiguration",
-    "replication": "Get/PutBucketReplication",
-    "object-lock": "Get/PutObjectLockConfiguration",
-    "retention": "Get/PutObjectRetention",
-    "legal-hold": "Get/PutObjectLegalHold",
-    "torrent": "GetObjectTorrent",
-    "restore": "RestoreObject",
-    "select": "SelectObjectContent",
-    "attributes": "GetObjectAttributes",
-    "logging": "Get/PutBucketLogging",
-    "ownershipControls": "Get/PutBucketOwnershipControls",
-    "publicAccessBlock": "Get/PutPublicAccessBlock",
-    "accelerate": "Get/PutBucketAccelerateConfiguration",
-    "requestPayment": "Get/PutBucketRequestPayment",
-    "analytics": "BucketAnalyticsConfiguration",
-    "inventory": "BucketInventoryConfiguration",
-    "metrics": "BucketMetricsConfiguration",
-    "intelligent-tiering": "BucketIntelligentTieringConfiguration",
-}
 
 
 class S3Api:
@@ -524,195 +469,3 @@ class S3Api:
             ns=True,
         )
         return _xml_response(root)
-
-
-class _PreconditionFailed(errors.ShipyardError):
-    def __init__(self) -> None:
-        super().__init__("At least one of the pre-conditions you specified did not hold")
-
-
-_ERROR_CODES.insert(0, (_PreconditionFailed, "PreconditionFailed", 412))
-
-
-def _bucket_and_key(request: Request) -> tuple[str | None, str | None]:
-    """Bucket and key from a path-style URL (or a ``<bucket>.localhost`` virtual host).
-
-    The raw path is split before percent-decoding, so an encoded ``%2F`` stays inside the key and
-    encoded dots are decoded exactly once (and then refused by key validation).
-    """
-    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw_path.decode("latin-1").split("?", 1)[0]
-    host = request.headers.get("host", "").rsplit(":", 1)[0]
-    if host.endswith(".localhost"):
-        bucket = host.removesuffix(".localhost")
-        key = unquote(path[1:], errors="strict") if len(path) > 1 else None
-        return bucket, key
-    trimmed = path.lstrip("/")
-    if not trimmed:
-        return None, None
-    bucket_part, slash, key_part = trimmed.partition("/")
-    bucket = unquote(bucket_part)
-    if not slash or key_part == "":
-        return bucket, None
-    return bucket, unquote(key_part, errors="strict")
-
-
-def _xml_response(root: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(document(root), 200, headers=headers, media_type=_XML)
-
-
-def _int_param(query: Any, name: str, default: int | None, low: int, high: int | None) -> int:
-    raw = query.get(name)
-    if raw is None:
-        if default is None:
-            raise errors.ValidationError(f"Missing required parameter {name}", field=name)
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.ValidationError(
-            f"{name} must be an integer, got {raw!r}", field=name, value=raw
-        ) from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise errors.ValidationError(f"{name} must be {bounds}, got {value}", field=name, value=value)
-    return value
-
-
-def _user_metadata(request: Request) -> dict[str, str]:
-    return {k[len("x-amz-meta-") :]: v for k, v in request.headers.items() if k.startswith("x-amz-meta-")}
-
-
-def _content_md5(request: Request) -> bytes | None:
-    raw = request.headers.get("content-md5")
-    if raw is None:
-        return None
-    try:
-        digest = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        digest = b""
-    if len(digest) != 16:
-        raise errors.ValidationError(
-            f"InvalidDigest: the Content-MD5 you specified ({raw!r}) is not a base64 MD5 digest",
-            field="Content-MD5",
-            value=raw,
-        )
-    return digest
-
-
-async def _body_chunks(request: Request, checksums: BodyChecksums) -> AsyncIterator[bytes]:
-    """The object bytes of a request body, aws-chunked decoded when it is; feeds the checksums."""
-    encoding = request.headers.get("content-encoding", "")
-    if "aws-chunked" in encoding or request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
-        decoder = AwsChunkedDecoder()
-        async for raw in request.stream():
-            for piece in decoder.feed(raw):
-                checksums.update(piece)
-                yield piece
-        decoder.finish()
-        request.state.trailers = decoder.trailers
-        declared = request.headers.get("x-amz-decoded-content-length")
-        request.state.declared_length = int(declared) if declared and declared.isdigit() else None
-        return
-    async for raw in request.stream():
-        if raw:
-            checksums.update(raw)
-            yield raw
-    request.state.trailers = {}
-    request.state.declared_length = None
-
-
-async def _receive_into(writer: ObjectWriter, request: Request) -> tuple[Any, dict[str, str]]:
-    """Stream the request body into ``writer`` and commit it; abort on any failure."""
-    checksums = BodyChecksums(request.headers)
-    buffer = bytearray()
-    with writer:
-        async for chunk in _body_chunks(request, checksums):
-            buffer += chunk
-            if len(buffer) >= _WRITE_BATCH:
-                writer.write(bytes(buffer))
-                buffer.clear()
-        if buffer:
-            writer.write(bytes(buffer))
-        declared = request.state.declared_length
-        if declared is not None and declared != writer.size:
-            raise errors.ValidationError(
-                f"IncompleteBody: x-amz-decoded-content-length says {declared} bytes, received {writer.size}",
-                field="x-amz-decoded-content-length",
-                value=declared,
-            )
-        verified = checksums.verify(request.state.trailers)
-        info = await run_in_threadpool(writer.commit)
-    return info, verified
-
-
-async def _read_small_body(request: Request) -> bytes:
-    checksums = BodyChecksums(request.headers)
-    body = b"".join([chunk async for chunk in _body_chunks(request, checksums)])
-    checksums.verify(request.state.trailers)
-    expected = _content_md5(request)
-    if expected is not None:
-        import hashlib
-
-        if hashlib.md5(body).digest() != expected:
-            raise errors.BadDigest("The Content-MD5 you specified did not match what we received")
-    return body
-
-
-def _parse_range(header: str | None) -> tuple[int | None, int | None] | None:
-    if not header:
-        return None
-    match = _RANGE_RE.match(header.strip())
-    if not match or (not match[1] and not match[2]):
-        return None  # S3 ignores ranges it cannot parse (and multi-range requests)
-    first = int(match[1]) if match[1] else None
-    last = int(match[2]) if match[2] else None
-    if first is not None and last is not None and last < first:
-        return None
-    return first, last
-
-
-def _object_headers(info: ObjectInfo) -> dict[str, str]:
-    headers = {
-        "ETag": f'"{info.etag}"',
-        "Last-Modified": http_date(info.last_modified),
-        "Content-Length": str(info.size),
-        "Content-Type": info.content_type,
-        "Accept-Ranges": "bytes",
-    }
-    for name, value in info.metadata.items():
-        headers[f"x-amz-meta-{name}"] = value
-    return headers
-
-
-def _preconditions(request: Request, info: ObjectInfo) -> int | None:
-    """HTTP conditional headers, as S3 evaluates them: None to go on, else the status to answer."""
-    headers = request.headers
-    etag = f'"{info.etag}"'
-    modified = info.last_modified.replace(microsecond=0)
-    if (if_match := headers.get("if-match")) is not None:
-        if not any(t.strip() in (etag, info.etag, "*") for t in if_match.split(",")):
-            return 412
-    elif (since := _http_time(headers.get("if-unmodified-since"))) is not None and modified > since:
-        return 412
-    if (if_none := headers.get("if-none-match")) is not None:
-        if any(t.strip() in (etag, info.etag, "*") for t in if_none.split(",")):
-            return 304
-    elif (since := _http_time(headers.get("if-modified-since"))) is not None and modified <= since:
-        return 304
-    return None
-
-
-def _http_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    close: Callable[[], None] | None = getattr(chunks, "close", None)
-    if close is not None:
-        close()
