@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from shipyard.api._schema import ServiceSchema
 from shipyard.errors import ValidationError
+from shipyard.schema import ServiceSchema
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_out_of_range_timestamps_are_validation_errors(schema: ServiceSchema, ba
 
 
 def test_java_character_classes_outside_brackets_are_classes() -> None:
-    from shipyard.api._schema import _pattern
+    from shipyard.schema import _pattern
 
     printable = _pattern(r"\p{Print}+")  # application-autoscaling's PolicyName
     assert printable is not None and printable.fullmatch("invocations") and not printable.fullmatch("a\tb")

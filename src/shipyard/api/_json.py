@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from shipyard import errors
 from shipyard.api._context import RequestContext
-from shipyard.api._schema import ServiceSchema
+from shipyard.schema import ServiceSchema
 
 log = logging.getLogger(__name__)
 

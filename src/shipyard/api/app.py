@@ -38,7 +38,7 @@ from shipyard.api.native import create_native_app
 from shipyard.api.runtime import Runtime, is_invocation
 from shipyard.api.s3 import S3Api
 from shipyard.api.s3._xml import error_document
-from shipyard.api.sagemaker import SageMakerSteps, sagemaker_api
+from shipyard.api.sagemaker import sagemaker_api
 from shipyard.config import Settings
 from shipyard.errors import AuthenticationError
 from shipyard.services import Platform
@@ -81,7 +81,6 @@ class ShipyardApp:
         self._s3 = S3Api(platform.objects, self.settings.region)
         self._runtime = Runtime(platform)
         self.native.state.platform = self.platform = platform
-        platform.pipelines.runner = SageMakerSteps(platform, self._json_apis["SageMaker"])
         platform.start()
 
     async def shutdown(self) -> None:

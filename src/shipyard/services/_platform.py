@@ -25,7 +25,7 @@ from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
 from shipyard.services.logs import LogService
-from shipyard.services.pipelines import PipelineService
+from shipyard.services.pipelines import PipelineService, ServiceSteps
 from shipyard.services.registry import ModelRegistry
 from shipyard.services.scheduler import AgentSettings, JobScheduler
 from shipyard.services.tagging import TaggingService
@@ -156,8 +156,6 @@ class Platform:
         )
         tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
         scheduler.add_pass(tuning.tick)
-        pipelines = PipelineService(PipelineRepository(db), objects, account_id=settings.account_id)
-        scheduler.add_pass(pipelines.tick)
         models = ModelService(
             ResourceRepository(db, "model", "Model"), resolver, account_id=settings.account_id
         )
@@ -185,6 +183,27 @@ class Platform:
             alert_command=settings.alert_command,
         )
         costs.add_pass(budgets.tick)
+        registry = ModelRegistry(
+            ResourceRepository(db, "model-package-group", "Model package group"),
+            ModelPackageRepository(db),
+            account_id=settings.account_id,
+        )
+        steps = ServiceSteps(
+            training=training,
+            processing=processing,
+            transform=transform,
+            tuning=tuning,
+            models=models,
+            registry=registry,
+            tagging=tagging,
+            budgets=budgets,
+            instance_types=[t.name for t in catalog],
+            wake=scheduler.wake,
+        )
+        pipelines = PipelineService(
+            PipelineRepository(db), objects, account_id=settings.account_id, steps=steps
+        )
+        scheduler.add_pass(pipelines.tick)
         waste = WasteService(
             endpoints,
             [training, processing, transform],
@@ -223,11 +242,7 @@ class Platform:
             waste,
             utilization,
             pipelines,
-            ModelRegistry(
-                ResourceRepository(db, "model-package-group", "Model package group"),
-                ModelPackageRepository(db),
-                account_id=settings.account_id,
-            ),
+            registry,
             lock_file,
         )
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.pagination import page_of, paged
 from shipyard.errors import ConflictError, ValidationError
-from shipyard.services.training import utcnow
 from shipyard.store import Resource, ResourceRepository
 from shipyard.store.pipelines import ModelPackage, ModelPackageRepository
 
@@ -18,8 +18,14 @@ PENDING = "PendingManualApproval"
 
 class ModelRegistry:
     def __init__(
-        self, groups: ResourceRepository, packages: ModelPackageRepository, *, account_id: str
+        self,
+        groups: ResourceRepository,
+        packages: ModelPackageRepository,
+        *,
+        account_id: str,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self.groups = groups
         self.packages = packages
         self._account_id = account_id
@@ -27,7 +33,7 @@ class ModelRegistry:
     # -- groups ---------------------------------------------------------------------------------
     def create_group(self, params: Mapping[str, Any], *, region: str) -> Resource:
         name = params["ModelPackageGroupName"]
-        now = utcnow()
+        now = self._clock.now()
         return self.groups.create(
             Resource(
                 "model-package-group",
@@ -78,7 +84,7 @@ class ModelRegistry:
                 field="InferenceSpecification",
             )
         group = _group_name(params["ModelPackageGroupName"])
-        now = utcnow()
+        now = self._clock.now()
         request = {k: v for k, v in params.items() if k not in ("Tags", "ClientToken")}
 
         def make(version: int) -> ModelPackage:
@@ -141,7 +147,7 @@ class ModelRegistry:
                     *params["AdditionalInferenceSpecificationsToAdd"],
                 ]
             return dataclasses.replace(
-                package, approval=approval, state=state, request=request, last_modified=utcnow()
+                package, approval=approval, state=state, request=request, last_modified=self._clock.now()
             )
 
         return self.packages.modify(found.group, found.version, change)

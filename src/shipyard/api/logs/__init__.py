@@ -7,7 +7,7 @@ from typing import Any
 from shipyard import errors
 from shipyard.api._context import RequestContext
 from shipyard.api._json import ErrorTypes, JsonApi, Operation
-from shipyard.api._schema import ServiceSchema
+from shipyard.schema import ServiceSchema
 
 LOGS_ERRORS: ErrorTypes = [
     (errors.ValidationError, "InvalidParameterException", 400),

@@ -3,9 +3,8 @@
 from collections.abc import Collection
 
 from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
-from shipyard.api._schema import ServiceSchema
 from shipyard.api.sagemaker import _hosting, _pipelines, _processing, _tags, _training, _transform, _tuning
-from shipyard.api.sagemaker._pipelines import SageMakerSteps
+from shipyard.schema import ServiceSchema, sagemaker_enum_widening
 
 OPERATIONS: dict[str, Operation] = {
     **_hosting.OPERATIONS,
@@ -18,24 +17,15 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
-# Instance types are enums in botocore's model; a site's own types (its instance catalog) are valid too.
-INSTANCE_TYPE_SHAPES = (
-    "TrainingInstanceType",
-    "ProcessingInstanceType",
-    "ProductionVariantInstanceType",
-    "TransformInstanceType",
-)
-
-
 def sagemaker_api(instance_types: Collection[str] = ()) -> JsonApi:
-    names = frozenset(instance_types)
+    # Instance types are enums in botocore's model; a site's own types (its catalog) are valid too.
     return JsonApi(
         "SageMaker",
         ServiceSchema.load("sagemaker"),
         OPERATIONS,
         SAGEMAKER_ERRORS,
-        {shape: names for shape in INSTANCE_TYPE_SHAPES},
+        sagemaker_enum_widening(instance_types),
     )
 
 
-__all__ = ["OPERATIONS", "SageMakerSteps", "sagemaker_api"]
+__all__ = ["OPERATIONS", "sagemaker_api"]

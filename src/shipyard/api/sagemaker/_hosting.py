@@ -10,6 +10,7 @@ from shipyard.api.sagemaker._training import request_tags
 from shipyard.core import estimates
 from shipyard.core.tags import Tag
 from shipyard.errors import NotFoundError
+from shipyard.services import describe as answers
 from shipyard.store import Resource
 
 
@@ -27,17 +28,7 @@ def create_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 
 def describe_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     model, _ = ctx.platform.models.get(params["ModelName"])
-    request = model.request
-    return {
-        "ModelName": model.name,
-        "ModelArn": model.arn,
-        "CreationTime": model.created,
-        "PrimaryContainer": request.get("PrimaryContainer"),
-        "Containers": request.get("Containers"),
-        "ExecutionRoleArn": request.get("ExecutionRoleArn"),
-        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
-    }
-
+    return answers.model(model)
 
 def list_models(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     models, token = ctx.platform.models.find(params)

@@ -1,26 +1,15 @@
-"""Pipelines and their executions; the model registry; and the runner that starts pipeline steps
-through these same SageMaker operations."""
+"""Pipelines and their executions; the model registry."""
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-from botocore.model import Shape
+from typing import Any
 
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._hosting import _tag
 from shipyard.core.pagination import page_of, paged
 from shipyard.core.pipelines import Definition, Execution, Pipeline, StepRun
-from shipyard.errors import ConflictError
-from shipyard.services import Platform
-from shipyard.services.pipelines import STEP_KINDS
+from shipyard.services import describe as answers
 from shipyard.store.pipelines import ModelPackage
-
-if TYPE_CHECKING:
-    from shipyard.api._json import JsonApi
 
 
 # -- pipelines ----------------------------------------------------------------------------------
@@ -221,43 +210,8 @@ def create_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     return {"ModelPackageArn": package.arn}
 
 
-_PACKAGE_MEMBERS = (
-    "ModelPackageDescription",
-    "InferenceSpecification",
-    "SourceAlgorithmSpecification",
-    "ValidationSpecification",
-    "CertifyForMarketplace",
-    "MetadataProperties",
-    "ModelMetrics",
-    "Domain",
-    "Task",
-    "SamplePayloadUrl",
-    "CustomerMetadataProperties",
-    "DriftCheckBaselines",
-    "AdditionalInferenceSpecifications",
-    "SkipModelValidation",
-    "SourceUri",
-    "ModelCard",
-    "ModelLifeCycle",
-    "ModelPackageRegistrationType",
-)
-
-
 def describe_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    package = ctx.platform.registry.package(params["ModelPackageName"])
-    return {
-        **{k: package.request[k] for k in _PACKAGE_MEMBERS if k in package.request},
-        "ModelPackageName": package.group,
-        "ModelPackageGroupName": package.group,
-        "ModelPackageVersion": package.version,
-        "ModelPackageArn": package.arn,
-        "CreationTime": package.created,
-        "LastModifiedTime": package.last_modified,
-        "ModelPackageStatus": "Completed",
-        "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
-        "ModelApprovalStatus": package.approval,
-        "ApprovalDescription": package.state.get("approval_description"),
-    }
+    return answers.model_package(ctx.platform.registry.package(params["ModelPackageName"]))
 
 
 def _package_summary(package: ModelPackage) -> dict[str, Any]:
@@ -315,78 +269,3 @@ OPERATIONS = {
     "UpdateModelPackage": update_model_package,
     "DeleteModelPackage": delete_model_package,
 }
-
-
-# -- running steps ------------------------------------------------------------------------------
-class SageMakerSteps:
-    """A pipeline's steps start and follow their work through the SageMaker operations, exactly
-    as a client's requests would run (the pipeline service's StepRunner)."""
-
-    def __init__(self, platform: Platform, api: JsonApi) -> None:
-        self._platform = platform
-        self._api = api
-
-    def call(
-        self, operation: str, request: Mapping[str, Any], *, owner: str | None, region: str
-    ) -> dict[str, Any]:
-        context = RequestContext(self._platform, f"pipeline-{uuid.uuid4()}", region, owner)
-        shape = self._api.schema.input_shape(operation)
-        return self._api.call(operation, context, _typed(shape, request) if shape is not None else request)
-
-    def property_problem(self, step_type: str, path: list[str | int]) -> str | None:
-        shape = self._api.schema.output_shape(STEP_KINDS[step_type].describe)
-        if step_type == "Tuning" and path and path[0] == "TrainingJobSummaries":
-            summaries = self._api.schema.output_shape("ListTrainingJobsForHyperParameterTuningJob")
-            assert summaries is not None
-            shape, path = summaries.members["TrainingJobSummaries"], path[1:]
-        assert shape is not None
-        return _walk_shape(shape, path)
-
-    def ensure_model_package_group(self, name: str, *, owner: str | None, region: str) -> None:
-        """A RegisterModel step registers into its group, creating the group when it is missing."""
-        with contextlib.suppress(ConflictError):  # DuplicateResource: it exists (or was just made)
-            self.call("CreateModelPackageGroup", {"ModelPackageGroupName": name}, owner=owner, region=region)
-
-
-def _typed(shape: Shape, value: Any) -> Any:
-    """A resolved value as the member it fills expects it: a Float parameter in HyperParameters
-    (strings) is ``"0.3"``, a String parameter in InstanceCount is a number."""
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
-        members = shape.members
-        return {k: _typed(members[k], v) if k in members else v for k, v in value.items()}
-    if kind == "list" and isinstance(value, list):
-        return [_typed(shape.member, v) for v in value]
-    if kind == "map" and isinstance(value, dict):
-        return {k: _typed(shape.value, v) for k, v in value.items()}
-    try:
-        if kind == "string" and isinstance(value, bool):
-            return "true" if value else "false"
-        if kind == "string" and isinstance(value, int | float):
-            return str(value)
-        if kind in ("integer", "long") and isinstance(value, str | float) and not isinstance(value, bool):
-            number = float(value)
-            return int(number) if number.is_integer() else value
-        if kind in ("float", "double") and isinstance(value, str):
-            return float(value)
-        if kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    except ValueError:
-        pass  # validation names it
-    return value
-
-
-def _walk_shape(shape: Shape, path: list[str | int]) -> str | None:
-    for part in path:
-        if shape.type_name == "structure":
-            members = shape.members
-            if not isinstance(part, str) or part not in members:
-                return f"{shape.name} has no member {part!r} (it has {', '.join(members)})"
-            shape = members[part]
-        elif shape.type_name == "list":
-            shape = shape.member
-        elif shape.type_name == "map":
-            shape = shape.value
-        else:
-            return f"{shape.name} is a {shape.type_name}: {part!r} cannot be read from it"
-    return None

@@ -7,8 +7,7 @@ from typing import Any
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._training import job_query, request_tags
 from shipyard.core import estimates
-from shipyard.core.processing import ProcessingJobSpec
-from shipyard.core.training import Job
+from shipyard.services import describe as answers
 
 
 def create_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -52,37 +51,8 @@ def stop_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     return {}
 
 
-def _exit_message(job: Job[ProcessingJobSpec]) -> str | None:
-    codes = [c for c in job.runtime.get("exit_codes") or [] if c is not None]
-    if not codes:
-        return None
-    return f"Exit code {max(codes, key=abs)}" if any(codes) else "Exit code 0"
-
-
-def describe(job: Job[ProcessingJobSpec]) -> dict[str, Any]:
-    """DescribeProcessingJob's answer for ``job``."""
-    request, state = job.spec.request, job.state
-    return {
-        "ProcessingJobName": job.name,
-        "ProcessingJobArn": job.arn,
-        "ProcessingInputs": request.get("ProcessingInputs"),
-        "ProcessingOutputConfig": request.get("ProcessingOutputConfig"),
-        "ProcessingResources": request["ProcessingResources"],
-        "StoppingCondition": request.get("StoppingCondition"),
-        "AppSpecification": request["AppSpecification"],
-        "Environment": request.get("Environment"),
-        "NetworkConfig": request.get("NetworkConfig"),
-        "RoleArn": request["RoleArn"],
-        "ExperimentConfig": request.get("ExperimentConfig"),
-        "ProcessingJobStatus": state.status.value,
-        "ExitMessage": _exit_message(job),
-        "FailureReason": state.failure_reason,
-        "ProcessingStartTime": state.training_start,
-        "ProcessingEndTime": state.training_end,
-        "LastModifiedTime": state.last_modified,
-        "CreationTime": job.created,
-    }
-
+_exit_message = answers.exit_message
+describe = answers.processing_job  # DescribeProcessingJob's answer for a job
 
 OPERATIONS = {
     "CreateProcessingJob": create_processing_job,

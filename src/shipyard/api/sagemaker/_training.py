@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from shipyard.api._context import RequestContext
 from shipyard.core import estimates
-from shipyard.core.training import TrainingJob, TrainingJobStatus
+from shipyard.core.training import TrainingJobStatus
+from shipyard.services import describe as answers
 from shipyard.store import TrainingJobQuery
 
 
@@ -67,55 +67,7 @@ def stop_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     return {}
 
 
-def describe(job: TrainingJob) -> dict[str, Any]:
-    """DescribeTrainingJob's answer for ``job``."""
-    spec, request, runtime, state = job.spec, job.spec.request, job.runtime, job.state
-    now = dt.datetime.now(dt.UTC)
-    result: dict[str, Any] = {
-        "TrainingJobName": job.name,
-        "TrainingJobArn": job.arn,
-        "TuningJobArn": runtime.get("tuning_job_arn"),
-        "ModelArtifacts": {"S3ModelArtifacts": runtime.get("model_artifacts") or spec.model_artifacts_uri()},
-        "TrainingJobStatus": state.status.value,
-        "SecondaryStatus": state.secondary.value,
-        "FailureReason": state.failure_reason,
-        "HyperParameters": dict(spec.hyperparameters),
-        "AlgorithmSpecification": request["AlgorithmSpecification"],
-        "RoleArn": spec.role_arn,
-        "InputDataConfig": request.get("InputDataConfig"),
-        "OutputDataConfig": {"KmsKeyId": "", **request["OutputDataConfig"]},  # the SDK's attach reads it
-        "ResourceConfig": request["ResourceConfig"],
-        "StoppingCondition": request.get("StoppingCondition")
-        or {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
-        "CreationTime": job.created,
-        "TrainingStartTime": state.training_start,
-        "TrainingEndTime": state.training_end,
-        "LastModifiedTime": state.last_modified,
-        "SecondaryStatusTransitions": [t.to_wire() for t in state.transitions],
-        "FinalMetricDataList": [
-            {
-                "MetricName": m["MetricName"],
-                "Value": m["Value"],
-                "Timestamp": dt.datetime.fromisoformat(m["Timestamp"]),
-            }
-            for m in runtime.get("final_metrics", [])
-        ],
-        "EnableNetworkIsolation": request.get("EnableNetworkIsolation", False),
-        "EnableInterContainerTrafficEncryption": request.get("EnableInterContainerTrafficEncryption", False),
-        "EnableManagedSpotTraining": request.get("EnableManagedSpotTraining", False),
-        "Environment": request.get("Environment"),
-        "CheckpointConfig": request.get("CheckpointConfig"),
-        "RetryStrategy": request.get("RetryStrategy"),
-        "VpcConfig": request.get("VpcConfig"),
-        "DebugHookConfig": request.get("DebugHookConfig"),
-        "ProfilerConfig": request.get("ProfilerConfig"),
-    }
-    if state.training_start is not None:
-        seconds = runtime.get("training_seconds") or state.training_seconds(now)
-        result["TrainingTimeInSeconds"] = seconds
-        result["BillableTimeInSeconds"] = runtime.get("billable_seconds", seconds * spec.instance_count)
-    return result
-
+describe = answers.training_job  # DescribeTrainingJob's answer for a job
 
 OPERATIONS = {
     "CreateTrainingJob": create_training_job,

@@ -7,8 +7,7 @@ from typing import Any
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._training import job_query, request_tags
 from shipyard.core import estimates
-from shipyard.core.training import Job
-from shipyard.core.transform import TransformJobSpec
+from shipyard.services import describe as answers
 
 
 def create_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -49,32 +48,7 @@ def stop_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
     return {}
 
 
-def describe(job: Job[TransformJobSpec]) -> dict[str, Any]:
-    """DescribeTransformJob's answer for ``job``."""
-    request, spec, state = job.spec.request, job.spec, job.state
-    return {
-        "TransformJobName": job.name,
-        "TransformJobArn": job.arn,
-        "TransformJobStatus": state.status.value,
-        "FailureReason": state.failure_reason,
-        "ModelName": spec.model_name,
-        "MaxConcurrentTransforms": spec.max_concurrent,
-        "ModelClientConfig": {
-            "InvocationsTimeoutInSeconds": spec.timeout_seconds,
-            "InvocationsMaxRetries": spec.max_retries,
-        },
-        "MaxPayloadInMB": request.get("MaxPayloadInMB", 6),
-        "BatchStrategy": spec.batch_strategy,
-        "Environment": request.get("Environment"),
-        "TransformInput": request["TransformInput"],
-        "TransformOutput": request["TransformOutput"],
-        "TransformResources": request["TransformResources"],
-        "DataProcessing": request.get("DataProcessing"),
-        "CreationTime": job.created,
-        "TransformStartTime": state.training_start,
-        "TransformEndTime": state.training_end,
-    }
-
+describe = answers.transform_job  # DescribeTransformJob's answer for a job
 
 OPERATIONS = {
     "CreateTransformJob": create_transform_job,

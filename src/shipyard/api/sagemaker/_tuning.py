@@ -8,9 +8,7 @@ from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._training import request_tags
 from shipyard.core import estimates
 from shipyard.core.pagination import decode_token, encode_token
-from shipyard.core.training import TrainingJobStatus
-from shipyard.core.tuning import TuningJob
-from shipyard.services.tuning import TrialView
+from shipyard.services import describe as answers
 
 
 def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -21,78 +19,12 @@ def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     return {"HyperParameterTuningJobArn": job.arn}
 
 
-def _objective(job: TuningJob, view: TrialView) -> dict[str, Any] | None:
-    if view.objective is None:
-        return None
-    return {
-        "Type": "Maximize" if job.spec.maximize else "Minimize",
-        "MetricName": job.spec.definition(view.trial.definition).objective_metric,
-        "Value": view.objective,
-    }
-
-
-def _objective_status(view: TrialView) -> str:
-    if view.objective is not None:
-        return "Succeeded"
-    return "Failed" if view.status.is_terminal else "Pending"
-
-
-def _summary(job: TuningJob, view: TrialView) -> dict[str, Any]:
-    training = view.job
-    return {
-        "TrainingJobName": view.trial.job,
-        "TrainingJobArn": training.arn
-        if training
-        else f"{job.arn.rsplit(':', 1)[0]}:training-job/{view.trial.job}",
-        "TuningJobName": job.name,
-        "CreationTime": training.created if training else job.created,
-        "TrainingStartTime": training.state.training_start if training else None,
-        "TrainingEndTime": training.state.training_end if training else None,
-        "TrainingJobStatus": view.status.value,
-        "TunedHyperParameters": dict(view.trial.hyperparameters),
-        "TrainingJobDefinitionName": view.trial.definition,
-        "FailureReason": training.state.failure_reason if training else None,
-        "FinalHyperParameterTuningJobObjectiveMetric": _objective(job, view),
-        "ObjectiveStatus": _objective_status(view),
-    }
+_summary = answers.trial_summary
 
 
 def describe(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     job, views = ctx.platform.tuning.describe(params["HyperParameterTuningJobName"])
-    counts = {status: 0 for status in TrainingJobStatus}
-    for view in views:
-        counts[view.status] += 1
-    objective_counts = {"Succeeded": 0, "Pending": 0, "Failed": 0}
-    for view in views:
-        objective_counts[_objective_status(view)] += 1
-    best = ctx.platform.tuning.best(job, views)
-    request = job.spec.request
-    result: dict[str, Any] = {
-        "HyperParameterTuningJobName": job.name,
-        "HyperParameterTuningJobArn": job.arn,
-        "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
-        "TrainingJobDefinition": request.get("TrainingJobDefinition"),
-        "TrainingJobDefinitions": request.get("TrainingJobDefinitions"),
-        "WarmStartConfig": request.get("WarmStartConfig"),
-        "HyperParameterTuningJobStatus": job.status.value,
-        "CreationTime": job.created,
-        "HyperParameterTuningEndTime": job.end_time,
-        "LastModifiedTime": job.last_modified,
-        "TrainingJobStatusCounters": {
-            "Completed": counts[TrainingJobStatus.COMPLETED],
-            "InProgress": counts[TrainingJobStatus.IN_PROGRESS] + counts[TrainingJobStatus.STOPPING],
-            "RetryableError": 0,
-            "NonRetryableError": counts[TrainingJobStatus.FAILED],
-            "Stopped": counts[TrainingJobStatus.STOPPED],
-        },
-        "ObjectiveStatusCounters": objective_counts,
-        "BestTrainingJob": _summary(job, best) if best else None,
-        "FailureReason": job.failure_reason,
-    }
-    if job.completion:
-        result["TuningJobCompletionDetails"] = {"NumberOfTrainingJobsObjectiveNotImproving": 0}
-    return result
-
+    return answers.tuning_job(job, views, ctx.platform.tuning.best(job, views))
 
 def list_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     jobs, token = ctx.platform.tuning.list_jobs(

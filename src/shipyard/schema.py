@@ -100,6 +100,86 @@ class ServiceSchema:
             return {}
         return _render(shape, result, shape.name, strict)
 
+    # -- values built by the server -------------------------------------------------------------
+    def coerce_input(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A request the server built (a pipeline step's resolved arguments) with each value as
+        the member it fills expects it: a Float parameter in HyperParameters (strings) becomes
+        ``"0.3"``, a String parameter in InstanceCount a number. What cannot be converted is left
+        for :meth:`validate_input` to name."""
+        shape = self.input_shape(operation)
+        return _typed(shape, dict(params)) if shape is not None else dict(params)
+
+    def output_path_problem(self, operation: str, path: list[str | int]) -> str | None:
+        """Why ``path`` does not exist in the operation's answer (None when it may)."""
+        shape = self.output_shape(operation)
+        if shape is None:
+            return f"{operation} answers nothing"
+        return _walk_shape(shape, path)
+
+    def member_path_problem(self, operation: str, member: str, path: list[str | int]) -> str | None:
+        """As :meth:`output_path_problem`, within the answer's member ``member``."""
+        shape = self.output_shape(operation)
+        if shape is None or member not in shape.members:
+            return f"{operation} answers no {member}"
+        return _walk_shape(shape.members[member], path)
+
+
+# Instance types are enums in botocore's model; a site's own types (its instance catalog) are valid too.
+SAGEMAKER_INSTANCE_TYPE_SHAPES = (
+    "TrainingInstanceType",
+    "ProcessingInstanceType",
+    "ProductionVariantInstanceType",
+    "TransformInstanceType",
+)
+
+
+def sagemaker_enum_widening(instance_types: Collection[str]) -> dict[str, Collection[str]]:
+    """``extra_enum_values`` for SageMaker: the site's instance types for the instance-type shapes."""
+    names = frozenset(instance_types)
+    return {shape: names for shape in SAGEMAKER_INSTANCE_TYPE_SHAPES}
+
+
+def _typed(shape: Shape, value: Any) -> Any:
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        members = shape.members
+        return {k: _typed(members[k], v) if k in members else v for k, v in value.items()}
+    if kind == "list" and isinstance(value, list):
+        return [_typed(shape.member, v) for v in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _typed(shape.value, v) for k, v in value.items()}
+    try:
+        if kind == "string" and isinstance(value, bool):
+            return "true" if value else "false"
+        if kind == "string" and isinstance(value, int | float):
+            return str(value)
+        if kind in ("integer", "long") and isinstance(value, str | float) and not isinstance(value, bool):
+            number = float(value)
+            return int(number) if number.is_integer() else value
+        if kind in ("float", "double") and isinstance(value, str):
+            return float(value)
+        if kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    except ValueError:
+        pass  # validation names it
+    return value
+
+
+def _walk_shape(shape: Shape, path: list[str | int]) -> str | None:
+    for part in path:
+        if shape.type_name == "structure":
+            members = shape.members
+            if not isinstance(part, str) or part not in members:
+                return f"{shape.name} has no member {part!r} (it has {', '.join(members)})"
+            shape = members[part]
+        elif shape.type_name == "list":
+            shape = shape.member
+        elif shape.type_name == "map":
+            shape = shape.value
+        else:
+            return f"{shape.name} is a {shape.type_name}: {part!r} cannot be read from it"
+    return None
+
 
 def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
