@@ -98,17 +98,6 @@ class JsonApi:
         except errors.ShipyardError as exc:
             return error_response(exc, context.request_id, self.error_types)
 
-    def call(self, operation: str, context: RequestContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Run an operation in-process as a client's request would run (validated, handled,
-        shaped), for the server's own work (a pipeline's steps); raises ShipyardError."""
-        checked = self.schema.validate_input(
-            operation, dict(params), extra_enum_values=self.extra_enum_values
-        )
-        handler = self.operations.get(operation)
-        if handler is None:
-            raise errors.NotImplementedOperation(self.service, operation)
-        return json.loads(json.dumps(self.schema.shape_output(operation, handler(context, checked))))
-
     @staticmethod
     def _parse(body: bytes) -> dict[str, Any]:
         if not body.strip():

@@ -4,7 +4,7 @@
 training, processing, transform, tuning, model and registry services, with each request built
 from a step's arguments converted and validated against botocore's model as a client's request
 is, and each Describe answer shaped as the API shapes it — so a pipeline's jobs are ordinary jobs
-(budgets, tags, costs, logs) and a step's properties are its job's Describe answer.
+(budgets — asked by the services' creates —, tags, costs, logs) and a step's properties are its job's Describe answer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shipyard.core import estimates
 from shipyard.core.pipelines import STEP_KINDS
 from shipyard.core.tags import Tag
 from shipyard.errors import ConflictError
@@ -22,7 +21,6 @@ from shipyard.schema import ServiceSchema, sagemaker_enum_widening
 from shipyard.services import describe as answers
 
 if TYPE_CHECKING:
-    from shipyard.services.budgets import BudgetService
     from shipyard.services.endpoints import ModelService
     from shipyard.services.registry import ModelRegistry
     from shipyard.services.tagging import TaggingService
@@ -66,7 +64,6 @@ class ServiceSteps:
         models: ModelService,
         registry: ModelRegistry,
         tagging: TaggingService,
-        budgets: BudgetService,
         instance_types: Collection[str],
         wake: Callable[[], None],
         schema: ServiceSchema | None = None,
@@ -78,7 +75,6 @@ class ServiceSteps:
         self._models = models
         self._registry = registry
         self._tagging = tagging
-        self._budgets = budgets
         self._instance_types = instance_types
         self._wake = wake
         self._schema = schema or ServiceSchema.load("sagemaker")
@@ -101,23 +97,14 @@ class ServiceSteps:
         if step_type == "RegisterModel" and request.get("ModelPackageGroupName"):
             self._ensure_group(str(request["ModelPackageGroupName"]), region=region)
         params = self._checked(kind.create, request)
-        tags = {t["Key"]: t["Value"] for t in params.get("Tags", [])}
         if step_type == "Training":
-            name = params["TrainingJobName"]
-            with self._budgets.guard("training job", name, estimates.training, params, tags):
-                return self._training.create(params, region=region, owner=owner).arn
+            return self._training.create(params, region=region, owner=owner).arn
         if step_type == "Processing":
-            name = params["ProcessingJobName"]
-            with self._budgets.guard("processing job", name, estimates.processing, params, tags):
-                return self._processing.create(params, region=region, owner=owner).arn
+            return self._processing.create(params, region=region, owner=owner).arn
         if step_type == "Transform":
-            name = params["TransformJobName"]
-            with self._budgets.guard("transform job", name, estimates.transform, params, tags):
-                return self._transform.create(params, region=region, owner=owner).arn
+            return self._transform.create(params, region=region, owner=owner).arn
         if step_type == "Tuning":
-            name = params["HyperParameterTuningJobName"]
-            with self._budgets.guard("tuning job", name, estimates.tuning, params, tags):
-                arn = self._tuning.create(params, region=region, owner=owner).arn
+            arn = self._tuning.create(params, region=region, owner=owner).arn
             self._wake()
             return arn
         if step_type in ("Model", "CreateModel"):

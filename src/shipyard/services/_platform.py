@@ -140,6 +140,14 @@ class Platform:
                 allow_server_python=settings.server_python_jobs == "on",
             ),
         )
+        # Before the services it guards; its commitments are read later, when they all exist.
+        budgets = BudgetService(
+            BudgetRepository(db),
+            costs,
+            lambda: _commitments(costs, tagging, (training, processing, transform), tuning),
+            alert_command=settings.alert_command,
+        )
+        costs.add_pass(budgets.tick)
         common: dict[str, Any] = {  # what every kind of job's service needs
             "catalog": catalog,
             "tagging": tagging,
@@ -148,13 +156,16 @@ class Platform:
             "backend_for": backends.for_type,
             "fit_to_machine": True,
             "wake": scheduler.wake,
+            "guard": budgets.guard,
         }
         training = TrainingService(jobs, **common)
         processing = ProcessingService(processing_jobs, **common)
         transform = TransformService(
             transform_jobs, model=lambda name: models.get(name)[1].container, **common
         )
-        tuning = TuningService(TuningJobRepository(db), training, account_id=settings.account_id)
+        tuning = TuningService(
+            TuningJobRepository(db), training, account_id=settings.account_id, guard=budgets.guard
+        )
         scheduler.add_pass(tuning.tick)
         models = ModelService(
             ResourceRepository(db, "model", "Model"), resolver, account_id=settings.account_id
@@ -175,14 +186,9 @@ class Platform:
             endpoints_dir=settings.data_dir / "endpoints",
             account_id=settings.account_id,
             startup_timeout=settings.endpoint_startup_seconds,
+            guard=budgets.guard,
+            tags_of=lambda arn: {t.key: t.value for t in tagging.tags_of(arn)},
         )
-        budgets = BudgetService(
-            BudgetRepository(db),
-            costs,
-            lambda: _commitments(costs, tagging, (training, processing, transform), tuning),
-            alert_command=settings.alert_command,
-        )
-        costs.add_pass(budgets.tick)
         registry = ModelRegistry(
             ResourceRepository(db, "model-package-group", "Model package group"),
             ModelPackageRepository(db),
@@ -196,7 +202,6 @@ class Platform:
             models=models,
             registry=registry,
             tagging=tagging,
-            budgets=budgets,
             instance_types=[t.name for t in catalog],
             wake=scheduler.wake,
         )

@@ -25,8 +25,9 @@ import httpx
 
 from shipyard.core.budgets import Budget
 from shipyard.core.costs import CENT, money
-from shipyard.core.estimates import Estimate, Prices
+from shipyard.core.estimates import Estimate
 from shipyard.errors import LimitExceededError
+from shipyard.services._guard import LaunchGuard, Reckon, no_guard, request_tags
 from shipyard.services.costs import CostService
 from shipyard.services.training import utcnow
 from shipyard.store.budgets import BudgetEvent, BudgetRepository
@@ -149,7 +150,7 @@ class BudgetService:
         self,
         kind: str,
         name: str,
-        reckon: Callable[[Mapping[str, Any], Prices], Estimate],
+        reckon: Reckon,
         request: Mapping[str, Any],
         tags: Mapping[str, str],
     ) -> contextlib.AbstractContextManager[None]:
@@ -234,3 +235,6 @@ class BudgetService:
                 subprocess.run(self._alert_command, shell=True, env=env, timeout=30, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 log.warning("Budget %s: alert command failed: %s", budget.name, exc)
+
+
+__all__ = ["BudgetService", "Commitment", "LaunchGuard", "Reckon", "no_guard", "request_tags"]

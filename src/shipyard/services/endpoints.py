@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.compute import ModelServers
+from shipyard.core import estimates
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
+from shipyard.core.estimates import Prices
 from shipyard.core.hosting import EndpointConfigSpec, EndpointState, ModelSpec
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.core.training import parse_s3_uri
 from shipyard.envs import ImageResolver
 from shipyard.errors import NotFoundError, ValidationError
+from shipyard.services._guard import LaunchGuard, no_guard, request_tags
 from shipyard.services._reconciler import EndpointReconciler
 from shipyard.services._router import LiveVariant, NoRoute, Router
 from shipyard.services.costs import CostService
@@ -179,9 +182,13 @@ class EndpointService:
         drain_seconds: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
         workers: Executor | None = None,
+        guard: LaunchGuard = no_guard,
+        tags_of: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self.repository = repository
         self.costs = costs
+        self._guard = guard  # the budgets, asked on create and update
+        self._tags_of = tags_of or (lambda arn: {})
         self.router = Router()
         self.metrics = EndpointMetrics()
         self._configs = configs
@@ -203,7 +210,17 @@ class EndpointService:
         )
 
     # -- API operations ------------------------------------------------------------------------------
+    def _reckon(self, params: Mapping[str, Any], prices: Prices) -> estimates.Estimate:
+        """An endpoint's worst case from the configuration its request names (a day of it)."""
+        config, _ = self._configs.get(params["EndpointConfigName"])
+        return estimates.endpoint(config.request["ProductionVariants"], prices)
+
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
+        name = params["EndpointName"]
+        with self._guard("endpoint", name, self._reckon, params, request_tags(params)):
+            return self._create(params, region=region, owner=owner)
+
+    def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Resource:
         name = params["EndpointName"]
         _, config = self._configs.get(params["EndpointConfigName"])
         now = self._clock.now()
@@ -237,8 +254,12 @@ class EndpointService:
         """UpdateEndpoint: the new config's model servers come up beside the old ones, traffic moves
         to them at once, and the old ones are stopped when their requests are answered."""
         name = params["EndpointName"]
-        _, config = self._configs.get(params["EndpointConfigName"])
-        return self._change(name, lambda s: s.update(name, config.name, serving=self.router.serving(name)))
+        tags = self._tags_of(self.get(name).arn)
+        with self._guard("endpoint", name, self._reckon, params, tags):
+            _, config = self._configs.get(params["EndpointConfigName"])
+            return self._change(
+                name, lambda s: s.update(name, config.name, serving=self.router.serving(name))
+            )
 
     def update_weights_and_capacities(self, params: Mapping[str, Any]) -> Resource:
         """Weights change at once; the reconciler starts or retires instances for new counts."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic
 
 from shipyard.compute import Backend, Feature
+from shipyard.core import estimates
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
@@ -29,6 +31,7 @@ from shipyard.core.training import (
 from shipyard.core.transform import TransformJobSpec
 from shipyard.envs import ImageResolver, framework_of
 from shipyard.errors import NotFoundError, ValidationError
+from shipyard.services._guard import LaunchGuard, Reckon, no_guard, request_tags
 from shipyard.services.tagging import TaggingService
 from shipyard.store import JobRepository, TrainingJobQuery, TrainingJobRepository
 
@@ -67,9 +70,11 @@ class JobService(Generic[SpecT]):
         fit_to_machine: bool,
         wake: Callable[[], None],
         clock: Clock = SYSTEM_CLOCK,
+        guard: LaunchGuard = no_guard,
     ) -> None:
         self.repository = repository
         self._clock = clock
+        self._guard = guard  # the budgets, asked once per job created
         self._catalog = catalog
         self._tagging = tagging
         self._resolver = resolver
@@ -77,6 +82,15 @@ class JobService(Generic[SpecT]):
         self._backend_for = backend_for
         self._fit_to_machine = fit_to_machine
         self._wake = wake
+
+    def _launch(
+        self, reckon: Reckon, params: Mapping[str, Any], *, skip: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        """Around a create: the budgets refuse it or let it run under their launch lock."""
+        if skip:
+            return contextlib.nullcontext()
+        name = str(params.get(self.name_field, ""))
+        return self._guard(self.label, name, reckon, params, request_tags(params))
 
     def _new_job(
         self,
@@ -172,7 +186,14 @@ class TrainingService(JobService[TrainingJobSpec]):
         tuning_job: tuple[str, str] | None = None,
         owner: str | None = None,
     ) -> TrainingJob:
-        """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial."""
+        """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial (the
+        budgets were asked for its tuning job, not for each trial)."""
+        with self._launch(estimates.training, params, skip=tuning_job is not None):
+            return self._create(params, region=region, tuning_job=tuning_job, owner=owner)
+
+    def _create(
+        self, params: Mapping[str, Any], *, region: str, tuning_job: tuple[str, str] | None, owner: str | None
+    ) -> TrainingJob:
         spec = TrainingJobSpec.from_request(params)
         parse_s3_uri(spec.output_path, field="OutputDataConfig.S3OutputPath")
         for channel in spec.channels:
@@ -211,6 +232,10 @@ class ProcessingService(JobService[ProcessingJobSpec]):
     def create(
         self, params: Mapping[str, Any], *, region: str, owner: str | None = None
     ) -> Job[ProcessingJobSpec]:
+        with self._launch(estimates.processing, params):
+            return self._create(params, region=region, owner=owner)
+
+    def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Job[ProcessingJobSpec]:
         spec = ProcessingJobSpec.from_request(params)
         return self._new_job(
             spec, params, region=region, image_field="AppSpecification.ImageUri", owner=owner
@@ -230,6 +255,10 @@ class TransformService(JobService[TransformJobSpec]):
     def create(
         self, params: Mapping[str, Any], *, region: str, owner: str | None = None
     ) -> Job[TransformJobSpec]:
+        with self._launch(estimates.transform, params):
+            return self._create(params, region=region, owner=owner)
+
+    def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Job[TransformJobSpec]:
         spec = TransformJobSpec.from_request(params)
         try:
             container = self._model(spec.model_name)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from shipyard.core import estimates
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.pagination import decode_token, encode_token
@@ -33,6 +34,7 @@ from shipyard.core.tuning import (
     should_stop_early,
 )
 from shipyard.errors import ConflictError, ShipyardError, ValidationError
+from shipyard.services._guard import LaunchGuard, no_guard, request_tags
 from shipyard.services.training import TrainingService
 from shipyard.store import TuningJobRepository
 
@@ -61,9 +63,11 @@ class TuningService:
         *,
         account_id: str,
         clock: Clock = SYSTEM_CLOCK,
+        guard: LaunchGuard = no_guard,
     ) -> None:
         self.repository = repository
         self._clock = clock
+        self._guard = guard  # the budgets, asked once per tuning job (not per trial)
         self._training = training
         self._account_id = account_id
         self._settled: dict[str, dict[str, TrainingJob]] = {}  # tuning job → its ended trials
@@ -73,6 +77,11 @@ class TuningService:
 
     # -- API operations -------------------------------------------------------------------------
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> TuningJob:
+        name = str(params.get("HyperParameterTuningJobName", ""))
+        with self._guard("tuning job", name, estimates.tuning, params, request_tags(params)):
+            return self._create(params, region=region, owner=owner)
+
+    def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> TuningJob:
         spec = TuningJobSpec.from_request(params)
         for definition in spec.definitions:
             algorithm = definition.training.get("AlgorithmSpecification", {})

@@ -6,8 +6,6 @@ import contextlib
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker._training import request_tags
-from shipyard.core import estimates
 from shipyard.core.tags import Tag
 from shipyard.errors import NotFoundError
 from shipyard.services import describe as answers
@@ -29,6 +27,7 @@ def create_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 def describe_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     model, _ = ctx.platform.models.get(params["ModelName"])
     return answers.model(model)
+
 
 def list_models(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     models, token = ctx.platform.models.find(params)
@@ -79,21 +78,11 @@ def delete_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 # -- endpoints ----------------------------------------------------------------------------------
 def create_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    name = params["EndpointName"]
-    with ctx.platform.budgets.guard("endpoint", name, _reckon_endpoint(ctx), params, request_tags(params)):
-        endpoint = ctx.platform.endpoints.create(params, region=ctx.region, owner=ctx.principal)
-        _tag(ctx, endpoint, params)
+    endpoint = ctx.platform.endpoints.create(
+        params, region=ctx.region, owner=ctx.principal
+    )  # budgets asked there
+    _tag(ctx, endpoint, params)
     return {"EndpointArn": endpoint.arn}
-
-
-def _reckon_endpoint(ctx: RequestContext) -> Any:
-    """An endpoint's worst case from the configuration its request names (a day of it)."""
-
-    def reckon(params: dict[str, Any], prices: Any) -> estimates.Estimate:
-        config, _ = ctx.platform.endpoint_configs.get(params["EndpointConfigName"])
-        return estimates.endpoint(config.request["ProductionVariants"], prices)
-
-    return reckon
 
 
 def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -134,10 +123,7 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
 
 
 def update_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    name = params["EndpointName"]
-    tags = {t.key: t.value for t in ctx.platform.tagging.tags_of(ctx.platform.endpoints.get(name).arn)}
-    with ctx.platform.budgets.guard("endpoint", name, _reckon_endpoint(ctx), params, tags):
-        return {"EndpointArn": ctx.platform.endpoints.update(params).arn}
+    return {"EndpointArn": ctx.platform.endpoints.update(params).arn}  # budgets asked there
 
 
 def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker._training import job_query, request_tags
-from shipyard.core import estimates
+from shipyard.api.sagemaker._training import job_query
 from shipyard.services import describe as answers
 
 
 def create_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    name = params["ProcessingJobName"]
-    with ctx.platform.budgets.guard(
-        "processing job", name, estimates.processing, params, request_tags(params)
-    ):
-        job = ctx.platform.processing.create(params, region=ctx.region, owner=ctx.principal)
+    job = ctx.platform.processing.create(
+        params, region=ctx.region, owner=ctx.principal
+    )  # budgets asked there
     return {"ProcessingJobArn": job.arn}
 
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.api.sagemaker._training import request_tags
-from shipyard.core import estimates
 from shipyard.core.pagination import decode_token, encode_token
 from shipyard.services import describe as answers
 
 
 def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    name = params["HyperParameterTuningJobName"]
-    with ctx.platform.budgets.guard("tuning job", name, estimates.tuning, params, request_tags(params)):
-        job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.principal)
+    job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.principal)  # budgets asked there
     ctx.platform.scheduler.wake()
     return {"HyperParameterTuningJobArn": job.arn}
 
@@ -25,6 +21,7 @@ _summary = answers.trial_summary
 def describe(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     job, views = ctx.platform.tuning.describe(params["HyperParameterTuningJobName"])
     return answers.tuning_job(job, views, ctx.platform.tuning.best(job, views))
+
 
 def list_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     jobs, token = ctx.platform.tuning.list_jobs(
