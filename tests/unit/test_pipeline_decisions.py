@@ -11,6 +11,7 @@ import pytest
 
 from shipyard.core.pipelines import (
     Definition,
+    Execution,
     ExecutionStatus,
     RetryPolicy,
     StepRun,
@@ -246,3 +247,19 @@ def test_cached_run(
 ) -> None:
     hit = cached_run(earlier, "k", since=since)
     assert (hit[0] if hit else None) == expected
+
+
+def test_an_execution_runs_in_its_pipelines_region_unless_told() -> None:
+    arn = "arn:aws:sagemaker:eu-west-1:1:pipeline/p"
+    common: dict[str, Any] = {
+        "arn": f"{arn}/execution/x",
+        "pipeline": "p",
+        "pipeline_arn": arn,
+        "created": T0,
+        "status": ExecutionStatus.EXECUTING,
+        "definition": "{}",
+        "parameters": {},
+        "last_modified": T0,
+    }
+    assert Execution(**common).region == "eu-west-1"
+    assert Execution(**common, region="ap-south-1").region == "ap-south-1"

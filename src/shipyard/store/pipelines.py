@@ -253,7 +253,7 @@ def _load_execution(row: PipelineExecutionRow) -> Execution:
         failure_reason=state.get("failure_reason"),
         steps={s["name"]: StepRun.from_json(s) for s in state.get("steps", [])},
         owner=state.get("owner"),
-        region=state.get("region", "us-east-1"),
+        region=state.get("region") or "",  # older rows: the region of its ARN
         ended=_time(state.get("ended")),
     )
 
