@@ -1,0 +1,65 @@
+"""What the native routers share: the platform serving a request, what every kind of job shows
+(status, placement, cost), and times read or written as ISO text."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from shipyard.errors import ValidationError
+from shipyard.services import Platform
+
+
+def platform_of(request: Request) -> Platform:
+    platform: Platform | None = request.app.state.platform
+    if platform is None:
+        raise HTTPException(503, "Shipyard is starting")
+    return platform
+
+
+def job_view(platform: Platform, job: Any) -> dict[str, Any]:
+    """What every kind of job shows on /api/v1: status, placement and cost (so far, while it runs)."""
+    billing = job.run.billing
+    cost, sagemaker_cost = cost_of(platform, job)
+    return {
+        "name": job.name,
+        "arn": job.arn,
+        "status": job.state.status.value,
+        "failure_reason": job.state.failure_reason,
+        "instance_type": job.spec.instance_type,
+        "instance_count": job.spec.instance_count,
+        "placement": dataclasses.asdict(job.run.placement) if job.run.placement else None,
+        "scaled_down": job.state.scaled_down,
+        "billable_seconds": billing.billable_seconds if billing else None,
+        "price_per_hour_usd": str(billing.price_per_hour_usd) if billing else None,
+        "cost_usd": str(cost),
+        "sagemaker_cost_usd": str(sagemaker_cost),
+    }
+
+
+def cost_of(platform: Platform, job: Any) -> tuple[Decimal, Decimal]:
+    """A job's cost (the site's, SageMaker's): final once it ended, else so far."""
+    if job.run.billing is not None:
+        return job.run.billing.cost_usd, job.run.billing.sagemaker_cost_usd
+    _, so_far, sagemaker_so_far = platform.costs.resource_cost(job.kind, job.name, since=job.created)
+    return so_far, sagemaker_so_far
+
+
+def when(text: str, field: str) -> Any:
+    """An ISO date or time as an aware UTC datetime; ValidationError naming the field."""
+    import datetime as dt
+
+    try:
+        found = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"{field} {text!r} is not an ISO date or time", field=field, value=text
+        ) from None
+    return found if found.tzinfo else found.replace(tzinfo=dt.UTC)
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
