@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 
 from shipyard.core.budgets import Budget
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.costs import CENT, money
 from shipyard.core.estimates import Estimate
 from shipyard.errors import LimitExceededError
 from shipyard.services._guard import LaunchGuard, Reckon, no_guard, request_tags
 from shipyard.services.costs import CostService
-from shipyard.services.training import utcnow
 from shipyard.store.budgets import BudgetEvent, BudgetRepository
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ class BudgetService:
         commitments: Callable[[], list[Commitment]],
         *,
         alert_command: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.repository = repository
+        self._clock = clock
         self._costs = costs
         self._commitments = commitments
         self._alert_command = alert_command
@@ -70,14 +72,14 @@ class BudgetService:
 
     # -- budgets ------------------------------------------------------------------------------------
     def create(self, body: Mapping[str, Any]) -> Budget:
-        budget = Budget.from_request(body, utcnow())
+        budget = Budget.from_request(body, self._clock.now())
         self.repository.create(budget)
         return budget
 
     def status(self, budget: Budget, now: dt.datetime | None = None) -> dict[str, Any]:
         """The budget with its spend this period, what running work has committed, and how close
         they are to the limit."""
-        now = now or utcnow()
+        now = now or self._clock.now()
         spent = self.spend(budget, now)
         committed = sum(
             (c.remaining_usd for c in self._commitments() if budget.covers(c.tags)), Decimal(0)
@@ -109,7 +111,7 @@ class BudgetService:
     # -- launches -----------------------------------------------------------------------------------
     def would_deny(self, estimate: Estimate, tags: Mapping[str, str]) -> list[str]:
         """The ``deny`` budgets that would refuse a launch of ``estimate`` with ``tags`` now."""
-        now = utcnow()
+        now = self._clock.now()
         return [b.name for b in self.repository.all() if self._denies(b, estimate, tags, now) is not None]
 
     def _denies(
@@ -130,7 +132,7 @@ class BudgetService:
         ``deny`` budget covering ``tags`` cannot take ``estimate`` on top of what is spent and
         committed; else the creation runs while no other launch is checked."""
         with self._launch_lock:
-            now = utcnow()
+            now = self._clock.now()
             for budget in self.repository.all():
                 refused = self._denies(budget, estimate, tags, now)
                 if refused is not None:
@@ -166,7 +168,7 @@ class BudgetService:
     def tick(self) -> None:
         """Thresholds crossed raise alerts (once a period each); ``stop`` budgets at their limit
         stop the running work they cover."""
-        now = utcnow()
+        now = self._clock.now()
         for budget in self.repository.all():
             spent = self.spend(budget, now)
             period = budget.period_start(now).isoformat()
