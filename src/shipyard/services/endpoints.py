@@ -28,7 +28,7 @@ from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.estimates import Prices
 from shipyard.core.hosting import EndpointConfigSpec, EndpointState, ModelSpec
-from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.pagination import Page
 from shipyard.core.training import parse_s3_uri
 from shipyard.envs import ImageResolver
 from shipyard.errors import NotFoundError, ValidationError
@@ -45,21 +45,18 @@ log = logging.getLogger(__name__)
 def _page(
     repository: ResourceRepository, params: Mapping[str, Any], **filters: Any
 ) -> tuple[list[Resource], str | None]:
-    offset = int(decode_token(params["NextToken"]).get("offset", 0)) if params.get("NextToken") else 0
-    limit = int(params.get("MaxResults", 10))
+    page = Page.requested(params, default_size=10)
     found = repository.find(
         name_contains=params.get("NameContains"),
         created_after=params.get("CreationTimeAfter"),
         created_before=params.get("CreationTimeBefore"),
         sort_by=params.get("SortBy", "CreationTime"),
         ascending=params.get("SortOrder", "Descending") == "Ascending",
-        offset=offset,
-        limit=limit + 1,
+        offset=page.offset,
+        limit=page.limit,
         **filters,
     )
-    if len(found) > limit:
-        return found[:limit], encode_token({"offset": offset + limit})
-    return found, None
+    return page.cut(found)
 
 
 # -- the services ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
-from shipyard.core.pagination import page_of, paged
+from shipyard.core.pagination import Page
 from shipyard.core.pipelines import (
     STEP_KINDS,
     Definition,
@@ -118,17 +118,17 @@ class PipelineService:
         return pipeline
 
     def find(self, params: Mapping[str, Any]) -> tuple[list[Pipeline], str | None]:
-        offset, limit = page_of(params, default_size=50)
+        page = Page.requested(params, default_size=50)
         found = self.repository.find(
             prefix=params.get("PipelineNamePrefix"),
             created_after=params.get("CreatedAfter"),
             created_before=params.get("CreatedBefore"),
             sort_by=params.get("SortBy", "CreationTime"),
             ascending=params.get("SortOrder") == "Ascending",
-            offset=offset,
-            limit=limit + 1,
+            offset=page.offset,
+            limit=page.limit,
         )
-        return paged(found, offset, limit)
+        return page.cut(found)
 
     @staticmethod
     def pipeline_name(name_or_arn: str) -> str:
@@ -269,16 +269,16 @@ class PipelineService:
 
     def executions(self, params: Mapping[str, Any]) -> tuple[list[Execution], str | None]:
         pipeline = self.get(params["PipelineName"])
-        offset, limit = page_of(params, default_size=50)
+        page = Page.requested(params, default_size=50)
         found = self.repository.executions(
             pipeline.name,
             created_after=params.get("CreatedAfter"),
             created_before=params.get("CreatedBefore"),
             ascending=params.get("SortOrder") == "Ascending",
-            offset=offset,
-            limit=limit + 1,
+            offset=page.offset,
+            limit=page.limit,
         )
-        return paged(found, offset, limit)
+        return page.cut(found)
 
     def stop(self, arn: str) -> Execution:
         def change(execution: Execution) -> Execution:

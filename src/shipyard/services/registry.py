@@ -8,7 +8,7 @@ from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
-from shipyard.core.pagination import page_of, paged
+from shipyard.core.pagination import Page
 from shipyard.errors import ConflictError, ValidationError
 from shipyard.store import Resource, ResourceRepository
 from shipyard.store.pipelines import ModelPackage, ModelPackageRepository
@@ -58,17 +58,17 @@ class ModelRegistry:
         self.groups.delete(name)
 
     def find_groups(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
-        offset, limit = page_of(params, default_size=10)
+        page = Page.requested(params, default_size=10)
         found = self.groups.find(
             name_contains=params.get("NameContains"),
             created_after=params.get("CreationTimeAfter"),
             created_before=params.get("CreationTimeBefore"),
             sort_by=params.get("SortBy", "CreationTime"),
             ascending=params.get("SortOrder", "Descending") == "Ascending",
-            offset=offset,
-            limit=limit + 1,
+            offset=page.offset,
+            limit=page.limit,
         )
-        return paged(found, offset, limit)
+        return page.cut(found)
 
     # -- packages -------------------------------------------------------------------------------
     def create_package(self, params: Mapping[str, Any], *, region: str) -> ModelPackage:
@@ -159,7 +159,7 @@ class ModelRegistry:
     def find_packages(self, params: Mapping[str, Any]) -> tuple[list[ModelPackage], str | None]:
         if params.get("ModelPackageType") == "Unversioned":
             return [], None
-        offset, limit = page_of(params, default_size=10)
+        page = Page.requested(params, default_size=10)
         group = params.get("ModelPackageGroupName")
         found = self.packages.find(
             group=_group_name(group) if group else None,
@@ -169,10 +169,10 @@ class ModelRegistry:
             created_before=params.get("CreationTimeBefore"),
             sort_by=params.get("SortBy", "CreationTime"),
             ascending=params.get("SortOrder", "Descending") == "Ascending",
-            offset=offset,
-            limit=limit + 1,
+            offset=page.offset,
+            limit=page.limit,
         )
-        return paged(found, offset, limit)
+        return page.cut(found)
 
 
 def _group_name(name_or_arn: str) -> str:

@@ -15,7 +15,7 @@ from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.hosting import ContainerSpec
 from shipyard.core.jobs import JobRun
-from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.pagination import Page
 from shipyard.core.placement import plan
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.tags import Tag
@@ -152,11 +152,8 @@ class JobService(Generic[SpecT]):
     def list_jobs(
         self, query: TrainingJobQuery, *, max_results: int = 10, next_token: str | None = None
     ) -> tuple[list[Job[SpecT]], str | None]:
-        offset = int(decode_token(next_token).get("offset", 0)) if next_token else 0
-        jobs = self.repository.find(query, offset=offset, limit=max_results + 1)
-        if len(jobs) > max_results:
-            return jobs[:max_results], encode_token({"offset": offset + max_results})
-        return jobs, None
+        page = Page.at(next_token, max_results)
+        return page.cut(self.repository.find(query, offset=page.offset, limit=page.limit))
 
     def stop(self, name: str) -> Job[SpecT]:
         def change(job: Job[SpecT]) -> Job[SpecT]:

@@ -18,7 +18,7 @@ from typing import Any
 from shipyard.core import estimates
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
-from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.pagination import Page
 from shipyard.core.tags import Tag
 from shipyard.core.training import TrainingJob, TrainingJobStatus
 from shipyard.core.tuning import (
@@ -134,18 +134,16 @@ class TuningService:
         max_results: int,
         next_token: str | None,
     ) -> tuple[list[TuningJob], str | None]:
-        offset = int(decode_token(next_token).get("offset", 0)) if next_token else 0
+        page = Page.at(next_token, max_results)
         jobs = self.repository.find(
             name_contains=name_contains,
             status=status,
             sort_by=sort_by,
             ascending=ascending,
-            offset=offset,
-            limit=max_results + 1,
+            offset=page.offset,
+            limit=page.limit,
         )
-        if len(jobs) > max_results:
-            return jobs[:max_results], encode_token({"offset": offset + max_results})
-        return jobs, None
+        return page.cut(jobs)
 
     def stop(self, name: str) -> None:
         def change(job: TuningJob) -> TuningJob:

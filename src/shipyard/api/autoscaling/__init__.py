@@ -8,6 +8,7 @@ from typing import Any
 from shipyard import errors
 from shipyard.api._context import RequestContext
 from shipyard.api._json import ErrorTypes, JsonApi, Operation
+from shipyard.core.pagination import Page
 from shipyard.schema import ServiceSchema
 
 AUTOSCALING_ERRORS: ErrorTypes = [
@@ -18,10 +19,8 @@ AUTOSCALING_ERRORS: ErrorTypes = [
 
 
 def _page(items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
-    start = int(params["NextToken"]) if str(params.get("NextToken") or "").isdigit() else 0
-    limit = params.get("MaxResults", 50)
-    more = start + limit < len(items)
-    return {key: items[start : start + limit], "NextToken": str(start + limit) if more else None}
+    found, token = Page.requested(params, default_size=50).slice(items)
+    return {key: found, "NextToken": token}
 
 
 def register_scalable_target(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._hosting import _tag
-from shipyard.core.pagination import page_of, paged
+from shipyard.core.pagination import Page
 from shipyard.core.pipelines import Definition, Execution, Pipeline, StepRun
 from shipyard.services import describe as answers
 from shipyard.store.pipelines import ModelPackage
@@ -114,8 +114,7 @@ def list_pipeline_execution_steps(ctx: RequestContext, params: dict[str, Any]) -
     runs = sorted(execution.steps.values(), key=lambda r: (r.started, r.name))
     if params.get("SortOrder", "Descending") == "Descending":
         runs.reverse()
-    offset, size = page_of(params, default_size=50)
-    page, token = paged(runs[offset : offset + size + 1], offset, size)
+    page, token = Page.requested(params, default_size=50).slice(runs)
     return {"PipelineExecutionSteps": [_step(run, definition) for run in page], "NextToken": token}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
-from shipyard.core.pagination import decode_token, encode_token
+from shipyard.core.pagination import Page
 from shipyard.services import describe as answers
 
 
@@ -78,10 +78,7 @@ def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
         views = sorted(views, key=lambda v: v.status.value, reverse=descending)
     else:
         views = sorted(views, key=lambda v: v.trial.number, reverse=descending)
-    offset = int(decode_token(params["NextToken"]).get("offset", 0)) if params.get("NextToken") else 0
-    limit = params.get("MaxResults", 10)
-    page = views[offset : offset + limit]
-    token = encode_token({"offset": offset + limit}) if offset + limit < len(views) else None
+    page, token = Page.requested(params, default_size=10).slice(views)
     return {"TrainingJobSummaries": [_summary(job, v) for v in page], "NextToken": token}
 
 
