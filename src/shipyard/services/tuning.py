@@ -307,7 +307,8 @@ class TuningService:
             )
             return None
         self.repository.modify(
-            spec.name, lambda j: dataclasses.replace(j, trials=(*j.trials, trial), last_modified=self._clock.now())
+            spec.name,
+            lambda j: dataclasses.replace(j, trials=(*j.trials, trial), last_modified=self._clock.now()),
         )
         return trial
 
