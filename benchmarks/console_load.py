@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from shipyard.core.training import Job, SecondaryStatus, TrainingJobSpec, TrainingJobState, TrainingJobStatus
+from shipyard.core.jobs import Job, JobState
+from shipyard.core.training import SecondaryStatus, TrainingJobSpec, TrainingJobStatus
 from shipyard.server import ServerProcess
 from shipyard.store import Database, TrainingJobRepository
 
@@ -51,7 +52,7 @@ def fill(data_dir: Path, count: int) -> None:
             "StoppingCondition": {"MaxRuntimeInSeconds": 60},
         }
         created = start + dt.timedelta(minutes=i)
-        state = TrainingJobState.new(created).finish(
+        state = JobState.new(created).finish(
             TrainingJobStatus.COMPLETED if i % 9 else TrainingJobStatus.FAILED,
             SecondaryStatus.COMPLETED if i % 9 else SecondaryStatus.FAILED,
             created + dt.timedelta(seconds=30),

@@ -17,9 +17,9 @@ from shipyard.core.pricing import Rates
 from shipyard.envs import ImageResolver
 from shipyard.runtime.contract import StoreAccess
 from shipyard.services.costs import CostService
+from shipyard.services.jobs import TrainingService
 from shipyard.services.scheduler import AgentSettings, JobScheduler
 from shipyard.services.tagging import TaggingService
-from shipyard.services.training import TrainingService
 from shipyard.services.tuning import TuningService
 from shipyard.store import (
     Database,

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 
 from shipyard.core import outcomes
+from shipyard.core.jobs import JobState
 from shipyard.core.outcomes import InstanceEnd, Outcome
-from shipyard.core.training import MetricDefinition, MetricPoint, SecondaryStatus, TrainingJobState
+from shipyard.core.training import MetricDefinition, MetricPoint, SecondaryStatus
 from shipyard.core.training import TrainingJobStatus as S
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -128,7 +129,7 @@ def test_extract_metrics_counts_steps_per_metric() -> None:
 
 
 def test_phases_replay_at_their_own_times_while_in_progress() -> None:
-    state = TrainingJobState.new(T0)
+    state = JobState.new(T0)
     times = [T0 + dt.timedelta(seconds=s) for s in (1, 2, 3)]
     state = outcomes.replay_phases(
         state, [("Downloading", times[0]), ("Training", times[1]), ("Bogus", times[2])]
@@ -138,16 +139,16 @@ def test_phases_replay_at_their_own_times_while_in_progress() -> None:
         SecondaryStatus.DOWNLOADING,
         SecondaryStatus.TRAINING,
     ]
-    assert state.training_start == times[1]
+    assert state.started == times[1]
     stopped = state.stopping(times[2])
     assert outcomes.replay_phases(stopped, [("Uploading", times[2])]) == stopped  # only in progress moves
 
 
 def test_finish_records_the_work_interval_and_the_max_runtime_message() -> None:
-    state = TrainingJobState.new(T0)
+    state = JobState.new(T0)
     verdict = outcomes.Verdict(S.STOPPED, SecondaryStatus.MAX_RUNTIME_EXCEEDED, message="too long")
     end = T0 + dt.timedelta(seconds=5)
     final = outcomes.finish(state, verdict, T0 + dt.timedelta(seconds=1), end)
     assert final.status == S.STOPPED and final.secondary == SecondaryStatus.MAX_RUNTIME_EXCEEDED
     assert final.transitions[-1].message == "too long"
-    assert (final.training_start, final.training_end) == (T0 + dt.timedelta(seconds=1), end)
+    assert (final.started, final.ended) == (T0 + dt.timedelta(seconds=1), end)

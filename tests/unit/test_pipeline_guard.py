@@ -16,8 +16,8 @@ from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.placement import Resources
 from shipyard.envs import ImageResolver
 from shipyard.errors import LimitExceededError, NotFoundError
+from shipyard.services.jobs import TrainingService
 from shipyard.services.tagging import TaggingService
-from shipyard.services.training import TrainingService
 from shipyard.services.tuning import TuningService
 from shipyard.store import Database, TagRepository, TrainingJobRepository, TuningJobRepository
 from shipyard.testing import FakeBackend, ManualClock

@@ -57,7 +57,7 @@ def test_phases_metrics_and_the_end_reach_the_store(world: World) -> None:
         SecondaryStatus.TRAINING,
         SecondaryStatus.COMPLETED,
     ]
-    assert job.state.training_end == world.clock.now()
+    assert job.state.ended == world.clock.now()
     assert job.run.model_artifacts == "s3://b/out/j1/output/model.tar.gz"
     assert (
         job.run.billing is not None and job.run.billing.billable_seconds == 12

@@ -1,4 +1,5 @@
-"""A job's run record: what the platform decided and observed while running it.
+"""Jobs the scheduler runs, of every kind: :class:`Job` (spec, state, run record), :class:`JobState`
+with its transitions, and :class:`JobRun`, what the platform decided and observed while running it.
 
 Every kind of job the scheduler runs (training, processing, transform) carries one
 :class:`JobRun` beside its spec and state: what was fixed at creation (region, owner, the
@@ -15,11 +16,13 @@ which keeps keys this version does not know (written by a newer server) so that 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from shipyard.core.placement import Resources
+from shipyard.core.training import MetricDefinition, SecondaryStatus, TrainingJobSpec, TrainingJobStatus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,3 +220,155 @@ _BILLING_KEYS = {
     "sagemaker_cost_usd",
     "price_per_hour_usd",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusTransition:
+    status: SecondaryStatus
+    start: dt.datetime
+    end: dt.datetime | None = None
+    message: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "Status": self.status.value,
+            "StartTime": self.start,
+            "EndTime": self.end,
+            "StatusMessage": self.message or self.status.message,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    """Where a job of any kind stands. Transitions return new states; nothing mutates in place.
+
+    ``started`` is when its work began (SageMaker's TrainingStartTime / ProcessingStartTime),
+    ``ended`` when it ended.
+    """
+
+    status: TrainingJobStatus
+    secondary: SecondaryStatus
+    transitions: tuple[StatusTransition, ...]
+    failure_reason: str | None = None
+    started: dt.datetime | None = None
+    ended: dt.datetime | None = None
+    last_modified: dt.datetime | None = None
+    scaled_down: str | None = None
+
+    @classmethod
+    def new(cls, now: dt.datetime) -> JobState:
+        return cls(
+            TrainingJobStatus.IN_PROGRESS,
+            SecondaryStatus.STARTING,
+            (StatusTransition(SecondaryStatus.STARTING, now),),
+            last_modified=now,
+        )
+
+    def advance(self, secondary: SecondaryStatus, now: dt.datetime, message: str = "") -> JobState:
+        """Enter a new secondary status (closing the current transition). No-op if already there."""
+        if secondary == self.secondary or self.status.is_terminal:
+            return self
+        closed = [*self.transitions[:-1], dataclasses.replace(self.transitions[-1], end=now)]
+        state = dataclasses.replace(
+            self,
+            secondary=secondary,
+            transitions=(*closed, StatusTransition(secondary, now, message=message)),
+            last_modified=now,
+        )
+        if secondary == SecondaryStatus.TRAINING and state.started is None:
+            state = dataclasses.replace(state, started=now)
+        return state
+
+    def stopping(self, now: dt.datetime) -> JobState:
+        if self.status != TrainingJobStatus.IN_PROGRESS:
+            return self
+        state = self.advance(SecondaryStatus.STOPPING, now)
+        return dataclasses.replace(state, status=TrainingJobStatus.STOPPING)
+
+    def finish(
+        self,
+        status: TrainingJobStatus,
+        secondary: SecondaryStatus,
+        now: dt.datetime,
+        failure_reason: str | None = None,
+    ) -> JobState:
+        """Reach a terminal state; the last transition closes at ``now``."""
+        if self.status.is_terminal:
+            return self
+        state = self.advance(secondary, now)
+        closed = (*state.transitions[:-1], dataclasses.replace(state.transitions[-1], end=now))
+        return dataclasses.replace(
+            state,
+            status=status,
+            transitions=closed,
+            failure_reason=failure_reason,
+            started=state.started or now,
+            ended=now,
+            last_modified=now,
+        )
+
+    def training_seconds(self, now: dt.datetime) -> int:
+        if self.started is None:
+            return 0
+        end = self.ended or now
+        return max(int((end - self.started).total_seconds()), 1 if self.ended else 0)
+
+
+class JobSpec(Protocol):
+    """What the scheduler and the instance agent need of any job kind's spec."""
+
+    kind: ClassVar[str]  # "training" | "processing"
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def image(self) -> str | None: ...
+    @property
+    def instance_type(self) -> str: ...
+    @property
+    def instance_count(self) -> int: ...
+    @property
+    def max_runtime_seconds(self) -> int: ...
+    @property
+    def max_retry_attempts(self) -> int: ...
+    @property
+    def metric_definitions(self) -> tuple[MetricDefinition, ...]: ...
+    @property
+    def request(self) -> Mapping[str, Any]: ...
+
+
+SpecT = TypeVar("SpecT", bound=JobSpec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job(Generic[SpecT]):
+    """A job as the store keeps it: the spec, the state, and its run record.
+
+    ``run`` (:class:`~shipyard.core.jobs.JobRun`) holds what the platform decided and observed
+    while running the job: the placement, the launched instances, log offsets, artifacts, final
+    metrics, billing. Training, processing and transform jobs are all Jobs; the scheduler runs
+    each.
+    """
+
+    spec: SpecT
+    arn: str
+    created: dt.datetime
+    state: JobState
+    run: JobRun = dataclasses.field(default_factory=JobRun)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def with_state(self, state: JobState) -> Job[SpecT]:
+        return dataclasses.replace(self, state=state)
+
+    def with_run(self, **changes: Any) -> Job[SpecT]:
+        return dataclasses.replace(self, run=dataclasses.replace(self.run, **changes))
+
+
+TrainingJob = Job[TrainingJobSpec]

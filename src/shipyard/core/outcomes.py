@@ -21,13 +21,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from shipyard.core.training import (
-    MetricDefinition,
-    MetricPoint,
-    SecondaryStatus,
-    TrainingJobState,
-    TrainingJobStatus,
-)
+from shipyard.core.jobs import JobState
+from shipyard.core.training import MetricDefinition, MetricPoint, SecondaryStatus, TrainingJobStatus
 
 
 class Outcome(enum.StrEnum):
@@ -81,15 +76,13 @@ def judge(ends: Sequence[InstanceEnd], *, stopping: bool) -> Verdict:
     return Verdict(TrainingJobStatus.COMPLETED, SecondaryStatus.COMPLETED)
 
 
-def finish(
-    state: TrainingJobState, verdict: Verdict, started: dt.datetime, ended: dt.datetime
-) -> TrainingJobState:
+def finish(state: JobState, verdict: Verdict, started: dt.datetime, ended: dt.datetime) -> JobState:
     """``state`` at its end by ``verdict``, with the work's interval as its training times."""
     final = state.finish(verdict.status, verdict.secondary, ended, verdict.failure_reason)
     if verdict.message:
         last = dataclasses.replace(final.transitions[-1], message=verdict.message)
         final = dataclasses.replace(final, transitions=(*final.transitions[:-1], last))
-    return dataclasses.replace(final, training_start=started, training_end=ended)
+    return dataclasses.replace(final, started=started, ended=ended)
 
 
 def lost_reason(host: str, folder: str, backend_reason: str | None) -> str:
@@ -161,7 +154,7 @@ PHASES = {
 }
 
 
-def replay_phases(state: TrainingJobState, phases: Sequence[tuple[str, dt.datetime]]) -> TrainingJobState:
+def replay_phases(state: JobState, phases: Sequence[tuple[str, dt.datetime]]) -> JobState:
     """``state`` after the phases algo-1 went through, at the times it recorded them (even those a
     fast job passed between two looks). Only a job in progress moves."""
     for name, when in phases:

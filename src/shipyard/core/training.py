@@ -13,9 +13,8 @@ import enum
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar
 
-from shipyard.core.jobs import JobRun
 from shipyard.errors import ValidationError
 
 # Folders of /opt/ml the container contract owns: a checkpoint folder may not be one of them.
@@ -272,94 +271,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclasses.dataclass(frozen=True)
-class StatusTransition:
-    status: SecondaryStatus
-    start: dt.datetime
-    end: dt.datetime | None = None
-    message: str = ""
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "Status": self.status.value,
-            "StartTime": self.start,
-            "EndTime": self.end,
-            "StatusMessage": self.message or self.status.message,
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingJobState:
-    """Where a job stands. Transitions return new states; nothing mutates in place."""
-
-    status: TrainingJobStatus
-    secondary: SecondaryStatus
-    transitions: tuple[StatusTransition, ...]
-    failure_reason: str | None = None
-    training_start: dt.datetime | None = None
-    training_end: dt.datetime | None = None
-    last_modified: dt.datetime | None = None
-    scaled_down: str | None = None
-
-    @classmethod
-    def new(cls, now: dt.datetime) -> TrainingJobState:
-        return cls(
-            TrainingJobStatus.IN_PROGRESS,
-            SecondaryStatus.STARTING,
-            (StatusTransition(SecondaryStatus.STARTING, now),),
-            last_modified=now,
-        )
-
-    def advance(self, secondary: SecondaryStatus, now: dt.datetime, message: str = "") -> TrainingJobState:
-        """Enter a new secondary status (closing the current transition). No-op if already there."""
-        if secondary == self.secondary or self.status.is_terminal:
-            return self
-        closed = [*self.transitions[:-1], dataclasses.replace(self.transitions[-1], end=now)]
-        state = dataclasses.replace(
-            self,
-            secondary=secondary,
-            transitions=(*closed, StatusTransition(secondary, now, message=message)),
-            last_modified=now,
-        )
-        if secondary == SecondaryStatus.TRAINING and state.training_start is None:
-            state = dataclasses.replace(state, training_start=now)
-        return state
-
-    def stopping(self, now: dt.datetime) -> TrainingJobState:
-        if self.status != TrainingJobStatus.IN_PROGRESS:
-            return self
-        state = self.advance(SecondaryStatus.STOPPING, now)
-        return dataclasses.replace(state, status=TrainingJobStatus.STOPPING)
-
-    def finish(
-        self,
-        status: TrainingJobStatus,
-        secondary: SecondaryStatus,
-        now: dt.datetime,
-        failure_reason: str | None = None,
-    ) -> TrainingJobState:
-        """Reach a terminal state; the last transition closes at ``now``."""
-        if self.status.is_terminal:
-            return self
-        state = self.advance(secondary, now)
-        closed = (*state.transitions[:-1], dataclasses.replace(state.transitions[-1], end=now))
-        return dataclasses.replace(
-            state,
-            status=status,
-            transitions=closed,
-            failure_reason=failure_reason,
-            training_start=state.training_start or now,
-            training_end=now,
-            last_modified=now,
-        )
-
-    def training_seconds(self, now: dt.datetime) -> int:
-        if self.training_start is None:
-            return 0
-        end = self.training_end or now
-        return max(int((end - self.training_start).total_seconds()), 1 if self.training_end else 0)
-
-
 def parse_s3_uri(uri: str, *, field: str) -> tuple[str, str]:
     """``s3://bucket/key`` → (bucket, key); ValidationError naming ``field`` otherwise."""
     if not uri.startswith("s3://"):
@@ -394,63 +305,3 @@ class MetricPoint:
     value: float
     timestamp: dt.datetime
     step: int
-
-
-class JobSpec(Protocol):
-    """What the scheduler and the instance agent need of any job kind's spec."""
-
-    kind: ClassVar[str]  # "training" | "processing"
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def image(self) -> str | None: ...
-    @property
-    def instance_type(self) -> str: ...
-    @property
-    def instance_count(self) -> int: ...
-    @property
-    def max_runtime_seconds(self) -> int: ...
-    @property
-    def max_retry_attempts(self) -> int: ...
-    @property
-    def metric_definitions(self) -> tuple[MetricDefinition, ...]: ...
-    @property
-    def request(self) -> Mapping[str, Any]: ...
-
-
-SpecT = TypeVar("SpecT", bound=JobSpec)
-
-
-@dataclasses.dataclass(frozen=True)
-class Job(Generic[SpecT]):
-    """A job as the store keeps it: the spec, the state, and its run record.
-
-    ``run`` (:class:`~shipyard.core.jobs.JobRun`) holds what the platform decided and observed
-    while running the job: the placement, the launched instances, log offsets, artifacts, final
-    metrics, billing. Training, processing and transform jobs are all Jobs; the scheduler runs
-    each.
-    """
-
-    spec: SpecT
-    arn: str
-    created: dt.datetime
-    state: TrainingJobState
-    run: JobRun = dataclasses.field(default_factory=JobRun)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    def with_state(self, state: TrainingJobState) -> Job[SpecT]:
-        return dataclasses.replace(self, state=state)
-
-    def with_run(self, **changes: Any) -> Job[SpecT]:
-        return dataclasses.replace(self, run=dataclasses.replace(self.run, **changes))
-
-
-TrainingJob = Job[TrainingJobSpec]

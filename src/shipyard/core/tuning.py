@@ -572,11 +572,13 @@ def plan_pass(
         return TuningPass(launch=launch)
     if not completed:
         return TuningPass(
-            finish=TuningJobStatus.FAILED, failure_reason=f"All {launched} training jobs failed; see their FailureReason"
+            finish=TuningJobStatus.FAILED,
+            failure_reason=f"All {launched} training jobs failed; see their FailureReason",
         )
     if best is None:
         metrics = " or ".join(sorted({repr(d.objective_metric) for d in spec.definitions}))
         return TuningPass(
-            finish=TuningJobStatus.FAILED, failure_reason=f"No training job reported the objective metric {metrics}"
+            finish=TuningJobStatus.FAILED,
+            failure_reason=f"No training job reported the objective metric {metrics}",
         )
     return TuningPass(finish=TuningJobStatus.COMPLETED, completion="MaxNumberOfTrainingJobsReached")

@@ -22,9 +22,9 @@ from shipyard.services import describe as answers
 
 if TYPE_CHECKING:
     from shipyard.services.endpoints import ModelService
+    from shipyard.services.jobs import ProcessingService, TrainingService, TransformService
     from shipyard.services.registry import ModelRegistry
     from shipyard.services.tagging import TaggingService
-    from shipyard.services.training import ProcessingService, TrainingService, TransformService
     from shipyard.services.tuning import TuningService
 
 

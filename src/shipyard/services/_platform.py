@@ -24,12 +24,12 @@ from shipyard.services.autoscaling import AutoscalingService
 from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
+from shipyard.services.jobs import ProcessingService, TrainingService, TransformService
 from shipyard.services.logs import LogService
 from shipyard.services.pipelines import PipelineService, ServiceSteps
 from shipyard.services.registry import ModelRegistry
 from shipyard.services.scheduler import AgentSettings, JobScheduler
 from shipyard.services.tagging import TaggingService
-from shipyard.services.training import ProcessingService, TrainingService, TransformService
 from shipyard.services.tuning import TuningService
 from shipyard.services.waste import WasteService
 from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store

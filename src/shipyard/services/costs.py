@@ -18,10 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.costs import CENT, Interval, allocate
+from shipyard.core.jobs import Job
 from shipyard.core.pricing import Price, Rates
-from shipyard.core.training import Job
-from shipyard.services.training import utcnow
 from shipyard.store import UsageRepository
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ class CostService:
         bucket_sizes: Callable[[], Mapping[str, int]],
         interval: float = 5.0,
         storage_sample_seconds: float = 3600.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.usage = usage
+        self._clock = clock
         self.catalog = catalog
         self.rates = rates
         self._tags = tags
@@ -168,7 +170,7 @@ class CostService:
     ) -> tuple[Decimal, Decimal, Decimal]:
         """(unit-seconds, site cost, SageMaker cost) of a resource so far (since ``since``: a
         resource created again under an old name starts afresh)."""
-        now = utcnow()
+        now = self._clock.now()
         rows = [i for i in self.usage.for_resource(kind, name) if since is None or i.started >= since]
         return (
             sum((i.seconds(now=now) for i in rows), Decimal(0)),
@@ -178,7 +180,7 @@ class CostService:
 
     def report(self, groups: Sequence[str], *, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
         """Spend in [start, end) grouped by ``groups`` (see core.costs.allocate)."""
-        now = utcnow()
+        now = self._clock.now()
         return allocate(self.usage.overlapping(start, min(end, now)), groups, start=start, end=end, now=now)
 
     # -- storage ----------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ class CostService:
         if not force and time.monotonic() < self._storage_next:
             return
         self._storage_next = time.monotonic() + self._storage_every
-        now = utcnow()
+        now = self._clock.now()
         sizes = self._bucket_sizes()
         for interval in self.usage.open_intervals("storage"):
             self.usage.close(interval.key, now)

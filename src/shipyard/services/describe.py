@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from shipyard.core.jobs import Job, TrainingJob
 from shipyard.core.processing import ProcessingJobSpec
-from shipyard.core.training import Job, TrainingJob, TrainingJobStatus
+from shipyard.core.training import TrainingJobStatus
 from shipyard.core.transform import TransformJobSpec
 from shipyard.core.tuning import TuningJob
 from shipyard.services.tuning import TrialView
@@ -39,8 +40,8 @@ def training_job(job: TrainingJob) -> dict[str, Any]:
         "StoppingCondition": request.get("StoppingCondition")
         or {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
         "CreationTime": job.created,
-        "TrainingStartTime": state.training_start,
-        "TrainingEndTime": state.training_end,
+        "TrainingStartTime": state.started,
+        "TrainingEndTime": state.ended,
         "LastModifiedTime": state.last_modified,
         "SecondaryStatusTransitions": [t.to_wire() for t in state.transitions],
         "FinalMetricDataList": [
@@ -61,7 +62,7 @@ def training_job(job: TrainingJob) -> dict[str, Any]:
         "DebugHookConfig": request.get("DebugHookConfig"),
         "ProfilerConfig": request.get("ProfilerConfig"),
     }
-    if state.training_start is not None:
+    if state.started is not None:
         billing = run.billing
         seconds = (billing.training_seconds if billing else 0) or state.training_seconds(now)
         result["TrainingTimeInSeconds"] = seconds
@@ -96,8 +97,8 @@ def processing_job(job: Job[ProcessingJobSpec]) -> dict[str, Any]:
         "ProcessingJobStatus": state.status.value,
         "ExitMessage": exit_message(job),
         "FailureReason": state.failure_reason,
-        "ProcessingStartTime": state.training_start,
-        "ProcessingEndTime": state.training_end,
+        "ProcessingStartTime": state.started,
+        "ProcessingEndTime": state.ended,
         "LastModifiedTime": state.last_modified,
         "CreationTime": job.created,
     }
@@ -125,8 +126,8 @@ def transform_job(job: Job[TransformJobSpec]) -> dict[str, Any]:
         "TransformResources": request["TransformResources"],
         "DataProcessing": request.get("DataProcessing"),
         "CreationTime": job.created,
-        "TransformStartTime": state.training_start,
-        "TransformEndTime": state.training_end,
+        "TransformStartTime": state.started,
+        "TransformEndTime": state.ended,
     }
 
 
@@ -155,8 +156,8 @@ def trial_summary(job: TuningJob, view: TrialView) -> dict[str, Any]:
         else f"{job.arn.rsplit(':', 1)[0]}:training-job/{view.trial.job}",
         "TuningJobName": job.name,
         "CreationTime": training.created if training else job.created,
-        "TrainingStartTime": training.state.training_start if training else None,
-        "TrainingEndTime": training.state.training_end if training else None,
+        "TrainingStartTime": training.state.started if training else None,
+        "TrainingEndTime": training.state.ended if training else None,
         "TrainingJobStatus": view.status.value,
         "TunedHyperParameters": dict(view.trial.hyperparameters),
         "TrainingJobDefinitionName": view.trial.definition,

@@ -27,9 +27,9 @@ from shipyard.compute import Backend, Backends, InstanceLaunch
 from shipyard.core import outcomes
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
-from shipyard.core.jobs import Billing, InstanceRecord, JobRun
+from shipyard.core.jobs import Billing, InstanceRecord, Job, JobRun, JobState
 from shipyard.core.placement import Placement, Resources, plan
-from shipyard.core.training import Job, MetricPoint, SecondaryStatus, TrainingJobState, TrainingJobStatus
+from shipyard.core.training import MetricPoint, SecondaryStatus, TrainingJobStatus
 from shipyard.errors import ShipyardError, ValidationError
 from shipyard.runtime.container import hosts_for
 from shipyard.runtime.contract import AgentConfig, AgentStatus, InstanceFolder, JobApi, StoreAccess
@@ -401,7 +401,7 @@ class JobScheduler:
         )
 
     def _finish(
-        self, job: Job[Any], state: TrainingJobState, statuses: list[AgentStatus], points: list[MetricPoint]
+        self, job: Job[Any], state: JobState, statuses: list[AgentStatus], points: list[MetricPoint]
     ) -> Job[Any]:
         hosts = hosts_for(len(statuses))
         ends = [
@@ -443,7 +443,7 @@ class JobScheduler:
     ) -> None:
         self._repos[job.kind].modify(job.name, change, metric_points=list(points))
 
-    def _merge_state(self, current: Job[Any], observed: TrainingJobState) -> TrainingJobState:
+    def _merge_state(self, current: Job[Any], observed: JobState) -> JobState:
         """A stop may have been requested between this pass's read and its write: keep it."""
         if current.state.status == TrainingJobStatus.STOPPING:
             return observed.stopping(self._clock.now())

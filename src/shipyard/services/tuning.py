@@ -18,9 +18,10 @@ from typing import Any
 from shipyard.core import estimates
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
+from shipyard.core.jobs import TrainingJob
 from shipyard.core.pagination import Page
 from shipyard.core.tags import Tag
-from shipyard.core.training import TrainingJob, TrainingJobStatus
+from shipyard.core.training import TrainingJobStatus
 from shipyard.core.tuning import (
     ParameterRange,
     Strategy,
@@ -35,7 +36,7 @@ from shipyard.core.tuning import (
 )
 from shipyard.errors import ConflictError, ShipyardError, ValidationError
 from shipyard.services._guard import LaunchGuard, no_guard, request_tags
-from shipyard.services.training import TrainingService
+from shipyard.services.jobs import TrainingService
 from shipyard.store import TuningJobRepository
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.costs import CENT, money
 from shipyard.runtime.utilization import Sampler
 from shipyard.services.costs import CostService
 from shipyard.services.endpoints import EndpointService
-from shipyard.services.training import JobService, utcnow
+from shipyard.services.jobs import JobService
 from shipyard.store.budgets import BudgetRepository
 from shipyard.store.utilization import Sample, UtilizationRepository
 
@@ -65,7 +66,9 @@ class WasteService:
         *,
         idle_seconds: float = 3600,
         delete_idle: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._clock = clock
         self._endpoints = endpoints
         self._jobs = jobs
         self._costs = costs
@@ -136,7 +139,7 @@ class WasteService:
             )
             # once for each stretch of idleness: a call starts a new one
             if self._alerts.record(
-                "", "idle", f"idle/{idle.name}/{idle.since:.3f}", Decimal(0), message, utcnow()
+                "", "idle", f"idle/{idle.name}/{idle.since:.3f}", Decimal(0), message, self._clock.now()
             ):
                 log.warning(message)
                 if self._delete_idle:

@@ -9,18 +9,9 @@ from typing import Any, Generic
 
 import sqlalchemy as sa
 
-from shipyard.core.jobs import JobRun
+from shipyard.core.jobs import Job, JobRun, JobState, SpecT, StatusTransition
 from shipyard.core.processing import ProcessingJobSpec
-from shipyard.core.training import (
-    Job,
-    MetricPoint,
-    SecondaryStatus,
-    SpecT,
-    StatusTransition,
-    TrainingJobSpec,
-    TrainingJobState,
-    TrainingJobStatus,
-)
+from shipyard.core.training import MetricPoint, SecondaryStatus, TrainingJobSpec, TrainingJobStatus
 from shipyard.core.transform import TransformJobSpec
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.store._db import Database
@@ -210,7 +201,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _state_to_json(state: TrainingJobState) -> dict[str, Any]:
+def _state_to_json(state: JobState) -> dict[str, Any]:
     def iso(value: dt.datetime | None) -> str | None:
         return value.isoformat() if value else None
 
@@ -220,19 +211,19 @@ def _state_to_json(state: TrainingJobState) -> dict[str, Any]:
             for t in state.transitions
         ],
         "failure_reason": state.failure_reason,
-        "training_start": iso(state.training_start),
-        "training_end": iso(state.training_end),
+        "training_start": iso(state.started),
+        "training_end": iso(state.ended),
         "scaled_down": state.scaled_down,
     }
 
 
-def _state_from_json(row: JobRow) -> TrainingJobState:
+def _state_from_json(row: JobRow) -> JobState:
     data = row.state
 
     def when(value: str | None) -> dt.datetime | None:
         return dt.datetime.fromisoformat(value) if value else None
 
-    return TrainingJobState(
+    return JobState(
         status=TrainingJobStatus(row.status),
         secondary=SecondaryStatus(row.secondary_status),
         transitions=tuple(
@@ -245,8 +236,8 @@ def _state_from_json(row: JobRow) -> TrainingJobState:
             for t in data["transitions"]
         ),
         failure_reason=data.get("failure_reason"),
-        training_start=when(data.get("training_start")),
-        training_end=when(data.get("training_end")),
+        started=when(data.get("training_start")),
+        ended=when(data.get("training_end")),
         last_modified=_aware(row.last_modified),
         scaled_down=data.get("scaled_down"),
     )

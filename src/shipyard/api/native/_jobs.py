@@ -65,7 +65,7 @@ def list_jobs(
                 "instance_type": j.spec.instance_type,
                 "instance_count": j.spec.instance_count,
                 "created": iso(j.created),
-                "ended": iso(j.state.training_end),
+                "ended": iso(j.state.ended),
                 "failure_reason": j.state.failure_reason,
             }
             for j in jobs
@@ -83,7 +83,7 @@ def job(request: Request, kind: str, name: str) -> dict[str, Any]:
         **job_view(platform, found),
         "kind": kind,
         "created": iso(found.created),
-        "ended": iso(state.training_end),
+        "ended": iso(state.ended),
         "secondary_status": state.secondary.value,
         "transitions": [
             {

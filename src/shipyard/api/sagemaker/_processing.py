@@ -31,7 +31,7 @@ def list_processing_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[st
                 "ProcessingJobName": j.name,
                 "ProcessingJobArn": j.arn,
                 "CreationTime": j.created,
-                "ProcessingEndTime": j.state.training_end,
+                "ProcessingEndTime": j.state.ended,
                 "LastModifiedTime": j.state.last_modified,
                 "ProcessingJobStatus": j.state.status.value,
                 "FailureReason": j.state.failure_reason,

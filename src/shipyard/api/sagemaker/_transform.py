@@ -29,7 +29,7 @@ def list_transform_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str
                 "TransformJobName": j.name,
                 "TransformJobArn": j.arn,
                 "CreationTime": j.created,
-                "TransformEndTime": j.state.training_end,
+                "TransformEndTime": j.state.ended,
                 "LastModifiedTime": j.state.last_modified,
                 "TransformJobStatus": j.state.status.value,
                 "FailureReason": j.state.failure_reason,

@@ -1,10 +1,9 @@
-"""Training and processing jobs: create, describe, list and stop (the scheduler runs them)."""
+"""Jobs the scheduler runs (training, processing and batch transform): create, describe, list and stop."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic
 
@@ -14,20 +13,12 @@ from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.hosting import ContainerSpec
-from shipyard.core.jobs import JobRun
+from shipyard.core.jobs import Job, JobRun, JobState, SpecT, TrainingJob
 from shipyard.core.pagination import Page
 from shipyard.core.placement import plan
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.tags import Tag
-from shipyard.core.training import (
-    Job,
-    MetricPoint,
-    SpecT,
-    TrainingJob,
-    TrainingJobSpec,
-    TrainingJobState,
-    parse_s3_uri,
-)
+from shipyard.core.training import MetricPoint, TrainingJobSpec, parse_s3_uri
 from shipyard.core.transform import TransformJobSpec
 from shipyard.envs import ImageResolver, framework_of
 from shipyard.errors import NotFoundError, ValidationError
@@ -45,10 +36,6 @@ def _builtin_xgboost(params: Mapping[str, Any]) -> TrainingJobSpec:
     if not algorithm.get("MetricDefinitions"):
         algorithm["MetricDefinitions"] = xgboost.metric_definitions()
     return TrainingJobSpec.from_request({**params, "AlgorithmSpecification": algorithm})
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class JobService(Generic[SpecT]):
@@ -125,7 +112,7 @@ class JobService(Generic[SpecT]):
             fit_to_machine=self._fit_to_machine,
         )
         now = self._clock.now()
-        state = TrainingJobState.new(now)
+        state = JobState.new(now)
         if placement.scaled_down:
             state = dataclasses.replace(state, scaled_down=placement.scaled_down)
         tags = [Tag.from_wire(t) for t in params.get("Tags", [])]
