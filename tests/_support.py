@@ -19,3 +19,18 @@ def boto_client(service: str, url: str, **kwargs: Any) -> Any:
         config=kwargs.pop("config", Config(retries={"mode": "standard", "max_attempts": 2})),
         **kwargs,
     )
+
+
+def tgz(files: dict[str, str]) -> bytes:
+    """A gzipped tar of ``files`` (name → text): a sourcedir.tar.gz or a model.tar.gz."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shipyard.errors import ConfigurationError
+from shipyard.core.quotas import QuotaBook, Quotas
+from shipyard.errors import ConfigurationError, ValidationError
 
 DEFAULT_PORT = 8300
 DEFAULT_ACCOUNT_ID = "000000000000"
@@ -28,20 +29,29 @@ class Settings:
     """Everything the server needs to know, resolved once at start.
 
     Attributes:
-        host: Address to bind. Anything but loopback requires credentials.
+        host: Address to bind. Anything but loopback requires credentials, and a job sandbox (or
+            ``sandbox = "off"`` set explicitly).
         port: TCP port.
         data_dir: Root of all local state (database, object store, job folders).
         database_url: SQLAlchemy URL of the metadata store; defaults to a SQLite file in data_dir.
         access_key_id / secret_access_key: When both are set, every request must be signed with them
-            (AWS SigV4, or ``Authorization: Bearer <secret_access_key>`` on the native API).
+            (AWS SigV4, or ``Authorization: Bearer <secret_access_key>`` on the native API). One
+            without the other, or either empty or blank in any source, is an error at start.
+        auth: ``on``: every request must be signed with a user's key (IAM users, made with
+            ``shipyard users add`` or the IAM API) or the key pair above (the account's root);
+            the first start creates the administrator ``admin`` and writes its key to
+            ``<data_dir>/admin-credentials`` (0600). ``off`` (the default): auth is on only when
+            the key pair above is set.
         account_id: The AWS account id Shipyard presents in ARNs and STS answers.
         region: Region used when a request does not say one.
         object_store: ``local`` (buckets under data_dir) or ``s3`` (a real S3-compatible service).
-        s3_endpoint_url / s3_access_key_id / s3_secret_access_key / s3_region: the ``s3`` object store.
+        s3_endpoint_url / s3_access_key_id / s3_secret_access_key / s3_region: the ``s3`` object store
+            (its key pair, like the server's, both or neither, never empty).
         instance_catalog: Optional CSV overriding or adding instance types; defaults to
             ``<data_dir>/instance_types.csv`` when that file exists.
         sandbox: How job processes are isolated: ``auto`` (bubblewrap when it works here, else
-            unsandboxed with a note in each job's log), ``bwrap`` (required) or ``off``.
+            unsandboxed, said at start and in each job's log; then only loopback is served),
+            ``bwrap`` (required) or ``off`` (unsandboxed, also beyond loopback).
         package_index_url / package_extra_index_urls / package_find_links: where job environments'
             packages come from (a private mirror, a wheelhouse folder); URLs separated by spaces.
             find-links defaults to ``$PIP_FIND_LINKS``.
@@ -53,6 +63,8 @@ class Settings:
             looks, and over how many seconds it measures invocations per instance.
         cost_check_seconds: How often budgets are checked against the spend (alerts, stops).
         storage_sample_seconds: How often the object store's size is sampled for the ledger.
+        multipart_max_age_hours: Multipart uploads left open longer than this (a crashed client's)
+            are aborted, as an S3 lifecycle rule would; 168 (7 days), 0 never.
         utilization_seconds: How often each job instance and model server samples its CPU,
             memory and disk use.
         idle_endpoint_seconds: An endpoint not invoked for this long is reported idle (its
@@ -67,6 +79,20 @@ class Settings:
             spaces or commas, e.g. ``ml.g* ml.p*``) whose jobs and endpoints go to Ray all the same.
         alert_command: A shell command run for every budget alert (the alert in its environment:
             ``SHIPYARD_ALERT`` as JSON, ``SHIPYARD_BUDGET``, ``SHIPYARD_SPEND_USD``).
+        max_instances_per_job: Site quota on a training, processing or transform job's
+            InstanceCount (a tuning job's trials too); 20 as SageMaker's default.
+        max_job_instances: Site quota on the instances of all active training, processing and
+            transform jobs together: a create past it is refused (trials count, but are not
+            refused: their tuning job was checked).
+        max_tuning_training_jobs / max_tuning_parallel_jobs: Site quotas on a tuning job's
+            MaxNumberOfTrainingJobs (750) and MaxParallelTrainingJobs (10), SageMaker's defaults.
+        max_instances_per_variant / max_endpoint_instances: Site quotas on an endpoint variant's
+            instance count, and on the instances of all endpoints together.
+        A request past a quota answers SageMaker's ``ResourceLimitExceeded``, naming it.
+        user_quotas: Quotas by user and group, the config file's ``[quotas]`` tables
+            (``[quotas.default]``, ``[quotas.users.<name>]``, ``[quotas.groups.<name>]``, each
+            of ``vcpus``, ``gpus``, ``instances``, ``endpoints``); an administrator changes them
+            at run time (``shipyard quotas set``). Not settable by flag or environment variable.
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +101,7 @@ class Settings:
     database_url: str = ""
     access_key_id: str | None = None
     secret_access_key: str | None = None
+    auth: str = "off"
     account_id: str = DEFAULT_ACCOUNT_ID
     region: str = DEFAULT_REGION
     object_store: str = "local"
@@ -93,6 +120,7 @@ class Settings:
     autoscaling_window_seconds: int = 60
     cost_check_seconds: int = 5
     storage_sample_seconds: int = 3600
+    multipart_max_age_hours: int = 168
     alert_command: str | None = None
     backend: str = "local"
     ray_address: str | None = None
@@ -102,6 +130,13 @@ class Settings:
     idle_endpoint_seconds: int = 3600
     idle_endpoints: str = "report"
     log_level: str = "info"
+    max_instances_per_job: int = 20
+    max_job_instances: int = 100
+    max_tuning_training_jobs: int = 750
+    max_tuning_parallel_jobs: int = 10
+    max_instances_per_variant: int = 20
+    max_endpoint_instances: int = 100
+    user_quotas: QuotaBook = dataclasses.field(default_factory=QuotaBook)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -119,6 +154,8 @@ class Settings:
             raise ConfigurationError(
                 f"server_python_jobs must be 'on' or 'off', got {self.server_python_jobs!r}"
             )
+        if self.auth not in ("on", "off"):
+            raise ConfigurationError(f"auth must be 'on' or 'off', got {self.auth!r}")
         if self.sandbox not in ("auto", "bwrap", "off"):
             raise ConfigurationError(f"sandbox must be 'auto', 'bwrap' or 'off', got {self.sandbox!r}")
         if self.backend not in ("local", "ray"):
@@ -129,34 +166,71 @@ class Settings:
                 f"{what} but ray_address is not: give the Ray cluster's address "
                 "(--ray-address host:port, or ray://host:10001)"
             )
+        if self.multipart_max_age_hours < 0:
+            raise ConfigurationError(
+                f"multipart_max_age_hours must be 0 (never) or more, got {self.multipart_max_age_hours}"
+            )
         if self.idle_endpoints not in ("report", "delete"):
             raise ConfigurationError(
                 f"idle_endpoints must be 'report' or 'delete', got {self.idle_endpoints!r}"
             )
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ConfigurationError(
-                "access_key_id and secret_access_key must be set together "
-                f"(access_key_id={'set' if self.access_key_id else 'unset'}, "
-                f"secret_access_key={'set' if self.secret_access_key else 'unset'})"
-            )
+        for pair in _CREDENTIAL_PAIRS:
+            _check_pair(pair, {name: getattr(self, name) for name in pair}, {})
+        for name in _QUOTAS:
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def quotas(self) -> Quotas:
+        """The site's quotas, as the services check them."""
+        return Quotas(
+            instances_per_job=self.max_instances_per_job,
+            job_instances=self.max_job_instances,
+            tuning_training_jobs=self.max_tuning_training_jobs,
+            tuning_parallel_jobs=self.max_tuning_parallel_jobs,
+            instances_per_variant=self.max_instances_per_variant,
+            endpoint_instances=self.max_endpoint_instances,
+        )
 
     @property
     def auth_enabled(self) -> bool:
-        return self.secret_access_key is not None
+        return self.auth == "on" or self.secret_access_key is not None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def sandbox_problem(self) -> str | None:
+        """Why jobs would run unsandboxed here (None: they run in the sandbox). ``off`` is the
+        site's own choice; ``auto`` falls back to off where bubblewrap cannot work."""
+        if self.sandbox == "off":
+            return 'sandbox = "off" is set'
+        from shipyard.runtime import _sandbox
+
+        if _sandbox.sandbox_available():
+            return None
+        return _sandbox.sandbox_problem() or "the job sandbox cannot be made here"
+
     def check_bind_allowed(self) -> None:
-        """Refuse to expose an unauthenticated server beyond this machine."""
-        if not is_loopback(self.host) and not self.auth_enabled:
+        """Refuse to expose beyond this machine a server without authentication, or one whose
+        jobs would run unsandboxed without the site saying ``sandbox = "off"``."""
+        if is_loopback(self.host):
+            return
+        if not self.auth_enabled:
             raise ConfigurationError(
                 f"Refusing to bind host {self.host!r} without authentication: only loopback "
                 "addresses (127.0.0.1, ::1, localhost) may be served without credentials. Set "
                 "SHIPYARD_ACCESS_KEY_ID and SHIPYARD_SECRET_ACCESS_KEY (or access_key_id / "
                 "secret_access_key in the config file) to serve other addresses."
+            )
+        problem = None if self.sandbox == "off" else self.sandbox_problem()
+        if problem is not None:
+            raise ConfigurationError(
+                f"Refusing to bind host {self.host!r} with jobs unsandboxed ({problem}): a job "
+                "runs other people's code, and unsandboxed it can read the data dir and the "
+                "server's secrets. Make the sandbox work (install bubblewrap), serve loopback "
+                'only, or set sandbox = "off" (SHIPYARD_SANDBOX=off) to accept unsandboxed jobs.'
             )
 
     @classmethod
@@ -168,6 +242,7 @@ class Settings:
         """Build settings from ``overrides`` (flags; None values ignored), env vars and config file."""
         environ = os.environ if environ is None else environ
         explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
+        sources = {name: "flag --" + name.replace("_", "-") for name in explicit}
         from_env = _from_environ(environ)
         data_dir = explicit.get("data_dir") or from_env.get("data_dir")
         config_path = environ.get("SHIPYARD_CONFIG")
@@ -175,13 +250,25 @@ class Settings:
             from_file = _read_config_file(Path(config_path).expanduser(), required=True)
         else:
             base = Path(data_dir).expanduser() if data_dir else Path("~/.shipyard").expanduser()
+            config_path = str(base / "config.toml")
             from_file = _read_config_file(base / "config.toml", required=False)
+        sources = {
+            **{name: f"config file {config_path!r}" for name in from_file},
+            **{name: f"environment variable {_ENV_NAMES[name]}" for name in from_env},
+            **sources,
+        }
         merged: dict[str, Any] = {**from_file, **from_env, **explicit}
+        for pair in _CREDENTIAL_PAIRS:
+            _check_pair(pair, {name: merged.get(name) for name in pair}, sources)
         return cls(**merged)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_ENV_NAMES = {name: f"SHIPYARD_{name.upper()}" for name in _FIELDS}
+_QUOTAS = tuple(name for name in _FIELDS if name.startswith("max_"))
+# Key pairs: both or neither, and never empty (an empty one would leave auth off unnoticed).
+_CREDENTIAL_PAIRS = (("access_key_id", "secret_access_key"), ("s3_access_key_id", "s3_secret_access_key"))
+_CREDENTIALS = {name for pair in _CREDENTIAL_PAIRS for name in pair}
+_ENV_NAMES = {name: f"SHIPYARD_{name.upper()}" for name in _FIELDS if name != "user_quotas"}
 # SHIPYARD_HOME is the conventional name for the data dir.
 _ENV_NAMES["data_dir"] = "SHIPYARD_HOME"
 
@@ -202,9 +289,40 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, env_name in _ENV_NAMES.items():
         raw = environ.get(env_name)
-        if raw:
+        if raw or (raw is not None and name in _CREDENTIALS):  # an empty credential is an error
             values[name] = _coerce(name, raw, f"environment variable {env_name}")
     return values
+
+
+def _check_pair(pair: tuple[str, str], values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """Both of a key pair or neither, each a non-blank string; errors name the setting and where
+    it came from (``sources``; unnamed when the settings were built directly)."""
+
+    def where(name: str) -> str:
+        return f" (from {sources[name]})" if name in sources else ""
+
+    for name in pair:
+        value = values[name]
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ConfigurationError(f"{name}{where(name)} must be a string, got {value!r}")
+        if not value.strip():
+            raise ConfigurationError(
+                f"{name}{where(name)} is {'empty' if not value else 'blank'}: give the key, or leave "
+                "the setting out altogether (an empty credential would leave authentication off)"
+            )
+        if value != value.strip():
+            raise ConfigurationError(
+                f"{name}{where(name)} has leading or trailing whitespace; give the key alone"
+            )
+    given = [name for name in pair if values[name] is not None]
+    if len(given) == 1:
+        [missing] = [name for name in pair if name not in given]
+        raise ConfigurationError(
+            f"{pair[0]} and {pair[1]} must be set together: {given[0]} is set{where(given[0])} "
+            f"but {missing} is not (set {_ENV_NAMES[missing]} or {missing} in the config file)"
+        )
 
 
 def _read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
@@ -218,8 +336,14 @@ def _read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
         raise ConfigurationError(f"Config file {str(path)!r} is not valid TOML: {exc}") from None
     section = raw.get("server", raw)
     values: dict[str, Any] = {}
+    quotas = raw.get("quotas", section.get("quotas"))
+    if quotas is not None:
+        try:
+            values["user_quotas"] = QuotaBook.from_config(quotas)
+        except ValidationError as exc:
+            raise ConfigurationError(f"Config file {str(path)!r}: {exc.message}") from None
     for key, value in section.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) or key == "quotas":
             continue
         name = key.replace("-", "_")
         if name not in _FIELDS:

@@ -13,13 +13,19 @@ elsewhere are drawn where they live, ``Name (module)``, under ``shipyard.``.
     │   ├── InvalidPart              multipart: a part is missing or its ETag differs
     │   ├── InvalidPartOrder
     │   ├── EntityTooSmall           multipart: a non-final part below the minimum size
+    │   ├── EntityTooLarge           S3: an object or part body over its size limit
     │   ├── InvalidRange
+    │   ├── PayloadTooLarge          a request body over its protocol's limit (413)
+    │   ├── MalformedPolicyDocument  an IAM policy document that cannot be parsed or evaluated
     │   ├── DefinitionError (core.pipelines)     a pipeline definition that cannot run
     │   ├── SerializationError (api._json)       a body that is not a JSON object
+    │   ├── _S3CodedError (api.s3._errors)       bad S3 input with S3's own code (InvalidURI...)
     │   ├── MissingResource (store.resources)    a referenced resource is missing (also NotFoundError)
     │   ├── MissingModelPackage (store.pipelines)            (also NotFoundError)
     │   ├── DuplicateResource (store.resources)  the name is taken (also ConflictError)
-    │   └── DuplicatePipeline (store.pipelines)               (also ConflictError)
+    │   ├── DuplicatePipeline (store.pipelines)               (also ConflictError)
+    │   ├── DuplicateEntity (core.experiments._entities)      an experiment's name taken (also ConflictError)
+    │   └── CondaEnvironmentRefused (envs._conda)  an environment.yml pip cannot install, each package named
     ├── NotFoundError                a named resource does not exist
     │   ├── NoSuchBucket
     │   ├── NoSuchKey
@@ -28,13 +34,22 @@ elsewhere are drawn where they live, ``Name (module)``, under ``shipyard.``.
     │   ├── TuningJobNotFound (store.tuning)
     │   ├── PipelineNotFound, ExecutionNotFound (store.pipelines)
     │   ├── BudgetNotFound (store.budgets)
+    │   ├── EntityNotFound (core.experiments._entities)  an experiment, trial or trial component
+    │   ├── _NoSuchTagSet (api.s3._errors)       GetBucketTagging of a bucket without tags
     │   └── LogGroupNotFound, LogStreamNotFound (services.logs)
     ├── ConflictError                the resource exists or is in a state that forbids the change
     │   ├── BucketAlreadyOwnedByYou
+    │   ├── _BucketAlreadyExists (api.s3._errors)    CreateBucket of another user's bucket
     │   └── BucketNotEmpty
     ├── LimitExceededError           a quota (tags per resource, capacity, ...) would be exceeded
+    │   ├── ResourceLimitExceeded    a site quota (core.quotas): names the limit, its value, the request
+    │   └── QuotaExceeded (core.quotas)          a user's or group's quota: names it, its value, the request
     ├── NotImplementedOperation      a valid operation Shipyard does not implement (yet)
     ├── AuthenticationError          missing or wrong credentials
+    │   ├── InvalidSessionToken      a session key's token is missing or wrong, or it was revoked
+    │   ├── ExpiredSessionToken      a session key past its expiration
+    │   └── InvalidPresignedUrl      a presigned URL's query AWS refuses (X-Amz-Expires past 7 days)
+    ├── AccessDenied                 authenticated, but no policy of the caller allows the action
     ├── ConfigurationError           settings that cannot work (e.g. public bind without auth)
     ├── EnvironmentBuildError (envs._cache)      installing a job's environment failed
     ├── NoRoute (services._router)               an endpoint (or variant) with nothing to serve it
@@ -56,9 +71,13 @@ Outside the hierarchy (they derive from ``Exception``; none reaches a client as 
     │   (and _ClosedBeforeAnswer, its private cause)
     ├── BridgeDown (compute.ray._backend)        no Ray bridge connected right now (the state
     │                                            is unknown until one is)
-    └── UnsupportedContentType (runtime.model_server)   the model server is self-contained (it
-                                                 runs with the model's Python), so it cannot
-                                                 import this module
+    ├── UnsupportedContentType (runtime.model_server)   the model server is self-contained (it
+    │                                            runs with the model's Python), so it cannot
+    │                                            import this module; 415
+    ├── BadInput (runtime.model_server)          the model refuses the rows it was given; 400
+    └── JobFailure (runtime.algorithms.xgboost_train)   ends a built-in XGBoost job with its
+                                                 reason (ClientError / AlgorithmError); the
+                                                 script runs in the job, self-contained too
 
 Messages say what was wrong, with the offending value, and what to do about it.
 """
@@ -111,8 +130,44 @@ class EntityTooSmall(ValidationError):
     pass
 
 
+class EntityTooLarge(ValidationError):
+    """A body over S3's size limit for its operation (``limit`` bytes); ``size`` if declared."""
+
+    def __init__(self, what: str, limit: int, *, size: int | None = None) -> None:
+        proposed = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+        super().__init__(
+            f"Your proposed upload exceeds the maximum allowed size: the {what} is {proposed}, "
+            f"the limit is {limit} bytes (upload larger objects in parts)",
+            field="Content-Length",
+            value=size,
+        )
+        self.what = what
+        self.limit = limit
+        self.size = size
+
+
 class InvalidRange(ValidationError):
     pass
+
+
+class PayloadTooLarge(ValidationError):
+    """A request body over its protocol's limit; ``declared`` is its Content-Length, if it sent one."""
+
+    def __init__(self, what: str, limit: int, *, declared: int | None = None) -> None:
+        size = f"of {declared} bytes" if declared is not None else f"of more than {limit} bytes"
+        super().__init__(
+            f"The {what} body {size} is larger than the limit of {limit} bytes",
+            field="Content-Length",
+            value=declared,
+        )
+        self.limit = limit
+
+
+class MalformedPolicyDocument(ValidationError):
+    """An IAM policy document that cannot be parsed, or uses what Shipyard does not evaluate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The policy document is malformed: {reason}", field="PolicyDocument")
 
 
 class NotFoundError(ShipyardError):
@@ -159,6 +214,25 @@ class LimitExceededError(ShipyardError):
     """A quota would be exceeded."""
 
 
+class ResourceLimitExceeded(LimitExceededError):
+    """A site quota (SageMaker's account-level service limits) would be exceeded; ``setting`` is
+    the server setting that raises it."""
+
+    def __init__(
+        self, limit: str, value: int, *, used: int, delta: int, setting: str, unit: str = "Instances"
+    ) -> None:
+        super().__init__(
+            f"The account-level service limit '{limit}' is {value} {unit}, with current utilization "
+            f"of {used} {unit} and a request delta of {delta} {unit}. The site sets this limit: "
+            f"ask its administrator to raise {setting} (SHIPYARD_{setting.upper()})."
+        )
+        self.limit = limit
+        self.value = value
+        self.used = used
+        self.delta = delta
+        self.setting = setting
+
+
 class NotImplementedOperation(ShipyardError):
     """A well-formed request for an operation Shipyard does not implement."""
 
@@ -173,6 +247,44 @@ class NotImplementedOperation(ShipyardError):
 
 class AuthenticationError(ShipyardError):
     """The request's credentials are missing or wrong."""
+
+
+class InvalidSessionToken(AuthenticationError):
+    """A session key (``ASIA...``) without its session token, with another one, or revoked."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"The security token included in the request is invalid: {detail}")
+
+
+class ExpiredSessionToken(AuthenticationError):
+    """A session key past its expiration."""
+
+    def __init__(self, access_key_id: str, expired: str) -> None:
+        super().__init__(
+            f"The security token included in the request is expired: the session key "
+            f"{access_key_id} expired at {expired}"
+        )
+
+
+class AccessDenied(ShipyardError):
+    """The caller is who it says, but none of its policies allows ``action`` on ``resource``."""
+
+    def __init__(
+        self, principal: str, action: str, resource: str, reason: str = "", *, explicit: bool = False
+    ) -> None:
+        why = " with an explicit deny in an identity-based policy" if explicit else ""
+        if reason and not explicit:
+            why = f" because {reason}"
+        super().__init__(
+            f"User: {principal} is not authorized to perform: {action} on resource: {resource}{why}"
+        )
+        self.principal = principal
+        self.action = action
+        self.resource = resource
+
+
+class InvalidPresignedUrl(AuthenticationError):
+    """A presigned URL whose query AWS refuses (S3's AuthorizationQueryParametersError, 400)."""
 
 
 class ConfigurationError(ShipyardError):

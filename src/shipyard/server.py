@@ -37,6 +37,9 @@ def run(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per proxied invocation otherwise
+    notice = sandbox_notice(settings)
+    if notice:
+        log.warning(notice)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -52,6 +55,20 @@ def run(settings: Settings) -> None:
     server.run()
     if not server.started:
         raise ShipyardError("The server did not start; see the log above for why")
+
+
+def sandbox_notice(settings: Settings) -> str | None:
+    """The one line ``shipyard server`` says at start when jobs will run unsandboxed (None when
+    they are sandboxed, or when ``sandbox = "bwrap"`` makes the start fail instead)."""
+    if settings.sandbox == "bwrap":
+        return None
+    problem = settings.sandbox_problem()
+    if problem is None:
+        return None
+    line = f"Jobs run unsandboxed ({problem}): each can read and change what the server's user can"
+    if settings.sandbox == "off":
+        return line + "."
+    return line + '; only loopback addresses may be served so (sandbox = "off" allows others).'
 
 
 class _Server(uvicorn.Server):
@@ -193,6 +210,10 @@ class ServerProcess:
             self.process.wait()
 
     def __enter__(self) -> ServerProcess:
+        """Start the server, unless it was started already (``with ServerProcess(...).start()``
+        must not start a second one, whose exit would leave the first running)."""
+        if self.process is not None and self.process.poll() is None:
+            return self
         return self.start()
 
     def __exit__(

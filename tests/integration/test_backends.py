@@ -21,10 +21,10 @@ import pytest
 
 from shipyard.errors import ConfigurationError
 from shipyard.server import ServerProcess
-from tests._support import boto_client
+from tests._support import boto_client, tgz
 from tests._titanic import numeric_csv
 from tests.integration.test_builtin_xgboost import XGBOOST_IMAGE
-from tests.integration.test_endpoints import IRIS, _tgz
+from tests.integration.test_endpoints import IRIS
 from tests.integration.test_endpoints import TRAIN as IRIS_TRAIN
 from tests.integration.test_training import DDP_SCRIPT, PYTORCH_IMAGE, SKLEARN_IMAGE
 
@@ -104,7 +104,7 @@ def _job(
 ) -> str:
     name = f"job-{uuid.uuid4().hex[:10]}"
     key = f"code/{name}.tar.gz"
-    site.s3.put_object(Bucket=BUCKET, Key=key, Body=_tgz({"train.py": script}))
+    site.s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"train.py": script}))
     site.sm.create_training_job(
         TrainingJobName=name,
         RoleArn=ROLE,
@@ -227,7 +227,7 @@ print(f"score={-(args.lr - 3) ** 2}")
 def test_a_tuning_job_runs_two_trials_at_a_time(site: Site) -> None:
     name = f"tune-{uuid.uuid4().hex[:8]}"
     key = f"code/{name}.tar.gz"
-    site.s3.put_object(Bucket=BUCKET, Key=key, Body=_tgz({"train.py": TRIAL}))
+    site.s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"train.py": TRIAL}))
     site.sm.create_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=name,
         HyperParameterTuningJobConfig={

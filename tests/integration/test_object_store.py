@@ -181,31 +181,48 @@ def test_bad_md5_is_refused_and_nothing_is_stored(store: ObjectStore, bucket: st
         store.head_object(bucket, "k")
 
 
-def test_traversal_keys_never_touch_the_filesystem(store: ObjectStore, bucket: str, tmp_path: Path) -> None:
-    for key in ["../escape", "a/../../escape", "/etc/escape", "a/./b"]:
-        with pytest.raises(errors.InvalidObjectKey):
-            store.put_object(bucket, key, b"x")
-    assert not list(tmp_path.rglob("escape"))
+def test_traversal_keys_are_text_kept_inside_the_bucket(
+    store: ObjectStore, bucket: str, tmp_path: Path
+) -> None:
+    """S3 stores ``../escape`` as the text it is: so does every store, and nothing leaves the bucket."""
+    keys = ["../escape", "a/../../escape", "/etc/escape", "a/./b", "a//b", "..", "."]
+    for key in keys:
+        store.put_object(bucket, key, key.encode())
+    for key in keys:
+        assert store.get_object_bytes(bucket, key) == key.encode()
+    assert [o.key for o in store.list_objects(bucket).objects] == sorted(keys)
+    if isinstance(store, LocalObjectStore):
+        inside = tmp_path / "objects/v2/buckets" / bucket
+        for key in keys:
+            path = store.local_path(bucket, key)
+            assert path is not None and inside in path.parents
+    objects = tmp_path / "objects/v2"
+    outside = [p for p in tmp_path.rglob("*escape*") if len(p.relative_to(objects).parts) < 3]
+    assert not outside  # every file is below v2/buckets/<bucket>/ or v2/meta/<bucket>/
 
 
 # -- local-store specifics ----------------------------------------------------------------------
-def test_local_store_keeps_plain_files_and_refuses_shadowing(tmp_path: Path) -> None:
+def test_local_store_keeps_plain_files_and_keys_that_begin_others(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     store.create_bucket("data")
     store.put_object("data", "train/part-0.csv", b"1,2\n")
     path = store.local_path("data", "train/part-0.csv")
     assert path is not None and path.read_bytes() == b"1,2\n"
-    with pytest.raises(errors.InvalidObjectKey, match=r"train/part-0\.csv"):
-        store.put_object("data", "train/part-0.csv/x", b"")
-    with pytest.raises(errors.InvalidObjectKey, match="folder of other keys"):
-        store.put_object("data", "train", b"")
+    store.put_object("data", "train/part-0.csv/x", b"below")
+    store.put_object("data", "train", b"above")
+    assert store.get_object_bytes("data", "train/part-0.csv") == b"1,2\n"
+    assert [o.key for o in store.list_objects("data").objects] == [
+        "train",
+        "train/part-0.csv",
+        "train/part-0.csv/x",
+    ]
 
 
 def test_local_store_adopts_files_put_in_by_hand(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     store.create_bucket("data")
-    (tmp_path / "objects/buckets/data/sub").mkdir(parents=True)
-    (tmp_path / "objects/buckets/data/sub/manual.csv").write_bytes(b"x,y\n")
+    (tmp_path / "objects/v2/buckets/data/sub%2F").mkdir(parents=True)  # the folder of "sub/"
+    (tmp_path / "objects/v2/buckets/data/sub%2F/manual.csv").write_bytes(b"x,y\n")
     info = store.head_object("data", "sub/manual.csv")
     assert info.etag == hashlib.md5(b"x,y\n").hexdigest()
     assert [o.key for o in store.list_objects("data").objects] == ["sub/manual.csv"]
@@ -217,6 +234,6 @@ def test_local_store_metadata_follows_the_bytes_after_a_torn_write(tmp_path: Pat
     store.create_bucket("data")
     store.put_object("data", "k", b"old")
     # Simulate the crash: new bytes in place, old metadata left behind.
-    (tmp_path / "objects/buckets/data/k").write_bytes(b"newer bytes")
+    (tmp_path / "objects/v2/buckets/data/k").write_bytes(b"newer bytes")
     info: ObjectInfo = store.head_object("data", "k")
     assert (info.size, info.etag) == (11, hashlib.md5(b"newer bytes").hexdigest())

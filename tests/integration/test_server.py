@@ -40,6 +40,14 @@ def test_starts_answers_health_and_stops_cleanly(data_dir: Path, sig: int) -> No
     assert (data_dir / "shipyard.db").exists()
 
 
+def test_a_started_server_used_as_a_context_is_not_started_twice(data_dir: Path) -> None:
+    server = ServerProcess(data_dir).start()
+    first = server.process
+    with server:  # the test fixtures' idiom: started (with settings), then stopped on the way out
+        assert server.process is first
+    assert first is not None and first.poll() is not None  # stopped: nothing left running
+
+
 def test_refuses_public_bind_without_auth(data_dir: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "shipyard", "server", "--host", "0.0.0.0", "--data-dir", str(data_dir)],

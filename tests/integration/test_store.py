@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from shipyard.core.quotas import Limits, Subject
 from shipyard.core.tags import Tag
 from shipyard.errors import ConflictError, LimitExceededError, ValidationError
 from shipyard.store import Database, TagRepository
+from shipyard.store.quotas import QuotaRepository
 
 ARN = "arn:aws:sagemaker:us-east-1:000000000000:training-job/job-1"
 
@@ -38,6 +41,19 @@ def test_migrations_are_idempotent_and_recorded(db: Database) -> None:
     assert db.current_revision() == head_revision()
 
 
+def test_the_migrations_make_the_schema_the_models_describe(db: Database) -> None:
+    # A column or table added to store/_models.py without its migration (or the reverse) shows here.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from shipyard.store._models import Base
+
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        differences = [d for d in compare_metadata(context, Base.metadata) if d[0] != "remove_table"]
+    assert differences == []
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/x.db")
     with db.engine.connect() as conn:
@@ -54,6 +70,28 @@ def test_tags_roundtrip_and_overwrite(db: Database) -> None:
     repo.delete(ARN, ["Owner", "missing"])
     assert repo.tags_of(ARN) == [Tag("Project", "lesson")]
     assert repo.tags_of("arn:aws:sagemaker:us-east-1:000000000000:model/other") == []
+
+
+def test_a_buckets_tag_set_is_replaced_whole_and_ownership_kept_by_name(db: Database) -> None:
+    from shipyard.core.identity import Ownership
+    from shipyard.services.identity import IdentityService
+    from shipyard.store.identity import IdentityRepository
+
+    repo = TagRepository(db)
+    bucket = "arn:aws:s3:::data"
+    repo.replace(bucket, [Tag("a", "1"), Tag("b", "2")])
+    repo.replace(bucket, [Tag("b", "3")])
+    assert repo.tags_of(bucket) == [Tag("b", "3")]
+    with pytest.raises(LimitExceededError):
+        repo.replace(bucket, [Tag(f"k{i}", "v") for i in range(51)])
+    assert repo.tags_of(bucket) == [Tag("b", "3")]
+
+    identity = IdentityService(IdentityRepository(db, "000000000000"), account_id="000000000000")
+    alice = "arn:aws:iam::000000000000:user/alice"
+    identity.claim_for(ARN, alice)
+    elsewhere = ARN.replace("us-east-1", "eu-west-1").replace("job-1", "JOB-1")
+    fresh = IdentityService(IdentityRepository(db, "000000000000"), account_id="000000000000")
+    assert fresh.owners([elsewhere, bucket]) == {elsewhere: Ownership(elsewhere, alice), bucket: None}
 
 
 def test_limit_refusal_keeps_what_was_stored(db: Database) -> None:
@@ -181,3 +219,44 @@ def test_a_pipeline_execution_keeps_its_steps(db: Database) -> None:
     assert repo.get("p").last_run == now
     with pytest.raises(ConflictError, match="running execution"):
         repo.delete("p")
+
+
+def test_quotas_set_at_run_time_are_kept_by_subject(db: Database) -> None:
+    quotas, now = QuotaRepository(db), dt.datetime.now(dt.UTC)
+    quotas.put(Subject("user", "alice"), Limits(vcpus=4, gpus=0), now)
+    quotas.put(Subject("group", "students"), Limits(endpoints=2), now)
+    quotas.put(Subject("user", "alice"), Limits(vcpus=8), now)  # replaced, not added
+    quotas.put(Subject("default"), Limits(), now)  # no limits at all, as set
+    assert quotas.all() == {
+        Subject("user", "alice"): Limits(vcpus=8),
+        Subject("group", "students"): Limits(endpoints=2),
+        Subject("default"): Limits(),
+    }
+    assert quotas.delete(Subject("user", "alice")) and not quotas.delete(Subject("user", "alice"))
+    assert Subject("user", "alice") not in quotas.all()
+
+
+def test_the_ledger_keeps_a_users_arn_whatever_its_path(db: Database) -> None:
+    from decimal import Decimal
+
+    from shipyard.core.costs import Interval
+    from shipyard.store import UsageRepository
+
+    owner = f"arn:aws:iam::000000000000:user/{'department/' * 40}alice"  # 450 characters
+    usage, now = UsageRepository(db), dt.datetime.now(dt.UTC)
+    usage.open(
+        Interval(
+            "training/j/1",
+            "training",
+            "j",
+            ARN,
+            "ml.m5.large",
+            1,
+            Decimal(1),
+            Decimal(1),
+            now,
+            now,
+            owner=owner,
+        )
+    )
+    assert [i.owner for i in usage.for_resource("training", "j")] == [owner]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import tarfile
 import time
@@ -138,10 +139,10 @@ print("config", json.load(open("/opt/ml/input/config/resourceconfig.json"))["cur
 os.makedirs("/opt/ml/model/sub", exist_ok=True)
 open("/opt/ml/model/sub/weights.txt", "w").write("w")
 open("/opt/ml/output/data/report.txt", "w").write("r")
-try:
-    open("/opt/ml/input/data/train/a.csv", "w").write("tamper")
-except OSError as e:
-    print("inputs are read-only:", e.errno)
+open("/opt/ml/input/data/train/a.csv", "w").write("changed")  # channels are the job's files
+os.chmod("/opt/ml/input/data/train/a.csv", 0o755)
+open("/opt/ml/input/data/train/new.txt", "w").write("n")
+print("channel file", open("/opt/ml/input/data/train/a.csv").read(), os.access("/opt/ml/input/data/train/a.csv", os.X_OK))
 """
 
 
@@ -172,7 +173,7 @@ def test_script_sees_the_sagemaker_contract_and_outputs_are_uploaded(clients: tu
     assert 'hps {"learning_rate": 0.1, "epochs": 3, "b": "x"} 0.1' in lines
     assert "channel ['a.csv', 'nested']" in lines
     assert "config algo-1" in lines
-    assert "inputs are read-only: 30" in lines
+    assert "channel file changed True" in lines  # writable and executable, as on SageMaker
     assert s3.get_object(Bucket=BUCKET, Key="contract/data/a.csv")["Body"].read() == b"1,2\n"
     model = s3.get_object(Bucket=BUCKET, Key=f"output/{name}/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(model)) as tar:
@@ -184,6 +185,44 @@ def test_script_sees_the_sagemaker_contract_and_outputs_are_uploaded(clients: tu
     assert statuses == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
     assert description["BillableTimeInSeconds"] >= 1
     assert description["TrainingStartTime"] <= description["TrainingEndTime"]
+
+
+LARGE_INPUT_SCRIPT = """
+import os
+path = "/opt/ml/input/data/train/big.bin"
+for attempt in ("write", "chmod"):
+    try:
+        open(path, "r+b").write(b"tampered") if attempt == "write" else os.chmod(path, 0o777)
+        print(attempt, "changed the stored object")
+    except OSError as e:
+        print(attempt, "refused", e.errno)
+os.remove(path)  # the job's folder is its own: it may replace the file
+open(path, "wb").write(b"mine")
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="large objects are linked only when jobs run as a uid of their own"
+)
+def test_a_job_cannot_change_a_large_stored_object_through_its_channel(clients: tuple[Any, Any, Any]) -> None:
+    from shipyard.runtime.agent._inputs import LINK_MIN_BYTES
+
+    sm, s3, logs = clients
+    body = b"\0" * LINK_MIN_BYTES
+    s3.put_object(Bucket=BUCKET, Key="large/big.bin", Body=body)
+    name = _create(sm, s3, LARGE_INPUT_SCRIPT, channels={"train": f"s3://{BUCKET}/large/"})
+    description = _wait(sm, name)
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    [stream] = logs.describe_log_streams(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+    )["logStreams"]
+    events = logs.get_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream["logStreamName"], startFromHead=True
+    )["events"]
+    lines = {e["message"] for e in events}
+    assert {"write refused 13", "chmod refused 1"} <= lines, lines
+    stored = s3.get_object(Bucket=BUCKET, Key="large/big.bin")["Body"].read()
+    assert stored == body
 
 
 def test_failure_reason_from_the_failure_file_or_the_log(clients: tuple[Any, Any, Any]) -> None:

@@ -15,8 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shipyard.server import ServerProcess
-from tests._support import boto_client
-from tests.integration.test_endpoints import BUCKET, ROLE, SKLEARN_IMAGE, _tgz, train_iris
+from tests._support import boto_client, tgz
+from tests.integration.test_endpoints import BUCKET, ROLE, SKLEARN_IMAGE, train_iris
 
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [4.9, 3.0, 1.4, 0.2]]
 CLASSES = [0, 2, 1, 0]
@@ -56,7 +56,7 @@ def models(clients: tuple[Any, Any]) -> dict[str, str]:
         PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": data},
     )
     key = f"transform-code/{names['script']}/sourcedir.tar.gz"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=_tgz({"inference.py": CLASSIFY}))
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"inference.py": CLASSIFY}))
     sm.create_model(
         ModelName=names["script"],
         ExecutionRoleArn=ROLE,

@@ -15,9 +15,12 @@ from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.placement import Resources
 from shipyard.core.pricing import Rates
 from shipyard.envs import ImageResolver
-from shipyard.runtime.contract import StoreAccess
+from shipyard.runtime.contract import JobApi, StoreAccess
 from shipyard.services.costs import CostService
+from shipyard.services.credentials import CredentialService
+from shipyard.services.identity import IdentityService
 from shipyard.services.jobs import TrainingService
+from shipyard.services.quotas import QuotaService
 from shipyard.services.scheduler import AgentSettings, JobScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.tuning import TuningService
@@ -30,6 +33,9 @@ from shipyard.store import (
     TuningJobRepository,
     UsageRepository,
 )
+from shipyard.store.credentials import CredentialRepository
+from shipyard.store.identity import IdentityRepository
+from shipyard.store.quotas import QuotaRepository
 from shipyard.store.utilization import UtilizationRepository
 from shipyard.testing import FakeBackend, ManualClock
 
@@ -45,9 +51,14 @@ class World:
     utilization: UtilizationRepository
     jobs_dir: Path
     tuning: TuningService
+    credentials: CredentialService
+    identity: IdentityService
+    quotas: QuotaService  # by user and group (none until a test sets some)
 
-    def create(self, name: str, **kw: Any) -> None:
-        self.training.create(params(name, **kw), region="eu-west-1")
+    def create(self, name: str, *, owner: str | None = None, **kw: Any) -> None:
+        """A training job ``name`` (``owner``: a user's name; None: root's)."""
+        arn = f"arn:aws:iam::000000000000:user/{owner}" if owner else None
+        self.training.create(params(name, **kw), region="eu-west-1", owner=arn)
 
     def job(self, name: str) -> Any:
         return self.training.describe(name)
@@ -107,6 +118,14 @@ def world(tmp_path: Path, template_db: Path) -> Iterator[World]:
     backends = Backends(backend)
     costs = CostService(UsageRepository(db), catalog, Rates(), tags=lambda arn: {}, bucket_sizes=lambda: {})
     utilization = UtilizationRepository(db)
+    credentials = CredentialService(CredentialRepository(db), account_id="000000000000", clock=clock)
+    identity = IdentityService(IdentityRepository(db, "000000000000"), account_id="000000000000", clock=clock)
+    quotas = QuotaService(
+        QuotaRepository(db),
+        groups_of=lambda name: [g.name for g in identity.repository.groups_of(name)],
+        clock=clock,
+        cache_seconds=0,
+    )
     repositories = [TrainingJobRepository(db), ProcessingJobRepository(db), TransformJobRepository(db)]
     scheduler = JobScheduler(
         repositories,
@@ -115,10 +134,14 @@ def world(tmp_path: Path, template_db: Path) -> Iterator[World]:
         costs,
         utilization,
         AgentSettings(
-            jobs_dir=tmp_path / "jobs", object_store=StoreAccess("local", root=str(tmp_path / "objects"))
+            jobs_dir=tmp_path / "jobs",
+            object_store=StoreAccess("local", root=str(tmp_path / "objects")),
+            api=JobApi("http://127.0.0.1:8300"),
         ),
         fit_to_machine=False,
         clock=clock,
+        credentials=credentials,
+        quotas=quotas.bounds,
     )
     training = TrainingService(
         repositories[0],
@@ -130,7 +153,19 @@ def world(tmp_path: Path, template_db: Path) -> Iterator[World]:
         fit_to_machine=False,
         wake=scheduler.wake,
         clock=clock,
+        user_quotas=quotas,
     )
     tuning = TuningService(TuningJobRepository(db), training, account_id="000000000000", clock=clock)
-    yield World(clock, backend, scheduler, training, utilization, tmp_path / "jobs", tuning)
+    yield World(
+        clock,
+        backend,
+        scheduler,
+        training,
+        utilization,
+        tmp_path / "jobs",
+        tuning,
+        credentials,
+        identity,
+        quotas,
+    )
     db.engine.dispose()

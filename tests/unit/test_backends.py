@@ -57,3 +57,26 @@ def test_a_cluster_with_no_machine_yet_grants_the_type_as_asked() -> None:
     placement = plan(large, 2, nothing, node=nothing, fit_to_machine=True)
     assert placement == plan(large, 2, Resources(64, 256), fit_to_machine=True)  # as asked, not scaled
     assert not placement.total.fits_in(nothing)  # so the scheduler keeps it Pending, and asks for it
+
+
+def _ray_node(node_id: str, cpus: float, memory_gib: float = 8) -> dict[str, Any]:
+    return {"NodeID": node_id, "Alive": True, "Resources": {"CPU": cpus, "memory": memory_gib * 2**30}}
+
+
+def test_an_endpoints_model_servers_go_to_the_nodes_running_fewest_of_them() -> None:
+    from shipyard.compute.ray._engine import spread_node
+
+    nodes = [_ray_node("a", 4), _ray_node("b", 2), _ray_node("c", 2)]
+    bundle = {"CPU": 2, "memory": 4 * 2**30}
+    assert spread_node(nodes, bundle, []) == "a"  # the largest first
+    assert spread_node(nodes, bundle, ["a"]) == "b"
+    assert spread_node(nodes, bundle, ["a", "b"]) == "c"
+    assert spread_node(nodes, bundle, ["a", "b", "c"]) == "a"
+
+
+def test_a_model_server_is_never_steered_to_a_node_too_small_for_it() -> None:
+    from shipyard.compute.ray._engine import spread_node
+
+    nodes = [_ray_node("big", 8, 32), _ray_node("small", 1, 2)]
+    assert spread_node(nodes, {"CPU": 2, "memory": 4 * 2**30}, ["big"]) == "big"
+    assert spread_node(nodes, {"CPU": 16, "memory": 4 * 2**30}, []) is None  # Ray decides (and waits)

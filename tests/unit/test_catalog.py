@@ -87,3 +87,28 @@ def test_bad_override_names_line_column_and_value(tmp_path: Path) -> None:
     path.write_text("instance_type,cores\nml.x.large,2\n")
     with pytest.raises(ConfigurationError, match="unknown"):
         InstanceCatalog.load(path)
+
+
+def test_older_types_sagemaker_still_accepts(catalog: InstanceCatalog) -> None:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    accepted = {
+        JobKind.TRAINING: "TrainingInstanceType",
+        JobKind.PROCESSING: "ProcessingInstanceType",
+        JobKind.HOSTING: "ProductionVariantInstanceType",
+        JobKind.TRANSFORM: "TransformInstanceType",
+    }
+    older = [t for t in catalog if t.family in ("m4", "c4", "t2", "p2")]
+    assert len(older) == 17
+    for kind, shape in accepted.items():
+        enum = set(model.shape_for(shape).enum)
+        # offered for exactly the kinds of work SageMaker's API accepts each type for
+        assert {t.name for t in older if t.supports(kind)} == {t.name for t in older if t.name in enum}
+    m4 = catalog.get("ml.m4.xlarge")
+    assert (m4.vcpu, m4.memory_gib, m4.gpu_count) == (4, 16, 0)
+    assert m4.cost(JobKind.TRAINING, 3600) == Decimal("0.24")
+    p2 = catalog.get("ml.p2.8xlarge")
+    assert (p2.gpu_count, p2.gpu_model) == (8, "NVIDIA K80")
+    assert catalog.get("ml.t2.medium").supports(JobKind.HOSTING)
+    assert not catalog.get("ml.t2.medium").supports(JobKind.TRAINING)

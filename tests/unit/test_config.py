@@ -4,6 +4,7 @@ import pytest
 
 from shipyard.config import Settings, is_loopback
 from shipyard.errors import ConfigurationError
+from shipyard.runtime import _sandbox
 
 
 def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
@@ -39,7 +40,8 @@ def test_env_errors_name_the_variable(tmp_path: Path) -> None:
         Settings.load({"data_dir": tmp_path}, environ={"SHIPYARD_PORT": "x"})
 
 
-def test_public_bind_requires_credentials(tmp_path: Path) -> None:
+def test_public_bind_requires_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sandbox, "sandbox_available", lambda: True)  # see test_settings_security
     with pytest.raises(
         ConfigurationError, match=r"Refusing to bind host '0\.0\.0\.0' without authentication"
     ):

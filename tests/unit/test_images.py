@@ -108,6 +108,27 @@ def test_builtin_xgboost_is_marked() -> None:
     assert spec.builtin == "xgboost" and "xgboost==1.7.6" in spec.requirements
 
 
+def test_moving_tags_resolve_to_what_aws_serves_under_them() -> None:
+    from sagemaker import image_uris
+
+    for version in ("latest", "1"):  # the first-party algorithm's tags: its legacy 0.72 release
+        uri = image_uris.retrieve("xgboost", "us-east-1", version)
+        assert uri == f"811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:{version}"
+        spec = ImageResolver().resolve(uri)
+        assert spec.builtin == "xgboost" and "xgboost==1.5.2" in spec.requirements
+        assert spec.note is not None and f"xgboost:{version} is AWS's XGBoost 0.72" in spec.note
+        assert "using xgboost 1.5.2" in spec.note
+    raw = ImageResolver().resolve("433757028032.dkr.ecr.us-west-2.amazonaws.com/xgboost")  # no tag: latest
+    assert raw.builtin == "xgboost" and "xgboost==1.5.2" in raw.requirements
+    for tag in ("latest", "cpu-py3"):  # AWS publishes no such tag in its framework repositories
+        image = f"683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:{tag}"
+        with pytest.raises(
+            ValidationError, match=rf"tag '{tag}' names no sklearn version.*e\.g\. 1\.2-1"
+        ) as exc:
+            ImageResolver().resolve(image)
+        assert exc.value.field == "TrainingImage" and exc.value.value == image
+
+
 def test_unknown_and_private_images_are_refused_with_what_is_known() -> None:
     with pytest.raises(ValidationError) as exc:
         ImageResolver().resolve("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own-trainer:3")

@@ -4,9 +4,26 @@ from shipyard.errors import InvalidBucketName, InvalidObjectKey
 from shipyard.storage import validate_bucket_name, validate_key
 
 
+@pytest.mark.parametrize("key", ["", "x" * 1025, "é" * 513, "a\ud800b"])
+def test_keys_s3_would_refuse_are_refused_with_the_key_named(key: str) -> None:
+    with pytest.raises(InvalidObjectKey) as info:
+        validate_key(key)
+    assert info.value.field == "Key"
+    assert repr(key[:20])[1:-1][:10] in info.value.message
+
+
 @pytest.mark.parametrize(
     "key",
     [
+        "a",
+        "train/data.csv",
+        "folder/",
+        "a..b",
+        "...x",
+        "spaces are fine.txt",
+        "ünïcödé/ключ",
+        "a%2e%2e/b",
+        # S3 stores these as the text they are; the local store keeps them inside their bucket.
         "../etc/passwd",
         "a/../../b",
         "/abs/path",
@@ -16,22 +33,11 @@ from shipyard.storage import validate_bucket_name, validate_key
         ".",
         "a\x00b",
         "a\nb",
-        "x" * 1025,
-        "a/" + "y" * 251,
+        "x" * 1024,
+        "a/" + "y" * 1000,
     ],
 )
-def test_unsafe_keys_are_refused_with_the_key_named(key: str) -> None:
-    with pytest.raises(InvalidObjectKey) as info:
-        validate_key(key)
-    assert info.value.field == "Key"
-    assert repr(key[:20])[1:-1][:10] in info.value.message
-
-
-@pytest.mark.parametrize(
-    "key",
-    ["a", "train/data.csv", "folder/", "a..b", "...x", "spaces are fine.txt", "ünïcödé/ключ", "a%2e%2e/b"],
-)
-def test_ordinary_keys_pass(key: str) -> None:
+def test_every_key_s3_accepts_passes(key: str) -> None:
     assert validate_key(key) == key
 
 

@@ -33,7 +33,14 @@ class RecordingGuard:
         self.refuse = refuse
 
     def __call__(
-        self, kind: str, name: str, reckon: Any, request: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        kind: str,
+        name: str,
+        reckon: Any,
+        request: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        owner: str | None = None,
     ) -> contextlib.AbstractContextManager[None]:
         self.asked.append((kind, name, dict(tags)))
         if kind in self.refuse:

@@ -86,3 +86,30 @@ def test_unknown_access_key_is_named() -> None:
     S3SigV4Auth(Credentials("OTHER", "x"), "s3", "us-east-1").add_auth(request)
     with pytest.raises(AuthenticationError, match="'OTHER'"):
         _verify(request)
+
+
+@pytest.mark.parametrize(
+    "amz_date",
+    [
+        "",
+        "2026-12-03T06:44:52Z",
+        "20261303T064452Z",
+        "20261203T064452",
+        "\u0662\u0660\u0662\u06661203T064452Z",
+    ],
+)
+def test_a_malformed_or_impossible_amz_date_is_named(amz_date: str) -> None:
+    request = AWSRequest("GET", "http://127.0.0.1:8300/bucket/key")
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(request)
+    request.headers.replace_header("X-Amz-Date", amz_date)
+    with pytest.raises(AuthenticationError, match=f"Malformed or missing X-Amz-Date '{amz_date}'"):
+        _verify(request)
+
+
+def test_a_request_signed_too_long_ago_is_refused_naming_the_clock() -> None:
+    request = AWSRequest("GET", "http://127.0.0.1:8300/bucket/key")
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(request)
+    signed = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)
+    request.headers.replace_header("X-Amz-Date", f"{signed:%Y%m%dT%H%M%SZ}")
+    with pytest.raises(AuthenticationError, match="more than 15 minutes from the server's time"):
+        _verify(request)

@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote
 
-from shipyard.errors import AuthenticationError
+from shipyard.errors import AuthenticationError, InvalidPresignedUrl
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
+MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600  # seconds: AWS refuses presigned URLs valid for longer
+_EXPIRES_RE = re.compile(r"-?[0-9]{1,15}")
 _AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<signature>[0-9a-f]+)"
 )
 _SPACES = re.compile(r"\s+")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/~._-]*")  # a path that quote() leaves as it is
+_AMZ_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +70,7 @@ def parse_sigv4(headers: Mapping[str, str], query: Mapping[str, str]) -> SigV4 |
         signature = query.get("X-Amz-Signature", "")
         amz_date = query.get("X-Amz-Date", "")
         presigned = True
-        try:
-            expires = int(query.get("X-Amz-Expires", "0"))
-        except ValueError:
-            raise AuthenticationError("X-Amz-Expires must be a number of seconds") from None
+        expires = _presigned_expires(query.get("X-Amz-Expires"))
     else:
         return None
     parts = credential.split("/")
@@ -89,14 +91,52 @@ def parse_sigv4(headers: Mapping[str, str], query: Mapping[str, str]) -> SigV4 |
     )
 
 
+def _presigned_expires(raw: str | None) -> int:
+    """A presigned URL's X-Amz-Expires, refused as S3 refuses it: missing, not a number, negative,
+    or past :data:`MAX_PRESIGNED_EXPIRES` (a SigV4 signing key lives 7 days)."""
+    if raw is None:
+        raise InvalidPresignedUrl(
+            "Query-string authentication version 4 requires the X-Amz-Expires parameter"
+        )
+    if not _EXPIRES_RE.fullmatch(raw):
+        raise InvalidPresignedUrl(f"X-Amz-Expires should be a number, got {raw[:40]!r}")
+    expires = int(raw)
+    if expires < 0:
+        raise InvalidPresignedUrl(f"X-Amz-Expires must be non-negative, got {expires}")
+    if expires > MAX_PRESIGNED_EXPIRES:
+        raise InvalidPresignedUrl(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
+            f"must be less than {MAX_PRESIGNED_EXPIRES} seconds (got {expires})"
+        )
+    return expires
+
+
+@functools.lru_cache(maxsize=256)
 def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    """The key a day's signatures for one region and service are made with (kept: a client
+    signs with the same one all day, and deriving it is four HMACs)."""
+    key = hmac.digest(f"AWS4{secret}".encode(), date.encode(), "sha256")
     for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.digest(key, part.encode(), "sha256")
     return key
 
 
+def _signed_at(amz_date: str) -> dt.datetime:
+    """X-Amz-Date (``20261203T064452Z``) as a UTC time (as strptime reads it, without its cost:
+    this is on every signed request)."""
+    match = _AMZ_DATE.fullmatch(amz_date)
+    try:
+        if match is None:
+            raise ValueError(amz_date)
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+    except ValueError:
+        raise AuthenticationError(f"Malformed or missing X-Amz-Date {amz_date!r}") from None
+
+
 def _canonical_query(raw_query: str, presigned: bool) -> str:
+    if not raw_query:
+        return ""
     pairs = parse_qsl(raw_query, keep_blank_values=True)
     if presigned:
         pairs = [(k, v) for k, v in pairs if k != "X-Amz-Signature"]
@@ -124,10 +164,7 @@ def verify_sigv4(
     if not hmac.compare_digest(sig.access_key_id, expected_access_key_id):
         raise AuthenticationError(f"The access key id {sig.access_key_id!r} is not known to this server")
     now = now or dt.datetime.now(dt.UTC)
-    try:
-        signed_at = dt.datetime.strptime(sig.amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    except ValueError:
-        raise AuthenticationError(f"Malformed or missing X-Amz-Date {sig.amz_date!r}") from None
+    signed_at = _signed_at(sig.amz_date)
     if sig.presigned:
         if now > signed_at + dt.timedelta(seconds=sig.expires or 0):
             raise AuthenticationError(
@@ -139,14 +176,16 @@ def verify_sigv4(
             f"{now:%Y%m%dT%H%M%SZ}: check the client's clock"
         )
     # botocore encodes the path once more for every service but S3.
-    canonical_uri = raw_path if sig.service == "s3" else quote(raw_path, safe="/~")
+    canonical_uri = (
+        raw_path if sig.service == "s3" or _PLAIN_PATH.fullmatch(raw_path) else quote(raw_path, safe="/~")
+    )
     canonical_headers = "".join(
         f"{name}:{_SPACES.sub(' ', headers.get(name, '').strip())}\n" for name in sig.signed_headers
     )
     if sig.presigned:
         payload_hash = "UNSIGNED-PAYLOAD"
-    elif "x-amz-content-sha256" in headers:
-        payload_hash = headers["x-amz-content-sha256"]
+    elif (declared := headers.get("x-amz-content-sha256")) is not None:
+        payload_hash = declared
     else:
         payload_hash = hashlib.sha256(body or b"").hexdigest()
     canonical_request = "\n".join(
@@ -162,9 +201,9 @@ def verify_sigv4(
     string_to_sign = "\n".join(
         [ALGORITHM, sig.amz_date, sig.scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
     )
-    expected = hmac.new(
-        _signing_key(secret, sig.date, sig.region, sig.service), string_to_sign.encode(), hashlib.sha256
-    ).hexdigest()
+    expected = hmac.digest(
+        _signing_key(secret, sig.date, sig.region, sig.service), string_to_sign.encode(), "sha256"
+    ).hex()
     if not hmac.compare_digest(expected, sig.signature):
         raise AuthenticationError(
             "The request signature does not match: check the secret access key and that no proxy "

@@ -1,22 +1,32 @@
 """A lean HTTP/1.1 client for the model servers: pooled keep-alive connections, nothing else.
 
 InvokeEndpoint sends every request through here, so it does only what that needs: POST with a
-Content-Length body to a loopback server that answers with Content-Length (the model server always
-does), TCP_NODELAY, and one retry on a fresh connection when a pooled one turns out closed before
-any of the answer arrived (the server may close idle connections). General clients spend most of
-a sub-millisecond request on machinery this does not need.
+Content-Length body to a loopback server that answers with Content-Length, or in chunks when its
+handler streams (InvokeEndpointWithResponseStream reads them as they come, :meth:`UpstreamPool.stream`;
+InvokeEndpoint joins them), TCP_NODELAY, and one retry on a fresh connection when a pooled one
+turns out closed before any of the answer arrived (the server may close idle connections).
+General clients spend most of a sub-millisecond request on machinery this does not need.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import socket
+from collections.abc import AsyncIterator
 
 
 class UpstreamError(Exception):
     """The model server could not be reached or sent something that is not an HTTP answer."""
+
+
+class UpstreamStreamError(UpstreamError):
+    """A streamed answer whose handler failed midway (the model server's message)."""
+
+
+STREAM_ERROR = "x-shipyard-stream-error"  # the trailer a model server ends a failed stream with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +54,9 @@ class UpstreamPool:
     async def post(
         self, host: str, port: int, path: str, body: bytes, headers: dict[str, str]
     ) -> UpstreamResponse:
-        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        """The whole answer (a streamed one joined; one that failed midway answers 500 with the
+        handler's message)."""
+        request = _request(host, port, path, body, headers)
         idle = self._idle[(host, port)]
         try:
             async with asyncio.timeout(self._timeout):
@@ -78,34 +88,68 @@ class UpstreamPool:
         return reader, writer
 
     async def _exchange(self, connection: _Connection, request: bytes) -> tuple[UpstreamResponse, bool]:
+        status, headers, reusable = await _head(connection, request)
         reader, writer = connection
-        try:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            writer.close()
-            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
-                raise UpstreamError("the model server's answer was cut off") from None
-            raise _ClosedBeforeAnswer from None
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            status = int(lines[0].split(" ", 2)[1])
-        except (IndexError, ValueError):
-            writer.close()
-            raise UpstreamError(f"not an HTTP answer: {lines[0][:80]!r}") from None
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name:
-                headers[name.strip().lower()] = value.strip()
+        if _chunked(headers):
+            parts = []
+            try:
+                async for part in _read_chunks(reader, headers):
+                    parts.append(part)
+            except UpstreamStreamError as exc:  # the handler failed midway
+                writer.close()
+                return UpstreamResponse(500, {"content-type": "text/plain"}, str(exc).encode()), False
+            except BaseException:
+                writer.close()
+                raise
+            return UpstreamResponse(status, headers, b"".join(parts)), reusable
         length = int(headers.get("content-length", "0"))
         try:
             body = await reader.readexactly(length) if length else b""
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
             raise UpstreamError("the model server's answer was cut off") from None
-        reusable = headers.get("connection", "").lower() != "close" and lines[0].startswith("HTTP/1.1")
         return UpstreamResponse(status, headers, body), reusable
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, host: str, port: int, path: str, body: bytes, headers: dict[str, str]
+    ) -> AsyncIterator[UpstreamStream]:
+        """The answer's head, and its body as the model server sends it (one part when it
+        answers with a Content-Length). The connection goes back to the pool only when the body
+        was read to its end; each read has the pool's timeout, not the whole stream."""
+        request = _request(host, port, path, body, headers)
+        idle = self._idle[(host, port)]
+        try:
+            async with asyncio.timeout(self._timeout):
+                connection = None
+                while idle:
+                    candidate = idle.pop()
+                    try:
+                        status, answer_headers, reusable = await _head(candidate, request)
+                    except _ClosedBeforeAnswer:
+                        continue
+                    connection = candidate
+                    break
+                if connection is None:
+                    connection = await self._connect(host, port)
+                    try:
+                        status, answer_headers, reusable = await _head(connection, request)
+                    except _ClosedBeforeAnswer:
+                        raise UpstreamError(
+                            f"{host}:{port} closed the connection without answering"
+                        ) from None
+        except TimeoutError:
+            raise UpstreamError(f"{host}:{port} did not answer in {self._timeout:g} s") from None
+        except OSError as exc:
+            raise UpstreamError(f"{host}:{port}: {exc}") from None
+        answer = UpstreamStream(status, answer_headers, connection[0], self._timeout)
+        try:
+            yield answer
+        finally:
+            if answer.finished:
+                self._release(idle, connection, reusable)
+            else:
+                connection[1].close()
 
     def _release(self, idle: collections.deque[_Connection], connection: _Connection, reusable: bool) -> None:
         if reusable and len(idle) < self._max_idle:
@@ -121,3 +165,105 @@ class UpstreamPool:
 
 class _ClosedBeforeAnswer(Exception):
     pass
+
+
+class UpstreamStream:
+    """A streamed answer (:meth:`UpstreamPool.stream`): its status and headers, then its parts."""
+
+    def __init__(self, status: int, headers: dict[str, str], reader: asyncio.StreamReader, timeout: float):
+        self.status = status
+        self.headers = headers
+        self._reader = reader
+        self._timeout = timeout
+        self.finished = False  # the body was read to its end (the connection may be reused)
+
+    async def parts(self) -> AsyncIterator[bytes]:
+        """The body's parts as they arrive. Raises UpstreamStreamError when the model server's
+        handler failed midway (its message), UpstreamError when the answer was cut off."""
+        if _chunked(self.headers):
+            async for part in _read_chunks(self._reader, self.headers, self._timeout):
+                yield part
+        else:
+            length = int(self.headers.get("content-length", "0"))
+            try:
+                async with asyncio.timeout(self._timeout):
+                    body = await self._reader.readexactly(length) if length else b""
+            except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+                raise UpstreamError("the model server's answer was cut off") from None
+            if body:
+                yield body
+        self.finished = True
+
+    async def read(self) -> bytes:
+        return b"".join([part async for part in self.parts()])
+
+
+def _request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _head(connection: _Connection, request: bytes) -> tuple[int, dict[str, str], bool]:
+    """Send ``request`` and read the answer's status line and headers."""
+    reader, writer = connection
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        writer.close()
+        if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+            raise UpstreamError("the model server's answer was cut off") from None
+        raise _ClosedBeforeAnswer from None
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        writer.close()
+        raise UpstreamError(f"not an HTTP answer: {lines[0][:80]!r}") from None
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    reusable = headers.get("connection", "").lower() != "close" and lines[0].startswith("HTTP/1.1")
+    return status, headers, reusable
+
+
+def _chunked(headers: dict[str, str]) -> bool:
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+async def _read_chunks(
+    reader: asyncio.StreamReader, headers: dict[str, str], timeout: float | None = None
+) -> AsyncIterator[bytes]:
+    """The chunks of a chunked body, then its trailer read (UpstreamStreamError with the model
+    server's message when it ended the stream with :data:`STREAM_ERROR`)."""
+    try:
+        while True:
+            async with asyncio.timeout(timeout):
+                size_line = await reader.readuntil(b"\r\n")
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+                if size == 0:
+                    break
+                chunk = await reader.readexactly(size + 2)
+            yield chunk[:-2]
+        error = None
+        while True:  # the trailer
+            async with asyncio.timeout(timeout):
+                line = await reader.readuntil(b"\r\n")
+            if line == b"\r\n":
+                break
+            name, _, value = line.decode("utf-8", "replace").partition(":")
+            if name.strip().lower() == STREAM_ERROR:
+                error = value.strip()
+    except (
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        ConnectionError,
+        TimeoutError,
+        ValueError,
+    ):
+        raise UpstreamError("the model server's answer was cut off") from None
+    if error is not None:
+        raise UpstreamStreamError(error)

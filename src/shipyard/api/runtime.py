@@ -24,7 +24,6 @@ from shipyard.services import Platform
 from shipyard.services.endpoints import NoRoute
 from shipyard.services.logs import ENDPOINTS_GROUP
 
-MAX_PAYLOAD = 6 * 1024 * 1024
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 
 
@@ -32,7 +31,8 @@ def is_invocation(method: str, path: str) -> bool:
     return method == "POST" and path.startswith("/endpoints/") and path.endswith("/invocations")
 
 
-def _error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
+def runtime_error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
+    """An error in SageMaker Runtime's form (``x-amzn-ErrorType`` names its kind)."""
     return Response(
         json.dumps({"message": message, "Message": message, **fields}),
         status,
@@ -54,15 +54,8 @@ class Runtime:
     async def invoke(self, request: Request, request_id: str, region: str) -> Response:
         started = time.perf_counter()
         name = unquote(request.url.path.split("/")[2])
-        body = await request.body()
+        body = await request.body()  # within the limit (api/_body.py): PayloadTooLarge past it
         account = self._platform.settings.account_id
-        if len(body) > MAX_PAYLOAD:
-            return _error(
-                "ValidationError",
-                f"Request payload of {len(body)} bytes is larger than the limit of {MAX_PAYLOAD} bytes",
-                413,
-                request_id,
-            )
         headers = request.headers
         endpoints = self._platform.endpoints
         try:
@@ -71,19 +64,19 @@ class Runtime:
             try:
                 endpoint = endpoints.get(name)
             except NotFoundError:
-                return _error(
+                return runtime_error(
                     "ValidationError", f"Endpoint {name} of account {account} not found.", 400, request_id
                 )
-            return _error(
+            return runtime_error(
                 "ValidationError",
                 f"Endpoint {name} of account {account} is {endpoint.status}, not InService.",
                 400,
                 request_id,
             )
         except ValidationError as exc:
-            return _error("ValidationError", exc.message, 400, request_id)
+            return runtime_error("ValidationError", exc.message, 400, request_id)
         except NoRoute as exc:
-            return _error("ServiceUnavailable", exc.message, 503, request_id)
+            return runtime_error("ServiceUnavailable", exc.message, 503, request_id)
         server.in_flight += 1
         sent = time.perf_counter()
         try:
@@ -92,10 +85,10 @@ class Runtime:
                 server.port,
                 "/invocations",
                 body,
-                {k: v for k in _FORWARDED if (v := headers.get(k)) is not None},
+                {k: v for k in _FORWARDED if (v := headers.get(k)) is not None} | server.headers,
             )
         except UpstreamError as exc:
-            return _error(
+            return runtime_error(
                 "ServiceUnavailable",
                 f"The model server of variant {variant.name!r} did not answer: {exc}",
                 503,
@@ -126,9 +119,10 @@ class Runtime:
         account = self._platform.settings.account_id
         if answer.status != 200:
             stream = f"{variant}/{server.instance_dir.name}"
-            return _error(
+            return runtime_error(
                 "ModelError",
-                f'Received server error ({answer.status}) from model with message "{answer.text}". '
+                f"Received {'client' if 400 <= answer.status < 500 else 'server'} error ({answer.status}) "
+                f'from model with message "{answer.text}". '
                 f"See the log stream {stream} of log group {ENDPOINTS_GROUP}{name}.",
                 424,
                 request_id,

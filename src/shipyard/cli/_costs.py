@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,9 +28,9 @@ def cost(
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
-    """What the work cost: this site's prices, and SageMaker's on-demand prices beside them."""
-    import httpx
-
+    """What the work cost: this site's prices, and SageMaker's on-demand prices beside them. By
+    user: who created the work ("(lab)": the server's own key's). A user who is not an
+    administrator sees their own spend only."""
     from shipyard.sdk import connect
 
     connection = connect(url)
@@ -38,12 +38,7 @@ def cost(
     params += [(k, v) for k, v in (("start", since), ("end", until)) if v]
     if as_csv:
         params.append(("format", "csv"))
-    answer = httpx.get(
-        f"{connection.url}/api/v1/costs",
-        params=params,
-        headers={"Authorization": f"Bearer {connection.secret_access_key}"},
-        timeout=60,
-    )
+    answer = connection.request("GET", "costs", params=params)
     answer.raise_for_status()
     if as_csv:
         typer.echo(answer.text, nl=False)
@@ -77,12 +72,20 @@ def cost(
         column.justify = "right"
     for row in report["rows"]:
         table.add_row(
-            *("(untagged)" if row[g] is None and g.startswith("tag:") else str(row[g] or "") for g in groups),
+            *(_cell(g, row[g]) for g in groups),
             f"{row['unit_seconds'] / 3600:.3f}",
             row["cost_usd"],
             row["sagemaker_cost_usd"],
         )
     Console().print(table if report["rows"] else "Nothing was spent in that time.")
+
+
+def _cell(group: str, value: object) -> str:
+    if value is None and group.startswith("tag:"):
+        return "(untagged)"
+    if value is None and group == "user":
+        return "(lab)"  # root's: the server's own key pair
+    return str(value or "")
 
 
 def _m(usd: str) -> str:
@@ -98,37 +101,33 @@ budgets_app = typer.Typer(
 )
 
 
-def _native(url: str | None, method: str, path: str, **kwargs: object) -> object:
-    import httpx
-
+def _native(url: str | None, method: str, path: str, **kwargs: Any) -> object:
     from shipyard.sdk import connect
 
-    connection = connect(url)
-    answer = httpx.request(
-        method,
-        f"{connection.url}/api/v1/{path}",
-        headers={"Authorization": f"Bearer {connection.secret_access_key}"},
-        timeout=60,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    answer = connect(url).request(method, path, **kwargs)
     answer.raise_for_status()
     return answer.json() if answer.content else None
 
 
 @budgets_app.command("list")
 def list_budgets(url: Url = None, as_json: AsJson = False) -> None:
-    """Every budget: its limit, spend this period, committed by running work, actions."""
+    """Every budget you may see (a user: their own): its limit, spend this period, committed by
+    running work, actions."""
     found = _native(url, "GET", "budgets")
     assert isinstance(found, list)
     if as_json:
         print_json(found)
         return
-    table = Table("name", "period", "scope", "limit", "spent", "committed", "%", "actions")
+    table = Table("name", "period", "whose", "scope", "limit", "spent", "committed", "%", "actions")
     for b in found:
+        whose = (
+            f"user {b['user']}" if b.get("user") else f"group {b['group']}" if b.get("group") else "everyone"
+        )
         scope = ", ".join(f"{k}={v}" for k, v in b["scope"].items()) or "everything"
         table.add_row(
             b["name"],
             b["period"],
+            whose,
             scope,
             _m(b["limit_usd"]),
             _m(b["spend_usd"]),
@@ -156,9 +155,13 @@ def create_budget(
         typer.Option("--action", help="deny (refuse launches past the limit), stop (stop work at it)"),
     ] = None,
     notify: Annotated[str | None, typer.Option(help="A webhook on this machine for the alerts")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's work")] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Only the work of this group's members, summed")
+    ] = None,
     url: Url = None,
 ) -> None:
-    """Create a budget."""
+    """Create a budget (a user who is not an administrator: one of their own)."""
     from shipyard.cli._launch import _pairs
 
     body: dict[str, object] = {
@@ -172,6 +175,10 @@ def create_budget(
         body["thresholds"] = threshold
     if notify:
         body["notify"] = notify
+    if user:
+        body["user"] = user
+    if group:
+        body["group"] = group
     created = _native(url, "POST", "budgets", json=body)
     assert isinstance(created, dict)
     typer.echo(f"Budget {name}: {_m(created['spend_usd'])} of {_m(created['limit_usd'])} spent this period")

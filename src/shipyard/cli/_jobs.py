@@ -51,15 +51,26 @@ def list_jobs(
         print_json(jobs)
         return
     table = Table("name", "status", "created", "ended")
+    client = _sagemaker(url) if any(j.get("SecondaryStatus") == "Pending" for j in jobs) else None
     for j in jobs:
         ended = j.get("TrainingEndTime")
+        status = j["TrainingJobStatus"]
+        if client is not None and j.get("SecondaryStatus") == "Pending":  # say why it waits
+            described = client.describe_training_job(TrainingJobName=j["TrainingJobName"])
+            status += f" (Pending: {waiting_message(described)})"
         table.add_row(
             j["TrainingJobName"],
-            j["TrainingJobStatus"],
+            status,
             f"{j['CreationTime']:%Y-%m-%d %H:%M:%S}",
             f"{ended:%H:%M:%S}" if ended else "",
         )
     Console().print(table)
+
+
+def waiting_message(job: dict[str, Any]) -> str:
+    """Why a Pending job waits: its last transition's StatusMessage."""
+    transitions = job.get("SecondaryStatusTransitions") or [{}]
+    return str(transitions[-1].get("StatusMessage", ""))
 
 
 @jobs_app.command("describe")
@@ -72,6 +83,8 @@ def describe(name: str, url: Url = None, as_json: AsJson = False) -> None:
         return
     console = Console(highlight=False)
     console.print(f"[bold]{job['TrainingJobName']}[/]  {job['TrainingJobStatus']} ({job['SecondaryStatus']})")
+    if job["SecondaryStatus"] == "Pending":
+        console.print(f"  waiting   {waiting_message(job)}", markup=False)
     console.print(f"  image     {job['AlgorithmSpecification'].get('TrainingImage')}")
     console.print(
         f"  resources {job['ResourceConfig']['InstanceCount']} x {job['ResourceConfig']['InstanceType']}"

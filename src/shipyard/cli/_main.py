@@ -33,6 +33,8 @@ from shipyard.cli._endpoints import endpoints_app, instance_types  # noqa: E402
 from shipyard.cli._jobs import jobs_app  # noqa: E402
 from shipyard.cli._launch import train, tune  # noqa: E402
 from shipyard.cli._pipelines import pipelines_app  # noqa: E402
+from shipyard.cli._quotas import quotas_app  # noqa: E402
+from shipyard.cli._users import keys_app, users_app, whoami  # noqa: E402
 
 app.command()(train)
 app.command()(tune)
@@ -42,8 +44,12 @@ app.add_typer(endpoints_app, name="endpoints")
 app.command("instance-types")(instance_types)
 app.command()(cost)
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(quotas_app, name="quotas")
 app.command()(alerts)
 app.command()(waste)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.command()(whoami)
 
 
 @app.callback()
@@ -257,7 +263,8 @@ def sagemaker_env(
     folder = _data_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "sagemaker-config.yaml"
-    config.write_text(SAGEMAKER_SDK_CONFIG)
+    # The user's own bucket, made (or found to be theirs) now: never one another user made first.
+    config.write_text(SAGEMAKER_SDK_CONFIG.format(bucket=connection.bucket))
     exports = {
         "AWS_ENDPOINT_URL": connection.url,
         "AWS_ACCESS_KEY_ID": connection.access_key_id,
@@ -265,5 +272,7 @@ def sagemaker_env(
         "AWS_DEFAULT_REGION": "us-east-1",
         "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
     }
+    if connection.credentials.session_token:
+        exports["AWS_SESSION_TOKEN"] = connection.credentials.session_token
     for name, value in exports.items():
         typer.echo(f"export {name}={shlex.quote(value)}")

@@ -24,6 +24,7 @@ import httpx
 
 from shipyard.core.hosting import ContainerSpec
 from shipyard.envs import EnvironmentSpec
+from shipyard.runtime.contract import TOKEN_HEADER
 
 
 class ModelServerError(Exception):
@@ -46,15 +47,21 @@ class ModelRequest:
 class ModelServer:
     """A running model server (one endpoint instance), wherever it runs."""
 
-    def __init__(self, request: ModelRequest, host: str, port: int) -> None:
+    def __init__(self, request: ModelRequest, host: str, port: int, token: str = "") -> None:
         self.request = request
         self.host = host
         self.port = port
+        self.token = token  # what the model server wants in X-Shipyard-Token ("": nothing)
         self.in_flight = 0  # requests sent and not yet answered (kept by the runtime's event loop)
 
     @property
     def instance_dir(self) -> Path:
         return self.request.instance_dir
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request to the model server carries (its token)."""
+        return {TOKEN_HEADER: self.token} if self.token else {}
 
     @property
     def url(self) -> str:
@@ -117,7 +124,7 @@ class ModelServers(abc.ABC):
                         + "\n".join(log_tail(server.log_path))
                     )
                 try:
-                    answer = client.get(f"{server.url}/ping")
+                    answer = client.get(f"{server.url}/ping", headers=server.headers)
                 except httpx.TransportError:
                     answer = None
                 if answer is not None and answer.status_code == 200:

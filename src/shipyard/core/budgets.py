@@ -1,6 +1,8 @@
 """Budgets: a limit on what some of the work may cost in a period, and what happens near it.
 
-A budget covers everything, or the resources whose tags match all of its ``scope``. Its spend is
+A budget covers everything, or the resources whose tags match all of its ``scope``, and may be
+narrowed to one person's work: a ``user``'s (what that user created) or a ``group``'s (what
+the group's members created, summed). Its spend is
 the ledger's cost (the site's prices) of those resources in the current period: this calendar
 month (UTC) for ``monthly``, since the budget was made for ``total``. Crossing a threshold
 (a percentage of the limit) records an alert, once per period, and POSTs it to the budget's
@@ -19,11 +21,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from shipyard.core.costs import user_name
+from shipyard.core.identity import check_name
 from shipyard.errors import ValidationError
 
 PERIODS = ("monthly", "total")
@@ -33,6 +37,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
+    """A budget. ``user``/``group``: only the work that user, or the members of that group,
+    created (at most one of them); ``scope``: only resources with these tags."""
+
     name: str
     limit_usd: Decimal
     period: str = "monthly"
@@ -41,6 +48,8 @@ class Budget:
     actions: tuple[str, ...] = ()
     notify: str | None = None
     created: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    user: str | None = None
+    group: str | None = None
 
     @classmethod
     def from_request(cls, body: Mapping[str, Any], now: dt.datetime) -> Budget:
@@ -94,6 +103,17 @@ class Budget:
         notify = body.get("notify")
         if notify is not None:
             check_notify(str(notify))
+        user, group = body.get("user"), body.get("group")
+        if user is not None:
+            check_name(user, "user")
+        if group is not None:
+            check_name(group, "group")
+            if user is not None:
+                raise ValidationError(
+                    f"A budget is a user's or a group's, not both: got user {user!r} and group {group!r}",
+                    field="group",
+                    value=group,
+                )
         return cls(
             name=name,
             limit_usd=limit,
@@ -103,10 +123,34 @@ class Budget:
             actions=tuple(sorted(set(actions))),
             notify=str(notify) if notify is not None else None,
             created=now,
+            user=user,
+            group=group,
         )
 
-    def covers(self, tags: Mapping[str, str]) -> bool:
-        return all(tags.get(k) == v for k, v in self.scope.items())
+    def covers(
+        self, tags: Mapping[str, str], owner: str | None = None, members: Collection[str] = ()
+    ) -> bool:
+        """Whether work with ``tags``, created by ``owner`` (a user's ARN; None: root), is this
+        budget's; ``members``: the ARNs of its group's members (for a group's budget)."""
+        if not all(tags.get(k) == v for k, v in self.scope.items()):
+            return False
+        if self.user is not None:
+            name = user_name(owner)
+            return name is not None and name.lower() == self.user.lower()
+        if self.group is not None:
+            return owner is not None and owner in members
+        return True
+
+    def belongs_to(self, user: str) -> bool:
+        """Whether this is the named user's own budget (what that user may see of budgets)."""
+        return self.user is not None and self.user.lower() == user.lower()
+
+    @property
+    def whose(self) -> str:
+        """Whose work it covers, for people: "everyone", "user alice" or "group students"."""
+        if self.user is not None:
+            return f"user {self.user}"
+        return f"group {self.group}" if self.group is not None else "everyone"
 
     def period_start(self, now: dt.datetime) -> dt.datetime:
         if self.period == "monthly":
@@ -123,6 +167,8 @@ class Budget:
             "actions": list(self.actions),
             "notify": self.notify,
             "created": self.created.isoformat(),
+            "user": self.user,
+            "group": self.group,
         }
 
     @classmethod
@@ -136,6 +182,8 @@ class Budget:
             actions=tuple(data["actions"]),
             notify=data.get("notify"),
             created=dt.datetime.fromisoformat(data["created"]),
+            user=data.get("user"),  # budgets made before there were users have neither
+            group=data.get("group"),
         )
 
 

@@ -4,6 +4,10 @@ An interval is a priced resource in use from ``started`` to ``ended`` (or still 
 job's instances, an endpoint's model server, a bucket at its size. Spend over a window is each
 interval's overlap with the window times its count times its hourly prices; an interval that spans several
 days or months is split at their (UTC) boundaries when grouping by them.
+
+Each interval records its ``owner``: the ARN of the user whose request created the resource
+(None for root's: the lab's). Intervals recorded before there were users hold the access key id
+of the create request instead; reports show it as it is (:func:`user_of`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Interval:
         kind: "training", "processing", "transform", "endpoint" or "storage".
         parent: The tuning job of a trial, the endpoint of a variant's instance; else None.
         usd_per_hour / sagemaker_usd_per_hour: Per unit (instance), the site's and SageMaker's.
+        owner: The ARN of the user who created the resource (None: root's, the lab's; an
+            access key id in intervals recorded before there were users).
         tags: The resource's tags when it was recorded (kept: the resource may be gone).
     """
 
@@ -68,6 +74,22 @@ class Interval:
         self, start: dt.datetime | None = None, end: dt.datetime | None = None, *, now: dt.datetime
     ) -> Decimal:
         return self.sagemaker_usd_per_hour * self.seconds(start, end, now=now) / _SECONDS_PER_HOUR
+
+
+def user_of(owner: str | None) -> str | None:
+    """Who an interval's owner is, for people: a user's name (the last part of its ARN); None
+    for root's (the lab's); anything else (an access key id, recorded before there were users)
+    as it is."""
+    if owner is None:
+        return None
+    return owner.rsplit("/", 1)[-1] if owner.startswith("arn:") else owner
+
+
+def user_name(owner: str | None) -> str | None:
+    """The name of the user whose ARN ``owner`` is; None when it is not a user's ARN."""
+    if owner is None or not owner.startswith("arn:") or ":user/" not in owner:
+        return None
+    return owner.rsplit("/", 1)[-1]
 
 
 def money(usd: Decimal) -> str:
@@ -115,7 +137,8 @@ def allocate(
 ) -> list[dict[str, Any]]:
     """Spend in [start, end) by ``groups``: one row per combination that spent anything, with
     ``unit_seconds``, ``cost_usd`` and ``sagemaker_cost_usd``, most expensive first. A row's
-    missing tag is ``None`` ("untagged")."""
+    missing tag is ``None`` ("untagged"); its ``user`` the owner's name (:func:`user_of`), None
+    for root's."""
     groups = check_groups(groups)
     time_unit = "day" if "day" in groups else "month" if "month" in groups else None  # cut at the finer
     totals: dict[tuple[Any, ...], list[Decimal]] = {}
@@ -158,5 +181,5 @@ def _value(group: str, interval: Interval, tags: Mapping[str, str], at: dt.datet
         "instance_type": interval.instance_type,
         "resource": interval.name,
         "parent": interval.parent,
-        "user": interval.owner,
+        "user": user_of(interval.owner),
     }[group]

@@ -279,6 +279,23 @@ class JobState:
             state = dataclasses.replace(state, started=now)
         return state
 
+    def waiting(self, message: str, now: dt.datetime) -> JobState:
+        """Pending, saying why (``message``: the transition's StatusMessage). A job already
+        Pending keeps its transition and gets the new message when the reason changed; a job
+        stopping or ended is left as it is."""
+        if self.status != TrainingJobStatus.IN_PROGRESS:
+            return self
+        if self.secondary != SecondaryStatus.PENDING:
+            return self.advance(SecondaryStatus.PENDING, now, message)
+        last = self.transitions[-1]
+        if last.message == message:
+            return self
+        return dataclasses.replace(
+            self,
+            transitions=(*self.transitions[:-1], dataclasses.replace(last, message=message)),
+            last_modified=now,
+        )
+
     def stopping(self, now: dt.datetime) -> JobState:
         if self.status != TrainingJobStatus.IN_PROGRESS:
             return self

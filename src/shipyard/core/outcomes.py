@@ -7,7 +7,8 @@
 * :func:`billed` — the billed interval and seconds (by the second, at least one);
 * :func:`final_metrics` — DescribeTrainingJob's FinalMetricDataList from the metric series;
 * :func:`replay_phases` — the agent's phases → secondary-status transitions at their times;
-* :func:`extract_metrics` — MetricDefinitions' regexes over log lines → metric points.
+* :func:`extract_metrics` — MetricDefinitions' regexes over log lines → metric points;
+* :func:`without_host_paths` — a failure reason without the host's paths.
 
 No I/O: the scheduler reads the instance folders, calls these, and writes the store once.
 """
@@ -195,3 +196,25 @@ def _compile(regex: str) -> re.Pattern[str] | None:
         return re.compile(regex)
     except re.error:
         return None
+
+
+# A path begins where no path character precedes it.
+_START = r"(?<![\w.~/-])"
+_PYTHON_LIB = re.compile(_START + r"/(?!opt/ml/)[^\s\"':]*?/(lib/python3[\d.]*/)")
+_PYTHON_BIN = re.compile(_START + r"/(?!opt/ml/)[^\s\"':]*?/bin/(python[\d.]*)(?![\w.-])")
+
+
+def without_host_paths(text: str, folders: Mapping[str, str]) -> str:
+    """A failure reason as a job's user may see it: no path of the host's. A Python installation's
+    library folder (``/.../lib/python3.11/``) becomes ``lib/python3.11/`` and its interpreter
+    (``/.../bin/python3``) ``python3``; then each of ``folders`` (host folder → what to show: the
+    job's folder → ``/opt/ml``, the data dir → ``<data dir>``, the home folder → ``~``), longest
+    first, wherever a path begins with it."""
+    text = _PYTHON_LIB.sub(r"\1", text)
+    text = _PYTHON_BIN.sub(r"\1", text)
+    for host in sorted(folders, key=len, reverse=True):
+        folder = host.rstrip("/")
+        if folder:
+            shown = folders[host].replace("\\", "\\\\")  # a literal replacement
+            text = re.sub(_START + re.escape(folder) + r"(?![\w.-])", shown, text)
+    return text

@@ -24,6 +24,9 @@ _CONTRACT_DIRS = ("input", "model", "output", "code", "processing")
 PROGRAM_HP = "sagemaker_program"
 SUBMIT_DIR_HP = "sagemaker_submit_directory"
 RESERVED_HP_PREFIX = "sagemaker_"
+# Automatic model tuning adds this to every trial's hyperparameters (hyperparameters.json has it);
+# the training toolkit keeps it out of the user code's arguments and SM_HPS, as it does sagemaker_*.
+TUNING_OBJECTIVE_HP = "_tuning_objective_metric"
 
 
 class TrainingJobStatus(enum.StrEnum):
@@ -127,6 +130,9 @@ class TrainingJobSpec:
     @classmethod
     def from_request(cls, params: Mapping[str, Any]) -> TrainingJobSpec:
         """Parse a validated CreateTrainingJob request; ValidationError on what the model cannot say."""
+        for needed in ("AlgorithmSpecification", "ResourceConfig"):  # optional in botocore's model
+            if needed not in params:
+                raise ValidationError(f"{needed} is required", field=needed)
         algorithm = params["AlgorithmSpecification"]
         resources = params["ResourceConfig"]
         if "InstanceGroups" in resources and "InstanceType" not in resources:
@@ -203,11 +209,12 @@ class TrainingJobSpec:
 
     @property
     def user_hyperparameters(self) -> dict[str, Any]:
-        """Hyperparameters for the user's code (without the ``sagemaker_*`` ones), decoded."""
+        """Hyperparameters for the user's code (without the ``sagemaker_*`` ones and the tuning
+        objective), decoded."""
         return {
             k: decode_hyperparameter(v)
             for k, v in self.hyperparameters.items()
-            if not k.startswith(RESERVED_HP_PREFIX)
+            if not k.startswith(RESERVED_HP_PREFIX) and k != TUNING_OBJECTIVE_HP
         }
 
     def model_artifacts_uri(self) -> str:

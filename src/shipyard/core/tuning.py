@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shipyard.core.training import TrainingJobStatus
+from shipyard.core.training import TUNING_OBJECTIVE_HP, TrainingJobStatus
 from shipyard.errors import ValidationError
 
 _FIELD = "HyperParameterTuningJobConfig"
@@ -195,6 +195,20 @@ class TrainingDefinition:
                 field=f"{field}.ResourceConfig",
             )
         return cls(raw.get("DefinitionName"), raw, parsed, static, resource_config, objective_metric)
+
+    @property
+    def trial_static_hyperparameters(self) -> dict[str, str]:
+        """The static hyperparameters as SageMaker gives them to each trial and shows them in
+        DescribeHyperParameterTuningJob: with ``_tuning_objective_metric`` naming the objective
+        (the SDK's attach removes it, built-in algorithms read it). A framework estimator's
+        hyperparameters are JSON-encoded, and so is the metric name among them.
+        """
+        static = dict(self.static_hyperparameters)
+        encoded = "sagemaker_program" in static or "sagemaker_estimator_module" in static
+        static.setdefault(
+            TUNING_OBJECTIVE_HP, json.dumps(self.objective_metric) if encoded else self.objective_metric
+        )
+        return static
 
 
 @dataclasses.dataclass(frozen=True)

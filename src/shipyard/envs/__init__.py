@@ -7,7 +7,7 @@ from shipyard.envs._cache import (
     EnvironmentCache,
     PackageSources,
     ResolvedEnvironment,
-    environment_root,
+    environment_roots,
     satisfied_here,
 )
 from shipyard.envs._images import EnvironmentSpec, ImageResolver, framework_of
@@ -20,7 +20,7 @@ __all__ = [
     "ImageResolver",
     "PackageSources",
     "ResolvedEnvironment",
-    "environment_root",
+    "environment_roots",
     "framework_of",
     "satisfied_here",
 ]

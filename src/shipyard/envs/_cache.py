@@ -218,11 +218,15 @@ class EnvironmentCache:
         return removed
 
 
-def environment_root(python: Path) -> Path:
-    """The folder holding an interpreter's environment (the venv root, or the bin/ folder): what a
-    sandbox must show for the interpreter to run, wherever it lies (even under a hidden /tmp)."""
+def environment_roots(python: Path) -> tuple[Path, ...]:
+    """The folders an interpreter needs to run, wherever they lie (even under a hidden /tmp, or
+    under a /root the job's uid cannot enter): what a sandbox must show. Its environment (the venv
+    root, or the bin/ folder), and the installation a venv's interpreter links to (pyenv, uv)."""
     root = python.parent.parent
-    return root if (root / "pyvenv.cfg").exists() else python.parent
+    if not (root / "pyvenv.cfg").exists():
+        return (python.parent,)
+    base = Path(os.path.realpath(python)).parent.parent
+    return (root,) if base == root or base == Path("/usr") else (root, base)
 
 
 def satisfied_here(requirements: Sequence[str]) -> bool:

@@ -58,6 +58,20 @@ REPOSITORIES = {
     "huggingface-tensorflow-inference": "huggingface-tensorflow",
 }
 
+# Moving tags AWS serves, by repository, and the version each stands for. The first-party XGBoost
+# algorithm's ``xgboost:1`` and ``xgboost:latest`` (``image_uris.retrieve("xgboost", region,
+# "latest")``) are its legacy 0.72 release. AWS's framework repositories publish version tags only.
+MOVING_TAGS = {("xgboost", "latest"): "0.72", ("xgboost", "1"): "0.72"}
+
+_EXAMPLE_TAGS = {
+    "sklearn": "1.2-1",
+    "xgboost": "1.7-1",
+    "pytorch": "2.1-cpu-py310",
+    "tensorflow": "2.13-cpu-py310",
+    "huggingface": "2.1-transformers4.36-cpu-py310-ubuntu22.04",
+    "huggingface-tensorflow": "2.11-transformers4.26-cpu-py39-ubuntu20.04",
+}
+
 # Framework version (as the SDK spells it, without the -N build suffix) → the release installed here.
 # Releases older than the first with wheels for Python 3.11 map to that first one.
 _SKLEARN = {"0.20": "1.1.3", "0.23": "1.1.3", "1.0": "1.1.3", "1.2": "1.2.2", "1.4": "1.4.2"}
@@ -160,12 +174,21 @@ class ImageResolver:
                 value=image,
             )
         tag = match["tag"] or "latest"
+        moving = MOVING_TAGS.get((str(repo), tag))
+        if moving is not None:
+            spec = self._xgboost(moving, moving)
+            note = f"{repo}:{tag} is AWS's XGBoost {moving} algorithm" + (
+                f"; {spec.note}" if spec.note else ""
+            )
+            return dataclasses.replace(spec, note=note)
         parsed = _TAG.match(tag)
-        if tag in ("latest", "1") and framework == "xgboost":
-            return self._xgboost("1.7-1", "1.7")
         if parsed is None:
             raise ValidationError(
-                f"Image {image!r}: cannot read a framework version from tag {tag!r}", field=field, value=image
+                f"Image {image!r}: tag {tag!r} names no {framework} version, and AWS serves no moving tag "
+                f"of that name in {repo}; give a version tag as the sagemaker SDK's image_uris.retrieve does "
+                f"(e.g. {_EXAMPLE_TAGS.get(framework, '1.2-1')})",
+                field=field,
+                value=image,
             )
         version = parsed["version"]
         minor = ".".join(version.split("-")[0].split(".")[:2])
@@ -237,6 +260,9 @@ class ImageResolver:
             "xgboost",
             ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2", "pyarrow<18"),
         )
+        if any(r.startswith("xgboost==1.5.") for r in spec.requirements):
+            # xgboost 1.5 imports pkg_resources, which a fresh environment has no longer
+            spec = dataclasses.replace(spec, requirements=(*spec.requirements, "setuptools<81"))
         return dataclasses.replace(spec, builtin="xgboost")
 
     def _pytorch(self, name: str, version: str, extras: tuple[str, ...]) -> EnvironmentSpec:

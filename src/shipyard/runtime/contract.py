@@ -18,6 +18,7 @@ agent's node), and readers ignore keys they do not know, so old folders read aft
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +29,9 @@ from typing import Any
 from shipyard.core.outcomes import Outcome
 
 VERSION = 1
+# A model server answers only requests carrying the token it was started with (model_server.py).
+TOKEN_ENV = "SHIPYARD_MODEL_SERVER_TOKEN"
+TOKEN_HEADER = "x-shipyard-token"
 __all__ = [
     "VERSION",
     "AgentConfig",
@@ -48,7 +52,12 @@ class ContractError(Exception):
 @dataclasses.dataclass(frozen=True)
 class StoreAccess:
     """How an agent reaches the object store: the server's folder (``local``), or S3 (real S3,
-    or this server's own S3 API from another machine)."""
+    or this server's own S3 API from another machine).
+
+    ``job_credentials``: sign with the job's own session credentials (its :class:`JobApi`'s),
+    as an agent reaching this server's S3 API does; the server's key is never handed out.
+    ``session_token`` and ``expiration`` come with session credentials.
+    """
 
     kind: str = "local"
     root: str | None = None
@@ -57,9 +66,24 @@ class StoreAccess:
     secret_access_key: str | None = None
     region: str | None = None
     max_attempts: int | None = None
+    session_token: str | None = None
+    expiration: str | None = None
+    job_credentials: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v is not False}
+
+    def signed_as(self, credentials: JobApi | None) -> StoreAccess:
+        """This access with ``credentials``' keys, when it takes the job's (``job_credentials``)."""
+        if not self.job_credentials or credentials is None:
+            return self
+        return dataclasses.replace(
+            self,
+            access_key_id=credentials.access_key_id,
+            secret_access_key=credentials.secret_access_key,
+            session_token=credentials.session_token,
+            expiration=credentials.expiration,
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StoreAccess:
@@ -68,11 +92,18 @@ class StoreAccess:
 
 @dataclasses.dataclass(frozen=True)
 class JobApi:
-    """Where the job's own AWS clients reach this Shipyard, and as whom."""
+    """Where the job's own AWS clients reach this Shipyard, and as whom: the job's session
+    credentials (``session_token`` and ``expiration``, ISO 8601, set) or placeholders for a
+    server that checks no signature."""
 
     endpoint_url: str
     access_key_id: str = "shipyard"
     secret_access_key: str = "shipyard"
+    session_token: str | None = None
+    expiration: str | None = None
+
+    def __repr__(self) -> str:  # never the secret or the token in a log line
+        return f"JobApi({self.endpoint_url!r}, access_key_id={self.access_key_id!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +197,10 @@ class AgentConfig:
         values = {k: v for k, v in data.items() if k in known}
         values["object_store"] = StoreAccess.from_json(data["object_store"])
         api = data.get("api") or {}
-        values["api"] = JobApi(**api) if api.get("endpoint_url") else None
+        api_fields = {f.name for f in dataclasses.fields(JobApi)}
+        values["api"] = (
+            JobApi(**{k: v for k, v in api.items() if k in api_fields}) if api.get("endpoint_url") else None
+        )
         values["hide"] = tuple(data.get("hide") or ())
         values["notes"] = tuple(data.get("notes") or ())
         values["sources"] = dict(data.get("sources") or {})
@@ -290,8 +324,13 @@ class InstanceFolder:
         return self.path / "ml"
 
     def write_config(self, config: AgentConfig) -> None:
+        """Write ``agent.json``, readable by the server's user only: it holds the job's credentials."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(config.to_json()))
+        with contextlib.suppress(FileNotFoundError):
+            self.config_path.unlink()  # a file made earlier keeps its mode; this one is new
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(config.to_json()))
 
     def read_config(self) -> AgentConfig:
         return AgentConfig.from_json(json.loads(self.config_path.read_text()))

@@ -14,9 +14,18 @@ content_type)``, ``predict_fn(data, model)`` and ``output_fn(prediction, accept)
 ``transform_fn(model, body, content_type, accept)`` instead of the last three; each may take a
 trailing ``context``. What it leaves out comes from the defaults for the framework: scikit-learn
 (a joblib or pickle file of the user's own model), XGBoost (a booster file, such as the built-in
-algorithm's ``xgboost-model``) and PyTorch (TorchScript), with ``application/json``,
-``text/csv`` and ``application/x-npy`` in and out. A handler's exception answers 500 with its
-message, an unsupported content type 415: the server's runtime turns both into ModelError.
+algorithm's ``xgboost-model``, pickled or in XGBoost's format) and PyTorch (TorchScript), with
+``application/json``, ``text/csv`` and ``application/x-npy`` in and out (and ``text/libsvm`` in).
+A request without a content type is JSON, or CSV for XGBoost, as its container reads it. The
+built-in XGBoost answers CSV as its container does: one comma-joined line for an endpoint, one
+line per record in a batch transform (``SAGEMAKER_BATCH``), a record's scores comma-joined. A
+handler's exception answers 500 with its message; an unsupported content type, or a body the
+default handlers cannot read as its content type, 415; XGBoost refusing the rows (their feature
+count, say) 400: the server's runtime turns each into ModelError.
+
+Only the Shipyard server may call it: when ``$SHIPYARD_MODEL_SERVER_TOKEN`` is set (it is taken
+out of the environment at start), every request must carry it in ``X-Shipyard-Token``; others
+answer 403, so another job on the machine cannot reach the model directly.
 
 Output goes to standard output (the Shipyard server keeps it as the instance's log). With
 ``--exit-with-stdin`` the server exits when its standard input closes (the Shipyard server that
@@ -26,6 +35,7 @@ started it went away).
 from __future__ import annotations
 
 import argparse
+import hmac
 import importlib.util
 import inspect
 import io
@@ -35,16 +45,23 @@ import pathlib
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
+LIBSVM = ("text/libsvm", "text/x-libsvm")
+STREAM_ERROR = "X-Shipyard-Stream-Error"  # the trailer of a stream a handler failed midway
 
 
 class UnsupportedContentType(Exception):
-    pass
+    """415: the content type is not one the handlers read, or the body is not what it says."""
+
+
+class BadInput(Exception):
+    """400: the model refuses the rows it was given."""
 
 
 # -- default handlers -----------------------------------------------------------------------------
@@ -64,10 +81,16 @@ def default_model_fn(framework: str, model_dir: str) -> Any:
     if framework == "xgboost":
         import xgboost
 
+        path = _model_file(model_dir, (".json", ".ubj", ".bst", ".model"), ("xgboost-model",))
+        with path.open("rb") as f:
+            pickled = f.read(1) == b"\x80"  # a pickle's protocol mark: SageMaker's XGBoost < 1.3-1
+        if pickled:
+            import pickle
+
+            with path.open("rb") as f:
+                return pickle.load(f)  # the job's own model file, as SageMaker's container loads it
         booster = xgboost.Booster()
-        booster.load_model(
-            str(_model_file(model_dir, (".json", ".ubj", ".bst", ".model"), ("xgboost-model",)))
-        )
+        booster.load_model(str(path))
         return booster
     if framework == "pytorch":
         import torch
@@ -87,9 +110,22 @@ def default_model_fn(framework: str, model_dir: str) -> Any:
 
 
 def default_input_fn(body: bytes, content_type: str) -> Any:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind not in (JSON, CSV, NPY, *LIBSVM):
+        raise UnsupportedContentType(
+            f"content type {content_type!r} is not supported (use {CSV}, {JSON}, {NPY} or text/libsvm)"
+        )
+    try:
+        return _parse(body, kind)
+    except Exception as exc:
+        raise UnsupportedContentType(
+            f"the request body could not be read as {kind}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _parse(body: bytes, kind: str) -> Any:
     import numpy as np
 
-    kind = content_type.split(";")[0].strip().lower()
     if kind == JSON:
         data = json.loads(body)
         if isinstance(data, dict):  # {"instances": [...]} or {"inputs": [...]}
@@ -99,9 +135,25 @@ def default_input_fn(body: bytes, content_type: str) -> Any:
         return _parse_csv(body)
     if kind == NPY:
         return np.load(io.BytesIO(body), allow_pickle=False)
-    raise UnsupportedContentType(
-        f"content type {content_type!r} is not supported (use {JSON}, {CSV} or {NPY})"
-    )
+    return _parse_libsvm(body)
+
+
+def _parse_libsvm(body: bytes) -> Any:
+    """Rows of ``[label] index:value ...``; the label, if there, is ignored (as XGBoost's container
+    does), and the matrix has as many columns as the largest index asks for."""
+    from scipy.sparse import csr_matrix
+
+    rows, columns, values = [], [], []
+    lines = [line for line in body.decode("utf-8").splitlines() if line.strip()]
+    for row, line in enumerate(lines):
+        for item in line.split():
+            if ":" in item:
+                index, value = item.split(":", 1)
+                rows.append(row)
+                columns.append(int(index))
+                values.append(float(value))
+    width = max(columns, default=-1) + 1
+    return csr_matrix((values, (rows, columns)), shape=(len(lines), width))
 
 
 def _parse_csv(body: bytes) -> Any:
@@ -115,14 +167,18 @@ def _parse_csv(body: bytes) -> Any:
         import pandas as pd
     except ImportError:
         return np.loadtxt(io.BytesIO(body), delimiter=",", ndmin=2)
-    return pd.read_csv(io.BytesIO(body), header=None, skip_blank_lines=True).to_numpy()
+    return pd.read_csv(io.BytesIO(body), header=None, skip_blank_lines=True).to_numpy(dtype=float)
 
 
 def default_predict_fn(framework: str, data: Any, model: Any) -> Any:
     if framework == "xgboost":
         import xgboost
 
-        return model.predict(xgboost.DMatrix(data))
+        try:
+            return model.predict(xgboost.DMatrix(data))
+        except (xgboost.core.XGBoostError, ValueError) as exc:
+            message = str(exc).split("Stack trace:", 1)[0].strip()
+            raise BadInput(f"XGBoost could not score the rows: {message}") from None
     if framework == "pytorch":
         import torch
 
@@ -132,8 +188,9 @@ def default_predict_fn(framework: str, data: Any, model: Any) -> Any:
 
 
 def default_output_fn(framework: str, prediction: Any, accept: str) -> tuple[bytes, str]:
-    """JSON by default; the built-in XGBoost answers CSV by default, one line of comma-separated
-    scores for one score per row, as its container does (notebooks parse it so)."""
+    """JSON by default; the built-in XGBoost answers CSV by default as its container does: for an
+    endpoint, one line of comma-separated scores for one score per row (notebooks parse it so),
+    in a batch transform (``SAGEMAKER_BATCH``) one line per row, so outputs join their records."""
     import numpy as np
 
     kind = (accept or "*/*").split(";")[0].strip().lower()
@@ -142,7 +199,7 @@ def default_output_fn(framework: str, prediction: Any, accept: str) -> tuple[byt
     array = np.asarray(prediction)
     if kind == JSON:
         return json.dumps(array.tolist()).encode(), JSON
-    if kind == CSV and framework == "xgboost" and array.ndim == 1:
+    if kind == CSV and framework == "xgboost" and array.ndim == 1 and not os.environ.get("SAGEMAKER_BATCH"):
         return ",".join(str(v) for v in array.tolist()).encode(), CSV
     if kind == CSV:
         if array.ndim == 1:  # one value a row: the common case, and a batch may hold a million
@@ -185,6 +242,8 @@ class Handlers:
     def __init__(self, framework: str, model_dir: str, code_dir: str | None, program: str | None) -> None:
         self.framework = framework
         self.model_dir = model_dir
+        # what a request without a Content-Type is: XGBoost's container reads CSV
+        self.default_content_type = CSV if framework == "xgboost" else JSON
         self.user: Any = None
         if program:
             if code_dir and code_dir not in sys.path:
@@ -212,9 +271,12 @@ class Handlers:
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, headers: dict[str, str] | None = None
-    ) -> tuple[bytes, str, dict[str, str]]:
-        """The answer's body, content type and the headers the handlers set."""
+    ) -> tuple[bytes | Iterator[bytes], str, dict[str, str]]:
+        """The answer's body, content type and the headers the handlers set. The body is an
+        iterator of chunks when the handlers stream (see :func:`_is_stream`); its first chunk
+        has been made already, so a handler that fails at once fails the request, not the stream."""
         context = Context(self.model_dir, headers)
+        default_content = accept if accept and accept != "*/*" else JSON
         if getattr(self.user, "transform_fn", None) is not None:
             result = self._call(
                 "transform_fn", self.model, body, content_type, accept, default=None, context=context
@@ -228,23 +290,59 @@ class Handlers:
                 default=lambda d, m: default_predict_fn(self.framework, d, m),
                 context=context,
             )
-            result = self._call(
-                "output_fn",
-                prediction,
-                accept,
-                default=lambda p, a: default_output_fn(self.framework, p, a),
-                context=context,
-            )
-        content = accept if accept and accept != "*/*" else JSON
-        if isinstance(result, tuple):
-            result, content = result
-        if isinstance(result, str):
-            result = result.encode()
-        return bytes(result), content, context.response_headers
+
+            def output(item: Any) -> Any:
+                return self._call(
+                    "output_fn",
+                    item,
+                    accept,
+                    default=lambda p, a: default_output_fn(self.framework, p, a),
+                    context=context,
+                )
+
+            # a predict_fn that yields: each item through output_fn, each answer one chunk
+            result = (output(item) for item in prediction) if _is_stream(prediction) else output(prediction)
+        if not _is_stream(result):
+            chunk, content = _chunk(result, default_content)
+            return chunk, content, context.response_headers
+        items = iter(result)
+        first = next(items, None)
+        if first is None:
+            return b"", default_content, context.response_headers
+        chunk, content = _chunk(first, default_content)
+        return _chunks(chunk, items, content), content, context.response_headers
 
 
-def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False, host: str = "127.0.0.1") -> None:
+def _is_stream(value: Any) -> bool:
+    """A handler streams when it returns an iterator (a generator, say): not bytes, a string, a
+    tuple of (body, content type), or an array, which are one answer."""
+    return isinstance(value, Iterator) and not isinstance(value, (str, bytes, bytearray, tuple))
+
+
+def _chunk(result: Any, content: str) -> tuple[bytes, str]:
+    """One answer (or chunk) as bytes, with its content type if it gave one."""
+    if isinstance(result, tuple):
+        result, content = result
+    if isinstance(result, str):
+        result = result.encode()
+    return bytes(result), content
+
+
+def _chunks(first: bytes, rest: Iterator[Any], content: str) -> Iterator[bytes]:
+    yield first
+    for item in rest:
+        yield _chunk(item, content)[0]
+
+
+def serve(
+    handlers_factory: Any,
+    port: int,
+    exit_with_stdin: bool = False,
+    host: str = "127.0.0.1",
+    token: str = "",
+) -> None:
     state: dict[str, Any] = {"handlers": None, "error": None}
+    expected = token.encode()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -268,7 +366,20 @@ def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False, host:
             self.end_headers()
             self.wfile.write(body)
 
+        def _refused(self) -> bool:
+            """Answer 403 to a request without the server's token (the connection then closes)."""
+            given = (self.headers.get("X-Shipyard-Token") or "").encode()
+            if not expected or hmac.compare_digest(given, expected):
+                return False
+            self.close_connection = True
+            self._answer(
+                403, b"only the Shipyard server may call this model server", headers={"Connection": "close"}
+            )
+            return True
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if self.path != "/ping":
                 self._answer(404, b"not found")
             elif state["handlers"] is not None:
@@ -277,6 +388,8 @@ def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False, host:
                 self._answer(503, (state["error"] or "loading the model").encode())
 
         def do_POST(self) -> None:
+            if self._refused():
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             if self.path != "/invocations":
@@ -289,17 +402,48 @@ def serve(handlers_factory: Any, port: int, exit_with_stdin: bool = False, host:
             try:
                 result, content_type, extra = handlers.invoke(
                     body,
-                    self.headers.get("Content-Type") or JSON,
+                    self.headers.get("Content-Type") or handlers.default_content_type,
                     self.headers.get("Accept") or "*/*",
                     dict(self.headers.items()),
                 )
             except UnsupportedContentType as exc:
                 self._answer(415, str(exc).encode())
+            except BadInput as exc:
+                self._answer(400, str(exc).encode())
             except Exception as exc:
                 traceback.print_exc()
                 self._answer(500, f"{type(exc).__name__}: {exc}".encode())
             else:
-                self._answer(200, result, content_type, extra)
+                if isinstance(result, bytes):
+                    self._answer(200, result, content_type, extra)
+                else:
+                    self._stream(result, content_type, extra)
+
+        def _stream(self, chunks: Iterator[bytes], content_type: str, headers: dict[str, str]) -> None:
+            """Answer in chunks as the handler yields them (HTTP/1.1 chunked transfer encoding,
+            as SageMaker's streaming containers answer); a handler that fails midway ends the
+            stream with its message in the trailer ``X-Shipyard-Stream-Error``."""
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", STREAM_ERROR)
+            self.end_headers()
+            trailer = b""
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the Shipyard server stopped reading
+                return
+            except Exception as exc:
+                traceback.print_exc()
+                message = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
+                trailer = f"{STREAM_ERROR}: {message}\r\n".encode("utf-8", "replace")
+            self.wfile.write(b"0\r\n" + trailer + b"\r\n")
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
@@ -339,6 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         args.port,
         exit_with_stdin=args.exit_with_stdin,
         host=args.host,
+        token=os.environ.pop("SHIPYARD_MODEL_SERVER_TOKEN", ""),
     )
 
 

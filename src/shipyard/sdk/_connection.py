@@ -4,11 +4,16 @@ when it is not running.
 The embedded default serves ``~/.shipyard`` (or ``$SHIPYARD_HOME``) from a server process of its
 own, detached, so that jobs outlive the notebook that launched them; a running server announces
 itself in ``<data dir>/server.json``, and the next connection reuses it.
+
+Credentials are found by :func:`find_credentials` (in its docstring's order), and every call a
+connection makes is signed in one of two places: boto3's clients (SigV4, by botocore) and
+:class:`NativeAuth` for the native API.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -17,16 +22,67 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from shipyard.errors import ConfigurationError
+from shipyard.errors import ConfigurationError, ShipyardError
 
 DEFAULT_BUCKET = "shipyard"
-ROLE = "arn:aws:iam::000000000000:role/Shipyard"  # the API wants one; Shipyard has no IAM to check it
+ROLE = "arn:aws:iam::000000000000:role/ShipyardExecutionRole"  # when the server cannot say which
+EXECUTION_ROLE = "ShipyardExecutionRole"  # the role jobs act as unless a site makes others
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Credentials:
+    """A key pair (with a job session's token) and where it was found, for messages."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+    source: str = "arguments"
+
+    def __repr__(self) -> str:  # never the secret in a log line or a traceback
+        return f"Credentials({self.access_key_id}, from {self.source})"
+
+
+ANONYMOUS = Credentials("shipyard", "shipyard", source="none (a server without auth accepts any key)")
+ADMIN_CREDENTIALS = "admin-credentials"  # the local administrator's key, in the data dir (0600)
+
+
+class NativeAuth(httpx.Auth):
+    """How the SDK and CLI sign a native API call (``/api/v1/...``): SigV4 with the
+    connection's key, as botocore signs an AWS call (service ``execute-api``), so the secret
+    never travels. The one place to change when the native API's header form changes."""
+
+    requires_request_body = True  # the body's hash is signed
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+
+        signed = botocore.awsrequest.AWSRequest(
+            method=request.method,
+            url=str(request.url),
+            data=request.content,
+            headers={k: v for k, v in request.headers.items() if k.lower() == "content-type"},
+        )
+        c = self.credentials
+        botocore.auth.SigV4Auth(
+            botocore.credentials.Credentials(c.access_key_id, c.secret_access_key, c.session_token),
+            "execute-api",
+            "us-east-1",
+        ).add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        yield request
 
 
 class Connection:
@@ -34,16 +90,33 @@ class Connection:
 
     Args:
         url: The server's address, e.g. ``http://127.0.0.1:8300``.
-        access_key_id / secret_access_key: The server's credentials, when it requires them.
+        access_key_id / secret_access_key: The key to sign with; when not given,
+            :func:`find_credentials` finds one.
     """
 
     def __init__(
-        self, url: str, access_key_id: str | None = None, secret_access_key: str | None = None
+        self,
+        url: str,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        credentials: Credentials | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self.access_key_id = access_key_id or "shipyard"
-        self.secret_access_key = secret_access_key or "shipyard"
+        if credentials is None:
+            credentials = find_credentials(self.url, access_key_id, secret_access_key)
+        self.credentials = credentials
         self._bucket_ready = False
+
+    @property
+    def access_key_id(self) -> str:
+        """The key id requests are signed with (``credentials.source`` says where it came from)."""
+        return self.credentials.access_key_id
+
+    @property
+    def secret_access_key(self) -> str:
+        """Its secret."""
+        return self.credentials.secret_access_key
 
     def __repr__(self) -> str:
         return f"Connection({self.url!r})"
@@ -58,36 +131,98 @@ class Connection:
             service,
             endpoint_url=self.url,
             region_name="us-east-1",
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
+            aws_session_token=self.credentials.session_token,
             config=Config(retries={"mode": "standard"}),
+        )
+
+    @functools.cached_property
+    def caller(self) -> tuple[str, str]:
+        """Who this key acts as: ``(account, ARN)`` from STS GetCallerIdentity (asked once)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            me = self.client("sts").get_caller_identity()
+        except (BotoCoreError, ClientError):
+            return ROLE.split(":")[4], ""
+        return str(me["Account"]), str(me["Arn"])
+
+    @functools.cached_property
+    def role(self) -> str:
+        """The role the SDK's jobs, models and pipelines act as (their ``RoleArn``), found as
+        ``sagemaker.get_execution_role()`` finds it: a job session's own role; for a user, the
+        execution role the server answers to GetRole of the user's own name; else
+        ``ShipyardExecutionRole``, in the caller's account."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        account, arn = self.caller
+        resource = arn.split(":", 5)[-1]
+        if resource.startswith("assumed-role/"):
+            return f"arn:aws:iam::{account}:role/{resource.split('/')[1]}"
+        if resource.startswith("user/"):
+            try:
+                return str(self.client("iam").get_role(RoleName=resource.rsplit("/", 1)[-1])["Role"]["Arn"])
+            except (BotoCoreError, ClientError):
+                pass
+        return f"arn:aws:iam::{account}:role/{EXECUTION_ROLE}"
+
+    @functools.cached_property
+    def bucket_name(self) -> str:
+        """The bucket the SDK keeps code and uploads in: ``shipyard``, or for a user of a lab's
+        server ``shipyard-<user>`` (a bucket is its creator's: one shared by everyone would be
+        the first user's alone)."""
+        resource = self.caller[1].split(":", 5)[-1]
+        if not resource.startswith("user/"):
+            return DEFAULT_BUCKET
+        return user_bucket(resource.rsplit("/", 1)[-1])
+
+    def request(self, method: str, path: str, *, timeout: float = 60, **kwargs: Any) -> httpx.Response:
+        """A signed call to the native API (``path`` under ``/api/v1/``); the answer as it came
+        (``kwargs``: httpx's ``params``, ``json``, ...)."""
+        return httpx.request(
+            method, f"{self.url}/api/v1/{path}", auth=NativeAuth(self.credentials), timeout=timeout, **kwargs
         )
 
     def native(self, path: str, body: Any = None) -> Any:
         """GET on the native API (``/api/v1/...``), or POST ``body`` as JSON."""
-        headers = {"Authorization": f"Bearer {self.secret_access_key}"}
-        url = f"{self.url}/api/v1/{path}"
-        answer = (
-            httpx.get(url, headers=headers) if body is None else httpx.post(url, json=body, headers=headers)
-        )
+        answer = self.request("GET", path) if body is None else self.request("POST", path, json=body)
         answer.raise_for_status()
         return answer.json()
 
     @property
     def bucket(self) -> str:
-        """The bucket the SDK keeps code and uploaded data in (made on first use)."""
+        """The bucket the SDK keeps code and uploaded data in (:attr:`bucket_name`, made on
+        first use)."""
         if not self._bucket_ready:
             s3 = self.client("s3")
-            with contextlib.suppress(
-                s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists
-            ):
-                s3.create_bucket(Bucket=DEFAULT_BUCKET)
+            try:
+                with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                    s3.create_bucket(Bucket=self.bucket_name)
+            except s3.exceptions.BucketAlreadyExists:
+                # Someone else's (made before this user's first job, or a name two users map
+                # to): code and data uploaded there would be theirs to read and to change.
+                raise ShipyardError(
+                    f"The bucket {self.bucket_name!r}, where the SDK keeps your code and uploads, "
+                    "belongs to another user, so the SDK will not put your work in it: ask the "
+                    "server's administrator to remove it (it may have been made to catch your uploads)"
+                ) from None
             self._bucket_ready = True
-        return DEFAULT_BUCKET
+        return self.bucket_name
+
+
+def user_bucket(user: str) -> str:
+    """``shipyard-<user>`` as S3 allows a bucket name (lower case; characters IAM allows in a
+    name but S3 does not become ``-``; at most 63)."""
+    import re
+
+    name = re.sub(r"[^a-z0-9.-]", "-", user.lower())
+    return f"{DEFAULT_BUCKET}-{name}"[:63].rstrip("-.")
 
 
 # The sagemaker SDK's config for a session pointed at Shipyard (`shipyard sagemaker-env` writes it):
-# no telemetry calls to AWS, and the SDK's default bucket is Shipyard's.
+# no telemetry calls to AWS, and the SDK's default bucket is Shipyard's (the user's own on a lab's
+# server: Connection.bucket_name).
 SAGEMAKER_SDK_CONFIG = """\
 SchemaVersion: '1.0'
 SageMaker:
@@ -95,18 +230,24 @@ SageMaker:
     Modules:
       TelemetryOptOut: true
       Session:
-        DefaultS3Bucket: shipyard
+        DefaultS3Bucket: {bucket}
 """
 
 _default: Connection | None = None
 
 
-def connect(url: str | None = None, *, data_dir: str | Path | None = None) -> Connection:
+def connect(
+    url: str | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> Connection:
     """The server to use: ``url``; else, unless ``data_dir`` is given, ``$SHIPYARD_URL`` or ``url``
     in the ``[client]`` table of the config file; else the embedded default on ``data_dir``
     (``$SHIPYARD_HOME``, else ``~/.shipyard``), started in the background if it is not running.
-    Credentials come from ``$SHIPYARD_ACCESS_KEY_ID``/``$SHIPYARD_SECRET_ACCESS_KEY`` or the same
-    table. Without arguments the connection is made once and shared.
+    The key it signs with: ``access_key_id``/``secret_access_key``, else what
+    :func:`find_credentials` finds. Without arguments the connection is made once and shared.
 
     The config file is ``$SHIPYARD_CONFIG``, else ``<data dir>/config.toml``::
 
@@ -116,16 +257,105 @@ def connect(url: str | None = None, *, data_dir: str | Path | None = None) -> Co
         secret_access_key = "..."
     """
     global _default
-    if url is None and data_dir is None and _default is not None:
+    shared = url is None and data_dir is None and access_key_id is None and secret_access_key is None
+    if shared and _default is not None:
         return _default
-    client = _client_config(data_dir)
-    key = os.environ.get("SHIPYARD_ACCESS_KEY_ID") or client.get("access_key_id")
-    secret = os.environ.get("SHIPYARD_SECRET_ACCESS_KEY") or client.get("secret_access_key")
-    found = url or (None if data_dir is not None else os.environ.get("SHIPYARD_URL") or client.get("url"))
-    connection = Connection(found or _embedded(data_dir), key, secret)
-    if url is None and data_dir is None:
+    found = url or (None if data_dir is not None else configured_url())
+    server = (found or _embedded(data_dir)).rstrip("/")
+    connection = Connection(
+        server, credentials=find_credentials(server, access_key_id, secret_access_key, data_dir=data_dir)
+    )
+    if shared:
         _default = connection
     return connection
+
+
+def configured_url(data_dir: str | Path | None = None) -> str | None:
+    """The server named by ``$SHIPYARD_URL``, else by the config file's ``[client]`` table."""
+    return os.environ.get("SHIPYARD_URL") or _client_config(data_dir).get("url")
+
+
+def find_credentials(
+    url: str,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    *,
+    data_dir: str | Path | None = None,
+) -> Credentials:
+    """The key to sign requests to the server at ``url`` with, the first found of:
+
+    1. ``access_key_id``/``secret_access_key`` (arguments), else ``$SHIPYARD_ACCESS_KEY_ID``/
+       ``$SHIPYARD_SECRET_ACCESS_KEY``, else the config file's ``[client]`` pair;
+    2. ``$AWS_ACCESS_KEY_ID``/``$AWS_SECRET_ACCESS_KEY`` (and ``$AWS_SESSION_TOKEN``) when
+       ``$AWS_ENDPOINT_URL`` is this server (as ``shipyard sagemaker-env`` sets them, and as a
+       job's environment has them);
+    3. ``<data dir>/admin-credentials`` when this user may read it: the local administrator's
+       key, written by the first start with ``auth = "on"`` (or ``shipyard users add --admin``);
+    4. none: a placeholder, which a server without auth accepts.
+
+    Raises:
+        ConfigurationError: one of a pair given without the other.
+    """
+    client = _client_config(data_dir)
+    for key, secret, source in (
+        (access_key_id, secret_access_key, "arguments"),
+        (
+            os.environ.get("SHIPYARD_ACCESS_KEY_ID"),
+            os.environ.get("SHIPYARD_SECRET_ACCESS_KEY"),
+            "$SHIPYARD_ACCESS_KEY_ID",
+        ),
+        (client.get("access_key_id"), client.get("secret_access_key"), "the config file's [client] table"),
+    ):
+        if key and secret:
+            return Credentials(key, secret, source=source)
+        if key or secret:
+            given, missing = ("key id", "secret access key") if key else ("secret access key", "key id")
+            raise ConfigurationError(
+                f"The access {given} is given by {source} but the access {missing} is not: give both"
+            )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret and endpoint and same_server(endpoint, url):
+        token = os.environ.get("AWS_SESSION_TOKEN") or None
+        return Credentials(key, secret, token, source="$AWS_ACCESS_KEY_ID ($AWS_ENDPOINT_URL is this server)")
+    path = _data_dir(data_dir) / ADMIN_CREDENTIALS
+    found = read_credentials_file(path)
+    if found is not None:
+        return Credentials(*found, source=str(path))
+    return ANONYMOUS
+
+
+def read_credentials_file(path: Path, profile: str = "default") -> tuple[str, str] | None:
+    """The key pair of ``profile`` in an AWS shared-credentials file; None when it cannot be
+    read (not there, or not this user's) or has none."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open() as text:
+            parser.read_file(text)
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    key = parser.get(profile, "aws_access_key_id", fallback=None)
+    secret = parser.get(profile, "aws_secret_access_key", fallback=None)
+    return (key, secret) if key and secret else None
+
+
+def same_server(a: str, b: str) -> bool:
+    """Whether two URLs name the same server (scheme, host and port; a default port may be left
+    out, the host's case and a trailing slash do not count)."""
+    from urllib.parse import urlsplit
+
+    def key(url: str) -> tuple[str, str, int | None]:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+    return key(a) == key(b)
 
 
 _CLIENT_KEYS = ("url", "access_key_id", "secret_access_key")
@@ -163,13 +393,22 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def running_server(data_dir: str | Path | None = None) -> str | None:
+    """The URL of the server running on the data dir (``$SHIPYARD_HOME``, else ``~/.shipyard``),
+    as its ``server.json`` announces it, if it answers; else None."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        url = str(json.loads((_data_dir(data_dir) / "server.json").read_text())["url"])
+        if _healthy(url):
+            return url
+    return None
+
+
 def _embedded(data_dir: str | Path | None) -> str:
     folder = _data_dir(data_dir)
     announce = folder / "server.json"
-    with contextlib.suppress(OSError, ValueError):
-        url = str(json.loads(announce.read_text())["url"])
-        if _healthy(url):
-            return url
+    running = running_server(data_dir)
+    if running is not None:
+        return running
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         announce.unlink()  # a server that did not stop cleanly
@@ -272,13 +511,7 @@ def costs(
     for key, value in (("start", since), ("end", until)):
         if value is not None:
             params.append((key, value.isoformat() if isinstance(value, dt.datetime) else value))
-    found = connection or connect()
-    answer = httpx.get(
-        f"{found.url}/api/v1/costs",
-        params=params,
-        headers={"Authorization": f"Bearer {found.secret_access_key}"},
-        timeout=60,
-    )
+    answer = (connection or connect()).request("GET", "costs", params=params)
     answer.raise_for_status()
     rows = [
         {**r, "cost_usd": float(r["cost_usd"]), "sagemaker_cost_usd": float(r["sagemaker_cost_usd"])}

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.sdk._conditions import Parameter, StepResult
-from shipyard.sdk._connection import ROLE
 from shipyard.sdk._remote import RemoteOptions
 from shipyard.sdk._remote_caller import (
     _check_size,
@@ -114,7 +113,7 @@ class _FunctionStep:
                     "ImageUri": image_for(self.options.framework, self.options.framework_version, None),
                     "ContainerEntrypoint": ["python3", f"{_CODE}/{RUNNER}"],
                 },
-                "RoleArn": ROLE,
+                "RoleArn": connection.role,
                 "ProcessingInputs": inputs,
                 "ProcessingOutputConfig": {
                     "Outputs": [

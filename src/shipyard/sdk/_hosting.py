@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from shipyard.errors import ValidationError
-from shipyard.sdk._connection import ROLE, Connection, connect
+from shipyard.sdk._connection import Connection, connect
 from shipyard.sdk._jobs import Job, announce
 from shipyard.sdk._progress import Progress
 from shipyard.sdk._training import _source_archive, _upload_local, image_for, unique_name
@@ -182,7 +182,7 @@ class Model:
         if environment:
             container["Environment"] = environment
         connection.client("sagemaker").create_model(
-            ModelName=self.name, ExecutionRoleArn=ROLE, PrimaryContainer=container
+            ModelName=self.name, ExecutionRoleArn=connection.role, PrimaryContainer=container
         )
         return self.name
 

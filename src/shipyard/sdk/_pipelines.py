@@ -33,7 +33,7 @@ from typing import Any
 
 from shipyard.errors import ValidationError
 from shipyard.sdk._conditions import _TYPES, Condition, Parameter, StepResult
-from shipyard.sdk._connection import ROLE, Connection, connect
+from shipyard.sdk._connection import Connection, connect
 from shipyard.sdk._function_steps import _FunctionStep, _parameters_in, _placeholders
 from shipyard.sdk._pipeline_runs import PipelineRun
 from shipyard.sdk._remote import RemoteFunction, RemoteOptions
@@ -228,7 +228,7 @@ class Pipeline:
         request: dict[str, Any] = {
             "PipelineName": self.name,
             "PipelineDefinition": self.definition(),
-            "RoleArn": ROLE,
+            "RoleArn": self.connection.role,
         }
         if self.description:
             request["PipelineDescription"] = self.description

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from shipyard.errors import ValidationError
-from shipyard.sdk._connection import ROLE, Connection, connect
+from shipyard.sdk._connection import Connection, connect
 from shipyard.sdk._hosting import download_prefix
 from shipyard.sdk._jobs import Job, announce
 from shipyard.sdk._training import _upload_local, image_for, unique_name
@@ -120,7 +120,7 @@ class Processor:
             app["ContainerArguments"] = [str(a) for a in arguments]
         request: dict[str, Any] = {
             "ProcessingJobName": job_name,
-            "RoleArn": ROLE,
+            "RoleArn": connection.role,
             "AppSpecification": app,
             "ProcessingResources": {
                 "ClusterConfig": {

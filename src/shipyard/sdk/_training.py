@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import ValidationError
-from shipyard.sdk._connection import ROLE, Connection, connect
+from shipyard.sdk._connection import Connection, connect
 from shipyard.sdk._jobs import Job, announce, estimate
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class Estimator:
                 entry["ContentType"] = spec.content_type
             data_config.append(entry)
         definition: dict[str, Any] = {
-            "RoleArn": ROLE,
+            "RoleArn": connection.role,
             "AlgorithmSpecification": {
                 "TrainingImage": self.image,
                 "TrainingInputMode": "File",

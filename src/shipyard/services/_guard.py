@@ -18,15 +18,29 @@ Reckon = Callable[[Mapping[str, Any], Prices], Estimate]  # a create request's w
 
 class LaunchGuard(Protocol):
     """What services that create jobs and endpoints call around the creation (the budgets'
-    :meth:`BudgetService.guard`): LimitExceededError when a budget refuses it."""
+    :meth:`BudgetService.guard`): LimitExceededError when a budget refuses it. ``owner``: the
+    ARN of the user launching it (None: root), whose budgets and whose groups' apply."""
 
     def __call__(
-        self, kind: str, name: str, reckon: Reckon, request: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        kind: str,
+        name: str,
+        reckon: Reckon,
+        request: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        owner: str | None = None,
     ) -> contextlib.AbstractContextManager[None]: ...
 
 
 def no_guard(
-    kind: str, name: str, reckon: Reckon, request: Mapping[str, Any], tags: Mapping[str, str]
+    kind: str,
+    name: str,
+    reckon: Reckon,
+    request: Mapping[str, Any],
+    tags: Mapping[str, str],
+    *,
+    owner: str | None = None,
 ) -> contextlib.AbstractContextManager[None]:
     """A :class:`LaunchGuard` that lets everything through (no budgets)."""
     return contextlib.nullcontext()

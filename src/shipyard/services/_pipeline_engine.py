@@ -42,7 +42,14 @@ from shipyard.core.pipelines import (
     retry_for,
     step_outcome,
 )
-from shipyard.errors import ConflictError, LimitExceededError, NotFoundError, ShipyardError, ValidationError
+from shipyard.errors import (
+    AccessDenied,
+    ConflictError,
+    LimitExceededError,
+    NotFoundError,
+    ShipyardError,
+    ValidationError,
+)
 from shipyard.services._pipeline_steps import PipelineSteps
 from shipyard.store.pipelines import ExecutionNotFound, PipelineRepository
 
@@ -234,6 +241,8 @@ class PipelineEngine:
             return self._failed(
                 execution, step, run, f"ResourceLimitExceeded: {exc.message}", "SageMaker.RESOURCE_LIMIT"
             )
+        except AccessDenied as exc:  # the execution's owner may not make this step's work
+            return self._failed(execution, step, run, f"AccessDeniedException: {exc.message}", None)
         except Exception as exc:
             log.exception("Pipeline execution %s: step %s could not start", execution.arn, step.name)
             return self._failed(execution, step, run, f"InternalServerError: {exc}", "Step.SERVICE_FAULT")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.core.pipelines import STEP_KINDS
 from shipyard.core.tags import Tag
-from shipyard.errors import ConflictError
+from shipyard.errors import AccessDenied, ConflictError, NotFoundError
 from shipyard.schema import ServiceSchema, sagemaker_enum_widening
 from shipyard.services import describe as answers
 
@@ -51,8 +51,35 @@ class PipelineSteps(Protocol):
         ...
 
 
+class Refusal(Protocol):
+    """Why the user ``owner`` may not have a step's work made for it (IdentityService.launch_refusal)."""
+
+    def __call__(
+        self,
+        owner: str | None,
+        kind: str,
+        params: Mapping[str, Any],
+        *,
+        action: str,
+        model: Mapping[str, Any] | None = None,
+        uses: Collection[str] = (),
+    ) -> AccessDenied | None: ...
+
+
+# The job kind of each step type whose work reads and writes S3 (core/credentials.s3_grants).
+_JOB_KINDS = {
+    "Training": "training",
+    "Processing": "processing",
+    "Transform": "transform",
+    "Tuning": "tuning",
+}
+
+
 class ServiceSteps:
-    """:class:`PipelineSteps` over the platform's services."""
+    """:class:`PipelineSteps` over the platform's services. With ``refusal``, a step's work is
+    made only when the execution's owner could make it through the API: a pipeline's steps
+    (their arguments resolved from parameters and other steps at run time) reach no other
+    user's data, models or package groups (AccessDenied fails the step)."""
 
     def __init__(
         self,
@@ -67,6 +94,7 @@ class ServiceSteps:
         instance_types: Collection[str],
         wake: Callable[[], None],
         schema: ServiceSchema | None = None,
+        refusal: Refusal | None = None,
     ) -> None:
         self._training = training
         self._processing = processing
@@ -78,6 +106,7 @@ class ServiceSteps:
         self._instance_types = instance_types
         self._wake = wake
         self._schema = schema or ServiceSchema.load("sagemaker")
+        self._refusal = refusal
 
     def _checked(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
         typed = self._schema.coerce_input(operation, request)
@@ -94,9 +123,10 @@ class ServiceSteps:
 
     def create(self, step_type: str, request: Mapping[str, Any], *, owner: str | None, region: str) -> str:
         kind = STEP_KINDS[step_type]
-        if step_type == "RegisterModel" and request.get("ModelPackageGroupName"):
-            self._ensure_group(str(request["ModelPackageGroupName"]), region=region)
         params = self._checked(kind.create, request)
+        self._check_access(step_type, kind.create, params, owner=owner)
+        if step_type == "RegisterModel" and request.get("ModelPackageGroupName"):
+            self._ensure_group(str(request["ModelPackageGroupName"]), region=region, owner=owner)
         if step_type == "Training":
             return self._training.create(params, region=region, owner=owner).arn
         if step_type == "Processing":
@@ -108,18 +138,55 @@ class ServiceSteps:
             self._wake()
             return arn
         if step_type in ("Model", "CreateModel"):
-            model = self._models.create(params, region=region)
+            model = self._models.create(params, region=region, owner=owner)
             self._tag(model.arn, params)
             return model.arn
-        package = self._registry.create_package(params, region=region)
+        package = self._registry.create_package(params, region=region, owner=owner)
         self._tag(package.arn, params)
         return package.arn
 
-    def _ensure_group(self, name: str, *, region: str) -> None:
-        """A RegisterModel step registers into its group, creating the group when it is missing."""
+    def _check_access(
+        self, step_type: str, operation: str, params: Mapping[str, Any], *, owner: str | None
+    ) -> None:
+        if self._refusal is None or owner is None:
+            return
+        model: Mapping[str, Any] | None = None
+        uses: list[str] = []
+        if step_type == "Transform" and isinstance(params.get("ModelName"), str):
+            try:
+                record, spec = self._models.get(params["ModelName"])
+            except NotFoundError:  # the create says so
+                pass
+            else:
+                uses.append(record.arn)
+                container = spec.container
+                model = {
+                    "model_data_url": container.model_data_url,
+                    "environment": dict(container.environment),
+                }
+        group = params.get("ModelPackageGroupName")
+        if step_type == "RegisterModel" and isinstance(group, str):
+            with contextlib.suppress(NotFoundError):
+                uses.append(self._registry.group(group).arn)
+        refused = self._refusal(
+            owner,
+            _JOB_KINDS.get(step_type, ""),
+            params,
+            action=f"sagemaker:{operation}",
+            model=model,
+            uses=uses,
+        )
+        if refused is not None:
+            raise refused
+
+    def _ensure_group(self, name: str, *, region: str, owner: str | None) -> None:
+        """A RegisterModel step registers into its group, creating the group when it is missing
+        (the execution's owner's, then)."""
         with contextlib.suppress(ConflictError):  # it exists (or was just made)
             self._registry.create_group(
-                self._checked("CreateModelPackageGroup", {"ModelPackageGroupName": name}), region=region
+                self._checked("CreateModelPackageGroup", {"ModelPackageGroupName": name}),
+                region=region,
+                owner=owner,
             )
 
     def describe(self, step_type: str, name: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import fcntl
 import hashlib
 import logging
@@ -12,29 +13,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute import Backends, LocalBackend, ModelServers
+from shipyard.compute import Backends, LocalBackend, ModelRequest, ModelServers
 from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.config import Settings
+from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog
+from shipyard.core.credentials import SessionCredentials
+from shipyard.core.hosting import EndpointState, EndpointStatus
 from shipyard.core.pricing import Rates
+from shipyard.core.quotas import Load
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
 from shipyard.runtime.contract import JobApi, StoreAccess
+from shipyard.services._experiment_jobs import JobComponents
 from shipyard.services.autoscaling import AutoscalingService
 from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
+from shipyard.services.credentials import DEFAULT_MARGIN, CredentialService
 from shipyard.services.endpoints import EndpointConfigService, EndpointService, ModelService
-from shipyard.services.jobs import ProcessingService, TrainingService, TransformService
+from shipyard.services.experiments import ExperimentService
+from shipyard.services.identity import IdentityService
+from shipyard.services.jobs import ProcessingService, TrainingService, TransformService, active_instances
+from shipyard.services.lineage import LineageService
 from shipyard.services.logs import LogService
 from shipyard.services.pipelines import PipelineService, ServiceSteps
+from shipyard.services.quotas import QuotaService
 from shipyard.services.registry import ModelRegistry
 from shipyard.services.scheduler import AgentSettings, JobScheduler
 from shipyard.services.tagging import TaggingService
 from shipyard.services.tuning import TuningService
 from shipyard.services.waste import WasteService
-from shipyard.storage import LocalObjectStore, ObjectStore, open_object_store
+from shipyard.storage import LocalObjectStore, ObjectStore, UploadSweeper, open_object_store
 from shipyard.store import (
     Database,
+    JobRepository,
     ProcessingJobRepository,
     ResourceRepository,
     TagRepository,
@@ -44,7 +56,11 @@ from shipyard.store import (
     UsageRepository,
 )
 from shipyard.store.budgets import BudgetRepository
+from shipyard.store.credentials import CredentialRepository
+from shipyard.store.experiments import ExperimentRepository
+from shipyard.store.identity import IdentityRepository
 from shipyard.store.pipelines import ModelPackageRepository, PipelineRepository
+from shipyard.store.quotas import QuotaRepository
 from shipyard.store.utilization import UtilizationRepository
 
 log = logging.getLogger(__name__)
@@ -80,16 +96,24 @@ class Platform:
     utilization: UtilizationRepository
     pipelines: PipelineService
     registry: ModelRegistry
+    credentials: CredentialService
+    identity: IdentityService
+    user_quotas: QuotaService
+    experiments: ExperimentService
+    lineage: LineageService
     _lock_file: IO[str] | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Platform:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The data dir holds every job's files, the database and its secrets: the server's alone.
+        os.chmod(settings.data_dir, 0o700)
         lock_file = _lock_data_dir(settings)
         try:
             db = Database(settings.database_url)
             if migrate:
                 db.upgrade()
+            _private_database_files(settings)
             objects = open_object_store(settings)
             if isinstance(objects, LocalObjectStore):
                 objects.clean_tmp()  # safe: the lock says no other server writes here
@@ -110,8 +134,30 @@ class Platform:
             rates,
             tags=lambda arn: {t.key: t.value for t in tagging.tags_of(arn)},
             bucket_sizes=lambda: {b.name: objects.bucket_bytes(b.name) for b in objects.list_buckets()},
+            owners=lambda arns: {arn: o.owner for arn, o in identity.ownership(arns).items()},
             interval=settings.cost_check_seconds,
             storage_sample_seconds=settings.storage_sample_seconds,
+        )
+        credentials = CredentialService(CredentialRepository(db), account_id=settings.account_id)
+        identity = IdentityService(
+            IdentityRepository(db, settings.account_id),
+            account_id=settings.account_id,
+            require_roles=settings.auth == "on",
+        )
+        tagging.sharing = identity  # the shipyard:group tag shares what it is on
+        if settings.auth == "on":
+            created = identity.bootstrap(settings.data_dir)
+            if created is not None:
+                log.warning(
+                    "Created the administrator 'admin'; its access key is in %s (readable by this "
+                    "user only). Sign requests with it, or make users: shipyard users add <name>",
+                    created,
+                )
+        quotas = QuotaService(  # by user and group: the config file's, and those set at run time
+            QuotaRepository(db),
+            settings.user_quotas,
+            groups_of=lambda name: [g.name for g in identity.repository.groups_of(name)],
+            usage=lambda: _quota_usage((jobs, processing_jobs, transform_jobs), endpoints),
         )
         backends = _backends(settings)
         sources = package_sources(settings)
@@ -128,24 +174,26 @@ class Platform:
             AgentSettings(
                 jobs_dir=settings.data_dir / "jobs",
                 object_store=StoreAccess.from_json(_agent_store_config(settings)),
-                api=JobApi(
-                    endpoint_url=_url_for_nodes(settings),
-                    access_key_id=settings.access_key_id or "shipyard",
-                    secret_access_key=settings.secret_access_key or "shipyard",
-                ),
+                # Each attempt gets its own session credentials here (the scheduler's); the
+                # server's key never goes into agent.json.
+                api=JobApi(endpoint_url=_url_for_nodes(settings)),
                 utilization_seconds=settings.utilization_seconds,
                 hide=(str(settings.data_dir),),
                 envs_dir=str(settings.data_dir / "envs"),
                 sources=dataclasses.asdict(sources),
                 allow_server_python=settings.server_python_jobs == "on",
             ),
+            credentials=credentials,
+            quotas=quotas.bounds,
         )
+        scheduler.add_pass(credentials.tick)
         # Before the services it guards; its commitments are read later, when they all exist.
         budgets = BudgetService(
             BudgetRepository(db),
             costs,
             lambda: _commitments(costs, tagging, (training, processing, transform), tuning),
             alert_command=settings.alert_command,
+            identity=identity,
         )
         costs.add_pass(budgets.tick)
         common: dict[str, Any] = {  # what every kind of job's service needs
@@ -157,30 +205,47 @@ class Platform:
             "fit_to_machine": True,
             "wake": scheduler.wake,
             "guard": budgets.guard,
+            "quotas": settings.quotas,
+            "in_use": lambda: active_instances((jobs, processing_jobs, transform_jobs)),
+            "user_quotas": quotas,
+            "claims": identity,  # who owns each job
         }
         training = TrainingService(jobs, **common)
         processing = ProcessingService(processing_jobs, **common)
         transform = TransformService(
-            transform_jobs, model=lambda name: models.get(name)[1].container, **common
+            transform_jobs,
+            model=lambda name: models.get(name)[1].container,
+            model_role=lambda name: models.get(name)[0].request.get("ExecutionRoleArn"),
+            **common,
         )
         tuning = TuningService(
-            TuningJobRepository(db), training, account_id=settings.account_id, guard=budgets.guard
+            TuningJobRepository(db),
+            training,
+            account_id=settings.account_id,
+            guard=budgets.guard,
+            quotas=settings.quotas,
+            claims=identity,
         )
         scheduler.add_pass(tuning.tick)
         models = ModelService(
-            ResourceRepository(db, "model", "Model"), resolver, account_id=settings.account_id
+            ResourceRepository(db, "model", "Model"),
+            resolver,
+            account_id=settings.account_id,
+            claims=identity,
         )
         configs = EndpointConfigService(
             ResourceRepository(db, "endpoint-config", "Endpoint configuration"),
             models,
             catalog,
             account_id=settings.account_id,
+            quotas=settings.quotas,
+            claims=identity,
         )
         endpoints = EndpointService(
             ResourceRepository(db, "endpoint", "Endpoint"),
             configs,
             models,
-            _model_servers(settings, backends, catalog, objects, sources),
+            _model_servers(settings, backends, catalog, objects, sources, credentials),
             resolver,
             costs,
             endpoints_dir=settings.data_dir / "endpoints",
@@ -188,11 +253,15 @@ class Platform:
             startup_timeout=settings.endpoint_startup_seconds,
             guard=budgets.guard,
             tags_of=lambda arn: {t.key: t.value for t in tagging.tags_of(arn)},
+            quotas=settings.quotas,
+            user_quotas=quotas,
+            claims=identity,
         )
         registry = ModelRegistry(
             ResourceRepository(db, "model-package-group", "Model package group"),
             ModelPackageRepository(db),
             account_id=settings.account_id,
+            claims=identity,
         )
         steps = ServiceSteps(
             training=training,
@@ -204,9 +273,10 @@ class Platform:
             tagging=tagging,
             instance_types=[t.name for t in catalog],
             wake=scheduler.wake,
+            refusal=identity.launch_refusal,
         )
         pipelines = PipelineService(
-            PipelineRepository(db), objects, account_id=settings.account_id, steps=steps
+            PipelineRepository(db), objects, account_id=settings.account_id, steps=steps, claims=identity
         )
         scheduler.add_pass(pipelines.tick)
         waste = WasteService(
@@ -220,6 +290,14 @@ class Platform:
             delete_idle=settings.idle_endpoints == "delete",
         )
         costs.add_pass(waste.tick)
+        costs.add_pass(UploadSweeper(objects, settings.multipart_max_age_hours))  # hourly
+        experiments = ExperimentService(
+            ExperimentRepository(db),
+            JobComponents(training, processing, transform),
+            account_id=settings.account_id,
+            tags_of=tagging.tags_of,
+            claims=identity,
+        )
         return cls(
             settings,
             db,
@@ -248,6 +326,11 @@ class Platform:
             utilization,
             pipelines,
             registry,
+            credentials,
+            identity,
+            quotas,
+            experiments,
+            LineageService(experiments, account_id=settings.account_id, claims=identity),
             lock_file,
         )
 
@@ -301,6 +384,7 @@ def _commitments(
                     tags(job.arn),
                     estimates.remaining(worst, spent),
                     stop=lambda s=service, n=job.name: s.stop(n),  # type: ignore[misc]
+                    owner=job.run.owner,
                 )
             )
     for tuning_job in tuning.repository.active():
@@ -319,8 +403,32 @@ def _commitments(
                 tags(tuning_job.arn),
                 per_trial * left,
                 stop=lambda n=tuning_job.name: tuning.stop(n),  # type: ignore[misc]
+                owner=tuning_job.owner,
             )
         )
+    return found
+
+
+def _quota_usage(
+    jobs: tuple[JobRepository[Any], ...], endpoints: EndpointService
+) -> list[tuple[str | None, Load]]:
+    """What counts against quotas now: each running job's placed instances, each endpoint's."""
+    found = []
+    for repository in jobs:
+        for job in repository.active():
+            if job.run.launched and job.run.placement is not None:
+                total = job.run.placement * job.spec.instance_count
+                found.append(
+                    (
+                        job.run.owner,
+                        Load(vcpus=total.cpus, gpus=total.gpus, instances=job.spec.instance_count),
+                    )
+                )
+    for endpoint in endpoints.repository.find(limit=100_000):
+        if endpoint.status != EndpointStatus.FAILED.value:
+            state = EndpointState.from_record(endpoint.status, endpoint.state)
+            count = sum(v.instance_count for v in state.variants)
+            found.append((endpoint.state.get("owner"), Load(endpoints=count)))
     return found
 
 
@@ -380,6 +488,7 @@ def _model_servers(
     catalog: InstanceCatalog,
     objects: ObjectStore,
     sources: PackageSources,
+    credentials: CredentialService,
 ) -> Callable[[str], ModelServers]:
     """Model servers by instance type: on the backend that type's jobs run on (``backends`` routes
     them, once each backend's model servers are attached here)."""
@@ -407,9 +516,29 @@ def _model_servers(
                     sources,
                     settings.server_python_jobs == "on",
                     settings.endpoint_startup_seconds,
+                    credentials=_model_credentials(settings, credentials),
+                    revoke=credentials.revoke,
                 ),
             )
     return backends.model_servers_for
+
+
+def _model_credentials(
+    settings: Settings, credentials: CredentialService
+) -> Callable[[ModelRequest], SessionCredentials]:
+    """Credentials for an endpoint instance's host to fetch its model through the server's S3
+    API: reading the model's data and code, for as long as starting it may take."""
+    lifetime = dt.timedelta(seconds=settings.endpoint_startup_seconds) + DEFAULT_MARGIN
+
+    def issue(request: ModelRequest) -> SessionCredentials:
+        owner = sagemaker_arn(settings.region, settings.account_id, "endpoint", request.endpoint)
+        container = {
+            "model_data_url": request.container.model_data_url,
+            "environment": dict(request.container.environment),
+        }
+        return credentials.for_model(f"{owner}/{request.instance_dir.name}", container, lifetime)
+
+    return issue
 
 
 def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str, Any]:
@@ -422,12 +551,11 @@ def _agent_store_config(settings: Settings, *, remote: bool = False) -> dict[str
             "secret_access_key": settings.s3_secret_access_key,
             "region": settings.s3_region or settings.region,
         }
-    if remote:  # on another machine: through this server's own S3 API
+    if remote:  # on another machine: through this server's own S3 API, as the job itself
         return {
             "kind": "s3",
             "endpoint_url": _url_for_nodes(settings),
-            "access_key_id": settings.access_key_id or "shipyard",
-            "secret_access_key": settings.secret_access_key or "shipyard",
+            "job_credentials": True,
             "region": settings.region,
             # The server may be restarting: keep trying for a minute or two before a job fails.
             "max_attempts": 16,
@@ -445,6 +573,17 @@ def _url_for_nodes(settings: Settings) -> str:
             s.connect(("10.255.255.255", 1))  # no packet is sent: this picks the outgoing address
             return f"http://{s.getsockname()[0]}:{settings.port}"
     return settings.url
+
+
+def _private_database_files(settings: Settings) -> None:
+    """A SQLite database (and its journal files) readable by the server's user only."""
+    prefix = "sqlite:///"
+    if not settings.database_url.startswith(prefix):
+        return
+    path = Path(settings.database_url.removeprefix(prefix))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            os.chmod(name, 0o600)
 
 
 def _lock_data_dir(settings: Settings) -> IO[str]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
-from shipyard.errors import NotFoundError, ValidationError
+from shipyard.errors import LimitExceededError, NotFoundError, ValidationError
 from shipyard.services.endpoints import EndpointService
 from shipyard.store import Resource
 
@@ -327,7 +327,8 @@ class AutoscalingService:
                     ],
                 }
             )
-        except ValidationError as exc:  # updating already: the next look decides again
+        except (ValidationError, LimitExceededError) as exc:
+            # Updating already, or a site quota: look again later.
             log.info("Autoscaling %s: not now (%s)", endpoint.name, exc.message)
             return
         stamp = self._clock.now().isoformat()

@@ -5,6 +5,10 @@ a job's instances from the moment they start work until the job ends (queued tim
 attempt is an interval of its own), an endpoint's model servers while they serve, each bucket at
 its size between two samples. An interval is keyed, so recording it twice changes nothing, and
 it carries the prices of its time (the site's and SageMaker's), its tags, owner and parent.
+
+The owner is the ARN of the user whose request created the resource (None for root's, the
+lab's); a bucket's is the user who created it. Reports take the ``viewer``: a user who is not
+an administrator sees the spend of what they own, and nothing of anyone else's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.costs import CENT, Interval, allocate
+from shipyard.core.credentials import Principal
 from shipyard.core.jobs import Job
 from shipyard.core.pricing import Price, Rates
 from shipyard.store import UsageRepository
@@ -33,6 +38,8 @@ class CostService:
     Args:
         tags: An ARN's current tags (the tagging service's).
         bucket_sizes: Each bucket's stored bytes, for the storage samples.
+        owners: The owners (users' ARNs, None: root) of the resources named by ARN, for the
+            storage samples (the identity service's ownership records); without it, none.
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class CostService:
         *,
         tags: Callable[[str], Mapping[str, str]],
         bucket_sizes: Callable[[], Mapping[str, int]],
+        owners: Callable[[list[str]], Mapping[str, str | None]] | None = None,
         interval: float = 5.0,
         storage_sample_seconds: float = 3600.0,
         clock: Clock = SYSTEM_CLOCK,
@@ -53,6 +61,7 @@ class CostService:
         self.rates = rates
         self._tags = tags
         self._bucket_sizes = bucket_sizes
+        self._owners = owners
         self._interval = interval
         self._storage_every = storage_sample_seconds
         self._storage_next = 0.0
@@ -178,10 +187,29 @@ class CostService:
             sum((i.sagemaker_cost(now=now) for i in rows), Decimal(0)).quantize(CENT),
         )
 
-    def report(self, groups: Sequence[str], *, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
-        """Spend in [start, end) grouped by ``groups`` (see core.costs.allocate)."""
+    def report(
+        self,
+        groups: Sequence[str],
+        *,
+        start: dt.datetime,
+        end: dt.datetime,
+        viewer: Principal | None = None,
+    ) -> list[dict[str, Any]]:
+        """Spend in [start, end) grouped by ``groups`` (see core.costs.allocate), of what
+        ``viewer`` may see (:func:`visible`; None: everything)."""
         now = self._clock.now()
-        return allocate(self.usage.overlapping(start, min(end, now)), groups, start=start, end=end, now=now)
+        intervals = visible(self.usage.overlapping(start, min(end, now)), viewer)
+        return allocate(intervals, groups, start=start, end=end, now=now)
+
+    def now(self) -> dt.datetime:
+        return self._clock.now()
+
+    def ledger(
+        self, start: dt.datetime, end: dt.datetime, *, viewer: Principal | None = None
+    ) -> tuple[list[Interval], dt.datetime]:
+        """The intervals in [start, end) that ``viewer`` may see (:func:`visible`), and now."""
+        now = self._clock.now()
+        return visible(self.usage.overlapping(start, min(end, now)), viewer), now
 
     # -- storage ----------------------------------------------------------------------------------
     def sample_storage(self, *, force: bool = False) -> None:
@@ -194,11 +222,10 @@ class CostService:
         sizes = self._bucket_sizes()
         for interval in self.usage.open_intervals("storage"):
             self.usage.close(interval.key, now)
-        for bucket, size in sizes.items():
-            if size <= 0:
-                continue
-            price = self.rates.storage(size)
-            arn = f"arn:aws:s3:::{bucket}"
+        arns = {bucket: f"arn:aws:s3:::{bucket}" for bucket, size in sizes.items() if size > 0}
+        owners = self._owners(list(arns.values())) if self._owners and arns else {}
+        for bucket, arn in arns.items():
+            price = self.rates.storage(sizes[bucket])
             self.usage.open(
                 Interval(
                     key=f"storage/{bucket}/{now.isoformat()}",
@@ -211,9 +238,18 @@ class CostService:
                     sagemaker_usd_per_hour=price.sagemaker,
                     started=now,
                     last_seen=now,
+                    owner=owners.get(arn),
                     tags=dict(self._tags(arn)),
                 )
             )
+
+
+def visible(intervals: Iterable[Interval], viewer: Principal | None) -> list[Interval]:
+    """The intervals ``viewer`` may see: all for an administrator (or None, the server itself);
+    for anyone else, those of what the user it acts for owns."""
+    if viewer is None or viewer.is_administrator:
+        return list(intervals)
+    return [i for i in intervals if i.owner is not None and i.owner == viewer.user]
 
 
 def tags_by_arn(intervals: Iterable[Interval]) -> dict[str, Mapping[str, str]]:

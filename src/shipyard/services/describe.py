@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from shipyard.core.algorithms import xgboost
 from shipyard.core.jobs import Job, TrainingJob
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.training import TrainingJobStatus
 from shipyard.core.transform import TransformJobSpec
 from shipyard.core.tuning import TuningJob
+from shipyard.envs import framework_of
 from shipyard.services.tuning import TrialView
 from shipyard.store import Resource
 from shipyard.store.pipelines import ModelPackage
@@ -61,6 +63,7 @@ def training_job(job: TrainingJob) -> dict[str, Any]:
         "VpcConfig": request.get("VpcConfig"),
         "DebugHookConfig": request.get("DebugHookConfig"),
         "ProfilerConfig": request.get("ProfilerConfig"),
+        "ExperimentConfig": request.get("ExperimentConfig"),  # load_run() in the job reads it
     }
     if state.started is not None:
         billing = run.billing
@@ -125,6 +128,7 @@ def transform_job(job: Job[TransformJobSpec]) -> dict[str, Any]:
         "TransformOutput": request["TransformOutput"],
         "TransformResources": request["TransformResources"],
         "DataProcessing": request.get("DataProcessing"),
+        "ExperimentConfig": request.get("ExperimentConfig"),
         "CreationTime": job.created,
         "TransformStartTime": state.started,
         "TransformEndTime": state.ended,
@@ -167,6 +171,28 @@ def trial_summary(job: TuningJob, view: TrialView) -> dict[str, Any]:
     }
 
 
+def _definition(job: TuningJob, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A training job definition as SageMaker shows it: the static hyperparameters its trials get,
+    and the ResourceConfig they run with even where HyperParameterTuningResourceConfig gave it (the
+    SDK's attach reads ResourceConfig)."""
+    if raw is None:
+        return None
+    definition = job.spec.definition(raw.get("DefinitionName"))
+    algorithm = dict(raw.get("AlgorithmSpecification") or {})
+    if not algorithm.get("MetricDefinitions"):  # the SDK's attach reads them; a built-in's are its own
+        builtin = framework_of(str(algorithm.get("TrainingImage", ""))) == "xgboost" and not any(
+            k in definition.static_hyperparameters
+            for k in ("sagemaker_program", "sagemaker_submit_directory")
+        )
+        algorithm["MetricDefinitions"] = xgboost.metric_definitions() if builtin else []
+    return {
+        "ResourceConfig": dict(definition.resource_config),
+        **raw,
+        "AlgorithmSpecification": algorithm,
+        "StaticHyperParameters": definition.trial_static_hyperparameters,
+    }
+
+
 def tuning_job(job: TuningJob, views: list[TrialView], best: TrialView | None) -> dict[str, Any]:
     """DescribeHyperParameterTuningJob's answer for ``job`` with its trials and the best of them."""
     counts = {status: 0 for status in TrainingJobStatus}
@@ -180,8 +206,10 @@ def tuning_job(job: TuningJob, views: list[TrialView], best: TrialView | None) -
         "HyperParameterTuningJobName": job.name,
         "HyperParameterTuningJobArn": job.arn,
         "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
-        "TrainingJobDefinition": request.get("TrainingJobDefinition"),
-        "TrainingJobDefinitions": request.get("TrainingJobDefinitions"),
+        "TrainingJobDefinition": _definition(job, request.get("TrainingJobDefinition")),
+        "TrainingJobDefinitions": [_definition(job, d) for d in request["TrainingJobDefinitions"]]
+        if request.get("TrainingJobDefinitions")
+        else None,
         "WarmStartConfig": request.get("WarmStartConfig"),
         "HyperParameterTuningJobStatus": job.status.value,
         "CreationTime": job.created,

@@ -27,16 +27,19 @@ from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.estimates import Prices
-from shipyard.core.hosting import EndpointConfigSpec, EndpointState, ModelSpec
+from shipyard.core.hosting import EndpointConfigSpec, EndpointState, EndpointStatus, ModelSpec
 from shipyard.core.pagination import Page
+from shipyard.core.quotas import Quotas
 from shipyard.core.training import parse_s3_uri
 from shipyard.envs import ImageResolver
 from shipyard.errors import NotFoundError, ValidationError
+from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.services._guard import LaunchGuard, no_guard, request_tags
 from shipyard.services._reconciler import EndpointReconciler
 from shipyard.services._router import LiveVariant, NoRoute, Router
 from shipyard.services.costs import CostService
 from shipyard.services.endpoint_metrics import EndpointMetrics
+from shipyard.services.quotas import QuotaService
 from shipyard.store import Resource, ResourceRepository
 
 log = logging.getLogger(__name__)
@@ -68,13 +71,15 @@ class ModelService:
         *,
         account_id: str,
         clock: Clock = SYSTEM_CLOCK,
+        claims: Claims = NO_CLAIMS,
     ) -> None:
         self.repository = repository
+        self._claims = claims
         self._resolver = resolver
         self._account_id = account_id
         self._clock = clock
 
-    def create(self, params: Mapping[str, Any], *, region: str) -> Resource:
+    def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
         spec = ModelSpec.from_request(params)
         self._resolver.resolve(spec.container.image, field="PrimaryContainer.Image")
         for uri, field in (
@@ -89,7 +94,7 @@ class ModelService:
             if uri:
                 parse_s3_uri(uri, field=field)
         now = self._clock.now()
-        return self.repository.create(
+        model = self.repository.create(
             Resource(
                 "model",
                 spec.name,
@@ -98,6 +103,8 @@ class ModelService:
                 dict(params),
             )
         )
+        self._claims.claim_for(model.arn, owner)
+        return model
 
     def get(self, name: str) -> tuple[Resource, ModelSpec]:
         model = self.repository.get(name)
@@ -107,7 +114,9 @@ class ModelService:
         return _page(self.repository, params)
 
     def delete(self, name: str) -> None:
+        arn = self.repository.get(name).arn
         self.repository.delete(name)
+        self._claims.forget(arn)
 
 
 class EndpointConfigService:
@@ -119,14 +128,18 @@ class EndpointConfigService:
         *,
         account_id: str,
         clock: Clock = SYSTEM_CLOCK,
+        quotas: Quotas = Quotas(),
+        claims: Claims = NO_CLAIMS,
     ) -> None:
         self.repository = repository
+        self._claims = claims
         self._models = models
         self._catalog = catalog
+        self._quotas = quotas
         self._account_id = account_id
         self._clock = clock
 
-    def create(self, params: Mapping[str, Any], *, region: str) -> Resource:
+    def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
         spec = EndpointConfigSpec.from_request(params)
         for index, variant in enumerate(spec.variants):
             field = f"ProductionVariants.{index}"
@@ -145,10 +158,13 @@ class EndpointConfigService:
                     field=f"{field}.InstanceType",
                     value=variant.instance_type,
                 )
+            self._quotas.check_variant(variant.instance_type, variant.instance_count)
         arn = sagemaker_arn(region, self._account_id, "endpoint-config", spec.name)
-        return self.repository.create(
+        config = self.repository.create(
             Resource("endpoint-config", spec.name, arn, self._clock.now(), dict(params))
         )
+        self._claims.claim_for(config.arn, owner)
+        return config
 
     def get(self, name: str) -> tuple[Resource, EndpointConfigSpec]:
         config = self.repository.get(name)
@@ -158,7 +174,9 @@ class EndpointConfigService:
         return _page(self.repository, params)
 
     def delete(self, name: str) -> None:
+        arn = self.repository.get(name).arn
         self.repository.delete(name)
+        self._claims.forget(arn)
 
 
 class EndpointService:
@@ -181,8 +199,14 @@ class EndpointService:
         workers: Executor | None = None,
         guard: LaunchGuard = no_guard,
         tags_of: Callable[[str], Mapping[str, str]] | None = None,
+        quotas: Quotas = Quotas(),
+        claims: Claims = NO_CLAIMS,
+        user_quotas: QuotaService | None = None,
     ) -> None:
         self.repository = repository
+        self._claims = claims
+        self._quotas = quotas
+        self._user_quotas = user_quotas  # endpoint instances by user and group
         self.costs = costs
         self._guard = guard  # the budgets, asked on create and update
         self._tags_of = tags_of or (lambda arn: {})
@@ -212,14 +236,29 @@ class EndpointService:
         config, _ = self._configs.get(params["EndpointConfigName"])
         return estimates.endpoint(config.request["ProductionVariants"], prices)
 
+    def _check_instances(self, name: str, count: int, owner: str | None) -> None:
+        """The endpoint-instances quotas, for ``name`` (``owner``'s) to have ``count``
+        instances: the site's, and its owner's and their groups' (each variant's count was
+        checked with its config, or is checked by the caller)."""
+        by_owner: dict[str | None, int] = {}
+        for endpoint in self.repository.find(limit=100_000):
+            if endpoint.name != name and endpoint.status != EndpointStatus.FAILED.value:
+                state = EndpointState.from_record(endpoint.status, endpoint.state)
+                who = endpoint.state.get("owner")
+                by_owner[who] = by_owner.get(who, 0) + sum(v.instance_count for v in state.variants)
+        self._quotas.check_endpoint(count, in_use=sum(by_owner.values()))
+        if self._user_quotas is not None:
+            self._user_quotas.check_endpoints(owner, count, lambda: by_owner)
+
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
         name = params["EndpointName"]
-        with self._guard("endpoint", name, self._reckon, params, request_tags(params)):
+        with self._guard("endpoint", name, self._reckon, params, request_tags(params), owner=owner):
             return self._create(params, region=region, owner=owner)
 
     def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Resource:
         name = params["EndpointName"]
         _, config = self._configs.get(params["EndpointConfigName"])
+        self._check_instances(name, sum(v.instance_count for v in config.variants), owner)
         now = self._clock.now()
         state = EndpointState.new(config)
         endpoint = Resource(
@@ -233,6 +272,7 @@ class EndpointService:
             last_modified=now,
         )
         self.repository.create(endpoint)
+        self._claims.claim_for(endpoint.arn, owner)
         self.reconciler.wake()
         return endpoint
 
@@ -251,9 +291,12 @@ class EndpointService:
         """UpdateEndpoint: the new config's model servers come up beside the old ones, traffic moves
         to them at once, and the old ones are stopped when their requests are answered."""
         name = params["EndpointName"]
-        tags = self._tags_of(self.get(name).arn)
-        with self._guard("endpoint", name, self._reckon, params, tags):
+        endpoint = self.get(name)
+        tags = self._tags_of(endpoint.arn)
+        owner = endpoint.state.get("owner")  # its creator's budgets, whoever updates it
+        with self._guard("endpoint", name, self._reckon, params, tags, owner=owner):
             _, config = self._configs.get(params["EndpointConfigName"])
+            self._check_instances(name, sum(v.instance_count for v in config.variants), owner)
             return self._change(
                 name, lambda s: s.update(name, config.name, serving=self.router.serving(name))
             )
@@ -291,16 +334,19 @@ class EndpointService:
                         value=item["DesiredInstanceCount"],
                     )
                 change["instance_count"] = int(item["DesiredInstanceCount"])
+                self._quotas.check_variant(variants[variant].instance_type, change["instance_count"])
             wanted[variant] = change
         after = [dataclasses.replace(v, **wanted.get(v.name, {})) for v in variants.values()]
+        self._check_instances(name, sum(v.instance_count for v in after), endpoint.state.get("owner"))
         endpoint = self._change(name, lambda s: s.rescale(name, after, serving=self.router.serving(name)))
         self.router.set_weights(name, {v: c["weight"] for v, c in wanted.items() if "weight" in c})
         return endpoint
 
     def delete(self, name: str) -> None:
         """Stop the endpoint's model servers and forget it (when this returns, none runs)."""
-        self.repository.get(name)
+        arn = self.repository.get(name).arn
         self.reconciler.delete(name)
+        self._claims.forget(arn)
 
     def _change(self, name: str, rule: Callable[[EndpointState], EndpointState]) -> Resource:
         """Apply an API call's transition to the endpoint's record, and have the reconciler act."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic
 
 from shipyard.compute import Backend, Feature
@@ -17,12 +17,15 @@ from shipyard.core.jobs import Job, JobRun, JobState, SpecT, TrainingJob
 from shipyard.core.pagination import Page
 from shipyard.core.placement import plan
 from shipyard.core.processing import ProcessingJobSpec
+from shipyard.core.quotas import Quotas
 from shipyard.core.tags import Tag
 from shipyard.core.training import MetricPoint, TrainingJobSpec, parse_s3_uri
 from shipyard.core.transform import TransformJobSpec
 from shipyard.envs import ImageResolver, framework_of
 from shipyard.errors import NotFoundError, ValidationError
+from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.services._guard import LaunchGuard, Reckon, no_guard, request_tags
+from shipyard.services.quotas import QuotaService
 from shipyard.services.tagging import TaggingService
 from shipyard.store import JobRepository, TrainingJobQuery, TrainingJobRepository
 
@@ -38,9 +41,16 @@ def _builtin_xgboost(params: Mapping[str, Any]) -> TrainingJobSpec:
     return TrainingJobSpec.from_request({**params, "AlgorithmSpecification": algorithm})
 
 
+def active_instances(repositories: Sequence[JobRepository[Any]]) -> int:
+    """The instances of every active job in ``repositories`` (what the concurrent quota counts)."""
+    return sum(job.spec.instance_count for repository in repositories for job in repository.active())
+
+
 class JobService(Generic[SpecT]):
     """What every kind of job the scheduler runs offers: create (in the subclass), describe, list
-    and stop. ``wake`` nudges the scheduler after a change."""
+    and stop. ``wake`` nudges the scheduler after a change. ``quotas`` are checked at create, with
+    ``in_use`` counting the instances of active jobs (of every kind; this kind's by default).
+    ``claims`` records who owns each job created (its ``owner``)."""
 
     label = "job"  # as messages name the kind
     name_field = "JobName"  # the request field that names a job
@@ -58,8 +68,16 @@ class JobService(Generic[SpecT]):
         wake: Callable[[], None],
         clock: Clock = SYSTEM_CLOCK,
         guard: LaunchGuard = no_guard,
+        quotas: Quotas = Quotas(),
+        in_use: Callable[[], int] | None = None,
+        claims: Claims = NO_CLAIMS,
+        user_quotas: QuotaService | None = None,
     ) -> None:
         self.repository = repository
+        self._user_quotas = user_quotas  # a job larger than a quota of its owner's is refused
+        self._claims = claims
+        self._quotas = quotas
+        self._in_use = in_use or (lambda: active_instances([repository]))
         self._clock = clock
         self._guard = guard  # the budgets, asked once per job created
         self._catalog = catalog
@@ -71,13 +89,13 @@ class JobService(Generic[SpecT]):
         self._wake = wake
 
     def _launch(
-        self, reckon: Reckon, params: Mapping[str, Any], *, skip: bool = False
+        self, reckon: Reckon, params: Mapping[str, Any], *, owner: str | None, skip: bool = False
     ) -> contextlib.AbstractContextManager[None]:
-        """Around a create: the budgets refuse it or let it run under their launch lock."""
+        """Around a create by ``owner``: the budgets refuse it or let it run under their launch lock."""
         if skip:
             return contextlib.nullcontext()
         name = str(params.get(self.name_field, ""))
-        return self._guard(self.label, name, reckon, params, request_tags(params))
+        return self._guard(self.label, name, reckon, params, request_tags(params), owner=owner)
 
     def _new_job(
         self,
@@ -88,8 +106,12 @@ class JobService(Generic[SpecT]):
         image_field: str,
         run: JobRun | None = None,
         owner: str | None = None,
+        trial: bool = False,
     ) -> Job[SpecT]:
-        """Record a new job (placement checked, environment resolved, tags added) and wake the scheduler."""
+        """Record a new job (quotas and placement checked, environment resolved, tags added) and
+        wake the scheduler. A tuning job's ``trial`` is not refused for the instances in use."""
+        # First: a request past the quotas is refused before anything else looks at its count.
+        self._quotas.check_job(spec.kind, spec.instance_count, in_use=None if trial else self._in_use())
         instance_type = self._catalog.get(spec.instance_type)
         instance_type.price_per_hour(JobKind(spec.kind))  # offered for this kind of job at all?
         if not spec.image:
@@ -111,11 +133,14 @@ class JobService(Generic[SpecT]):
             node=backend.largest_node,
             fit_to_machine=self._fit_to_machine,
         )
+        if self._user_quotas is not None:
+            self._user_quotas.check_job(owner, placement.total, placement.count)
         now = self._clock.now()
         state = JobState.new(now)
         if placement.scaled_down:
             state = dataclasses.replace(state, scaled_down=placement.scaled_down)
         tags = [Tag.from_wire(t) for t in params.get("Tags", [])]
+        self._tagging.check(tags)  # a share tag's group, before the job exists
         job: Job[SpecT] = Job(
             spec,
             sagemaker_arn(region, self._account_id, f"{spec.kind}-job", spec.name),
@@ -124,10 +149,30 @@ class JobService(Generic[SpecT]):
             (run or JobRun()).replace(region=region, environment=environment.to_json(), owner=owner),
         )
         self.repository.create(job)
+        self._claims.claim_for(job.arn, owner)  # before its tags: a share tag needs the record
         if tags:
             self._tagging.add_tags(job.arn, tags)
         self._wake()
         return job
+
+    def check_owner_quota(self, owner: str | None, instance_type: str, count: int) -> None:
+        """Refuse work of ``count`` x ``instance_type`` (as it would be placed) larger than one
+        of ``owner``'s quotas on its own (a tuning job's trials, before the tuning job exists).
+
+        Raises:
+            QuotaExceeded: naming the quota.
+        """
+        if self._user_quotas is None or not self._user_quotas.bounds(owner):
+            return
+        backend = self._backend_for(instance_type)
+        placement = plan(
+            self._catalog.get(instance_type),
+            count,
+            backend.capacity,
+            node=backend.largest_node,
+            fit_to_machine=self._fit_to_machine,
+        )
+        self._user_quotas.check_job(owner, placement.total, placement.count)
 
     def describe(self, name: str) -> Job[SpecT]:
         return self.repository.get(name)
@@ -172,7 +217,7 @@ class TrainingService(JobService[TrainingJobSpec]):
     ) -> TrainingJob:
         """Create a training job; ``tuning_job`` (name, ARN) when it is a tuning job's trial (the
         budgets were asked for its tuning job, not for each trial)."""
-        with self._launch(estimates.training, params, skip=tuning_job is not None):
+        with self._launch(estimates.training, params, owner=owner, skip=tuning_job is not None):
             return self._create(params, region=region, tuning_job=tuning_job, owner=owner)
 
     def _create(
@@ -196,7 +241,9 @@ class TrainingService(JobService[TrainingJobSpec]):
                 )
             spec = _builtin_xgboost(params)
         run = JobRun(tuning_job=tuning_job[0], tuning_job_arn=tuning_job[1]) if tuning_job else None
-        return self._new_job(spec, params, region=region, image_field=image_field, run=run, owner=owner)
+        return self._new_job(
+            spec, params, region=region, image_field=image_field, run=run, owner=owner, trial=run is not None
+        )
 
     def tags_of(self, arn: str) -> list[Tag]:
         return self._tagging.tags_of(arn)
@@ -216,7 +263,7 @@ class ProcessingService(JobService[ProcessingJobSpec]):
     def create(
         self, params: Mapping[str, Any], *, region: str, owner: str | None = None
     ) -> Job[ProcessingJobSpec]:
-        with self._launch(estimates.processing, params):
+        with self._launch(estimates.processing, params, owner=owner):
             return self._create(params, region=region, owner=owner)
 
     def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Job[ProcessingJobSpec]:
@@ -227,19 +274,27 @@ class ProcessingService(JobService[ProcessingJobSpec]):
 
 
 class TransformService(JobService[TransformJobSpec]):
-    """Batch transform jobs. ``model`` gives a model's container by name (the model service's)."""
+    """Batch transform jobs. ``model`` gives a model's container by name (the model service's);
+    ``model_role`` its ExecutionRoleArn, which the job acts as."""
 
     label = "transform job"
     name_field = "TransformJobName"
 
-    def __init__(self, *args: Any, model: Callable[[str], ContainerSpec], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        model: Callable[[str], ContainerSpec],
+        model_role: Callable[[str], str | None] = lambda name: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._model = model
+        self._model_role = model_role
 
     def create(
         self, params: Mapping[str, Any], *, region: str, owner: str | None = None
     ) -> Job[TransformJobSpec]:
-        with self._launch(estimates.transform, params):
+        with self._launch(estimates.transform, params, owner=owner):
             return self._create(params, region=region, owner=owner)
 
     def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> Job[TransformJobSpec]:
@@ -256,6 +311,7 @@ class TransformService(JobService[TransformJobSpec]):
             "model_data_url": container.model_data_url,
             "environment": dict(container.environment),
             "framework": framework_of(container.image) or "sklearn",
+            "role_arn": self._model_role(spec.model_name),
         }
         return self._new_job(
             spec, params, region=region, image_field="ModelName", run=JobRun(model=model), owner=owner

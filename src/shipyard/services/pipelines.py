@@ -34,6 +34,7 @@ from shipyard.core.pipelines import (
 )
 from shipyard.core.training import parse_s3_uri
 from shipyard.errors import NotFoundError, ValidationError
+from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.services._pipeline_engine import PipelineEngine
 from shipyard.services._pipeline_steps import PipelineSteps, ServiceSteps
 from shipyard.storage import ObjectStore
@@ -50,6 +51,7 @@ class PipelineService:
     objects: Where definitions given by S3 location, property files and JSON results are read.
     steps: The port through which steps do their work (None: executions start but do not run).
     clock: The time of creations, changes and steps.
+    claims: Who owns each pipeline and execution (its steps' work: the execution's owner).
     """
 
     def __init__(
@@ -60,8 +62,10 @@ class PipelineService:
         account_id: str,
         steps: PipelineSteps | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        claims: Claims = NO_CLAIMS,
     ) -> None:
         self.repository = repository
+        self._claims = claims
         self._objects = objects
         self._account_id = account_id
         self._clock = clock
@@ -70,9 +74,9 @@ class PipelineService:
         self._definitions: dict[str, Definition] = {}  # without an engine: parsed definitions
 
     # -- pipelines ------------------------------------------------------------------------------
-    def create(self, params: Mapping[str, Any], *, region: str) -> Pipeline:
+    def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Pipeline:
         name = params["PipelineName"]
-        definition = self._definition_text(params)
+        definition = self.definition_text(params)
         _check_json(definition)
         now = self._clock.now()
         pipeline = Pipeline(
@@ -86,12 +90,14 @@ class PipelineService:
             role_arn=params.get("RoleArn"),
             parallelism=(params.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps"),
         )
-        return self.repository.create(pipeline)
+        created = self.repository.create(pipeline)
+        self._claims.claim_for(created.arn, owner)
+        return created
 
     def update(self, params: Mapping[str, Any]) -> Pipeline:
         changes: dict[str, Any] = {}
         if params.get("PipelineDefinition") is not None or params.get("PipelineDefinitionS3Location"):
-            changes["definition"] = self._definition_text(params)
+            changes["definition"] = self.definition_text(params)
             _check_json(changes["definition"])
         for member, attribute in (
             ("PipelineDisplayName", "display_name"),
@@ -115,6 +121,7 @@ class PipelineService:
 
     def delete(self, name: str) -> Pipeline:
         pipeline = self.repository.delete(self.pipeline_name(name))
+        self._claims.forget(pipeline.arn)
         return pipeline
 
     def find(self, params: Mapping[str, Any]) -> tuple[list[Pipeline], str | None]:
@@ -134,7 +141,9 @@ class PipelineService:
     def pipeline_name(name_or_arn: str) -> str:
         return name_or_arn.split(":pipeline/", 1)[1] if ":pipeline/" in name_or_arn else name_or_arn
 
-    def _definition_text(self, params: Mapping[str, Any]) -> str:
+    def definition_text(self, params: Mapping[str, Any]) -> str:
+        """A Create/UpdatePipeline request's definition: ``PipelineDefinition``, or the object
+        ``PipelineDefinitionS3Location`` names, read."""
         if params.get("PipelineDefinition") is not None:
             return str(params["PipelineDefinition"])
         location = params.get("PipelineDefinitionS3Location")
@@ -213,7 +222,7 @@ class PipelineService:
                 failure_reason=exc.message,
                 ended=now,
             )
-            return self.repository.add_execution(execution)
+            return self._claimed(self.repository.add_execution(execution))
         unknown = sorted(set(given) - set(definition.parameters))
         if unknown:
             raise ValidationError(
@@ -237,7 +246,11 @@ class PipelineService:
         execution = dataclasses.replace(execution, parameters=values)
         if self.engine is not None:
             self.engine.remember(execution, definition)
-        return self.repository.add_execution(execution)
+        return self._claimed(self.repository.add_execution(execution))
+
+    def _claimed(self, execution: Execution) -> Execution:
+        self._claims.claim_for(execution.arn, execution.owner)
+        return execution
 
     def _check_properties(self, definition: Definition) -> None:
         if self.steps is None:

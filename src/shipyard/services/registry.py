@@ -10,6 +10,7 @@ from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.pagination import Page
 from shipyard.errors import ConflictError, ValidationError
+from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.store import Resource, ResourceRepository
 from shipyard.store.pipelines import ModelPackage, ModelPackageRepository
 
@@ -24,17 +25,19 @@ class ModelRegistry:
         *,
         account_id: str,
         clock: Clock = SYSTEM_CLOCK,
+        claims: Claims = NO_CLAIMS,
     ) -> None:
+        self._claims = claims  # who owns each group and package
         self._clock = clock
         self.groups = groups
         self.packages = packages
         self._account_id = account_id
 
     # -- groups ---------------------------------------------------------------------------------
-    def create_group(self, params: Mapping[str, Any], *, region: str) -> Resource:
+    def create_group(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
         name = params["ModelPackageGroupName"]
         now = self._clock.now()
-        return self.groups.create(
+        group = self.groups.create(
             Resource(
                 "model-package-group",
                 name,
@@ -44,6 +47,8 @@ class ModelRegistry:
                 status="Completed",
             )
         )
+        self._claims.claim_for(group.arn, owner)
+        return group
 
     def group(self, name_or_arn: str) -> Resource:
         return self.groups.get(_group_name(name_or_arn))
@@ -55,7 +60,9 @@ class ModelRegistry:
             raise ConflictError(
                 f"Model package group {name!r} still has model packages; delete them (DeleteModelPackage) first"
             )
+        arn = self.groups.get(name).arn
         self.groups.delete(name)
+        self._claims.forget(arn)
 
     def find_groups(self, params: Mapping[str, Any]) -> tuple[list[Resource], str | None]:
         page = Page.requested(params, default_size=10)
@@ -71,7 +78,9 @@ class ModelRegistry:
         return page.cut(found)
 
     # -- packages -------------------------------------------------------------------------------
-    def create_package(self, params: Mapping[str, Any], *, region: str) -> ModelPackage:
+    def create_package(
+        self, params: Mapping[str, Any], *, region: str, owner: str | None = None
+    ) -> ModelPackage:
         if not params.get("ModelPackageGroupName"):
             raise ValidationError(
                 "Shipyard keeps versioned model packages only: give ModelPackageGroupName "
@@ -99,7 +108,9 @@ class ModelRegistry:
                 now,
             )
 
-        return self.packages.add(group, make, group_exists=lambda: self._group_exists(group))
+        package = self.packages.add(group, make, group_exists=lambda: self._group_exists(group))
+        self._claims.claim_for(package.arn, owner)
+        return package
 
     def _group_exists(self, name: str) -> bool:
         try:
@@ -155,6 +166,7 @@ class ModelRegistry:
     def delete_package(self, name_or_arn: str) -> None:
         package = self.package(name_or_arn)
         self.packages.delete(package.group, package.version)
+        self._claims.forget(package.arn)
 
     def find_packages(self, params: Mapping[str, Any]) -> tuple[list[ModelPackage], str | None]:
         if params.get("ModelPackageType") == "Unversioned":

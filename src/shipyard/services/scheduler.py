@@ -2,7 +2,9 @@
 follows running ones.
 
 One thread, one loop. Each pass reads the active jobs from the store (the only source of truth),
-launches those that fit the free capacity (oldest first), and for launched ones reads what their
+launches waiting ones in the order ``core/fairshare.py`` decides (dominant-resource fairness
+across users, first come first served within a user, within each user's and group's quotas:
+``core/quotas.py``), telling each job that waits why in its Pending transition, and for launched ones reads what their
 agents wrote in their :class:`~shipyard.runtime.contract.InstanceFolder` — the
 :class:`~shipyard.runtime.contract.AgentStatus` and the log — and applies the rules of
 ``core/outcomes.py`` to it: secondary-status transitions, metric points, and at the end the
@@ -24,16 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.compute import Backend, Backends, InstanceLaunch
-from shipyard.core import outcomes
+from shipyard.core import fairshare, outcomes
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.jobs import Billing, InstanceRecord, Job, JobRun, JobState
 from shipyard.core.placement import Placement, Resources, plan
+from shipyard.core.quotas import Bound
 from shipyard.core.training import MetricPoint, SecondaryStatus, TrainingJobStatus
 from shipyard.errors import ShipyardError, ValidationError
 from shipyard.runtime.container import hosts_for
 from shipyard.runtime.contract import AgentConfig, AgentStatus, InstanceFolder, JobApi, StoreAccess
 from shipyard.services.costs import CostService
+from shipyard.services.credentials import CredentialService
 from shipyard.store import JobRepository, TrainingJobRepository
 from shipyard.store.utilization import Sample, UtilizationRepository
 
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _ACTIVE_POLL = 0.1
 _IDLE_POLL = 1.0
+_POOL_LABELS = {"local": "the machine", "ray": "the Ray cluster"}  # as a waiting job's message names them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +87,12 @@ class JobScheduler:
         *,
         fit_to_machine: bool = True,
         clock: Clock = SYSTEM_CLOCK,
+        credentials: CredentialService | None = None,
+        quotas: Callable[[str | None], Sequence[Bound]] | None = None,
     ) -> None:
         self._repos = {r.kind: r for r in repositories}
+        self._quotas = quotas or (lambda owner: ())  # the quotas an owner's work counts against
+        self._credentials = credentials  # each attempt's own, revoked when its job ends
         self._backends = backends
         self._catalog = catalog
         self._costs = costs
@@ -130,24 +139,27 @@ class JobScheduler:
     def tick(self) -> bool:
         """One pass over the active jobs; returns whether any job is active."""
         jobs = sorted((j for r in self._repos.values() for j in r.active()), key=lambda j: j.created)
-        used = {b.name: Resources(0, 0, 0) for b in self._backends}
-        for job in jobs:
-            if job.run.launched and job.run.backend in used and job.run.placement is not None:
-                used[job.run.backend] += job.run.placement * job.spec.instance_count
-        waiting: dict[str, list[Resources]] = {name: [] for name in used}
+        names = {b.name for b in self._backends}
+        running = [
+            fairshare.Work(job.run.owner, job.run.backend, job.run.placement, job.spec.instance_count)
+            for job in jobs
+            if job.run.launched and job.run.backend in names and job.run.placement is not None
+        ]
+        waiting: list[tuple[Job[Any], Backend, Placement]] = []
         for job in jobs:
             try:
-                if job.run.launched and job.run.backend not in used:
+                if job.run.launched and job.run.backend not in names:
                     self._unfollowed(job)
                 elif job.run.launched:
                     self._follow(job)
                 else:
-                    self._place(job, used, waiting)
+                    prepared = self._prepare(job)
+                    if prepared is not None:
+                        waiting.append((job, *prepared))
             except Exception as exc:
                 log.exception("%s job %s: scheduler error", job.kind.capitalize(), job.name)
                 self._fail(job, f"InternalServerError: {exc}")
-        for backend in self._backends:
-            backend.demand(waiting[backend.name])
+        self._place(waiting, running)
         return bool(jobs)
 
     def _unfollowed(self, job: Job[Any]) -> None:
@@ -164,18 +176,18 @@ class JobScheduler:
             )
 
     # -- placing ---------------------------------------------------------------------------------
-    def _place(self, job: Job[Any], used: dict[str, Resources], waiting: dict[str, list[Resources]]) -> None:
-        """Launch ``job`` if it fits what its backend has free (adding it to ``used``), else mark
-        it Pending (and add its instances to ``waiting``)."""
-        now = self._clock.now()
+    def _prepare(self, job: Job[Any]) -> tuple[Backend, Placement] | None:
+        """A job not yet launched: its backend and placement; None when it ends here instead (a
+        stop before launch, or a request its backend can no longer hold)."""
         if job.state.status == TrainingJobStatus.STOPPING:
+            now = self._clock.now()
             self._modify(
                 job,
                 lambda j: j.with_state(
                     j.state.finish(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED, now)
                 ),
             )
-            return
+            return None
         backend = self._backends.for_type(job.spec.instance_type)
         try:
             placement = plan(
@@ -187,13 +199,59 @@ class JobScheduler:
             )
         except ValidationError as exc:
             self._fail(job, f"CapacityError: {exc.message}")
+            return None
+        return backend, placement
+
+    def _place(
+        self, waiting: Sequence[tuple[Job[Any], Backend, Placement]], running: Sequence[fairshare.Work]
+    ) -> None:
+        """Launch the waiting jobs ``core.fairshare.decide`` lets go; the others are Pending,
+        saying why (and what waits for capacity is passed to each backend's ``demand``)."""
+        key = {f"{job.kind}/{job.name}": (job, backend, placement) for job, backend, placement in waiting}
+        owners = {job.run.owner for job, _, _ in waiting} | {work.owner for work in running}
+        verdicts = fairshare.decide(
+            [
+                fairshare.Waiting(
+                    name,
+                    fairshare.Work(job.run.owner, backend.name, placement.per_instance, placement.count),
+                    job.created,
+                )
+                for name, (job, backend, placement) in key.items()
+            ],
+            running,
+            {
+                b.name: fairshare.Pool(
+                    b.capacity, b.available, _POOL_LABELS.get(b.name, f"the {b.name} backend")
+                )
+                for b in self._backends
+            },
+            {owner: tuple(self._quotas(owner)) for owner in owners},
+        )
+        demand: dict[str, list[Resources]] = {b.name: [] for b in self._backends}
+        for verdict in verdicts:
+            job, backend, placement = key[verdict.key]
+            try:
+                if verdict.launch:
+                    self._launch(job, backend, placement)
+                    continue
+                if verdict.for_capacity:
+                    demand[backend.name] += [placement.per_instance] * placement.count
+                self._wait(job, verdict.reason or SecondaryStatus.PENDING.message)
+            except Exception as exc:
+                log.exception("%s job %s: scheduler error", job.kind.capitalize(), job.name)
+                self._fail(job, f"InternalServerError: {exc}")
+        for backend in self._backends:
+            backend.demand(demand[backend.name])
+
+    def _wait(self, job: Job[Any], reason: str) -> None:
+        """Pending, saying ``reason`` (written only when it changed)."""
+        if job.state.secondary == SecondaryStatus.PENDING and job.state.transitions[-1].message == reason:
             return
-        free = backend.capacity - used[backend.name]
-        if not backend.available or not placement.total.fits_in(free):
-            waiting[backend.name] += [placement.per_instance] * placement.count
-            if job.state.secondary != SecondaryStatus.PENDING:
-                self._modify(job, lambda j: j.with_state(j.state.advance(SecondaryStatus.PENDING, now)))
-            return
+        now = self._clock.now()
+        self._modify(job, lambda j: j.with_state(j.state.waiting(reason, now)))
+
+    def _launch(self, job: Job[Any], backend: Backend, placement: Placement) -> None:
+        now = self._clock.now()
         launches = self._launches(job, backend, placement)
         handles = backend.launch(launches)
         launched_at = int(now.timestamp())
@@ -207,10 +265,20 @@ class JobScheduler:
             )
             for launch, handle in zip(launches, handles, strict=True)
         )
-        self._modify(
-            job,
-            lambda j: j.with_run(instances=instances, placement=placement.per_instance, backend=backend.name),
-        )
+
+        def launched(j: Job[Any]) -> Job[Any]:
+            state = j.state  # a job that waited starts again, its wait closed now
+            if state.secondary == SecondaryStatus.PENDING:
+                state = state.advance(SecondaryStatus.STARTING, now, "Launching the requested instances")
+            return dataclasses.replace(
+                j,
+                state=state,
+                run=j.run.replace(
+                    instances=instances, placement=placement.per_instance, backend=backend.name
+                ),
+            )
+
+        self._modify(job, launched)
         log.info(
             "%s job %s: launched %d instance(s) on %s",
             job.kind.capitalize(),
@@ -218,13 +286,22 @@ class JobScheduler:
             len(instances),
             backend.name,
         )
-        used[backend.name] += placement.total
 
     def _launches(self, job: Job[Any], backend: Backend, placement: Placement) -> list[InstanceLaunch]:
         """Each instance's folder and :class:`AgentConfig` (algo-1 first)."""
         agents = self._agents
         folder = job_dir(agents.jobs_dir, job.kind, job.name) / f"attempt-{job.run.attempt}"
         instance_type = self._catalog.get(job.spec.instance_type)
+        api = agents.api
+        if self._credentials is not None and api is not None:  # the job's own, never the server's
+            session = self._credentials.for_job(job)
+            api = dataclasses.replace(
+                api,
+                access_key_id=session.access_key_id,
+                secret_access_key=session.secret_access_key,
+                session_token=session.session_token,
+                expiration=session.expiration.isoformat(),
+            )
         launches = []
         for index, host in enumerate(hosts_for(job.spec.instance_count)):
             config = AgentConfig(
@@ -235,7 +312,7 @@ class JobScheduler:
                 object_store=agents.object_store,
                 arn=job.arn,
                 region=job.run.region,
-                api=agents.api,
+                api=api,
                 cpus=placement.per_instance.cpus,
                 gpus=placement.per_instance.gpus,
                 memory_bytes=instance_type.memory_gib * 2**30,
@@ -361,7 +438,9 @@ class JobScheduler:
         changes: dict[str, Any],
     ) -> None:
         """An instance's agent ended without an outcome: end the attempt, then retry or end the job."""
-        reason = outcomes.lost_reason(instance.host, instance.dir, backend.lost(instance.handle))
+        reason = self._without_host_paths(
+            outcomes.lost_reason(instance.host, instance.dir, backend.lost(instance.handle))
+        )
         for other in job.run.instances:
             backend.kill(other.handle, Path(other.dir))
         self._costs.attempt_lost(job, self._clock.now())
@@ -410,6 +489,10 @@ class JobScheduler:
             if status.outcome is not None
         ]
         verdict = outcomes.judge(ends, stopping=job.state.status == TrainingJobStatus.STOPPING)
+        if verdict.failure_reason:
+            verdict = dataclasses.replace(
+                verdict, failure_reason=self._without_host_paths(verdict.failure_reason)
+            )
         billed = outcomes.billed(
             (dt.datetime.fromisoformat(s.started) for s in statuses if s.started),
             (dt.datetime.fromisoformat(s.training_end) for s in statuses if s.training_end),
@@ -441,7 +524,9 @@ class JobScheduler:
     def _modify(
         self, job: Job[Any], change: Callable[[Job[Any]], Job[Any]], points: Sequence[MetricPoint] = ()
     ) -> None:
-        self._repos[job.kind].modify(job.name, change, metric_points=list(points))
+        changed = self._repos[job.kind].modify(job.name, change, metric_points=list(points))
+        if self._credentials is not None and changed.state.status.is_terminal:
+            self._credentials.revoke(changed.arn)  # every way a job ends passes here
 
     def _merge_state(self, current: Job[Any], observed: JobState) -> JobState:
         """A stop may have been requested between this pass's read and its write: keep it."""
@@ -449,7 +534,13 @@ class JobScheduler:
             return observed.stopping(self._clock.now())
         return observed
 
+    def _without_host_paths(self, reason: str) -> str:
+        """A failure reason as the job's user sees it: the data dir and home folder not named."""
+        folders = {str(Path.home()): "~", **{path: "<data dir>" for path in self._agents.hide}}
+        return outcomes.without_host_paths(reason, folders)
+
     def _fail(self, job: Job[Any], reason: str) -> None:
+        reason = self._without_host_paths(reason)
         now = self._clock.now()
         try:
             self._modify(

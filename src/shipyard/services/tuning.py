@@ -18,8 +18,10 @@ from typing import Any
 from shipyard.core import estimates
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
+from shipyard.core.identity import SHARE_TAG
 from shipyard.core.jobs import TrainingJob
 from shipyard.core.pagination import Page
+from shipyard.core.quotas import Quotas
 from shipyard.core.tags import Tag
 from shipyard.core.training import TrainingJobStatus
 from shipyard.core.tuning import (
@@ -35,6 +37,7 @@ from shipyard.core.tuning import (
     should_stop_early,
 )
 from shipyard.errors import ConflictError, ShipyardError, ValidationError
+from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.services._guard import LaunchGuard, no_guard, request_tags
 from shipyard.services.jobs import TrainingService
 from shipyard.store import TuningJobRepository
@@ -65,10 +68,14 @@ class TuningService:
         account_id: str,
         clock: Clock = SYSTEM_CLOCK,
         guard: LaunchGuard = no_guard,
+        quotas: Quotas = Quotas(),
+        claims: Claims = NO_CLAIMS,
     ) -> None:
         self.repository = repository
+        self._claims = claims  # who owns each tuning job (its trials: its owner too)
         self._clock = clock
         self._guard = guard  # the budgets, asked once per tuning job (not per trial)
+        self._quotas = quotas  # checked once per tuning job: its trials are not refused for them
         self._training = training
         self._account_id = account_id
         self._settled: dict[str, dict[str, TrainingJob]] = {}  # tuning job → its ended trials
@@ -79,11 +86,21 @@ class TuningService:
     # -- API operations -------------------------------------------------------------------------
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> TuningJob:
         name = str(params.get("HyperParameterTuningJobName", ""))
-        with self._guard("tuning job", name, estimates.tuning, params, request_tags(params)):
+        with self._guard("tuning job", name, estimates.tuning, params, request_tags(params), owner=owner):
             return self._create(params, region=region, owner=owner)
 
     def _create(self, params: Mapping[str, Any], *, region: str, owner: str | None) -> TuningJob:
         spec = TuningJobSpec.from_request(params)
+        self._quotas.check_tuning(
+            spec.max_jobs,
+            spec.max_parallel,
+            (int(d.resource_config.get("InstanceCount", 1)) for d in spec.definitions),
+        )
+        for definition in spec.definitions:  # a trial larger than a quota of its owner's never runs
+            resources = definition.resource_config
+            self._training.check_owner_quota(
+                owner, str(resources.get("InstanceType", "")), int(resources.get("InstanceCount", 1))
+            )
         for definition in spec.definitions:
             algorithm = definition.training.get("AlgorithmSpecification", {})
             metrics = {m["Name"] for m in algorithm.get("MetricDefinitions", [])}
@@ -115,10 +132,15 @@ class TuningService:
             last_modified=now,
             owner=owner,
         )
-        if params.get("Tags"):  # before the job exists: its first trial gets them too
+        tags = [Tag.from_wire(t) for t in params.get("Tags") or ()]
+        if tags:  # before the job exists: its first trial gets them too
             self.repository.ensure_absent(spec.name)
-            self._training.add_tags(job.arn, [Tag.from_wire(t) for t in params["Tags"]])
+            self._training.add_tags(job.arn, tags)
         self.repository.create(job)
+        self._claims.claim_for(job.arn, owner)
+        shared = [t for t in tags if t.key == SHARE_TAG]
+        if shared:  # shared again: the claim recorded the owner alone
+            self._training.add_tags(job.arn, shared)
         return job
 
     def describe(self, name: str) -> tuple[TuningJob, list[TrialView]]:
@@ -278,7 +300,7 @@ class TuningService:
             "OutputDataConfig": training["OutputDataConfig"],
             "ResourceConfig": dict(definition.resource_config),
             "StoppingCondition": training["StoppingCondition"],
-            "HyperParameters": {**definition.static_hyperparameters, **tuned},
+            "HyperParameters": {**definition.trial_static_hyperparameters, **tuned},
             # As SageMaker does, a trial carries the tuning job's tags (its costs go with them).
             "Tags": [
                 *({"Key": t.key, "Value": t.value} for t in self._training.tags_of(job.arn)),

@@ -15,6 +15,7 @@ from shipyard.storage._base import (
     PartInfo,
     UploadInfo,
 )
+from shipyard.storage._housekeeping import UploadSweeper
 from shipyard.storage._local import LocalObjectStore
 from shipyard.storage._names import validate_bucket_name, validate_key
 
@@ -32,6 +33,7 @@ __all__ = [
     "ObjectWriter",
     "PartInfo",
     "UploadInfo",
+    "UploadSweeper",
     "open_object_store",
     "validate_bucket_name",
     "validate_key",

@@ -9,14 +9,17 @@ Contract, for every implementation:
 * Thread safety: every method may be called from several threads at once.
 * Atomicity: an object becomes visible whole or not at all. A writer that is aborted, or whose
   process dies before :meth:`ObjectWriter.commit`, leaves nothing visible.
-* Keys are validated by :func:`~shipyard.storage.validate_key` before they touch anything; bucket
-  names by :func:`~shipyard.storage.validate_bucket_name`.
+* Keys are validated by :func:`~shipyard.storage.validate_key` before they touch anything (any
+  text S3 accepts: 1 to 1,024 bytes of UTF-8); bucket names by
+  :func:`~shipyard.storage.validate_bucket_name`. A key may be an object and the beginning of other
+  keys at once (``a``, ``a/``, ``a/b``).
 * Errors are the storage errors of :mod:`shipyard.errors` (``NoSuchBucket``, ``NoSuchKey``, ...).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -24,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from shipyard.errors import BadDigest
+from shipyard.errors import BadDigest, NoSuchUpload
 
 # S3's limits, which clients (boto3's transfer manager among them) are written against.
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -295,6 +298,24 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Raises NoSuchUpload."""
+
+    @abc.abstractmethod
+    def list_multipart_uploads(self, bucket: str, *, prefix: str = "") -> list[UploadInfo]:
+        """Uploads begun and neither completed nor aborted (a crash's included), by key and then
+        by when they began. Raises NoSuchBucket."""
+
+    def abort_stale_uploads(self, max_age: dt.timedelta, *, now: dt.datetime | None = None) -> int:
+        """Abort every upload begun more than ``max_age`` ago, as an S3 lifecycle rule would; how
+        many were."""
+        now = now or dt.datetime.now(dt.UTC)
+        aborted = 0
+        for bucket in self.list_buckets():
+            for upload in self.list_multipart_uploads(bucket.name):
+                if now - upload.initiated > max_age:
+                    with contextlib.suppress(NoSuchUpload):
+                        self.abort_multipart_upload(bucket.name, upload.key, upload.upload_id)
+                    aborted += 1
+        return aborted
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources held by the store."""

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.errors import InvalidObjectKey, NoSuchUpload
+from shipyard.errors import NoSuchUpload
 from shipyard.storage._base import ObjectInfo, ObjectWriter, PartInfo
-from shipyard.storage._names import is_folder_key
 
 if TYPE_CHECKING:
     from shipyard.storage._local import LocalObjectStore
@@ -21,6 +20,18 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 
 def _utc(ts_ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC)
+
+
+def place(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``, making its folders; again if a delete pruned one meanwhile."""
+    for attempt in range(5):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, path)
+            return
+        except FileNotFoundError:
+            if attempt == 4 or not tmp.exists():
+                raise
 
 
 class _LocalObjectWriter(ObjectWriter):
@@ -55,9 +66,6 @@ class _LocalObjectWriter(ObjectWriter):
         etag = self._check_digest()
         if self.etag_override:
             etag = self.etag_override
-        key, bucket_dir = self._key, self._store._buckets / self._bucket
-        if is_folder_key(key) and self._size:
-            raise InvalidObjectKey(key, "keys ending in '/' are folder markers and must be empty")
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
@@ -70,44 +78,20 @@ class _LocalObjectWriter(ObjectWriter):
             "metadata": self._metadata,
         }
         try:
-            self._make_parents(bucket_dir)
-            if is_folder_key(key):
-                self._data_path.mkdir(exist_ok=True)
-                self._tmp.unlink()
-            else:
-                if self._data_path.is_dir():
-                    raise InvalidObjectKey(
-                        key,
-                        f"keys below {key + '/'!r} exist; the local object store keeps keys as files, "
-                        "so a key cannot also be the folder of other keys",
-                    )
-                os.replace(self._tmp, self._data_path)
+            place(self._tmp, self._data_path)
             self._store._atomic_json(self._meta_path, meta)
-        except NotADirectoryError:
-            raise self._conflict(bucket_dir) from None
         finally:
             self._done = True
             with contextlib.suppress(FileNotFoundError):
                 self._tmp.unlink()
         return ObjectInfo(
-            self._bucket, key, st.st_size, etag, _utc(st.st_mtime_ns), self._content_type, self._metadata
-        )
-
-    def _make_parents(self, bucket_dir: Path) -> None:
-        try:
-            self._data_path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise self._conflict(bucket_dir) from None
-
-    def _conflict(self, bucket_dir: Path) -> InvalidObjectKey:
-        parent = self._data_path.parent
-        while parent != bucket_dir and not parent.is_file():
-            parent = parent.parent
-        name = parent.relative_to(bucket_dir).as_posix()
-        return InvalidObjectKey(
+            self._bucket,
             self._key,
-            f"an object named {name!r} exists; the local object store keeps keys as files, so a key "
-            "cannot also be the folder of other keys",
+            st.st_size,
+            etag,
+            _utc(st.st_mtime_ns),
+            self._content_type,
+            self._metadata,
         )
 
     def abort(self) -> None:
@@ -143,11 +127,20 @@ class _LocalPartWriter(ObjectWriter):
         try:
             if not (self._folder / "upload.json").exists():
                 raise NoSuchUpload(self._folder.name)
-            os.replace(self._tmp, self._folder / f"part-{self._number:05d}")
-            self._store._atomic_json(
-                self._folder / f"part-{self._number:05d}.json",
-                {"part_number": self._number, "size": st.st_size, "etag": etag, "mtime_ns": st.st_mtime_ns},
-            )
+            try:
+                os.replace(self._tmp, self._folder / f"part-{self._number:05d}")
+                self._store._atomic_json(
+                    self._folder / f"part-{self._number:05d}.json",
+                    {
+                        "part_number": self._number,
+                        "size": st.st_size,
+                        "etag": etag,
+                        "mtime_ns": st.st_mtime_ns,
+                    },
+                    make_folders=False,  # an upload aborted meanwhile stays gone
+                )
+            except FileNotFoundError:  # aborted meanwhile
+                raise NoSuchUpload(self._folder.name) from None
         finally:
             self._done = True
             with contextlib.suppress(FileNotFoundError):

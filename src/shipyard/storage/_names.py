@@ -1,9 +1,9 @@
-"""Validation of bucket names and object keys: untrusted input that becomes file paths.
+"""Validation of bucket names and object keys, as S3 defines them.
 
-A key that passes :func:`validate_key` maps to a relative path below its bucket folder that cannot
-leave it: no absolute paths, no ``.``/``..`` segments, no empty segments, no NUL or control
-characters, and segments short enough for the filesystem. Percent-decoding happens before (in the
-protocol layer), so encoded variants such as ``%2e%2e`` arrive here as ``..`` and are refused.
+A key is any text of 1 to 1,024 bytes of UTF-8, as in S3: ``a/../b``, ``/x``, ``a//b``, ``%`` and
+control characters included. Keys never become paths as they are: the local store writes each one
+through :mod:`shipyard.storage._layout`, which keeps every key below its bucket folder; code that
+makes a path of a key itself (a job's inputs) checks it there.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ import re
 from shipyard.errors import InvalidBucketName, InvalidObjectKey
 
 MAX_KEY_BYTES = 1024
-# Filesystems allow 255 bytes a name; the local store adds ".json" for an object's metadata file.
-MAX_SEGMENT_BYTES = 250
 
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _IP_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_bucket_name(bucket: str) -> str:
@@ -37,27 +34,19 @@ def validate_bucket_name(bucket: str) -> str:
 
 
 def validate_key(key: str) -> str:
-    """Return ``key`` if it is safe to store, else raise InvalidObjectKey naming the problem."""
+    """Return ``key`` if S3 would store it, else raise InvalidObjectKey naming the problem."""
     if not key:
         raise InvalidObjectKey(key, "keys may not be empty")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise InvalidObjectKey(key[:64] + "...", f"keys are limited to {MAX_KEY_BYTES} bytes")
-    if _CONTROL_RE.search(key):
-        raise InvalidObjectKey(key, "keys may not contain NUL or other control characters")
-    if key.startswith("/"):
-        raise InvalidObjectKey(key, "keys may not begin with '/' (absolute paths are refused)")
-    segments = key.split("/")
-    # A trailing "/" marks a folder object ("data/"): its last segment is empty.
-    body = segments[:-1] if key.endswith("/") else segments
-    for segment in body:
-        if segment in ("", ".", ".."):
-            raise InvalidObjectKey(
-                key, f"keys may not contain empty, '.' or '..' path segments (found {segment!r})"
-            )
-        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
-            raise InvalidObjectKey(
-                key, f"each '/'-separated part of a key is limited to {MAX_SEGMENT_BYTES} bytes"
-            )
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidObjectKey(
+            key[:64], "keys must be text that UTF-8 can encode (found a lone surrogate)"
+        ) from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidObjectKey(
+            key[:64] + "...", f"keys are limited to {MAX_KEY_BYTES} bytes of UTF-8, got {size}"
+        )
     return key
 
 

@@ -47,6 +47,7 @@ class S3ObjectStore(ObjectStore):
     Args:
         endpoint_url: The service's URL; None for AWS itself.
         access_key_id / secret_access_key / region: credentials; None uses boto3's usual chain.
+        session_token: With session credentials (a job's own, reaching this server's S3 API).
         max_attempts: How often a call is tried when the service does not answer or answers
             "retry" (backing off up to 20 s each time); None is boto3's default (3).
     """
@@ -58,6 +59,7 @@ class S3ObjectStore(ObjectStore):
         secret_access_key: str | None = None,
         region: str | None = None,
         max_attempts: int | None = None,
+        session_token: str | None = None,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -67,6 +69,7 @@ class S3ObjectStore(ObjectStore):
             endpoint_url=endpoint_url,
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
             region_name=region or "us-east-1",
             config=Config(
                 s3={"addressing_style": "path"},
@@ -262,6 +265,21 @@ class S3ObjectStore(ObjectStore):
 
     def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self._call(bucket, key, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+
+    def list_multipart_uploads(self, bucket: str, *, prefix: str = "") -> list[UploadInfo]:
+        validate_bucket_name(bucket)
+        uploads: list[UploadInfo] = []
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            response = self._call(bucket, None, "list_multipart_uploads", **kwargs)
+            uploads.extend(
+                UploadInfo(u["UploadId"], bucket, u["Key"], u["Initiated"])
+                for u in response.get("Uploads", [])
+            )
+            if not response.get("IsTruncated"):
+                return uploads
+            kwargs["KeyMarker"] = response["NextKeyMarker"]
+            kwargs["UploadIdMarker"] = response["NextUploadIdMarker"]
 
     def close(self) -> None:
         self._client.close()

@@ -133,7 +133,7 @@ class UsageRow(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
     ended_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     sagemaker_usd_per_hour: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
-    owner: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)  # a user ARN
     parent: Mapped[str | None] = mapped_column(sa.String(63), nullable=True)
     tags: Mapped[dict[str, str] | None] = mapped_column(sa.JSON, nullable=True)
 
@@ -226,3 +226,147 @@ class ModelPackageRow(Base):
     request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
     last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class CredentialRow(Base):
+    """Session credentials issued to a job or an endpoint instance (services/credentials.py).
+    ``scope`` is the policy document they are limited by; rows go when revoked or expired."""
+
+    __tablename__ = "credentials"
+
+    access_key_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    secret_access_key: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    session_token: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    owner: Mapped[str] = mapped_column(sa.String(512), nullable=False, index=True)
+    principal: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    scope: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False, index=True)
+    user_arn: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
+
+
+class UserRow(Base):
+    """An IAM user (core/identity.py). Names are unique case-insensitively (``name_key``)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name_key: Mapped[str] = mapped_column(sa.String(64), nullable=False, unique=True)
+    user_id: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    path: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    admin: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class AccessKeyRow(Base):
+    """A user's long-term access key. The secret is kept as it is (SigV4 needs it)."""
+
+    __tablename__ = "access_keys"
+
+    access_key_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    secret_access_key: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    user_name: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("users.name", ondelete="CASCADE"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class GroupRow(Base):
+    __tablename__ = "groups"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name_key: Mapped[str] = mapped_column(sa.String(64), nullable=False, unique=True)
+    group_id: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    path: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class GroupMemberRow(Base):
+    __tablename__ = "group_members"
+
+    group_name: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    user_name: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("users.name", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class RoleRow(Base):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name_key: Mapped[str] = mapped_column(sa.String(64), nullable=False, unique=True)
+    role_id: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    path: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    assume_role_policy: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    description: Mapped[str] = mapped_column(sa.String(1000), nullable=False, default="")
+    max_session_duration: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=3600)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class InlinePolicyRow(Base):
+    """A policy embedded in a user, group or role (``holder_kind``); the document as it was put."""
+
+    __tablename__ = "inline_policies"
+
+    holder_kind: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    document: Mapped[str] = mapped_column(sa.Text, nullable=False)
+
+
+class OwnershipRow(Base):
+    """Who created a resource (a user's ARN; NULL: root) and the group it is shared with."""
+
+    __tablename__ = "ownership"
+
+    resource_arn: Mapped[str] = mapped_column(sa.String(2048), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(512), nullable=True, index=True)
+    group_name: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+
+
+class QuotaRow(Base):
+    """A quota an administrator set at run time: ``subject`` is ``default``, ``user:<name>`` or
+    ``group:<name>``; ``limits`` the limits by name (absent: none)."""
+
+    __tablename__ = "quotas"
+
+    subject: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class ExperimentEntityRow(Base):
+    """An experiment, trial or trial component (``kind``: its ARN resource type), under its
+    lower-cased name (``key``: SageMaker's names are unique without regard to case).
+    ``document`` is what SageMaker answers besides names and times; ``metrics`` a trial
+    component's metric summaries."""
+
+    __tablename__ = "experiment_entities"
+    __table_args__ = (sa.Index("ix_experiment_entities_kind_created_at", "kind", "created_at"),)
+
+    kind: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    created_by: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
+    document: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+
+
+class ExperimentLinkRow(Base):
+    """An edge between experiment entities: ``experiment-trial`` (an experiment's trial) and
+    ``trial-component`` (a trial's component, a job's too), by their keys."""
+
+    __tablename__ = "experiment_links"
+    __table_args__ = (sa.Index("ix_experiment_links_kind_destination", "kind", "destination"),)
+
+    kind: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    destination: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Collection
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -98,10 +99,15 @@ class BudgetRepository:
             return False
         return True
 
-    def events(self, budget: str | None = None, limit: int = 100) -> list[BudgetEvent]:
+    def events(
+        self, budget: str | None = None, limit: int = 100, *, among: Collection[str] | None = None
+    ) -> list[BudgetEvent]:
+        """Alerts, newest first: of ``budget``, of the budgets named in ``among``, or of all."""
         stmt = sa.select(BudgetEventRow).order_by(BudgetEventRow.created_at.desc(), BudgetEventRow.id.desc())
         if budget is not None:
             stmt = stmt.where(BudgetEventRow.budget == budget)
+        if among is not None:
+            stmt = stmt.where(BudgetEventRow.budget.in_(list(among)))
         with self._db.transaction(readonly=True) as session:
             return [
                 BudgetEvent(

@@ -49,6 +49,17 @@ class TagRepository:
                 sa.delete(TagRow).where(TagRow.resource_arn == resource_arn, TagRow.key.in_(keys))
             )
 
+    def replace(self, resource_arn: str, tags: list[Tag]) -> list[Tag]:
+        """Make ``tags`` the resource's only tags (S3's PutBucketTagging), in one transaction."""
+        merged = merge_tags((), tags)  # the limit holds
+        with self._db.transaction() as session:
+            self._db.lock(session, f"tags:{resource_arn}")
+            session.execute(sa.delete(TagRow).where(TagRow.resource_arn == resource_arn))
+            session.flush()
+            for tag in merged:
+                session.add(TagRow(resource_arn=resource_arn, key=tag.key, value=tag.value))
+        return merged
+
     def delete_all(self, resource_arn: str) -> None:
         with self._db.transaction() as session:
             session.execute(sa.delete(TagRow).where(TagRow.resource_arn == resource_arn))

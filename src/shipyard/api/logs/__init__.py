@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard import errors
+from shipyard.api._body import LOGS_JSON_LIMIT
 from shipyard.api._context import RequestContext
 from shipyard.api._json import ErrorTypes, JsonApi, Operation
+from shipyard.api._ownership import JOB_LOG_GROUPS
+from shipyard.core.arn import sagemaker_arn
 from shipyard.schema import ServiceSchema
+from shipyard.services.logs import LogStream
 
 LOGS_ERRORS: ErrorTypes = [
     (errors.ValidationError, "InvalidParameterException", 400),
@@ -16,8 +20,35 @@ LOGS_ERRORS: ErrorTypes = [
 ]
 
 
+def _group(params: dict[str, Any]) -> str:
+    """The log group a request names: logGroupName, or logGroupIdentifier (a name or its ARN);
+    botocore's model makes both optional, so each call checks it has one."""
+    if name := params.get("logGroupName"):
+        return str(name)
+    identifier = str(params.get("logGroupIdentifier") or "")
+    if not identifier:
+        raise errors.ValidationError(
+            "logGroupName or logGroupIdentifier is required", field="logGroupName", value=None
+        )
+    if identifier.startswith("arn:"):  # arn:aws:logs:<region>:<account>:log-group:<name>[:*]
+        identifier = identifier.partition(":log-group:")[2].removesuffix(":*")
+    return identifier
+
+
+def _visible(ctx: RequestContext, group: str, streams: list[LogStream]) -> list[LogStream]:
+    """The streams of the jobs the caller reaches (its own, its groups' shared ones, the lab's):
+    a job log group holds every user's jobs' streams, ``<job>/<instance>``."""
+    caller, kind = ctx.caller, JOB_LOG_GROUPS.get(group)
+    if caller.is_administrator or caller.user is None or kind is None or not streams:
+        return streams
+    arns = {s.name: sagemaker_arn(ctx.region, ctx.account_id, kind, s.name.split("/", 1)[0]) for s in streams}
+    reach = ctx.platform.identity.reachable(caller, set(arns.values()))
+    return [s for s in streams if reach[arns[s.name]]]
+
+
 def describe_log_streams(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    streams = ctx.platform.logs.streams(params["logGroupName"], params.get("logStreamNamePrefix", ""))
+    group = _group(params)
+    streams = _visible(ctx, group, ctx.platform.logs.streams(group, params.get("logStreamNamePrefix", "")))
     if params.get("orderBy") == "LastEventTime":
         streams = sorted(streams, key=lambda s: s.describe().get("lastEventTimestamp", 0))
     if params.get("descending"):
@@ -31,7 +62,7 @@ def describe_log_streams(ctx: RequestContext, params: dict[str, Any]) -> dict[st
 
 def get_log_events(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     events, start, end = ctx.platform.logs.get_events(
-        params["logGroupName"],
+        _group(params),
         params["logStreamName"],
         token=params.get("nextToken"),
         start_time=params.get("startTime"),
@@ -47,9 +78,16 @@ def get_log_events(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
 
 
 def filter_log_events(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    group = _group(params)
+    names = params.get("logStreamNames")
+    if group in JOB_LOG_GROUPS and not ctx.caller.is_administrator and ctx.caller.user is not None:
+        streams = ctx.platform.logs.streams(group, params.get("logStreamNamePrefix", ""))
+        names = [s.name for s in _visible(ctx, group, streams) if not names or s.name in names]
+        if not names:
+            return {"events": [], "nextToken": None}
     found, token = ctx.platform.logs.filter_events(
-        params["logGroupName"],
-        stream_names=params.get("logStreamNames"),
+        group,
+        stream_names=names,
         prefix=params.get("logStreamNamePrefix", ""),
         pattern=params.get("filterPattern", ""),
         start_time=params.get("startTime"),
@@ -73,4 +111,6 @@ OPERATIONS: dict[str, Operation] = {
 
 
 def logs_api() -> JsonApi:
-    return JsonApi("CloudWatch Logs", ServiceSchema.load("logs"), OPERATIONS, LOGS_ERRORS)
+    return JsonApi(
+        "CloudWatch Logs", ServiceSchema.load("logs"), OPERATIONS, LOGS_ERRORS, max_body=LOGS_JSON_LIMIT
+    )

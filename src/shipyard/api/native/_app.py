@@ -2,14 +2,15 @@
 
 Routers are included in an order that keeps today's matching: ``/api/v1/{collection}/{name}/utilization``
 (costs) before ``/api/v1/jobs/{kind}/{name}`` (jobs), so a GET of ``/api/v1/jobs/<kind>/utilization``
-answers as it did.
+answers as it did. Every route is authorized first (``_authorization.authorize_route``: the IAM
+action it amounts to; AccessDenied answers 403).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import shipyard
@@ -21,13 +22,23 @@ from shipyard.api.native import (
     _jobs,
     _pipelines,
     _processing,
+    _quotas,
     _registry,
     _server,
     _training,
     _transform,
     _tuning,
+    _users,
 )
-from shipyard.errors import ConflictError, LimitExceededError, NotFoundError, ShipyardError, ValidationError
+from shipyard.api.native._authorization import authorize_route
+from shipyard.errors import (
+    AccessDenied,
+    ConflictError,
+    LimitExceededError,
+    NotFoundError,
+    ShipyardError,
+    ValidationError,
+)
 
 ROUTERS = (
     _server.router,
@@ -42,6 +53,8 @@ ROUTERS = (
     _budgets.router,
     _jobs.router,
     _registry.router,
+    _users.router,
+    _quotas.router,
 )
 
 
@@ -52,6 +65,7 @@ def create_native_app() -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        dependencies=[Depends(authorize_route)],  # every route: the caller may make this call
     )
     app.state.platform = None
 
@@ -64,6 +78,8 @@ def create_native_app() -> FastAPI:
             if isinstance(exc, ConflictError)
             else 400
             if isinstance(exc, ValidationError | LimitExceededError)
+            else 403
+            if isinstance(exc, AccessDenied)
             else 500
         )
         body: dict[str, Any] = {"error": type(exc).__name__, "message": exc.message}

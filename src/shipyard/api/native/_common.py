@@ -12,6 +12,10 @@ from fastapi import HTTPException, Request
 from shipyard.errors import ValidationError
 from shipyard.services import Platform
 
+# The largest offset (or version number) a query may name: past it no store integer holds it, so
+# it is refused as a bad parameter (422 naming it) rather than failing in the database.
+MAX_OFFSET = 2**31 - 1
+
 
 def platform_of(request: Request) -> Platform:
     platform: Platform | None = request.app.state.platform
@@ -28,6 +32,7 @@ def job_view(platform: Platform, job: Any) -> dict[str, Any]:
         "name": job.name,
         "arn": job.arn,
         "status": job.state.status.value,
+        "status_message": status_message(job),
         "failure_reason": job.state.failure_reason,
         "instance_type": job.spec.instance_type,
         "instance_count": job.spec.instance_count,
@@ -38,6 +43,11 @@ def job_view(platform: Platform, job: Any) -> dict[str, Any]:
         "cost_usd": str(cost),
         "sagemaker_cost_usd": str(sagemaker_cost),
     }
+
+
+def status_message(job: Any) -> str:
+    """What the job's current secondary status says (a waiting job: why, and behind whom)."""
+    return str(job.state.transitions[-1].to_wire()["StatusMessage"]) if job.state.transitions else ""
 
 
 def cost_of(platform: Platform, job: Any) -> tuple[Decimal, Decimal]:

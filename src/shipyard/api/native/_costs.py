@@ -1,5 +1,6 @@
 """/api/v1/costs, utilization, waste and estimates: spend from the ledger, what instances used,
-what was idle or oversized, and what a launch would cost."""
+what was idle or oversized, and what a launch would cost. A user who is not an administrator
+sees the spend of their own work only (services/costs.py: the caller is the viewer)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 
+from shipyard.api.native._authorization import caller_of
 from shipyard.api.native._common import platform_of, when
 from shipyard.errors import ValidationError
 
@@ -24,7 +26,9 @@ def costs(
     end: str | None = Query(None, description="ISO date or time (UTC), exclusive [default: now]"),
     format: str = Query("json", description="json or csv"),
 ) -> Any:
-    """Spend from the ledger in [start, end), grouped: the site's cost and SageMaker's for the same."""
+    """Spend from the ledger in [start, end), grouped: the site's cost and SageMaker's for the same
+    (a user's own only, unless the caller is an administrator). By ``user``: the owner's name,
+    null for the lab's (root's)."""
     import csv
     import datetime as dt
     import io
@@ -36,7 +40,7 @@ def costs(
     finish = when(end, "end") if end else now
     if format not in ("json", "csv"):
         raise ValidationError(f"format {format!r} is not json or csv", field="format", value=format)
-    rows = platform_of(request).costs.report(group_by, start=begin, end=finish)
+    rows = platform_of(request).costs.report(group_by, start=begin, end=finish, viewer=caller_of(request))
     if format == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -116,7 +120,8 @@ def waste(
 def estimate(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """The worst case of a launch before it is made: ``{"kind": "training" | "processing" |
     "transform" | "tuning" | "endpoint", "request": <the SageMaker create request>}`` (for an
-    endpoint, its configuration's request). Also the budgets that would deny it."""
+    endpoint, its configuration's request). Also the budgets that would deny it, of those the
+    caller may see, were the caller to launch it."""
     from shipyard.core import estimates
 
     platform = platform_of(request)
@@ -139,4 +144,5 @@ def estimate(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, An
             f"The {kind} request cannot be reckoned: {exc!r} is missing or wrong", field="request"
         ) from None
     tags = {t["Key"]: t["Value"] for t in params.get("Tags", [])}
-    return {**found.to_json(), "denied_by": platform.budgets.would_deny(found, tags)}
+    caller = caller_of(request)
+    return {**found.to_json(), "denied_by": platform.budgets.would_deny(found, tags, caller.user, caller)}

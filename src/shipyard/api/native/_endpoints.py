@@ -7,29 +7,44 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from shipyard.api.native._common import iso, platform_of
+from shipyard.api.native._authorization import listing, owner_of
+from shipyard.api.native._common import MAX_OFFSET, iso, platform_of
 
 router = APIRouter()
 
 
 @router.get("/api/v1/endpoints", tags=["endpoints"])
 def list_endpoints(
-    request: Request, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=100)
+    request: Request,
+    owner: str | None = None,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: int = Query(50, ge=1, le=100),
 ) -> dict[str, Any]:
-    """A page of endpoints, newest first, with their status and configuration."""
+    """A page of the endpoints the caller may see, newest first, with their status and
+    configuration (of ``owner``'s, when given)."""
     repository = platform_of(request).endpoints.repository
-    found = repository.find(offset=offset, limit=limit)
+    found = listing(
+        request,
+        lambda start, size: repository.find(offset=start, limit=size),
+        arn_of=lambda e: e.arn,
+        action="sagemaker:DescribeEndpoint",
+        offset=offset,
+        limit=limit,
+        owner=owner or None,
+    )
     return {
         "offset": offset,
+        "owners": found.people,
         "items": [
             {
                 "name": e.name,
+                "owner": found.owner(e.arn),
                 "status": e.status,
                 "config": e.state.get("config"),
                 "created": iso(e.created),
                 "failure_reason": e.state.get("failure_reason"),
             }
-            for e in found
+            for e in found.items
         ],
     }
 
@@ -49,6 +64,7 @@ def endpoint(request: Request, name: str) -> dict[str, Any]:
         "cost_usd": str(cost),
         "sagemaker_cost_usd": str(sagemaker_cost),
         "arn": found.arn,
+        "owner": owner_of(request, found.arn),
         "status": found.status,
         "failure_reason": found.state.get("failure_reason"),
         "config": found.state["config"],

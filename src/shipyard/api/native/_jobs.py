@@ -1,5 +1,6 @@
 """/api/v1/jobs/{kind}: every kind of job alike (training, processing, transform), as the
-console lists them: paged lists with totals, a job's details and log, stop."""
+console lists them: paged lists with totals (what the caller may see, by owner if asked), a
+job's details (with its owner) and log, stop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from shipyard.api.native._common import iso, job_view, platform_of
+from shipyard.api.native._authorization import listing, owner_of
+from shipyard.api.native._common import MAX_OFFSET, iso, job_view, platform_of, status_message
 from shipyard.core.training import TrainingJobStatus
 from shipyard.errors import ValidationError
 from shipyard.services import Platform
@@ -34,13 +36,15 @@ def list_jobs(
     kind: str,
     status: str | None = None,
     name: str | None = None,
+    owner: str | None = None,
     sort: str = "created",
     order: str = "desc",
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     limit: int = Query(25, ge=1, le=100),
 ) -> dict[str, Any]:
     """A page of jobs of a kind (training, processing, transform), newest first by default,
-    filtered by status and name, with the total that match."""
+    filtered by status, name and owner (a user's name), with the total that match; of what the
+    caller may see. ``owners``: the users the caller may filter by."""
     service = _service(platform_of(request), kind)
     if sort not in _SORTS:
         raise ValidationError(f"sort {sort!r} is not one of {', '.join(_SORTS)}", field="sort", value=sort)
@@ -53,22 +57,33 @@ def list_jobs(
     query = TrainingJobQuery(
         name_contains=name or None, status=wanted, sort_by=_SORTS[sort], ascending=order == "asc"
     )
-    jobs = service.repository.find(query, offset=offset, limit=limit)
+    found = listing(
+        request,
+        lambda start, size: service.repository.find(query, offset=start, limit=size),
+        arn_of=lambda j: j.arn,
+        action=f"sagemaker:Describe{KINDS[kind][:-1]}",
+        offset=offset,
+        limit=limit,
+        owner=owner or None,
+    )
     return {
-        "total": service.repository.count(query),
+        "total": service.repository.count(query) if found.total is None else found.total,
         "offset": offset,
+        "owners": found.people,
         "items": [
             {
                 "name": j.name,
+                "owner": found.owner(j.arn),
                 "status": j.state.status.value,
                 "secondary_status": j.state.secondary.value,
+                "status_message": status_message(j),
                 "instance_type": j.spec.instance_type,
                 "instance_count": j.spec.instance_count,
                 "created": iso(j.created),
                 "ended": iso(j.state.ended),
                 "failure_reason": j.state.failure_reason,
             }
-            for j in jobs
+            for j in found.items
         ],
     }
 
@@ -82,6 +97,7 @@ def job(request: Request, kind: str, name: str) -> dict[str, Any]:
     return {
         **job_view(platform, found),
         "kind": kind,
+        "owner": owner_of(request, found.arn),
         "created": iso(found.created),
         "ended": iso(state.ended),
         "secondary_status": state.secondary.value,
@@ -102,7 +118,7 @@ def job(request: Request, kind: str, name: str) -> dict[str, Any]:
 
 @router.get("/api/v1/jobs/{kind}/{name}/log", tags=["jobs"])
 def job_log(
-    request: Request, kind: str, name: str, host: str = "algo-1", offset: int = Query(0, ge=0)
+    request: Request, kind: str, name: str, host: str = "algo-1", offset: int = Query(0, ge=0, le=MAX_OFFSET)
 ) -> dict[str, Any]:
     """An instance's log from byte ``offset`` on (at most 1,000 lines); ``offset`` in the
     answer is where the next call goes on. ``hosts`` lists the instances that have a log."""

@@ -9,7 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from shipyard.api.native._common import cost_of, iso, platform_of
+from shipyard.api.native._authorization import listing, owner_of
+from shipyard.api.native._common import MAX_OFFSET, cost_of, iso, platform_of
 from shipyard.services import Platform
 
 router = APIRouter()
@@ -38,28 +39,42 @@ def _step_cost(platform: Platform, step_type: str, jobs: Sequence[str]) -> tuple
 
 @router.get("/api/v1/pipelines", tags=["pipelines"])
 def list_pipelines(
-    request: Request, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=100)
+    request: Request,
+    owner: str | None = None,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: int = Query(50, ge=1, le=100),
 ) -> dict[str, Any]:
-    """A page of pipelines, newest first."""
-    found = platform_of(request).pipelines.repository.find(
-        prefix=None,
-        created_after=None,
-        created_before=None,
-        sort_by="CreationTime",
-        ascending=False,
+    """A page of the pipelines the caller may see, newest first (of ``owner``'s, when given)."""
+    repository = platform_of(request).pipelines.repository
+    found = listing(
+        request,
+        lambda start, size: repository.find(
+            prefix=None,
+            created_after=None,
+            created_before=None,
+            sort_by="CreationTime",
+            ascending=False,
+            offset=start,
+            limit=size,
+        ),
+        arn_of=lambda p: p.arn,
+        action="sagemaker:DescribePipeline",
         offset=offset,
         limit=limit,
+        owner=owner or None,
     )
     return {
         "offset": offset,
+        "owners": found.people,
         "items": [
             {
                 "name": p.name,
+                "owner": found.owner(p.arn),
                 "description": p.description,
                 "created": iso(p.created),
                 "last_run": iso(p.last_run),
             }
-            for p in found
+            for p in found.items
         ],
     }
 
@@ -94,6 +109,7 @@ def pipeline(request: Request, name: str, limit: int = Query(20, ge=1, le=100)) 
     return {
         "name": found.name,
         "arn": found.arn,
+        "owner": owner_of(request, found.arn),
         "description": found.description,
         "created": iso(found.created),
         "steps": steps,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 
-from shipyard.api.native._common import iso, platform_of
+from shipyard.api.native._authorization import caller_of, listing
+from shipyard.api.native._common import MAX_OFFSET, iso, platform_of
 from shipyard.errors import ValidationError
 
 router = APIRouter()
@@ -17,28 +18,39 @@ def list_model_packages(
     request: Request,
     group: str | None = None,
     approval: str | None = None,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     limit: int = Query(50, ge=1, le=100),
 ) -> dict[str, Any]:
-    """The model registry: package versions, newest first, by group and approval status."""
+    """The model registry: the package versions the caller may see, newest first, by group and
+    approval status."""
     registry = platform_of(request).registry
-    found = registry.packages.find(
-        group=group or None,
-        approval=approval or None,
-        name_contains=None,
-        created_after=None,
-        created_before=None,
-        sort_by="CreationTime",
-        ascending=False,
+    found = listing(
+        request,
+        lambda start, size: registry.packages.find(
+            group=group or None,
+            approval=approval or None,
+            name_contains=None,
+            created_after=None,
+            created_before=None,
+            sort_by="CreationTime",
+            ascending=False,
+            offset=start,
+            limit=size,
+        ),
+        arn_of=lambda p: p.arn,
+        action="sagemaker:DescribeModelPackage",
         offset=offset,
         limit=limit,
     )
+    groups = registry.groups.find(limit=100)
+    reach = platform_of(request).identity.reachable(caller_of(request), [g.arn for g in groups])
     return {
         "offset": offset,
-        "groups": [g.name for g in registry.groups.find(limit=100)],
+        "groups": [g.name for g in groups if reach[g.arn]],
         "items": [
             {
                 "arn": p.arn,
+                "owner": found.owner(p.arn),
                 "group": p.group,
                 "version": p.version,
                 "approval": p.approval,
@@ -52,14 +64,17 @@ def list_model_packages(
                 .get("S3Uri"),
                 "description": p.state.get("approval_description"),
             }
-            for p in found
+            for p in found.items
         ],
     }
 
 
 @router.post("/api/v1/model-packages/{group}/{version}/approval", tags=["registry"])
 def set_approval(
-    request: Request, group: str, version: int, body: dict[str, Any] = Body(...)
+    request: Request,
+    group: str,
+    version: int = Path(ge=1, le=MAX_OFFSET),
+    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     """Approve or reject a package version: ``{"status": "Approved" | "Rejected" |
     "PendingManualApproval", "description": "..."}``."""

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from shipyard.api.native._common import cost_of, iso, platform_of
+from shipyard.api.native._authorization import listing, owner_of
+from shipyard.api.native._common import MAX_OFFSET, cost_of, iso, platform_of
 
 router = APIRouter()
 
@@ -23,6 +24,7 @@ def tuning_job(request: Request, name: str) -> dict[str, Any]:
     return {
         "name": job.name,
         "arn": job.arn,
+        "owner": owner_of(request, job.arn),
         "status": job.status.value,
         "strategy": job.spec.strategy.value,
         "objective": {"metrics": job.spec.objective_metrics, "maximize": job.spec.maximize},
@@ -49,18 +51,29 @@ def list_tuning_jobs(
     request: Request,
     status: str | None = None,
     name: str | None = None,
-    offset: int = Query(0, ge=0),
+    owner: str | None = None,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     limit: int = Query(25, ge=1, le=100),
 ) -> dict[str, Any]:
-    """A page of tuning jobs, newest first."""
+    """A page of tuning jobs the caller may see, newest first (of ``owner``'s, when given)."""
     repository = platform_of(request).tuning.repository
-    jobs = repository.find(name_contains=name, status=status, offset=offset, limit=limit)
+    found = listing(
+        request,
+        lambda start, size: repository.find(name_contains=name, status=status, offset=start, limit=size),
+        arn_of=lambda j: j.arn,
+        action="sagemaker:DescribeHyperParameterTuningJob",
+        offset=offset,
+        limit=limit,
+        owner=owner or None,
+    )
     return {
-        "total": repository.count(name_contains=name, status=status),
+        "total": repository.count(name_contains=name, status=status) if found.total is None else found.total,
         "offset": offset,
+        "owners": found.people,
         "items": [
             {
                 "name": j.name,
+                "owner": found.owner(j.arn),
                 "status": j.status.value,
                 "strategy": j.spec.strategy.value,
                 "trials": len(j.trials),
@@ -68,7 +81,7 @@ def list_tuning_jobs(
                 "created": iso(j.created),
                 "ended": iso(j.end_time),
             }
-            for j in jobs
+            for j in found.items
         ],
     }
 

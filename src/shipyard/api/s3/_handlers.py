@@ -16,7 +16,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from shipyard import errors
-from shipyard.api.s3._errors import _ERROR_CODES, _UNSUPPORTED_SUBRESOURCES, _PreconditionFailed
+from shipyard.api.s3 import _limits
+from shipyard.api.s3._buckets import BucketOwnership, parse_tagging, tagging_document
+from shipyard.api.s3._errors import (
+    _ERROR_CODES,
+    _UNSUPPORTED_SUBRESOURCES,
+    _BucketAlreadyExists,
+    _NoSuchTagSet,
+    _PreconditionFailed,
+    _S3CodedError,
+)
 from shipyard.api.s3._http import (
     _XML,
     _bucket_and_key,
@@ -30,30 +39,78 @@ from shipyard.api.s3._http import (
     _receive_into,
     _user_metadata,
     _xml_response,
+    check_declared_size,
 )
 from shipyard.api.s3._xml import element, error_document, iso8601, leaf, maybe_url_encode, parse_xml
+from shipyard.core.credentials import Principal
 from shipyard.core.pagination import decode_token, encode_token
-from shipyard.storage import ObjectInfo, ObjectStore
+from shipyard.core.tags import Tag
+from shipyard.storage import ObjectInfo, ObjectStore, UploadInfo
 
-_MAX_KEYS = 1000
+_ROOT = Principal("arn:aws:iam::000000000000:root", (), administrator=True)  # no caller given
 
 
 class S3Api:
-    """Serves S3 requests for one object store."""
+    """Serves S3 requests for one object store. ``ownership``: who owns each bucket and its tags
+    (None: every bucket is the caller's, tagging is not served)."""
 
-    def __init__(self, store: ObjectStore, region: str) -> None:
+    def __init__(self, store: ObjectStore, region: str, ownership: BucketOwnership | None = None) -> None:
         self.store = store
         self.region = region
+        self.ownership = ownership
 
-    async def handle(self, request: Request, request_id: str) -> Response:
-        bucket, key = _bucket_and_key(request)
+    async def handle(self, request: Request, request_id: str, caller: Principal | None = None) -> Response:
+        """Serve ``request`` for ``caller`` (authorized already; None: the account's root)."""
+        bucket: str | None = None
+        key: str | None = None
         try:
-            response = await self._dispatch(request, bucket, key)
+            bucket, key = _bucket_and_key(request)
+            served = None
+            if bucket is not None and key is None and self.ownership is not None:
+                served = await self._owned_bucket(request, bucket, caller or _ROOT)
+            if served is not None:
+                response = served
+            elif bucket is None and request.method == "GET":
+                response = await self._list_buckets(caller or _ROOT)
+            else:
+                response = await self._dispatch(request, bucket, key)
         except errors.ShipyardError as exc:
             response = self._error(exc, request, bucket, key, request_id)
-        response.headers["x-amz-request-id"] = request_id
-        response.headers["x-amz-id-2"] = request_id
-        return response
+        return _with_request_id(response, request_id)
+
+    async def _owned_bucket(self, request: Request, bucket: str, caller: Principal) -> Response | None:
+        """CreateBucket, DeleteBucket and the bucket's tagging, which ownership follows; None
+        for every other bucket request."""
+        assert self.ownership is not None
+        ownership, method, query = self.ownership, request.method, request.query_params
+        if "tagging" in query:
+            if method == "GET":
+                tags = await run_in_threadpool(_existing_tags, self.store, ownership, bucket)
+                return _xml_response(tagging_document(tags))
+            if method == "PUT":
+                tags = parse_tagging(await _read_small_body(request, "PutBucketTagging"))
+                await run_in_threadpool(self.store.head_bucket, bucket)
+                await run_in_threadpool(ownership.set_tags, bucket, tags, caller, "s3:PutBucketTagging")
+                return Response(status_code=204)
+            if method == "DELETE":
+                await run_in_threadpool(self.store.head_bucket, bucket)
+                await run_in_threadpool(ownership.set_tags, bucket, [], caller, "s3:DeleteBucketTagging")
+                return Response(status_code=204)
+            return None
+        if method == "PUT" and not any(sub in query for sub in _UNSUPPORTED_SUBRESOURCES):
+            try:
+                response = await self._create_bucket(request, bucket, None)
+            except errors.BucketAlreadyOwnedByYou:
+                if await run_in_threadpool(ownership.taken_by_another, bucket, caller):
+                    raise _BucketAlreadyExists(bucket) from None
+                raise
+            await run_in_threadpool(ownership.created, bucket, caller)
+            return response
+        if method == "DELETE" and not query:
+            response = await self._delete_bucket(request, bucket, None)
+            await run_in_threadpool(ownership.deleted, bucket)
+            return response
+        return None
 
     def _error(
         self,
@@ -69,11 +126,19 @@ class S3Api:
                 code, status = c, s
                 break
         message = exc.message
-        if message.startswith("XAmzContentSHA256Mismatch"):
+        if isinstance(exc, _S3CodedError):
+            code = exc.code
+        elif message.startswith("XAmzContentSHA256Mismatch"):
             code = "XAmzContentSHA256Mismatch"
         elif message.startswith("MalformedXML"):
             code = "MalformedXML"
         extra: dict[str, str | None] = {"BucketName": bucket, "Key": key}
+        if isinstance(exc, errors.EntityTooLarge):
+            extra = {
+                "ProposedSize": None if exc.size is None else str(exc.size),
+                "MaxSizeAllowed": str(exc.limit),
+                **extra,
+            }
         if code == "InvalidArgument" and isinstance(exc, errors.ValidationError) and exc.field:
             extra = {"ArgumentName": exc.field, "ArgumentValue": str(exc.value)[:256], **extra}
         if isinstance(exc, errors.NoSuchUpload):
@@ -88,8 +153,6 @@ class S3Api:
             if sub in query:
                 raise errors.NotImplementedOperation("S3", operation)
         if bucket is None:
-            if method == "GET":
-                return await self._list_buckets()
             raise errors.NotImplementedOperation("S3", f"{method} /")
         routes: dict[str, Callable[..., Awaitable[Response]]]
         if key is None:
@@ -121,8 +184,10 @@ class S3Api:
         return await handler(request, bucket, key)
 
     # -- service & buckets ----------------------------------------------------------------------
-    async def _list_buckets(self) -> Response:
+    async def _list_buckets(self, caller: Principal) -> Response:
         buckets = await run_in_threadpool(self.store.list_buckets)
+        if self.ownership is not None:
+            buckets = await run_in_threadpool(self.ownership.visible, buckets, caller)
         root = element(
             "ListAllMyBucketsResult",
             [
@@ -140,7 +205,7 @@ class S3Api:
         return _xml_response(root)
 
     async def _create_bucket(self, request: Request, bucket: str, _: None) -> Response:
-        body = await _read_small_body(request)
+        body = await _read_small_body(request, "CreateBucket")
         if body.strip():
             # The location constraint needs no action here, but a body that is not a
             # CreateBucketConfiguration is refused, as S3 refuses it.
@@ -168,14 +233,14 @@ class S3Api:
             region = "" if self.region == "us-east-1" else self.region
             return _xml_response(element("LocationConstraint", text=region, ns=True))
         if "uploads" in query:
-            raise errors.NotImplementedOperation("S3", "ListMultipartUploads")
+            return await self._list_uploads(request, bucket)
         return await self._list_objects(request, bucket, v2=query.get("list-type") == "2")
 
     async def _list_objects(self, request: Request, bucket: str, *, v2: bool) -> Response:
         q = request.query_params
         prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
         encoding = q.get("encoding-type")
-        max_keys = _int_param(q, "max-keys", _MAX_KEYS, 0, None)
+        max_keys = _int_param(q, "max-keys", _limits.MAX_KEYS, 0, None)
         if v2:
             token = q.get("continuation-token")
             start_after = (
@@ -189,7 +254,7 @@ class S3Api:
             prefix=prefix,
             delimiter=delimiter,
             start_after=start_after,
-            max_keys=min(max_keys, _MAX_KEYS),
+            max_keys=min(max_keys, _limits.MAX_KEYS),
         )
         if max_keys == 0:
             page = type(page)([], [], False, None)
@@ -243,14 +308,18 @@ class S3Api:
     async def _post_bucket(self, request: Request, bucket: str, _: None) -> Response:
         if "delete" not in request.query_params:
             raise errors.NotImplementedOperation("S3", "POST on a bucket (browser-based uploads)")
-        body = await _read_small_body(request)
-        root = parse_xml(body, "Delete")
+        body = await _read_small_body(request, "DeleteObjects")
+        root = _document(body, "Delete")
         quiet = (root.findtext("Quiet") or "").strip().lower() == "true"
-        keys = [obj.findtext("Key") or "" for obj in root.findall("Object")]
-        if len(keys) > 1000:
-            raise errors.ValidationError(
-                f"MalformedXML: DeleteObjects takes at most 1000 keys, got {len(keys)}", field="Delete"
+        objects = root.findall("Object")
+        if not objects or len(objects) > _limits.MAX_DELETE_KEYS:
+            raise _malformed(
+                f"DeleteObjects takes 1 to {_limits.MAX_DELETE_KEYS} Object elements, got {len(objects)}",
+                "Delete",
             )
+        if any(obj.find("Key") is None for obj in objects):
+            raise _malformed("every Object of a DeleteObjects document needs a Key", "Key")
+        keys = [obj.findtext("Key") or "" for obj in objects]
 
         def delete_all() -> list[Any]:
             results: list[Any] = []
@@ -276,6 +345,7 @@ class S3Api:
         headers = request.headers
         if "x-amz-copy-source" in headers:
             return await self._copy_object(request, bucket, key)
+        check_declared_size(request, _limits.MAX_PUT_SIZE, "object")
         writer = await run_in_threadpool(
             self.store.open_writer,
             bucket,
@@ -284,13 +354,21 @@ class S3Api:
             metadata=_user_metadata(request),
             expected_md5=_content_md5(request),
         )
-        info, checksums = await _receive_into(writer, request)
+        info, checksums = await _receive_into(writer, request, _limits.MAX_PUT_SIZE, "object")
         assert isinstance(info, ObjectInfo)
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"', **checksums})
 
     async def _copy_object(self, request: Request, bucket: str, key: str) -> Response:
-        source = unquote(request.headers["x-amz-copy-source"]).split("?", 1)[0].lstrip("/")
-        src_bucket, _, src_key = source.partition("/")
+        raw = request.headers["x-amz-copy-source"]
+        try:
+            source = unquote(raw.split("?", 1)[0], errors="strict")
+        except UnicodeDecodeError:
+            raise errors.ValidationError(
+                f"x-amz-copy-source {raw[:200]!r} percent-encodes bytes that are not UTF-8",
+                field="x-amz-copy-source",
+                value=raw[:200],
+            ) from None
+        src_bucket, _, src_key = source.removeprefix("/").partition("/")
         if not src_key:
             raise errors.ValidationError(
                 f"x-amz-copy-source {source!r} must name a bucket and a key: <bucket>/<key>",
@@ -298,7 +376,16 @@ class S3Api:
                 value=source,
             )
         replace = request.headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
-        await request.body()
+        await _read_small_body(request, "CopyObject")
+        size = (await run_in_threadpool(self.store.head_object, src_bucket, src_key)).size
+        if size > _limits.MAX_COPY_SIZE:
+            raise _S3CodedError(
+                "InvalidRequest",
+                f"The specified copy source is larger than the maximum allowable size for a copy "
+                f"source: {_limits.MAX_COPY_SIZE} (it is {size} bytes); copy it in parts",
+                field="x-amz-copy-source",
+                value=source,
+            )
         info = await run_in_threadpool(
             self.store.copy_object,
             src_bucket,
@@ -365,7 +452,7 @@ class S3Api:
     async def _post_object(self, request: Request, bucket: str, key: str) -> Response:
         if "uploads" not in request.query_params:
             raise errors.NotImplementedOperation("S3", "POST on an object")
-        await request.body()
+        await _read_small_body(request, "CreateMultipartUpload")
         upload = await run_in_threadpool(
             self.store.create_multipart_upload,
             bucket,
@@ -388,7 +475,8 @@ class S3Api:
         q = request.query_params
         if "x-amz-copy-source" in request.headers:
             raise errors.NotImplementedOperation("S3", "UploadPartCopy")
-        part_number = _int_param(q, "partNumber", None, 1, 10_000)
+        part_number = _int_param(q, "partNumber", None, 1, _limits.MAX_PART_NUMBER)
+        check_declared_size(request, _limits.MAX_PART_SIZE, "part")
         writer = await run_in_threadpool(
             self.store.open_part_writer,
             bucket,
@@ -397,23 +485,12 @@ class S3Api:
             part_number,
             expected_md5=_content_md5(request),
         )
-        info, checksums = await _receive_into(writer, request)
+        info, checksums = await _receive_into(writer, request, _limits.MAX_PART_SIZE, "part")
         return Response(status_code=200, headers={"ETag": f'"{info.etag}"', **checksums})
 
     async def _complete_upload(self, request: Request, bucket: str, key: str) -> Response:
-        body = await _read_small_body(request)
-        root = parse_xml(body, "CompleteMultipartUpload")
-        parts: list[tuple[int, str]] = []
-        for part in root.findall("Part"):
-            try:
-                parts.append(
-                    (int(part.findtext("PartNumber") or ""), (part.findtext("ETag") or "").strip('"'))
-                )
-            except ValueError:
-                raise errors.ValidationError(
-                    f"MalformedXML: PartNumber {part.findtext('PartNumber')!r} is not a number",
-                    field="PartNumber",
-                ) from None
+        body = await _read_small_body(request, "CompleteMultipartUpload")
+        parts = _completed_parts(_document(body, "CompleteMultipartUpload"))
         info = await run_in_threadpool(
             self.store.complete_multipart_upload, bucket, key, request.query_params["uploadId"], parts
         )
@@ -435,10 +512,61 @@ class S3Api:
         )
         return Response(status_code=204)
 
+    async def _list_uploads(self, request: Request, bucket: str) -> Response:
+        """ListMultipartUploads: uploads by key then by start, markers and a delimiter as S3 has them."""
+        q = request.query_params
+        prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+        encoding = q.get("encoding-type")
+        key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
+        max_uploads = _int_param(q, "max-uploads", _limits.MAX_KEYS, 0, None)
+        uploads = await run_in_threadpool(self.store.list_multipart_uploads, bucket, prefix=prefix)
+        entries = _grouped(_after_markers(uploads, key_marker, id_marker, delimiter), prefix, delimiter)
+        limit = min(max_uploads, _limits.MAX_KEYS)
+        page, truncated = entries[:limit], len(entries) > limit
+        last = page[-1] if truncated and page else None
+
+        def enc(value: str | None) -> str | None:
+            return maybe_url_encode(value, encoding)
+
+        owner = [leaf("ID", "shipyard"), leaf("DisplayName", "shipyard")]
+        root = element(
+            "ListMultipartUploadsResult",
+            [
+                leaf("Bucket", bucket),
+                leaf("KeyMarker", enc(key_marker)),
+                leaf("UploadIdMarker", id_marker),
+                leaf("NextKeyMarker", enc(last if isinstance(last, str) else last.key) if last else None),
+                leaf("NextUploadIdMarker", last.upload_id if isinstance(last, UploadInfo) else None),
+                leaf("Delimiter", enc(delimiter) if delimiter else None),
+                leaf("Prefix", enc(prefix)),
+                leaf("MaxUploads", max_uploads),
+                leaf("EncodingType", encoding),
+                leaf("IsTruncated", truncated),
+                *(
+                    element(
+                        "Upload",
+                        [
+                            leaf("Key", enc(u.key)),
+                            leaf("UploadId", u.upload_id),
+                            element("Initiator", owner),
+                            element("Owner", owner),
+                            leaf("StorageClass", "STANDARD"),
+                            leaf("Initiated", iso8601(u.initiated)),
+                        ],
+                    )
+                    for u in page
+                    if isinstance(u, UploadInfo)
+                ),
+                *(element("CommonPrefixes", [leaf("Prefix", enc(p))]) for p in page if isinstance(p, str)),
+            ],
+            ns=True,
+        )
+        return _xml_response(root)
+
     async def _list_parts(self, request: Request, bucket: str, key: str) -> Response:
         q = request.query_params
         marker = _int_param(q, "part-number-marker", 0, 0, None)
-        max_parts = _int_param(q, "max-parts", 1000, 0, 1000)
+        max_parts = _int_param(q, "max-parts", _limits.MAX_KEYS, 0, _limits.MAX_KEYS)
         parts = await run_in_threadpool(self.store.list_parts, bucket, key, q["uploadId"])
         after = [p for p in parts if p.part_number > marker]
         page, truncated = after[:max_parts], len(after) > max_parts
@@ -469,3 +597,91 @@ class S3Api:
             ns=True,
         )
         return _xml_response(root)
+
+
+def _with_request_id(response: Response, request_id: str) -> Response:
+    response.headers["x-amz-request-id"] = request_id
+    response.headers["x-amz-id-2"] = request_id
+    return response
+
+
+def _existing_tags(store: ObjectStore, ownership: BucketOwnership, bucket: str) -> list[Tag]:
+    """GetBucketTagging's tags: NoSuchBucket, or NoSuchTagSet when it has none (as S3)."""
+    store.head_bucket(bucket)
+    tags = ownership.tags(bucket)
+    if not tags:
+        raise _NoSuchTagSet(bucket)
+    return tags
+
+
+def _malformed(reason: str, field: str) -> errors.ValidationError:
+    return errors.ValidationError(f"MalformedXML: {reason}", field=field)
+
+
+def _document(body: bytes, tag: str) -> Any:
+    """The request document, which must be a ``<tag>`` (else MalformedXML)."""
+    root = parse_xml(body, tag)
+    if root.tag != tag:
+        raise _malformed(f"expected a {tag} document, got <{root.tag}>", tag)
+    return root
+
+
+def _completed_parts(root: Any) -> list[tuple[int, str]]:
+    """The ``(part number, ETag)`` pairs a CompleteMultipartUpload document lists, checked."""
+    nodes = root.findall("Part")
+    if len(nodes) > _limits.MAX_PARTS:
+        raise errors.ValidationError(
+            f"CompleteMultipartUpload lists {len(nodes)} parts; at most {_limits.MAX_PARTS} are allowed",
+            field="Part",
+            value=len(nodes),
+        )
+    parts: list[tuple[int, str]] = []
+    for node in nodes:
+        text, etag = node.findtext("PartNumber"), node.findtext("ETag")
+        if text is None or etag is None:
+            raise _malformed("every Part needs a PartNumber and an ETag", "Part")
+        text = text.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 9:
+            raise _malformed(f"PartNumber {text[:40]!r} is not a number", "PartNumber")
+        number = int(text)
+        if not 1 <= number <= _limits.MAX_PART_NUMBER:
+            raise errors.ValidationError(
+                f"Part number must be an integer between 1 and {_limits.MAX_PART_NUMBER}, inclusive; got {number}",
+                field="PartNumber",
+                value=number,
+            )
+        parts.append((number, etag.strip().strip('"')))
+    return parts
+
+
+def _after_markers(
+    uploads: list[UploadInfo], key_marker: str, id_marker: str, delimiter: str
+) -> list[UploadInfo]:
+    """The uploads a ListMultipartUploads page starts from: after ``key_marker`` (and, for that
+    key, after ``id_marker``); a marker that is a common prefix skips every key below it."""
+    if not key_marker:
+        return uploads
+    if id_marker:
+        for index, upload in enumerate(uploads):
+            if upload.key == key_marker and upload.upload_id == id_marker:
+                return uploads[index + 1 :]
+    skip_below = key_marker if delimiter and key_marker.endswith(delimiter) else None
+    return [
+        u
+        for u in uploads
+        if u.key > key_marker and not (skip_below is not None and u.key.startswith(skip_below))
+    ]
+
+
+def _grouped(uploads: list[UploadInfo], prefix: str, delimiter: str) -> list[UploadInfo | str]:
+    """Uploads whose key has ``delimiter`` after ``prefix`` become one common prefix each."""
+    out: list[UploadInfo | str] = []
+    for upload in uploads:
+        cut = upload.key.find(delimiter, len(prefix)) if delimiter else -1
+        if cut < 0:
+            out.append(upload)
+            continue
+        common = upload.key[: cut + len(delimiter)]
+        if not out or out[-1] != common:
+            out.append(common)
+    return out

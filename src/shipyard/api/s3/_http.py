@@ -17,13 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shipyard import errors
+from shipyard.api.s3 import _limits
 from shipyard.api.s3._chunked import AwsChunkedDecoder, BodyChecksums
+from shipyard.api.s3._errors import _S3CodedError
 from shipyard.api.s3._xml import document, http_date
 from shipyard.storage import ObjectInfo, ObjectWriter
 
 _XML = "application/xml"
 _WRITE_BATCH = 1024 * 1024
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)$")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_HUGE = 10**18  # what a range bound of more digits than any size stands for
 
 
 def _bucket_and_key(request: Request) -> tuple[str | None, str | None]:
@@ -37,16 +41,51 @@ def _bucket_and_key(request: Request) -> tuple[str | None, str | None]:
     host = request.headers.get("host", "").rsplit(":", 1)[0]
     if host.endswith(".localhost"):
         bucket = host.removesuffix(".localhost")
-        key = unquote(path[1:], errors="strict") if len(path) > 1 else None
+        key = _unquote(path[1:], path) if len(path) > 1 else None
         return bucket, key
-    trimmed = path.lstrip("/")
+    trimmed = path[1:] if path.startswith("/") else path
     if not trimmed:
         return None, None
     bucket_part, slash, key_part = trimmed.partition("/")
-    bucket = unquote(bucket_part)
+    bucket = _unquote(bucket_part, path)
     if not slash or key_part == "":
         return bucket, None
-    return bucket, unquote(key_part, errors="strict")
+    return bucket, _unquote(key_part, path)
+
+
+def _unquote(part: str, path: str) -> str:
+    """Percent-decode a part of the path; InvalidURI (400) when the bytes are not UTF-8."""
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise _S3CodedError(
+            "InvalidURI",
+            f"Couldn't parse the specified URI: {path[:200]!r} percent-encodes bytes that are not UTF-8",
+            field="URI",
+            value=path[:200],
+        ) from None
+
+
+def _declared_size(request: Request) -> int | None:
+    """The body's size as the request declares it (the decoded size of an aws-chunked body)."""
+    headers = request.headers
+    chunked = "aws-chunked" in headers.get("content-encoding", "") or headers.get(
+        "x-amz-content-sha256", ""
+    ).startswith("STREAMING-")
+    raw = headers.get("x-amz-decoded-content-length") if chunked else headers.get("content-length")
+    return _size(raw)
+
+
+def _size(raw: str | None) -> int | None:
+    """A decimal header value as an int; None when absent or no plain number."""
+    return int(raw) if raw is not None and _DIGITS.fullmatch(raw) else None
+
+
+def check_declared_size(request: Request, limit: int, what: str) -> None:
+    """EntityTooLarge before a byte is read, when the declared size is over ``limit``."""
+    declared = _declared_size(request)
+    if declared is not None and declared > limit:
+        raise errors.EntityTooLarge(what, limit, size=declared)
 
 
 def _xml_response(root: Any, headers: dict[str, str] | None = None) -> Response:
@@ -104,7 +143,7 @@ async def _body_chunks(request: Request, checksums: BodyChecksums) -> AsyncItera
         decoder.finish()
         request.state.trailers = decoder.trailers
         declared = request.headers.get("x-amz-decoded-content-length")
-        request.state.declared_length = int(declared) if declared and declared.isdigit() else None
+        request.state.declared_length = _size(declared)
         return
     async for raw in request.stream():
         if raw:
@@ -114,13 +153,18 @@ async def _body_chunks(request: Request, checksums: BodyChecksums) -> AsyncItera
     request.state.declared_length = None
 
 
-async def _receive_into(writer: ObjectWriter, request: Request) -> tuple[Any, dict[str, str]]:
-    """Stream the request body into ``writer`` and commit it; abort on any failure."""
+async def _receive_into(
+    writer: ObjectWriter, request: Request, limit: int, what: str
+) -> tuple[Any, dict[str, str]]:
+    """Stream the request body into ``writer`` and commit it; abort on any failure, and as soon
+    as the body passes ``limit`` bytes (EntityTooLarge)."""
     checksums = BodyChecksums(request.headers)
     buffer = bytearray()
     with writer:
         async for chunk in _body_chunks(request, checksums):
             buffer += chunk
+            if writer.size + len(buffer) > limit:
+                raise errors.EntityTooLarge(what, limit)
             if len(buffer) >= _WRITE_BATCH:
                 writer.write(bytes(buffer))
                 buffer.clear()
@@ -138,9 +182,30 @@ async def _receive_into(writer: ObjectWriter, request: Request) -> tuple[Any, di
     return info, verified
 
 
-async def _read_small_body(request: Request) -> bytes:
+async def _read_small_body(request: Request, what: str) -> bytes:
+    """A request document (or a body the operation ignores), read whole up to
+    ``MAX_XML_BODY`` bytes: past that, MaxMessageLengthExceeded without reading on."""
+    limit = _limits.MAX_XML_BODY
+    declared = _declared_size(request)
+    too_big = _S3CodedError(
+        "MaxMessageLengthExceeded",
+        f"Your request was too big: the {what} body is "
+        + (f"{declared} bytes" if declared is not None and declared > limit else f"more than {limit} bytes")
+        + f"; the limit is {limit} bytes",
+        field="Content-Length",
+        value=declared,
+    )
+    if declared is not None and declared > limit:
+        raise too_big
     checksums = BodyChecksums(request.headers)
-    body = b"".join([chunk async for chunk in _body_chunks(request, checksums)])
+    pieces: list[bytes] = []
+    size = 0
+    async for chunk in _body_chunks(request, checksums):
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        pieces.append(chunk)
+    body = b"".join(pieces)
     checksums.verify(request.state.trailers)
     expected = _content_md5(request)
     if expected is not None:
@@ -157,11 +222,17 @@ def _parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     match = _RANGE_RE.match(header.strip())
     if not match or (not match[1] and not match[2]):
         return None  # S3 ignores ranges it cannot parse (and multi-range requests)
-    first = int(match[1]) if match[1] else None
-    last = int(match[2]) if match[2] else None
+    first = _bound(match[1])
+    last = _bound(match[2])
     if first is not None and last is not None and last < first:
         return None
     return first, last
+
+
+def _bound(digits: str) -> int | None:
+    if not digits:
+        return None
+    return int(digits) if len(digits) < 19 else _HUGE
 
 
 def _object_headers(info: ObjectInfo) -> dict[str, str]:

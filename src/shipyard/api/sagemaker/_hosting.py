@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._ownership import visible
 from shipyard.core.tags import Tag
 from shipyard.errors import NotFoundError
 from shipyard.services import describe as answers
@@ -19,7 +20,7 @@ def _tag(ctx: RequestContext, resource: Resource, params: dict[str, Any]) -> Non
 
 # -- models -------------------------------------------------------------------------------------
 def create_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    model = ctx.platform.models.create(params, region=ctx.region)
+    model = ctx.platform.models.create(params, region=ctx.region, owner=ctx.owner)
     _tag(ctx, model, params)
     return {"ModelArn": model.arn}
 
@@ -31,6 +32,7 @@ def describe_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
 
 def list_models(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     models, token = ctx.platform.models.find(params)
+    models = visible(ctx, models, lambda m: m.arn, "sagemaker:DescribeModel")
     return {
         "Models": [{"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.created} for m in models],
         "NextToken": token,
@@ -44,7 +46,7 @@ def delete_model(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
 
 # -- endpoint configs ---------------------------------------------------------------------------
 def create_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    config = ctx.platform.endpoint_configs.create(params, region=ctx.region)
+    config = ctx.platform.endpoint_configs.create(params, region=ctx.region, owner=ctx.owner)
     _tag(ctx, config, params)
     return {"EndpointConfigArn": config.arn}
 
@@ -62,6 +64,7 @@ def describe_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dic
 
 def list_endpoint_configs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     configs, token = ctx.platform.endpoint_configs.find(params)
+    configs = visible(ctx, configs, lambda c: c.arn, "sagemaker:DescribeEndpointConfig")
     return {
         "EndpointConfigs": [
             {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.created}
@@ -79,7 +82,7 @@ def delete_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dict[
 # -- endpoints ----------------------------------------------------------------------------------
 def create_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     endpoint = ctx.platform.endpoints.create(
-        params, region=ctx.region, owner=ctx.principal
+        params, region=ctx.region, owner=ctx.owner
     )  # budgets asked there
     _tag(ctx, endpoint, params)
     return {"EndpointArn": endpoint.arn}
@@ -132,6 +135,7 @@ def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict[str
 
 def list_endpoints(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     endpoints, token = ctx.platform.endpoints.find(params)
+    endpoints = visible(ctx, endpoints, lambda e: e.arn, "sagemaker:DescribeEndpoint")
     return {
         "Endpoints": [
             {

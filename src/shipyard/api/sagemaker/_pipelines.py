@@ -6,15 +6,17 @@ from typing import Any
 
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._hosting import _tag
+from shipyard.api.sagemaker._ownership import visible
 from shipyard.core.pagination import Page
 from shipyard.core.pipelines import Definition, Execution, Pipeline, StepRun
+from shipyard.errors import ValidationError
 from shipyard.services import describe as answers
 from shipyard.store.pipelines import ModelPackage
 
 
 # -- pipelines ----------------------------------------------------------------------------------
 def create_pipeline(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    pipeline = ctx.platform.pipelines.create(params, region=ctx.region)
+    pipeline = ctx.platform.pipelines.create(params, region=ctx.region, owner=ctx.owner)
     _tag(ctx, pipeline, params)  # type: ignore[arg-type]
     return {"PipelineArn": pipeline.arn}
 
@@ -43,6 +45,7 @@ def describe_pipeline(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
 
 def list_pipelines(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     pipelines, token = ctx.platform.pipelines.find(params)
+    pipelines = visible(ctx, pipelines, lambda p: p.arn, "sagemaker:DescribePipeline")
     return {"PipelineSummaries": [_pipeline_summary(p) for p in pipelines], "NextToken": token}
 
 
@@ -70,7 +73,7 @@ def _parallelism(value: int | None) -> dict[str, int] | None:
 
 # -- executions ---------------------------------------------------------------------------------
 def start_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    execution = ctx.platform.pipelines.start(params, region=ctx.region, owner=ctx.principal)
+    execution = ctx.platform.pipelines.start(params, region=ctx.region, owner=ctx.owner)
     ctx.platform.scheduler.wake()
     return {"PipelineExecutionArn": execution.arn}
 
@@ -92,6 +95,7 @@ def describe_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> 
 
 def list_pipeline_executions(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     executions, token = ctx.platform.pipelines.executions(params)
+    executions = visible(ctx, executions, lambda e: e.arn, "sagemaker:DescribePipelineExecution")
     return {
         "PipelineExecutionSummaries": [
             {
@@ -109,6 +113,8 @@ def list_pipeline_executions(ctx: RequestContext, params: dict[str, Any]) -> dic
 
 
 def list_pipeline_execution_steps(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    if "PipelineExecutionArn" not in params:  # optional in botocore's model
+        raise ValidationError("PipelineExecutionArn is required", field="PipelineExecutionArn")
     execution = ctx.platform.pipelines.execution(params["PipelineExecutionArn"])
     definition = ctx.platform.pipelines.definition_for(execution.arn)
     runs = sorted(execution.steps.values(), key=lambda r: (r.started, r.name))
@@ -164,7 +170,7 @@ def update_pipeline_execution(ctx: RequestContext, params: dict[str, Any]) -> di
 
 # -- the model registry -------------------------------------------------------------------------
 def create_model_package_group(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    group = ctx.platform.registry.create_group(params, region=ctx.region)
+    group = ctx.platform.registry.create_group(params, region=ctx.region, owner=ctx.owner)
     _tag(ctx, group, params)
     return {"ModelPackageGroupArn": group.arn}
 
@@ -183,6 +189,7 @@ def describe_model_package_group(ctx: RequestContext, params: dict[str, Any]) ->
 
 def list_model_package_groups(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     groups, token = ctx.platform.registry.find_groups(params)
+    groups = visible(ctx, groups, lambda g: g.arn, "sagemaker:DescribeModelPackageGroup")
     return {
         "ModelPackageGroupSummaryList": [
             {
@@ -204,7 +211,7 @@ def delete_model_package_group(ctx: RequestContext, params: dict[str, Any]) -> d
 
 
 def create_model_package(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    package = ctx.platform.registry.create_package(params, region=ctx.region)
+    package = ctx.platform.registry.create_package(params, region=ctx.region, owner=ctx.owner)
     _tag(ctx, package, params)  # type: ignore[arg-type]
     return {"ModelPackageArn": package.arn}
 
@@ -230,6 +237,7 @@ def _package_summary(package: ModelPackage) -> dict[str, Any]:
 
 def list_model_packages(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     packages, token = ctx.platform.registry.find_packages(params)
+    packages = visible(ctx, packages, lambda p: p.arn, "sagemaker:DescribeModelPackage")
     return {"ModelPackageSummaryList": [_package_summary(p) for p in packages], "NextToken": token}
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._ownership import visible
 from shipyard.api.sagemaker._training import job_query
 from shipyard.services import describe as answers
 
 
 def create_processing_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.processing.create(
-        params, region=ctx.region, owner=ctx.principal
-    )  # budgets asked there
+    job = ctx.platform.processing.create(params, region=ctx.region, owner=ctx.owner)  # budgets asked there
     return {"ProcessingJobArn": job.arn}
 
 
@@ -25,6 +24,7 @@ def list_processing_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[st
     jobs, token = ctx.platform.processing.list_jobs(
         query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
     )
+    jobs = visible(ctx, jobs, lambda j: j.arn, "sagemaker:DescribeProcessingJob")
     return {
         "ProcessingJobSummaries": [
             {

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._ownership import visible
 from shipyard.core.training import TrainingJobStatus
 from shipyard.services import describe as answers
 from shipyard.store import TrainingJobQuery
 
 
 def create_training_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.training.create(params, region=ctx.region, owner=ctx.principal)  # budgets asked there
+    job = ctx.platform.training.create(params, region=ctx.region, owner=ctx.owner)  # budgets asked there
     return {"TrainingJobArn": job.arn}
 
 
@@ -39,6 +40,7 @@ def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
     jobs, token = ctx.platform.training.list_jobs(
         query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
     )
+    jobs = visible(ctx, jobs, lambda j: j.arn, "sagemaker:DescribeTrainingJob")
     summaries = [
         {
             "TrainingJobName": j.name,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._ownership import visible
 from shipyard.api.sagemaker._training import job_query
 from shipyard.services import describe as answers
 
 
 def create_transform_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.transform.create(params, region=ctx.region, owner=ctx.principal)  # budgets asked there
+    job = ctx.platform.transform.create(params, region=ctx.region, owner=ctx.owner)  # budgets asked there
     return {"TransformJobArn": job.arn}
 
 
@@ -23,6 +24,7 @@ def list_transform_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str
     jobs, token = ctx.platform.transform.list_jobs(
         query, max_results=params.get("MaxResults", 10), next_token=params.get("NextToken")
     )
+    jobs = visible(ctx, jobs, lambda j: j.arn, "sagemaker:DescribeTransformJob")
     return {
         "TransformJobSummaries": [
             {

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.api._context import RequestContext
+from shipyard.api.sagemaker._ownership import visible
 from shipyard.core.pagination import Page
 from shipyard.services import describe as answers
 
 
 def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.principal)  # budgets asked there
+    job = ctx.platform.tuning.create(params, region=ctx.region, owner=ctx.owner)  # budgets asked there
     ctx.platform.scheduler.wake()
     return {"HyperParameterTuningJobArn": job.arn}
 
@@ -32,6 +33,7 @@ def list_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         max_results=params.get("MaxResults", 10),
         next_token=params.get("NextToken"),
     )
+    jobs = visible(ctx, jobs, lambda j: j.arn, "sagemaker:DescribeHyperParameterTuningJob")
     summaries = []
     for job in jobs:
         counts = describe(ctx, {"HyperParameterTuningJobName": job.name})
@@ -79,7 +81,9 @@ def list_training_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str,
     else:
         views = sorted(views, key=lambda v: v.trial.number, reverse=descending)
     page, token = Page.requested(params, default_size=10).slice(views)
-    return {"TrainingJobSummaries": [_summary(job, v) for v in page], "NextToken": token}
+    summaries = [_summary(job, v) for v in page]
+    summaries = visible(ctx, summaries, lambda s: s["TrainingJobArn"], "sagemaker:DescribeTrainingJob")
+    return {"TrainingJobSummaries": summaries, "NextToken": token}
 
 
 OPERATIONS = {

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -26,9 +27,10 @@ from pathlib import Path
 
 from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.core.training import parse_s3_uri
-from shipyard.envs import EnvironmentCache, environment_root, framework_of
+from shipyard.envs import EnvironmentCache, environment_roots, framework_of
 from shipyard.errors import NotFoundError
-from shipyard.runtime._sandbox import sandbox_available, sandbox_command
+from shipyard.runtime._sandbox import MODEL_SERVERS, hand_over, run_as_for, sandbox_available, sandbox_command
+from shipyard.runtime.contract import TOKEN_ENV
 from shipyard.storage import ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar
 
@@ -85,7 +87,7 @@ def prepare_model(
             "SAGEMAKER_ENDPOINT_NAME": request.endpoint,
             "SAGEMAKER_VARIANT_NAME": request.variant,
         },
-        keep=[environment_root(python)],  # the server's own Python too: it may lie under /tmp
+        keep=list(environment_roots(python)),  # the server's own Python too: it may lie under /tmp
     )
 
 
@@ -113,8 +115,9 @@ class LocalModelServer(ModelServer):
         host: str,
         port: int,
         process: subprocess.Popen[bytes],
+        token: str,
     ) -> None:
-        super().__init__(request, host, port)
+        super().__init__(request, host, port, token)
         self.launch = launch
         self.process = process
 
@@ -207,7 +210,13 @@ class LocalModelServers(ModelServers):
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update({k: inside(v) or "" for k, v in launch.environment.items()})
         env["PYTHONPATH"] = inside(launch.code_dir) or ""
+        token = secrets.token_urlsafe(24)
+        env[TOKEN_ENV] = token
         if self.sandboxed:
+            run_as = run_as_for(MODEL_SERVERS + port)
+            if run_as is not None:
+                env["HOME"] = "/tmp"
+                hand_over(ml, run_as)
             hosts = launch.instance_dir / "hosts"
             hosts.write_text("127.0.0.1 localhost model\n")
             command = sandbox_command(
@@ -218,6 +227,7 @@ class LocalModelServers(ModelServers):
                 hide=self._hide,
                 keep=[*launch.keep, server_script],
                 cwd="/opt/ml/model",
+                run_as=run_as,
             )
         process = self._spawner.submit(
             subprocess.Popen,
@@ -229,7 +239,7 @@ class LocalModelServers(ModelServers):
             env=env,
             start_new_session=True,
         ).result()
-        server = LocalModelServer(request, launch, self.host, port, process)
+        server = LocalModelServer(request, launch, self.host, port, process, token)
         threading.Thread(target=_keep_log, args=(server,), name="shipyard-model-log", daemon=True).start()
         return server
 

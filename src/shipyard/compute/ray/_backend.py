@@ -30,6 +30,7 @@ from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerErro
 from shipyard.compute.ray._bridge import launch_to_json, request_to_json
 from shipyard.compute.ray._engine import _bundle
 from shipyard.core.catalog import InstanceCatalog
+from shipyard.core.credentials import SessionCredentials
 from shipyard.core.placement import Resources, plan
 from shipyard.envs import PackageSources
 from shipyard.errors import ConfigurationError
@@ -372,8 +373,10 @@ class RayBackend(Backend):
 class RayModelServer(ModelServer):
     """A model server in a Ray actor."""
 
-    def __init__(self, request: ModelRequest, host: str, port: int, name: str, backend: RayBackend) -> None:
-        super().__init__(request, host, port)
+    def __init__(
+        self, request: ModelRequest, host: str, port: int, token: str, name: str, backend: RayBackend
+    ) -> None:
+        super().__init__(request, host, port, token)
         self.name = name
         self._backend = backend
 
@@ -397,11 +400,16 @@ class RayModelServers(ModelServers):
         sources: PackageSources,
         allow_server_python: bool,
         startup_seconds: float = 600,
+        *,
+        credentials: Callable[[ModelRequest], SessionCredentials] | None = None,
+        revoke: Callable[[str], object] = lambda owner: None,
     ) -> None:
         self._backend = backend
         self._catalog = catalog
         self._hosting = {"sources": dataclasses.asdict(sources), "allow_server_python": allow_server_python}
         self._startup = startup_seconds
+        self._credentials = credentials
+        self._revoke = revoke
 
     def start(self, request: ModelRequest) -> RayModelServer:
         backend = self._backend
@@ -412,13 +420,25 @@ class RayModelServers(ModelServers):
             node=backend.largest_node,
             fit_to_machine=True,
         )
+        hosting: dict[str, Any] = dict(self._hosting)
+        session = self._credentials(request) if self._credentials is not None else None
+        if session is not None:  # to fetch the model through the server's S3 API, then revoked
+            hosting["credentials"] = {
+                "access_key_id": session.access_key_id,
+                "secret_access_key": session.secret_access_key,
+                "session_token": session.session_token,
+                "expiration": session.expiration.isoformat(),
+            }
         try:
-            answer = backend.start_model(
-                request, _bundle(placement.per_instance), self._hosting, self._startup
-            )
+            answer = backend.start_model(request, _bundle(placement.per_instance), hosting, self._startup)
         except (BridgeDown, RuntimeError, concurrent.futures.TimeoutError) as exc:
             raise ModelServerError(str(exc) or "no answer from the Ray cluster") from None
-        return RayModelServer(request, answer["host"], int(answer["port"]), answer["name"], backend)
+        finally:
+            if session is not None:
+                self._revoke(session.owner)
+        return RayModelServer(
+            request, answer["host"], int(answer["port"]), answer["token"], answer["name"], backend
+        )
 
     def replace(self, dead: ModelServer) -> RayModelServer:
         return self.start(dead.request)

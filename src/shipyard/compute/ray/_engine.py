@@ -31,7 +31,7 @@ from shipyard.compute._base import InstanceLaunch, write_agent_config
 from shipyard.compute.ray._host import STREAMS, InstanceHost, ModelHost
 from shipyard.core.placement import Resources
 from shipyard.errors import ConfigurationError
-from shipyard.runtime.contract import StoreAccess
+from shipyard.runtime.contract import JobApi, StoreAccess
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ class RayEngine:
         self.object_store = dict(object_store)
         self._instances: dict[str, _Instance] = {}
         self._groups: dict[str, set[str]] = {}  # placement group -> actors still holding it
+        self._steering: dict[str, str] = {}  # model server starting -> the node it was sent to
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -229,8 +230,10 @@ class RayEngine:
         master = instances[0].actor.rendezvous.remote()
         for instance, launch in zip(instances, launches, strict=True):
             # The server's copy; the node adds its own paths. No shared filesystem: the agent
-            # reaches the object store over S3 (the server's own S3 API, or real S3).
-            config = write_agent_config(launch, object_store=StoreAccess.from_json(self.object_store))
+            # reaches the object store over S3 (the server's own S3 API, signed with the job's
+            # own credentials, or real S3).
+            access = StoreAccess.from_json(self.object_store).signed_as(launch.agent_config.api)
+            config = write_agent_config(launch, object_store=access)
             instance.started = instance.actor.start.remote(config.to_json(), master)
         with self._lock:
             self._groups[key] = {i.name for i in instances}
@@ -296,7 +299,24 @@ class RayEngine:
     ) -> dict[str, Any]:
         """Start a model server for ``request`` (a ModelRequest) in an actor with ``bundle``'s
         resources and wait until it listens; its name and address."""
-        name = f"{self.prefix}/{request.endpoint}/{request.variant}/{request.instance_dir.name}-{uuid.uuid4().hex[:6]}"
+        variant = f"{self.prefix}/{request.endpoint}/{request.variant}/"
+        name = f"{variant}{request.instance_dir.name}-{uuid.uuid4().hex[:6]}"
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        with self._lock:  # a variant's servers start at once: each counts the others' choices
+            used = [
+                str(i.node["node_id"])
+                for n, i in self._instances.items()
+                if n.startswith(variant) and i.alive and i.node and i.node.get("node_id")
+            ] + [node for n, node in self._steering.items() if n.startswith(variant)]
+            node = spread_node(nodes, bundle, used)
+            if node is not None:
+                self._steering[name] = node
+        strategy: Any = "SPREAD"
+        if node is not None:  # Ray's own SPREAD is best effort across separate actors
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            # Preferred, not required: elsewhere when that node has no room now.
+            strategy = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
         actor: Any = self._model_host.options(
             name=name,
             namespace=NAMESPACE,
@@ -304,11 +324,15 @@ class RayEngine:
             num_cpus=bundle["CPU"],
             num_gpus=bundle.get("GPU", 0),
             memory=bundle["memory"],
-            scheduling_strategy="SPREAD",
+            scheduling_strategy=strategy,
         ).remote(name)
+        access = StoreAccess.from_json(self.object_store)
+        credentials = hosting.get("credentials")  # the instance's own, to fetch its model
+        if credentials:
+            access = access.signed_as(JobApi(access.endpoint_url or "", **credentials))
         ref = actor.start.remote(
             request,
-            self.object_store,
+            access.to_json(),
             hosting["sources"],
             hosting["allow_server_python"],
             self.sandbox,
@@ -324,11 +348,14 @@ class RayEngine:
         except Exception as exc:
             self._ray.kill(actor)
             raise RuntimeError(f"the model server could not start on Ray: {_first_line(str(exc))}") from None
+        finally:
+            with self._lock:
+                self._steering.pop(name, None)
         instance = _Instance(name, None, request.instance_dir, actor, node=answer)
         with self._lock:
             self._instances[name] = instance
         self._on_instance(instance.state())
-        return {"name": name, "host": answer["ip"], "port": int(answer["port"])}
+        return {"name": name, "host": answer["ip"], "port": int(answer["port"]), "token": answer["token"]}
 
     def stop_model(self, name: str) -> None:
         with self._lock:
@@ -475,6 +502,28 @@ class RayEngine:
         if call == "start":
             return f"it could not start on Ray: {_first_line(text)}"
         return f"its Ray actor died: {_first_line(text)}"
+
+
+def spread_node(
+    nodes: Sequence[Mapping[str, Any]], bundle: Mapping[str, float], used: Sequence[str]
+) -> str | None:
+    """The node for a variant's next model server: of the live nodes large enough for ``bundle``,
+    the one running the fewest of the variant's servers (``used``: their node ids), so that an
+    endpoint's instances land on different nodes while the cluster has them. Ties go to the node
+    with the most CPUs, then by id, so the choice is the same for the same cluster."""
+
+    def fits(node: Mapping[str, Any]) -> bool:
+        have = node.get("Resources", {})
+        return all(have.get(key, 0) >= amount for key, amount in bundle.items() if amount)
+
+    candidates = [n for n in nodes if fits(n)]
+    if not candidates:
+        return None
+    best = min(
+        candidates,
+        key=lambda n: (used.count(n["NodeID"]), -n.get("Resources", {}).get("CPU", 0), n["NodeID"]),
+    )
+    return str(best["NodeID"])
 
 
 def _first_line(text: str) -> str:

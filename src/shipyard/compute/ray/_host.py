@@ -203,7 +203,7 @@ class ModelHost(_NodeFolder):
         hide = [self._root / "instances", self._root / "endpoints"]
         self._servers = LocalModelServers(None, None, sandbox, hide=hide, host=node["ip"])
         self._server = self._servers.run(request, launch)
-        return {**node, "port": self._server.port}
+        return {**node, "port": self._server.port, "token": self._server.token}
 
     def _exited(self) -> bool:
         return self._server is not None and not self._server.alive

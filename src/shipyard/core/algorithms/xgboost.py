@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -211,3 +212,23 @@ def metric_definitions() -> list[dict[str, str]]:
         for channel in ("train", "validation")
         for metric in EVAL_METRICS
     ]
+
+
+# SageMaker's containers before 1.3-1 pickle the Booster into ``xgboost-model`` (their docs tell
+# users to ``pickle.load`` it); 1.3-1 and later save it with ``Booster.save_model``, XGBoost's own
+# format (``xgb.Booster().load_model("xgboost-model")``).
+_FIRST_NATIVE = (1, 3)
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def model_file_format(image: str) -> str:
+    """How the built-in algorithm of ``image`` saves ``xgboost-model``: "pickle" or "native".
+
+    The tag's version decides (``sagemaker-xgboost:1.2-2`` pickles, ``:1.7-1`` does not); the
+    first-party ``xgboost:1`` and ``xgboost:latest`` are AWS's legacy 0.72 algorithm, which pickles.
+    """
+    repository, _, tag = image.rsplit("/", 1)[-1].partition(":")
+    match = _VERSION.match(tag)
+    if match is None:
+        return "pickle" if repository == "xgboost" else "native"
+    return "pickle" if (int(match[1]), int(match[2])) < _FIRST_NATIVE else "native"

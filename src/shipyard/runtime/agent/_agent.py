@@ -24,15 +24,17 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
+from shipyard.core.outcomes import without_host_paths
 from shipyard.envs import (
     EnvironmentBuildError,
     EnvironmentCache,
     EnvironmentSpec,
     PackageSources,
-    environment_root,
+    environment_roots,
 )
+from shipyard.errors import NotFoundError, ValidationError
 from shipyard.runtime import container
-from shipyard.runtime._sandbox import sandbox_command
+from shipyard.runtime._sandbox import hand_over, run_as_for, sandbox_command
 from shipyard.runtime.agent._inputs import Inputs
 from shipyard.runtime.agent._io import (
     FAILURE_LIMIT,
@@ -42,10 +44,11 @@ from shipyard.runtime.agent._io import (
     now_iso,
     open_store,
 )
-from shipyard.runtime.agent._processes import die_with_parent, group_members, is_bwrap, signal_group
+from shipyard.runtime.agent._processes import descendants, die_with_parent, is_bwrap, signal_group
 from shipyard.runtime.agent._sync import FolderSync
 from shipyard.runtime.contract import InstanceFolder, Outcome
 from shipyard.runtime.utilization import Sampler
+from shipyard.storage._nofollow import read_inside
 
 PIP_CONSTRAINTS = "shipyard-pip-constraints.txt"  # in ml/ (/opt/ml): the environment's pins
 
@@ -91,10 +94,8 @@ class Layout(abc.ABC):
     def failure(self, exit_code: int | None) -> str | None:
         """Why the work failed, if the job said so (SageMaker's /opt/ml/output/failure), else None:
         the exit code and the log's tail say it."""
-        failure_file = self.ml / "output" / "failure"
-        if failure_file.is_file() and failure_file.stat().st_size:
-            return failure_file.read_text(errors="replace")
-        return None
+        text = read_inside(self.ml, "output/failure", 4 * FAILURE_LIMIT)  # never through a link
+        return text.decode(errors="replace") if text else None
 
     # -- what every layout uses --------------------------------------------------------------------
     @property
@@ -132,6 +133,8 @@ class Agent:
         self.status = StatusFile(self.folder)
         self.store = open_store(self.config.object_store)
         self.sandboxed = self.config.sandbox == "bwrap"
+        # As root, the user's processes run as this instance's own uid (runtime/_sandbox.py).
+        self.run_as = run_as_for(os.getpid()) if self.sandboxed else None
         self.python: str = self.config.python or sys.executable
         self.environment: tuple[EnvironmentCache, str | None] | None = None
         self.command_display: list[str] = []
@@ -177,9 +180,9 @@ class Agent:
                 exit_code = self.layout.work()
             outcome, failure = self._judge(exit_code)
         except Exception as exc:  # the agent's own failure: report it as the job's
-            failure = (
-                f"ClientError: {exc}" if isinstance(exc, JobInputError) else f"InternalServerError: {exc}"
-            )
+            # The job's own references (code, inputs, a model) missing or unusable: its ClientError.
+            mistake = isinstance(exc, JobInputError | ValidationError | NotFoundError)
+            failure = f"ClientError: {exc}" if mistake else f"InternalServerError: {exc}"
             self.log.line(f"Shipyard: {failure}")
             sys.stderr.write(traceback.format_exc())
             outcome = self.stop_reason or Outcome.FAILED
@@ -211,7 +214,7 @@ class Agent:
         self.status.update(
             outcome=outcome,
             exit_code=exit_code,
-            failure_reason=failure,
+            failure_reason=self._without_host_paths(failure),
             training_end=now_iso(),
             elapsed=time.monotonic() - started,
             **artifacts,
@@ -237,6 +240,14 @@ class Agent:
             f'AlgorithmError: ExecuteUserScriptError:\nExitCode {exit_code}\nErrorMessage "{tail}"\n'
             f'Command "{" ".join(self.command_display)}", exit code: {exit_code}'
         )[:FAILURE_LIMIT]
+
+    def _without_host_paths(self, reason: str | None) -> str | None:
+        """A failure reason with the paths a job sees (/opt/ml) instead of this host's."""
+        if reason is None:
+            return None
+        folders = {str(self.folder.ml): "/opt/ml", str(Path.home()): "~"}
+        folders.update((path, "<data dir>") for path in self.config.hide)
+        return without_host_paths(reason, folders)[:FAILURE_LIMIT]
 
     def _last_lines(self, count: int) -> list[str]:
         try:
@@ -288,7 +299,7 @@ class Agent:
         # tell (or none will come); the SIGKILL after the grace period covers the rest.
         deadline = time.monotonic() + self.config.stop_grace_seconds
         while time.monotonic() < deadline:
-            members = [pid for pid in group_members(group) if pid != group and not is_bwrap(pid)]
+            members = [pid for pid in descendants(group) if not is_bwrap(pid)]
             for pid in members:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGTERM)
@@ -344,16 +355,20 @@ class Agent:
 
     def aws_environment(self) -> dict[str, str]:
         """What AWS clients in the job need to reach this Shipyard (its S3 and SageMaker APIs), as
-        a SageMaker job reaches AWS with its role; the job's own Environment comes first."""
+        a SageMaker job reaches AWS with its role's temporary credentials: the job's own session
+        credentials, never the server's key. The job's own Environment comes first."""
         api = self.config.api
         if api is None:
             return {}
-        return {
+        env = {
             "AWS_ENDPOINT_URL": api.endpoint_url,
             "AWS_ACCESS_KEY_ID": api.access_key_id,
             "AWS_SECRET_ACCESS_KEY": api.secret_access_key,
             "AWS_DEFAULT_REGION": self.config.region,
         }
+        if api.session_token:
+            env["AWS_SESSION_TOKEN"] = api.session_token
+        return env
 
     # -- the user's process ----------------------------------------------------------------------
     def sandboxed_command(
@@ -362,19 +377,25 @@ class Agent:
         """``command`` as it is started: in the sandbox (cwd set inside it), or as it is in ``workdir``."""
         if not self.sandboxed:
             return list(command), str(workdir)
+        if self.run_as is not None:
+            ml = self.folder.ml
+            hand_over(ml, self.run_as)
         full = sandbox_command(
             list(command),
             ml_dir=self.folder.ml,
             host=self.config.host,
             hosts_file=self.folder.hosts,
             hide=[Path(p) for p in self.config.hide],
-            keep=[environment_root(Path(self.python)), *keep],
+            keep=[*environment_roots(Path(self.python)), *keep],
             cwd=str(workdir),
+            run_as=self.run_as,
         )
         return full, None
 
     def run_user_process(self, full: list[str], cwd: str | None, env: dict[str, str]) -> int:
         """Run the user's process (its own session) with its output into the log; its exit code."""
+        if self.run_as is not None:
+            env = {**env, "HOME": "/tmp"}  # the job's uid has no home of its own
         self.process = subprocess.Popen(
             full,
             cwd=cwd,

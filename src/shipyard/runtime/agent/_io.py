@@ -73,4 +73,5 @@ def open_store(access: StoreAccess | Mapping[str, Any]) -> ObjectStore:
         access.secret_access_key,
         access.region,
         access.max_attempts,
+        access.session_token,
     )

@@ -1,4 +1,4 @@
-"""The agent's view of processes: signalling groups, finding bwrap, ending with the parent."""
+"""The agent's view of processes: signalling groups and sandboxes, finding bwrap, ending with the parent."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def is_bwrap(pid: int) -> bool:
         return False
 
 
-def group_members(group: int) -> list[int]:
-    """The processes of process group ``group`` (from /proc)."""
-    members = []
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): a sandboxed job's processes are in a session of
+    their own, so their process group is not bwrap's."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -29,9 +30,13 @@ def group_members(group: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group:
-            members.append(int(entry.name))
-    return members
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children.get(child, ())
+    return found
 
 
 def signal_group(pid: int, sig: int) -> None:

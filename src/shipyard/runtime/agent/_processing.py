@@ -19,12 +19,13 @@ from typing import Any
 
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.training import parse_s3_uri
+from shipyard.errors import ValidationError
 from shipyard.runtime import container
 from shipyard.runtime.agent._agent import Layout
-from shipyard.runtime.agent._inputs import relative_key
+from shipyard.runtime.agent._inputs import inside, relative_key
 from shipyard.runtime.agent._io import JobInputError
 from shipyard.runtime.agent._processes import SAFE_ENV
-from shipyard.runtime.agent._sync import FolderSync
+from shipyard.runtime.agent._sync import FolderSync, shown_path
 from shipyard.runtime.contract import Outcome
 
 
@@ -37,6 +38,7 @@ class ProcessingLayout(Layout):
         return ProcessingJobSpec.from_request(request)
 
     def prepare(self) -> None:
+        plans = [self._plan_input(item) for item in self.spec.inputs]  # refused before any folder
         config = self.agent.config
         for sub in ("input/data", "config", "processing"):
             (self.ml / sub).mkdir(parents=True, exist_ok=True)
@@ -50,8 +52,8 @@ class ProcessingLayout(Layout):
         self.agent.folder.hosts.write_text(
             "127.0.0.1 localhost\n" + "".join(f"{config.master_addr} {h}\n" for h in hosts)
         )
-        for item in self.spec.inputs:
-            count = self._fetch_input(item)
+        for item, plan in zip(self.spec.inputs, plans, strict=True):
+            count = self._fetch_input(item, *plan)
             self.log.line(
                 f"Shipyard: input {item.name!r}: {count} file(s) from {item.s3_uri} at {item.local_path}"
             )
@@ -68,33 +70,29 @@ class ProcessingLayout(Layout):
                 return (folder / "requirements.txt").read_text()
             archive = folder / "sourcedir.tar.gz"
             if archive.is_file():
-                with tarfile.open(archive) as tar:
-                    member = next(
-                        (m for m in tar.getmembers() if m.name.lstrip("./") == "requirements.txt"), None
-                    )
-                    if member is not None and member.isfile():
-                        extracted = tar.extractfile(member)
-                        return extracted.read().decode() if extracted else ""
+                return _archived_requirements(archive, item.s3_uri)
         return ""
 
-    def _fetch_input(self, item: Any) -> int:
-        target = self.under_ml(item.local_path)
-        target.mkdir(parents=True, exist_ok=True)
-        store = self.agent.store
+    def _plan_input(self, item: Any) -> tuple[str, list[tuple[str, Path]]]:
+        """The bucket and (key, file) pairs of an input, every file checked to land in its folder."""
         if item.data_type == "ManifestFile":
             bucket, key = parse_s3_uri(item.s3_uri, field="S3Uri")
-            _, _, chunks = store.read_object(bucket, key)
-            manifest = json.loads(b"".join(chunks))
-            prefix = manifest[0]["prefix"]
-            source_bucket, base = parse_s3_uri(prefix, field="ManifestFile prefix")
-            keys = [base + entry for entry in manifest[1:]]
+            _, _, chunks = self.agent.store.read_object(bucket, key)
+            source_bucket, base, entries = manifest_entries(b"".join(chunks), item.s3_uri)
+            keys = [base + entry for entry in entries]
         else:
             source_bucket, base, keys = self.inputs.list_keys(item.s3_uri)
             if not keys:
                 raise JobInputError(f"No objects found under {item.s3_uri} for input {item.name!r}")
+        target = self.under_ml(item.local_path)
+        what = f"input {item.name!r} ({item.s3_uri})"
         keys = self.inputs.shard(keys, item.distribution)
-        for key in keys:
-            path = target / relative_key(key, base)
+        return source_bucket, [(key, inside(target, relative_key(key, base), what)) for key in keys]
+
+    def _fetch_input(self, item: Any, source_bucket: str, files: list[tuple[str, Path]]) -> int:
+        self.under_ml(item.local_path).mkdir(parents=True, exist_ok=True)
+        store = self.agent.store
+        for key, path in files:
             if item.compression == "Gzip":
                 path = path.with_name(path.name.removesuffix(".gz"))
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,14 +102,18 @@ class ProcessingLayout(Layout):
                 self.inputs.fetch_object(
                     source_bucket, key, path, link=False
                 )  # processing inputs are writable
-        return len(keys)
+        return len(files)
 
     def syncs(self) -> list[FolderSync]:
         return [
-            self.sync(self.under_ml(o.local_path), o.s3_uri, f"output {o.name!r}")
+            self.sync(self.under_ml(o.local_path), o.s3_uri, f"output {o.name!r}", **self._shown(o))
             for o in self.spec.outputs
             if o.upload_mode == "Continuous"
         ]
+
+    def _shown(self, output: Any) -> dict[str, Any]:
+        """How an output's FolderSync names the folder in the log, and where it stops trusting it."""
+        return {"shown": shown_path(self.ml, self.under_ml(output.local_path)), "within": self.ml}
 
     def work(self) -> int:
         agent = self.agent
@@ -146,6 +148,66 @@ class ProcessingLayout(Layout):
         for output in self.spec.outputs:
             if output.upload_mode == "Continuous":
                 continue  # its FolderSync made the last pass
-            count = self.sync(self.under_ml(output.local_path), output.s3_uri, "output", interval=0).sync()
+            folder = self.under_ml(output.local_path)
+            count = self.sync(folder, output.s3_uri, "output", interval=0, **self._shown(output)).sync()
             self.log.line(f"Shipyard: output {output.name!r}: uploaded {count} file(s) to {output.s3_uri}")
         return {}
+
+
+def manifest_entries(body: bytes, uri: str) -> tuple[str, str, list[str]]:
+    """A ManifestFile's bucket, key prefix and entries (``[{"prefix": "s3://..."}, "rel", ...]``),
+    refused (naming the manifest and the entry) unless every entry is a path below the prefix."""
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        manifest = None
+    if (
+        not isinstance(manifest, list)
+        or not manifest
+        or not isinstance(manifest[0], dict)
+        or not isinstance(manifest[0].get("prefix"), str)
+    ):
+        raise JobInputError(
+            f'ManifestFile {uri} is not a JSON list of a {{"prefix": "s3://..."}} object '
+            "followed by keys relative to it"
+        )
+    try:
+        bucket, base = parse_s3_uri(manifest[0]["prefix"], field="ManifestFile prefix")
+    except ValidationError as exc:
+        raise JobInputError(f"ManifestFile {uri}: {exc.message}") from None
+    entries = manifest[1:]
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise JobInputError(
+                f"ManifestFile {uri}: entry {entry!r} is not a string (a key relative to the prefix)"
+            )
+        parts = entry.split("/")
+        if not entry or entry.startswith("/") or ".." in parts or "\x00" in entry:
+            raise JobInputError(
+                f"ManifestFile {uri}: entry {entry!r} is not a path below the prefix (it is empty or "
+                "absolute, or has a '..' part)"
+            )
+    return bucket, base, entries
+
+
+REQUIREMENTS_LIMIT = 1024 * 1024  # bytes of a requirements.txt read from a code archive
+
+
+def _archived_requirements(archive: Path, uri: str) -> str:
+    """The requirements.txt in a FrameworkProcessor's sourcedir.tar.gz ("" for none), read from
+    the archive (nothing is extracted: the job's own script does that, in its sandbox)."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                if member.name.removeprefix("./") == "requirements.txt" and member.isfile():
+                    if member.size > REQUIREMENTS_LIMIT:
+                        raise JobInputError(
+                            f"{uri}: requirements.txt in sourcedir.tar.gz is {member.size} bytes, "
+                            f"more than {REQUIREMENTS_LIMIT}"
+                        )
+                    extracted = tar.extractfile(member)
+                    return extracted.read().decode(errors="replace") if extracted else ""
+    except (tarfile.TarError, EOFError, OSError) as exc:  # an OSError's text may hold host paths
+        why = f": {exc}" if isinstance(exc, tarfile.TarError) else ""
+        raise JobInputError(f"{uri}: sourcedir.tar.gz is not a valid tar archive{why}") from None
+    return ""

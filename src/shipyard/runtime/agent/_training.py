@@ -9,12 +9,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from shipyard.core.algorithms import xgboost
 from shipyard.core.training import TrainingJobSpec, parse_s3_uri, to_cmd_args
 from shipyard.runtime import container
 from shipyard.runtime.agent._agent import Layout
+from shipyard.runtime.agent._conda import conda_requirements, path_entry
 from shipyard.runtime.agent._io import JobInputError
 from shipyard.runtime.agent._processes import SAFE_ENV
-from shipyard.runtime.agent._sync import FolderSync
+from shipyard.runtime.agent._sync import FolderSync, shown_path
 from shipyard.runtime.contract import Outcome
 from shipyard.storage._archives import pack_directory
 
@@ -51,7 +53,7 @@ class TrainingLayout(Layout):
         for channel in self.spec.channels:
             target = self.ml / "input" / "data" / channel.name
             count = self.inputs.channel(
-                channel.name, channel.s3_uri, channel.distribution, target, link=self.agent.sandboxed
+                channel.name, channel.s3_uri, channel.distribution, target, link=self.agent.run_as is not None
             )
             self.log.line(f"Shipyard: channel {channel.name!r}: {count} file(s) from {channel.s3_uri}")
         if self.spec.submit_directory:
@@ -64,14 +66,26 @@ class TrainingLayout(Layout):
                 )
 
     def requirements(self) -> str:
-        """The code's requirements.txt, installed into the job's environment before it starts."""
+        """The code's requirements.txt, installed into the job's environment before it starts,
+        and what pip installs of a remote function's conda environment.yml (_conda.py)."""
         path = self.ml / "code" / "requirements.txt"
-        return path.read_text() if path.is_file() else ""
+        code = path.read_text() if path.is_file() else ""
+        conda = conda_requirements(self.ml, self.spec.arguments, self.log.line)
+        return f"{code.rstrip()}\n{conda}".lstrip() if conda else code
 
     def syncs(self) -> list[FolderSync]:
         if not self.spec.checkpoint_s3_uri:
             return []
-        return [self.sync(self.checkpoints, self.spec.checkpoint_s3_uri, "checkpoint", skip_present=True)]
+        return [
+            self.sync(
+                self.checkpoints,
+                self.spec.checkpoint_s3_uri,
+                "checkpoint",
+                skip_present=True,
+                shown=shown_path(self.ml, self.checkpoints),
+                within=self.ml,
+            )
+        ]
 
     def work(self) -> int:
         agent = self.agent
@@ -109,6 +123,9 @@ class TrainingLayout(Layout):
         env["PATH"] = (
             f"{Path(agent.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python` is the image's
         )
+        stand_in = path_entry(self.ml, root)  # a remote function's `conda` (_conda.py)
+        if stand_in:
+            env["PATH"] = f"{stand_in}:{env['PATH']}"
         return {**agent.aws_environment(), **agent.pip_environment(), **env}
 
     def command(self) -> list[str]:
@@ -118,7 +135,8 @@ class TrainingLayout(Layout):
         program = self.spec.program
         if not program and self.agent.config.builtin == "xgboost":
             shutil.copyfile(_XGBOOST, self.ml / "code" / _XGBOOST.name)
-            return [python, str(root / "code" / _XGBOOST.name)]
+            model_format = xgboost.model_file_format(self.spec.image or "")
+            return [python, str(root / "code" / _XGBOOST.name), "--model-format", model_format]
         if not program:
             raise JobInputError(
                 f"Image {self.spec.image!r} has no built-in algorithm in Shipyard yet: give a script "
@@ -145,9 +163,16 @@ class TrainingLayout(Layout):
         return artifacts
 
     def upload_tar(self, folder: Path, uri: str) -> str:
+        """``folder`` packed as a tar.gz at ``uri``; what the job planted (links, hard links,
+        special files) is skipped, and the log says so."""
         bucket, key = parse_s3_uri(uri, field="S3OutputPath")
+        shown = shown_path(self.ml, folder)
+
+        def skipped(relative: str, why: str) -> None:
+            self.log.line(f"Shipyard: skipped {shown}/{relative}: {why}")
+
         with self.agent.store.open_writer(bucket, key, content_type="application/x-tar") as writer:
-            count = pack_directory(folder, writer)  # type: ignore[arg-type]
+            count = pack_directory(folder, writer, skipped=skipped, within=self.ml)  # type: ignore[arg-type]
             writer.commit()
         self.log.line(f"Shipyard: uploaded {count} file(s) from {folder.relative_to(self.ml)} to {uri}")
         return uri

@@ -17,6 +17,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -29,11 +30,12 @@ from typing import Any
 
 from shipyard.core.training import parse_s3_uri, sharded
 from shipyard.core.transform import JsonPathFilter, TransformJobSpec, format_record, join_output, parse_record
+from shipyard.errors import ValidationError
 from shipyard.runtime.agent._agent import Layout
 from shipyard.runtime.agent._inputs import relative_key
 from shipyard.runtime.agent._io import JobInputError
 from shipyard.runtime.agent._processes import SAFE_ENV, signal_group
-from shipyard.runtime.contract import Outcome
+from shipyard.runtime.contract import TOKEN_ENV, TOKEN_HEADER, Outcome
 from shipyard.storage._archives import ChunkReader, extract_tar
 
 _SERVER = Path(__file__).resolve().parents[1] / "model_server.py"
@@ -43,6 +45,7 @@ class TransformLayout(Layout):
     kind = "transform"
     spec: TransformJobSpec
     code_dir: str | None = None  # where the model's code is, as the model server sees it
+    token = ""  # what the model server wants in X-Shipyard-Token (set as it starts)
 
     @staticmethod
     def parse_spec(request: Any) -> TransformJobSpec:
@@ -61,7 +64,12 @@ class TransformLayout(Layout):
         if model.get("model_data_url"):
             bucket, key = parse_s3_uri(model["model_data_url"], field="ModelDataUrl")
             _, _, chunks = self.agent.store.read_object(bucket, key)
-            extract_tar(ChunkReader(chunks), self.ml / "model", what=f"model data {model['model_data_url']}")
+            try:
+                extract_tar(
+                    ChunkReader(chunks), self.ml / "model", what=f"model data {model['model_data_url']}"
+                )
+            except ValidationError as exc:  # the model's archive: the job's ClientError
+                raise JobInputError(exc.message) from None
         submit = (model.get("environment") or {}).get("SAGEMAKER_SUBMIT_DIRECTORY", "")
         if submit.startswith("s3://"):
             self.inputs.code(submit, self.ml / "code")
@@ -96,8 +104,13 @@ class TransformLayout(Layout):
         env = {k: v for k, v in os.environ.items() if k in SAFE_ENV}
         env.update({k: inside(v) for k, v in (model.get("environment") or {}).items()})
         env.update(self.spec.environment)
+        env["SAGEMAKER_BATCH"] = "true"  # as SageMaker tells its containers: one answer line per record
         env["PYTHONPATH"] = inside(self.code_dir) if self.code_dir else ""
+        self.token = secrets.token_urlsafe(24)
+        env[TOKEN_ENV] = self.token
         self.agent.command_display = command
+        if not self.agent.sandboxed:  # as training and processing jobs say it
+            self.log.line("Shipyard: bubblewrap is not available here; running the model server unsandboxed")
         full, cwd = self.agent.sandboxed_command(command, workdir=root / "model", keep=[script])
         self.log.line(f"Shipyard: starting the model server: {' '.join(command)}")
         exits: list[int] = []
@@ -124,7 +137,7 @@ class TransformLayout(Layout):
                 raise JobInputError(f"the model server exited with code {exits[0]}; see the job's log")
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                connection.request("GET", "/ping")
+                connection.request("GET", "/ping", headers={TOKEN_HEADER: self.token})
                 answer = connection.getresponse()
                 text = answer.read().decode(errors="replace")
                 connection.close()
@@ -168,7 +181,7 @@ class TransformLayout(Layout):
         return len(keys)
 
     def _invoke(self, local: threading.local, port: int, body: bytes) -> tuple[int, bytes]:
-        headers = {"Content-Length": str(len(body))}
+        headers = {"Content-Length": str(len(body)), TOKEN_HEADER: self.token}
         if self.spec.content_type:
             headers["Content-Type"] = self.spec.content_type
         if self.spec.accept:

@@ -8,12 +8,19 @@ text/libsvm — the default — or application/x-parquet), evaluation lines in S
 ``[round]#011train-metric:value`` form, the model saved as /opt/ml/model/xgboost-model by the
 first host. With several hosts, training uses XGBoost's collective (rabit) with algo-1 hosting
 the tracker on MASTER_ADDR:MASTER_PORT.
+
+``xgboost-model`` is saved as the container of the image's version saves it (``--model-format``):
+a pickled Booster before 1.3-1, XGBoost's own format (``Booster.save_model``) from 1.3-1 on. A
+failure writes SageMaker's /opt/ml/output/failure: ``ClientError: ...`` for the data and channels,
+``AlgorithmError: ...`` with XGBoost's own message (its first line, without the C++ frames).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import sys
 import tempfile
 import threading
@@ -52,7 +59,31 @@ STR_PARAMS = {
     "single_precision_histogram",
     "use_dask_gpu_training",
 }
-NOT_FOR_XGBOOST = {"num_round", "early_stopping_rounds", "csv_weights", "use_dask_gpu_training"}
+TUNING_OBJECTIVE = "_tuning_objective_metric"  # added by automatic model tuning: train:auc, ...
+NOT_FOR_XGBOOST = {
+    "num_round",
+    "early_stopping_rounds",
+    "csv_weights",
+    "use_dask_gpu_training",
+    TUNING_OBJECTIVE,
+}
+
+
+class JobFailure(Exception):
+    """Ends the job with this reason (``ClientError: ...`` or ``AlgorithmError: ...``)."""
+
+
+def client_error(message: str) -> JobFailure:
+    return JobFailure(f"ClientError: {message}")
+
+
+def error_message(text: str) -> str:
+    """XGBoost's error as a person reads it: the first line of its message, without the
+    ``[12:00:00] /workspace/src/file.cc:123:`` prefix and the C++ stack frames after it."""
+    message = text.split("Stack trace:", 1)[0]
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    first = lines[0] if lines else text.strip()
+    return re.sub(r"^\[[0-9:]+\]\s+(?:[^\s:]+:\d+:\s*)?", "", first)
 
 
 def hyperparameters(path: Path) -> dict[str, Any]:
@@ -66,7 +97,7 @@ def hyperparameters(path: Path) -> dict[str, Any]:
             value = raw
         if name in INT_PARAMS:
             values[name] = int(float(value))
-        elif name in STR_PARAMS:
+        elif name in STR_PARAMS or name == TUNING_OBJECTIVE:
             values[name] = str(value)
         else:
             values[name] = float(value)
@@ -81,9 +112,8 @@ def content_type(config: dict[str, object]) -> str:
         return "parquet"
     if raw in ("text/libsvm", "libsvm", "text/x-libsvm"):
         return "libsvm"
-    sys.exit(
-        f"ClientError: channel content type {raw!r} is not supported; use text/csv, text/libsvm or "
-        "application/x-parquet"
+    raise client_error(
+        f"channel content type {raw!r} is not supported; use text/csv, text/libsvm or application/x-parquet"
     )
 
 
@@ -93,7 +123,7 @@ def load(channel_dir: Path, kind: str, csv_weights: bool):  # type: ignore[no-un
 
     files = sorted(p for p in channel_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
-        sys.exit(f"ClientError: channel {channel_dir.name!r} has no files")
+        raise client_error(f"channel {channel_dir.name!r} has no files")
     if kind == "libsvm":
         with tempfile.NamedTemporaryFile("wb", suffix=".libsvm", delete=False) as joined:
             for path in files:
@@ -101,8 +131,13 @@ def load(channel_dir: Path, kind: str, csv_weights: bool):  # type: ignore[no-un
                 joined.write(data if data.endswith(b"\n") else data + b"\n")
         return xgb.DMatrix(f"{joined.name}?format=libsvm")
     if kind == "csv":
-        blocks = [np.loadtxt(p, delimiter=",", ndmin=2) for p in files if p.stat().st_size]
-        matrix = np.vstack(blocks)
+        try:
+            blocks = [np.loadtxt(p, delimiter=",", ndmin=2) for p in files if p.stat().st_size]
+            matrix = np.vstack(blocks)
+        except ValueError as exc:
+            raise client_error(
+                f"channel {channel_dir.name!r} is not numeric text/csv with the label first: {exc}"
+            ) from None
     else:
         import pandas as pd
 
@@ -113,9 +148,10 @@ def load(channel_dir: Path, kind: str, csv_weights: bool):  # type: ignore[no-un
     return xgb.DMatrix(rest, label=labels)
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     import xgboost as xgb
 
+    model_format = argv[argv.index("--model-format") + 1] if "--model-format" in argv else "native"
     config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
     data_dir = Path(os.environ.get("SM_INPUT_DIR", "/opt/ml/input")) / "data"
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
@@ -123,7 +159,7 @@ def main() -> None:
     channels = json.loads((config_dir / "inputdataconfig.json").read_text())
     resources = json.loads((config_dir / "resourceconfig.json").read_text())
     if "train" not in channels:
-        sys.exit("ClientError: the built-in XGBoost algorithm needs a 'train' channel")
+        raise client_error("the built-in XGBoost algorithm needs a 'train' channel")
     weights = bool(params.get("csv_weights", 0))
     datasets = [("train", load(data_dir / "train", content_type(channels["train"]), weights))]
     if "validation" in channels:
@@ -134,6 +170,11 @@ def main() -> None:
     booster_params.setdefault("objective", "reg:squarederror")
     if "eval_metric" in booster_params:
         booster_params["eval_metric"] = [m.strip() for m in str(booster_params["eval_metric"]).split(",")]
+    if TUNING_OBJECTIVE in params:  # as SageMaker's container does: the tuned metric is evaluated too
+        tuned = str(params[TUNING_OBJECTIVE]).split(":", 1)[-1]
+        metrics = booster_params.setdefault("eval_metric", [])
+        if tuned and tuned not in metrics:
+            metrics.append(tuned)
     hosts, host = resources["hosts"], resources["current_host"]
 
     class SageMakerLog(xgb.callback.TrainingCallback):
@@ -161,11 +202,42 @@ def main() -> None:
     booster = train_distributed(train, hosts, host) if len(hosts) > 1 else train()
     if host == hosts[0]:
         model_dir.mkdir(parents=True, exist_ok=True)
-        booster.save_model(str(model_dir / "xgboost-model"))
+        save(booster, model_dir / "xgboost-model", model_format)
         print(
-            f"Saved model to {model_dir / 'xgboost-model'} ({booster.num_boosted_rounds()} rounds)",
+            f"Saved model to {model_dir / 'xgboost-model'} ({booster.num_boosted_rounds()} rounds, "
+            f"{'a pickled Booster' if model_format == 'pickle' else 'XGBoost format'})",
             flush=True,
         )
+
+
+def save(booster, path: Path, model_format: str) -> None:  # type: ignore[no-untyped-def]
+    if model_format == "pickle":
+        with path.open("wb") as f:
+            pickle.dump(booster, f)
+    else:
+        booster.save_model(str(path))
+
+
+def run(argv: list[str]) -> int:
+    """Train, or write why not to /opt/ml/output/failure and its reason as the log's last line."""
+    try:
+        import xgboost as xgb
+
+        try:
+            main(argv)
+            return 0
+        except xgb.core.XGBoostError as exc:
+            reason = f"AlgorithmError: {error_message(str(exc))}"
+    except JobFailure as exc:
+        reason = str(exc)
+    output = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "failure").write_text(reason)
+    except OSError:
+        pass  # the log still says it
+    print(reason, file=sys.stderr, flush=True)
+    return 1
 
 
 def train_distributed(train, hosts, host):  # type: ignore[no-untyped-def]
@@ -193,4 +265,4 @@ def train_distributed(train, hosts, host):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(sys.argv[1:]))

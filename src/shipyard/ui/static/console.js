@@ -1,9 +1,14 @@
 // The Shipyard console: every view is built in the browser from the native API's JSON.
 // The DOM is built with text nodes only (h() below): names, tags and log lines are user input and
 // are never parsed as HTML. State changes only through explicit, confirmed calls (Stop).
+// On a server with auth, the console asks for an access key id and secret, keeps them in this
+// tab's sessionStorage only (never a cookie, never localStorage) and sends them as the bearer
+// token of every /api call ("<access key id>:<secret>"; the root's secret alone also works).
 
 const main = document.getElementById("main");
+const account = document.getElementById("account");
 const TOKEN = "shipyard-token";
+let me = null; // who the console is signed in as (/api/v1/whoami)
 let timers = [];
 let generation = 0; // bumped on each navigation: late answers for an old view are dropped
 
@@ -29,6 +34,10 @@ function put(node, ...children) {
   node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 const status = (value) => h("span", { class: `status ${value}` }, value);
+// A job waiting to be placed says why (a quota, the capacity, and whose work is in the way).
+const pending = (j) => j.secondary_status === "Pending" && Boolean(j.status_message);
+const waitingStatus = (j) =>
+  pending(j) ? h("span", {}, status(j.status), " ", h("span", { class: "muted" }, j.status_message)) : status(j.status);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
 const money = (usd) => {
   const value = Number(usd || 0);
@@ -52,17 +61,44 @@ function every(ms, fn) {
   timers.push(id);
 }
 
-class Unauthorized extends Error {}
+class Unauthorized extends Error {} // 401: no credentials, or not this server's
+class Forbidden extends Error {} // 403: signed in, but not allowed this call (the message says)
 
 async function api(path, options = {}) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
   const token = sessionStorage.getItem(TOKEN);
   if (token) headers.Authorization = `Bearer ${token}`;
-  const answer = await fetch(path, { ...options, headers });
-  if (answer.status === 401 || answer.status === 403) throw new Unauthorized();
+  const answer = await fetch(path, { ...options, headers, credentials: "omit" });
+  if (answer.status === 401) throw new Unauthorized();
   const body = answer.headers.get("content-type")?.includes("json") ? await answer.json() : await answer.text();
+  if (answer.status === 403) throw new Forbidden(body?.message || "Not allowed");
   if (!answer.ok) throw new Error(body?.message || body?.detail || `${answer.status} ${answer.statusText}`);
   return body;
+}
+
+// A call whose refusal is shown in place (a card, a panel) instead of failing the whole view.
+async function allowed(call) {
+  try {
+    return await call;
+  } catch (error) {
+    if (error instanceof Forbidden) return { forbidden: error.message };
+    throw error;
+  }
+}
+const refusal = (answer) => h("p", { class: "muted forbidden" }, answer.forbidden);
+
+// The owner of a job or an endpoint: a user's name, or the lab's (made by the root).
+const ownerCell = (item) => (item.owner ? item.owner : h("span", { class: "muted" }, "lab"));
+
+// A select of the owners a list has seen; "" is everyone's.
+function ownerSelect(owners, current, onchange) {
+  const names = [...new Set([...(owners || []), ...(current ? [current] : [])])].sort();
+  if (!names.length) return null;
+  return h(
+    "select",
+    { "aria-label": "owner", id: "owner", onchange: (e) => onchange(e.target.value) },
+    ["", ...names].map((o) => h("option", { value: o, selected: o === current }, o || "every owner")),
+  );
 }
 
 function table(columns, rows, options = {}) {
@@ -127,23 +163,47 @@ function chart(container, { title, x, series, time = true, points = false, bars 
 }
 
 // -- authentication -----------------------------------------------------------------------------
-function renderLogin(retry) {
+function renderLogin(retry, refused = false) {
+  me = null;
+  renderAccount();
   put(main,
     h("h1", {}, "Sign in"),
-    h("p", { class: "muted" }, "This server requires credentials: give its secret access key."),
+    h("p", { class: "muted" }, "This server requires credentials: give your access key id and secret access key (shipyard keys create <you>)."),
+    refused ? h("p", { class: "error", id: "refused" }, "Those credentials are not this server's: try again.") : null,
     h(
       "form",
       {
+        id: "sign-in",
         onsubmit: (event) => {
           event.preventDefault();
-          sessionStorage.setItem(TOKEN, event.target.elements.secret.value);
+          const key = event.target.elements.key.value.trim();
+          const secret = event.target.elements.secret.value;
+          sessionStorage.setItem(TOKEN, key ? `${key}:${secret}` : secret);
           retry();
         },
       },
-      h("input", { name: "secret", type: "password", autocomplete: "current-password", placeholder: "secret access key" }),
+      h("input", { name: "key", autocomplete: "username", placeholder: "access key id", "aria-label": "access key id" }),
+      " ",
+      h("input", { name: "secret", type: "password", autocomplete: "current-password", placeholder: "secret access key", "aria-label": "secret access key" }),
       " ",
       h("button", { type: "submit" }, "Sign in"),
     ),
+  );
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN);
+  renderLogin(route);
+}
+
+// Who is signed in, in the header, with a way out (only where the server requires credentials).
+function renderAccount() {
+  if (!me || !me.auth) return put(account);
+  put(
+    account,
+    h("span", { id: "who", title: me.arn }, me.user || "root", me.administrator ? " (administrator)" : ""),
+    " ",
+    h("button", { id: "sign-out", onclick: signOut }, "Sign out"),
   );
 }
 
@@ -157,16 +217,21 @@ async function homeView(view) {
 }
 
 async function renderHome(view) {
+  const none = { items: [], owners: [] };
+  const listed = async (path) => {
+    const found = await allowed(api(path));
+    return found.forbidden ? none : found;
+  };
   const [training, processing, transform, tuning, failed, costs, budgets, recent, endpoints] = await Promise.all([
-    api("/api/v1/jobs/training?status=InProgress&limit=10"),
-    api("/api/v1/jobs/processing?status=InProgress&limit=10"),
-    api("/api/v1/jobs/transform?status=InProgress&limit=10"),
-    api("/api/v1/tuning-jobs?status=InProgress&limit=10"),
-    api("/api/v1/jobs/training?status=Failed&limit=5"),
-    api("/api/v1/costs?group_by=kind"),
-    api("/api/v1/budgets"),
-    api("/api/v1/jobs/training?limit=8"),
-    api("/api/v1/endpoints?limit=10"),
+    listed("/api/v1/jobs/training?status=InProgress&limit=10"),
+    listed("/api/v1/jobs/processing?status=InProgress&limit=10"),
+    listed("/api/v1/jobs/transform?status=InProgress&limit=10"),
+    listed("/api/v1/tuning-jobs?status=InProgress&limit=10"),
+    listed("/api/v1/jobs/training?status=Failed&limit=5"),
+    allowed(api("/api/v1/costs?group_by=kind")),
+    allowed(api("/api/v1/budgets")),
+    listed("/api/v1/jobs/training?limit=8"),
+    listed("/api/v1/endpoints?limit=10"),
   ]);
   const running = [
     ...training.items.map((j) => ({ ...j, kind: "training" })),
@@ -187,6 +252,7 @@ async function renderHome(view) {
               [
                 { label: "job", cell: (j) => h("a", { href: j.href }, j.name) },
                 { label: "kind", cell: (j) => j.label },
+                { label: "owner", cell: ownerCell },
                 { label: "for", cell: (j) => duration(j.created) },
               ],
               [
@@ -215,6 +281,7 @@ async function renderHome(view) {
               [
                 { label: "job", cell: (j) => h("a", { href: `#/jobs/training/${enc(j.name)}` }, j.name) },
                 { label: "status", cell: (j) => status(j.status) },
+                { label: "owner", cell: ownerCell },
                 { label: "created", cell: (j) => when(j.created) },
               ],
               recent.items,
@@ -235,16 +302,20 @@ async function renderHome(view) {
         "div",
         { class: "card", id: "spend" },
         h("h2", {}, "Spend this month"),
-        h("p", {}, h("b", {}, money(costs.total.cost_usd)), " ", h("span", { class: "muted" }, `(on SageMaker ${money(costs.total.sagemaker_cost_usd)})`)),
-        table(
-          [
-            { label: "kind", cell: (r) => r.kind },
-            { label: "cost", num: true, cell: (r) => money(r.cost_usd) },
-          ],
-          costs.rows,
-        ),
+        costs.forbidden
+          ? refusal(costs)
+          : [
+              h("p", {}, h("b", {}, money(costs.total.cost_usd)), " ", h("span", { class: "muted" }, `(on SageMaker ${money(costs.total.sagemaker_cost_usd)})`)),
+              table(
+                [
+                  { label: "kind", cell: (r) => r.kind },
+                  { label: "cost", num: true, cell: (r) => money(r.cost_usd) },
+                ],
+                costs.rows,
+              ),
+            ],
         budgets.length ? h("h2", {}, "Budgets") : null,
-        budgets.map((b) =>
+        (budgets.forbidden ? [] : budgets).map((b) =>
           h(
             "div",
             {},
@@ -272,6 +343,7 @@ async function jobsView(view, kind) {
   const state = {
     status: params.get("status") || "",
     name: params.get("name") || "",
+    owner: params.get("owner") || "",
     sort: params.get("sort") || "created",
     order: params.get("order") || "desc",
   };
@@ -286,6 +358,8 @@ async function jobsView(view, kind) {
   const newer = h("button", { disabled: page <= 1, onclick: () => go({ page: String(page - 1) }) }, "‹ Newer");
   const older = h("button", { onclick: () => go({ page: String(page + 1) }) }, "Older ›");
   const rows = h("div");
+  const owners = h("span");
+  let seen = "";
   // The rows refresh by themselves; the filters stay as they are (and keep the focus).
   const refresh = async () => {
     const found = await api(`/api/v1/jobs/${kind}?${query}`);
@@ -293,12 +367,17 @@ async function jobsView(view, kind) {
       ? `${found.offset + 1}–${found.offset + found.items.length} of ${found.total}`
       : "none";
     older.disabled = page >= Math.max(1, Math.ceil(found.total / size));
+    if (JSON.stringify(found.owners) !== seen) {
+      seen = JSON.stringify(found.owners);
+      put(owners, ownerSelect(found.owners, state.owner, (owner) => go({ owner, page: "1" })));
+    }
     put(
       rows,
       table(
         [
           { label: "name", sort: "name", cell: (j) => h("a", { href: `#/jobs/${kind}/${enc(j.name)}` }, j.name) },
-          { label: "status", sort: "status", cell: (j) => status(j.status) },
+          { label: "status", sort: "status", cell: (j) => waitingStatus(j) },
+          { label: "owner", cell: ownerCell },
           { label: "instances", cell: (j) => `${j.instance_count} × ${j.instance_type}` },
           { label: "created", sort: "created", cell: (j) => when(j.created) },
           { label: "took", cell: (j) => duration(j.created, j.ended) },
@@ -334,6 +413,7 @@ async function jobsView(view, kind) {
           h("option", { value: s, selected: s === state.status }, s || "any status"),
         ),
       ),
+      owners,
       counter,
       newer,
       older,
@@ -391,11 +471,17 @@ function logPanel(kind, name) {
     put(pre, );
     poll();
   });
+  let refused = false; // the caller may not read this log: said once, not asked again
   async function poll() {
-    if (busy) return;
+    if (busy || refused) return;
     busy = true;
     try {
-      const found = await api(`/api/v1/jobs/${kind}/${enc(name)}/log?host=${enc(host)}&offset=${offset}`);
+      const found = await allowed(api(`/api/v1/jobs/${kind}/${enc(name)}/log?host=${enc(host)}&offset=${offset}`));
+      if (found.forbidden) {
+        refused = true;
+        pre.textContent = found.forbidden;
+        return;
+      }
       if (hosts.options.length !== found.hosts.length)
         put(hosts, ...found.hosts.map((x) => h("option", { value: x, selected: x === host }, x)));
       if (found.lines.length) {
@@ -426,7 +512,7 @@ async function jobView(view, kind, name) {
       h(
         "div",
         { class: "toolbar" },
-        h("span", { class: "muted", id: "secondary" }, j.secondary_status),
+        h("span", { class: "muted", id: "secondary" }, pending(j) ? `${j.secondary_status}: ${j.status_message}` : j.secondary_status),
         h("span", { id: "cost" }, `cost ${money(j.cost_usd)}`, h("span", { class: "muted" }, ` (SageMaker ${money(j.sagemaker_cost_usd)})`)),
         j.status === "InProgress"
           ? h(
@@ -437,8 +523,9 @@ async function jobView(view, kind, name) {
                 onclick: async (e) => {
                   if (!confirm(`Stop ${kind} job ${name}?`)) return;
                   e.target.disabled = true;
-                  await api(`/api/v1/jobs/${kind}/${enc(name)}/stop`, { method: "POST" });
-                  refresh();
+                  const stopped = await allowed(api(`/api/v1/jobs/${kind}/${enc(name)}/stop`, { method: "POST" }));
+                  if (stopped.forbidden) header.append(h("p", { class: "error", id: "stop-refused" }, stopped.forbidden));
+                  else refresh();
                 },
               },
               "Stop",
@@ -470,6 +557,7 @@ async function jobView(view, kind, name) {
         { class: "card" },
         h("h2", {}, "Details"),
         kv([
+          ["owner", ownerCell(job)],
           ["instances", `${job.instance_count} × ${job.instance_type}`],
           ["image", request.AlgorithmSpecification?.TrainingImage || request.AppSpecification?.ImageUri || request.ModelName],
           ["created", when(job.created)],
@@ -542,13 +630,16 @@ async function jobView(view, kind, name) {
 }
 
 async function tuningListView(view) {
-  const found = await api("/api/v1/tuning-jobs?limit=50");
+  const owner = listParams().get("owner") || "";
+  const found = await api(`/api/v1/tuning-jobs?limit=50${owner ? `&owner=${enc(owner)}` : ""}`);
   put(view,
     h("h1", {}, "Tuning jobs"),
+    h("div", { class: "toolbar" }, ownerSelect(found.owners, owner, (o) => (location.hash = `#/tuning${o ? `?owner=${enc(o)}` : ""}`))),
     table(
       [
         { label: "name", cell: (j) => h("a", { href: `#/tuning/${enc(j.name)}` }, j.name) },
         { label: "status", cell: (j) => status(j.status) },
+        { label: "owner", cell: ownerCell },
         { label: "strategy", cell: (j) => j.strategy },
         { label: "trials", num: true, cell: (j) => `${j.trials} / ${j.max_trials}` },
         { label: "created", cell: (j) => when(j.created) },
@@ -584,7 +675,7 @@ async function renderTuning(view, name) {
     h(
       "div",
       { class: "toolbar" },
-      h("span", {}, `${job.strategy} · ${maximize ? "maximize" : "minimize"} ${job.objective.metrics.join(", ")} · cost ${money(job.cost_usd)}`),
+      h("span", {}, `${job.strategy} · ${maximize ? "maximize" : "minimize"} ${job.objective.metrics.join(", ")} · cost ${money(job.cost_usd)} · owner `, ownerCell(job)),
       job.status === "InProgress"
         ? h(
             "button",
@@ -755,15 +846,18 @@ async function costsView(view) {
 }
 
 async function endpointsView(view) {
-  const found = await api("/api/v1/endpoints");
+  const owner = listParams().get("owner") || "";
+  const found = await api(`/api/v1/endpoints${owner ? `?owner=${enc(owner)}` : ""}`);
   put(
     view,
     h("h1", {}, "Endpoints"),
+    h("div", { class: "toolbar" }, ownerSelect(found.owners, owner, (o) => (location.hash = `#/endpoints${o ? `?owner=${enc(o)}` : ""}`))),
     found.items.length
       ? table(
           [
             { label: "name", cell: (e) => h("a", { href: `#/endpoints/${enc(e.name)}` }, e.name) },
             { label: "status", cell: (e) => status(e.status) },
+            { label: "owner", cell: ownerCell },
             { label: "config", cell: (e) => e.config },
             { label: "created", cell: (e) => when(e.created) },
           ],
@@ -787,7 +881,7 @@ async function endpointView(view, name) {
     put(
       view,
       h("h1", {}, name, " ", status(endpoint.status)),
-      h("p", {}, `cost so far ${money(endpoint.cost_usd)} · ${endpoint.instance_seconds} instance-seconds · config ${endpoint.config}`),
+      h("p", {}, `cost so far ${money(endpoint.cost_usd)} · ${endpoint.instance_seconds} instance-seconds · config ${endpoint.config} · owner `, ownerCell(endpoint)),
       endpoint.failure_reason ? h("pre", { class: "error" }, endpoint.failure_reason) : null,
       table(
         [
@@ -907,6 +1001,7 @@ async function pipelinesView(view) {
       ? table(
           [
             { label: "name", cell: (p) => h("a", { href: `#/pipelines/${enc(p.name)}` }, p.name) },
+            { label: "owner", cell: ownerCell },
             { label: "description", cell: (p) => p.description || "" },
             { label: "last run", cell: (p) => when(p.last_run) },
           ],
@@ -1027,6 +1122,10 @@ async function route() {
     if (mine === generation) put(main, view);
   };
   try {
+    if (!me) {
+      me = await api("/api/v1/whoami");
+      renderAccount();
+    }
     if (parts.length === 0) await homeView(view);
     else if (parts[0] === "jobs" && KINDS[parts[1]] && parts.length === 2) await jobsView(view, parts[1]);
     else if (parts[0] === "jobs" && KINDS[parts[1]] && parts.length === 3) await jobView(view, parts[1], parts[2]);
@@ -1043,8 +1142,13 @@ async function route() {
     else put(view, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Home")));
     show();
   } catch (error) {
-    if (error instanceof Unauthorized) return renderLogin(route);
-    put(view, h("h1", {}, "Something went wrong"), h("p", { class: "error" }, error.message));
+    if (error instanceof Unauthorized) {
+      const refused = sessionStorage.getItem(TOKEN) !== null;
+      sessionStorage.removeItem(TOKEN);
+      return renderLogin(route, refused);
+    }
+    if (error instanceof Forbidden) put(view, h("h1", {}, "Not allowed"), h("p", { class: "error", id: "forbidden" }, error.message));
+    else put(view, h("h1", {}, "Something went wrong"), h("p", { class: "error" }, error.message));
     show();
   }
 }
