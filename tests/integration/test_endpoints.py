@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+import shipyard
 from shipyard.server import ServerProcess
 from tests._support import boto_client, tgz
 
@@ -573,3 +574,110 @@ def test_a_restarted_server_serves_its_endpoints_again_and_bills_only_serving_ti
         assert after["instance_seconds"] <= (crashed - in_service) + (time.time() - restarted) + 0.5
     finally:
         server.stop()
+
+
+STREAMING = """
+import json, threading
+
+def model_fn(model_dir, context=None):
+    return {"released": threading.Event()}
+
+def input_fn(body, content_type, context=None):
+    return json.loads(body)
+
+def predict_fn(request, model):
+    if "release" in request:  # another request lets a waiting stream go on
+        model["released"].set()
+        return "released"
+    if request.get("fail_at_once"):
+        raise RuntimeError("no tokens for you")
+    return _tokens(request, model)
+
+def _tokens(request, model):
+    for i in range(request["n"]):
+        if i == request.get("fail_at"):
+            raise RuntimeError(f"token {i} would not come")
+        if i == request.get("wait_at"):  # the client has part i-1 only if it was sent on at once
+            yield "released " if model["released"].wait(60) else "never released "
+        yield f"token-{i} "
+
+def output_fn(prediction, accept):
+    return prediction, "text/plain; charset=utf-8"
+"""
+
+
+def _stream(runtime: Any, name: str, request: dict[str, Any]) -> Iterator[bytes]:
+    answer = runtime.invoke_endpoint_with_response_stream(
+        EndpointName=name, Body=json.dumps(request), ContentType="application/json"
+    )
+    assert answer["ContentType"] == "text/plain; charset=utf-8"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    for event in answer["Body"]:
+        yield event["PayloadPart"]["Bytes"]
+
+
+def _sagemaker_session(server: ServerProcess) -> Any:
+    import boto3
+    import sagemaker
+
+    return sagemaker.Session(
+        boto_session=boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"),
+        sagemaker_client=boto_client("sagemaker", server.url),
+        sagemaker_runtime_client=boto_client("sagemaker-runtime", server.url),
+        default_bucket=BUCKET,
+    )
+
+
+def test_a_streaming_handler_streams_its_parts_as_it_makes_them(
+    server: ServerProcess, clients: tuple[Any, Any, Any], model_data: str
+) -> None:
+    from botocore.exceptions import EventStreamError
+    from sagemaker.predictor import Predictor
+    from sagemaker.serializers import JSONSerializer
+
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data, code={"inference.py": STREAMING})
+    assert _wait(sm, name)["EndpointStatus"] == "InService"
+    assert list(_stream(runtime, name, {"n": 4})) == [b"token-0 ", b"token-1 ", b"token-2 ", b"token-3 "]
+    # InvokeEndpoint joins the parts
+    joined = runtime.invoke_endpoint(
+        EndpointName=name, Body=json.dumps({"n": 3}), ContentType="application/json"
+    )
+    assert joined["Body"].read() == b"token-0 token-1 token-2 "
+
+    # Each part is sent on as it is made: the handler waits after its first part until another
+    # request releases it, which the client sends only once it holds that first part.
+    parts = _stream(runtime, name, {"n": 2, "wait_at": 1})
+    assert next(parts) == b"token-0 "
+    released = runtime.invoke_endpoint(
+        EndpointName=name, Body=json.dumps({"release": True}), ContentType="application/json"
+    )
+    assert released["Body"].read() == b"released"
+    assert list(parts) == [b"released ", b"token-1 "]
+
+    # A handler that fails before its first part is a ModelError, as InvokeEndpoint's.
+    with pytest.raises(ClientError) as error:
+        list(_stream(runtime, name, {"fail_at_once": True}))
+    assert error.value.response["Error"]["Code"] == "ModelError"
+    assert "no tokens for you" in error.value.response["Error"]["Message"]
+
+    # One that fails midway: its parts so far, then ModelStreamError with its message.
+    got: list[bytes] = []
+    with pytest.raises(EventStreamError) as broken:
+        for part in _stream(runtime, name, {"n": 5, "fail_at": 2}):
+            got.append(part)
+    assert got == [b"token-0 ", b"token-1 "]
+    assert broken.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "token 2 would not come" in broken.value.response["Error"]["Message"]
+
+    # The model server is still there for the next request, from Shipyard's SDK and from the
+    # sagemaker SDK's Predictor.predict_stream; an unknown endpoint names itself.
+    endpoint = shipyard.Endpoint(name, shipyard.connect(server.url))
+    assert list(endpoint.predict_stream({"n": 2})) == [b"token-0 ", b"token-1 "]
+    predictor = Predictor(name, sagemaker_session=_sagemaker_session(server), serializer=JSONSerializer())
+    assert list(predictor.predict_stream({"n": 3})) == [b"token-0 ", b"token-1 ", b"token-2 "]
+    with pytest.raises(ClientError) as unknown:
+        runtime.invoke_endpoint_with_response_stream(EndpointName="no-such-endpoint", Body=b"{}")
+    assert unknown.value.response["Error"]["Code"] == "ValidationError"
+    assert "no-such-endpoint" in unknown.value.response["Error"]["Message"]
+    sm.delete_endpoint(EndpointName=name)

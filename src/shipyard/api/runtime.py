@@ -1,34 +1,59 @@
-"""SageMaker Runtime: InvokeEndpoint, ``POST /endpoints/<name>/invocations`` (REST-JSON).
+"""SageMaker Runtime: InvokeEndpoint, ``POST /endpoints/<name>/invocations``, and
+InvokeEndpointWithResponseStream, ``POST /endpoints/<name>/invocations-response-stream``
+(REST-JSON).
 
 The request goes to a model server the :class:`~shipyard.services.endpoints.Router` picks (by
 variant weight, or the asked TargetVariant) over a pool of keep-alive connections. Errors are
 SageMaker Runtime's: ValidationError for an unknown endpoint or variant and an oversized payload,
 ModelError (424) with the model server's status and message, ServiceUnavailable when no model
 server answers.
+
+A handler streams by returning an iterator (``predict_fn`` a generator, say): the model server
+answers in HTTP chunks as they come. InvokeEndpoint joins them; the streaming call passes each on
+at once as a ``PayloadPart`` event (AWS's event stream framing, :mod:`shipyard.api._eventstream`),
+and a handler that fails midway ends the stream with a ``ModelStreamError`` event, as SageMaker's
+does, where the status line was sent already.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-from shipyard.api._upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from shipyard.api import _eventstream
+from shipyard.api._upstream import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamStream,
+    UpstreamStreamError,
+)
 from shipyard.compute import ModelServer
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services import Platform
-from shipyard.services.endpoints import NoRoute
+from shipyard.services.endpoints import LiveVariant, NoRoute
 from shipyard.services.logs import ENDPOINTS_GROUP
 
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+_STREAM_SUFFIX = "/invocations-response-stream"
+EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
 def is_invocation(method: str, path: str) -> bool:
-    return method == "POST" and path.startswith("/endpoints/") and path.endswith("/invocations")
+    """InvokeEndpoint or InvokeEndpointWithResponseStream."""
+    return (
+        method == "POST"
+        and path.startswith("/endpoints/")
+        and (path.endswith("/invocations") or path.endswith(_STREAM_SUFFIX))
+    )
 
 
 def runtime_error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
@@ -55,11 +80,37 @@ class Runtime:
         started = time.perf_counter()
         name = unquote(request.url.path.split("/")[2])
         body = await request.body()  # within the limit (api/_body.py): PayloadTooLarge past it
+        routed = self._route(name, request.headers, request_id)
+        if isinstance(routed, Response):
+            return routed
+        variant, server = routed
+        if request.url.path.endswith(_STREAM_SUFFIX):
+            return await self._invoke_stream(
+                request, name, body, variant, server, request_id, region, started
+            )
+        server.in_flight += 1
+        sent = time.perf_counter()
+        try:
+            answer = await self._pool.post(
+                server.host, server.port, "/invocations", body, _forwarded(request, server)
+            )
+        except UpstreamError as exc:
+            return _no_answer(variant, exc, request_id)
+        finally:
+            server.in_flight -= 1
+        model_seconds = time.perf_counter() - sent
+        response = self._answer(answer, variant.name, server, name, request_id, region)
+        self._record(name, variant.name, answer.status, started, model_seconds)
+        return response
+
+    def _route(
+        self, name: str, headers: Headers, request_id: str
+    ) -> tuple[LiveVariant, ModelServer] | Response:
+        """The variant and model server a request goes to, or the error that says why none."""
         account = self._platform.settings.account_id
-        headers = request.headers
         endpoints = self._platform.endpoints
         try:
-            variant, server = endpoints.router.pick(name, headers.get("x-amzn-sagemaker-target-variant"))
+            return endpoints.router.pick(name, headers.get("x-amzn-sagemaker-target-variant"))
         except NotFoundError:
             try:
                 endpoint = endpoints.get(name)
@@ -77,35 +128,85 @@ class Runtime:
             return runtime_error("ValidationError", exc.message, 400, request_id)
         except NoRoute as exc:
             return runtime_error("ServiceUnavailable", exc.message, 503, request_id)
+
+    async def _invoke_stream(
+        self,
+        request: Request,
+        name: str,
+        body: bytes,
+        variant: LiveVariant,
+        server: ModelServer,
+        request_id: str,
+        region: str,
+        started: float,
+    ) -> Response:
+        """InvokeEndpointWithResponseStream: the model server's chunks as PayloadPart events, sent
+        on as they arrive. Before the first, an error is an ordinary error answer; after it, an
+        exception event ends the stream."""
         server.in_flight += 1
         sent = time.perf_counter()
-        try:
-            answer = await self._pool.post(
-                server.host,
-                server.port,
-                "/invocations",
-                body,
-                {k: v for k in _FORWARDED if (v := headers.get(k)) is not None} | server.headers,
-            )
-        except UpstreamError as exc:
-            return runtime_error(
-                "ServiceUnavailable",
-                f"The model server of variant {variant.name!r} did not answer: {exc}",
-                503,
-                request_id,
-            )
-        finally:
+        exits = contextlib.AsyncExitStack()
+
+        async def done(status: int | None) -> None:
+            await exits.aclose()  # the connection back to the pool when the answer was read through
             server.in_flight -= 1
-        model_seconds = time.perf_counter() - sent
-        response = self._answer(answer, variant.name, server, name, request_id, region)
-        endpoints.metrics.record(
+            if status is not None:
+                self._record(name, variant.name, status, started, time.perf_counter() - sent)
+
+        try:
+            upstream: UpstreamStream = await exits.enter_async_context(
+                self._pool.stream(server.host, server.port, "/invocations", body, _forwarded(request, server))
+            )
+            if upstream.status != 200:  # failed before its first part: answered as InvokeEndpoint's
+                try:
+                    text = await upstream.read()
+                except UpstreamStreamError as exc:
+                    text = str(exc).encode()
+                await done(upstream.status)
+                answer = UpstreamResponse(upstream.status, upstream.headers, text)
+                return self._answer(answer, variant.name, server, name, request_id, region)
+        except UpstreamError as exc:
+            await done(None)
+            return _no_answer(variant, exc, request_id)
+        except BaseException:
+            await done(None)
+            raise
+
+        async def events() -> AsyncIterator[bytes]:
+            status = 200
+            try:
+                async for part in upstream.parts():
+                    yield _eventstream.payload_part(part)
+            except UpstreamStreamError as exc:  # the handler raised after its first chunk
+                status = 500
+                yield _eventstream.stream_exception(
+                    "ModelStreamError", f"The model's handler failed midway: {exc}", ErrorCode="StreamBroken"
+                )
+            except UpstreamError as exc:  # the model server went away, or went quiet past the timeout
+                status = 500
+                yield _eventstream.stream_exception(
+                    "ModelStreamError", f"The model server's stream broke: {exc}", ErrorCode="StreamBroken"
+                )
+            finally:  # also when the client went away midway (the model server's connection closes)
+                await done(status)
+
+        headers = {
+            "X-Amzn-SageMaker-Content-Type": upstream.headers.get("content-type", "application/json"),
+            "x-Amzn-Invoked-Production-Variant": variant.name,
+            "x-amzn-RequestId": request_id,
+        }
+        if custom := upstream.headers.get("x-amzn-sagemaker-custom-attributes"):
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
+        return StreamingResponse(events(), 200, headers=headers, media_type=EVENT_STREAM)
+
+    def _record(self, name: str, variant: str, status: int, started: float, model_seconds: float) -> None:
+        self._platform.endpoints.metrics.record(
             name,
-            variant.name,
-            status=answer.status,
+            variant,
+            status=status,
             model_us=model_seconds * 1e6,
             overhead_us=(time.perf_counter() - started - model_seconds) * 1e6,
         )
-        return response
 
     def _answer(
         self,
@@ -138,3 +239,22 @@ class Runtime:
         if custom := answer.headers.get("x-amzn-sagemaker-custom-attributes"):
             out["X-Amzn-SageMaker-Custom-Attributes"] = custom
         return Response(answer.body, 200, headers=out)
+
+
+def _forwarded(request: Request, server: ModelServer) -> dict[str, str]:
+    """The request's headers a model server reads, and the server's own (its secret). The
+    streaming call names its Accept ``X-Amzn-SageMaker-Accept``."""
+    headers = request.headers
+    forwarded = {k: v for k in _FORWARDED if (v := headers.get(k)) is not None}
+    if (accept := headers.get("x-amzn-sagemaker-accept")) is not None:
+        forwarded["accept"] = accept
+    return forwarded | server.headers
+
+
+def _no_answer(variant: LiveVariant, exc: UpstreamError, request_id: str) -> Response:
+    return runtime_error(
+        "ServiceUnavailable",
+        f"The model server of variant {variant.name!r} did not answer: {exc}",
+        503,
+        request_id,
+    )

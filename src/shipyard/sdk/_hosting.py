@@ -14,7 +14,7 @@ import html
 import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -329,6 +329,32 @@ class Endpoint:
         answer = self.connection.client("sagemaker-runtime").invoke_endpoint(**kwargs)
         body = answer["Body"].read()
         return body if raw else deserialize(body, answer.get("ContentType", ""))
+
+    def predict_stream(
+        self,
+        data: Any,
+        *,
+        serializer: Serializer | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+    ) -> Iterator[bytes]:
+        """Ask the model about ``data`` and yield its answer's parts as the model makes them
+        (InvokeEndpointWithResponseStream): a handler that returns an iterator (a ``predict_fn``
+        that yields, say) streams each item; any other handler's answer comes as one part. A
+        handler that fails midway raises botocore's ``EventStreamError`` (``ModelStreamError``)
+        at that point, after the parts it made."""
+        chosen = serializer or self.serializer or _serializer_for(data)
+        kwargs: dict[str, Any] = {
+            "EndpointName": self.name,
+            "Body": chosen.serialize(data),
+            "ContentType": content_type or chosen.content_type,
+        }
+        if accept:
+            kwargs["Accept"] = accept
+        answer = self.connection.client("sagemaker-runtime").invoke_endpoint_with_response_stream(**kwargs)
+        for event in answer["Body"]:
+            if "PayloadPart" in event:
+                yield event["PayloadPart"]["Bytes"]
 
     @property
     def cost(self) -> float:
