@@ -168,3 +168,55 @@ def test_a_built_pytorch_environment_gets_the_cpu_wheel(clients: tuple[Any, Any,
     description = _wait(sm, name, timeout=600)
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
     assert "torch 2.13.0+cpu cuda packages []" in _log_lines(logs, name)
+
+
+LAYER_SCRIPT = """
+import importlib, importlib.util, os, subprocess, sys
+print("inflection before", importlib.util.find_spec("inflection") is not None, flush=True)
+subprocess.check_call(["pip", "install", "-q", "-r", "deps/requirements.txt"])  # as the SDK v3's driver does
+importlib.invalidate_caches()
+import inflection, sklearn
+print("installed", inflection.camelize("pip_layer"), "at", os.path.dirname(os.path.dirname(inflection.__file__)))
+print("sklearn from", os.path.dirname(os.path.dirname(sklearn.__file__)), flush=True)
+"""
+SECOND_SCRIPT = """
+import importlib.util, subprocess
+print("second sees inflection", importlib.util.find_spec("inflection") is not None, flush=True)
+"""
+
+
+def _site_packages_with(root: Path, package: str) -> list[Path]:
+    return [p.parent for p in root.glob(f"*/lib/python*/site-packages/{package}")]
+
+
+def test_pip_in_a_job_installs_into_its_own_layer(
+    env_server: ServerProcess, clients: tuple[Any, Any, Any]
+) -> None:
+    """pip run by the job (the SDK v3's requirements, a remote function's bootstrap) installs what
+    the shared environment lacks into the job's own layer, finds what it has, and leaves it as it is."""
+    import importlib.util
+
+    sm, s3, logs = clients
+    assert importlib.util.find_spec("inflection") is None  # not in the server's own environment
+    files = {
+        "train.py": LAYER_SCRIPT,
+        # Not /opt/ml/code/requirements.txt (the agent installs that one into a cached environment):
+        # a file the job's own code hands to pip, as SourceCode(requirements="deps/...") does.
+        "deps/requirements.txt": "inflection==0.5.1\nscikit-learn==1.2.2\n",
+    }
+    first = _create(sm, s3, "", extra_files=files)
+    description = _wait(sm, first, timeout=300)
+    lines = _log_lines(logs, first)
+    assert description["TrainingJobStatus"] == "Completed", (description.get("FailureReason"), lines)
+    assert "inflection before False" in lines
+    assert "installed PipLayer at /opt/ml/.shipyard-layer/lib/python3.11/site-packages" in lines, lines
+    # scikit-learn 1.2.2 was the shared environment's already: found there, not installed again.
+    [sklearn_line] = [line for line in lines if line.startswith("sklearn from ")]
+    assert "/opt/ml/" not in sklearn_line
+    assert any("own layer (/opt/ml/.shipyard-layer)" in line for line in lines)
+    # The shared environments are as they were, and the next job does not see the package.
+    assert _site_packages_with(env_server.data_dir / "envs", "inflection") == []
+    assert importlib.util.find_spec("inflection") is None
+    second = _create(sm, s3, SECOND_SCRIPT)
+    assert _wait(sm, second, timeout=120)["TrainingJobStatus"] == "Completed"
+    assert "second sees inflection False" in _log_lines(logs, second)

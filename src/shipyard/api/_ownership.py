@@ -51,7 +51,6 @@ CREATES = frozenset(
         "CreateTrial",
         "CreateTrialComponent",
         "CreateArtifact",
-        "CreateNotebookInstance",
     }
 )
 # The log groups of jobs, by the resource type of the job a stream (``<job>/<instance>``) is of.

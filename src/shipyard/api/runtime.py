@@ -13,6 +13,11 @@ answers in HTTP chunks as they come. InvokeEndpoint joins them; the streaming ca
 at once as a ``PayloadPart`` event (AWS's event stream framing, :mod:`shipyard.api._eventstream`),
 and a handler that fails midway ends the stream with a ``ModelStreamError`` event, as SageMaker's
 does, where the status line was sent already.
+
+A serverless variant's request is admitted under its MaxConcurrency (past it: ThrottlingException,
+429, as SageMaker throttles) and waits for its model server when the variant is scaled to zero
+(:mod:`shipyard.services._serverless`: the cold start; past its wait, ModelNotReadyException);
+its time at the model is billed once it is answered.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from shipyard.api._upstream import (
 from shipyard.compute import ModelServer
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services import Platform
+from shipyard.services._serverless import NotReady, StartFailed, Throttled, Ticket
 from shipyard.services.endpoints import LiveVariant, NoRoute
 from shipyard.services.logs import ENDPOINTS_GROUP
 
@@ -84,12 +90,20 @@ class Runtime:
         if isinstance(routed, Response):
             return routed
         variant, server = routed
+        ticket: Ticket | None = None
+        if variant.serverless is not None:
+            admitted = await self._serverless(name, variant, request_id)
+            if isinstance(admitted, Response):
+                return admitted
+            ticket, server = admitted, admitted.server
         if request.url.path.endswith(_STREAM_SUFFIX):
             return await self._invoke_stream(
-                request, name, body, variant, server, request_id, region, started
+                request, name, body, variant, server, request_id, region, started, ticket
             )
         server.in_flight += 1
         sent = time.perf_counter()
+        if ticket is not None:
+            ticket.sent()
         try:
             answer = await self._pool.post(
                 server.host, server.port, "/invocations", body, _forwarded(request, server)
@@ -98,10 +112,24 @@ class Runtime:
             return _no_answer(variant, exc, request_id)
         finally:
             server.in_flight -= 1
+            if ticket is not None:
+                ticket.end(request_id)
         model_seconds = time.perf_counter() - sent
         response = self._answer(answer, variant.name, server, name, request_id, region)
         self._record(name, variant.name, answer.status, started, model_seconds)
         return response
+
+    async def _serverless(self, name: str, variant: LiveVariant, request_id: str) -> Ticket | Response:
+        """Admit a request to a serverless variant and give it a model server (a cold start when
+        the variant is scaled to zero), or SageMaker's error that says why not."""
+        try:
+            return await self._platform.endpoints.serverless.acquire(name, variant)
+        except Throttled as exc:
+            return runtime_error("ThrottlingException", exc.message, 429, request_id)
+        except NotReady as exc:
+            return runtime_error("ModelNotReadyException", exc.message, 429, request_id)
+        except StartFailed as exc:
+            return runtime_error("ServiceUnavailable", exc.message, 503, request_id)
 
     def _route(
         self, name: str, headers: Headers, request_id: str
@@ -139,17 +167,22 @@ class Runtime:
         request_id: str,
         region: str,
         started: float,
+        ticket: Ticket | None = None,
     ) -> Response:
         """InvokeEndpointWithResponseStream: the model server's chunks as PayloadPart events, sent
         on as they arrive. Before the first, an error is an ordinary error answer; after it, an
         exception event ends the stream."""
         server.in_flight += 1
         sent = time.perf_counter()
+        if ticket is not None:
+            ticket.sent()
         exits = contextlib.AsyncExitStack()
 
         async def done(status: int | None) -> None:
             await exits.aclose()  # the connection back to the pool when the answer was read through
             server.in_flight -= 1
+            if ticket is not None:
+                ticket.end(request_id)
             if status is not None:
                 self._record(name, variant.name, status, started, time.perf_counter() - sent)
 

@@ -33,7 +33,6 @@ COLUMNS = (
     "processing_usd_per_hour",
     "hosting_usd_per_hour",
     "transform_usd_per_hour",
-    "notebook_usd_per_hour",
 )
 
 
@@ -44,7 +43,6 @@ class JobKind(enum.StrEnum):
     PROCESSING = "processing"
     HOSTING = "hosting"
     TRANSFORM = "transform"
-    NOTEBOOK = "notebook"  # notebook instances (their own price list)
 
     @property
     def price_column(self) -> str:

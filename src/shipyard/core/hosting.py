@@ -7,6 +7,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shipyard.core.serverless import ServerlessConfig
 from shipyard.errors import ValidationError
 
 
@@ -71,11 +72,15 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class VariantSpec:
+    """A production variant. A serverless one (``serverless`` set) has no instance type and no
+    instances of its own (``instance_count`` 0): its model server starts on demand."""
+
     name: str
     model: str
     instance_count: int
     instance_type: str
     weight: float
+    serverless: ServerlessConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +100,16 @@ class EndpointConfigSpec:
         variants = []
         for index, raw in enumerate(params["ProductionVariants"]):
             field = f"ProductionVariants.{index}"
-            if raw.get("ServerlessConfig"):
-                raise _unsupported(f"{field}.ServerlessConfig", "serverless endpoints; give InstanceType")
-            if not raw.get("InstanceType"):
-                raise ValidationError(f"{field}.InstanceType is required", field=f"{field}.InstanceType")
             if not raw.get("ModelName"):
                 raise ValidationError(f"{field}.ModelName is required", field=f"{field}.ModelName")
+            if raw.get("ServerlessConfig"):
+                variants.append(_serverless_variant(raw, field))
+                continue
+            if not raw.get("InstanceType"):
+                raise ValidationError(
+                    f"{field}: give InstanceType (with InitialInstanceCount) or ServerlessConfig",
+                    field=f"{field}.InstanceType",
+                )
             count = int(raw.get("InitialInstanceCount", 1))
             weight = float(raw.get("InitialVariantWeight", 1.0))
             if count < 1:
@@ -131,6 +140,25 @@ class EndpointConfigSpec:
                 field="ProductionVariants",
             )
         return cls(params["EndpointConfigName"], tuple(variants))
+
+
+def _serverless_variant(raw: Mapping[str, Any], field: str) -> VariantSpec:
+    for other in ("InstanceType", "InitialInstanceCount"):
+        if raw.get(other) is not None:
+            raise ValidationError(
+                f"{field}: a serverless variant (ServerlessConfig) takes no {other}; give one or the other",
+                field=f"{field}.{other}",
+                value=raw[other],
+            )
+    serverless = ServerlessConfig.from_request(raw["ServerlessConfig"], f"{field}.ServerlessConfig")
+    weight = float(raw.get("InitialVariantWeight", 1.0))
+    if weight < 0:
+        raise ValidationError(
+            f"{field}.InitialVariantWeight must not be negative, got {weight:g}",
+            field=f"{field}.InitialVariantWeight",
+            value=weight,
+        )
+    return VariantSpec(raw["VariantName"], raw["ModelName"], 0, "", weight, serverless)
 
 
 # -- an endpoint's life ------------------------------------------------------------------------------
@@ -175,7 +203,12 @@ class EndpointState:
             state["config"],
             tuple(
                 VariantSpec(
-                    v["name"], v["model"], int(v["instance_count"]), v["instance_type"], float(v["weight"])
+                    v["name"],
+                    v["model"],
+                    int(v["instance_count"]),
+                    v["instance_type"],
+                    float(v["weight"]),
+                    ServerlessConfig.from_record(v.get("serverless")),
                 )
                 for v in state["variants"]
             ),
@@ -193,6 +226,7 @@ class EndpointState:
                     "instance_type": v.instance_type,
                     "instance_count": v.instance_count,
                     "weight": v.weight,
+                    **({"serverless": v.serverless.to_record()} if v.serverless else {}),
                 }
                 for v in self.variants
             ],

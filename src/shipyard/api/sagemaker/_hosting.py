@@ -7,6 +7,7 @@ from typing import Any
 
 from shipyard.api._context import RequestContext
 from shipyard.api.sagemaker._ownership import visible
+from shipyard.core.serverless import ServerlessConfig
 from shipyard.core.tags import Tag
 from shipyard.errors import NotFoundError
 from shipyard.services import describe as answers
@@ -95,11 +96,12 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
     live = {v.name: v for v in endpoints.router.variants(endpoint.name)}
     variants = []
     for variant in state["variants"]:
-        entry: dict[str, Any] = {
-            "VariantName": variant["name"],
-            "DesiredWeight": variant["weight"],
-            "DesiredInstanceCount": variant["instance_count"],
-        }
+        entry: dict[str, Any] = {"VariantName": variant["name"], "DesiredWeight": variant["weight"]}
+        serverless = ServerlessConfig.from_record(variant.get("serverless"))
+        if serverless is not None:  # no instances: its memory and concurrency instead
+            entry["DesiredServerlessConfig"] = serverless.to_wire()
+        else:
+            entry["DesiredInstanceCount"] = variant["instance_count"]
         serving = live.get(variant["name"])
         if serving is not None:
             with contextlib.suppress(NotFoundError):  # a model deleted after deployment keeps serving
@@ -108,10 +110,11 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
                 entry["DeployedImages"] = [
                     {"SpecifiedImage": image, "ResolvedImage": image, "ResolutionTime": model.created}
                 ]
-            entry.update(
-                CurrentWeight=serving.weight,
-                CurrentInstanceCount=endpoints.live_count(endpoint.name, variant["name"]),
-            )
+            entry["CurrentWeight"] = serving.weight
+            if serving.serverless is not None:
+                entry["CurrentServerlessConfig"] = serving.serverless.config.to_wire()
+            else:
+                entry["CurrentInstanceCount"] = endpoints.live_count(endpoint.name, variant["name"])
         variants.append(entry)
     return {
         "EndpointName": endpoint.name,

@@ -44,6 +44,7 @@ from shipyard.runtime.agent._io import (
     now_iso,
     open_store,
 )
+from shipyard.runtime.agent._layer import PipLayer, make_layer
 from shipyard.runtime.agent._processes import descendants, die_with_parent, is_bwrap, signal_group
 from shipyard.runtime.agent._sync import FolderSync
 from shipyard.runtime.contract import InstanceFolder, Outcome
@@ -61,6 +62,7 @@ class Layout(abc.ABC):
     """
 
     kind: ClassVar[str]
+    pip_layer: ClassVar[bool] = True  # the user's process gets its own pip layer (_layer.py)
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -137,6 +139,7 @@ class Agent:
         self.run_as = run_as_for(os.getpid()) if self.sandboxed else None
         self.python: str = self.config.python or sys.executable
         self.environment: tuple[EnvironmentCache, str | None] | None = None
+        self.layer: PipLayer | None = None
         self.command_display: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_reason: Outcome | None = None
@@ -170,6 +173,8 @@ class Agent:
             self.status.phase("Downloading")
             self.layout.prepare()
             self._resolve_environment(self.layout.requirements())
+            if self.layout.pip_layer:
+                self._make_layer()
             syncs = self.layout.syncs()
             for sync in syncs:
                 sync.start()
@@ -342,6 +347,30 @@ class Agent:
         }[env.how]
         extra = " with requirements.txt" if requirements.strip() else ""
         self.log.line(f"Shipyard: environment {spec.name}{extra}: {where} ({env.seconds * 1000:.0f} ms)")
+
+    def _make_layer(self) -> None:
+        started = time.monotonic()
+        self.layer = make_layer(self.folder.ml, self.root, Path(self.python))
+        self.log.line(
+            f"Shipyard: pip in the job installs into its own layer ({self.layer.prefix}) over the shared "
+            f"environment ({(time.monotonic() - started) * 1000:.0f} ms)"
+        )
+
+    @property
+    def job_python(self) -> str:
+        """The interpreter the job's command runs with, as the job sees it: its layer's."""
+        return self.layer.python if self.layer else self.python
+
+    def python_environment(self, path: str) -> dict[str, str]:
+        """``PATH`` with the job's ``python`` and ``pip`` first (the layer's, then the shared
+        environment's scripts) and ``VIRTUAL_ENV`` naming the layer."""
+        entries = [str(Path(self.python).parent), path]
+        env: dict[str, str] = {}
+        if self.layer is not None:
+            entries.insert(0, str(self.layer.bin))
+            env["VIRTUAL_ENV"] = str(self.layer.prefix)
+        env["PATH"] = ":".join(entries)
+        return env
 
     def environment_in_use(self) -> contextlib.AbstractContextManager[Any]:
         """Holds the job's environment against pruning while it runs."""

@@ -137,9 +137,7 @@ class ProcessingLayout(Layout):
         env.update(agent.aws_environment())
         env.update(agent.pip_environment())
         env.update(self.spec.environment)
-        env["PATH"] = (
-            f"{Path(agent.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python3` is the image's
-        )
+        env.update(agent.python_environment(env.get("PATH", "/usr/bin:/bin")))  # `python3` is the image's
         env["PYTHONUNBUFFERED"] = "1"
         env["PROCESSING_JOB_ARN"] = agent.config.arn
         return env

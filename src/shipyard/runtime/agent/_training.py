@@ -120,16 +120,14 @@ class TrainingLayout(Layout):
         env["TRAINING_JOB_ARN"] = config.arn
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = str(root / "code")
-        env["PATH"] = (
-            f"{Path(agent.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # `python` is the image's
-        )
+        env.update(agent.python_environment(env.get("PATH", "/usr/bin:/bin")))  # `python` is the image's
         stand_in = path_entry(self.ml, root)  # a remote function's `conda` (_conda.py)
         if stand_in:
             env["PATH"] = f"{stand_in}:{env['PATH']}"
         return {**agent.aws_environment(), **agent.pip_environment(), **env}
 
     def command(self) -> list[str]:
-        root, python = self.agent.root, self.agent.python
+        root, python = self.agent.root, self.agent.job_python
         if self.spec.entrypoint:
             return [*self.spec.entrypoint, *self.spec.arguments]
         program = self.spec.program

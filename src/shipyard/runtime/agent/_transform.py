@@ -43,6 +43,7 @@ _SERVER = Path(__file__).resolve().parents[1] / "model_server.py"
 
 class TransformLayout(Layout):
     kind = "transform"
+    pip_layer = False  # a model server, not the user's own process
     spec: TransformJobSpec
     code_dir: str | None = None  # where the model's code is, as the model server sees it
     token = ""  # what the model server wants in X-Shipyard-Token (set as it starts)
