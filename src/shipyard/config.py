@@ -69,6 +69,8 @@ class Settings:
             memory and disk use.
         idle_endpoint_seconds: An endpoint not invoked for this long is reported idle (its
             instances cost all the same); ``idle_endpoints = "delete"`` deletes it then.
+        notebook_idle_seconds: A notebook instance whose Jupyter server saw no activity for this
+            long (its ``/api/status`` ``last_activity``) is stopped; 0 never stops one. 3600.
         serverless_idle_seconds: A serverless endpoint's model server without a request for this
             long is stopped (scaled to zero: the next request starts it again); 300.
         backend: Where job instances and endpoints run: ``local`` (processes on this machine) or
@@ -131,6 +133,7 @@ class Settings:
     utilization_seconds: int = 5
     idle_endpoint_seconds: int = 3600
     idle_endpoints: str = "report"
+    notebook_idle_seconds: int = 3600
     serverless_idle_seconds: int = 300
     log_level: str = "info"
     max_instances_per_job: int = 20
@@ -176,6 +179,10 @@ class Settings:
         if self.serverless_idle_seconds < 1:
             raise ConfigurationError(
                 f"serverless_idle_seconds must be at least 1, got {self.serverless_idle_seconds}"
+            )
+        if self.notebook_idle_seconds < 0:
+            raise ConfigurationError(
+                f"notebook_idle_seconds must be 0 (never) or more, got {self.notebook_idle_seconds}"
             )
         if self.idle_endpoints not in ("report", "delete"):
             raise ConfigurationError(

@@ -69,6 +69,7 @@ _SAGEMAKER_NOUNS = sorted(
         ("Trial", "TrialName", "experiment-trial"),
         ("Experiment", "ExperimentName", "experiment"),
         ("Artifact", "ArtifactArn", "artifact"),
+        ("NotebookInstance", "NotebookInstanceName", "notebook-instance"),
     ],
     key=lambda noun: -len(noun[0]),
 )

@@ -51,6 +51,7 @@ CREATES = frozenset(
         "CreateTrial",
         "CreateTrialComponent",
         "CreateArtifact",
+        "CreateNotebookInstance",
     }
 )
 # The log groups of jobs, by the resource type of the job a stream (``<job>/<instance>``) is of.

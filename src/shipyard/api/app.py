@@ -7,6 +7,7 @@ routed by what identifies its protocol:
 =================================  ===========================================
 ``/api/...``                       native REST (FastAPI)
 ``GET /ui...`` (unsigned)          the web console (static pages reading /api)
+``GET /notebooks/<n>/credentials`` a notebook instance's credentials (its run's token: api/notebooks.py)
 ``X-Amz-Target: SageMaker.*``      SageMaker, AWS JSON 1.1 (and Logs, CloudWatch,
                                    Auto Scaling, Cost Explorer by their prefixes)
 ``X-Amz-Target: <other>``          another JSON service: a clear error naming it
@@ -58,6 +59,7 @@ from shipyard.api.logs import logs_api
 from shipyard.api.metrics import handle_metrics, is_metrics_call
 from shipyard.api.monitoring import cloudwatch_api
 from shipyard.api.native import create_native_app
+from shipyard.api.notebooks import is_credentials_request, notebook_credentials
 from shipyard.api.runtime import Runtime, is_invocation, runtime_error
 from shipyard.api.s3 import BucketOwnership, S3Api
 from shipyard.api.s3._xml import error_document
@@ -159,6 +161,9 @@ class ShipyardApp:
             and not _signed_for_s3(scope)
         ):
             await self.console(scope, receive, send)
+            return
+        if is_credentials_request(scope) and not _signed_for_s3(scope):
+            await notebook_credentials(self.platform, scope, receive, send)
             return
         response = await self._dispatch_aws(scope, receive)
         if response.status_code >= 400 and _has_body(scope):

@@ -33,6 +33,7 @@ COLUMNS = (
     "processing_usd_per_hour",
     "hosting_usd_per_hour",
     "transform_usd_per_hour",
+    "notebook_usd_per_hour",
 )
 
 
@@ -43,6 +44,7 @@ class JobKind(enum.StrEnum):
     PROCESSING = "processing"
     HOSTING = "hosting"
     TRANSFORM = "transform"
+    NOTEBOOK = "notebook"  # notebook instances (their own price list)
 
     @property
     def price_column(self) -> str:

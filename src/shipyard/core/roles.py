@@ -29,6 +29,8 @@ _ROLE_MEMBERS: dict[str, tuple[str, ...]] = {
     "CreatePipeline": ("RoleArn",),
     "UpdatePipeline": ("RoleArn",),
     "StartPipelineExecution": ("RoleArn",),
+    "CreateNotebookInstance": ("RoleArn",),
+    "UpdateNotebookInstance": ("RoleArn",),
 }
 # Every SageMaker operation that passes a role (a transform job: its model's).
 ROLE_OPERATIONS = frozenset({*_ROLE_MEMBERS, "CreateTransformJob"})

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from shipyard.compute import Backends, LocalBackend, ModelRequest, ModelServers
 from shipyard.compute.local._hosting import LocalModelServers
+from shipyard.compute.local._notebooks import JupyterServers
 from shipyard.config import Settings
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog
@@ -36,6 +37,7 @@ from shipyard.services.identity import IdentityService
 from shipyard.services.jobs import ProcessingService, TrainingService, TransformService, active_instances
 from shipyard.services.lineage import LineageService
 from shipyard.services.logs import LogService
+from shipyard.services.notebooks import NotebookService
 from shipyard.services.pipelines import PipelineService, ServiceSteps
 from shipyard.services.quotas import QuotaService
 from shipyard.services.registry import ModelRegistry
@@ -59,6 +61,7 @@ from shipyard.store.budgets import BudgetRepository
 from shipyard.store.credentials import CredentialRepository
 from shipyard.store.experiments import ExperimentRepository
 from shipyard.store.identity import IdentityRepository
+from shipyard.store.notebooks import NotebookRepository
 from shipyard.store.pipelines import ModelPackageRepository, PipelineRepository
 from shipyard.store.quotas import QuotaRepository
 from shipyard.store.utilization import UtilizationRepository
@@ -101,6 +104,7 @@ class Platform:
     user_quotas: QuotaService
     experiments: ExperimentService
     lineage: LineageService
+    notebooks: NotebookService
     _lock_file: IO[str] | None = None
 
     @classmethod
@@ -332,6 +336,18 @@ class Platform:
             quotas,
             experiments,
             LineageService(experiments, account_id=settings.account_id, claims=identity),
+            NotebookService(
+                NotebookRepository(db),
+                JupyterServers(settings.sandbox, hide=(settings.data_dir,)),
+                costs,
+                credentials,
+                catalog,
+                notebooks_dir=settings.data_dir / "notebooks",
+                account_id=settings.account_id,
+                endpoint_url=_loopback_url(settings),
+                idle_seconds=settings.notebook_idle_seconds,
+                claims=identity,
+            ),
             lock_file,
         )
 
@@ -341,8 +357,10 @@ class Platform:
         self.endpoints.start()
         self.autoscaling.start()
         self.costs.start()
+        self.notebooks.start()
 
     def close(self) -> None:
+        self.notebooks.close()
         self.scheduler.close()
         self.autoscaling.close()
         self.costs.close()
@@ -573,6 +591,13 @@ def _url_for_nodes(settings: Settings) -> str:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect(("10.255.255.255", 1))  # no packet is sent: this picks the outgoing address
             return f"http://{s.getsockname()[0]}:{settings.port}"
+    return settings.url
+
+
+def _loopback_url(settings: Settings) -> str:
+    """This server's address as a process on this machine reaches it (a notebook instance)."""
+    if settings.host in ("0.0.0.0", "::", "", "localhost"):
+        return f"http://127.0.0.1:{settings.port}"
     return settings.url
 
 

@@ -370,3 +370,23 @@ class ExperimentLinkRow(Base):
     source: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     destination: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
+class NotebookInstanceRow(Base):
+    """A notebook instance (migration 0016): its request with updates applied, its status, and
+    when its current run entered service (idleness counts from there)."""
+
+    __tablename__ = "notebook_instances"
+    __table_args__ = (sa.Index("ix_notebook_instances_created_at", "created_at"),)
+
+    name: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+    arn: Mapped[str] = mapped_column(sa.String(256), nullable=False)
+    region: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    failure_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
+    url: Mapped[str | None] = mapped_column(sa.String(256), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    last_modified: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+    in_service_since: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)

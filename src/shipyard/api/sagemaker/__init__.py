@@ -8,6 +8,7 @@ from shipyard.api.sagemaker import (
     _experiments,
     _hosting,
     _lineage,
+    _notebooks,
     _pipelines,
     _processing,
     _tags,
@@ -30,6 +31,7 @@ OPERATIONS: dict[str, Operation] = {
         **_tuning.OPERATIONS,
         **_experiments.OPERATIONS,
         **_lineage.OPERATIONS,
+        **_notebooks.OPERATIONS,
     }.items()
 }
 # A job's ExperimentConfig names an experiment, trial or run that must exist; its trial component joins them.

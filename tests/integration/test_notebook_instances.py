@@ -1,0 +1,262 @@
+"""Notebook instances through boto3: a real JupyterLab in its sandbox, reached through the
+presigned URL, with the Shipyard connection (and no master key) in its environment; stopped,
+started again with its home folder's files kept, refused deletion while in service, deleted."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client
+
+pytest.importorskip("jupyterlab", reason="the notebooks extra (jupyterlab) is not installed")
+
+MASTER_KEY = "AKIANOTEBOOKTESTS001"
+MASTER_SECRET = "notebook-tests-master-secret-0123456789ab"
+ROLE = "arn:aws:iam::000000000000:role/NotebookRole"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    env = {"SHIPYARD_ACCESS_KEY_ID": MASTER_KEY, "SHIPYARD_SECRET_ACCESS_KEY": MASTER_SECRET}
+    with ServerProcess(tmp_path_factory.mktemp("notebooks") / "data", env=env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sm(server: ServerProcess) -> Any:
+    return boto_client(
+        "sagemaker", server.url, aws_access_key_id=MASTER_KEY, aws_secret_access_key=MASTER_SECRET
+    )
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(sm: Any, name: str, wanted: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        found = sm.describe_notebook_instance(NotebookInstanceName=name)
+        if found["NotebookInstanceStatus"] == "Failed" and wanted != "Failed":
+            raise AssertionError(f"the notebook failed: {found.get('FailureReason')}")
+        return found if found["NotebookInstanceStatus"] == wanted else None
+
+    return _wait(f"{name} {wanted}", check)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _jupyter_processes(data_dir: Path, name: str) -> list[tuple[int, dict[str, str]]]:
+    """The Jupyter server processes running for notebook ``name`` (found by their config file),
+    with their environments."""
+    config = str(data_dir / "notebooks" / name / "run" / "jupyter_server_config.py")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if f"--config={config}".encode() not in argv or b"jupyterlab" not in argv:
+                continue
+            raw = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        environ = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+        if "bwrap" not in argv[0].decode():
+            found.append((int(entry.name), environ))
+    return found
+
+
+def test_notebook_lifecycle(server: ServerProcess, sm: Any) -> None:
+    name = "lesson-notebook"
+    arn = sm.create_notebook_instance(
+        NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=ROLE, VolumeSizeInGB=5
+    )["NotebookInstanceArn"]
+    assert arn.endswith(":notebook-instance/lesson-notebook")
+    assert sm.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"] in (
+        "Pending",
+        "InService",
+    )
+    described = _status(sm, name, "InService")
+    assert described["InstanceType"] == "ml.t3.medium" and described["RoleArn"] == ROLE
+    listed = sm.list_notebook_instances(NameContains="lesson")["NotebookInstances"]
+    assert [(n["NotebookInstanceName"], n["NotebookInstanceStatus"]) for n in listed] == [(name, "InService")]
+
+    # Deleting one in service is refused, as SageMaker refuses it.
+    with pytest.raises(ClientError) as refused:
+        sm.delete_notebook_instance(NotebookInstanceName=name)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "Status (InService) not in ([Stopped, Failed])" in refused.value.response["Error"]["Message"]
+
+    # The presigned URL opens JupyterLab; its cookie then lets the browser call Jupyter's API.
+    url = sm.create_presigned_notebook_instance_url(
+        NotebookInstanceName=name, SessionExpirationDurationInSeconds=1800
+    )["AuthorizedUrl"]
+    assert urllib.parse.urlparse(url).hostname == "127.0.0.1"
+    base = url.split("/lab?", 1)[0]
+    assert httpx.get(f"{base}/api/status").status_code == 403  # nothing without the link
+    with httpx.Client(follow_redirects=True) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200 and "JupyterLab" in page.text
+        status = browser.get(f"{base}/api/status")
+        assert status.status_code == 200 and "last_activity" in status.json()
+        # A file written in the notebook's folder (Jupyter's contents API, as the file browser does).
+        xsrf = browser.cookies.get("_xsrf", "")
+        saved = browser.put(
+            f"{base}/api/contents/kept.txt",
+            json={"type": "file", "format": "text", "content": "survives a stop"},
+            headers={"X-XSRFToken": xsrf},
+        )
+        assert saved.status_code in (200, 201), saved.text
+
+    # Its environment: the Shipyard connection and its own credentials' source, never the key.
+    processes = _jupyter_processes(server.data_dir, name)
+    assert processes, "no Jupyter server process found"
+    _, environ = processes[0]
+    assert environ["AWS_ENDPOINT_URL"] == server.url
+    assert environ["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert MASTER_KEY not in json.dumps(environ) and MASTER_SECRET not in json.dumps(environ)
+    assert "AWS_ACCESS_KEY_ID" not in environ and "AWS_SECRET_ACCESS_KEY" not in environ
+    # The credentials it fetches (as boto3's container provider does) act as its role.
+    fetched = httpx.get(
+        environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+        headers={"Authorization": environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]},
+    )
+    assert fetched.status_code == 200
+    session = fetched.json()
+    assert session["AccessKeyId"].startswith("ASIA") and session["AccessKeyId"] != MASTER_KEY
+    sts = boto_client(
+        "sts",
+        server.url,
+        aws_access_key_id=session["AccessKeyId"],
+        aws_secret_access_key=session["SecretAccessKey"],
+        aws_session_token=session["Token"],
+    )
+    assert (
+        sts.get_caller_identity()["Arn"]
+        == "arn:aws:sts::000000000000:assumed-role/NotebookRole/lesson-notebook"
+    )
+    assert (
+        httpx.get(
+            environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"], headers={"Authorization": "not-the-token"}
+        ).status_code
+        == 403
+    )
+
+    # Stop: Stopped, the process gone, the credentials revoked.
+    pids = [pid for pid, _ in processes]
+    sm.stop_notebook_instance(NotebookInstanceName=name)
+    _status(sm, name, "Stopped")
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    with pytest.raises(ClientError) as revoked:
+        sts.get_caller_identity()
+    assert revoked.value.response["Error"]["Code"] in ("InvalidClientTokenId", "InvalidToken")
+    with pytest.raises(ClientError) as stopped:
+        sm.create_presigned_notebook_instance_url(NotebookInstanceName=name)
+    assert "not in service" in stopped.value.response["Error"]["Message"]
+
+    # Update while stopped, then start again: the home folder's file is still there.
+    sm.update_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.large", VolumeSizeInGB=10)
+    updated = sm.describe_notebook_instance(NotebookInstanceName=name)
+    assert (updated["InstanceType"], updated["VolumeSizeInGB"]) == ("ml.t3.large", 10)
+    sm.start_notebook_instance(NotebookInstanceName=name)
+    _status(sm, name, "InService")
+    url = sm.create_presigned_notebook_instance_url(NotebookInstanceName=name)["AuthorizedUrl"]
+    base = url.split("/lab?", 1)[0]
+    with httpx.Client(follow_redirects=True) as browser:
+        assert browser.get(url).status_code == 200
+        kept = browser.get(f"{base}/api/contents/kept.txt", params={"content": "1"})
+        assert kept.status_code == 200 and kept.json()["content"] == "survives a stop"
+
+    sm.stop_notebook_instance(NotebookInstanceName=name)
+    _status(sm, name, "Stopped")
+    sm.delete_notebook_instance(NotebookInstanceName=name)
+
+    def gone() -> bool:
+        try:
+            sm.describe_notebook_instance(NotebookInstanceName=name)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ValidationException"
+            return True
+        return False
+
+    _wait("the notebook deleted", gone)
+    assert not (server.data_dir / "notebooks" / name).exists()
+
+
+def test_bad_requests_name_the_field(sm: Any) -> None:
+    with pytest.raises(ClientError) as bad_type:
+        sm.create_notebook_instance(
+            NotebookInstanceName="bad-type", InstanceType="ml.p3.2xlarge", RoleArn=ROLE
+        )
+    assert bad_type.value.response["Error"]["Code"] == "ValidationException"
+    assert "ml.p3.2xlarge" in bad_type.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as lifecycle:
+        sm.create_notebook_instance(
+            NotebookInstanceName="with-lifecycle",
+            InstanceType="ml.t3.medium",
+            RoleArn=ROLE,
+            LifecycleConfigName="setup",
+        )
+    assert "LifecycleConfigName" in lifecycle.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as missing:
+        sm.describe_notebook_instance(NotebookInstanceName="no-such-notebook")
+    assert missing.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as stop_missing:
+        sm.stop_notebook_instance(NotebookInstanceName="no-such-notebook")
+    assert stop_missing.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_without_jupyterlab_the_notebook_fails_saying_how_to_install_it(tmp_path: Path) -> None:
+    # A server whose Python cannot import jupyterlab: a folder shadowing it on its path.
+    shadow = tmp_path / "shadow"
+    (shadow / "jupyterlab").mkdir(parents=True)
+    (shadow / "jupyterlab" / "__init__.py").write_text("raise ImportError('hidden for this test')\n")
+    shadow_spec = shadow / "sitecustomize.py"
+    shadow_spec.write_text(
+        "import importlib.util, sys\n"
+        "_find = importlib.util.find_spec\n"
+        "def find_spec(name, package=None):\n"
+        "    return None if name == 'jupyterlab' else _find(name, package)\n"
+        "importlib.util.find_spec = find_spec\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
+    with ServerProcess(tmp_path / "data", env=env) as server:
+        sm = boto_client("sagemaker", server.url)
+        sm.create_notebook_instance(
+            NotebookInstanceName="no-jupyter", InstanceType="ml.t3.medium", RoleArn=ROLE
+        )
+        failed = _status(sm, "no-jupyter", "Failed")
+        assert "pip install 'shipyard[notebooks]'" in failed["FailureReason"]
+        assert "Url" not in failed
