@@ -206,9 +206,12 @@ def request_actions(
         return [RequestedAction(f"sagemaker:{path.strip('/')}", resource)]
     if protocol == "runtime":
         endpoint = unquote(path.split("/")[2], errors="replace") if path.count("/") >= 3 else ""
-        return [
-            RequestedAction("sagemaker:InvokeEndpoint", sagemaker_arn(region, account, "endpoint", endpoint))
-        ]
+        action = (
+            "sagemaker:InvokeEndpointAsync"
+            if path.endswith("/async-invocations")
+            else "sagemaker:InvokeEndpoint"
+        )
+        return [RequestedAction(action, sagemaker_arn(region, account, "endpoint", endpoint))]
     if protocol in ("query", "ec2"):
         params = dict(parse_qsl((body or b"").decode("utf-8", "replace"), keep_blank_values=True))
         params.update(query)

@@ -15,7 +15,7 @@ SigV4 scope service ``sts``/``iam`` STS / IAM, query protocol
 SigV4 scope service ``ec2``        EC2 (DescribeInstances), EC2's query protocol
 SigV4 scope service ``<other>``    unserved: an error in that service's protocol
 form POST with ``Action=``         STS (unsigned query requests)
-``POST /endpoints/*/invocations``  SageMaker Runtime (InvokeEndpoint)
+``POST /endpoints/*/invocations``  SageMaker Runtime (InvokeEndpoint, streamed, async)
 ``PUT /BatchPutMetrics`` (sagemaker) SageMaker Metrics, REST-JSON
 anything else                      S3, path-style
 =================================  ===========================================
@@ -118,6 +118,7 @@ class ShipyardApp:
         self.native.state.platform = self.platform = platform
         if self.background:
             platform.start()
+            self._runtime.start()  # the asynchronous inference queue
 
     async def shutdown(self) -> None:
         if self._runtime is not None:
@@ -272,7 +273,7 @@ class ShipyardApp:
                 context.request_id,
             )
         if protocol == "runtime":
-            return await self._runtime.invoke(request, context.request_id, context.region)
+            return await self._runtime.invoke(request, context.request_id, context.region, context.caller)
         if protocol == "metrics":
             return await handle_metrics(request, context)
         if protocol == "query":

@@ -18,6 +18,11 @@ A serverless variant's request is admitted under its MaxConcurrency (past it: Th
 429, as SageMaker throttles) and waits for its model server when the variant is scaled to zero
 (:mod:`shipyard.services._serverless`: the cold start; past its wait, ModelNotReadyException);
 its time at the model is billed once it is answered.
+
+InvokeEndpointAsync, ``POST /endpoints/<name>/async-invocations``, on an endpoint whose config has
+an AsyncInferenceConfig: the request is queued (``services/async_inference.py``, in the store) and
+answered 202 with its InferenceId and output and failure locations; the dispatcher
+(``api/_async_invocations.py``) sends it through the same router, and the answer is written to S3.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from shipyard.api import _eventstream
+from shipyard.api._async_invocations import AsyncDispatcher
 from shipyard.api._upstream import (
     UpstreamError,
     UpstreamPool,
@@ -42,24 +49,33 @@ from shipyard.api._upstream import (
     UpstreamStreamError,
 )
 from shipyard.compute import ModelServer
-from shipyard.errors import NotFoundError, ValidationError
+from shipyard.core.credentials import Principal
+from shipyard.errors import AccessDenied, NotFoundError, ValidationError
 from shipyard.services import Platform
 from shipyard.services._serverless import NotReady, StartFailed, Throttled, Ticket
+from shipyard.services.async_inference import KIND as ASYNC_KIND
+from shipyard.services.async_inference import AsyncInferenceService
 from shipyard.services.endpoints import LiveVariant, NoRoute
 from shipyard.services.logs import ENDPOINTS_GROUP
+from shipyard.store import ResourceRepository
 
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 _STREAM_SUFFIX = "/invocations-response-stream"
+_ASYNC_SUFFIX = "/async-invocations"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
 def is_invocation(method: str, path: str) -> bool:
-    """InvokeEndpoint or InvokeEndpointWithResponseStream."""
+    """InvokeEndpoint, InvokeEndpointWithResponseStream or InvokeEndpointAsync."""
     return (
         method == "POST"
         and path.startswith("/endpoints/")
-        and (path.endswith("/invocations") or path.endswith(_STREAM_SUFFIX))
+        and (path.endswith("/invocations") or path.endswith(_STREAM_SUFFIX) or path.endswith(_ASYNC_SUFFIX))
     )
+
+
+def is_async_invocation(path: str) -> bool:
+    return path.endswith(_ASYNC_SUFFIX)
 
 
 def runtime_error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
@@ -78,17 +94,40 @@ class Runtime:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
         self._pool = UpstreamPool()
+        self._async = AsyncDispatcher(
+            AsyncInferenceService(
+                ResourceRepository(platform.db, ASYNC_KIND, "Asynchronous inference request"),
+                platform.endpoints,
+                platform.endpoint_configs,
+                platform.objects,
+                platform.identity,
+                endpoints_dir=platform.settings.data_dir / "endpoints",
+            ),
+            self._route_async,
+            self._record,
+        )
+
+    def start(self) -> None:
+        """Start the asynchronous inference queue (in the server's event loop, with the platform's
+        background work)."""
+        self._async.start()
 
     async def close(self) -> None:
+        await self._async.close()
         await self._pool.close()
 
-    async def invoke(self, request: Request, request_id: str, region: str) -> Response:
+    async def invoke(
+        self, request: Request, request_id: str, region: str, principal: Principal | None = None
+    ) -> Response:
         started = time.perf_counter()
         name = unquote(request.url.path.split("/")[2])
         body = await request.body()  # within the limit (api/_body.py): PayloadTooLarge past it
         routed = self._route(name, request.headers, request_id)
         if isinstance(routed, Response):
             return routed
+        if is_async_invocation(request.url.path):
+            caller = principal or Principal.root(self._platform.settings.account_id)
+            return await self._invoke_async(request, name, body, caller, request_id)
         variant, server = routed
         ticket: Ticket | None = None
         if variant.serverless is not None:
@@ -156,6 +195,36 @@ class Runtime:
             return runtime_error("ValidationError", exc.message, 400, request_id)
         except NoRoute as exc:
             return runtime_error("ServiceUnavailable", exc.message, 503, request_id)
+
+    async def _invoke_async(
+        self, request: Request, name: str, body: bytes, principal: Principal, request_id: str
+    ) -> Response:
+        """InvokeEndpointAsync: queued (``api/_async_invocations.py`` sends it on), answered 202
+        with where its answer will be."""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            invocation = await run_in_threadpool(self._async.service.submit, name, headers, body, principal)
+        except AccessDenied as exc:
+            return runtime_error("AccessDeniedException", exc.message, 403, request_id)
+        except ValidationError as exc:
+            return runtime_error("ValidationError", exc.message, 400, request_id)
+        self._async.wake()
+        out = {"X-Amzn-SageMaker-OutputLocation": invocation.output_location, "x-amzn-RequestId": request_id}
+        if invocation.failure_location is not None:
+            out["X-Amzn-SageMaker-FailureLocation"] = invocation.failure_location
+        return Response(
+            json.dumps({"InferenceId": invocation.inference_id}),
+            202,
+            headers=out,
+            media_type="application/json",
+        )
+
+    def _route_async(self, name: str) -> tuple[LiveVariant, ModelServer] | str:
+        """A queued request's model server (as InvokeEndpoint picks one), or why there is none."""
+        routed = self._route(name, Headers(), "")
+        if isinstance(routed, Response):
+            return str(json.loads(bytes(routed.body))["message"])
+        return routed
 
     async def _invoke_stream(
         self,

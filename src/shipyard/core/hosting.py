@@ -7,6 +7,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shipyard.core.async_inference import AsyncInferenceConfig
 from shipyard.core.serverless import ServerlessConfig
 from shipyard.errors import ValidationError
 
@@ -87,12 +88,12 @@ class VariantSpec:
 class EndpointConfigSpec:
     name: str
     variants: tuple[VariantSpec, ...]
+    async_inference: AsyncInferenceConfig | None = None  # InvokeEndpointAsync's queue and outputs
 
     @classmethod
     def from_request(cls, params: Mapping[str, Any]) -> EndpointConfigSpec:
         for field, what in (
             ("DataCaptureConfig", "capturing requests and responses"),
-            ("AsyncInferenceConfig", "asynchronous inference"),
             ("ShadowProductionVariants", "shadow variants"),
         ):
             if params.get(field):
@@ -139,7 +140,8 @@ class EndpointConfigSpec:
                 "At least one production variant needs a positive InitialVariantWeight",
                 field="ProductionVariants",
             )
-        return cls(params["EndpointConfigName"], tuple(variants))
+        asynchronous = AsyncInferenceConfig.from_request(params.get("AsyncInferenceConfig"))
+        return cls(params["EndpointConfigName"], tuple(variants), asynchronous)
 
 
 def _serverless_variant(raw: Mapping[str, Any], field: str) -> VariantSpec:

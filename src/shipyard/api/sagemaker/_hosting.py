@@ -59,6 +59,7 @@ def describe_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dic
         "EndpointConfigArn": config.arn,
         "ProductionVariants": config.request["ProductionVariants"],
         "KmsKeyId": config.request.get("KmsKeyId"),
+        "AsyncInferenceConfig": config.request.get("AsyncInferenceConfig"),
         "CreationTime": config.created,
     }
 
