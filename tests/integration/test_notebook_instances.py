@@ -8,6 +8,7 @@ import json
 import os
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,21 +61,11 @@ def _status(sm: Any, name: str, wanted: str) -> dict[str, Any]:
     return _wait(f"{name} {wanted}", check)
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += children.get(current, [])
-    return found
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _jupyter_processes(data_dir: Path, name: str) -> list[tuple[int, dict[str, str]]]:
@@ -96,6 +87,58 @@ def _jupyter_processes(data_dir: Path, name: str) -> list[tuple[int, dict[str, s
         if "bwrap" not in argv[0].decode():
             found.append((int(entry.name), environ))
     return found
+
+
+def _run_in_kernel(browser: httpx.Client, base: str, code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new kernel of the notebook's Jupyter server, as a notebook cell runs
+    (Jupyter's REST API and its kernel websocket, signed in by the link's cookie); its output."""
+    import websocket  # websocket-client, a JupyterLab dependency
+
+    xsrf = browser.cookies.get("_xsrf", "")
+    kernel = browser.post(f"{base}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+    assert kernel.status_code in (200, 201), kernel.text
+    kernel_id = kernel.json()["id"]
+    session = uuid.uuid4().hex
+    cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    ws = websocket.create_connection(
+        f"{base.replace('http://', 'ws://')}/api/kernels/{kernel_id}/channels?session_id={session}",
+        header=[f"Cookie: {cookies}"],
+        timeout=timeout,
+    )
+    msg_id = uuid.uuid4().hex
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "test",
+                    "session": session,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {"code": code, "silent": False, "store_history": False, "allow_stdin": False},
+                "channel": "shell",
+            }
+        )
+    )
+    output = []
+    try:
+        while True:
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                output.append(content["text"])
+            elif kind == "error":
+                output.append("\n".join(content["traceback"]))
+            elif kind == "status" and content["execution_state"] == "idle":
+                return "".join(output)
+    finally:
+        ws.close()
+        browser.delete(f"{base}/api/kernels/{kernel_id}", headers={"X-XSRFToken": xsrf})
 
 
 def test_notebook_lifecycle(server: ServerProcess, sm: Any) -> None:
@@ -139,6 +182,19 @@ def test_notebook_lifecycle(server: ServerProcess, sm: Any) -> None:
             headers={"X-XSRFToken": xsrf},
         )
         assert saved.status_code in (200, 201), saved.text
+        # The lesson's first cell, unchanged: the SDK finds the notebook's role and account.
+        output = _run_in_kernel(
+            browser,
+            base,
+            "import os, boto3, sagemaker\n"
+            "print('role', sagemaker.get_execution_role())\n"
+            "print('caller', boto3.client('sts').get_caller_identity()['Arn'])\n"
+            "print('key', os.environ.get('AWS_ACCESS_KEY_ID'))\n"
+            "print('home', os.path.expanduser('~'), os.getcwd())\n",
+        )
+        assert f"role {ROLE}" in output, output
+        assert "caller arn:aws:sts::000000000000:assumed-role/NotebookRole/lesson-notebook" in output, output
+        assert "key None" in output and "home /opt/ml/home /opt/ml/home/SageMaker" in output, output
 
     # Its environment: the Shipyard connection and its own credentials' source, never the key.
     processes = _jupyter_processes(server.data_dir, name)
@@ -178,7 +234,7 @@ def test_notebook_lifecycle(server: ServerProcess, sm: Any) -> None:
     pids = [pid for pid, _ in processes]
     sm.stop_notebook_instance(NotebookInstanceName=name)
     _status(sm, name, "Stopped")
-    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert not [pid for pid in pids if _running(pid)]
     with pytest.raises(ClientError) as revoked:
         sts.get_caller_identity()
     assert revoked.value.response["Error"]["Code"] in ("InvalidClientTokenId", "InvalidToken")

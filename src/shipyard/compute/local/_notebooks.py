@@ -24,6 +24,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -211,7 +212,9 @@ class JupyterServers:
         return JupyterServer(launch, port, key, process)
 
     def stop(self, server: JupyterServer, grace: float = 10.0) -> None:
-        """End the server and every process of its (the kernels, the terminals)."""
+        """End the server and every process of its (the kernels, the terminals): once this
+        returns, none of them runs."""
+        inside = _descendants(server.process.pid)
         if server.alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server.process.pid, 15)
@@ -223,9 +226,50 @@ class JupyterServers:
                 server.process.wait()
         else:
             server.process.poll()
+        # The sandbox's processes end with its init (bwrap's --die-with-parent), just after it.
+        deadline = time.monotonic() + grace
+        while any(_running(pid) for pid in inside) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in inside:
+            if _running(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, 9)
 
     def close(self) -> None:
         self._spawner.shutdown(wait=False)
+
+
+def _children() -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            found.setdefault(parent, []).append(int(entry.name))
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` now."""
+    children = _children()
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 __all__ = ["JupyterServer", "JupyterServers", "NotebookLaunch", "jupyter_problem", "last_activity"]
