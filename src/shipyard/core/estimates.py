@@ -135,6 +135,13 @@ def endpoint(variants: list[Mapping[str, Any]], prices: Prices) -> Estimate:
     site = sagemaker = Decimal(0)
     parts = []
     for variant in variants:
+        if serverless := variant.get("ServerlessConfig"):  # MaxConcurrency requests all day long
+            count = int(serverless["MaxConcurrency"])
+            billed = f"serverless:{int(serverless['MemorySizeInMB'])}MB"
+            s, m = _instances(prices, billed, count, JobKind.HOSTING)
+            site, sagemaker = site + s, sagemaker + m
+            parts.append(f"{count} concurrent requests x {billed}")
+            continue
         count = int(variant.get("InitialInstanceCount", 1))
         s, m = _instances(prices, variant["InstanceType"], count, JobKind.HOSTING)
         site, sagemaker = site + s, sagemaker + m

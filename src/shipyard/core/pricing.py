@@ -16,6 +16,10 @@ every report's two columns agree. A site running its own hardware says what it c
     # Stored bytes in the object store (SageMaker-equivalent: S3 Standard, 0.023).
     storage_gib_month = 0.01
 
+    # Serverless endpoints' compute, per GB of memory and second of a request (SageMaker-
+    # equivalent: 0.00002, its on-demand Serverless Inference price in us-east-1).
+    serverless_gb_second = 0.00001
+
 Any rate may be 0 (hardware that is paid for). Rates are read when the server starts; a ledger
 interval keeps the prices of the time it began.
 """
@@ -33,6 +37,9 @@ from shipyard.errors import ConfigurationError
 
 HOURS_PER_MONTH = Decimal(730)  # as AWS prices storage: GB-month over 730 hours
 SAGEMAKER_STORAGE_GIB_MONTH = Decimal("0.023")  # S3 Standard, us-east-1, first 50 TB
+# SageMaker Serverless Inference, on demand, us-east-1 (aws.amazon.com/sagemaker/pricing, 2025):
+# USD 0.0000200 a second at 1024 MB, 0.0001200 at 6144 MB, linear in the memory in between.
+SAGEMAKER_SERVERLESS_GB_SECOND = Decimal("0.00002")
 GIB = 2**30
 
 
@@ -53,6 +60,7 @@ class Rates:
     memory_gib_hour: Decimal | None = None
     gpu_hour: Decimal | None = None
     storage_gib_month: Decimal | None = None
+    serverless_gb_second: Decimal | None = None
 
     @classmethod
     def load(cls, path: Path) -> Rates:
@@ -78,7 +86,13 @@ class Rates:
             },
             **{
                 key: _usd(raw[key], path, key)
-                for key in ("vcpu_hour", "memory_gib_hour", "gpu_hour", "storage_gib_month")
+                for key in (
+                    "vcpu_hour",
+                    "memory_gib_hour",
+                    "gpu_hour",
+                    "storage_gib_month",
+                    "serverless_gb_second",
+                )
                 if key in raw
             },
         )
@@ -101,6 +115,15 @@ class Rates:
             )
             return Price(Decimal(site), sagemaker)
         return Price(sagemaker, sagemaker)
+
+    def serverless(self, memory_mb: int) -> Price:
+        """An hour of serverless compute (requests' billed time) at ``memory_mb`` of memory."""
+        gb_hours = Decimal(memory_mb) / 1024 * 3600
+        site = self.serverless_gb_second
+        return Price(
+            (site if site is not None else SAGEMAKER_SERVERLESS_GB_SECOND) * gb_hours,
+            SAGEMAKER_SERVERLESS_GB_SECOND * gb_hours,
+        )
 
     def storage(self, size_bytes: int) -> Price:
         """An hour of ``size_bytes`` stored."""

@@ -8,6 +8,10 @@ out, rescale, or watch. Slow work (fetching a model, building its environment, w
 acts on how it ended: the router changes (under its lock), the usage ledger, and one write of the
 record. The loop is woken when an endpoint changes or a worker finishes, and looks every half
 second otherwise, which is how a model server that died is noticed and replaced.
+
+A serverless variant's model server is started once at bring-up (it must serve), then stopped:
+its requests start and stop it, through the :class:`~shipyard.services._serverless.ServerlessPool`
+this loop also drives (idle model servers stopped, requests billed).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from shipyard.core.hosting import EndpointConfigSpec, EndpointState, ModelSpec, 
 from shipyard.envs import ImageResolver
 from shipyard.errors import NotFoundError, ShipyardError
 from shipyard.services._router import LiveVariant, Router
+from shipyard.services._serverless import ServerlessPool, ServerlessState
 from shipyard.services.costs import CostService
 from shipyard.store import Resource, ResourceRepository
 
@@ -122,6 +127,7 @@ class EndpointReconciler:
         startup_timeout: float,
         drain_seconds: float,
         workers: Executor | None = None,
+        serverless_idle_seconds: float = 300.0,
     ) -> None:
         self._repository = repository
         self._router = router
@@ -144,6 +150,16 @@ class EndpointReconciler:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
+        self.serverless = ServerlessPool(
+            router,
+            servers,
+            costs,
+            clock,
+            self._workers,
+            startup_timeout=startup_timeout,
+            idle_seconds=serverless_idle_seconds,
+            closing=self._closing,
+        )
 
     # -- the loop ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,6 +199,7 @@ class EndpointReconciler:
                 self._stop_all(name)
         self._replace_dead()
         self._retire_drained()
+        self.serverless.tick()
         self._mark_seen()
         with self._lock:
             return bool(self._ops or self._replacing or self._retiring)
@@ -222,7 +239,8 @@ class EndpointReconciler:
                 return
             self._ops[name] = op
         for variant in op.variants:
-            for _ in range(variant.instance_count):
+            # a serverless variant's model server is started once, to check that it serves
+            for _ in range(1 if variant.serverless else variant.instance_count):
                 future = self._workers.submit(self._start_one, name, variant, op)
                 op.starts.append((variant.name, future))
                 future.add_done_callback(functools.partial(self._started, op))
@@ -253,6 +271,8 @@ class EndpointReconciler:
         except BaseException:
             pool.stop(server)
             raise
+        if variant.serverless is not None:  # it serves: stopped, it is what cold starts copy
+            pool.stop(server)
         return server
 
     def _started(self, op: _Operation, future: Future[ModelServer]) -> None:
@@ -300,8 +320,20 @@ class EndpointReconciler:
             return
         live = [
             LiveVariant(v.name, v.weight, tuple(by_variant.get(v.name, ())), v.instance_type)
+            if v.serverless is None
+            else LiveVariant(
+                v.name,
+                v.weight,
+                (),
+                v.instance_type,
+                serverless=ServerlessState(
+                    v.serverless, by_variant[v.name][0], record.arn, record.state.get("owner")
+                ),
+            )
             for v in op.variants
         ]
+        serverless = {v.name for v in op.variants if v.serverless is not None}
+        started = [(variant, server) for variant, server in started if variant not in serverless]
         with self._lock:
             deleted = name in self._deleting
             old = [] if deleted else self._router.set(name, live)
@@ -325,6 +357,8 @@ class EndpointReconciler:
         live = {v.name: v for v in self._router.variants(name)}
         missing = []
         for variant in state.variants:
+            if variant.serverless is not None:  # its requests scale it
+                continue
             have = len(live[variant.name].servers) if variant.name in live else 0
             if variant.instance_count > have:
                 missing.append(dataclasses.replace(variant, instance_count=variant.instance_count - have))
@@ -356,7 +390,8 @@ class EndpointReconciler:
                 if not swapped:  # updated or deleted meanwhile
                     self._stop(replacement.future.result())
         for name in self._router.names():
-            for server in self._router.servers(name):
+            instances = [s for v in self._router.variants(name) if v.serverless is None for s in v.servers]
+            for server in instances:  # a serverless variant's that ends is dropped (ServerlessPool)
                 with self._lock:
                     if server.alive or id(server) in self._replacing or name in self._deleting:
                         continue

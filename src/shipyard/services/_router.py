@@ -14,9 +14,13 @@ import itertools
 import random
 import threading
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from shipyard.compute import ModelServer
 from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+
+if TYPE_CHECKING:
+    from shipyard.services._serverless import ServerlessState
 
 
 @dataclasses.dataclass
@@ -29,6 +33,7 @@ class LiveVariant:
     servers: tuple[ModelServer, ...]
     instance_type: str = ""
     _next: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+    serverless: ServerlessState | None = None  # a serverless variant's demand (``_serverless.py``)
 
     def pick(self) -> ModelServer | None:
         servers = [s for s in self.servers if s.alive]
@@ -69,6 +74,10 @@ class Router:
             return [s for v in self._endpoints.get(endpoint, []) for s in v.servers]
 
     def pick(self, endpoint: str, target_variant: str | None = None) -> tuple[LiveVariant, ModelServer]:
+        """A variant by weight (or the one asked for) and one of its model servers. A serverless
+        variant is chosen with or without one running: its request gets its model server from the
+        :class:`~shipyard.services._serverless.ServerlessPool` (scaled to zero, the server given
+        here is the stopped one cold starts copy)."""
         with self._lock:
             variants = self._endpoints.get(endpoint)
             if variants is None:
@@ -83,7 +92,11 @@ class Router:
                         value=target_variant,
                     )
             else:
-                chosen = [v for v in variants if v.weight > 0 and any(s.alive for s in v.servers)]
+                chosen = [
+                    v
+                    for v in variants
+                    if v.weight > 0 and (v.serverless is not None or any(s.alive for s in v.servers))
+                ]
             if len(chosen) > 1:
                 totals = list(itertools.accumulate(v.weight for v in chosen))
                 variant = chosen[bisect.bisect_right(totals, self._random.random() * totals[-1])]
@@ -92,6 +105,8 @@ class Router:
             else:
                 raise NoRoute(f"Endpoint {endpoint!r} has no model server answering")
             server = variant.pick()
+        if server is None and variant.serverless is not None:
+            server = variant.serverless.template  # scaled to zero: its request starts one like it
         if server is None:
             raise NoRoute(f"Variant {variant.name!r} of endpoint {endpoint!r} has no model server answering")
         return variant, server
@@ -132,6 +147,25 @@ class Router:
                     live.servers = live.servers[:-count]
                     return list(taken)
             return []
+
+    def holds(self, endpoint: str, variant: LiveVariant) -> bool:
+        """Whether ``variant`` (this very one, not an update's of the same name) is in service."""
+        with self._lock:
+            return any(v is variant for v in self._endpoints.get(endpoint, []))
+
+    def add_to(self, endpoint: str, variant: LiveVariant, servers: Iterable[ModelServer]) -> bool:
+        """Add model servers to ``variant`` itself; False when it is no longer in service."""
+        with self._lock:
+            if not any(v is variant for v in self._endpoints.get(endpoint, [])):
+                return False
+            variant.servers = (*variant.servers, *servers)
+            return True
+
+    def drop(self, endpoint: str, variant: LiveVariant, servers: Iterable[ModelServer]) -> None:
+        """Take ``servers`` out of ``variant`` (a serverless variant scaling in)."""
+        gone = {id(s) for s in servers}
+        with self._lock:
+            variant.servers = tuple(s for s in variant.servers if id(s) not in gone)
 
     def swap(self, endpoint: str, dead: ModelServer, replacement: ModelServer) -> bool:
         """Put ``replacement`` where ``dead`` served; False when ``dead`` is no longer in service

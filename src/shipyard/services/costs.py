@@ -2,7 +2,8 @@
 
 Each priced resource writes intervals to the ledger (the ``usage`` table) while it is in use:
 a job's instances from the moment they start work until the job ends (queued time is free; each
-attempt is an interval of its own), an endpoint's model servers while they serve, each bucket at
+attempt is an interval of its own), an endpoint's model servers while they serve (a serverless endpoint's requests, each for its
+compute time at its variant's memory), each bucket at
 its size between two samples. An interval is keyed, so recording it twice changes nothing, and
 it carries the prices of its time (the site's and SageMaker's), its tags, owner and parent.
 
@@ -27,6 +28,7 @@ from shipyard.core.costs import CENT, Interval, allocate
 from shipyard.core.credentials import Principal
 from shipyard.core.jobs import Job
 from shipyard.core.pricing import Price, Rates
+from shipyard.core.serverless import ServerlessConfig, billed_span
 from shipyard.store import UsageRepository
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,43 @@ class CostService:
 
     # -- prices -------------------------------------------------------------------------------------
     def price(self, instance_type: str, kind: JobKind) -> Price:
+        """An hour of ``instance_type`` doing ``kind`` of work; of a serverless variant's compute
+        for its ledger name (``serverless:2048MB``)."""
+        if (memory := ServerlessConfig.memory_of(instance_type)) is not None:
+            return self.rates.serverless(memory)
         return self.rates.instance(self.catalog.get(instance_type), kind)
+
+    # -- serverless endpoints -------------------------------------------------------------------------
+    def request_served(
+        self,
+        key: str,
+        *,
+        name: str,
+        arn: str,
+        serverless: ServerlessConfig,
+        started: dt.datetime,
+        ended: dt.datetime,
+        owner: str | None = None,
+    ) -> None:
+        """A serverless endpoint's request, billed for its compute time (:func:`billed_span`) at
+        its variant's memory (idempotent by ``key``)."""
+        begin, end = billed_span(started, ended)
+        price = self.rates.serverless(serverless.memory_mb)
+        interval = Interval(
+            key=key,
+            kind="endpoint",
+            name=name,
+            arn=arn,
+            instance_type=serverless.billing_type,
+            count=1,
+            usd_per_hour=price.site,
+            sagemaker_usd_per_hour=price.sagemaker,
+            started=begin,
+            last_seen=begin,
+            owner=owner,
+            tags=dict(self._tags(arn)),
+        )
+        self.usage.settle(interval, begin, end)
 
     # -- jobs -----------------------------------------------------------------------------------------
     @staticmethod

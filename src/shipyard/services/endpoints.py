@@ -9,7 +9,8 @@ environment resolved (built on first use, as for training jobs), and a model ser
 waited for (``GET /ping``); then the endpoint is InService and in the :class:`Router`
 (``_router.py``), which InvokeEndpoint reads. Model servers that die are replaced, the others
 serving meanwhile. Running model servers are this process's, so a restarted server brings every
-endpoint up again.
+endpoint up again. A serverless variant (``ServerlessConfig``) runs a model server only while it
+has requests (``_serverless.py``).
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ class EndpointConfigService:
                     field=f"{field}.ModelName",
                     value=variant.model,
                 ) from None
+            if variant.serverless is not None:  # no instances: its model server starts on demand
+                continue
             instance_type = self._catalog.get(variant.instance_type)
             if not instance_type.supports(JobKind.HOSTING):
                 raise ValidationError(
@@ -195,6 +198,7 @@ class EndpointService:
         account_id: str,
         startup_timeout: float = 600.0,
         drain_seconds: float = 30.0,
+        serverless_idle_seconds: float = 300.0,
         clock: Clock = SYSTEM_CLOCK,
         workers: Executor | None = None,
         guard: LaunchGuard = no_guard,
@@ -228,7 +232,9 @@ class EndpointService:
             startup_timeout=startup_timeout,
             drain_seconds=drain_seconds,
             workers=workers,
+            serverless_idle_seconds=serverless_idle_seconds,
         )
+        self.serverless = self.reconciler.serverless  # serverless variants' requests (InvokeEndpoint's)
 
     # -- API operations ------------------------------------------------------------------------------
     def _reckon(self, params: Mapping[str, Any], prices: Prices) -> estimates.Estimate:
@@ -316,6 +322,13 @@ class EndpointService:
                     f"({', '.join(variants)})",
                     field=f"{field}.VariantName",
                     value=variant,
+                )
+            if variants[variant].serverless is not None and item.get("DesiredInstanceCount") is not None:
+                raise ValidationError(
+                    f"The variant {variant!r} of endpoint {name!r} is serverless: it has no instance "
+                    "count to change (its model server starts and stops with its requests)",
+                    field=f"{field}.DesiredInstanceCount",
+                    value=item["DesiredInstanceCount"],
                 )
             change: dict[str, Any] = {}
             if item.get("DesiredWeight") is not None:
