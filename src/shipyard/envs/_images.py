@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
+import itertools
 import json
 import re
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
 
 from shipyard.errors import ConfigurationError, ValidationError
 
@@ -151,13 +156,16 @@ class ImageResolver:
             {*REPOSITORIES, "sagemaker-base-python-<version>", "sagemaker-distribution", *self._site}
         )
 
-    def resolve(self, image: str, *, field: str = "TrainingImage") -> EnvironmentSpec:
-        """The environment ``image`` stands for; ValidationError naming what is known otherwise."""
+    def resolve(
+        self, image: str, *, field: str = "TrainingImage", arguments: Sequence[str] = ()
+    ) -> EnvironmentSpec:
+        """The environment ``image`` stands for; ValidationError naming what is known otherwise.
+        ``arguments`` are the job's ContainerArguments (a remote function's name its client's SDK)."""
         if image in self._site:
             return self._site[image]
         remote = _REMOTE_FUNCTION.fullmatch(image)
         if remote is not None:
-            return _remote_function_environment(remote["repo"])
+            return _remote_function_environment(remote["repo"], client_sdk_version(arguments))
         match = _ECR.fullmatch(image)
         repo = match["repo"] if match else None
         framework = REPOSITORIES.get(repo or "")
@@ -286,22 +294,52 @@ class ImageResolver:
         return EnvironmentSpec(name, (f"tensorflow-cpu~={release}.0", *extras), note=note)
 
 
-def _remote_function_environment(repo: str) -> EnvironmentSpec:
-    """A remote function's image: this site's Python (the sagemaker SDK checks that it is the
-    client's major.minor) with the sagemaker SDK 2.x the function was pickled with, which its
-    bootstrap then finds installed."""
-    import importlib.metadata
-    import sys
+SDK_V3_DEFAULT = "3.27.0"  # the sagemaker SDK v3 a v3 client's remote function gets when its own is unknown
 
+
+def client_sdk_version(arguments: Sequence[str]) -> str | None:
+    """The sagemaker SDK version a remote function's client runs: both majors pass it to the job's
+    bootstrap as ``--client_sagemaker_pysdk_version`` in ContainerArguments (None: not given)."""
+    for flag, value in itertools.pairwise(arguments):
+        if flag == "--client_sagemaker_pysdk_version":
+            return value
+    return None
+
+
+def remote_sdk_requirement(client_version: str | None) -> str:
+    """The sagemaker SDK a remote function runs with: the client's major version (a function
+    pickled by v3 imports ``sagemaker.core``, which v2 lacks; v2's ``sagemaker.remote_function``
+    is not in v3). A v3 client gets its own release (or, a development build or a version that is
+    not one, 3.27.0); a v2 client, or one that does not say, the server's own v2 when it has one."""
     try:
-        sagemaker = f"sagemaker=={importlib.metadata.version('sagemaker')}"
+        version = Version(client_version) if client_version else None
+    except InvalidVersion:
+        version = None
+    if version is not None and version.major >= 3:
+        final = not (version.is_prerelease or version.is_devrelease or version.local)
+        return f"sagemaker=={version.public if final else SDK_V3_DEFAULT}"
+    if client_version and client_version.startswith("3"):  # "3.x" that is no version at all
+        return f"sagemaker=={SDK_V3_DEFAULT}"
+    try:
+        installed = importlib.metadata.version("sagemaker")
     except importlib.metadata.PackageNotFoundError:
-        sagemaker = "sagemaker>=2.256,<3"
+        installed = None
+    if installed is not None and installed.startswith("2."):
+        return f"sagemaker=={installed}"
+    return "sagemaker>=2.256,<3"
+
+
+def _remote_function_environment(repo: str, client_version: str | None) -> EnvironmentSpec:
+    """A remote function's image: this site's Python (the sagemaker SDK checks that it is the
+    client's major.minor) with the sagemaker SDK of the client's major version (see
+    :func:`remote_sdk_requirement`), which its bootstrap then finds installed."""
+    sagemaker = remote_sdk_requirement(client_version)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    client = f" (the client runs sagemaker {client_version})" if client_version else ""
     return EnvironmentSpec(
         f"{repo} (Python {python}, {sagemaker})",
         (sagemaker,),
-        note=f"{repo} runs remote functions with this site's Python {python} and {sagemaker}",
+        note=f"{repo} runs remote functions with this site's Python {python} and {sagemaker}{client}",
     )
 
 

@@ -116,7 +116,9 @@ class JobService(Generic[SpecT]):
         instance_type.price_per_hour(JobKind(spec.kind))  # offered for this kind of job at all?
         if not spec.image:
             raise ValidationError(f"{image_field} is required", field=image_field)
-        environment = self._resolver.resolve(spec.image, field=image_field)
+        environment = self._resolver.resolve(
+            spec.image, field=image_field, arguments=getattr(spec, "arguments", ())
+        )
         backend = self._backend_for(spec.instance_type)
         missing = backend.unsupported.get(Feature.GPU)
         if instance_type.gpu_count and missing and not self._fit_to_machine:
