@@ -4,6 +4,7 @@ started again with its home folder's files kept, refused deletion while in servi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -316,3 +317,46 @@ def test_without_jupyterlab_the_notebook_fails_saying_how_to_install_it(tmp_path
         failed = _status(sm, "no-jupyter", "Failed")
         assert "pip install 'shipyard[notebooks]'" in failed["FailureReason"]
         assert "Url" not in failed
+
+
+def test_idle_notebooks_stop_are_billed_and_come_back_after_a_restart(tmp_path: Path) -> None:
+    keys = {"aws_access_key_id": MASTER_KEY, "aws_secret_access_key": MASTER_SECRET}
+    env = {"SHIPYARD_ACCESS_KEY_ID": MASTER_KEY, "SHIPYARD_SECRET_ACCESS_KEY": MASTER_SECRET}
+    data = tmp_path / "data"
+    with ServerProcess(data, env={**env, "SHIPYARD_NOTEBOOK_IDLE_SECONDS": "4"}) as server:
+        sm = boto_client("sagemaker", server.url, **keys)
+        sm.create_notebook_instance(NotebookInstanceName="idle", InstanceType="ml.t3.medium", RoleArn=ROLE)
+        _status(sm, "idle", "InService")
+        # Nothing uses it: its Jupyter server reports no activity, and it is stopped.
+        stopped = _status(sm, "idle", "Stopped")
+        assert "FailureReason" not in stopped
+        today = dt.datetime.now(dt.UTC).date()
+        ce = boto_client("ce", server.url, **keys)
+        by_type = ce.get_cost_and_usage(
+            TimePeriod={"Start": today.isoformat(), "End": (today + dt.timedelta(days=1)).isoformat()},
+            Granularity="DAILY",
+            Metrics=["UsageQuantity"],
+            GroupBy=[{"Type": "DIMENSION", "Key": "USAGE_TYPE"}],
+        )
+        usage = {
+            g["Keys"][0]: g["Metrics"]["UsageQuantity"]["Amount"]
+            for g in by_type["ResultsByTime"][0]["Groups"]
+        }
+        assert float(usage["Notebk:ml.t3.medium"]) > 0, usage
+    never_idle = {**env, "SHIPYARD_NOTEBOOK_IDLE_SECONDS": "0"}
+    with ServerProcess(data, env=never_idle) as server:
+        sm = boto_client("sagemaker", server.url, **keys)
+        sm.create_notebook_instance(NotebookInstanceName="kept", InstanceType="ml.m5.xlarge", RoleArn=ROLE)
+        _status(sm, "kept", "InService")
+    # "kept" was in service when its server ended: the next server starts it again.
+    with ServerProcess(data, env=never_idle) as server:
+        sm = boto_client("sagemaker", server.url, **keys)
+        assert _status(sm, "kept", "InService")["InstanceType"] == "ml.m5.xlarge"
+        assert (
+            sm.describe_notebook_instance(NotebookInstanceName="idle")["NotebookInstanceStatus"] == "Stopped"
+        )
+        url = sm.create_presigned_notebook_instance_url(NotebookInstanceName="kept")["AuthorizedUrl"]
+        with httpx.Client(follow_redirects=True) as browser:
+            assert browser.get(url).status_code == 200
+        sm.stop_notebook_instance(NotebookInstanceName="kept")
+        _status(sm, "kept", "Stopped")
