@@ -327,6 +327,28 @@ def test_bad_requests_are_refused_naming_the_problem(
     assert failure["ErrorCode"] == "InputNotFound" and "inputs/nothing.json" in failure["Message"]
 
 
+def test_deleting_the_endpoint_fails_its_queued_requests(clients: tuple[Any, Any, Any]) -> None:
+    sm, s3, runtime = clients
+    name = deploy(sm, s3, asynchronous=config("deleted", concurrency=1))
+    logs = boto_client("logs", runtime.meta.endpoint_url)
+    slow = runtime.invoke_endpoint_async(
+        EndpointName=name, InputLocation=put_input(s3, {"x": "slow", "seconds": 600})
+    )
+    queued = runtime.invoke_endpoint_async(EndpointName=name, InputLocation=put_input(s3, {"x": "queued"}))
+    deadline = time.monotonic() + 60
+    while not logs.filter_log_events(
+        logGroupName=f"/aws/sagemaker/Endpoints/{name}", filterPattern='"started slow"'
+    )["events"]:
+        assert time.monotonic() < deadline, "the slow request never reached its model server"
+        time.sleep(0.05)
+    sm.delete_endpoint(EndpointName=name)  # its model servers stop: the slow one is cut off
+    cut = json.loads(until_object(s3, slow["FailureLocation"])["Body"])
+    assert cut["ErrorCode"] == "ServiceUnavailable", cut
+    never = json.loads(until_object(s3, queued["FailureLocation"])["Body"])
+    assert never["ErrorCode"] == "EndpointUnavailable" and "deleted" in never["Message"], never
+    assert missing(s3, queued["OutputLocation"])
+
+
 def test_a_restart_resumes_the_queue_and_fails_what_was_at_a_model_server(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     server = ServerProcess(data_dir).start()

@@ -105,6 +105,20 @@ def test_an_endpoint_config_carries_its_async_config() -> None:
     assert spec.async_inference is not None and spec.async_inference.output_path == "s3://b/o"
     plain = EndpointConfigSpec.from_request({"EndpointConfigName": "c", "ProductionVariants": [variant]})
     assert plain.async_inference is None
+    serverless = {
+        "VariantName": "s",
+        "ModelName": "m",
+        "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 2},
+    }
+    with pytest.raises(ValidationError) as error:
+        EndpointConfigSpec.from_request(
+            {
+                "EndpointConfigName": "c",
+                "ProductionVariants": [serverless],
+                "AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://b/o"}},
+            }
+        )
+    assert error.value.field == "AsyncInferenceConfig" and "serverless" in error.value.message
 
 
 def test_a_request_says_where_its_answer_goes() -> None:

@@ -141,6 +141,12 @@ class EndpointConfigSpec:
                 field="ProductionVariants",
             )
         asynchronous = AsyncInferenceConfig.from_request(params.get("AsyncInferenceConfig"))
+        if asynchronous is not None and any(v.serverless is not None for v in variants):
+            raise ValidationError(
+                "AsyncInferenceConfig cannot be combined with a serverless variant (ServerlessConfig), "
+                "as on SageMaker: give the variants an InstanceType",
+                field="AsyncInferenceConfig",
+            )
         return cls(params["EndpointConfigName"], tuple(variants), asynchronous)
 
 
