@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shipyard.server import ServerProcess
+from shipyard.services.identity import ADMIN_CREDENTIALS, read_credentials
 from tests._support import boto_client
 
 pytest.importorskip("jupyterlab", reason="the notebooks extra (jupyterlab) is not installed")
@@ -360,3 +361,60 @@ def test_idle_notebooks_stop_are_billed_and_come_back_after_a_restart(tmp_path: 
             assert browser.get(url).status_code == 200
         sm.stop_notebook_instance(NotebookInstanceName="kept")
         _status(sm, "kept", "Stopped")
+
+
+def test_users_see_and_open_only_their_own_notebooks(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "data", env={"SHIPYARD_AUTH": "on"}) as server:
+        admin = read_credentials(server.data_dir / ADMIN_CREDENTIALS)
+        assert admin is not None
+        iam = boto_client("iam", server.url, aws_access_key_id=admin[0], aws_secret_access_key=admin[1])
+        role = "arn:aws:iam::000000000000:role/ShipyardExecutionRole"
+        allow = [
+            {"Effect": "Allow", "Action": "sagemaker:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": role},
+        ]
+        no_links = {
+            "Effect": "Deny",
+            "Action": "sagemaker:CreatePresignedNotebookInstanceUrl",
+            "Resource": "*",
+        }
+        clients = {}
+        for name, statements in (("alice", allow), ("bob", [*allow, no_links])):
+            iam.create_user(UserName=name)
+            iam.put_user_policy(
+                UserName=name,
+                PolicyName="work",
+                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+            )
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            clients[name] = boto_client(
+                "sagemaker",
+                server.url,
+                aws_access_key_id=key["AccessKeyId"],
+                aws_secret_access_key=key["SecretAccessKey"],
+            )
+        alice, bob = clients["alice"], clients["bob"]
+        alice.create_notebook_instance(
+            NotebookInstanceName="alice-nb", InstanceType="ml.t3.medium", RoleArn=role
+        )
+        bob.create_notebook_instance(NotebookInstanceName="bob-nb", InstanceType="ml.t3.medium", RoleArn=role)
+        _status(alice, "alice-nb", "InService")
+        assert [n["NotebookInstanceName"] for n in bob.list_notebook_instances()["NotebookInstances"]] == [
+            "bob-nb"
+        ]
+        for call in (
+            lambda: bob.describe_notebook_instance(NotebookInstanceName="alice-nb"),
+            lambda: bob.stop_notebook_instance(NotebookInstanceName="alice-nb"),
+            lambda: bob.create_presigned_notebook_instance_url(NotebookInstanceName="alice-nb"),
+            lambda: bob.create_presigned_notebook_instance_url(NotebookInstanceName="bob-nb"),
+        ):
+            with pytest.raises(ClientError) as refused:
+                call()
+            assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+        url = alice.create_presigned_notebook_instance_url(NotebookInstanceName="alice-nb")["AuthorizedUrl"]
+        with httpx.Client(follow_redirects=True) as browser:
+            assert browser.get(url).status_code == 200
+        _status(bob, "bob-nb", "InService")
+        for who, name in ((alice, "alice-nb"), (bob, "bob-nb")):
+            who.stop_notebook_instance(NotebookInstanceName=name)
+            _status(who, name, "Stopped")
