@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from shipyard.server import ServerProcess
 from tests._support import boto_client
-from tests.integration.test_training import BUCKET, _create, _wait, _wait_for_log
+from tests.integration.test_training import BUCKET, PYTORCH_IMAGE, _create, _wait
 
 REQUIREMENTS_SCRIPT = """
 import sklearn, tabulate, sys
@@ -147,27 +147,42 @@ def test_sdk_framework_estimators_get_their_framework(
     torch_lines = _log_lines(logs, torch_estimator.latest_training_job.name)
     assert any(line.startswith("torch 2.13.0") for line in torch_lines)
     assert any("PyTorch 2.1 requested; using PyTorch 2.13.0+cpu" in line for line in torch_lines)
-    _wait_for_log(logs, torch_estimator.latest_training_job.name, "the server's own Python")
+    # the container's pandas and scikit-learn are not the server's: the job gets its own environment
+    [where] = [line for line in torch_lines if "environment pytorch 2.1: " in line]
+    assert "new environment" in where or "cached environment" in where, where
 
 
-def test_a_built_pytorch_environment_gets_the_cpu_wheel(clients: tuple[Any, Any, Any]) -> None:
+PYTORCH_CONTAINER_SCRIPT = """
+import importlib.metadata as m, importlib.util, pkg_resources
+import boto3, numpy as np, pandas as pd, PIL, requests, scipy, sklearn, torch
+from sklearn.linear_model import LogisticRegression
+
+frame = pd.DataFrame({"x": np.arange(20.0), "y": np.arange(20) % 2})
+model = LogisticRegression().fit(frame[["x"]], frame["y"])
+tensor = torch.tensor(frame["x"].to_numpy())
+cuda = [d.metadata["Name"] for d in m.distributions() if d.metadata["Name"].startswith("nvidia")]
+print("container pandas", pd.__version__, "sklearn", sklearn.__version__, "scipy", scipy.__version__,
+      "torch", torch.__version__, "cuda packages", cuda)
+print("torchvision importable", importlib.util.find_spec("torchvision") is not None)
+"""
+
+
+def test_a_pytorch_job_has_what_aws_pytorch_container_has(clients: tuple[Any, Any, Any]) -> None:
+    """PyTorch 2.1's container: pandas 2.1, scikit-learn 1.3, scipy, Pillow, boto3, requests and
+    pkg_resources beside the site's CPU torch (never a CUDA wheel); torchvision only where the site
+    has a CPU build of it, and the log says so (docs/environments.md)."""
     sm, s3, logs = clients
-    script = (
-        "import importlib.metadata as m, torch\n"
-        "cuda = [d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].startswith('nvidia')]\n"
-        "print('torch', torch.__version__, 'cuda packages', cuda)\n"
-    )
-    files = {"train.py": script, "requirements.txt": "tabulate==0.9.0\n"}  # forces a build
-    name = _create(
-        sm,
-        s3,
-        "",
-        extra_files=files,
-        image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310",
-    )
+    name = _create(sm, s3, PYTORCH_CONTAINER_SCRIPT, image=PYTORCH_IMAGE, max_runtime=600)
     description = _wait(sm, name, timeout=600)
     assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
-    assert "torch 2.13.0+cpu cuda packages []" in _log_lines(logs, name)
+    lines = _log_lines(logs, name)
+    [versions] = [line for line in lines if line.startswith("container pandas")]
+    assert re.fullmatch(
+        r"container pandas 2\.1\.\d+ sklearn 1\.3\.\d+ scipy 1\.11\.\d+ torch 2\.13\.0\+cpu cuda packages \[\]",
+        versions,
+    ), versions
+    assert "torchvision importable False" in lines
+    assert any("torchvision is not installed: this site provides no CPU build" in line for line in lines)
 
 
 LAYER_SCRIPT = """

@@ -8,7 +8,8 @@ The ``sagemaker`` SDK names its framework containers by ECR URI::
 
 Any account, region and partition (``.amazonaws.com.cn``) resolve the same way: the repository names
 the framework, the tag its version. Each known framework version maps to pinned packages that
-install on this Python; versions too old for it map to the nearest release that does, with a note
+install on this Python, with what AWS's container of that version carries besides the framework
+(envs/_containers.py); versions too old for it map to the nearest release that does, with a note
 the job's log shows. Sites add their own image names (``<data dir>/images.toml``).
 """
 
@@ -27,6 +28,14 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from shipyard.envs._containers import (
+    COMMON,
+    huggingface_packages,
+    pytorch_packages,
+    tensorflow_packages,
+    torchvision_for,
+    vkey,
+)
 from shipyard.errors import ConfigurationError, ValidationError
 
 _ECR = re.compile(
@@ -139,17 +148,26 @@ class ImageResolver:
             {"requirements": [..]} / {"requirements_file": path}.
         torch_version: The PyTorch release installed for PyTorch and Hugging Face images (the CPU
             build this site provides); None to use the version the image names.
+        torchvision_version: The CPU build of torchvision this site provides, if any. PyPI's Linux
+            torchvision wheels are CUDA builds that do not load with a CPU torch, so without one
+            (or with one built for another torch) the environment has no torchvision, and says so.
     """
 
     def __init__(
-        self, site_images: Mapping[str, EnvironmentSpec] | None = None, torch_version: str | None = None
+        self,
+        site_images: Mapping[str, EnvironmentSpec] | None = None,
+        torch_version: str | None = None,
+        torchvision_version: str | None = None,
     ):
         self._site = dict(site_images or {})
         self._torch = torch_version
+        self._torchvision = torchvision_version
 
     @classmethod
-    def load(cls, data_dir: Path, torch_version: str | None = None) -> ImageResolver:
-        return cls(_read_site_images(data_dir / "images.toml"), torch_version)
+    def load(
+        cls, data_dir: Path, torch_version: str | None = None, torchvision_version: str | None = None
+    ) -> ImageResolver:
+        return cls(_read_site_images(data_dir / "images.toml"), torch_version, torchvision_version)
 
     def known(self) -> list[str]:
         return sorted(
@@ -207,14 +225,14 @@ class ImageResolver:
                 minor,
                 _SKLEARN,
                 "scikit-learn",
-                ("numpy<2", "scipy<1.14", "pandas<2.2", "joblib"),
+                ("numpy<2", "scipy<1.14", "pandas<2.2", "joblib", *COMMON),
             )
         if framework == "xgboost":
             return self._xgboost(version, minor)
         if framework == "pytorch":
             return self._pytorch(f"pytorch {version}", version, ())
         if framework == "tensorflow":
-            return self._tensorflow(f"tensorflow {version}", minor, ())
+            return self._tensorflow(f"tensorflow {version}", version, ())
         transformers = parsed["transformers"]
         if transformers is None:
             raise ValidationError(
@@ -222,14 +240,16 @@ class ImageResolver:
                 field=field,
                 value=image,
             )
-        extras = (f"transformers=={transformers}", "datasets", "accelerate")
+        extras, hf_note = huggingface_packages(transformers, pytorch=framework == "huggingface")
         if framework == "huggingface":
-            return self._pytorch(
+            spec = self._pytorch(
                 f"huggingface transformers {transformers} (pytorch {version})", version, extras
             )
-        return self._tensorflow(
-            f"huggingface transformers {transformers} (tensorflow {version})", minor, extras
-        )
+        else:
+            spec = self._tensorflow(
+                f"huggingface transformers {transformers} (tensorflow {version})", version, extras
+            )
+        return dataclasses.replace(spec, note=_join(hf_note, spec.note)) if hf_note else spec
 
     def _pick(
         self,
@@ -266,11 +286,9 @@ class ImageResolver:
             minor,
             _XGBOOST,
             "xgboost",
-            ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2", "pyarrow<18"),
+            # xgboost 1.5's pkg_resources comes with COMMON's setuptools
+            ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2", "pyarrow<18", *COMMON),
         )
-        if any(r.startswith("xgboost==1.5.") for r in spec.requirements):
-            # xgboost 1.5 imports pkg_resources, which a fresh environment has no longer
-            spec = dataclasses.replace(spec, requirements=(*spec.requirements, "setuptools<81"))
         return dataclasses.replace(spec, builtin="xgboost")
 
     def _pytorch(self, name: str, version: str, extras: tuple[str, ...]) -> EnvironmentSpec:
@@ -280,9 +298,28 @@ class ImageResolver:
             if release == version
             else (f"PyTorch {version} requested; using PyTorch {release}, the CPU build this site installs")
         )
-        return EnvironmentSpec(name, (f"torch=={release}", "numpy", *extras), note=note)
+        vision, missing = self._torchvision_pin(release)
+        packages = (f"torch=={release}", *vision, *pytorch_packages(version), *extras)
+        return EnvironmentSpec(name, _unique(packages), note=_join(note, missing))
 
-    def _tensorflow(self, name: str, minor: str, extras: tuple[str, ...]) -> EnvironmentSpec:
+    def _torchvision_pin(self, torch: str) -> tuple[tuple[str, ...], str | None]:
+        """torchvision for ``torch``: the site's CPU build of the matching release, or, where torch
+        comes from the index as the image names it, that release from the index too."""
+        wanted = torchvision_for(torch)
+        if self._torch is None:
+            return (f"torchvision=={wanted}.*",), None
+        if self._torchvision and vkey(self._torchvision)[:2] == vkey(wanted)[:2]:
+            return (f"torchvision=={self._torchvision}",), None
+        have = f" (it has {self._torchvision}, built for another torch)" if self._torchvision else ""
+        return (), (
+            f"torchvision is not installed: this site provides no CPU build of torchvision {wanted} for "
+            f"torch {torch}{have}, and PyPI's Linux torchvision wheels are CUDA builds that do not load "
+            f"with a CPU torch; put a torchvision-{wanted}.*+cpu wheel in the site's package_find_links "
+            "to install it, or train without torchvision"
+        )
+
+    def _tensorflow(self, name: str, version: str, extras: tuple[str, ...]) -> EnvironmentSpec:
+        minor = ".".join(version.split("-")[0].split(".")[:2])
         release = minor if _vkey(minor) >= _vkey("2.12") else "2.12"
         note = (
             None
@@ -291,7 +328,8 @@ class ImageResolver:
                 f"TensorFlow {minor} does not install on this Python; using TensorFlow {release}, the nearest release that does"
             )
         )
-        return EnvironmentSpec(name, (f"tensorflow-cpu~={release}.0", *extras), note=note)
+        packages = (f"tensorflow-cpu~={release}.0", *tensorflow_packages(version), *extras)
+        return EnvironmentSpec(name, _unique(packages), note=note)
 
 
 SDK_V3_DEFAULT = "3.27.0"  # the sagemaker SDK v3 a v3 client's remote function gets when its own is unknown
@@ -345,6 +383,22 @@ def _remote_function_environment(repo: str, client_version: str | None) -> Envir
 
 def _vkey(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+def _unique(packages: tuple[str, ...]) -> tuple[str, ...]:
+    """One requirement per package, the first named winning (the framework's own pins first)."""
+    seen: set[str] = set()
+    kept = []
+    for requirement in packages:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower()
+        if name not in seen:
+            seen.add(name)
+            kept.append(requirement)
+    return tuple(kept)
 
 
 def _read_site_images(path: Path) -> dict[str, EnvironmentSpec]:

@@ -165,7 +165,11 @@ class Platform:
         )
         backends = _backends(settings)
         sources = package_sources(settings)
-        resolver = ImageResolver.load(settings.data_dir, torch_version=_cpu_torch_version(sources))
+        resolver = ImageResolver.load(
+            settings.data_dir,
+            torch_version=_cpu_torch_version(sources),
+            torchvision_version=_cpu_torch_version(sources, "torchvision"),
+        )
         jobs = TrainingJobRepository(db)
         processing_jobs = ProcessingJobRepository(db)
         transform_jobs = TransformJobRepository(db)
@@ -460,8 +464,9 @@ def package_sources(settings: Settings) -> PackageSources:
     )
 
 
-def _cpu_torch_version(sources: PackageSources) -> str | None:
-    """The PyTorch release jobs get: the server's own, else a CPU wheel in the site's wheelhouse.
+def _cpu_torch_version(sources: PackageSources, package: str = "torch") -> str | None:
+    """The PyTorch (or torchvision) release jobs get: the server's own, else a CPU wheel in the
+    site's wheelhouse.
 
     The local version label is kept (``2.13.0+cpu``): pinned so, only the CPU wheel can satisfy it,
     never an index's multi-GB CUDA build of the same release.
@@ -469,12 +474,12 @@ def _cpu_torch_version(sources: PackageSources) -> str | None:
     from importlib import metadata
 
     try:
-        return metadata.version("torch")
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
         pass
     for link in sources.find_links:
         folder = Path(link.removeprefix("file://"))
-        wheels = sorted(folder.glob("torch-*+cpu-*.whl")) if folder.is_dir() else []
+        wheels = sorted(folder.glob(f"{package}-*+cpu-*.whl")) if folder.is_dir() else []
         if wheels:
             return wheels[-1].name.split("-")[1]
     return None
