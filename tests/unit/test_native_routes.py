@@ -51,6 +51,8 @@ ROUTES = [
     ("GET", "/api/v1/quotas"),
     ("PUT", "/api/v1/quotas/{subject}"),
     ("DELETE", "/api/v1/quotas/{subject}"),
+    ("GET", "/api/v1/notebook-instances"),
+    ("POST", "/api/v1/notebook-instances/{name}/url"),
 ]
 
 

@@ -90,6 +90,7 @@ class _Arns:
             "hyper-parameter-tuning-job": lambda: p.tuning.repository.get(name),
             "endpoint": lambda: p.endpoints.repository.get(name),
             "pipeline": lambda: p.pipelines.repository.get(name),
+            "notebook-instance": lambda: p.notebooks.repository.get(name),
         }
         try:
             return str(find[resource_type]().arn)
@@ -205,6 +206,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/endpoints"): _listed("sagemaker:ListEndpoints"),
     ("GET", "/api/v1/endpoints/{name}"): _named("Describe", "Endpoint", "endpoint"),
     ("GET", "/api/v1/endpoints/{name}/metrics"): _named("Describe", "Endpoint", "endpoint"),
+    ("GET", "/api/v1/notebook-instances"): _listed("sagemaker:ListNotebookInstances"),
+    ("POST", "/api/v1/notebook-instances/{name}/url"): _named(
+        "CreatePresigned", "NotebookInstanceUrl", "notebook-instance"
+    ),
     ("GET", "/api/v1/pipelines"): _listed("sagemaker:ListPipelines"),
     ("GET", "/api/v1/pipelines/{name}"): _named("Describe", "Pipeline", "pipeline"),
     ("GET", "/api/v1/pipelines/{name}/executions/{execution_id}"): _execution,

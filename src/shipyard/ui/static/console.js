@@ -868,6 +868,47 @@ async function endpointsView(view) {
   );
 }
 
+async function notebooksView(view) {
+  const owner = listParams().get("owner") || "";
+  const found = await api(`/api/v1/notebook-instances${owner ? `?owner=${enc(owner)}` : ""}`);
+  // A link is made when asked for (it is good for 5 minutes), and shown for the user to follow.
+  const open = (n) => {
+    if (n.status !== "InService") return h("span", { class: "muted" }, n.failure_reason || "");
+    const cell = h("span");
+    const ask = h("button", { type: "button", class: "notebook-open" }, "Get link");
+    ask.addEventListener("click", async () => {
+      try {
+        const { url } = await api(`/api/v1/notebook-instances/${enc(n.name)}/url`, { method: "POST" });
+        put(cell, h("a", { href: url, target: "_blank", rel: "noopener noreferrer", class: "notebook-link" }, "Open JupyterLab"));
+      } catch (error) {
+        put(cell, h("span", { class: "error" }, error.message));
+      }
+    });
+    put(cell, ask);
+    return cell;
+  };
+  put(
+    view,
+    h("h1", {}, "Notebook instances"),
+    h("div", { class: "toolbar" }, ownerSelect(found.owners, owner, (o) => (location.hash = `#/notebooks${o ? `?owner=${enc(o)}` : ""}`))),
+    found.items.length
+      ? table(
+          [
+            { label: "name", cell: (n) => n.name },
+            { label: "status", cell: (n) => status(n.status) },
+            { label: "owner", cell: ownerCell },
+            { label: "type", cell: (n) => n.instance_type },
+            { label: "created", cell: (n) => when(n.created) },
+            { label: "JupyterLab", cell: open },
+          ],
+          found.items,
+          { id: "notebooks" },
+        )
+      : h("p", { class: "muted" }, "No notebook instances: create one with CreateNotebookInstance (boto3's sagemaker client)."),
+  );
+  return found.items.some((n) => ["Pending", "Stopping", "Deleting"].includes(n.status));
+}
+
 async function endpointView(view, name) {
   const render = async () => {
     const [endpoint, metrics] = await Promise.all([
@@ -1134,6 +1175,12 @@ async function route() {
     else if (parts[0] === "costs") await costsView(view);
     else if (parts[0] === "endpoints" && parts.length === 1) await endpointsView(view);
     else if (parts[0] === "endpoints" && parts.length === 2) await endpointView(view, parts[1]);
+    else if (parts[0] === "notebooks") {
+      let busy = await notebooksView(view); // polled while one is starting or stopping
+      every(3000, async () => {
+        if (busy) busy = await notebooksView(view);
+      });
+    }
     else if (parts[0] === "pipelines" && parts.length === 1) await pipelinesView(view);
     else if (parts[0] === "models") await modelsView(view);
     else if (parts[0] === "pipelines" && parts.length <= 3) {
