@@ -159,6 +159,13 @@ def test_scales_from_zero_on_a_request_and_back_to_zero_when_idle(
     assert answers == [[0, 2], [0, 2]]
     assert len(_instances(server, name)) == 1
 
+    _until(lambda: _instances(server, name) == [], "scaled to zero again")
+    stream = runtime.invoke_endpoint_with_response_stream(
+        EndpointName=name, Body=json.dumps(IRIS), ContentType="application/json"
+    )  # the streaming call starts it as well
+    parts = b"".join(event["PayloadPart"]["Bytes"] for event in stream["Body"] if "PayloadPart" in event)
+    assert json.loads(parts) == [0, 2]
+
 
 def test_requests_past_max_concurrency_are_throttled(
     server: ServerProcess, clients: tuple[Any, Any, Any], model_data: str

@@ -73,6 +73,7 @@ def endpoint(request: Request, name: str) -> dict[str, Any]:
                 "name": v["name"],
                 "model": v["model"],
                 "instance_type": v["instance_type"],
+                "serverless": v.get("serverless"),  # memory_mb and max_concurrency; None: instances
                 "desired_instance_count": v["instance_count"],
                 "desired_weight": v["weight"],
                 "weight": live[v["name"]].weight if v["name"] in live else None,
