@@ -1,9 +1,11 @@
 """The asynchronous inference dispatcher: InvokeEndpointAsync's queued requests to model servers.
 
-It runs in the server's event loop beside InvokeEndpoint, on its own connection pool. Each pass
+It runs in the server's event loop beside InvokeEndpoint, on its own connection pool. The store
+holds the queue (:class:`~shipyard.services.async_inference.AsyncInferenceService`); the
+dispatcher works from a copy in memory, loaded at its start and added to as requests are queued
+(:meth:`AsyncDispatcher.enqueue`), so that a pass does not read the whole backlog again. Each pass
 (when a request is queued or answered, and every second for endpoints coming into service and
-requests expiring) asks the :class:`~shipyard.services.async_inference.AsyncInferenceService` for
-the queued requests and each endpoint's capacity, lets
+requests expiring) asks the service for each endpoint's capacity, lets
 :func:`~shipyard.core.async_inference.plan` decide, and sends what it says through the router as
 InvokeEndpoint does (``route``: the runtime's). Each answer (or failure) is written by the service.
 Stopping cancels the requests at model servers: they stay recorded as such, and the next start
@@ -46,6 +48,7 @@ class AsyncDispatcher:
         # each request's own InvocationTimeoutSeconds bounds it; the pool's must not cut it short
         self._pool = UpstreamPool(timeout=core.TIMEOUT_RANGE[1] + 60.0)
         self._in_flight: dict[str, int] = {}
+        self._queues: dict[str, dict[str, AsyncInvocation]] = {}  # endpoint → key → queued, oldest first
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._requests: set[asyncio.Task[None]] = set()
@@ -54,7 +57,9 @@ class AsyncDispatcher:
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
-    def wake(self) -> None:
+    def enqueue(self, invocation: AsyncInvocation) -> None:
+        """A request the service has just queued (and stored)."""
+        self._queues.setdefault(invocation.endpoint, {})[invocation.key] = invocation
         self._wake.set()
 
     async def close(self) -> None:
@@ -72,6 +77,11 @@ class AsyncDispatcher:
             lost = await run_in_threadpool(self.service.recover)
             if lost:
                 log.warning("%d asynchronous inference requests were lost in a restart: failed", len(lost))
+            stored = await run_in_threadpool(self.service.queued)
+            for endpoint, invocations in stored.items():
+                queue = self._queues.setdefault(endpoint, {})
+                resumed = {i.key: i for i in invocations if i.key not in queue}
+                self._queues[endpoint] = resumed | queue  # the stored ones are older
         except Exception:
             log.exception("Recovering the asynchronous inference queue failed")
         while True:
@@ -85,19 +95,26 @@ class AsyncDispatcher:
                     await self._wake.wait()
 
     async def _pass(self) -> None:
-        queued = await run_in_threadpool(self.service.queued)
-        for endpoint, invocations in queued.items():
+        for endpoint, queue in list(self._queues.items()):
+            if not queue:
+                del self._queues[endpoint]
+                continue
             in_flight = self._in_flight.get(endpoint, 0)
             try:
                 capacity = await run_in_threadpool(self.service.capacity, endpoint)
             except EndpointGone as exc:
                 if in_flight == 0:
-                    for invocation in invocations:
+                    for invocation in list(queue.values()):
+                        queue.pop(invocation.key, None)
                         await run_in_threadpool(
                             self.service.fail, invocation, "EndpointUnavailable", exc.message
                         )
                 continue
-            plan = core.plan(invocations, in_flight=in_flight, capacity=capacity, now=self.service.now())
+            plan = core.plan(
+                list(queue.values()), in_flight=in_flight, capacity=capacity, now=self.service.now()
+            )
+            for invocation in (*plan.expired, *plan.send):
+                queue.pop(invocation.key, None)
             for invocation in plan.expired:
                 message = (
                     f"The request waited in the queue past its RequestTTLSeconds ({invocation.ttl_seconds} s)"

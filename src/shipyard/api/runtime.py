@@ -208,7 +208,7 @@ class Runtime:
             return runtime_error("AccessDeniedException", exc.message, 403, request_id)
         except ValidationError as exc:
             return runtime_error("ValidationError", exc.message, 400, request_id)
-        self._async.wake()
+        self._async.enqueue(invocation)
         out = {"X-Amzn-SageMaker-OutputLocation": invocation.output_location, "x-amzn-RequestId": request_id}
         if invocation.failure_location is not None:
             out["X-Amzn-SageMaker-FailureLocation"] = invocation.failure_location

@@ -3,7 +3,8 @@
 :meth:`AsyncInferenceService.submit` checks that the caller may read the request's input, and
 keeps the request (an :class:`~shipyard.core.async_inference.AsyncInvocation`, a resource of kind
 ``async-invocation``: it outlives a server restart). The runtime's dispatcher
-(``api/_async_invocations.py``) asks :meth:`capacity` and :meth:`queued`, takes requests with
+(``api/_async_invocations.py``) loads :meth:`queued` at its start (then learns of each request
+as it is queued), asks :meth:`capacity`, takes requests with
 :meth:`begin`, reads their input (:meth:`read_input`), sends them to a model server of the
 endpoint through the router as InvokeEndpoint does, and ends each with :meth:`succeed` or
 :meth:`fail`, which write the answer or the failure object as the endpoint's owner would (with
