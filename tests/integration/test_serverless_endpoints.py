@@ -1,6 +1,7 @@
 """Serverless endpoints (a ProductionVariant's ServerlessConfig) through boto3: InService with no
 model server running, the first request starts one and is answered, requests that come meanwhile
-wait for the same one, the server stops after the site's idle time, MaxConcurrency throttles,
+wait for the same one, the server stops after the site's idle time, MaxConcurrency throttles, the
+model server's memory is MemorySizeInMB,
 SageMaker's validation errors, and each request billed for its compute time at its memory."""
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def predict_fn(rows, model):
     if rows == "slow":  # holds its model server a while: the test's other requests come meanwhile
         time.sleep(3)
         return "slept"
+    if rows == "hog":  # more than the variant's 1024 MB
+        return len(bytearray(1536 * 2**20))
     return model.predict(rows).tolist()
 """
 
@@ -184,6 +187,18 @@ def test_requests_past_max_concurrency_are_throttled(
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
     assert "MaxConcurrency of 1" in error.value.response["Error"]["Message"]
     assert _invoke(runtime, name, IRIS) == [0, 2]  # the slow one answered: room again
+
+
+def test_the_model_server_has_the_variants_memory(
+    server: ServerProcess, clients: tuple[Any, Any, Any], model_data: str
+) -> None:
+    sm, s3, runtime = clients
+    name = _deploy(sm, s3, model_data, memory=1024, concurrency=1, code=SLOW)
+    with pytest.raises(ClientError) as error:
+        _invoke(runtime, name, "hog")
+    assert error.value.response["Error"]["Code"] == "ModelError"
+    assert "MemoryError" in error.value.response["OriginalMessage"]
+    assert _invoke(runtime, name, IRIS) == [0, 2]  # the model server lives on
 
 
 def test_each_request_is_billed_for_its_compute_time_at_its_memory(

@@ -34,7 +34,9 @@ class ModelServerError(Exception):
 @dataclasses.dataclass(frozen=True)
 class ModelRequest:
     """One instance of a production variant to bring up. ``instance_dir`` is its folder on the
-    Shipyard server (its log is kept there); ``environment`` was resolved from the image there."""
+    Shipyard server (its log is kept there); ``environment`` was resolved from the image there.
+    ``memory_limit_mb``: the memory the model server may use (a serverless variant's
+    MemorySizeInMB), where the model servers can limit it; None: the machine's."""
 
     instance_dir: Path
     endpoint: str
@@ -42,6 +44,7 @@ class ModelRequest:
     instance_type: str
     container: ContainerSpec
     environment: EnvironmentSpec
+    memory_limit_mb: int | None = None
 
 
 class ModelServer:

@@ -476,8 +476,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--program")
     parser.add_argument("--framework", default="sklearn")
     parser.add_argument("--exit-with-stdin", action="store_true", help="exit when standard input closes")
+    parser.add_argument("--memory-limit-mb", type=int, help="the memory this process may allocate")
     args = parser.parse_args(argv)
     sys.stderr = sys.stdout
+    if args.memory_limit_mb:
+        import resource
+
+        # Its heap and anonymous mappings (RLIMIT_DATA), soft and hard: the model's code, which runs
+        # after this, cannot raise it; an allocation past it is a MemoryError.
+        limit = args.memory_limit_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     serve(
         lambda: Handlers(args.framework, args.model_dir, args.code_dir, args.program),
         args.port,

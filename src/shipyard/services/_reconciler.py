@@ -259,6 +259,7 @@ class EndpointReconciler:
             instance_type=variant.instance_type,
             container=model.container,
             environment=self._resolver.resolve(model.container.image, field="PrimaryContainer.Image"),
+            memory_limit_mb=variant.serverless.memory_mb if variant.serverless else None,
         )
         if op.abandon.is_set():
             raise ModelServerError("the endpoint is being deleted")

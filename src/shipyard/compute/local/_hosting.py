@@ -207,6 +207,8 @@ class LocalModelServers(ModelServers):
             command += ["--code-dir", inside(launch.code_dir) or ""]
         if launch.program:
             command += ["--program", launch.program]
+        if request.memory_limit_mb:
+            command += ["--memory-limit-mb", str(request.memory_limit_mb)]
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update({k: inside(v) or "" for k, v in launch.environment.items()})
         env["PYTHONPATH"] = inside(launch.code_dir) or ""
