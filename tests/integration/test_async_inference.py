@@ -170,6 +170,8 @@ def test_the_answer_and_the_failure_are_written_to_s3_and_notified_in_the_log(
     deploy(sm, s3, asynchronous=config(name, notify=True), name=name)
     described = sm.describe_endpoint_config(EndpointConfigName=name)
     assert described["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"] == f"s3://{BUCKET}/{name}/out"
+    endpoint = sm.describe_endpoint(EndpointName=name)
+    assert endpoint["AsyncInferenceConfig"] == described["AsyncInferenceConfig"]
 
     answer = runtime.invoke_endpoint_async(
         EndpointName=name,

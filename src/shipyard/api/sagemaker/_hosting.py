@@ -117,6 +117,11 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
             else:
                 entry["CurrentInstanceCount"] = endpoints.live_count(endpoint.name, variant["name"])
         variants.append(entry)
+    asynchronous = None
+    with contextlib.suppress(NotFoundError):  # a config deleted under its endpoint: SageMaker allows it
+        asynchronous = ctx.platform.endpoint_configs.get(state["config"])[0].request.get(
+            "AsyncInferenceConfig"
+        )
     return {
         "EndpointName": endpoint.name,
         "EndpointArn": endpoint.arn,
@@ -126,6 +131,7 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "FailureReason": state.get("failure_reason"),
         "CreationTime": endpoint.created,
         "LastModifiedTime": endpoint.last_modified,
+        "AsyncInferenceConfig": asynchronous,
     }
 
 
