@@ -256,7 +256,7 @@ def test_serverless_config_errors_are_sagemakers(clients: tuple[Any, Any, Any], 
     )
 
 
-def test_a_serverless_variant_has_no_instance_count_to_change(
+def test_a_serverless_variant_has_no_instance_count_to_change_or_scale(
     clients: tuple[Any, Any, Any], model_data: str
 ) -> None:
     sm, s3, _ = clients
@@ -265,6 +265,17 @@ def test_a_serverless_variant_has_no_instance_count_to_change(
         sm.update_endpoint_weights_and_capacities(
             EndpointName=name,
             DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
+        )
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert "serverless" in error.value.response["Error"]["Message"]
+    scaling = boto_client("application-autoscaling", sm.meta.endpoint_url)
+    with pytest.raises(ClientError) as error:
+        scaling.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=f"endpoint/{name}/variant/AllTraffic",
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=1,
+            MaxCapacity=2,
         )
     assert error.value.response["Error"]["Code"] == "ValidationException"
     assert "serverless" in error.value.response["Error"]["Message"]

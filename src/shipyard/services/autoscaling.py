@@ -80,6 +80,14 @@ class AutoscalingService:
     def register(self, params: Mapping[str, Any], *, region: str) -> str:
         _check_namespace(params)
         endpoint, variant = _parse_resource_id(params["ResourceId"])
+        for wanted in self._endpoints.get(endpoint).state["variants"]:
+            if wanted["name"] == variant and wanted.get("serverless"):
+                raise ValidationError(
+                    f"The variant {variant!r} of endpoint {endpoint!r} is serverless: its model server "
+                    f"starts and stops with its requests, it has no {DIMENSION} to scale",
+                    field="ResourceId",
+                    value=params["ResourceId"],
+                )
         arn = f"arn:aws:application-autoscaling:{region}:{self._account_id}:scalable-target/{uuid.uuid5(uuid.NAMESPACE_URL, params['ResourceId']).hex}"
 
         def change(target: dict[str, Any] | None) -> dict[str, Any]:
