@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -58,8 +59,10 @@ class AsyncDispatcher:
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     def enqueue(self, invocation: AsyncInvocation) -> None:
-        """A request the service has just queued (and stored)."""
-        self._queues.setdefault(invocation.endpoint, {})[invocation.key] = invocation
+        """A request the service has just queued (and stored). An inline body stays in the store
+        only (:meth:`AsyncInferenceService.read_input` reads it there): a backlog of them would
+        hold up to 128 kB each here."""
+        self._queues.setdefault(invocation.endpoint, {})[invocation.key] = _light(invocation)
         self._wake.set()
 
     async def close(self) -> None:
@@ -80,7 +83,7 @@ class AsyncDispatcher:
             stored = await run_in_threadpool(self.service.queued)
             for endpoint, invocations in stored.items():
                 queue = self._queues.setdefault(endpoint, {})
-                resumed = {i.key: i for i in invocations if i.key not in queue}
+                resumed = {i.key: _light(i) for i in invocations if i.key not in queue}
                 self._queues[endpoint] = resumed | queue  # the stored ones are older
         except Exception:
             log.exception("Recovering the asynchronous inference queue failed")
@@ -195,3 +198,7 @@ class AsyncDispatcher:
         await run_in_threadpool(
             fail, invocation, "ModelError", message, status=answer.status, response=answer.body
         )
+
+
+def _light(invocation: AsyncInvocation) -> AsyncInvocation:
+    return dataclasses.replace(invocation, body=None) if invocation.body is not None else invocation

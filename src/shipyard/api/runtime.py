@@ -123,11 +123,13 @@ class Runtime:
         name = unquote(request.url.path.split("/")[2])
         body = await request.body()  # within the limit (api/_body.py): PayloadTooLarge past it
         routed = self._route(name, request.headers, request_id)
-        if isinstance(routed, Response):
-            return routed
-        if is_async_invocation(request.url.path):
+        if is_async_invocation(request.url.path):  # queued even while no model server answers (503)
+            if isinstance(routed, Response) and routed.status_code != 503:
+                return routed
             caller = principal or Principal.root(self._platform.settings.account_id)
             return await self._invoke_async(request, name, body, caller, request_id)
+        if isinstance(routed, Response):
+            return routed
         variant, server = routed
         ticket: Ticket | None = None
         if variant.serverless is not None:

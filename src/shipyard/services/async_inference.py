@@ -192,11 +192,13 @@ class AsyncInferenceService:
         self.repository.modify(invocation.key, running)
 
     def read_input(self, invocation: AsyncInvocation) -> bytes:
-        """The request's payload: its inline body, or the InputLocation object (read by the
-        platform: the caller's permission was checked when it was queued). Raises NotFoundError
-        when the object is not there."""
+        """The request's payload: its inline body (from the store when ``invocation`` was given
+        without it), or the InputLocation object (read by the platform: the caller's permission was
+        checked when it was queued). Raises NotFoundError when the object is not there."""
         if invocation.input_location is None:
-            return invocation.body or b""
+            if invocation.body is not None:
+                return invocation.body
+            return _load(self.repository.get(invocation.key)).body or b""  # kept in the store only
         bucket, key = parse_s3_uri(invocation.input_location, field="InputLocation")
         return self._objects.get_object_bytes(bucket, key)
 
