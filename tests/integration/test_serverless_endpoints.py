@@ -279,3 +279,34 @@ def test_a_serverless_variant_has_no_instance_count_to_change_or_scale(
         )
     assert error.value.response["Error"]["Code"] == "ValidationException"
     assert "serverless" in error.value.response["Error"]["Message"]
+
+
+def test_an_endpoint_updated_to_a_serverless_config_scales_to_zero(
+    server: ServerProcess, clients: tuple[Any, Any, Any], model_data: str
+) -> None:
+    sm, s3, runtime = clients
+    name = _model(sm, s3, model_data)
+    variant = {"VariantName": "AllTraffic", "ModelName": name}
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-instances",
+        ProductionVariants=[{**variant, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}],
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-serverless",
+        ProductionVariants=[{**variant, "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 1}}],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-instances")
+    _until(lambda: sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService", "InService", 300)
+    [instance] = _instances(server, name)
+    sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-serverless")
+    endpoint = _until(
+        lambda: (e := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] != "Updating" and e,
+        "updated",
+        300,
+    )
+    assert endpoint["EndpointConfigName"] == f"{name}-serverless", endpoint.get("FailureReason")
+    [serving] = endpoint["ProductionVariants"]
+    assert serving["CurrentServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 1}
+    _until(lambda: not _answers(instance["url"]), "the instance retired")
+    assert _instances(server, name) == []
+    assert _invoke(runtime, name, IRIS) == [0, 2]

@@ -96,3 +96,19 @@ def test_serverless_compute_is_priced_per_gb_second(tmp_path: Path) -> None:
     assert (site.site, site.sagemaker) == (Decimal("0.00001") * 6 * 3600, Decimal("0.00002") * 6 * 3600)
     assert ServerlessConfig.memory_of(ServerlessConfig(6144, 1).billing_type) == 6144
     assert ServerlessConfig.memory_of("ml.m5.large") is None
+
+
+def test_a_budgets_worst_case_is_max_concurrency_requests_all_day() -> None:
+    from shipyard.core import estimates
+    from shipyard.core.catalog import JobKind
+    from shipyard.core.pricing import Price
+
+    def prices(instance_type: str, kind: JobKind) -> Price:
+        memory = ServerlessConfig.memory_of(instance_type)
+        assert memory is not None and kind == JobKind.HOSTING
+        return Rates().serverless(memory)
+
+    variants = [{"VariantName": "v", "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 10}}]
+    estimate = estimates.endpoint(variants, prices)
+    assert estimate.sagemaker_usd == Decimal("0.00002") * 2 * 10 * 86400  # 10 requests at 2 GB for 24 h
+    assert "10 concurrent requests" in estimate.to_json()["basis"]
