@@ -329,6 +329,28 @@ def test_bad_requests_are_refused_naming_the_problem(
     assert failure["ErrorCode"] == "InputNotFound" and "inputs/nothing.json" in failure["Message"]
 
 
+def test_without_a_failure_path_a_failure_is_said_in_the_endpoints_log(
+    server: ServerProcess, clients: tuple[Any, Any, Any]
+) -> None:
+    sm, s3, runtime = clients
+    name = deploy(sm, s3, asynchronous={"OutputConfig": {"S3OutputPath": f"s3://{BUCKET}/nofail/out"}})
+    answer = runtime.invoke_endpoint_async(
+        EndpointName=name, InputLocation=put_input(s3, {"fail": "quietly"}), InferenceId="no-failure-path"
+    )
+    assert "FailureLocation" not in answer
+    logs = boto_client("logs", server.url)
+    deadline = time.monotonic() + 60
+    while not (
+        found := logs.filter_log_events(
+            logGroupName=f"/aws/sagemaker/Endpoints/{name}", filterPattern='"no-failure-path: failed"'
+        )["events"]
+    ):
+        assert time.monotonic() < deadline, "the failure was never logged"
+        time.sleep(0.05)
+    assert "ModelError" in found[0]["message"] and "asked to fail: quietly" in found[0]["message"]
+    assert missing(s3, answer["OutputLocation"])
+
+
 def test_deleting_the_endpoint_fails_its_queued_requests(clients: tuple[Any, Any, Any]) -> None:
     sm, s3, runtime = clients
     name = deploy(sm, s3, asynchronous=config("deleted", concurrency=1))

@@ -124,7 +124,13 @@ class AsyncDispatcher:
                 )
                 await run_in_threadpool(self.service.fail, invocation, "ExpiredInQueue", message)
             for invocation in plan.send:
-                await run_in_threadpool(self.service.begin, invocation)
+                try:
+                    await run_in_threadpool(self.service.begin, invocation)
+                except NotFoundError:
+                    continue  # forgotten meanwhile
+                except Exception:
+                    queue[invocation.key] = invocation  # the store did not take it: next pass
+                    raise
                 self._in_flight[endpoint] = self._in_flight.get(endpoint, 0) + 1
                 task = asyncio.get_running_loop().create_task(self._process(invocation))
                 self._requests.add(task)

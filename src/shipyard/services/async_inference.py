@@ -233,9 +233,15 @@ class AsyncInferenceService:
         response: bytes | None = None,
     ) -> None:
         """Write the failure object (when the config has S3FailurePath and the owner may write
-        there), log it, and forget the request."""
+        there; else a line in the endpoint's log), notify, and forget the request."""
         where = invocation.failure_location
-        if where is not None:
+        if where is None:  # nowhere in S3 for it: the endpoint's log says it
+            self._log_line(
+                invocation.endpoint,
+                f"{invocation.inference_id}: failed ({code}): {message} (the endpoint config has no "
+                "S3FailurePath to write it to)",
+            )
+        else:
             refusal = self._write_refusal(invocation.owner, where)
             if refusal is not None:
                 log.warning("Asynchronous inference %s: %s; %s", invocation.inference_id, message, refusal)
