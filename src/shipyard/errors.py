@@ -25,6 +25,8 @@ elsewhere are drawn where they live, ``Name (module)``, under ``shipyard.``.
     │   ├── DuplicateResource (store.resources)  the name is taken (also ConflictError)
     │   ├── DuplicatePipeline (store.pipelines)               (also ConflictError)
     │   ├── DuplicateEntity (core.experiments._entities)      an experiment's name taken (also ConflictError)
+    │   ├── NotebookInstanceNotFound (store.notebooks)        SageMaker's "RecordNotFound" (also NotFoundError)
+    │   ├── DuplicateNotebookInstance (store.notebooks)       the name is taken (also ConflictError)
     │   └── CondaEnvironmentRefused (envs._conda)  an environment.yml pip cannot install, each package named
     ├── NotFoundError                a named resource does not exist
     │   ├── NoSuchBucket
@@ -68,6 +70,7 @@ Outside the hierarchy (they derive from ``Exception``; none reaches a client as 
     │                                            failure reason (raised in the job's process)
     ├── ContractError (runtime.contract)         an agent.json this agent cannot run
     ├── UpstreamError (api._upstream)            a model server unreachable or not speaking HTTP
+    │   └── UpstreamStreamError (api._upstream)   a streamed answer whose handler failed midway
     │   (and _ClosedBeforeAnswer, its private cause)
     ├── BridgeDown (compute.ray._backend)        no Ray bridge connected right now (the state
     │                                            is unknown until one is)
