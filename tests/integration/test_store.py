@@ -72,6 +72,15 @@ def test_tags_roundtrip_and_overwrite(db: Database) -> None:
     assert repo.tags_of("arn:aws:sagemaker:us-east-1:000000000000:model/other") == []
 
 
+def test_a_key_given_twice_in_one_request_gets_its_last_value(db: Database) -> None:
+    """What the SDK's HyperparameterTuner sends: its tags, then its estimator's, keys repeated."""
+    repo = TagRepository(db)
+    new = "arn:aws:sagemaker:us-east-1:000000000000:hyper-parameter-tuning-job/tune-1"
+    tags = [Tag("Purpose", "tune"), Tag("Project", "a"), Tag("Purpose", "train")]
+    assert repo.add(new, tags) == [Tag("Project", "a"), Tag("Purpose", "train")]
+    assert repo.tags_of(new) == [Tag("Project", "a"), Tag("Purpose", "train")]
+
+
 def test_a_buckets_tag_set_is_replaced_whole_and_ownership_kept_by_name(db: Database) -> None:
     from shipyard.core.identity import Ownership
     from shipyard.services.identity import IdentityService

@@ -22,12 +22,14 @@ class TagRepository:
             rows = session.scalars(sa.select(TagRow).where(TagRow.resource_arn == resource_arn)).all()
             merged = merge_tags((Tag(r.key, r.value) for r in rows), tags)
             by_key = {r.key: r for r in rows}
-            for tag in tags:
-                row = by_key.get(tag.key)
+            # A key given twice gets its last value, as merge_tags has it (the sagemaker SDK's
+            # tuner sends its own tags and then its estimator's, keys repeated).
+            for key, value in {tag.key: tag.value for tag in tags}.items():
+                row = by_key.get(key)
                 if row is None:
-                    session.add(TagRow(resource_arn=resource_arn, key=tag.key, value=tag.value))
+                    session.add(TagRow(resource_arn=resource_arn, key=key, value=value))
                 else:
-                    row.value = tag.value
+                    row.value = value
         return merged
 
     def tags_of(
