@@ -6,8 +6,8 @@ XGBoost container's contract: hyperparameters from /opt/ml/input/config/hyperpar
 channels ``train`` and optional ``validation`` (text/csv with the label first and no header,
 text/libsvm — the default — or application/x-parquet), evaluation lines in SageMaker's
 ``[round]#011train-metric:value`` form, the model saved as /opt/ml/model/xgboost-model by the
-first host. With several hosts, training uses XGBoost's collective (rabit) with algo-1 hosting
-the tracker on MASTER_ADDR:MASTER_PORT.
+first host. With several hosts, training uses XGBoost's collective (``xgboost.rabit`` before
+xgboost 1.7, the 1.0-1 ... 1.5-1 images) with algo-1 hosting the tracker on MASTER_ADDR:MASTER_PORT.
 
 ``xgboost-model`` is saved as the container of the image's version saves it (``--model-format``):
 a pickled Booster before 1.3-1, XGBoost's own format (``Booster.save_model``) from 1.3-1 on. A
@@ -244,10 +244,14 @@ def train_distributed(train, hosts, host):  # type: ignore[no-untyped-def]
     import xgboost as xgb
 
     address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    rabit = not hasattr(xgb, "collective")  # xgboost < 1.7 (the 1.0-1 ... 1.5-1 images): rabit
     if host == hosts[0]:
         from xgboost.tracker import RabitTracker
 
-        tracker = RabitTracker(host_ip=address, n_workers=len(hosts), port=port)
+        if rabit:  # binds the first free port of [port, port_end): exactly MASTER_PORT
+            tracker = RabitTracker(hostIP=address, nslave=len(hosts), port=port, port_end=port + 1)
+        else:
+            tracker = RabitTracker(host_ip=address, n_workers=len(hosts), port=port)
         try:
             tracker.start(len(hosts))
         except TypeError:  # xgboost >= 2 starts without the count
@@ -259,6 +263,13 @@ def train_distributed(train, hosts, host):  # type: ignore[no-untyped-def]
         "DMLC_TASK_ID": host,
         "DMLC_NUM_WORKER": len(hosts),
     }
+    if rabit:
+        xgb.rabit.init([f"{name}={value}".encode() for name, value in env.items()])
+        try:
+            print(f"{host}: joined distributed training of {len(hosts)} hosts", flush=True)
+            return train()
+        finally:
+            xgb.rabit.finalize()
     with xgb.collective.CommunicatorContext(**env):
         print(f"{host}: joined distributed training of {len(hosts)} hosts", flush=True)
         return train()
