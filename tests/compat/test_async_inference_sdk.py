@@ -94,8 +94,14 @@ def test_async_predictor_predicts_from_s3_and_raises_the_models_failure(
         assert predictor.predict(data={"values": [5]}, waiter_config=waiter) == {"doubled": [10]}
 
         failing = predictor.predict_async(data={"fail": "this"})
+        # get_result() without a waiter looks once: wait for the failure object first (with a
+        # waiter, the SDK's thread that polls the output path would go on after the failure).
+        bucket, _, key = failing.failure_path.removeprefix("s3://").partition("/")
+        s3.get_waiter("object_exists").wait(
+            Bucket=bucket, Key=key, WaiterConfig={"Delay": 0.1, "MaxAttempts": 600}
+        )
         with pytest.raises(AsyncInferenceModelError) as failed:
-            failing.get_result(waiter)
+            failing.get_result()
         assert "cannot take this" in str(failed.value)
 
         sm = boto_client("sagemaker", server.url)
