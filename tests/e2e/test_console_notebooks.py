@@ -57,7 +57,9 @@ def test_the_notebooks_page_lists_them_and_opens_jupyterlab(page: Any, server: S
     assert href.startswith("http://127.0.0.1:") and "shipyard_token=" in href
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "notebooks.png"), full_page=True)
-    page.goto(href)
-    page.wait_for_function("document.title.includes('JupyterLab')", timeout=60_000)
+    jupyter = page.context.new_page()  # the link opens in a tab of its own (target=_blank)
+    jupyter.goto(href)
+    jupyter.wait_for_function("document.title.includes('JupyterLab')", timeout=60_000)
+    jupyter.close()
     sm.stop_notebook_instance(NotebookInstanceName="console-nb")
     _status(sm, "console-nb", "Stopped")

@@ -267,18 +267,21 @@ class NotebookService:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            busy = False
             try:
-                self.tick()
+                busy = self.tick()
             except Exception:
                 log.exception("Notebook pass failed")
-            self._wake.wait(1.0)
+            self._wake.wait(0.1 if busy else 1.0)  # a starting server is looked at often
             self._wake.clear()
 
-    def tick(self) -> None:
-        """One pass over every notebook (see the module docstring)."""
+    def tick(self) -> bool:
+        """One pass over every notebook (see the module docstring); whether one is starting."""
+        starting = False
         for notebook in self.repository.all():
             if self._stop.is_set():
-                return
+                return False
+            starting = starting or notebook.status == NotebookStatus.PENDING
             try:
                 self._step(notebook)
             except Exception as exc:
@@ -286,6 +289,7 @@ class NotebookService:
         if time.monotonic() >= self._next_seen:
             self._next_seen = time.monotonic() + LEDGER_SEEN_SECONDS
             self._costs.usage.seen([r.ledger_key for r in list(self._runs.values())], self._clock.now())
+        return starting
 
     def _step(self, notebook: NotebookInstance) -> None:
         name = notebook.name

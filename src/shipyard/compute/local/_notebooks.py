@@ -45,6 +45,15 @@ except ImportError:
     pass
 """
 
+# The sagemaker SDK's user config (its default place in the home): no telemetry call to AWS.
+SDK_CONFIG = """\
+SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
+
 
 def jupyter_problem() -> str | None:
     """Why a Jupyter server cannot be started here, or None when it can."""
@@ -153,6 +162,10 @@ class JupyterServers:
         startup = home / ".ipython" / "profile_default" / "startup"
         startup.mkdir(parents=True, exist_ok=True)
         (startup / "00-shipyard.py").write_text(STARTUP)
+        sdk_config = home / ".config" / "sagemaker" / "config.yaml"
+        if not sdk_config.exists():  # the user's own edits are kept
+            sdk_config.parent.mkdir(parents=True, exist_ok=True)
+            sdk_config.write_text(SDK_CONFIG)
         metadata = volume / "metadata"
         metadata.mkdir(parents=True, exist_ok=True)
         (metadata / "resource-metadata.json").write_text(json.dumps(dict(launch.metadata)))
