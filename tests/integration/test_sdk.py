@@ -270,3 +270,26 @@ def test_the_config_file_names_the_server(
     (tmp_path / "config.toml").write_text("[client]\nurl = 8300\n")
     with pytest.raises(ConfigurationError, match=r"\[client\] url = 8300 is not a known client setting"):
         shipyard.connect()
+
+
+def test_the_embedded_default_starts_on_shipyard_port_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shipyard.errors import ConfigurationError
+    from shipyard.server import free_port
+
+    home = tmp_path / "home"
+    port = free_port()
+    monkeypatch.setenv("SHIPYARD_PORT", str(port))
+    connection = shipyard.connect(data_dir=home)
+    announced = json.loads((home / "server.json").read_text())
+    try:
+        assert connection.url == f"http://127.0.0.1:{port}"
+        started = capsys.readouterr().err
+        assert f"Started a Shipyard server at {connection.url}" in started and str(home) in started
+        # a port another program holds is named, before anything is started on a second data dir
+        with pytest.raises(ConfigurationError, match=f"Port {port} .* is in use"):
+            shipyard.connect(data_dir=tmp_path / "other")
+        assert not (tmp_path / "other" / "server.json").exists()
+    finally:
+        os.kill(announced["pid"], signal.SIGTERM)

@@ -11,7 +11,7 @@ import typer
 import shipyard
 from shipyard.config import Settings
 from shipyard.envs import EnvironmentCache
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConfigurationError, ShipyardError
 
 app = typer.Typer(
     name="shipyard",
@@ -191,10 +191,29 @@ def envs_prune(
 
 
 @app.command()
-def demo(data_dir: DataDir = None) -> None:
+def demo(
+    data_dir: DataDir = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the server it starts [env: SHIPYARD_PORT; default: 8300, else a free one]"
+        ),
+    ] = None,
+) -> None:
     """The quickstart: train, tune, deploy and score on the embedded server (started if needed)."""
-    from shipyard.cli._demo import run_demo
+    import os
 
+    from shipyard.cli._demo import run_demo
+    from shipyard.sdk._connection import running_server
+
+    if port is not None:
+        running = running_server(data_dir)
+        if running is not None and not running.endswith(f":{port}"):
+            raise ConfigurationError(
+                f"A server already runs on this data dir at {running}, not on port {port}: "
+                "stop it (shipyard stop) or leave --port out"
+            )
+        os.environ["SHIPYARD_PORT"] = str(port)
     run_demo(data_dir)
 
 

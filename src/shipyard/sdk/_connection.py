@@ -409,10 +409,10 @@ def _embedded(data_dir: str | Path | None) -> str:
     running = running_server(data_dir)
     if running is not None:
         return running
+    port = embedded_port(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         announce.unlink()  # a server that did not stop cleanly
-    port = 8300 if _port_free(8300) else _free_port()
     with (folder / "server.log").open("ab") as log:
         subprocess.Popen(
             [sys.executable, "-m", "shipyard", "server", "--data-dir", str(folder), "--port", str(port)],
@@ -426,12 +426,33 @@ def _embedded(data_dir: str | Path | None) -> str:
         with contextlib.suppress(OSError, ValueError, KeyError):
             url = str(json.loads(announce.read_text())["url"])
             if _healthy(url):
+                print(
+                    f"Started a Shipyard server at {url} (data in {folder}; `shipyard stop` stops it)",
+                    file=sys.stderr,
+                )
                 return url
         time.sleep(0.1)
     tail = (folder / "server.log").read_text(errors="replace").splitlines()[-15:]
     raise ConfigurationError(
         f"The embedded Shipyard server on {folder} did not start; its log ends:\n" + "\n".join(tail)
     )
+
+
+def embedded_port(folder: Path) -> int:
+    """The port the embedded server on ``folder`` is started on: the one ``$SHIPYARD_PORT`` or
+    the config file names, as ``shipyard server`` reads them (an error if another program holds
+    it); else 8300 when free, else any free port."""
+    from shipyard.config import DEFAULT_PORT, Settings
+
+    port = Settings.load({"data_dir": folder}).port
+    if port != DEFAULT_PORT or os.environ.get("SHIPYARD_PORT"):
+        if not _port_free(port):
+            raise ConfigurationError(
+                f"Port {port} (SHIPYARD_PORT or the config file's port) is in use by another program: "
+                f"free it, or name another port"
+            )
+        return port
+    return DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
 
 
 def _port_free(port: int) -> bool:
