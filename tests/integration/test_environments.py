@@ -52,11 +52,8 @@ def test_framework_image_and_requirements_txt_build_once_then_reuse(clients: tup
     assert any("with requirements.txt: new environment" in line for line in lines)
     second = _create(sm, s3, "", extra_files=files)
     assert _wait(sm, second, timeout=60)["TrainingJobStatus"] == "Completed"
-    [resolved] = [
-        line for line in _log_lines(logs, second) if "with requirements.txt: cached environment" in line
-    ]
-    warm_ms = int(re.search(r"\((\d+) ms\)", resolved)[1])  # type: ignore[index]
-    assert warm_ms < 50, resolved
+    # the second job reuses the environment (how fast that is: benchmarks/environment_resolution.py)
+    assert any("with requirements.txt: cached environment" in line for line in _log_lines(logs, second))
 
 
 def test_bad_requirement_fails_the_job_with_the_resolver_message(clients: tuple[Any, Any, Any]) -> None:
