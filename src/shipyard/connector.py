@@ -1,4 +1,4 @@
-"""Point the ``sagemaker`` SDK 2.x at Shipyard, and take out its waits: ``import shipyard.connector``.
+"""Point the ``sagemaker`` SDK (2.x and 3.x) at Shipyard, and take out its waits: ``import shipyard.connector``.
 
 What ``shipyard sagemaker-env`` does (environment, printed as shell exports):
 
@@ -24,6 +24,13 @@ What importing this module patches, and only this:
   ``result()``, which waits) polls through a botocore waiter that sleeps ``delay`` (30 s) between
   looks; it polls every :data:`MAX_POLL_SECONDS` instead, for as long in all as it would have.
   Everything else the SDK does is unchanged.
+
+The SDK v3 has the same in ``sagemaker-core``'s modules, patched alike:
+``sagemaker.core.helper.session_helper`` and ``sagemaker.core.common_utils``'s
+``sts_regional_endpoint``; the ``time`` of ``session_helper`` (its ``_wait_until`` sleeps its
+``poll``, 30 s for a ModelBuilder deploy, before its first look) and of ``sagemaker.core.resources``
+(every resource's ``wait``, ModelTrainer's and the tuner's among them); and
+``sagemaker.mlops.workflow.pipeline.PipelineExecution.wait``.
 """
 
 from __future__ import annotations
@@ -75,8 +82,34 @@ def _quick_wait(original: Any) -> Any:
     return wait
 
 
+def _enable_v3() -> bool:
+    """The same patches for the SDK v3 (``sagemaker-core``'s modules); False when it is not v3."""
+    try:
+        import sagemaker.core.common_utils as common_utils
+        import sagemaker.core.helper.session_helper as session_helper
+        import sagemaker.core.resources as resources
+    except ImportError:
+        return False
+    for module in (session_helper, resources):  # _wait_until, wait_for_endpoint; Resource.wait
+        if not isinstance(module.time, _QuickTime):
+            module.time = _QuickTime()
+    for module in (session_helper, common_utils):
+        original = getattr(module, "sts_regional_endpoint")  # noqa: B009
+        if not getattr(original, "shipyard", False):
+            setattr(module, "sts_regional_endpoint", _sts_endpoint(original))  # noqa: B010
+    try:
+        from sagemaker.mlops.workflow.pipeline import PipelineExecution
+    except ImportError:  # without sagemaker-mlops
+        return True
+    if not getattr(PipelineExecution.wait, "shipyard", False):
+        PipelineExecution.wait = _quick_wait(PipelineExecution.wait)
+    return True
+
+
 def enable() -> bool:
     """Apply the patches (once); False when the ``sagemaker`` SDK is not installed."""
+    if _enable_v3():
+        return True
     try:
         import sagemaker.session
         import sagemaker.utils

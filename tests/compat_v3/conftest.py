@@ -64,6 +64,7 @@ def run_v3(v3_python: Path, server: ServerProcess, tmp_path: Path) -> V3Runner:
             "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT / "src"),  # for `import shipyard.connector` (it needs nothing else)
         }
         done = subprocess.run(
             [str(v3_python), str(path)],

@@ -5,6 +5,7 @@ status, its outputs and what its code printed."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tests.compat_v3.conftest import ROLE, V3Runner
 PRELUDE = f"""
 import io, json, tarfile, time
 import boto3
+import shipyard.connector  # the one line for Shipyard: STS here, the SDK's waits cut short
 from sagemaker.core.helper.session_helper import Session
 from sagemaker.core import image_uris
 
@@ -145,3 +147,268 @@ def test_remote_function_runs_with_the_clients_sdk(run_v3: V3Runner) -> None:
         )
     )
     assert "RESULT (1.5, '3.27.0')" in out
+
+
+def test_a_processor_runs_its_script_on_its_inputs(run_v3: V3Runner, tmp_path: Path) -> None:
+    (tmp_path / "prep.py").write_text(
+        "import os\n"
+        "rows = open('/opt/ml/processing/input/train.csv').read().splitlines()\n"
+        "os.makedirs('/opt/ml/processing/output', exist_ok=True)\n"
+        "open('/opt/ml/processing/output/count.txt', 'w').write(str(len(rows)))\n"
+    )
+    out = run_v3(
+        _client(
+            """
+            from sagemaker.core.processing import ScriptProcessor
+            from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+
+            image = image_uris.retrieve("sklearn", region="us-east-1", version="1.2-1", instance_type="ml.m5.large")
+            processor = ScriptProcessor(
+                role=ROLE, image_uri=image, command=["python3"], instance_count=1, instance_type="ml.m5.large",
+                sagemaker_session=session, base_job_name="v3-processing",
+            )
+            processor.run(
+                code="prep.py",
+                inputs=[ProcessingInput(input_name="train", s3_input=ProcessingS3Input(
+                    s3_uri=TRAIN, local_path="/opt/ml/processing/input", s3_data_type="S3Prefix", s3_input_mode="File"))],
+                outputs=[ProcessingOutput(output_name="counts", s3_output=ProcessingS3Output(
+                    s3_uri=f"s3://{bucket}/processed/", local_path="/opt/ml/processing/output", s3_upload_mode="EndOfJob"))],
+                wait=True,
+                logs=False,
+            )
+            processor.latest_job.refresh()
+            print("STATUS", processor.latest_job.processing_job_status)
+            print("COUNT", s3.get_object(Bucket=bucket, Key="processed/count.txt")["Body"].read().decode())
+            """
+        )
+    )
+    assert "STATUS Completed" in out
+    assert "COUNT 200" in out
+
+
+def test_hyperparameter_tuner_over_a_model_trainer(run_v3: V3Runner, tmp_path: Path) -> None:
+    _code(
+        tmp_path,
+        {
+            "tune.py": (
+                "import argparse\n"
+                "parser = argparse.ArgumentParser(); parser.add_argument('--lr', type=float)\n"
+                "args, _ = parser.parse_known_args()\n"
+                "print(f'score={1 - abs(args.lr - 0.3):.4f}')\n"
+            )
+        },
+    )
+    out = run_v3(
+        _client(
+            """
+            from sagemaker.core.parameter import ContinuousParameter
+            from sagemaker.core.training.configs import Compute, SourceCode
+            from sagemaker.train.model_trainer import ModelTrainer
+            from sagemaker.train.tuner import HyperparameterTuner
+
+            image = image_uris.retrieve("sklearn", region="us-east-1", version="1.2-1", instance_type="ml.m5.large")
+            trainer = ModelTrainer(
+                training_image=image,
+                source_code=SourceCode(source_dir="code", entry_script="tune.py"),
+                compute=Compute(instance_type="ml.m5.large", instance_count=1),
+                hyperparameters={"lr": 0.1},
+                role=ROLE,
+                sagemaker_session=session,
+                base_job_name="v3-tune",
+            )
+            tuner = HyperparameterTuner(
+                model_trainer=trainer,
+                objective_metric_name="score",
+                hyperparameter_ranges={"lr": ContinuousParameter(0.0, 1.0)},
+                metric_definitions=[{"Name": "score", "Regex": "score=([0-9.]+)"}],
+                strategy="Random",
+                max_jobs=3,
+                max_parallel_jobs=3,
+            )
+            tuner.tune(wait=True)
+            job = tuner.latest_tuning_job
+            job.refresh()
+            print("STATUS", job.hyper_parameter_tuning_job_status, job.training_job_status_counters.completed)
+            best = job.best_training_job
+            print("BEST", best.training_job_name, best.final_hyper_parameter_tuning_job_objective_metric.value)
+            """
+        )
+    )
+    assert "STATUS Completed 3" in out
+    best = out.split("BEST ", 1)[1].split()
+    assert 0.0 <= float(best[1]) <= 1.0
+
+
+def test_model_builder_deploys_and_a_transformer_scores(run_v3: V3Runner) -> None:
+    out = run_v3(
+        _client(
+            """
+            from sagemaker.core.training.configs import Compute, InputData
+            from sagemaker.core.transformer import Transformer
+            from sagemaker.serve.model_builder import ModelBuilder
+            from sagemaker.train.model_trainer import ModelTrainer
+
+            image = image_uris.retrieve("xgboost", region="us-east-1", version="1.7-1")
+            trainer = ModelTrainer(
+                training_image=image,
+                compute=Compute(instance_type="ml.m5.large", instance_count=1),
+                hyperparameters={"objective": "binary:logistic", "num_round": "5", "max_depth": "2"},
+                role=ROLE,
+                sagemaker_session=session,
+                base_job_name="v3-builder",
+            )
+            trainer.train(
+                input_data_config=[InputData(channel_name="train", data_source=TRAIN, content_type="text/csv")],
+                wait=True,
+                logs=False,
+            )
+            job = trainer._latest_training_job
+            job.refresh()
+            builder = ModelBuilder(
+                image_uri=image,
+                s3_model_data_url=job.model_artifacts.s3_model_artifacts,
+                role_arn=ROLE,
+                sagemaker_session=session,
+                instance_type="ml.m5.large",
+            )
+            stamp = int(time.time() * 1000)
+            model = builder.build(model_name=f"v3-xgb-{stamp}")
+            endpoint = builder.deploy(endpoint_name=f"v3-xgb-{stamp}", initial_instance_count=1)
+            endpoint.refresh()
+            print("ENDPOINT", endpoint.endpoint_status)  # deploy returned once it was in service
+            answer = endpoint.invoke(body="2.1,3\\n0.3,1\\n", content_type="text/csv")
+            print("ANSWER", answer.body.read().decode())
+            endpoint.delete()
+
+            s3.put_object(Bucket=bucket, Key="batch/in/rows.csv", Body=b"2.1,3\\n0.3,1\\n2.4,0\\n")
+            transformer = Transformer(
+                model_name=model.model_name,
+                instance_count=1,
+                instance_type="ml.m5.large",
+                output_path=f"s3://{bucket}/batch/out/",
+                sagemaker_session=session,
+            )
+            transformer.transform(f"s3://{bucket}/batch/in/", content_type="text/csv", split_type="Line", wait=True, logs=False)
+            scored = s3.get_object(Bucket=bucket, Key="batch/out/rows.csv.out")["Body"].read().decode()
+            print("SCORED", json.dumps(scored.split()))
+            """
+        )
+    )
+    assert "ENDPOINT InService" in out
+    scores = [float(v) for v in out.split("ANSWER ", 1)[1].splitlines()[0].replace(",", " ").split()]
+    assert len(scores) == 2 and scores[0] > 0.5 > scores[1]  # label 1 rows score high, label 0 low
+    assert len(json.loads(out.split("SCORED ", 1)[1].splitlines()[0])) == 3  # one line per record
+
+
+def test_a_pipeline_with_processing_and_training_steps(run_v3: V3Runner, tmp_path: Path) -> None:
+    (tmp_path / "prep.py").write_text(
+        "import os, shutil\n"
+        "os.makedirs('/opt/ml/processing/train', exist_ok=True)\n"
+        "shutil.copy('/opt/ml/processing/input/train.csv', '/opt/ml/processing/train/train.csv')\n"
+    )
+    out = run_v3(
+        _client(
+            """
+            from sagemaker.core.processing import ScriptProcessor
+            from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+            from sagemaker.core.training.configs import Compute, InputData
+            from sagemaker.core.workflow.pipeline_context import PipelineSession
+            from sagemaker.mlops.workflow.pipeline import Pipeline
+            from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
+            from sagemaker.train.model_trainer import ModelTrainer
+
+            pipeline_session = PipelineSession(default_bucket=bucket)
+            sklearn = image_uris.retrieve("sklearn", region="us-east-1", version="1.2-1", instance_type="ml.m5.large")
+            processor = ScriptProcessor(
+                role=ROLE, image_uri=sklearn, command=["python3"], instance_count=1, instance_type="ml.m5.large",
+                sagemaker_session=pipeline_session,
+            )
+            prepare = ProcessingStep(name="Prepare", step_args=processor.run(
+                code="prep.py",
+                inputs=[ProcessingInput(input_name="raw", s3_input=ProcessingS3Input(
+                    s3_uri=TRAIN, local_path="/opt/ml/processing/input", s3_data_type="S3Prefix", s3_input_mode="File"))],
+                outputs=[ProcessingOutput(output_name="train", s3_output=ProcessingS3Output(
+                    s3_uri=f"s3://{bucket}/pipeline/train/", local_path="/opt/ml/processing/train", s3_upload_mode="EndOfJob"))],
+            ))
+            trainer = ModelTrainer(
+                training_image=image_uris.retrieve("xgboost", region="us-east-1", version="1.7-1"),
+                compute=Compute(instance_type="ml.m5.large", instance_count=1),
+                hyperparameters={"objective": "binary:logistic", "num_round": "5"},
+                role=ROLE,
+                sagemaker_session=pipeline_session,
+            )
+            prepared = prepare.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
+            train = TrainingStep(name="Train", step_args=trainer.train(
+                input_data_config=[InputData(channel_name="train", data_source=prepared, content_type="text/csv")]))
+            pipeline = Pipeline(name="v3-pipeline", steps=[prepare, train], sagemaker_session=pipeline_session)
+            pipeline.upsert(role_arn=ROLE)
+            execution = pipeline.start()
+            execution.wait()
+            print("STATUS", execution.describe()["PipelineExecutionStatus"])
+            for step in execution.list_steps():
+                print("STEP", step["StepName"], step["StepStatus"])
+            """
+        )
+    )
+    assert "STATUS Succeeded" in out
+    assert "STEP Prepare Succeeded" in out and "STEP Train Succeeded" in out
+
+
+def test_model_trainer_on_two_instances_with_torchrun(run_v3: V3Runner, tmp_path: Path) -> None:
+    _code(
+        tmp_path,
+        {
+            "ddp.py": (
+                "import os, torch, torch.distributed as dist\n"
+                "dist.init_process_group('gloo')\n"
+                "value = torch.tensor([float(dist.get_rank() + 1)])\n"
+                "dist.all_reduce(value)\n"
+                "print(f\"rank {dist.get_rank()} of {dist.get_world_size()} on {os.environ['SM_CURRENT_HOST']}: "
+                'sum {value.item():g}", flush=True)\n'
+                "dist.barrier()\n"  # both ranks done before gloo goes
+                "dist.destroy_process_group()\n"
+            )
+        },
+    )
+    out = run_v3(
+        _client(
+            """
+            from sagemaker.core.training.configs import Compute, SourceCode
+            from sagemaker.train.distributed import Torchrun
+            from sagemaker.train.model_trainer import ModelTrainer
+
+            image = image_uris.retrieve(
+                "pytorch", region="us-east-1", version="2.1", py_version="py310",
+                instance_type="ml.m5.large", image_scope="training",
+            )
+            trainer = ModelTrainer(
+                training_image=image,
+                source_code=SourceCode(source_dir="code", entry_script="ddp.py"),
+                compute=Compute(instance_type="ml.m5.large", instance_count=2),
+                distributed=Torchrun(process_count_per_node=1),
+                role=ROLE,
+                sagemaker_session=session,
+                base_job_name="v3-torchrun",
+            )
+            trainer.train(wait=True, logs=False)
+            job = trainer._latest_training_job
+            job.refresh()
+            print("STATUS", job.training_job_status)
+            events = boto3.client("logs").filter_log_events(
+                logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=job.training_job_name
+            )["events"]
+            print("RANKS", json.dumps(sorted(e["message"] for e in events if e["message"].startswith("rank "))))
+            """
+        )
+    )
+    assert "STATUS Completed" in out
+    assert json.loads(out.split("RANKS ", 1)[1].splitlines()[0]) == [
+        "rank 0 of 2 on algo-1: sum 3",
+        "rank 1 of 2 on algo-2: sum 3",
+    ]
+
+
+def test_the_connector_sends_the_sdks_sts_calls_here(run_v3: V3Runner) -> None:
+    # v3 hard-wires STS to https://sts.<region>.amazonaws.com (the account id, the execution role).
+    out = run_v3(_client('print("ACCOUNT", session.account_id())\n'))
+    assert "ACCOUNT 000000000000" in out
