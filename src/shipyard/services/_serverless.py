@@ -157,12 +157,14 @@ class ServerlessPool:
                 alive = [s for s in variant.servers if s.alive]
                 if alive:
                     return alive[0]
-                if state.starting is None:
-                    log.info(
-                        "Endpoint %s: variant %s starts a model server (cold start)", endpoint, variant.name
-                    )
-                    state.starting = self._workers.submit(self._cold_start, endpoint, variant, state)
+                launch = state.starting is None
+                if launch:  # the first request to find none starts it; the others wait for it
+                    state.starting = Future()
                 starting = state.starting
+                assert starting is not None
+            if launch:  # submitted outside the lock: an inline executor runs it right here
+                log.info("Endpoint %s: variant %s starts a model server (cold start)", endpoint, variant.name)
+                self._workers.submit(self._cold_start, endpoint, variant, state, starting)
             try:
                 await asyncio.wait_for(
                     asyncio.shield(asyncio.wrap_future(starting)), max(0.0, deadline - time.monotonic())
@@ -179,9 +181,18 @@ class ServerlessPool:
                 ) from None
             except ShipyardError as exc:
                 raise StartFailed(exc.message) from None
+            except Exception as exc:  # anything else a start runs into: said, and logged
+                log.error("Endpoint %s: a cold start of %s failed", endpoint, variant.name, exc_info=exc)
+                raise StartFailed(
+                    f"The model server of serverless variant {variant.name!r} of endpoint {endpoint!r} "
+                    f"did not start: {exc}"
+                ) from None
 
-    def _cold_start(self, endpoint: str, variant: LiveVariant, state: ServerlessState) -> ModelServer:
-        """A worker's job: a model server from the template, healthy and in the router."""
+    def _cold_start(
+        self, endpoint: str, variant: LiveVariant, state: ServerlessState, done: Future[ModelServer]
+    ) -> None:
+        """A worker's job: a model server from the template, healthy and in the router (``done``
+        says how it went)."""
         pool = self._servers(state.template.request.instance_type)
         try:
             server = pool.replace(state.template)
@@ -199,10 +210,14 @@ class ServerlessPool:
             if not added:  # updated or deleted meanwhile
                 pool.stop(server)
                 raise ModelServerError("the endpoint was updated or deleted meanwhile")
-            return server
-        finally:
+        except BaseException as exc:
             with self._lock:
                 state.starting = None
+            done.set_exception(exc)
+            return
+        with self._lock:
+            state.starting = None
+        done.set_result(server)
 
     def release(self, ticket: Ticket, request_id: str, sent: tuple[dt.datetime, float] | None) -> None:
         """The request was answered (billed when it reached the model) or given up."""
