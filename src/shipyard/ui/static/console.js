@@ -928,7 +928,13 @@ async function endpointView(view, name) {
         [
           { label: "variant", cell: (v) => v.name },
           { label: "model", cell: (v) => v.model },
-          { label: "instances", cell: (v) => `${v.instances.length} serving / ${v.desired_instance_count} × ${v.instance_type}` },
+          {
+            label: "instances",
+            cell: (v) =>
+              v.serverless
+                ? `${v.instances.length} serving · serverless, ${v.serverless.memory_mb} MB, up to ${v.serverless.max_concurrency} requests at once`
+                : `${v.instances.length} serving / ${v.desired_instance_count} × ${v.instance_type}`,
+          },
           { label: "weight", num: true, cell: (v) => (v.weight ?? v.desired_weight) },
         ],
         endpoint.variants,
