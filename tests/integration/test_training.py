@@ -257,6 +257,12 @@ def test_duplicate_names_and_bad_requests(clients: tuple[Any, Any, Any]) -> None
         )
     assert exc.value.response["Error"]["Code"] == "ValidationException"
     assert "ml.m5.huge" in exc.value.response["Error"]["Message"]
+    for regex, problem in (("loss=([0-9.]+", "does not compile"), ("loss=[0-9.]+", "no capture group")):
+        with pytest.raises(ClientError) as exc:
+            _create(sm, s3, "pass", metrics=[{"Name": "train:loss", "Regex": regex}])
+        assert exc.value.response["Error"]["Code"] == "ValidationException"
+        assert "'train:loss'" in exc.value.response["Error"]["Message"]
+        assert problem in exc.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as exc:
         sm.describe_training_job(TrainingJobName="never-created")
     assert exc.value.response["Error"]["Code"] == "ResourceNotFound"

@@ -178,6 +178,31 @@ def _load_spec(path: Path) -> dict[str, Any]:
     return dict(spec)
 
 
+_NUMBERS = {"instance_count": 1, "max_run": 24 * 3600, "max_trials": 10, "parallel": 1, "seed": None}
+_FLAGS = {"maximize": True, "early_stopping": False}
+
+
+def _spec_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's counts, run time and seed as whole numbers (``seed`` may be left out) and its
+    switches as true or false; anything else is refused naming the setting."""
+    settings: dict[str, Any] = {}
+    for name, default in _NUMBERS.items():
+        value = spec.get(name, default)
+        if (value is not None or name != "seed") and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValidationError(
+                f"{name} must be a whole number, not {value!r}", field=name, value=repr(value)
+            )
+        settings[name] = value
+    for name, default in _FLAGS.items():
+        value = spec.get(name, default)
+        if not isinstance(value, bool):
+            raise ValidationError(
+                f"{name} must be true or false, not {value!r}", field=name, value=repr(value)
+            )
+        settings[name] = value
+    return settings
+
+
 def _range(name: str, given: Any) -> Any:
     import shipyard
 
@@ -239,6 +264,7 @@ def tune(
     params = spec["params"]
     if not isinstance(params, Mapping) or not params:
         raise ValidationError("params must name at least one hyperparameter to search", field="params")
+    settings = _spec_settings(spec)
     estimator = Estimator(
         here(spec["script"]),
         source_dir=here(spec.get("source_dir")),
@@ -246,10 +272,10 @@ def tune(
         framework_version=spec.get("framework_version"),
         image=spec.get("image"),
         instance_type=spec.get("instance_type", "ml.m5.large"),
-        instance_count=int(spec.get("instance_count", 1)),
+        instance_count=settings["instance_count"],
         hyperparameters=spec.get("hyperparameters") or {},
         metrics=spec.get("metrics") or {},
-        max_run=int(spec.get("max_run", 24 * 3600)),
+        max_run=settings["max_run"],
         requirements=spec.get("requirements") or [],
         tags={str(k): str(v) for k, v in (spec.get("tags") or {}).items()},
         connection=connect(url),
@@ -258,12 +284,12 @@ def tune(
         estimator,
         objective=str(spec["objective"]),
         params={str(k): _range(str(k), v) for k, v in params.items()},
-        maximize=bool(spec.get("maximize", True)),
-        max_trials=int(spec.get("max_trials", 10)),
-        parallel=int(spec.get("parallel", 1)),
+        maximize=settings["maximize"],
+        max_trials=settings["max_trials"],
+        parallel=settings["parallel"],
         strategy=str(spec.get("strategy", "bayesian")),
-        early_stopping=bool(spec.get("early_stopping", False)),
-        seed=spec.get("seed"),
+        early_stopping=settings["early_stopping"],
+        seed=settings["seed"],
     )
     inputs = {str(k): here(v) for k, v in (spec.get("inputs") or {}).items()}
     job = tuner.fit(inputs or None, name=spec.get("name"), wait=not detach, show=not as_json)

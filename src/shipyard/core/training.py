@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
@@ -102,6 +103,22 @@ class MetricDefinition:
     regex: str
 
 
+def check_metric_regex(name: str, regex: str, field: str) -> None:
+    """A metric's regex must compile and capture its value in a group (the first is the value)."""
+    try:
+        compiled = re.compile(regex)
+    except re.error as exc:
+        raise ValidationError(
+            f"Metric {name!r}: its regex {regex!r} does not compile ({exc})", field=field, value=regex
+        ) from None
+    if compiled.groups < 1:
+        raise ValidationError(
+            f"Metric {name!r}: its regex {regex!r} has no capture group for the value, e.g. {name}=([0-9.]+)",
+            field=field,
+            value=regex,
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingJobSpec:
     """Everything a CreateTrainingJob request asked for, as SageMaker defines it."""
@@ -184,9 +201,7 @@ class TrainingJobSpec:
             max_runtime_seconds=stopping.get("MaxRuntimeInSeconds", 86_400),
             hyperparameters=dict(params.get("HyperParameters") or {}),
             channels=channels,
-            metric_definitions=tuple(
-                MetricDefinition(m["Name"], m["Regex"]) for m in algorithm.get("MetricDefinitions", [])
-            ),
+            metric_definitions=_metric_definitions(algorithm.get("MetricDefinitions", [])),
             environment=dict(params.get("Environment") or {}),
             entrypoint=tuple(algorithm.get("ContainerEntrypoint", ())),
             arguments=tuple(algorithm.get("ContainerArguments", ())),
@@ -312,3 +327,11 @@ class MetricPoint:
     value: float
     timestamp: dt.datetime
     step: int
+
+
+def _metric_definitions(raw: Sequence[Mapping[str, Any]]) -> tuple[MetricDefinition, ...]:
+    for index, metric in enumerate(raw):
+        check_metric_regex(
+            metric["Name"], metric["Regex"], f"AlgorithmSpecification.MetricDefinitions.{index}.Regex"
+        )
+    return tuple(MetricDefinition(m["Name"], m["Regex"]) for m in raw)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipyard.core.training import check_metric_regex
 from shipyard.errors import ValidationError
 from shipyard.sdk._connection import Connection, connect
 from shipyard.sdk._jobs import Job, announce, estimate
@@ -182,6 +183,8 @@ class Estimator:
         self.instance_count = instance_count
         self.hyperparameters = dict(hyperparameters or {})
         self.metrics = dict(metrics or {})
+        for name, regex in self.metrics.items():
+            check_metric_regex(name, regex, f"metrics[{name!r}]")
         self.max_run = max_run
         self.requirements = list(requirements)
         self.tags = dict(tags or {})

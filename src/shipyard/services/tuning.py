@@ -23,7 +23,7 @@ from shipyard.core.jobs import TrainingJob
 from shipyard.core.pagination import Page
 from shipyard.core.quotas import Quotas
 from shipyard.core.tags import Tag
-from shipyard.core.training import TrainingJobStatus
+from shipyard.core.training import TrainingJobStatus, check_metric_regex
 from shipyard.core.tuning import (
     ParameterRange,
     Strategy,
@@ -103,6 +103,10 @@ class TuningService:
             )
         for definition in spec.definitions:
             algorithm = definition.training.get("AlgorithmSpecification", {})
+            for index, m in enumerate(algorithm.get("MetricDefinitions", [])):
+                check_metric_regex(
+                    m["Name"], m["Regex"], f"AlgorithmSpecification.MetricDefinitions.{index}.Regex"
+                )
             metrics = {m["Name"] for m in algorithm.get("MetricDefinitions", [])}
             metric = definition.objective_metric
             if metric not in metrics and not metric.startswith(("train:", "validation:")):
