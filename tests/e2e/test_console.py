@@ -71,6 +71,13 @@ def clients(server: ServerProcess) -> tuple[Any, Any]:
     return boto_client("sagemaker", server.url), s3
 
 
+def _drawn(page: Any, selector: str) -> int:
+    """How many points the chart at ``selector`` drew (its box's data-points), once it is drawn."""
+    box = page.locator(selector).first
+    box.locator("canvas").first.wait_for()
+    return int(box.get_attribute("data-points"))
+
+
 def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -90,7 +97,9 @@ def test_training_list_detail_log_and_metric_chart(
     log.get_by_text("epoch 5 accuracy=0.750").wait_for()
     assert "<img src=x onerror=alert(1)> is only text" in log.inner_text()  # shown, not parsed
     assert page.locator("#log img").count() == 0
-    page.locator("[data-chart='accuracy'] canvas").first.wait_for()
+    assert _drawn(page, "[data-chart='accuracy']") == 5
+    # the job ran for less than one sampling interval and still has its sample of CPU and memory
+    assert _drawn(page, "[data-chart='algo-1: CPU and memory (%)']") >= 1
     assert "Completed" in page.locator("h1").inner_text()
     assert page.get_by_text("$").first.is_visible()  # its cost
     _shot(page, "training-job")
@@ -139,7 +148,7 @@ def test_a_tuning_jobs_trials_with_the_best_highlighted(
     assert rows.first.inner_text().count(best) == 1  # sorted best first
     page.get_by_role("columnheader", name="objective").click()  # worst first
     page.locator("#trials tbody tr:last-child.best").wait_for()
-    page.locator("#tuning-chart canvas").first.wait_for()
+    assert _drawn(page, "#tuning-chart .chart") >= 4
     _shot(page, "tuning-job")
 
 
@@ -150,7 +159,7 @@ def test_the_home_and_cost_pages_show_spend_with_a_chart(
     name = _create(sm, s3, TRAIN)
     _wait(sm, name)
     page.goto(f"{server.url}/ui#/costs")
-    page.locator("#cost-chart canvas").first.wait_for()
+    assert _drawn(page, "#cost-chart .chart") >= 1  # every day of the month so far
     assert "Costs this month" in page.locator("h1").inner_text()
     assert page.get_by_text("training").first.is_visible()
     _shot(page, "costs")
@@ -179,7 +188,8 @@ def test_an_endpoint_page_shows_variants_answers_a_request_and_charts_invocation
         page.locator("#invoke").click()
         page.locator("#answer").get_by_text("200 OK").wait_for()
         page.reload()  # the invocation is now in the endpoint's metrics
-        page.locator("#endpoint-charts canvas").first.wait_for()
+        assert _drawn(page, "[data-chart='invocations per minute']") >= 1
+        assert _drawn(page, "[data-chart='latency (ms, average)']") >= 1
         _shot(page, "endpoint")
     finally:
         sm.delete_endpoint(EndpointName=endpoint)

@@ -67,6 +67,15 @@ def test_an_oversized_job_gets_a_cheaper_type_suggested_from_its_utilization(
     assert mine["saving_percent"] > 80
 
 
+def test_a_job_shorter_than_one_interval_still_gets_a_sample(waste_server: ServerProcess) -> None:
+    sm, s3 = boto_client("sagemaker", waste_server.url), boto_client("s3", waste_server.url)
+    name = _create(sm, s3, "print(sum(range(10**5)))\n")  # done well within the 1 s interval
+    assert _wait_job(sm, name)["TrainingJobStatus"] == "Completed"
+    hosts = httpx.get(f"{waste_server.url}/api/v1/training-jobs/{name}/utilization").json()["hosts"]
+    [sample] = hosts["algo-1"]
+    assert sample["timestamp"] and sample["cpu"] >= 0 and 0 < sample["memory"] < 100
+
+
 def test_an_endpoint_nobody_calls_is_reported_idle(waste_server: ServerProcess) -> None:
     sm, s3 = boto_client("sagemaker", waste_server.url), boto_client("s3", waste_server.url)
     runtime = boto_client("sagemaker-runtime", waste_server.url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -76,8 +77,12 @@ class Sampler:
         self._folder = folder
         self._last: tuple[float, float] | None = None
 
-    def sample(self) -> dict[str, object] | None:
+    def sample(self, *, peak: bool = False) -> dict[str, object] | None:
+        """The use since the last sample (None for the first). ``peak``: memory is the largest
+        a reaped child reached, if more than what runs now (for work that has ended)."""
         cpu, rss = tree(self.root)
+        if peak:
+            rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
         now = time.monotonic()
         last, self._last = self._last, (now, cpu)
         if last is None or now <= last[0]:

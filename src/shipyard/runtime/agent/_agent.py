@@ -169,6 +169,7 @@ class Agent:
         deadline.start()
         outcome, exit_code, failure = Outcome.FAILED, None, None
         syncs: list[FolderSync] = []
+        sampler: threading.Thread | None = None
         try:
             self.status.phase("Downloading")
             self.layout.prepare()
@@ -178,7 +179,8 @@ class Agent:
             syncs = self.layout.syncs()
             for sync in syncs:
                 sync.start()
-            threading.Thread(target=self._sample_utilization, name="utilization", daemon=True).start()
+            sampler = threading.Thread(target=self._sample_utilization, name="utilization", daemon=True)
+            sampler.start()
             if self.stop_reason is None:
                 self.status.phase("Training")
                 self.status.update(training_start=now_iso())
@@ -196,6 +198,8 @@ class Agent:
         finally:
             deadline.cancel()
             self._sampling.set()
+            if sampler is not None:
+                sampler.join(timeout=5)  # its last sample written before the job is reported
         for sync in syncs:
             try:
                 sync.stop()
@@ -454,12 +458,16 @@ class Agent:
             disk_bytes=self.config.disk_bytes or 30 * 10**9,
             folder=self.folder.ml,
         )
-        if self._sampling.wait(every):  # work shorter than one interval is not sampled at all
-            return
+        sampler.sample()  # the baseline: each sample is the use since the one before
+        sampled = False
         with self.folder.utilization.open("a") as out:
-            sampler.sample()
             while not self._sampling.wait(every):
                 point = sampler.sample()
                 if point is not None:
                     out.write(json.dumps(point) + "\n")
                     out.flush()
+                    sampled = True
+            if not sampled:  # work shorter than one interval: one sample of all of it, at its peak
+                point = sampler.sample(peak=True)
+                if point is not None:
+                    out.write(json.dumps(point) + "\n")
