@@ -355,11 +355,13 @@ def test_a_pipeline_with_processing_and_training_steps(run_v3: V3Runner, tmp_pat
 
 
 def test_model_trainer_on_two_instances_with_torchrun(run_v3: V3Runner, tmp_path: Path) -> None:
+    # The requirements go into each instance's layer, and torchrun's workers (started with
+    # torchrun's own interpreter) import them.
     _code(
         tmp_path,
         {
             "ddp.py": (
-                "import os, torch, torch.distributed as dist\n"
+                "import os, inflection, torch, torch.distributed as dist\n"  # inflection: requirements.txt
                 "dist.init_process_group('gloo')\n"
                 "value = torch.tensor([float(dist.get_rank() + 1)])\n"
                 "dist.all_reduce(value)\n"
@@ -367,7 +369,8 @@ def test_model_trainer_on_two_instances_with_torchrun(run_v3: V3Runner, tmp_path
                 'sum {value.item():g}", flush=True)\n'
                 "dist.barrier()\n"  # both ranks done before gloo goes
                 "dist.destroy_process_group()\n"
-            )
+            ),
+            "requirements.txt": "inflection==0.5.1\n",
         },
     )
     out = run_v3(
@@ -383,7 +386,7 @@ def test_model_trainer_on_two_instances_with_torchrun(run_v3: V3Runner, tmp_path
             )
             trainer = ModelTrainer(
                 training_image=image,
-                source_code=SourceCode(source_dir="code", entry_script="ddp.py"),
+                source_code=SourceCode(source_dir="code", entry_script="ddp.py", requirements="requirements.txt"),
                 compute=Compute(instance_type="ml.m5.large", instance_count=2),
                 distributed=Torchrun(process_count_per_node=1),
                 role=ROLE,

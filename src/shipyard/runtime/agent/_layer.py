@@ -13,9 +13,12 @@ first on ``sys.path``; it never uninstalls from the shared environment (outside 
 prefix). ``python``, ``pip`` and ``VIRTUAL_ENV`` in the job name the layer, and the job's command
 runs with its interpreter, so what the job installs is what it imports.
 
-It is a handful of small files and links (no interpreter is started: about a millisecond), so
-every training and processing instance gets one. Scripts the shared environment installed
-(``torchrun``) still run with its own interpreter and do not see the layer's packages.
+The shared environment's own console scripts (``torchrun``, whose workers run with its
+interpreter) are copied into the layer with their ``#!`` line naming the layer's interpreter, so
+what they start sees the layer's packages too (a v3 ``Torchrun`` job with requirements).
+
+It is small files and links (no interpreter is started: a few milliseconds), so every training and
+processing instance gets one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 LAYER = ".shipyard-layer"  # in ml/ (/opt/ml)
 _PTH = "_shipyard_shared_environment.pth"
+_SCRIPT_BYTES = 64 * 1024  # console scripts are a few lines; binaries and the like are left alone
 _PIP = """#!{python}
 # Shipyard: the shared environment's pip, run by this job's layer (/opt/ml/.shipyard-layer), so
 # that it installs into the layer and leaves the shared environment as it is.
@@ -82,6 +86,7 @@ def make_layer(ml: Path, root: PurePosixPath, python: Path) -> PipLayer:
         if not link.is_symlink():
             link.symlink_to(shared.executable)
     layer = PipLayer(root / LAYER)
+    _rebind_scripts(python, folder / "bin", layer.python)
     if shared.pip:
         script = _PIP.format(python=layer.python)
         for name in ("pip", "pip3", f"pip{shared.version}"):
@@ -89,6 +94,30 @@ def make_layer(ml: Path, root: PurePosixPath, python: Path) -> PipLayer:
             path.write_text(script)
             path.chmod(0o755)
     return layer
+
+
+def _rebind_scripts(python: Path, into: Path, layer_python: str) -> None:
+    """The shared environment's console scripts whose ``#!`` line names its interpreter, copied
+    into the layer's bin/ naming the layer's instead (pip's are written apart)."""
+    shebang = f"#!{python}\n".encode()
+    with os.scandir(python.parent) as entries:
+        for entry in entries:
+            if entry.name.startswith(("python", "pip", "activate")) or not entry.is_file():
+                continue
+            try:
+                with open(entry.path, "rb") as script:
+                    if script.read(len(shebang)) != shebang:
+                        continue
+                    rest = script.read(_SCRIPT_BYTES)
+            except OSError:
+                continue
+            if len(rest) == _SCRIPT_BYTES:  # not a console script
+                continue
+            target = os.open(into / entry.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
+            try:
+                os.write(target, f"#!{layer_python}\n".encode() + rest)
+            finally:
+                os.close(target)
 
 
 def _inspect(python: Path) -> _Shared:
