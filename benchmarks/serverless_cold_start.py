@@ -190,7 +190,7 @@ def main() -> None:
     )
     print(f"warm request:                                    median {warm_ms:.1f} ms")
     print(f"baseline (a fresh Python loading the model):    median {base_ms:.0f} ms")
-    print(f"Shipyard's cold start over the baseline: +{cold_ms - base_ms:.0f} ms ({cold_ms / base_ms:.2f}x)")
+    print(f"Shipyard's cold start over the baseline: {cold_ms - base_ms:+.0f} ms ({cold_ms / base_ms:.2f}x)")
     print(
         f"cold / warm: {cold_ms / warm_ms:.0f}x; cold start goal <= 1000 ms: {'met' if cold_ms <= 1000 else 'missed'}"
     )
