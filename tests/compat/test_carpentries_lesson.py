@@ -289,9 +289,8 @@ HYPERPARAMETERS = {
 }
 
 
-def test_pytorch_1_9_estimator(
-    npz_inputs: tuple[str, str], notebook: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _lesson_pytorch(instance_type: str, instance_count: int, npz_inputs: tuple[str, str]) -> Any:
+    """The episode's PyTorch estimator on ``instance_type`` x ``instance_count``, fitted."""
     import sagemaker
     from sagemaker.inputs import TrainingInput
     from sagemaker.pytorch import PyTorch
@@ -303,8 +302,8 @@ def test_pytorch_1_9_estimator(
         max_run=2 * 60 * 60,
         entry_point="AWS_helpers/train_nn.py",
         role=role,
-        instance_type="ml.m5.large",
-        instance_count=1,
+        instance_type=instance_type,
+        instance_count=instance_count,
         framework_version="1.9",
         py_version="py38",
         output_path=f"s3://{BUCKET}/output_nn/",
@@ -314,14 +313,35 @@ def test_pytorch_1_9_estimator(
     train_input = TrainingInput(npz_inputs[0], content_type="application/x-npz")
     val_input = TrainingInput(npz_inputs[1], content_type="application/x-npz")
     pytorch_estimator.fit({"train": train_input, "val": val_input})
+    return pytorch_estimator
+
+
+def test_pytorch_1_9_estimator_on_cpu_gpu_and_two_instances(
+    npz_inputs: tuple[str, str], notebook: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytorch_estimator = _lesson_pytorch("ml.m5.large", 1, npz_inputs)
     printed = capsys.readouterr().out
-    assert "Epoch [1000/1000]" in printed and "pandas " in printed
+    assert "Epoch [1000/1000]" in printed and "scikit-learn " in printed  # as in AWS's container
     accuracies = [
         float(line.split("= ")[1]) for line in printed.splitlines() if "validation:accuracy = " in line
     ]
     assert len(accuracies) == 10 and accuracies[-1] > 0.7
     model_data = pytorch_estimator.model_data
     assert model_data.startswith(f"s3://{BUCKET}/output_nn/{pytorch_estimator.latest_training_job.name}/")
+
+    # The GPU instance the episode tries next (no GPU here: the script falls back to the CPU).
+    gpu = _lesson_pytorch("ml.g4dn.xlarge", 1, npz_inputs).latest_training_job.describe()
+    assert (gpu["TrainingJobStatus"], gpu["ResourceConfig"]["InstanceType"]) == (
+        "Completed",
+        "ml.g4dn.xlarge",
+    )
+    capsys.readouterr()
+
+    # Two instances: each trains the whole script (no distribution asked for), as the lesson shows.
+    two = _lesson_pytorch("ml.m5.xlarge", 2, npz_inputs)
+    assert capsys.readouterr().out.count("Epoch [1000/1000]") == 2
+    described = two.latest_training_job.describe()
+    assert (described["TrainingJobStatus"], described["ResourceConfig"]["InstanceCount"]) == ("Completed", 2)
 
 
 # -- Episode: Hyperparameter tuning ------------------------------------------------------------------
