@@ -55,7 +55,10 @@ def test_estimator_fit_with_a_local_file_gives_a_job_with_metrics_model_and_cost
     out = capsys.readouterr().out
     assert out.count("accuracy=") == 3  # the log, printed while waiting
     # the worst case, said before the launch: an ml.m5.large for all of max_run (a day)
-    assert f"Training job {job.name}: at most $2.76 (1 x ml.m5.large x 24 h); on SageMaker $2.76" in out
+    assert (
+        f"Training job {job.name}: $0.115 an hour (1 x ml.m5.large); on SageMaker $0.115 an hour; "
+        "with no max_run it may run 24 h" in out
+    )
     assert estimator.estimate()["usd"] == "2.760000"
     metrics = job.metrics()
     accuracy = metrics[metrics["metric"] == "accuracy"] if hasattr(metrics, "columns") else None

@@ -26,6 +26,7 @@ def announce(connection: Connection, kind: str, request: dict[str, Any], label: 
     from decimal import Decimal
 
     from shipyard.core.costs import money
+    from shipyard.core.estimates import DEFAULT_MAX_RUNTIME
 
     found = {
         k: money(Decimal(v)) if k.endswith("usd") else v
@@ -33,6 +34,13 @@ def announce(connection: Connection, kind: str, request: dict[str, Any], label: 
     }
     if kind == "endpoint":
         text = f"{found['per_hour_usd']} an hour, {found['per_day_usd']} a day"
+    elif kind in ("training", "processing") and Decimal(found["hours"]) * 3600 == DEFAULT_MAX_RUNTIME:
+        # no max_run given: what it costs is its hours, of which SageMaker's default allows 24
+        instances = str(found["basis"]).rsplit(" x ", 1)[0]
+        text = (
+            f"{found['per_hour_usd']} an hour ({instances}); on SageMaker {found['sagemaker_per_hour_usd']}"
+            " an hour; with no max_run it may run 24 h"
+        )
     else:
         text = f"at most {found['usd']} ({found['basis']}); on SageMaker {found['sagemaker_usd']}"
     print(f"{label}: {text}", flush=True)
