@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,14 +86,24 @@ def test_jobs_commands_list_describe_logs_and_metrics(server: object, tmp_path: 
     url = server.url  # type: ignore[attr-defined]
     (tmp_path / "train.py").write_text("for i in range(3):\n    print(f'loss={1 / (i + 1):.3f}')\n")
     job = shipyard.Estimator(
-        tmp_path / "train.py", metrics={"loss": r"loss=([0-9.]+)"}, connection=shipyard.connect(url)
+        tmp_path / "train.py",
+        metrics={"loss": r"loss=([0-9.]+)"},
+        hyperparameters={"epochs": 3},
+        connection=shipyard.connect(url),
     ).fit(logs=False)
     env = {"SHIPYARD_URL": url}
     listed = _shipyard("jobs", "list", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert job.name in [j["TrainingJobName"] for j in json.loads(listed.stdout)]
+    narrow = _shipyard("jobs", "list", env={**env, "COLUMNS": "80"})  # an 80-column terminal
+    assert job.name in narrow.stdout and all(len(line) <= 80 for line in narrow.stdout.splitlines())
     described = _shipyard("jobs", "describe", job.name, env=env)
     assert "Completed" in described.stdout and "loss" in described.stdout
+    # when it ran and for how long, what it cost, the hyperparameters it was given (not the SDK's own)
+    assert re.search(r"started +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", described.stdout), described.stdout
+    assert re.search(r"ended +.* \(\d+\.\d s\)", described.stdout), described.stdout
+    assert re.search(r"cost +\$0\.\d+ \(on SageMaker \$0\.\d+\)", described.stdout), described.stdout
+    assert re.search(r"epochs +3", described.stdout) and "sagemaker_program" not in described.stdout
     logs = _shipyard("jobs", "logs", job.name, env=env)
     assert [line for line in logs.stdout.splitlines() if line.startswith("loss=")] == [
         "loss=1.000",
@@ -103,6 +114,7 @@ def test_jobs_commands_list_describe_logs_and_metrics(server: object, tmp_path: 
     assert [p["value"] for p in metrics["loss"]] == [1.0, 0.5, 0.333]
     missing = _shipyard("jobs", "describe", "no-such-job", env=env)
     assert missing.returncode == 1 and "no-such-job" in missing.stderr and "Traceback" not in missing.stderr
+    assert "An error occurred" not in missing.stderr  # the server's words, not botocore's frame
 
 
 TRAIN = """

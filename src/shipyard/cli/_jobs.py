@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 jobs_app = typer.Typer(help="Training jobs: list, describe, logs, metrics, stop.", no_args_is_help=True)
 
@@ -50,7 +50,9 @@ def list_jobs(
     if as_json:
         print_json(jobs)
         return
-    table = Table("name", "status", "created", "ended")
+    # the name whole (the part that tells two apart is at its end); the other columns give way
+    longest = max((len(j["TrainingJobName"]) for j in jobs), default=4)
+    table = Table(Column("name", no_wrap=True, min_width=longest), "status", "created", "ended")
     client = _sagemaker(url) if any(j.get("SecondaryStatus") == "Pending" for j in jobs) else None
     for j in jobs:
         ended = j.get("TrainingEndTime")
@@ -61,7 +63,7 @@ def list_jobs(
         table.add_row(
             j["TrainingJobName"],
             status,
-            f"{j['CreationTime']:%Y-%m-%d %H:%M:%S}",
+            f"{j['CreationTime']:%m-%d %H:%M}",
             f"{ended:%H:%M:%S}" if ended else "",
         )
     Console().print(table)
@@ -75,12 +77,16 @@ def waiting_message(job: dict[str, Any]) -> str:
 
 @jobs_app.command("describe")
 def describe(name: str, url: Url = None, as_json: AsJson = False) -> None:
-    """A training job: status, times, metrics, model, failure."""
-    job = _sagemaker(url).describe_training_job(TrainingJobName=name)
+    """A training job: status, times and duration, cost, hyperparameters, metrics, model, failure."""
+    from shipyard.sdk import connect
+
+    connection = connect(url)
+    job = connection.client("sagemaker").describe_training_job(TrainingJobName=name)
     job.pop("ResponseMetadata", None)
     if as_json:
         print_json(job)
         return
+    costs = connection.native(f"training-jobs/{name}")
     console = Console(highlight=False)
     console.print(f"[bold]{job['TrainingJobName']}[/]  {job['TrainingJobStatus']} ({job['SecondaryStatus']})")
     if job["SecondaryStatus"] == "Pending":
@@ -89,11 +95,29 @@ def describe(name: str, url: Url = None, as_json: AsJson = False) -> None:
     console.print(
         f"  resources {job['ResourceConfig']['InstanceCount']} x {job['ResourceConfig']['InstanceType']}"
     )
+    console.print(f"  created   {_when(job.get('CreationTime'))}")
+    if job.get("TrainingStartTime"):
+        console.print(f"  started   {_when(job['TrainingStartTime'])}")
+    if job.get("TrainingEndTime"):
+        took = (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds()
+        console.print(f"  ended     {_when(job['TrainingEndTime'])} ({took:.1f} s)")
+    running = job["TrainingJobStatus"] in ("InProgress", "Stopping")
+    console.print(
+        f"  cost      ${costs['cost_usd']}{' so far' if running else ''} (on SageMaker ${costs['sagemaker_cost_usd']})"
+    )
+    shown = {k: v for k, v in (job.get("HyperParameters") or {}).items() if not k.startswith("sagemaker_")}
+    for key, value in sorted(shown.items()):
+        console.print(f"  {key:<24} {value}", markup=False)
     for metric in job.get("FinalMetricDataList", []):
         console.print(f"  {metric['MetricName']:<24} {metric['Value']:g}")
     console.print(f"  model     {job['ModelArtifacts']['S3ModelArtifacts']}")
     if job.get("FailureReason"):
         console.print(f"  [red]failure[/]   {job['FailureReason']}")
+
+
+def _when(moment: Any) -> str:
+    """A time as the user's clock shows it, to the second."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "-"
 
 
 @jobs_app.command("logs")

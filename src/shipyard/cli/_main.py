@@ -252,6 +252,8 @@ def main() -> None:
         ):
             raise
         message = str(exc)
+        if isinstance(exc, ClientError):  # the server's own words, without botocore's frame
+            message = exc.response.get("Error", {}).get("Message") or message
         if isinstance(exc, httpx.HTTPStatusError):
             try:
                 message = exc.response.json()["message"]
