@@ -415,3 +415,34 @@ def test_the_connector_sends_the_sdks_sts_calls_here(run_v3: V3Runner) -> None:
     # v3 hard-wires STS to https://sts.<region>.amazonaws.com (the account id, the execution role).
     out = run_v3(_client('print("ACCOUNT", session.account_id())\n'))
     assert "ACCOUNT 000000000000" in out
+
+
+def test_a_step_function_in_a_pipeline_runs_with_the_clients_sdk(run_v3: V3Runner) -> None:
+    out = run_v3(
+        _client(
+            """
+            from sagemaker.mlops.workflow.function_step import step
+            from sagemaker.mlops.workflow.pipeline import Pipeline
+
+            @step(
+                name="Square",
+                instance_type="ml.m5.large",
+                role=ROLE,
+                image_uri="236514542706.dkr.ecr.us-east-1.amazonaws.com/sagemaker-base-python-311:1.0",
+            )
+            def square(x):
+                import importlib.metadata
+                import sagemaker.core  # what a function pickled by v3 needs in the job
+                return {"value": x * x, "sdk": importlib.metadata.version("sagemaker")}
+
+            pipeline = Pipeline(name="v3-step-pipeline", steps=[square(7)], sagemaker_session=session)
+            pipeline.upsert(role_arn=ROLE)
+            execution = pipeline.start()
+            execution.wait()
+            print("STATUS", execution.describe()["PipelineExecutionStatus"])
+            print("RESULT", json.dumps(execution.result(step_name="Square")))
+            """
+        )
+    )
+    assert "STATUS Succeeded" in out
+    assert json.loads(out.split("RESULT ", 1)[1].splitlines()[0]) == {"value": 49, "sdk": "3.27.0"}

@@ -264,7 +264,9 @@ class PipelineEngine:
         digest = hashlib.sha256(f"{execution.arn}/{step.name}/{attempt}".encode()).hexdigest()[:10]
         if STEP_KINDS[step.type].max_name < 40:
             return f"{execution.id}-{digest}"
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", step.name).strip("-")[:28]
+        # Lowercase, as the job's ARN names it (core/arn.py, as AWS's do): the SDK v3's
+        # execution.result() describes a @step's job by the name in the step's metadata ARN.
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", step.name).strip("-")[:28].lower()
         return "-".join(p for p in ("pipelines", execution.id, slug, digest) if p)
 
     def _cached(self, execution: Execution, step: Step, key: str, now: dt.datetime) -> StepRun | None:
