@@ -55,6 +55,10 @@ elsewhere are drawn where they live, ``Name (module)``, under ``shipyard.``.
     ├── ConfigurationError           settings that cannot work (e.g. public bind without auth)
     ├── EnvironmentBuildError (envs._cache)      installing a job's environment failed
     ├── NoRoute (services._router)               an endpoint (or variant) with nothing to serve it
+    ├── Throttled (services._serverless)         a serverless variant at its MaxConcurrency (429)
+    ├── NotReady (services._serverless)          a cold start longer than a request may wait
+    ├── StartFailed (services._serverless)       a serverless model server that could not start
+    ├── EndpointGone (services.async_inference)  queued requests of an endpoint deleted or failed
     ├── RemoteError (sdk._remote)                a remote call that gave no value and no exception
     └── _PreconditionFailed (api.s3._errors)     S3's PreconditionFailed (412)
 
