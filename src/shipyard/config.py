@@ -67,6 +67,8 @@ class Settings:
             are aborted, as an S3 lifecycle rule would; 168 (7 days), 0 never.
         utilization_seconds: How often each job instance and model server samples its CPU,
             memory and disk use.
+        cpu_overcommit: The local backend hands out this many times the machine's cores (1: no
+            more than it has; 2 runs two 2-vCPU trials on a 2-core laptop at once, slower each).
         idle_endpoint_seconds: An endpoint not invoked for this long is reported idle (its
             instances cost all the same); ``idle_endpoints = "delete"`` deletes it then.
         notebook_idle_seconds: A notebook instance whose Jupyter server saw no activity for this
@@ -115,6 +117,7 @@ class Settings:
     s3_region: str | None = None
     instance_catalog: Path | None = None
     sandbox: str = "auto"
+    cpu_overcommit: float = 1.0
     package_index_url: str | None = None
     package_extra_index_urls: str = ""
     package_find_links: str = ""
@@ -154,6 +157,8 @@ class Settings:
                 object.__setattr__(self, "instance_catalog", candidate)
         if not 0 < self.port < 65536:
             raise ConfigurationError(f"port must be between 1 and 65535, got {self.port}")
+        if not 1 <= self.cpu_overcommit <= 16:
+            raise ConfigurationError(f"cpu_overcommit must be between 1 and 16, got {self.cpu_overcommit:g}")
         if self.object_store not in ("local", "s3"):
             raise ConfigurationError(f"object_store must be 'local' or 's3', got {self.object_store!r}")
         if self.server_python_jobs not in ("on", "off"):
@@ -292,11 +297,14 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     try:
         if "int" in field_type:
             return int(raw)
+        if "float" in field_type:
+            return float(raw)
         if "Path" in field_type:
             return Path(str(raw)).expanduser()
         return str(raw)
     except ValueError:
-        raise ConfigurationError(f"{source}: {name} must be an integer, got {raw!r}") from None
+        what = "a number" if "float" in field_type else "an integer"
+        raise ConfigurationError(f"{source}: {name} must be {what}, got {raw!r}") from None
 
 
 def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

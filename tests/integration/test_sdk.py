@@ -296,3 +296,25 @@ def test_the_embedded_default_starts_on_shipyard_port_and_says_so(
         assert not (tmp_path / "other" / "server.json").exists()
     finally:
         os.kill(announced["pid"], signal.SIGTERM)
+
+
+def test_a_tuning_job_says_when_the_machine_runs_fewer_trials_at_once(
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "train.py").write_text("print('score=1')\n")
+    estimator = shipyard.Estimator(
+        tmp_path / "train.py",
+        instance_type="ml.m5.24xlarge",  # 96 vCPUs: scaled down to the whole machine, one at a time
+        metrics={"score": r"score=([0-9.]+)"},
+        connection=shipyard.connect(server.url),
+    )
+    tuner = shipyard.Tuner(
+        estimator, objective="score", params={"x": shipyard.uniform(0, 1)}, max_trials=2, parallel=2
+    )
+    result = tuner.fit()
+    assert result.status == "Completed"
+    said = [line for line in capsys.readouterr().out.splitlines() if "parallel trials run at once" in line]
+    assert said and said[0].startswith(f"Tuning job {result.name}: 1 of the 2 parallel trials run at once")
+    assert "1 x ml.m5.24xlarge" in said[0] and "cpu_overcommit" in said[0]
+    native = shipyard.connect(server.url).native(f"tuning-jobs/{result.name}")
+    assert native["parallel_note"] == said[0].split(": ", 1)[1]

@@ -61,3 +61,36 @@ def test_spec_settings_name_what_is_wrong(setting: str, value: Any, message: str
     with pytest.raises(ValidationError) as bad:
         _spec_settings({setting: value})
     assert str(bad.value.message) == message and bad.value.field == setting
+
+
+def test_a_small_machine_says_how_many_trials_fit_at_once() -> None:
+    from shipyard.core.placement import Placement, Resources, parallel_note
+
+    machine = Resources(2, 24)
+    two_vcpus = Placement(Resources(2, 8), 1)
+    note = parallel_note(two_vcpus, "ml.m5.large", 4, machine)
+    assert note is not None and note.startswith(
+        "1 of the 4 parallel trials run at once: each is 1 x ml.m5.large"
+    )
+    assert parallel_note(two_vcpus, "ml.m5.large", 2, Resources(4, 24)) is None  # overcommitted by 2
+    assert parallel_note(two_vcpus, "ml.m5.large", 4, Resources(16, 16)).startswith("2 of the 4")  # memory
+    assert parallel_note(
+        Placement(Resources(1, 1, 1), 2), "ml.g5.xlarge", 3, Resources(64, 256, 4)
+    ).startswith("2 of the 3")  # GPUs: two instances of one GPU each, four GPUs
+
+
+def test_cpu_overcommit_multiplies_the_local_cores_and_is_checked() -> None:
+    from shipyard.compute import machine_resources
+    from shipyard.config import Settings
+    from shipyard.errors import ConfigurationError
+    from shipyard.services._platform import _backends
+
+    settings = Settings.load({"cpu_overcommit": None}, environ={"SHIPYARD_CPU_OVERCOMMIT": "2"})
+    assert settings.cpu_overcommit == 2.0
+    backends = _backends(settings)
+    assert backends.default.capacity.cpus == machine_resources().cpus * 2
+    backends.default.close()
+    with pytest.raises(ConfigurationError, match="cpu_overcommit must be a number, got 'lots'"):
+        Settings.load(environ={"SHIPYARD_CPU_OVERCOMMIT": "lots"})
+    with pytest.raises(ConfigurationError, match=r"cpu_overcommit must be between 1 and 16, got 0\.5"):
+        Settings.load(environ={"SHIPYARD_CPU_OVERCOMMIT": "0.5"})

@@ -90,3 +90,21 @@ def plan(
         + (f" and {share.gpus} of {asked.gpus} GPUs" if asked.gpus else "")
     )
     return Placement(share, count, note)
+
+
+def parallel_note(placement: Placement, instance_type: str, parallel: int, capacity: Resources) -> str | None:
+    """Why fewer than ``parallel`` trials (each ``placement``) run at once on ``capacity``, or
+    None when that many fit. Said on a tuning job, so that a small machine explains itself."""
+    need = placement.total
+    fits = [capacity.cpus / need.cpus if need.cpus else parallel]
+    fits.append(capacity.memory_gib / need.memory_gib if need.memory_gib else parallel)
+    if need.gpus:
+        fits.append(capacity.gpus / need.gpus)
+    at_once = max(1, int(min(fits) + 1e-9))
+    if at_once >= parallel:
+        return None
+    return (
+        f"{at_once} of the {parallel} parallel trials run at once: each is {placement.count} x {instance_type} "
+        f"({need.cpus:g} vCPUs, {need.memory_gib:g} GiB) and this machine has {capacity.cpus:g} vCPUs and "
+        f"{capacity.memory_gib:g} GiB; the others wait their turn (a site may overcommit vCPUs: cpu_overcommit)"
+    )

@@ -221,6 +221,8 @@ class TuningJob:
 
     def wait(self, *, show: bool = True, poll: float = 0.3) -> TuningJob:
         """Until the search ends, showing trials done, running and the best value so far."""
+        if show and (note := self.connection.native(f"tuning-jobs/{self.name}").get("parallel_note")):
+            print(f"Tuning job {self.name}: {note}", flush=True)
         with Progress(f"Tuning job {self.name}", show=show) as progress:
             while True:
                 described = self.describe()

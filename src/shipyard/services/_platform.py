@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute import Backends, LocalBackend, ModelRequest, ModelServers
+from shipyard.compute import Backends, LocalBackend, ModelRequest, ModelServers, machine_resources
 from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.compute.local._notebooks import JupyterServers
 from shipyard.config import Settings
@@ -487,7 +487,10 @@ def _cpu_torch_version(sources: PackageSources, package: str = "torch") -> str |
 
 def _backends(settings: Settings) -> Backends:
     """The backends the settings ask for: local, Ray, or local with some instance types on Ray."""
-    local = LocalBackend(sandbox=settings.sandbox)
+    machine = machine_resources()
+    local = LocalBackend(
+        dataclasses.replace(machine, cpus=machine.cpus * settings.cpu_overcommit), sandbox=settings.sandbox
+    )
     if settings.backend == "local" and not settings.ray_instance_types.strip():
         return Backends(local)
     from shipyard.compute.ray import RayBackend

@@ -15,7 +15,7 @@ from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.hosting import ContainerSpec
 from shipyard.core.jobs import Job, JobRun, JobState, SpecT, TrainingJob
 from shipyard.core.pagination import Page
-from shipyard.core.placement import plan
+from shipyard.core.placement import parallel_note, plan
 from shipyard.core.processing import ProcessingJobSpec
 from shipyard.core.quotas import Quotas
 from shipyard.core.tags import Tag
@@ -175,6 +175,19 @@ class JobService(Generic[SpecT]):
             fit_to_machine=self._fit_to_machine,
         )
         self._user_quotas.check_job(owner, placement.total, placement.count)
+
+    def parallel_note(self, instance_type: str, count: int, parallel: int) -> str | None:
+        """Why fewer than ``parallel`` jobs of ``count`` x ``instance_type`` (as they would be
+        placed) run at once on their backend, or None when that many fit."""
+        backend = self._backend_for(instance_type)
+        placement = plan(
+            self._catalog.get(instance_type),
+            count,
+            backend.capacity,
+            node=backend.largest_node,
+            fit_to_machine=self._fit_to_machine,
+        )
+        return parallel_note(placement, instance_type, parallel, backend.capacity)
 
     def describe(self, name: str) -> Job[SpecT]:
         return self.repository.get(name)

@@ -151,6 +151,20 @@ class TuningService:
         job = self.repository.get(name)
         return job, self.trial_views(job)
 
+    def parallel_note(self, job: TuningJob) -> str | None:
+        """Why fewer than MaxParallelTrainingJobs trials run at once here (the first definition
+        that says so), or None when that many fit."""
+        for definition in job.spec.definitions:
+            resources = definition.resource_config
+            note = self._training.parallel_note(
+                str(resources.get("InstanceType", "")),
+                int(resources.get("InstanceCount", 1)),
+                job.spec.max_parallel,
+            )
+            if note is not None:
+                return note
+        return None
+
     def list_jobs(
         self,
         *,

@@ -29,6 +29,7 @@ def tuning_job(request: Request, name: str) -> dict[str, Any]:
         "strategy": job.spec.strategy.value,
         "objective": {"metrics": job.spec.objective_metrics, "maximize": job.spec.maximize},
         "best_training_job": best.trial.job if best else None,
+        "parallel_note": tuning.parallel_note(job),  # why fewer trials run at once than asked
         "trials": [
             {
                 "number": v.trial.number + 1,

@@ -683,6 +683,7 @@ async function renderTuning(view, name) {
   const go = (s, o) => (location.hash = `#/tuning/${enc(name)}?sort=${s}&order=${o}`);
   put(view,
     h("h1", {}, name, " ", status(job.status)),
+    job.parallel_note ? h("p", { class: "muted", id: "parallel-note" }, job.parallel_note) : null,
     h(
       "div",
       { class: "toolbar" },
