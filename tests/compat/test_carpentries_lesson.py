@@ -144,12 +144,6 @@ def test_s3_episode(titanic_bucket: str, notebook: Path) -> None:
 
 
 # -- Episode: Training models in SageMaker (XGBoost) -----------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="envs/_images.py gives the xgboost 1.0-1..1.5-1 images xgboost 1.5.2 with pandas<2.2 (2.1 here); "
-    "xgboost 1.5's DMatrix(pandas.DataFrame) uses pd.Int64Index, removed in pandas 2.0 "
-    "(AttributeError: module 'pandas' has no attribute 'Int64Index'); AWS's 1.5-1 container has pandas 1.x",
-)
 def test_xgboost_script_mode_1_5_1(
     titanic_bucket: str, notebook: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

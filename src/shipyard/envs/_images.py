@@ -280,14 +280,16 @@ class ImageResolver:
         return EnvironmentSpec(f"{name} {version}", (f"{package}=={release}", *base), note=note)
 
     def _xgboost(self, version: str, minor: str) -> EnvironmentSpec:
+        # xgboost 1.5 reads pandas 1.x's Int64Index (gone in pandas 2), as AWS's 1.5-1 container
+        # has it; its pkg_resources comes with COMMON's setuptools
+        pandas = "pandas<2" if _vkey(_XGBOOST.get(minor, "9")) < _vkey("1.6") else "pandas<2.2"
         spec = self._pick(
             "xgboost",
             version,
             minor,
             _XGBOOST,
             "xgboost",
-            # xgboost 1.5's pkg_resources comes with COMMON's setuptools
-            ("numpy<2", "scipy<1.14", "pandas<2.2", "scikit-learn==1.2.2", "pyarrow<18", *COMMON),
+            ("numpy<2", "scipy<1.14", pandas, "scikit-learn==1.2.2", "pyarrow<18", *COMMON),
         )
         return dataclasses.replace(spec, builtin="xgboost")
 
