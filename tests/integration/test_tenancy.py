@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shipyard.server import ServerProcess
@@ -167,6 +168,21 @@ def test_a_users_work_is_invisible_and_untouchable_to_another(lab: Lab) -> None:
         "sagemaker:InvokeEndpoint",
         f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/alice-endpoint",
     )
+    # The name encoded twice (alice-endpoin%74 as %2574) is the endpoint authorized and the one
+    # invoked: a name that is not an endpoint's, refused, never alice's endpoint reached.
+    key, secret = lab.keys["bob"]
+    unchecked = boto_client(
+        "sagemaker-runtime",
+        lab.server.url,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(parameter_validation=False, retries={"max_attempts": 1}),
+    )
+    for call in (unchecked.invoke_endpoint, unchecked.invoke_endpoint_with_response_stream):
+        with pytest.raises(ClientError) as encoded:
+            call(EndpointName="alice-endpoin%74", Body=b"1", ContentType="text/csv")
+        assert encoded.value.response["Error"]["Code"] in ("ValidationError", "AccessDeniedException")
+        assert "alice-endpoin%74" in encoded.value.response["Error"]["Message"]
     _refused(
         lambda: bob_s3.get_object(Bucket=bucket, Key="input/data.csv"),
         "s3:GetObject",

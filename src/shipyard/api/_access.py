@@ -26,7 +26,7 @@ from shipyard.api._json import json_error
 from shipyard.api._ownership import ownership_refusal
 from shipyard.api._query import query_error
 from shipyard.api._unserved import unserved_error
-from shipyard.api.runtime import runtime_error
+from shipyard.api.runtime import endpoint_name, runtime_error
 from shipyard.api.s3._xml import error_document
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.credentials import Principal, S3Grant, SessionCredentials, s3_grants, unreachable
@@ -205,7 +205,7 @@ def request_actions(
             resource = sagemaker_arn(region, account, "experiment-trial-component", name)
         return [RequestedAction(f"sagemaker:{path.strip('/')}", resource)]
     if protocol == "runtime":
-        endpoint = unquote(path.split("/")[2], errors="replace") if path.count("/") >= 3 else ""
+        endpoint = endpoint_name(path)  # as the call reads it: the same endpoint
         action = (
             "sagemaker:InvokeEndpointAsync"
             if path.endswith("/async-invocations")

@@ -7,7 +7,6 @@ own (services/notebooks.py); anything else answers 403."""
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,7 +27,7 @@ def is_credentials_request(scope: Scope) -> bool:
 
 async def notebook_credentials(platform: Platform | None, scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope, receive)
-    name = unquote(scope["path"][len(PREFIX) : -len(SUFFIX)])
+    name = scope["path"][len(PREFIX) : -len(SUFFIX)]  # decoded once already, by the ASGI server
     token = request.headers.get("authorization", "")
     if platform is None:
         response = _error(503, "ServiceUnavailable", "The server is starting")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -65,6 +66,9 @@ _ASYNC_SUFFIX = "/async-invocations"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")  # botocore's EndpointName, at most 63
+
+
 def is_invocation(method: str, path: str) -> bool:
     """InvokeEndpoint, InvokeEndpointWithResponseStream or InvokeEndpointAsync."""
     return (
@@ -76,6 +80,21 @@ def is_invocation(method: str, path: str) -> bool:
 
 def is_async_invocation(path: str) -> bool:
     return path.endswith(_ASYNC_SUFFIX)
+
+
+def raw_path(request: Request) -> str:
+    """The path as the client sent it (percent-encoded), which the signature and the
+    authorization layer read."""
+    return (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+
+
+def endpoint_name(path: str) -> str:
+    """The endpoint a runtime call names: the second segment of its raw path, decoded once.
+    The authorization layer (api/_access.py) and the call itself read it here, so the endpoint
+    authorized is the endpoint invoked (decoding twice would let ``vic%2574im`` pass as
+    ``vic%74im`` and reach ``victim``)."""
+    parts = path.split("/")
+    return unquote(parts[2], errors="replace") if len(parts) >= 4 else ""
 
 
 def runtime_error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
@@ -120,7 +139,14 @@ class Runtime:
         self, request: Request, request_id: str, region: str, principal: Principal | None = None
     ) -> Response:
         started = time.perf_counter()
-        name = unquote(request.url.path.split("/")[2])
+        name = endpoint_name(raw_path(request))
+        if len(name) > 63 or not _ENDPOINT_NAME.fullmatch(name):
+            return runtime_error(
+                "ValidationError",
+                f"Endpoint name {name!r} is not valid: at most 63 letters, digits and hyphens ({_ENDPOINT_NAME.pattern})",
+                400,
+                request_id,
+            )
         body = await request.body()  # within the limit (api/_body.py): PayloadTooLarge past it
         routed = self._route(name, request.headers, request_id)
         if is_async_invocation(request.url.path):  # queued even while no model server answers (503)
