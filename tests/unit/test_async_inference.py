@@ -272,3 +272,14 @@ def test_the_async_call_needs_its_own_iam_action() -> None:
     endpoint = "arn:aws:sagemaker:us-east-1:000000000000:endpoint/my-ep"
     assert action("/endpoints/my-ep/async-invocations") == ("sagemaker:InvokeEndpointAsync", endpoint)
     assert action("/endpoints/my-ep/invocations") == ("sagemaker:InvokeEndpoint", endpoint)
+
+
+def test_an_input_past_sagemakers_1_gb_is_refused_before_it_is_read() -> None:
+    from shipyard.core.async_inference import INPUT_LIMIT, check_input_size
+
+    check_input_size(INPUT_LIMIT, "s3://in/big.csv")  # at the limit: read
+    with pytest.raises(
+        ValidationError, match="over asynchronous inference's limit of 1000000000 bytes"
+    ) as big:
+        check_input_size(INPUT_LIMIT + 1, "s3://in/big.csv")
+    assert (big.value.field, big.value.value) == ("InputLocation", "s3://in/big.csv")

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from shipyard.api._upstream import UpstreamError, UpstreamPool
 from shipyard.compute import ModelServer
 from shipyard.core import async_inference as core
-from shipyard.core.async_inference import AsyncInvocation
+from shipyard.core.async_inference import INPUT_LIMIT, AsyncInvocation
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.services._router import LiveVariant
 from shipyard.services.async_inference import AsyncInferenceService, EndpointGone
@@ -175,7 +175,12 @@ class AsyncDispatcher:
         try:
             async with asyncio.timeout(invocation.timeout_seconds):
                 answer = await self._pool.post(
-                    server.host, server.port, "/invocations", payload, headers | server.headers
+                    server.host,
+                    server.port,
+                    "/invocations",
+                    payload,
+                    headers | server.headers,
+                    max_bytes=INPUT_LIMIT,  # an answer as large as a request may be: 1 GB
                 )
         except TimeoutError:
             message = (

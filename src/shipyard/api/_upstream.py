@@ -43,19 +43,34 @@ class UpstreamResponse:
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+MAX_ANSWER = 64 * 2**20  # an InvokeEndpoint answer (SageMaker's requests stop at 6 MB); a stream's chunk
+
+
 class UpstreamPool:
-    def __init__(self, *, max_idle_per_server: int = 64, timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, max_idle_per_server: int = 64, timeout: float = 60.0, max_answer_bytes: int = MAX_ANSWER
+    ) -> None:
         self._idle: dict[tuple[str, int], collections.deque[_Connection]] = collections.defaultdict(
             collections.deque
         )
         self._max_idle = max_idle_per_server
         self._timeout = timeout
+        self._max_answer = max_answer_bytes
 
     async def post(
-        self, host: str, port: int, path: str, body: bytes, headers: dict[str, str]
+        self,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        max_bytes: int | None = None,
     ) -> UpstreamResponse:
         """The whole answer (a streamed one joined; one that failed midway answers 500 with the
-        handler's message)."""
+        handler's message), at most ``max_bytes`` (the pool's limit by default): a model is
+        untrusted code, and an answer is held in memory."""
+        limit = max_bytes or self._max_answer
         request = _request(host, port, path, body, headers)
         idle = self._idle[(host, port)]
         try:
@@ -63,14 +78,14 @@ class UpstreamPool:
                 while idle:  # a pooled connection, if one is still open
                     connection = idle.pop()
                     try:
-                        response, reusable = await self._exchange(connection, request)
+                        response, reusable = await self._exchange(connection, request, limit)
                     except _ClosedBeforeAnswer:
                         continue
                     self._release(idle, connection, reusable)
                     return response
                 connection = await self._connect(host, port)
                 try:
-                    response, reusable = await self._exchange(connection, request)
+                    response, reusable = await self._exchange(connection, request, limit)
                 except _ClosedBeforeAnswer:
                     raise UpstreamError(f"{host}:{port} closed the connection without answering") from None
                 self._release(idle, connection, reusable)
@@ -87,13 +102,18 @@ class UpstreamPool:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return reader, writer
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> tuple[UpstreamResponse, bool]:
+    async def _exchange(
+        self, connection: _Connection, request: bytes, limit: int
+    ) -> tuple[UpstreamResponse, bool]:
         status, headers, reusable = await _head(connection, request)
         reader, writer = connection
         if _chunked(headers):
-            parts = []
+            parts, total = [], 0
             try:
-                async for part in _read_chunks(reader, headers):
+                async for part in _read_chunks(reader, headers, max_chunk=limit):
+                    total += len(part)
+                    if total > limit:
+                        raise UpstreamError(_too_large(limit))
                     parts.append(part)
             except UpstreamStreamError as exc:  # the handler failed midway
                 writer.close()
@@ -103,6 +123,9 @@ class UpstreamPool:
                 raise
             return UpstreamResponse(status, headers, b"".join(parts)), reusable
         length = int(headers.get("content-length", "0"))
+        if length > limit:
+            writer.close()
+            raise UpstreamError(_too_large(limit, length))
         try:
             body = await reader.readexactly(length) if length else b""
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -142,7 +165,7 @@ class UpstreamPool:
             raise UpstreamError(f"{host}:{port} did not answer in {self._timeout:g} s") from None
         except OSError as exc:
             raise UpstreamError(f"{host}:{port}: {exc}") from None
-        answer = UpstreamStream(status, answer_headers, connection[0], self._timeout)
+        answer = UpstreamStream(status, answer_headers, connection[0], self._timeout, self._max_answer)
         try:
             yield answer
         finally:
@@ -170,21 +193,31 @@ class _ClosedBeforeAnswer(Exception):
 class UpstreamStream:
     """A streamed answer (:meth:`UpstreamPool.stream`): its status and headers, then its parts."""
 
-    def __init__(self, status: int, headers: dict[str, str], reader: asyncio.StreamReader, timeout: float):
+    def __init__(
+        self,
+        status: int,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        timeout: float,
+        max_bytes: int = MAX_ANSWER,
+    ):
         self.status = status
         self.headers = headers
         self._reader = reader
         self._timeout = timeout
+        self._max = max_bytes  # of a part: a stream may go on, each part is held in memory
         self.finished = False  # the body was read to its end (the connection may be reused)
 
     async def parts(self) -> AsyncIterator[bytes]:
         """The body's parts as they arrive. Raises UpstreamStreamError when the model server's
         handler failed midway (its message), UpstreamError when the answer was cut off."""
         if _chunked(self.headers):
-            async for part in _read_chunks(self._reader, self.headers, self._timeout):
+            async for part in _read_chunks(self._reader, self.headers, self._timeout, max_chunk=self._max):
                 yield part
         else:
             length = int(self.headers.get("content-length", "0"))
+            if length > self._max:
+                raise UpstreamError(_too_large(self._max, length))
             try:
                 async with asyncio.timeout(self._timeout):
                     body = await self._reader.readexactly(length) if length else b""
@@ -234,8 +267,17 @@ def _chunked(headers: dict[str, str]) -> bool:
     return "chunked" in headers.get("transfer-encoding", "").lower()
 
 
+def _too_large(limit: int, length: int | None = None) -> str:
+    size = f"of {length} bytes " if length is not None else ""
+    return f"the model's answer {size}is over the {limit} bytes an answer may have here"
+
+
 async def _read_chunks(
-    reader: asyncio.StreamReader, headers: dict[str, str], timeout: float | None = None
+    reader: asyncio.StreamReader,
+    headers: dict[str, str],
+    timeout: float | None = None,
+    *,
+    max_chunk: int = 0,
 ) -> AsyncIterator[bytes]:
     """The chunks of a chunked body, then its trailer read (UpstreamStreamError with the model
     server's message when it ended the stream with :data:`STREAM_ERROR`)."""
@@ -246,6 +288,8 @@ async def _read_chunks(
                 size = int(size_line.split(b";", 1)[0].strip(), 16)
                 if size == 0:
                     break
+                if max_chunk and size > max_chunk:
+                    raise UpstreamError(_too_large(max_chunk, size))
                 chunk = await reader.readexactly(size + 2)
             yield chunk[:-2]
         error = None

@@ -430,3 +430,17 @@ def notification(
         except UnicodeDecodeError:
             message["responseBody"] = {"content": base64.b64encode(response).decode(), "encoding": "BASE64"}
     return message
+
+
+INPUT_LIMIT = 10**9  # SageMaker's: an asynchronous request's payload is at most 1 GB
+
+
+def check_input_size(size: int, uri: str) -> None:
+    """An InputLocation object past SageMaker's 1 GB is refused (it is read whole to be sent)."""
+    if size > INPUT_LIMIT:
+        raise ValidationError(
+            f"The InputLocation object is {size} bytes, over asynchronous inference's limit of "
+            f"{INPUT_LIMIT} bytes (1 GB)",
+            field="InputLocation",
+            value=uri,
+        )

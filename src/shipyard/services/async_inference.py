@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core import async_inference as core
-from shipyard.core.async_inference import AsyncInvocation, InvocationState
+from shipyard.core.async_inference import AsyncInvocation, InvocationState, check_input_size
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.credentials import Principal
 from shipyard.core.hosting import EndpointStatus
@@ -200,7 +200,8 @@ class AsyncInferenceService:
                 return invocation.body
             return _load(self.repository.get(invocation.key)).body or b""  # kept in the store only
         bucket, key = parse_s3_uri(invocation.input_location, field="InputLocation")
-        return self._objects.get_object_bytes(bucket, key)
+        check_input_size(self._objects.head_object(bucket, key).size, invocation.input_location)
+        return self._objects.get_object_bytes(bucket, key)  # whole: bounded by the check
 
     def succeed(self, invocation: AsyncInvocation, content_type: str | None, body: bytes) -> None:
         """Write the model's answer to the output location as the endpoint's owner would."""
