@@ -152,3 +152,17 @@ def test_finish_records_the_work_interval_and_the_max_runtime_message() -> None:
     assert final.status == S.STOPPED and final.secondary == SecondaryStatus.MAX_RUNTIME_EXCEEDED
     assert final.transitions[-1].message == "too long"
     assert (final.started, final.ended) == (T0 + dt.timedelta(seconds=1), end)
+
+
+def test_a_failure_reason_shows_interpreters_as_python_and_no_host_path() -> None:
+    from shipyard.core.outcomes import without_host_paths
+
+    reason = (
+        'File "/srv/shipyard/envs/ab12/lib/python3.11/site-packages/sklearn/base.py"\n'
+        'Command "/opt/ml/.shipyard-layer/bin/python /opt/ml/code/train.py", exit code: 1\n'
+        "also /srv/shipyard/envs/ab12/bin/python3.11 and /srv/shipyard/jobs/x"
+    )
+    shown = without_host_paths(reason, {"/srv/shipyard": "<data dir>"})
+    assert 'File "lib/python3.11/site-packages/sklearn/base.py"' in shown
+    assert 'Command "python /opt/ml/code/train.py"' in shown  # the job's layer's: `python` on its PATH
+    assert "also python3.11 and <data dir>/jobs/x" in shown

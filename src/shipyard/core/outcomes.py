@@ -201,7 +201,8 @@ def _compile(regex: str) -> re.Pattern[str] | None:
 # A path begins where no path character precedes it.
 _START = r"(?<![\w.~/-])"
 _PYTHON_LIB = re.compile(_START + r"/(?!opt/ml/)[^\s\"':]*?/(lib/python3[\d.]*/)")
-_PYTHON_BIN = re.compile(_START + r"/(?!opt/ml/)[^\s\"':]*?/bin/(python[\d.]*)(?![\w.-])")
+# the job's own layer's interpreter (/opt/ml/.shipyard-layer/bin/python) is `python` as well: its PATH's
+_PYTHON_BIN = re.compile(_START + r"/[^\s\"':]*?/bin/(python[\d.]*)(?![\w.-])")
 
 
 def without_host_paths(text: str, folders: Mapping[str, str]) -> str:
