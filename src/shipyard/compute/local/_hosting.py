@@ -185,7 +185,7 @@ class LocalModelServers(ModelServers):
             (ml / sub).mkdir(parents=True, exist_ok=True)
         server_script = launch.instance_dir / "model_server.py"
         shutil.copyfile(_SERVER, server_script)  # the model's Python has no Shipyard to import it from
-        port = _free_port(self.host)
+        port = _claim_port(self.host)
         root = "/opt/ml" if self.sandboxed else str(ml)
 
         def inside(path: str | None) -> str | None:
@@ -252,6 +252,7 @@ class LocalModelServers(ModelServers):
 
     def stop(self, server: ModelServer, grace: float = 5.0) -> None:
         assert isinstance(server, LocalModelServer)
+        _release_port(server.port)
         if server.alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server.process.pid, 15)
@@ -272,12 +273,36 @@ def _keep_log(server: LocalModelServer) -> None:
             record = {"t": int(time.time() * 1000), "m": raw.decode("utf-8", "replace").rstrip("\n")}
             log.write(json.dumps(record, ensure_ascii=False) + "\n")
             log.flush()
+    server.process.wait()
+    _release_port(server.port)  # it has ended: its port is free again
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+# Ports given to model servers of this process that may not have bound them yet: the kernel may
+# give a port that was free a moment ago to the next bind(0) again (two servers of one endpoint
+# start at once), and a sandboxed server's uid is made from its port.
+_PORTS_LOCK = threading.Lock()
+_PORTS: set[int] = set()
+
+
+def _claim_port(host: str) -> int:
+    with _PORTS_LOCK:
+        for _ in range(1000):
+            port = _free_port(host)
+            if port not in _PORTS:
+                _PORTS.add(port)
+                return port
+    raise ModelServerError("no free loopback port for a model server")
+
+
+def _release_port(port: int) -> None:
+    with _PORTS_LOCK:
+        _PORTS.discard(port)
 
 
 __all__ = ["LocalModelServer", "LocalModelServers", "ServerLaunch", "prepare_model"]
