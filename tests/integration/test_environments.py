@@ -232,3 +232,34 @@ def test_pip_in_a_job_installs_into_its_own_layer(
     second = _create(sm, s3, SECOND_SCRIPT)
     assert _wait(sm, second, timeout=120)["TrainingJobStatus"] == "Completed"
     assert "second sees inflection False" in _log_lines(logs, second)
+
+
+def test_environments_hold_their_bytecode_and_older_ones_are_compiled_on_first_use(tmp_path: Path) -> None:
+    """Jobs see environments read-only: without bytecode built in, each job would compile what it
+    imports again (seconds for scikit-learn and pandas). How much it saves: benchmarks/job_imports.py."""
+    from importlib.util import cache_from_source
+
+    from shipyard.envs import EnvironmentCache, EnvironmentSpec
+
+    cache = EnvironmentCache(tmp_path, allow_server_python=False)
+    spec = EnvironmentSpec("tabulate", ("tabulate==0.9.0",))
+    lines: list[str] = []
+    built = cache.resolve(spec, log=lines.append)
+    assert built.how == "built"
+    [module] = built.python.parent.parent.glob("lib/python*/site-packages/tabulate/__init__.py")
+    assert Path(cache_from_source(str(module))).is_file()
+    assert any(line.startswith("Compiled the environment's bytecode") for line in lines)
+
+    # An environment built before environments held bytecode: no __pycache__, no flag in its marker.
+    folder = built.python.parent.parent
+    for pycache in list(folder.rglob("__pycache__")):
+        subprocess.run(["rm", "-rf", str(pycache)], check=True)
+    marker = folder / "shipyard-env.json"
+    marker.write_text(re.sub(r', "bytecode": true', "", marker.read_text()))
+    lines.clear()
+    assert cache.resolve(spec, log=lines.append).how == "cached"
+    assert Path(cache_from_source(str(module))).is_file()
+    assert any(line.startswith("Compiled the environment's bytecode") for line in lines)
+    lines.clear()
+    cache.resolve(spec, log=lines.append)  # compiled once, not on every use
+    assert lines == []

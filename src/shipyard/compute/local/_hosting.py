@@ -212,11 +212,6 @@ class LocalModelServers(ModelServers):
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update({k: inside(v) or "" for k, v in launch.environment.items()})
         env["PYTHONPATH"] = inside(launch.code_dir) or ""
-        # The environment is read-only to the model server, so Python cannot keep the bytecode it
-        # compiles beside the sources: keep it in the instance folder, where a restart of the same
-        # instance (a replacement, a serverless variant's cold start) finds it. Importing
-        # scikit-learn without it costs seconds.
-        env["PYTHONPYCACHEPREFIX"] = f"{root}/.shipyard-pycache"
         token = secrets.token_urlsafe(24)
         env[TOKEN_ENV] = token
         if self.sandboxed:
