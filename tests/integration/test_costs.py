@@ -150,3 +150,49 @@ def test_bad_report_requests_name_the_field(cost_server: ServerProcess) -> None:
     result = _cost(cost_server, "--by", "colour")
     assert result.returncode == 1 and "Cannot group costs by 'colour'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_job_scaled_down_to_fit_is_charged_for_what_it_got_beside_sagemakers_price(
+    cost_server: ServerProcess,
+) -> None:
+    sm, s3 = boto_client("sagemaker", cost_server.url), boto_client("s3", cost_server.url)
+    asked = {"ResourceConfig": {"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1}}
+    name = _create(sm, s3, "print('on a p4d, they say')\n", extra=asked)
+    described = _wait_job(sm, name)
+    assert described["TrainingJobStatus"] == "Completed"
+    view = httpx.get(f"{cost_server.url}/api/v1/training-jobs/{name}").json()
+    granted = view["placement"]
+    assert granted["gpus"] == 0 and granted["cpus"] < 96 and view["scaled_down"]
+    # DescribeTrainingJob stays SageMaker's: the billable seconds of the instance asked for
+    assert described["BillableTimeInSeconds"] == view["billable_seconds"] >= 1
+    assert described["ResourceConfig"]["InstanceType"] == "ml.p4d.24xlarge"
+
+    # charged as the type that gives what it got, at the site's rates (0.04 a vCPU-hour, 0.001 a GiB-hour)
+    types = {t["name"]: t for t in httpx.get(f"{cost_server.url}/api/v1/instance-types").json()}
+    billed = types[view["billed_as"]]
+    assert billed["gpu_count"] == 0 and billed["vcpu"] >= granted["cpus"]
+    assert billed["memory_gib"] >= granted["memory_gib"]
+    site = Decimal("0.04") * billed["vcpu"] + Decimal("0.001") * Decimal(str(billed["memory_gib"]))
+    assert Decimal(view["price_per_hour_usd"]) == site
+    seconds = view["billable_seconds"]
+    assert Decimal(view["cost_usd"]) == _usd(seconds, site)
+    assert Decimal(view["sagemaker_cost_usd"]) == _usd(seconds, Decimal("37.688"))  # what was asked
+
+    # the ledger's row: under the type asked, the site's cost for what it got beside SageMaker's
+    rows = httpx.get(
+        f"{cost_server.url}/api/v1/costs", params={"group_by": ["resource", "instance_type"]}
+    ).json()["rows"]
+    [row] = [r for r in rows if r["resource"] == name]
+    assert row["instance_type"] == "ml.p4d.24xlarge" and Decimal(str(row["unit_seconds"])) == seconds
+    assert Decimal(row["cost_usd"]) == _usd(seconds, site)
+    assert Decimal(row["sagemaker_cost_usd"]) == _usd(seconds, Decimal("37.688"))
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "shipyard", "jobs", "describe", name, "--url", cost_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"as {view['billed_as']}, what it was given" in shown.stdout
+    assert "for ml.p4d.24xlarge)" in shown.stdout and "scaled down to fit this machine" in shown.stdout

@@ -582,7 +582,11 @@ def test_jobs_queue_when_the_machine_is_full_and_scaling_down_is_recorded(
     assert job["scaled_down"].startswith("scaled down to fit this machine")
     from decimal import Decimal
 
-    assert Decimal(job["cost_usd"]) == (Decimal("5.53") * job["billable_seconds"] / 3600).quantize(
+    # charged as the cheapest type that gives what it got; SageMaker's price of what it asked beside it
+    hourly = Decimal(job["price_per_hour_usd"])
+    assert job["billed_as"] and hourly < Decimal("5.53")
+    assert Decimal(job["cost_usd"]) == (hourly * job["billable_seconds"] / 3600).quantize(Decimal("0.000001"))
+    assert Decimal(job["sagemaker_cost_usd"]) == (Decimal("5.53") * job["billable_seconds"] / 3600).quantize(
         Decimal("0.000001")
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -163,6 +164,9 @@ def test_job_run_reads_rows_written_before_it_was_typed() -> None:
     assert run.exit_codes == (0, None)
     assert run.extra == {"something_new": {"kept": True}}  # nothing a newer server wrote is lost
     assert JobRun.from_json(run.to_json()) == run
+    assert run.billing is not None
+    scaled = run.replace(billing=dataclasses.replace(run.billing, billed_as="ml.c5.large"))  # scaled down
+    assert JobRun.from_json(scaled.to_json()) == scaled  # the type it was charged as survives a restart
 
 
 def test_next_attempt_drops_the_last_attempts_instances_and_keeps_what_was_observed() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.costs import Interval, allocate
+from shipyard.core.placement import Resources
 from shipyard.core.pricing import Rates
 from shipyard.errors import ConfigurationError, ValidationError
 
@@ -100,3 +101,43 @@ def test_site_rates_by_type_by_resources_or_sagemakers(tmp_path: Path) -> None:
     path.write_text("cpu_hour = 1\n")
     with pytest.raises(ConfigurationError, match="unknown setting 'cpu_hour'"):
         Rates.load(path)
+
+
+def test_a_scaled_down_instance_is_charged_as_the_cheapest_type_that_gives_what_it_got(
+    tmp_path: Path,
+) -> None:
+    catalog = InstanceCatalog.load()
+    p4d = catalog.get("ml.p4d.24xlarge")  # 96 vCPUs, 1152 GiB, 8 GPUs: 37.688 an hour
+    rates = Rates()
+    # 2 vCPUs and 4 GiB, no GPU: an ml.c5.large's worth (0.102; ml.t3.medium's 0.05 is a
+    # burstable share of a core, so not a candidate), at SageMaker's price of what was asked
+    price = rates.granted(p4d, Resources(2.0, 4.0, 0), JobKind.TRAINING, catalog)
+    assert (price.site, price.sagemaker, price.billed_as) == (
+        Decimal("0.102"),
+        Decimal("37.688"),
+        "ml.c5.large",
+    )
+    # more memory than a c5.large has: the cheapest that holds it (the r5 beats an m5 of 32 GiB)
+    price = rates.granted(p4d, Resources(2.0, 23.4, 0), JobKind.TRAINING, catalog)
+    assert (price.site, price.billed_as) == (Decimal("0.302"), "ml.r5.xlarge")
+    # a GPU granted is paid for as a GPU type
+    price = rates.granted(p4d, Resources(4.0, 16.0, 1), JobKind.TRAINING, catalog)
+    assert price.billed_as is not None and catalog.get(price.billed_as).gpu_count >= 1
+    assert price.site < price.sagemaker
+    # granted everything it asked for: its own price, as before
+    m5 = catalog.get("ml.m5.large")
+    assert rates.granted(m5, Resources(2.0, 8.0, 0), JobKind.TRAINING, catalog) == rates.instance(
+        m5, JobKind.TRAINING
+    )
+    # a site's own rates price the candidates, and one scaled down never costs more than asked
+    path = tmp_path / "rates.toml"
+    path.write_text('vcpu_hour = 0.01\nmemory_gib_hour = 0.001\n[instance_types]\n"ml.m5.24xlarge" = 0.001\n')
+    site = Rates.load(path)
+    m5_24 = catalog.get("ml.m5.24xlarge")
+    price = site.granted(m5_24, Resources(2.0, 4.0, 0), JobKind.PROCESSING, catalog)
+    assert (price.site, price.sagemaker, price.billed_as) == (Decimal("0.001"), Decimal("5.53"), None)
+    price = site.granted(p4d, Resources(2.0, 4.0, 0), JobKind.HOSTING, catalog)
+    assert (price.site, price.billed_as) == (Decimal("0.001"), "ml.m5.24xlarge")  # the site's cheapest
+    path.write_text("vcpu_hour = 0.01\nmemory_gib_hour = 0.001\n")
+    price = Rates.load(path).granted(p4d, Resources(2.0, 4.0, 0), JobKind.HOSTING, catalog)
+    assert (price.site, price.billed_as) == (Decimal("0.024"), "ml.c5.large")  # 2 x 0.01 + 4 x 0.001

@@ -102,8 +102,15 @@ def describe(name: str, url: Url = None, as_json: AsJson = False) -> None:
         took = (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds()
         console.print(f"  ended     {_when(job['TrainingEndTime'])} ({took:.1f} s)")
     running = job["TrainingJobStatus"] in ("InProgress", "Stopping")
+    if costs.get("scaled_down"):  # "scaled down to fit this machine: each of ..."
+        why, _, what = str(costs["scaled_down"]).partition(": ")
+        console.print(f"  granted   {what or why} ({why})" if what else f"  granted   {why}", markup=False)
+    billed = f" as {costs['billed_as']}, what it was given" if costs.get("billed_as") else ""
+    asked = f" for {job['ResourceConfig']['InstanceType']}" if billed else ""
     console.print(
-        f"  cost      ${costs['cost_usd']}{' so far' if running else ''} (on SageMaker ${costs['sagemaker_cost_usd']})"
+        f"  cost      ${costs['cost_usd']}{' so far' if running else ''}{billed} "
+        f"(on SageMaker ${costs['sagemaker_cost_usd']}{asked})",
+        markup=False,
     )
     shown = {k: v for k, v in (job.get("HyperParameters") or {}).items() if not k.startswith("sagemaker_")}
     for key, value in sorted(shown.items()):

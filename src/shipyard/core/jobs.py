@@ -65,13 +65,16 @@ class InstanceRecord:
 
 @dataclasses.dataclass(frozen=True)
 class Billing:
-    """What a finished job was billed: seconds by the second (at least one), and the price."""
+    """What a finished job was billed: seconds by the second (at least one), and the price
+    (the site's, per instance-hour; ``billed_as``: the type it was charged as when it was scaled
+    down to fit, see core/pricing.py)."""
 
     training_seconds: int
     billable_seconds: int
     cost_usd: Decimal
     sagemaker_cost_usd: Decimal
     price_per_hour_usd: Decimal
+    billed_as: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +170,8 @@ class JobRun:
                 sagemaker_cost_usd=str(b.sagemaker_cost_usd),
                 price_per_hour_usd=str(b.price_per_hour_usd),
             )
+            if b.billed_as is not None:
+                data["billed_as"] = b.billed_as
         if self.final_metrics:
             data["final_metrics"] = [dict(m) for m in self.final_metrics]
         if self.exit_codes:
@@ -185,6 +190,7 @@ class JobRun:
                 cost_usd=cost,
                 sagemaker_cost_usd=Decimal(str(data.get("sagemaker_cost_usd") or cost)),
                 price_per_hour_usd=Decimal(str(data.get("price_per_hour_usd") or 0)),
+                billed_as=data.get("billed_as"),
             )
         placement = data.get("placement")
         return cls(
@@ -219,6 +225,7 @@ _BILLING_KEYS = {
     "cost_usd",
     "sagemaker_cost_usd",
     "price_per_hour_usd",
+    "billed_as",
 }
 
 

@@ -22,17 +22,26 @@ every report's two columns agree. A site running its own hardware says what it c
 
 Any rate may be 0 (hardware that is paid for). Rates are read when the server starts; a ledger
 interval keeps the prices of the time it began.
+
+A job scaled down to fit the machine (an ``ml.p4d.24xlarge`` given 2 vCPUs and no GPU) is charged
+at the site for what it got, not for what it asked (:meth:`Rates.granted`): as the type, of those
+offered for its kind of work whose vCPUs, memory and GPUs each cover what one instance was granted,
+that the site charges least for (the asked type is one of them, so it never costs more; burstable
+ml.t types are not, as their vCPUs are a share of a core). SageMaker's
+price beside it stays that of the type asked for, as SageMaker would have billed it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from shipyard.core.catalog import InstanceType, JobKind
+from shipyard.core.placement import Resources
 from shipyard.errors import ConfigurationError
 
 HOURS_PER_MONTH = Decimal(730)  # as AWS prices storage: GB-month over 730 hours
@@ -41,14 +50,21 @@ SAGEMAKER_STORAGE_GIB_MONTH = Decimal("0.023")  # S3 Standard, us-east-1, first 
 # USD 0.0000200 a second at 1024 MB, 0.0001200 at 6144 MB, linear in the memory in between.
 SAGEMAKER_SERVERLESS_GB_SECOND = Decimal("0.00002")
 GIB = 2**30
+_BURSTABLE = re.compile(r"t\d+[a-z]*")  # ml.t2, ml.t3: a vCPU is a share of a core (not trn1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Price:
-    """USD per hour of one unit (an instance, or a bucket at its size): the site's and SageMaker's."""
+    """USD per hour of one unit (an instance, or a bucket at its size): the site's and SageMaker's.
+
+    Attributes:
+        billed_as: The instance type the site charged for instead of the one asked (an instance
+            scaled down to fit: :meth:`Rates.granted`); None when it charged for the one asked.
+    """
 
     site: Decimal
     sagemaker: Decimal
+    billed_as: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +131,32 @@ class Rates:
             )
             return Price(Decimal(site), sagemaker)
         return Price(sagemaker, sagemaker)
+
+    def granted(
+        self, asked: InstanceType, granted: Resources, kind: JobKind, types: Iterable[InstanceType]
+    ) -> Price:
+        """An hour of one instance of ``asked`` that was ``granted`` only so much (scaled down
+        to fit the machine): the site's price of the type among ``types`` (the catalog) offered
+        for ``kind`` whose vCPUs, memory and GPUs each cover ``granted`` that the site charges
+        least for (ties: ``asked``, else the fewest vCPUs, then the least memory, then by name),
+        and SageMaker's price of ``asked``. Burstable types (ml.t2, ml.t3) are not candidates:
+        their vCPUs are a share of a core, a granted vCPU a whole one. Granted all of ``asked``:
+        :meth:`instance`."""
+        whole = self.instance(asked, kind)
+        wanted = Resources(float(asked.vcpu), float(asked.memory_gib), asked.gpu_count)
+        if wanted.fits_in(granted):
+            return whole
+        covering = [
+            (self.instance(t, kind).site, t.name != asked.name, t.vcpu, t.memory_gib, t.name)
+            for t in types
+            if t.supports(kind)
+            and granted.fits_in(Resources(float(t.vcpu), float(t.memory_gib), t.gpu_count))
+            and not _BURSTABLE.fullmatch(t.family)
+        ]
+        site, _, _, _, name = min(covering, default=(whole.site, False, 0, 0.0, asked.name))
+        if site >= whole.site:  # nothing cheaper gives as much: the type asked for
+            return whole
+        return Price(site, whole.sagemaker, billed_as=name)
 
     def serverless(self, memory_mb: int) -> Price:
         """An hour of serverless compute (requests' billed time) at ``memory_mb`` of memory."""

@@ -107,6 +107,17 @@ class CostService:
             return self.rates.serverless(memory)
         return self.rates.instance(self.catalog.get(instance_type), kind)
 
+    def job_price(self, job: Job[Any]) -> Price:
+        """An hour of one of the job's instances: at the site, for what each was granted when it
+        was scaled down to fit (:meth:`Rates.granted`; ``billed_as`` names the type charged);
+        SageMaker's, for the type it asked for."""
+        kind = JobKind(job.kind)
+        if job.run.placement is None:  # not placed (yet): what it asked for
+            return self.price(job.spec.instance_type, kind)
+        return self.rates.granted(
+            self.catalog.get(job.spec.instance_type), job.run.placement, kind, self.catalog
+        )
+
     # -- serverless endpoints -------------------------------------------------------------------------
     def request_served(
         self,
@@ -180,7 +191,7 @@ class CostService:
         )
 
     def _job_interval(self, job: Job[Any], at: dt.datetime) -> Interval:
-        price = self.price(job.spec.instance_type, JobKind(job.kind))
+        price = self.job_price(job)
         return Interval(
             key=self.job_key(job),
             kind=job.kind,

@@ -27,7 +27,7 @@ from typing import Any
 
 from shipyard.compute import Backend, Backends, InstanceLaunch
 from shipyard.core import fairshare, outcomes
-from shipyard.core.catalog import InstanceCatalog, JobKind
+from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.jobs import Billing, InstanceRecord, Job, JobRun, JobState
 from shipyard.core.placement import Placement, Resources, plan
@@ -500,7 +500,7 @@ class JobScheduler:
             now=self._clock.now(),
         )
         cost, sagemaker_cost = self._costs.job_ended(job, billed.interval_start, billed.ended)
-        price = self._costs.price(job.spec.instance_type, JobKind(job.kind)).site
+        price = self._costs.job_price(job)  # for what it was granted
         series: dict[str, list[MetricPoint]] = {}
         if job.spec.metric_definitions:
             training = self._repos["training"]
@@ -512,7 +512,9 @@ class JobScheduler:
         run: JobRun = job.run.replace(
             model_artifacts=first.model_artifacts,
             output_artifacts=first.output_artifacts,
-            billing=Billing(billed.seconds, billed.billable_seconds, cost, sagemaker_cost, price),
+            billing=Billing(
+                billed.seconds, billed.billable_seconds, cost, sagemaker_cost, price.site, price.billed_as
+            ),
             final_metrics=outcomes.final_metrics(series),
             exit_codes=tuple(s.exit_code for s in statuses),
         )

@@ -40,9 +40,23 @@ def job_view(platform: Platform, job: Any) -> dict[str, Any]:
         "scaled_down": job.state.scaled_down,
         "billable_seconds": billing.billable_seconds if billing else None,
         "price_per_hour_usd": str(billing.price_per_hour_usd) if billing else None,
+        "billed_as": billed_as(platform, job),
         "cost_usd": str(cost),
         "sagemaker_cost_usd": str(sagemaker_cost),
     }
+
+
+def billed_as(platform: Platform, job: Any) -> str | None:
+    """The instance type the site charges a scaled-down job as (core/pricing.py), or None when
+    it charges for the type asked: as it was billed once it ended, else as it is priced now."""
+    if job.run.billing is not None:
+        return job.run.billing.billed_as
+    if job.run.placement is None:
+        return None
+    try:
+        return platform.costs.job_price(job).billed_as
+    except ValidationError:  # its type has left the site's catalog since
+        return None
 
 
 def status_message(job: Any) -> str:

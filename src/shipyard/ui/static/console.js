@@ -575,6 +575,7 @@ async function jobView(view, kind, name) {
           ["ended", when(job.ended)],
           ["billable", job.billable_seconds ? `${job.billable_seconds} s` : ""],
           ["scaled down", job.scaled_down],
+          ["billed as", job.billed_as ? `${job.billed_as}, what it was given (SageMaker's price is for ${job.instance_type})` : ""],
         ]),
         h("h2", {}, "Status"),
         timeline,
