@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -34,3 +36,12 @@ def tgz(files: dict[str, str]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+    """Wait until ``condition()`` is true, checking every 50 ms; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not there after {timeout} s")
+        time.sleep(0.05)

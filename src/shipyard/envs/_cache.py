@@ -7,10 +7,8 @@ a folder without it is an interrupted build and is rebuilt. Jobs hold a shared l
 run, so pruning never removes an environment in use. A cached environment is found with one
 ``stat``: no network, no resolver.
 
-Every environment holds its bytecode, compiled once when it is built: jobs and model servers see it
-read-only, so Python could not keep what it compiles, and each would compile what it imports again
-(scikit-learn and pandas: seconds per job). An environment built before Shipyard did this is
-compiled by the first job that uses it (its marker then says ``"bytecode": true``).
+Every environment gets its bytecode, compiled once in the background after it is built (or, for
+one built before Shipyard did this, after the first job that uses it): see ``_bytecode.py``.
 """
 
 from __future__ import annotations
@@ -112,7 +110,11 @@ class EnvironmentCache:
             how = "built"
         else:
             how = "cached"
-            self._compile_if_needed(folder, log)
+        if not has_bytecode(folder):
+            from shipyard.envs._bytecode import compile_soon
+
+            compile_soon(self.root, key)
+            log(f"Compiling environment {key}'s bytecode in the background (later jobs import faster)")
         with contextlib.suppress(OSError), (folder / "jobs.log").open("a") as f:
             f.write(f"{dt.datetime.now(dt.UTC).isoformat()} {job}\n")
         return ResolvedEnvironment(folder / "bin" / "python", how, key, time.monotonic() - started)
@@ -147,7 +149,6 @@ class EnvironmentCache:
             install += ["-r", str(requirements_file)]
         if len(install) > 5 + len(self.sources.uv_args()):
             self._run(install, log)
-        self._compile(folder, log)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
         (folder / MARKER).write_text(
             json.dumps(
@@ -157,34 +158,9 @@ class EnvironmentCache:
                     "job_requirements": requirements_txt,
                     "created": dt.datetime.now(dt.UTC).isoformat(),
                     "size_bytes": size,
-                    "bytecode": True,
                 }
             )
         )
-
-    def _compile_if_needed(self, folder: Path, log: Callable[[str], None]) -> None:
-        """Compile an environment built before environments held their bytecode, once."""
-        marker = folder / MARKER
-        meta = json.loads(marker.read_text())
-        if meta.get("bytecode"):
-            return
-        with _locked(self.root / f"{folder.name}.lock", fcntl.LOCK_SH):  # prune waits; so may others
-            self._compile(folder, log)
-        meta["bytecode"] = True
-        temporary = folder / f"{MARKER}.{os.getpid()}"
-        temporary.write_text(json.dumps(meta))
-        temporary.replace(marker)
-
-    @staticmethod
-    def _compile(folder: Path, log: Callable[[str], None]) -> None:
-        """Write the bytecode of everything installed, beside its sources (atomically, file by file:
-        a job importing meanwhile reads whole files or none). A file that does not compile (a
-        package's template or test data with a .py name) is left to fail where it is imported."""
-        started = time.monotonic()
-        python = folder / "bin" / "python"
-        command = [str(python), "-m", "compileall", "-q", "-q", "-j", "0", str(folder / "lib")]
-        subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-        log(f"Compiled the environment's bytecode ({time.monotonic() - started:.1f} s)")
 
     @staticmethod
     def _run(command: Sequence[str], log: Callable[[str], None]) -> None:
@@ -259,6 +235,14 @@ def environment_roots(python: Path) -> tuple[Path, ...]:
         return (python.parent,)
     base = Path(os.path.realpath(python)).parent.parent
     return (root,) if base == root or base == Path("/usr") else (root, base)
+
+
+def has_bytecode(folder: Path) -> bool:
+    """Whether the environment in ``folder`` has its bytecode compiled (``_bytecode.py``)."""
+    try:
+        return bool(json.loads((folder / MARKER).read_text()).get("bytecode"))
+    except (OSError, ValueError):
+        return False
 
 
 def satisfied_here(requirements: Sequence[str]) -> bool:
