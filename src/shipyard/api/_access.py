@@ -26,7 +26,7 @@ from shipyard.api._json import json_error
 from shipyard.api._ownership import ownership_refusal
 from shipyard.api._query import query_error
 from shipyard.api._unserved import unserved_error
-from shipyard.api.runtime import endpoint_name, runtime_error
+from shipyard.api.runtime import COMPONENT_HEADER, endpoint_name, runtime_error
 from shipyard.api.s3._xml import error_document
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.credentials import Principal, S3Grant, SessionCredentials, s3_grants, unreachable
@@ -59,6 +59,7 @@ _SAGEMAKER_NOUNS = sorted(
         ("TrainingJob", "TrainingJobName", "training-job"),
         ("ProcessingJob", "ProcessingJobName", "processing-job"),
         ("TransformJob", "TransformJobName", "transform-job"),
+        ("InferenceComponent", "InferenceComponentName", "inference-component"),
         ("EndpointConfig", "EndpointConfigName", "endpoint-config"),
         ("Endpoint", "EndpointName", "endpoint"),
         ("ModelPackageGroup", "ModelPackageGroupName", "model-package-group"),
@@ -211,7 +212,13 @@ def request_actions(
             if path.endswith("/async-invocations")
             else "sagemaker:InvokeEndpoint"
         )
-        return [RequestedAction(action, sagemaker_arn(region, account, "endpoint", endpoint))]
+        needed = [RequestedAction(action, sagemaker_arn(region, account, "endpoint", endpoint))]
+        component = headers.get(COMPONENT_HEADER)
+        if component:  # and the inference component it names (IAM's resource for it too)
+            needed.append(
+                RequestedAction(action, sagemaker_arn(region, account, "inference-component", component))
+            )
+        return needed
     if protocol in ("query", "ec2"):
         params = dict(parse_qsl((body or b"").decode("utf-8", "replace"), keep_blank_values=True))
         params.update(query)

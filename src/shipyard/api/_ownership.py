@@ -52,6 +52,7 @@ CREATES = frozenset(
         "CreateTrialComponent",
         "CreateArtifact",
         "CreateNotebookInstance",
+        "CreateInferenceComponent",
     }
 )
 # The log groups of jobs, by the resource type of the job a stream (``<job>/<instance>``) is of.
@@ -144,6 +145,10 @@ def _referenced(operation: str, params: Mapping[str, Any], region: str, account:
         return [ownership_arn(e) for e in ends if isinstance(e, str) and e.startswith("arn:")]
     if operation in ("AssociateTrialComponent", "DisassociateTrialComponent"):
         return arn("experiment-trial", params.get("TrialName"))
+    if operation in ("CreateInferenceComponent", "UpdateInferenceComponent"):  # its endpoint, its model
+        specification = params.get("Specification")
+        model = specification.get("ModelName") if isinstance(specification, Mapping) else None
+        return arn("endpoint", params.get("EndpointName")) + arn("model", model)
     if operation in ("CreateEndpoint", "UpdateEndpoint"):
         return arn("endpoint-config", params.get("EndpointConfigName"))
     if operation == "CreateTransformJob":

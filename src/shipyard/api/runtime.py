@@ -19,6 +19,10 @@ A serverless variant's request is admitted under its MaxConcurrency (past it: Th
 (:mod:`shipyard.services._serverless`: the cold start; past its wait, ModelNotReadyException);
 its time at the model is billed once it is answered.
 
+An endpoint for inference components answers only requests naming one (InferenceComponentName,
+the ``X-Amzn-SageMaker-Inference-Component`` header): they go to that component's copies
+(:meth:`~shipyard.services.inference_components.InferenceComponentService.pick`).
+
 InvokeEndpointAsync, ``POST /endpoints/<name>/async-invocations``, on an endpoint whose config has
 an AsyncInferenceConfig: the request is queued (``services/async_inference.py``, in the store) and
 answered 202 with its InferenceId and output and failure locations; the dispatcher
@@ -61,6 +65,7 @@ from shipyard.services.logs import ENDPOINTS_GROUP
 from shipyard.store import ResourceRepository
 
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
+COMPONENT_HEADER = "x-amzn-sagemaker-inference-component"  # InferenceComponentName
 _STREAM_SUFFIX = "/invocations-response-stream"
 _ASYNC_SUFFIX = "/async-invocations"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -205,6 +210,9 @@ class Runtime:
         account = self._platform.settings.account_id
         endpoints = self._platform.endpoints
         try:
+            component = headers.get(COMPONENT_HEADER)
+            if component:  # an inference component's copies (services/inference_components.py)
+                return endpoints.components.pick(name, component)
             return endpoints.router.pick(name, headers.get("x-amzn-sagemaker-target-variant"))
         except NotFoundError:
             try:

@@ -74,7 +74,9 @@ class ModelSpec:
 @dataclasses.dataclass(frozen=True)
 class VariantSpec:
     """A production variant. A serverless one (``serverless`` set) has no instance type and no
-    instances of its own (``instance_count`` 0): its model server starts on demand."""
+    instances of its own (``instance_count`` 0): its model server starts on demand. One without a
+    model (``model`` empty) is capacity for inference components: its instances run no model
+    server of their own (``core/inference_components.py``)."""
 
     name: str
     model: str
@@ -82,6 +84,11 @@ class VariantSpec:
     instance_type: str
     weight: float
     serverless: ServerlessConfig | None = None
+
+    @property
+    def for_components(self) -> bool:
+        """Capacity for inference components (no ModelName)."""
+        return not self.model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +106,10 @@ class EndpointConfigSpec:
             if params.get(field):
                 raise _unsupported(field, what)
         variants = []
-        for index, raw in enumerate(params["ProductionVariants"]):
+        raws = params["ProductionVariants"]
+        _check_model_names(raws, params)
+        for index, raw in enumerate(raws):
             field = f"ProductionVariants.{index}"
-            if not raw.get("ModelName"):
-                raise ValidationError(f"{field}.ModelName is required", field=f"{field}.ModelName")
             if raw.get("ServerlessConfig"):
                 variants.append(_serverless_variant(raw, field))
                 continue
@@ -126,7 +133,9 @@ class EndpointConfigSpec:
                     value=weight,
                 )
             variants.append(
-                VariantSpec(raw["VariantName"], raw["ModelName"], count, raw["InstanceType"], weight)
+                VariantSpec(
+                    raw["VariantName"], raw.get("ModelName") or "", count, raw["InstanceType"], weight
+                )
             )
         names = [v.name for v in variants]
         if len(set(names)) != len(names):
@@ -147,7 +156,42 @@ class EndpointConfigSpec:
                 "as on SageMaker: give the variants an InstanceType",
                 field="AsyncInferenceConfig",
             )
+        if asynchronous is not None and any(v.for_components for v in variants):
+            raise _unsupported("AsyncInferenceConfig", "asynchronous inference on inference components")
         return cls(params["EndpointConfigName"], tuple(variants), asynchronous)
+
+    @property
+    def for_components(self) -> bool:
+        """An endpoint for inference components: its variants name no model."""
+        return any(v.for_components for v in self.variants)
+
+
+def _check_model_names(raws: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> None:
+    """Every variant names its model, or none does (an endpoint for inference components, which
+    needs the config's ExecutionRoleArn), as SageMaker checks."""
+    without = [i for i, raw in enumerate(raws) if not raw.get("ModelName")]
+    if not without:
+        return
+    if len(without) != len(raws):
+        index = without[0]
+        raise ValidationError(
+            f"ProductionVariants.{index}.ModelName is required: either every production variant names "
+            "its model, or none does (an endpoint for inference components)",
+            field=f"ProductionVariants.{index}.ModelName",
+        )
+    for index, raw in enumerate(raws):
+        if raw.get("ServerlessConfig"):
+            raise ValidationError(
+                f"ProductionVariants.{index}.ModelName is required for a serverless variant "
+                "(ServerlessConfig): inference components run on instances (InstanceType)",
+                field=f"ProductionVariants.{index}.ModelName",
+            )
+    if not params.get("ExecutionRoleArn"):
+        raise ValidationError(
+            "ExecutionRoleArn is required for an endpoint config whose production variants name no "
+            "model (an endpoint for inference components)",
+            field="ExecutionRoleArn",
+        )
 
 
 def _serverless_variant(raw: Mapping[str, Any], field: str) -> VariantSpec:

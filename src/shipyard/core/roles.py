@@ -25,6 +25,7 @@ _ROLE_MEMBERS: dict[str, tuple[str, ...]] = {
     "CreateTrainingJob": ("RoleArn",),
     "CreateProcessingJob": ("RoleArn",),
     "CreateModel": ("ExecutionRoleArn",),
+    "CreateEndpointConfig": ("ExecutionRoleArn",),  # an endpoint for inference components
     "CreateHyperParameterTuningJob": ("TrainingJobDefinition.RoleArn", "TrainingJobDefinitions[].RoleArn"),
     "CreatePipeline": ("RoleArn",),
     "UpdatePipeline": ("RoleArn",),

@@ -265,6 +265,8 @@ class Platform:
             quotas=settings.quotas,
             user_quotas=quotas,
             claims=identity,
+            components=ResourceRepository(db, "inference-component", "Inference component"),
+            catalog=catalog,
         )
         registry = ModelRegistry(
             ResourceRepository(db, "model-package-group", "Model package group"),

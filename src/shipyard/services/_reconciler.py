@@ -31,10 +31,17 @@ from typing import Any
 from shipyard.compute import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.core.catalog import JobKind
 from shipyard.core.clock import Clock
-from shipyard.core.hosting import EndpointConfigSpec, EndpointState, ModelSpec, Step, VariantSpec
-from shipyard.envs import ImageResolver
+from shipyard.core.hosting import (
+    ContainerSpec,
+    EndpointConfigSpec,
+    EndpointState,
+    ModelSpec,
+    Step,
+    VariantSpec,
+)
+from shipyard.envs import EnvironmentSpec, ImageResolver
 from shipyard.errors import NotFoundError, ShipyardError
-from shipyard.services._router import LiveVariant, Router
+from shipyard.services._router import CapacityInstance, LiveVariant, Router
 from shipyard.services._serverless import ServerlessPool, ServerlessState
 from shipyard.services.costs import CostService
 from shipyard.store import Resource, ResourceRepository
@@ -140,13 +147,14 @@ class EndpointReconciler:
         self._dir = endpoints_dir
         self._timeout = startup_timeout
         self._drain = drain_seconds
-        self._workers = workers or DaemonExecutor()
+        self._workers = self.workers = workers or DaemonExecutor()
         self._lock = threading.Lock()  # the bookkeeping below; the router has its own
         self._ops: dict[str, _Operation] = {}
         self._replacing: dict[int, _Replacement] = {}  # by id() of the dead server
         self._retiring: list[_Retiring] = []
         self._deleting: set[str] = set()
         self._last_seen = clock.now().timestamp()
+        self.passes: list[Callable[[], bool]] = []  # more work each pass does (inference components)
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -200,9 +208,15 @@ class EndpointReconciler:
         self._replace_dead()
         self._retire_drained()
         self.serverless.tick()
+        busy = False
+        for more in self.passes:
+            try:
+                busy = more() or busy
+            except Exception:
+                log.exception("An endpoint pass failed")
         self._mark_seen()
         with self._lock:
-            return bool(self._ops or self._replacing or self._retiring)
+            return busy or bool(self._ops or self._replacing or self._retiring)
 
     def _reconcile(self, record: Resource) -> None:
         name = record.name
@@ -248,10 +262,23 @@ class EndpointReconciler:
             log.info("Endpoint %s: starting %d model servers", name, len(op.starts))
 
     def _start_one(self, name: str, variant: VariantSpec, op: _Operation) -> ModelServer:
-        """A worker's job: one model server, healthy (stopped again if it is not)."""
-        model = self._model(variant.model)
+        """A worker's job: one model server, healthy (stopped again if it is not). An instance of
+        a variant for inference components is capacity only: its components' copies are the model
+        servers (``inference_components.py``)."""
         folder = self._dir / name / variant.name / f"i-{uuid.uuid4().hex[:17]}"  # an instance id, as in AWS
         folder.mkdir(parents=True)
+        if variant.for_components:
+            return CapacityInstance(
+                ModelRequest(
+                    instance_dir=folder,
+                    endpoint=name,
+                    variant=variant.name,
+                    instance_type=variant.instance_type,
+                    container=ContainerSpec("", None, {}),
+                    environment=EnvironmentSpec("inference components"),
+                )
+            )
+        model = self._model(variant.model)
         request = ModelRequest(
             instance_dir=folder,
             endpoint=name,
@@ -320,7 +347,13 @@ class EndpointReconciler:
             self._write(name, lambda s: s.scaled())
             return
         live = [
-            LiveVariant(v.name, v.weight, tuple(by_variant.get(v.name, ())), v.instance_type)
+            LiveVariant(
+                v.name,
+                v.weight,
+                tuple(by_variant.get(v.name, ())),
+                v.instance_type,
+                components=v.for_components,
+            )
             if v.serverless is None
             else LiveVariant(
                 v.name,
@@ -443,6 +476,9 @@ class EndpointReconciler:
             shutil.rmtree(server.instance_dir / "ml", ignore_errors=True)  # its log stays
 
     def _stop(self, server: ModelServer) -> None:
+        if isinstance(server, CapacityInstance):
+            server.release()
+            return
         try:
             self._servers(server.request.instance_type).stop(server)
         except Exception:

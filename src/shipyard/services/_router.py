@@ -16,8 +16,15 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from shipyard.compute import ModelServer
+from shipyard.compute import ModelRequest, ModelServer
 from shipyard.errors import NotFoundError, ShipyardError, ValidationError
+
+# SageMaker's answer to InvokeEndpoint on an endpoint for inference components without one named.
+COMPONENT_REQUIRED = (
+    "Inference Component Name header is required for endpoints to which you plan to deploy "
+    "inference components. Please include Inference Component Name header or consider using "
+    "SageMaker models."
+)
 
 if TYPE_CHECKING:
     from shipyard.services._serverless import ServerlessState
@@ -34,12 +41,34 @@ class LiveVariant:
     instance_type: str = ""
     _next: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
     serverless: ServerlessState | None = None  # a serverless variant's demand (``_serverless.py``)
+    components: bool = False  # capacity for inference components: its servers are CapacityInstances
 
     def pick(self) -> ModelServer | None:
         servers = [s for s in self.servers if s.alive]
         if not servers:
             return None
         return servers[next(self._next) % len(servers)]
+
+
+class CapacityInstance(ModelServer):
+    """An instance of a variant for inference components: capacity that components' copies are
+    placed on, billed as any endpoint instance, running no model server of its own (its address
+    answers nothing; the router never sends a request to it)."""
+
+    def __init__(self, request: ModelRequest) -> None:
+        super().__init__(request, "", 0)
+        self._released = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._released
+
+    @property
+    def ended(self) -> str:
+        return "released" if self._released else "running"
+
+    def release(self) -> None:
+        self._released = True
 
 
 class NoRoute(ShipyardError):
@@ -82,6 +111,8 @@ class Router:
             variants = self._endpoints.get(endpoint)
             if variants is None:
                 raise NotFoundError(f"Endpoint {endpoint} not found.")
+            if any(v.components for v in variants):
+                raise ValidationError(COMPONENT_REQUIRED, field="InferenceComponentName")
             if target_variant:
                 chosen = [v for v in variants if v.name == target_variant]
                 if not chosen:

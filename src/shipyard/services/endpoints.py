@@ -15,6 +15,7 @@ has requests (``_serverless.py``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from shipyard.core.catalog import InstanceCatalog, JobKind
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.estimates import Prices
 from shipyard.core.hosting import EndpointConfigSpec, EndpointState, EndpointStatus, ModelSpec
+from shipyard.core.inference_components import KIND
 from shipyard.core.pagination import Page
 from shipyard.core.quotas import Quotas
 from shipyard.core.training import parse_s3_uri
@@ -40,6 +42,7 @@ from shipyard.services._reconciler import EndpointReconciler
 from shipyard.services._router import LiveVariant, NoRoute, Router
 from shipyard.services.costs import CostService
 from shipyard.services.endpoint_metrics import EndpointMetrics
+from shipyard.services.inference_components import InferenceComponentService
 from shipyard.services.quotas import QuotaService
 from shipyard.store import Resource, ResourceRepository
 
@@ -145,7 +148,8 @@ class EndpointConfigService:
         for index, variant in enumerate(spec.variants):
             field = f"ProductionVariants.{index}"
             try:
-                self._models.repository.get(variant.model)
+                if not variant.for_components:
+                    self._models.repository.get(variant.model)
             except NotFoundError:
                 raise ValidationError(
                     f"Could not find model {variant.model!r} (for variant {variant.name!r})",
@@ -206,6 +210,8 @@ class EndpointService:
         quotas: Quotas = Quotas(),
         claims: Claims = NO_CLAIMS,
         user_quotas: QuotaService | None = None,
+        components: ResourceRepository | None = None,
+        catalog: InstanceCatalog | None = None,
     ) -> None:
         self.repository = repository
         self._claims = claims
@@ -235,6 +241,34 @@ class EndpointService:
             serverless_idle_seconds=serverless_idle_seconds,
         )
         self.serverless = self.reconciler.serverless  # serverless variants' requests (InvokeEndpoint's)
+        # Inference components, on endpoints whose variants name no model; the same loop drives them.
+        self.components = InferenceComponentService(
+            components or ResourceRepository(repository.db, KIND, "Inference component"),
+            repository,
+            self.router,
+            servers,
+            models.get,
+            resolver,
+            catalog or InstanceCatalog.load(),
+            account_id=account_id,
+            routing=self._routing,
+            clock=clock,
+            workers=self.reconciler.workers,
+            startup_timeout=startup_timeout,
+            drain_seconds=drain_seconds,
+            claims=claims,
+            wake=self.reconciler.wake,
+        )
+        self.reconciler.passes.append(self.components.tick)
+
+    def _routing(self, endpoint: str, variant: str) -> str:
+        """The RoutingStrategy of an endpoint's variant (its config's RoutingConfig)."""
+        with contextlib.suppress(NotFoundError):
+            config = self._configs.get(self.repository.get(endpoint).state["config"])[0]
+            for raw in config.request["ProductionVariants"]:
+                if raw["VariantName"] == variant:
+                    return str((raw.get("RoutingConfig") or {}).get("RoutingStrategy") or "RANDOM")
+        return "RANDOM"
 
     # -- API operations ------------------------------------------------------------------------------
     def _reckon(self, params: Mapping[str, Any], prices: Prices) -> estimates.Estimate:
@@ -356,8 +390,17 @@ class EndpointService:
         return endpoint
 
     def delete(self, name: str) -> None:
-        """Stop the endpoint's model servers and forget it (when this returns, none runs)."""
+        """Stop the endpoint's model servers and forget it (when this returns, none runs). An
+        endpoint with inference components on it is refused, as SageMaker refuses it."""
         arn = self.repository.get(name).arn
+        components = self.components.on_endpoint(name)
+        if components:
+            raise ValidationError(
+                f"Endpoint {name!r} has inference components: {', '.join(components)}. Delete them "
+                "first (DeleteInferenceComponent), then the endpoint",
+                field="EndpointName",
+                value=name,
+            )
         self.reconciler.delete(name)
         self._claims.forget(arn)
 
@@ -387,6 +430,7 @@ class EndpointService:
         return self.reconciler.tick()
 
     def close(self) -> None:
+        self.components.close()
         self.reconciler.close()
 
 
@@ -394,6 +438,7 @@ __all__ = [
     "EndpointConfigService",
     "EndpointReconciler",
     "EndpointService",
+    "InferenceComponentService",
     "LiveVariant",
     "ModelService",
     "NoRoute",

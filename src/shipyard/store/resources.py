@@ -47,6 +47,11 @@ class ResourceRepository:
         self.kind = kind
         self._label = label
 
+    @property
+    def db(self) -> Database:
+        """The database it keeps its rows in (a repository of another kind may share it)."""
+        return self._db
+
     def _missing(self, name: str) -> NotFoundError:
         return MissingResource(
             f'Could not find {self._label.lower()} "{name}".', field=self._label, value=name

@@ -7,6 +7,7 @@ from shipyard.api._json import SAGEMAKER_ERRORS, JsonApi, Operation
 from shipyard.api.sagemaker import (
     _experiments,
     _hosting,
+    _inference_components,
     _lineage,
     _notebooks,
     _pipelines,
@@ -23,6 +24,7 @@ OPERATIONS: dict[str, Operation] = {
     name: tags_checked(operation) if name.startswith("Create") else operation
     for name, operation in {
         **_hosting.OPERATIONS,
+        **_inference_components.OPERATIONS,
         **_pipelines.OPERATIONS,
         **_processing.OPERATIONS,
         **_tags.OPERATIONS,

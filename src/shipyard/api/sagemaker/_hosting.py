@@ -60,6 +60,7 @@ def describe_endpoint_config(ctx: RequestContext, params: dict[str, Any]) -> dic
         "ProductionVariants": config.request["ProductionVariants"],
         "KmsKeyId": config.request.get("KmsKeyId"),
         "AsyncInferenceConfig": config.request.get("AsyncInferenceConfig"),
+        "ExecutionRoleArn": config.request.get("ExecutionRoleArn"),  # an endpoint for inference components
         "CreationTime": config.created,
     }
 

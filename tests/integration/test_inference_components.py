@@ -1,0 +1,274 @@
+"""Inference components through boto3 on a real server with real model servers: an endpoint whose
+config names no model comes up InService with nothing running; two components with different
+models on it each answer with their own model; a component's copies scale up and down; invoking
+without a component, or an unknown one, is refused as SageMaker refuses it; capacity errors; tags;
+delete (the endpoint only once its components are gone)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shipyard.server import ServerProcess
+from tests._support import boto_client, tgz
+
+ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+BUCKET = "component-tests"
+ENDPOINT = "shared"
+
+HANDLER = """
+import json, os, uuid
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "model.json")) as f:
+        model = json.load(f)
+    return {**model, "copy": uuid.uuid4().hex}  # which copy answered (each is a process of its own)
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(rows, model):
+    return {"model": model["name"], "scores": [sum(r) * model["scale"] for r in rows], "copy": model["copy"]}
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+"""
+
+
+def _until(what: str, check: Callable[[], Any], timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("components") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def clients(server: ServerProcess) -> tuple[Any, Any]:
+    s3 = boto_client("s3", server.url)
+    s3.create_bucket(Bucket=BUCKET)
+    for name, scale in (("alpha", 1), ("beta", 100)):
+        archive = tgz(
+            {"model.json": json.dumps({"name": name, "scale": scale}), "code/inference.py": HANDLER}
+        )
+        s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=archive)
+    return boto_client("sagemaker", server.url), boto_client("sagemaker-runtime", server.url)
+
+
+@pytest.fixture(scope="module")
+def endpoint(clients: tuple[Any, Any]) -> str:
+    sm, _ = clients
+    sm.create_endpoint_config(
+        EndpointConfigName=ENDPOINT,
+        ExecutionRoleArn=ROLE,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "InstanceType": "ml.m5.large",  # 2 vCPUs, 8 GiB
+                "InitialInstanceCount": 1,
+                "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
+                "ManagedInstanceScaling": {"Status": "DISABLED"},
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
+    _until("InService", lambda: sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService")
+    return ENDPOINT
+
+
+def _create(sm: Any, name: str, *, copies: int = 1, cpus: float = 0.5, **specification: Any) -> None:
+    sm.create_inference_component(
+        InferenceComponentName=name,
+        EndpointName=ENDPOINT,
+        VariantName="AllTraffic",
+        Specification={
+            **specification,
+            "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": cpus, "MinMemoryRequiredInMb": 512},
+        },
+        RuntimeConfig={"CopyCount": copies},
+        Tags=[{"Key": "team", "Value": "search"}],
+    )
+
+
+def _settled(sm: Any, name: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        found: dict[str, Any] = sm.describe_inference_component(InferenceComponentName=name)
+        return None if found["InferenceComponentStatus"] in ("Creating", "Updating") else found
+
+    return _until(f"{name} to settle", done)
+
+
+def _invoke(runtime: Any, component: str, rows: list[list[float]]) -> dict[str, Any]:
+    answer = runtime.invoke_endpoint(
+        EndpointName=ENDPOINT,
+        InferenceComponentName=component,
+        ContentType="application/json",
+        Body=json.dumps(rows),
+    )
+    result: dict[str, Any] = json.loads(answer["Body"].read())
+    return result
+
+
+def test_an_endpoint_for_components_is_in_service_and_refuses_a_request_naming_none(
+    clients: tuple[Any, Any], endpoint: str
+) -> None:
+    sm, runtime = clients
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 1
+    assert sm.describe_endpoint_config(EndpointConfigName=endpoint)["ExecutionRoleArn"] == ROLE
+    with pytest.raises(ClientError) as refused:
+        runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json", Body=b"[[1]]")
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert "Inference Component Name header is required" in refused.value.response["Error"]["Message"]
+
+
+def test_a_config_mixing_variants_with_and_without_a_model_is_refused(clients: tuple[Any, Any]) -> None:
+    sm, _ = clients
+    sm.create_model(
+        ModelName="mixed-model",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/alpha/model.tar.gz"},
+    )
+    with pytest.raises(ClientError, match=r"ProductionVariants.1.ModelName is required"):
+        sm.create_endpoint_config(
+            EndpointConfigName="mixed",
+            ExecutionRoleArn=ROLE,
+            ProductionVariants=[
+                {
+                    "VariantName": "A",
+                    "ModelName": "mixed-model",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                },
+                {"VariantName": "B", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1},
+            ],
+        )
+
+
+def test_two_components_answer_each_with_its_own_model_scale_and_delete(
+    clients: tuple[Any, Any], endpoint: str
+) -> None:
+    sm, runtime = clients
+    sm.create_model(
+        ModelName="alpha",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": f"s3://{BUCKET}/alpha/model.tar.gz",
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+        },
+    )
+    _create(sm, "ic-alpha", ModelName="alpha")
+    _create(  # a container of its own rather than a model
+        sm,
+        "ic-beta",
+        Container={
+            "Image": SKLEARN_IMAGE,
+            "ArtifactUrl": f"s3://{BUCKET}/beta/model.tar.gz",
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+        },
+    )
+    alpha, beta = _settled(sm, "ic-alpha"), _settled(sm, "ic-beta")
+    assert alpha["InferenceComponentStatus"] == "InService", alpha.get("FailureReason")
+    assert beta["InferenceComponentStatus"] == "InService", beta.get("FailureReason")
+    assert alpha["RuntimeConfig"]["DesiredCopyCount"] == alpha["RuntimeConfig"]["CurrentCopyCount"] == 1
+    assert beta["Specification"]["Container"]["DeployedImage"]["SpecifiedImage"] == SKLEARN_IMAGE
+    assert alpha["EndpointArn"].endswith(":endpoint/shared")
+
+    assert _invoke(runtime, "ic-alpha", [[1, 2]])["model"] == "alpha"
+    answer = _invoke(runtime, "ic-beta", [[1, 2]])
+    assert (answer["model"], answer["scores"]) == ("beta", [300])
+
+    with pytest.raises(ClientError) as unknown:
+        _invoke(runtime, "ic-nobody", [[1]])
+    assert "ic-nobody" in unknown.value.response["Error"]["Message"]
+
+    # Streaming reaches the component too.
+    streamed = runtime.invoke_endpoint_with_response_stream(
+        EndpointName=ENDPOINT, InferenceComponentName="ic-beta", ContentType="application/json", Body=b"[[1]]"
+    )
+    parts = b"".join(e["PayloadPart"]["Bytes"] for e in streamed["Body"] if "PayloadPart" in e)
+    assert json.loads(parts)["model"] == "beta"
+
+    # Up to 2 copies: both answer (the idle copy takes the next request).
+    sm.update_inference_component_runtime_config(
+        InferenceComponentName="ic-alpha", DesiredRuntimeConfig={"CopyCount": 2}
+    )
+    scaled = _settled(sm, "ic-alpha")
+    assert scaled["InferenceComponentStatus"] == "InService", scaled.get("FailureReason")
+    assert scaled["RuntimeConfig"]["CurrentCopyCount"] == 2
+    assert scaled["RuntimeConfig"]["PlacementStatus"] == [
+        {"InstanceType": "ml.m5.large", "CurrentCopyCount": 2}
+    ]
+    copies = {_invoke(runtime, "ic-alpha", [[1]])["copy"] for _ in range(4)}
+    assert len(copies) == 2
+
+    # Past the instance's 2 vCPUs (2 x 0.5 alpha, 0.5 beta, 2 more asked): refused, the copies kept.
+    sm.update_inference_component(InferenceComponentName="ic-alpha", RuntimeConfig={"CopyCount": 4})
+    refused = _settled(sm, "ic-alpha")
+    assert refused["InferenceComponentStatus"] == "InService"
+    assert "CapacityError" in refused["FailureReason"]
+    assert refused["RuntimeConfig"]["CurrentCopyCount"] == 2
+
+    # Down to 1.
+    sm.update_inference_component_runtime_config(
+        InferenceComponentName="ic-alpha", DesiredRuntimeConfig={"CopyCount": 1}
+    )
+    assert _settled(sm, "ic-alpha")["RuntimeConfig"]["CurrentCopyCount"] == 1
+    assert len({_invoke(runtime, "ic-alpha", [[1]])["copy"] for _ in range(3)}) == 1
+
+    # Listing, filters and tags.
+    listed = sm.list_inference_components(EndpointNameEquals=ENDPOINT, SortBy="Name", SortOrder="Ascending")
+    assert [c["InferenceComponentName"] for c in listed["InferenceComponents"]] == ["ic-alpha", "ic-beta"]
+    page = sm.list_inference_components(NameContains="ic-", MaxResults=1, SortBy="Name")
+    assert [c["InferenceComponentName"] for c in page["InferenceComponents"]] == ["ic-beta"]
+    assert page.get("NextToken")
+    assert sm.list_inference_components(VariantNameEquals="Other")["InferenceComponents"] == []
+    assert sm.list_tags(ResourceArn=alpha["InferenceComponentArn"])["Tags"] == [
+        {"Key": "team", "Value": "search"}
+    ]
+    assert (
+        alpha["InferenceComponentArn"]
+        == "arn:aws:sagemaker:us-east-1:000000000000:inference-component/ic-alpha"
+    )
+
+    # The endpoint goes only once its components have.
+    with pytest.raises(ClientError, match="has inference components: ic-alpha, ic-beta"):
+        sm.delete_endpoint(EndpointName=ENDPOINT)
+    for name in ("ic-alpha", "ic-beta"):
+        sm.delete_inference_component(InferenceComponentName=name)
+        with pytest.raises(ClientError, match="Could not find inference component"):
+            sm.describe_inference_component(InferenceComponentName=name)
+    with pytest.raises(ClientError, match="ic-alpha"):
+        _invoke(runtime, "ic-alpha", [[1]])
+
+
+def test_a_component_that_does_not_fit_fails_with_a_capacity_error(
+    clients: tuple[Any, Any], endpoint: str
+) -> None:
+    sm, _ = clients
+    name = f"huge-{uuid.uuid4().hex[:6]}"
+    _create(
+        sm,
+        name,
+        cpus=8,
+        Container={"Image": SKLEARN_IMAGE, "ArtifactUrl": f"s3://{BUCKET}/beta/model.tar.gz"},
+    )
+    failed = _settled(sm, name)
+    assert failed["InferenceComponentStatus"] == "Failed"
+    assert failed["FailureReason"].startswith("CapacityError")
+    assert "8 CPU cores" in failed["FailureReason"]
+    sm.delete_inference_component(InferenceComponentName=name)
