@@ -184,12 +184,34 @@ def test_an_endpoint_page_shows_variants_answers_a_request_and_charts_invocation
         page.goto(f"{server.url}/ui#/endpoints")
         page.get_by_role("link", name=endpoint).click()
         page.locator("#variants tbody tr").first.wait_for()
-        page.locator("#payload").fill("5.1,3.5,1.4,0.2")
+        # a scikit-learn model: the invoke box sends what its container reads by default, JSON
+        assert page.locator("#content-type").input_value() == "application/json"
+        page.locator("#payload").fill("[[5.1, 3.5, 1.4, 0.2]]")
         page.locator("#invoke").click()
         page.locator("#answer").get_by_text("200 OK").wait_for()
+        # its model package says it takes CSV: then that is the default, and CSV is answered
+        model = sm.describe_model(
+            ModelName=sm.describe_endpoint_config(
+                EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+            )["ProductionVariants"][0]["ModelName"]
+        )["PrimaryContainer"]
+        group = f"{endpoint}-models"
+        sm.create_model_package_group(ModelPackageGroupName=group)
+        sm.create_model_package(
+            ModelPackageGroupName=group,
+            InferenceSpecification={
+                "Containers": [{"Image": model["Image"], "ModelDataUrl": model["ModelDataUrl"]}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
         page.reload()  # the invocation is now in the endpoint's metrics
         assert _drawn(page, "[data-chart='invocations per minute']") >= 1
         assert _drawn(page, "[data-chart='latency (ms, average)']") >= 1
+        assert page.locator("#content-type").input_value() == "text/csv"
+        page.locator("#payload").fill("5.1,3.5,1.4,0.2")
+        page.locator("#invoke").click()
+        page.locator("#answer").get_by_text("200 OK").wait_for()
         _shot(page, "endpoint")
     finally:
         sm.delete_endpoint(EndpointName=endpoint)
@@ -325,6 +347,7 @@ def test_after_the_quickstart_the_console_shows_its_jobs_trials_endpoint_and_spe
 
         page.goto(f"{url}/ui#/endpoints/titanic")
         page.locator("#variants tbody tr").first.wait_for()
+        assert page.locator("#content-type").input_value() == "text/csv"  # an XGBoost model reads CSV
         _shot(page, "quickstart-endpoint")
         context.close()
     finally:

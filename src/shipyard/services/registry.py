@@ -6,15 +6,19 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from shipyard.core import content_types
 from shipyard.core.arn import sagemaker_arn
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
+from shipyard.core.hosting import ContainerSpec
 from shipyard.core.pagination import Page
+from shipyard.envs import framework_of
 from shipyard.errors import ConflictError, ValidationError
 from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.store import Resource, ResourceRepository
 from shipyard.store.pipelines import ModelPackage, ModelPackageRepository
 
 PENDING = "PendingManualApproval"
+ACCEPTS_SCAN = 500  # how many of the newest packages are looked through for a model's own
 
 
 class ModelRegistry:
@@ -185,6 +189,26 @@ class ModelRegistry:
             limit=page.limit,
         )
         return page.cut(found)
+
+    def accepted_by(self, container: ContainerSpec) -> tuple[str, ...]:
+        """The content types a model of ``container`` reads, its default first
+        (core/content_types.py): what the newest of the last ``ACCEPTS_SCAN`` model packages
+        that registered its image and artifacts declares, then what its framework reads."""
+        newest = self.packages.find(
+            group=None,
+            approval=None,
+            name_contains=None,
+            created_after=None,
+            created_before=None,
+            sort_by="CreationTime",
+            ascending=False,
+            offset=0,
+            limit=ACCEPTS_SCAN,
+        )
+        declared = content_types.declared_by(
+            (p.request for p in newest), container.image, container.model_data_url
+        )
+        return content_types.accepted(framework_of(container.image), declared)
 
 
 def _group_name(name_or_arn: str) -> str:

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Request
 
 from shipyard.api.native._authorization import listing, owner_of
 from shipyard.api.native._common import MAX_OFFSET, iso, platform_of
+from shipyard.errors import NotFoundError
+from shipyard.services import Platform
 
 router = APIRouter()
 
@@ -74,6 +76,7 @@ def endpoint(request: Request, name: str) -> dict[str, Any]:
                 "model": v["model"],
                 "instance_type": v["instance_type"],
                 "serverless": v.get("serverless"),  # memory_mb and max_concurrency; None: instances
+                "accepts": _accepts(platform_of(request), v.get("model")),  # the invoke box's, default first
                 "desired_instance_count": v["instance_count"],
                 "desired_weight": v["weight"],
                 "weight": live[v["name"]].weight if v["name"] in live else None,
@@ -90,6 +93,18 @@ def endpoint(request: Request, name: str) -> dict[str, Any]:
             for v in found.state["variants"]
         ],
     }
+
+
+def _accepts(platform: Platform, model: str | None) -> list[str] | None:
+    """The content types the variant's model reads, its default first; None when it has no
+    model (capacity for inference components) or its model is gone (deleted while it serves)."""
+    if not model:
+        return None
+    try:
+        _, spec = platform.models.get(model)
+    except NotFoundError:
+        return None
+    return list(platform.registry.accepted_by(spec.container))
 
 
 @router.get("/api/v1/endpoints/{name}/metrics", tags=["endpoints"])

@@ -932,7 +932,10 @@ async function endpointView(view, name) {
     const charts = h("div", { id: "endpoint-charts" });
     const answer = h("pre", { class: "log", id: "answer", style: undefined });
     const body = h("textarea", { id: "payload", rows: 4, cols: 60, "aria-label": "request body" });
-    const type = h("select", { "aria-label": "content type" }, ["text/csv", "application/json"].map((t) => h("option", { value: t }, t)));
+    // What the endpoint's model reads, its default first (built-in XGBoost CSV, a framework model
+    // JSON, or its model package's SupportedContentTypes): the server says, per variant.
+    const accepts = endpoint.variants.find((v) => v.accepts?.length)?.accepts || ["text/csv", "application/json"];
+    const type = h("select", { "aria-label": "content type", id: "content-type" }, accepts.map((t) => h("option", { value: t }, t)));
     put(
       view,
       h("h1", {}, name, " ", status(endpoint.status)),
