@@ -272,3 +272,78 @@ def test_a_component_that_does_not_fit_fails_with_a_capacity_error(
     assert failed["FailureReason"].startswith("CapacityError")
     assert "8 CPU cores" in failed["FailureReason"]
     sm.delete_inference_component(InferenceComponentName=name)
+
+
+def test_a_users_components_are_invisible_and_uninvokable_to_another(tmp_path: Any) -> None:
+    from tests.integration.test_tenancy import ROLE as LAB_ROLE
+    from tests.integration.test_tenancy import Lab, _refused
+
+    with ServerProcess(tmp_path / "data", env={"SHIPYARD_AUTH": "on"}) as server:
+        lab = Lab(server)
+        sm, runtime, s3 = (lab.client("alice", s) for s in ("sagemaker", "sagemaker-runtime", "s3"))
+        s3.create_bucket(Bucket="alice-models")
+        archive = tgz({"model.json": json.dumps({"name": "own", "scale": 1}), "code/inference.py": HANDLER})
+        s3.put_object(Bucket="alice-models", Key="own/model.tar.gz", Body=archive)
+        sm.create_endpoint_config(
+            EndpointConfigName="alice-ep",
+            ExecutionRoleArn=LAB_ROLE,
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+            ],
+        )
+        sm.create_endpoint(EndpointName="alice-ep", EndpointConfigName="alice-ep")
+        _until(
+            "InService",
+            lambda: sm.describe_endpoint(EndpointName="alice-ep")["EndpointStatus"] == "InService",
+        )
+        specification = {
+            "Container": {
+                "Image": SKLEARN_IMAGE,
+                "ArtifactUrl": "s3://alice-models/own/model.tar.gz",
+                "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+            },
+            "ComputeResourceRequirements": {"NumberOfCpuCoresRequired": 0.5, "MinMemoryRequiredInMb": 512},
+        }
+        sm.create_inference_component(
+            InferenceComponentName="alice-ic",
+            EndpointName="alice-ep",
+            VariantName="AllTraffic",
+            Specification=specification,
+            RuntimeConfig={"CopyCount": 1},
+        )
+        assert _settled(sm, "alice-ic")["InferenceComponentStatus"] == "InService"
+        answer = runtime.invoke_endpoint(
+            EndpointName="alice-ep",
+            InferenceComponentName="alice-ic",
+            ContentType="application/json",
+            Body=b"[[1]]",
+        )
+        assert json.loads(answer["Body"].read())["model"] == "own"
+
+        bob, bob_runtime = lab.client("bob", "sagemaker"), lab.client("bob", "sagemaker-runtime")
+        arn = "arn:aws:sagemaker:us-east-1:000000000000:inference-component/alice-ic"
+        _refused(
+            lambda: bob.describe_inference_component(InferenceComponentName="alice-ic"),
+            "sagemaker:DescribeInferenceComponent",
+            arn,
+        )
+        assert bob.list_inference_components()["InferenceComponents"] == []
+        _refused(
+            lambda: bob_runtime.invoke_endpoint(
+                EndpointName="alice-ep",
+                InferenceComponentName="alice-ic",
+                ContentType="application/json",
+                Body=b"[[1]]",
+            ),
+            "sagemaker:InvokeEndpoint",
+        )
+        _refused(  # nor put a component of bob's on alice's endpoint
+            lambda: bob.create_inference_component(
+                InferenceComponentName="bob-ic",
+                EndpointName="alice-ep",
+                Specification=specification,
+                RuntimeConfig={"CopyCount": 1},
+            ),
+            "sagemaker:CreateInferenceComponent",
+        )
+        sm.delete_inference_component(InferenceComponentName="alice-ic")
