@@ -8,6 +8,8 @@ server), services (the local Postgres at 127.0.0.1:5432).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,21 @@ import pytest
 from shipyard.server import ServerProcess
 
 POSTGRES_ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+
+# Every server the tests start (each module has its own data dir) shares one environment cache, as
+# servers on one machine may (the envs_dir setting): a framework's environment is built and its
+# bytecode compiled once per run, not once per module. Outside /tmp, as a site's would be (the
+# sandbox tests check that a job sees only its own environment there).
+# tests/integration/test_environments.py, which watches builds, keeps its own.
+_BUILD = Path(__file__).resolve().parents[1] / "build"
+_BUILD.mkdir(exist_ok=True)
+_OWN_ENVS = "SHIPYARD_ENVS_DIR" not in os.environ
+SHARED_ENVS = os.environ.setdefault("SHIPYARD_ENVS_DIR", tempfile.mkdtemp(prefix="test-envs-", dir=_BUILD))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_ENVS:
+        shutil.rmtree(SHARED_ENVS, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

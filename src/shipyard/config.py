@@ -55,6 +55,9 @@ class Settings:
         package_index_url / package_extra_index_urls / package_find_links: where job environments'
             packages come from (a private mirror, a wheelhouse folder); URLs separated by spaces.
             find-links defaults to ``$PIP_FIND_LINKS``.
+        envs_dir: Where job environments are built and cached; ``<data dir>/envs`` by default. A
+            fast local disk, or one folder several servers on a machine share (environments are
+            content-addressed and built under a lock, so each is built once for all of them).
         server_python_jobs: ``on`` lets a job whose environment the server's own interpreter already
             satisfies run in it without building one; ``off`` always builds.
         endpoint_startup_seconds: How long a model server may take to answer ``/ping`` (its
@@ -121,6 +124,7 @@ class Settings:
     package_index_url: str | None = None
     package_extra_index_urls: str = ""
     package_find_links: str = ""
+    envs_dir: Path | None = None
     server_python_jobs: str = "on"
     endpoint_startup_seconds: int = 600
     autoscaling_interval_seconds: int = 10
@@ -149,6 +153,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        if self.envs_dir is not None:
+            object.__setattr__(self, "envs_dir", Path(self.envs_dir).expanduser().resolve())
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'shipyard.db'}")
         if self.instance_catalog is None:
@@ -251,6 +257,11 @@ class Settings:
                 "server's secrets. Make the sandbox work (install bubblewrap), serve loopback "
                 'only, or set sandbox = "off" (SHIPYARD_SANDBOX=off) to accept unsandboxed jobs.'
             )
+
+    @property
+    def environments_dir(self) -> Path:
+        """The folder of the environment cache: ``envs_dir``, else ``<data dir>/envs``."""
+        return self.envs_dir or self.data_dir / "envs"
 
     @classmethod
     def load(

@@ -22,6 +22,16 @@ print("sklearn", sklearn.__version__, "tabulate", tabulate.__version__, "python"
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_environments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This module watches environments being built, listed and pruned: a cache of its own, not the
+    one the rest of the run shares (tests/conftest.py)."""
+    folder = tmp_path_factory.mktemp("own-envs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHIPYARD_ENVS_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="module")
 def env_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with ServerProcess(tmp_path_factory.mktemp("env-server")) as server:
@@ -202,7 +212,7 @@ def _site_packages_with(root: Path, package: str) -> list[Path]:
 
 
 def test_pip_in_a_job_installs_into_its_own_layer(
-    env_server: ServerProcess, clients: tuple[Any, Any, Any]
+    env_server: ServerProcess, clients: tuple[Any, Any, Any], own_environments: Path
 ) -> None:
     """pip run by the job (the SDK v3's requirements, a remote function's bootstrap) installs what
     the shared environment lacks into the job's own layer, finds what it has, and leaves it as it is."""
@@ -227,7 +237,7 @@ def test_pip_in_a_job_installs_into_its_own_layer(
     assert "/opt/ml/" not in sklearn_line
     assert any("own layer (/opt/ml/.shipyard-layer)" in line for line in lines)
     # The shared environments are as they were, and the next job does not see the package.
-    assert _site_packages_with(env_server.data_dir / "envs", "inflection") == []
+    assert _site_packages_with(own_environments, "inflection") == []
     assert importlib.util.find_spec("inflection") is None
     second = _create(sm, s3, SECOND_SCRIPT)
     assert _wait(sm, second, timeout=120)["TrainingJobStatus"] == "Completed"

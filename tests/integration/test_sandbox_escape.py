@@ -59,7 +59,7 @@ def status(field):
             return line.split()[1]
 
 
-def probes(data_dir, secret):
+def probes(data_dir, secret, envs_dir):
     PTRACE_ATTACH, SYS_PTRACE, SYS_PIVOT_ROOT = 16, 101, 155  # x86_64
     return {
         "uid": os.getuid(),
@@ -75,6 +75,7 @@ def probes(data_dir, secret):
         "init_environ": attempt(lambda: open("/proc/1/environ", "rb").read()),
         "data_dir": attempt(lambda: os.listdir(data_dir)),
         "envs": attempt(lambda: os.listdir(os.path.join(data_dir, "envs"))),
+        "shared_envs": attempt(lambda: os.listdir(envs_dir)),
         "data_files": sorted(
             os.path.relpath(os.path.join(folder, name), data_dir)
             for folder, _, names in os.walk(data_dir)
@@ -94,7 +95,8 @@ def probes(data_dir, secret):
 JOB = (
     PROBES
     + r"""
-print("PROBES " + json.dumps(probes(sys.argv[sys.argv.index("--data_dir") + 1], "not-the-secret")))
+arg = lambda name: sys.argv[sys.argv.index(name) + 1]
+print("PROBES " + json.dumps(probes(arg("--data_dir"), "not-the-secret", arg("--envs_dir"))))
 """
 )
 
@@ -105,8 +107,8 @@ def model_fn(model_dir):
     return None
 
 def transform_fn(model, body, content_type, accept):
-    data_dir = json.loads(body)["data_dir"]
-    return json.dumps(probes(data_dir, "not-the-secret")), "application/json"
+    asked = json.loads(body)
+    return json.dumps(probes(asked["data_dir"], "not-the-secret", asked["envs_dir"])), "application/json"
 """
 )
 
@@ -122,6 +124,9 @@ def _assert_contained(seen: dict[str, Any], *, as_root: bool) -> None:
     # own script), bound back read-only.
     assert [Path(f).name for f in seen["data_files"]] in ([], ["model_server.py"]), seen["data_files"]
     assert seen["envs"].startswith("refused") or len(eval(seen["envs"].removeprefix("allowed: "))) <= 1
+    # The environment cache elsewhere (envs_dir: the tests share one) shows the job's own at most.
+    shared = seen["shared_envs"]
+    assert shared.startswith("refused") or len(eval(shared.removeprefix("allowed: "))) <= 1, shared
     assert seen["database"] == "refused: ENOENT"
     assert seen["write_root"].startswith("refused")
     assert seen["tty"].startswith("refused"), "no controlling terminal to inject keystrokes into"
@@ -153,6 +158,7 @@ def test_a_hostile_training_job_cannot_leave_its_sandbox(server: ServerProcess) 
             "sagemaker_program": '"train.py"',
             "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/{name}/sourcedir.tar.gz"),
             "data_dir": json.dumps(str(server.data_dir)),
+            "envs_dir": json.dumps(os.environ["SHIPYARD_ENVS_DIR"]),
         },
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
@@ -205,7 +211,7 @@ def test_a_hostile_model_cannot_leave_its_sandbox(server: ServerProcess) -> None
     try:
         answer = boto_client("sagemaker-runtime", server.url).invoke_endpoint(
             EndpointName=name,
-            Body=json.dumps({"data_dir": str(server.data_dir)}),
+            Body=json.dumps({"data_dir": str(server.data_dir), "envs_dir": os.environ["SHIPYARD_ENVS_DIR"]}),
             ContentType="application/json",
         )
         _assert_contained(json.loads(answer["Body"].read()), as_root=os.geteuid() == 0)

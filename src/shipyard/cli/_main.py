@@ -132,7 +132,7 @@ def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> No
 
 
 def _env_cache(data_dir: Path | None) -> EnvironmentCache:
-    return EnvironmentCache(_settings(data_dir=data_dir).data_dir / "envs")
+    return EnvironmentCache(_settings(data_dir=data_dir).environments_dir)
 
 
 @envs_app.command("list")

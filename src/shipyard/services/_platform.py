@@ -186,8 +186,8 @@ class Platform:
                 # server's key never goes into agent.json.
                 api=JobApi(endpoint_url=_url_for_nodes(settings)),
                 utilization_seconds=settings.utilization_seconds,
-                hide=(str(settings.data_dir),),
-                envs_dir=str(settings.data_dir / "envs"),
+                hide=(str(settings.data_dir), str(settings.environments_dir)),
+                envs_dir=str(settings.environments_dir),
                 sources=dataclasses.asdict(sources),
                 allow_server_python=settings.server_python_jobs == "on",
             ),
@@ -344,7 +344,7 @@ class Platform:
             LineageService(experiments, account_id=settings.account_id, claims=identity),
             NotebookService(
                 NotebookRepository(db),
-                JupyterServers(settings.sandbox, hide=(settings.data_dir,)),
+                JupyterServers(settings.sandbox, hide=(settings.data_dir, settings.environments_dir)),
                 costs,
                 credentials,
                 catalog,
@@ -524,10 +524,10 @@ def _model_servers(
     local = LocalModelServers(
         objects,
         lambda: EnvironmentCache(
-            settings.data_dir / "envs", sources, allow_server_python=settings.server_python_jobs == "on"
+            settings.environments_dir, sources, allow_server_python=settings.server_python_jobs == "on"
         ),
         settings.sandbox,
-        hide=(settings.data_dir,),
+        hide=(settings.data_dir, settings.environments_dir),
     )
     if any(backend.name == "local" for backend in backends):
         backends.serve_models("local", local)
