@@ -35,6 +35,8 @@ def input_fn(body, content_type):
     return json.loads(body)
 
 def predict_fn(rows, model):
+    if rows == "boom":
+        raise ValueError("this model takes rows, not 'boom'")
     return {"model": model["name"], "scores": [sum(r) * model["scale"] for r in rows], "copy": model["copy"]}
 
 def output_fn(prediction, accept):
@@ -191,6 +193,26 @@ def test_two_components_answer_each_with_its_own_model_scale_and_delete(
     assert _invoke(runtime, "ic-alpha", [[1, 2]])["model"] == "alpha"
     answer = _invoke(runtime, "ic-beta", [[1, 2]])
     assert (answer["model"], answer["scores"]) == ("beta", [300])
+
+    # A model's error points at the copy's log stream, in the component's log group.
+    with pytest.raises(ClientError) as failed:
+        runtime.invoke_endpoint(
+            EndpointName=ENDPOINT,
+            InferenceComponentName="ic-beta",
+            ContentType="application/json",
+            Body=b'"boom"',
+        )
+    assert failed.value.response["Error"]["Code"] == "ModelError"
+    message = failed.value.response["Error"]["Message"]
+    assert "of log group /aws/sagemaker/InferenceComponents/ic-beta" in message, message
+    stream = message.split("See the log stream ")[1].split(" ")[0]
+    logs = boto_client("logs", runtime.meta.endpoint_url)
+    group = "/aws/sagemaker/InferenceComponents/ic-beta"
+    assert [s["logStreamName"] for s in logs.describe_log_streams(logGroupName=group)["logStreams"]] == [
+        stream
+    ]
+    events = logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
+    assert any("this model takes rows, not 'boom'" in e["message"] for e in events)
 
     with pytest.raises(ClientError) as unknown:
         _invoke(runtime, "ic-nobody", [[1]])

@@ -276,6 +276,15 @@ def test_an_endpoint_with_components_cannot_be_deleted_until_they_are(hosting: H
     assert hosting.billed("ep") == []
 
 
+def test_the_site_deleting_an_idle_endpoint_deletes_its_components_first(hosting: Hosting) -> None:
+    _capacity_endpoint(hosting)
+    _component(hosting, "ic", hosting.model("a"), 1)
+    hosting.passes()
+    hosting.endpoints.delete("ep", with_components=True)  # what the waste pass does
+    assert hosting.endpoints.components.on_endpoint("ep") == []
+    assert hosting.servers.running == [] and hosting.billed("ep") == []
+
+
 def test_a_restarted_server_brings_the_copies_back(hosting: Hosting) -> None:
     _capacity_endpoint(hosting)
     _component(hosting, "ic", hosting.model("a"), 2)

@@ -62,6 +62,7 @@ JOB_LOG_GROUPS = {
     "/aws/sagemaker/TransformJobs": "transform-job",
 }
 _ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/"
+_COMPONENT_LOG_GROUP = "/aws/sagemaker/InferenceComponents/"
 _SHARE_REASON = f"only the owner of a resource (or an administrator) may set or remove its {SHARE_TAG} tag"
 
 
@@ -184,6 +185,9 @@ def _log_owners(params: Mapping[str, Any], region: str, account: str) -> list[st
     if group.startswith(_ENDPOINT_LOG_GROUP):
         endpoint = group.removeprefix(_ENDPOINT_LOG_GROUP)
         return [sagemaker_arn(region, account, "endpoint", endpoint)] if endpoint else []
+    if group.startswith(_COMPONENT_LOG_GROUP):
+        component = group.removeprefix(_COMPONENT_LOG_GROUP)
+        return [sagemaker_arn(region, account, "inference-component", component)] if component else []
     kind = JOB_LOG_GROUPS.get(group)
     if kind is None:
         return []

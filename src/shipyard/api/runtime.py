@@ -61,7 +61,7 @@ from shipyard.services._serverless import NotReady, StartFailed, Throttled, Tick
 from shipyard.services.async_inference import KIND as ASYNC_KIND
 from shipyard.services.async_inference import AsyncInferenceService
 from shipyard.services.endpoints import LiveVariant, NoRoute
-from shipyard.services.logs import ENDPOINTS_GROUP
+from shipyard.services.logs import COMPONENTS_GROUP, ENDPOINTS_GROUP
 from shipyard.store import ResourceRepository
 
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
@@ -357,17 +357,23 @@ class Runtime:
     ) -> Response:
         account = self._platform.settings.account_id
         if answer.status != 200:
-            stream = f"{variant}/{server.instance_dir.name}"
+            folder = server.instance_dir
+            stream, group = f"{variant}/{folder.name}", f"{ENDPOINTS_GROUP}{name}"
+            if folder.parent.parent.name == "components":  # an inference component's copy
+                stream, group = (
+                    f"{folder.parents[2].name}/{folder.name}",
+                    f"{COMPONENTS_GROUP}{folder.parent.name}",
+                )
             return runtime_error(
                 "ModelError",
                 f"Received {'client' if 400 <= answer.status < 500 else 'server'} error ({answer.status}) "
                 f'from model with message "{answer.text}". '
-                f"See the log stream {stream} of log group {ENDPOINTS_GROUP}{name}.",
+                f"See the log stream {stream} of log group {group}.",
                 424,
                 request_id,
                 OriginalStatusCode=answer.status,
                 OriginalMessage=answer.text,
-                LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{ENDPOINTS_GROUP}{name}",
+                LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{group}",
             )
         out = {
             "content-type": answer.headers.get("content-type", "application/json"),  # as the model gave it

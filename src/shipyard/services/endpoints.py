@@ -258,6 +258,7 @@ class EndpointService:
             drain_seconds=drain_seconds,
             claims=claims,
             wake=self.reconciler.wake,
+            endpoints_dir=endpoints_dir,
         )
         self.reconciler.passes.append(self.components.tick)
 
@@ -389,12 +390,16 @@ class EndpointService:
         self.router.set_weights(name, {v: c["weight"] for v, c in wanted.items() if "weight" in c})
         return endpoint
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, with_components: bool = False) -> None:
         """Stop the endpoint's model servers and forget it (when this returns, none runs). An
-        endpoint with inference components on it is refused, as SageMaker refuses it."""
+        endpoint with inference components on it is refused, as SageMaker refuses it, unless
+        ``with_components`` (the site deleting an idle endpoint): they are deleted first."""
         arn = self.repository.get(name).arn
         components = self.components.on_endpoint(name)
-        if components:
+        if with_components:
+            for component in components:
+                self.components.delete(component)
+        elif components:
             raise ValidationError(
                 f"Endpoint {name!r} has inference components: {', '.join(components)}. Delete them "
                 "first (DeleteInferenceComponent), then the endpoint",

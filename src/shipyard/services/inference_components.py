@@ -118,6 +118,7 @@ class InferenceComponentService:
         drain_seconds: float = 30.0,
         claims: Claims = NO_CLAIMS,
         wake: Callable[[], None] = lambda: None,
+        endpoints_dir: Path,
     ) -> None:
         self.repository = repository
         self._endpoints = endpoints
@@ -134,6 +135,7 @@ class InferenceComponentService:
         self._drain = drain_seconds
         self._claims = claims
         self._wake = wake
+        self._endpoints_dir = endpoints_dir
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
         self._ops: dict[str, _Starting] = {}
@@ -243,6 +245,9 @@ class InferenceComponentService:
             self._stop(copy)
         self.repository.delete(name)
         self._claims.forget(record.arn)
+        # Its logs go with it: a later component of the same name, maybe another user's, starts afresh.
+        for folder in self._endpoints_dir.glob(f"{record.state['endpoint']}/*/i-*/components/{name}"):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def on_endpoint(self, endpoint: str) -> list[str]:
         """The components placed on ``endpoint`` (which must be deleted before it is)."""
@@ -650,9 +655,4 @@ def _merged(current: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def copy_folders(endpoints_dir: Path, endpoint: str) -> list[Path]:
-    """The folders of the copies that ran on an endpoint's instances (their logs)."""
-    return sorted(endpoints_dir.glob(f"{endpoint}/*/*/components/*/copy-*"))
-
-
-__all__ = ["InferenceComponentService", "copy_folders"]
+__all__ = ["InferenceComponentService"]

@@ -25,6 +25,7 @@ TRAINING_GROUP = "/aws/sagemaker/TrainingJobs"
 PROCESSING_GROUP = "/aws/sagemaker/ProcessingJobs"
 TRANSFORM_GROUP = "/aws/sagemaker/TransformJobs"
 ENDPOINTS_GROUP = "/aws/sagemaker/Endpoints/"
+COMPONENTS_GROUP = "/aws/sagemaker/InferenceComponents/"  # an inference component's copies
 _MAX_BYTES = 1024 * 1024
 
 
@@ -84,6 +85,8 @@ class LogService:
     def streams(self, group: str, prefix: str = "") -> list[LogStream]:
         if group.startswith(ENDPOINTS_GROUP):
             return self._endpoint_streams(group.removeprefix(ENDPOINTS_GROUP), prefix)
+        if group.startswith(COMPONENTS_GROUP):
+            return self._component_streams(group.removeprefix(COMPONENTS_GROUP), prefix)
         repository = self._jobs.get(group)
         if repository is None:
             raise LogGroupNotFound(group)
@@ -116,6 +119,21 @@ class LogService:
             if name.startswith(prefix):
                 streams.append(LogStream(name, path, int(path.parent.stat().st_mtime * 1000)))
         return streams
+
+    def _component_streams(self, component: str, prefix: str) -> list[LogStream]:
+        """A stream ``<instance id>/<copy id>`` for each copy of the component (its folder is
+        under the endpoint instance's it ran on)."""
+        if "/" in component or component in ("", ".", "..") or any(c in component for c in "*?["):
+            raise LogGroupNotFound(COMPONENTS_GROUP + component)
+        paths = sorted(self._endpoints_dir.glob(f"*/*/i-*/components/{component}/copy-*/log.jsonl"))
+        if not paths:
+            raise LogGroupNotFound(COMPONENTS_GROUP + component)
+        streams = []
+        for path in paths:
+            name = f"{path.parents[3].name}/{path.parent.name}"
+            if name.startswith(prefix):
+                streams.append(LogStream(name, path, int(path.parent.stat().st_mtime * 1000)))
+        return sorted(streams, key=lambda s: s.name)
 
     def stream(self, group: str, name: str) -> LogStream:
         for stream in self.streams(group, name):

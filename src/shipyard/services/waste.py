@@ -143,7 +143,7 @@ class WasteService:
             ):
                 log.warning(message)
                 if self._delete_idle:
-                    self._endpoints.delete(idle.name)
+                    self._endpoints.delete(idle.name, with_components=True)
 
     # -- right-sizing ---------------------------------------------------------------------------------
     def right_sizing(self, since: dt.datetime) -> list[dict[str, Any]]:
