@@ -289,8 +289,14 @@ def test_step_decorated_functions_run_as_a_pipeline_with_parameters_and_a_condit
     @step(name="prepare", **options)
     def prepare(fraction: float) -> dict[str, Any]:
         import socket
+        import warnings
 
-        return {"rows": 100, "fraction": fraction, "host": socket.gethostname()}
+        with warnings.catch_warnings():  # setuptools 80 says pkg_resources is deprecated
+            warnings.simplefilter("ignore")
+            import pkg_resources  # as in AWS's images
+
+        setuptools = pkg_resources.get_distribution("setuptools").version
+        return {"rows": 100, "fraction": fraction, "host": socket.gethostname(), "setuptools": setuptools}
 
     @step(name="score", **options)
     def score(data: dict[str, Any]) -> float:
@@ -312,7 +318,9 @@ def test_step_decorated_functions_run_as_a_pipeline_with_parameters_and_a_condit
     execution = pipeline.start()
     execution.wait(delay=1, max_attempts=300)
     assert execution.result(step_name="score") == 0.8
-    assert execution.result(step_name="prepare")["host"] == "algo-1"  # it ran as a job
+    prepared = execution.result(step_name="prepare")
+    assert prepared["host"] == "algo-1"  # it ran as a job
+    assert int(prepared["setuptools"].split(".")[0]) < 81  # with pkg_resources, as AWS's images
     steps = _steps(execution)
     assert {s["StepStatus"] for s in steps.values()} == {"Succeeded"}
     assert steps["good-enough"]["Metadata"] == {"Condition": {"Outcome": "True"}}

@@ -1,6 +1,7 @@
 """The sagemaker SDK's ``@remote`` with a conda environment.yml, unchanged: what pip can install of
 it (its pip section, conda packages with a PyPI equivalent, the Python checked) is there when the
-function runs; what only conda has fails the job naming each package."""
+function runs; what only conda has fails the job naming each package. Without one, the function's
+environment still has what AWS's images have besides the SDK: setuptools with pkg_resources."""
 
 from __future__ import annotations
 
@@ -88,3 +89,20 @@ def test_packages_only_conda_has_fail_the_job_naming_each(session: Any, tmp_path
     assert reason.startswith("ClientError: environment.yml asks for 2 package(s)"), reason
     assert "cudatoolkit=11.8 (a conda-only package" in reason and "r-base=4.3 (" in reason, reason
     assert "numpy" not in reason  # numpy has a PyPI equivalent
+
+
+def test_a_remote_function_imports_pkg_resources_as_in_aws_images(session: Any) -> None:
+    from sagemaker.remote_function import remote
+
+    @remote(instance_type="ml.m5.large", image_uri=IMAGE, role=ROLE, sagemaker_session=session)
+    def setuptools_here() -> str:
+        import warnings
+
+        with warnings.catch_warnings():  # setuptools 80 says pkg_resources is deprecated
+            warnings.simplefilter("ignore")
+            import pkg_resources
+
+        return pkg_resources.get_distribution("setuptools").version
+
+    version = setuptools_here()
+    assert int(version.split(".")[0]) < 81  # the release that still has pkg_resources

@@ -38,6 +38,9 @@ def test_every_framework_environment_has_setuptools_with_pkg_resources_boto3_and
         f"{DLC}/pytorch-inference:2.6.0-cpu-py312",
         f"{DLC}/tensorflow-training:2.13.0-cpu-py310",
         f"{HF}:2.1.0-transformers4.36.0-gpu-py310-cu121-ubuntu20.04",
+        # a remote function's (@remote, @step) as well
+        "236514542706.dkr.ecr.us-east-1.amazonaws.com/sagemaker-base-python-311:1.0",
+        "public.ecr.aws/sagemaker/sagemaker-distribution:2.1-cpu",
     ):
         pins = _pins(resolver.resolve(image))
         assert {"setuptools", "boto3", "requests"} <= pins.keys(), image

@@ -44,8 +44,9 @@ def test_the_sdk_follows_the_clients_major_version(client: str | None, wanted: s
 def test_a_v3_clients_remote_function_image_resolves_to_v3() -> None:
     resolver = ImageResolver()
     v3 = resolver.resolve(IMAGE, arguments=_arguments("3.27.0"))
-    assert v3.requirements == ("sagemaker==3.27.0",)
+    # the SDK first, then what every job environment carries (setuptools with pkg_resources)
+    assert v3.requirements == ("sagemaker==3.27.0", "setuptools<81", "boto3", "requests")
     assert v3.note is not None and "the client runs sagemaker 3.27.0" in v3.note
     v2 = resolver.resolve(IMAGE, arguments=_arguments(SERVER_V2))
-    assert v2.requirements == (f"sagemaker=={SERVER_V2}",)
+    assert v2.requirements[0] == f"sagemaker=={SERVER_V2}" and "setuptools<81" in v2.requirements
     assert resolver.resolve(IMAGE).requirements == v2.requirements

@@ -372,13 +372,14 @@ def remote_sdk_requirement(client_version: str | None) -> str:
 def _remote_function_environment(repo: str, client_version: str | None) -> EnvironmentSpec:
     """A remote function's image: this site's Python (the sagemaker SDK checks that it is the
     client's major.minor) with the sagemaker SDK of the client's major version (see
-    :func:`remote_sdk_requirement`), which its bootstrap then finds installed."""
+    :func:`remote_sdk_requirement`), which its bootstrap then finds installed, and what every
+    framework environment carries (COMMON: setuptools with pkg_resources, as AWS's images have)."""
     sagemaker = remote_sdk_requirement(client_version)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     client = f" (the client runs sagemaker {client_version})" if client_version else ""
     return EnvironmentSpec(
         f"{repo} (Python {python}, {sagemaker})",
-        (sagemaker,),
+        _unique((sagemaker, *COMMON)),
         note=f"{repo} runs remote functions with this site's Python {python} and {sagemaker}{client}",
     )
 
