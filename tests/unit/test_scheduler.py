@@ -75,8 +75,8 @@ def test_jobs_wait_for_capacity_oldest_first(world: World) -> None:
     assert world.job("big2").state.secondary == SecondaryStatus.PENDING
     assert world.backend.demanded == [Resources(4, 16, 0)]
     world.backend.instances("big1")[0].end()
-    world.scheduler.tick()  # big1 ends this pass, its capacity is free at the next
-    world.scheduler.tick()
+    world.scheduler.tick()  # big1 ends in this pass, and its capacity goes to big2 in the same one
+    assert world.job("big1").state.status.is_terminal
     assert world.backend.instances("big2")
     assert world.job("big2").run.launched
 

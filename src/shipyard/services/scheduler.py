@@ -140,18 +140,21 @@ class JobScheduler:
         """One pass over the active jobs; returns whether any job is active."""
         jobs = sorted((j for r in self._repos.values() for j in r.active()), key=lambda j: j.created)
         names = {b.name for b in self._backends}
-        running = [
-            fairshare.Work(job.run.owner, job.run.backend, job.run.placement, job.spec.instance_count)
-            for job in jobs
-            if job.run.launched and job.run.backend in names and job.run.placement is not None
-        ]
+        # What still holds capacity once the running jobs were looked at: a job that ended in this
+        # pass frees its instances for the jobs waiting now, not at the next pass.
+        running: list[fairshare.Work] = []
         waiting: list[tuple[Job[Any], Backend, Placement]] = []
         for job in jobs:
             try:
                 if job.run.launched and job.run.backend not in names:
                     self._unfollowed(job)
                 elif job.run.launched:
-                    self._follow(job)
+                    if self._follow(job) and job.run.placement is not None:
+                        running.append(
+                            fairshare.Work(
+                                job.run.owner, job.run.backend, job.run.placement, job.spec.instance_count
+                            )
+                        )
                 else:
                     prepared = self._prepare(job)
                     if prepared is not None:
@@ -335,7 +338,8 @@ class JobScheduler:
         return launches
 
     # -- following -------------------------------------------------------------------------------
-    def _follow(self, job: Job[Any]) -> None:
+    def _follow(self, job: Job[Any]) -> bool:
+        """Look at a launched job's instances; whether it still holds them (not ended or lost)."""
         backend = self._backends.named(job.run.backend)
         instances = job.run.instances
         folders = [InstanceFolder(Path(i.dir)) for i in instances]
@@ -377,11 +381,11 @@ class JobScheduler:
                     continue
                 if not folder.read_status().outcome:  # it may have just finished
                     self._lost(job, backend, instance, points, changes)
-                    return
+                    return False
         if done:
             final = self._finish(job, state, statuses, points)
             self._modify(job, lambda j: dataclasses.replace(final, run=final.run.replace(**changes)), points)
-            return
+            return False
         if changes or state != job.state or points:
             self._modify(
                 job,
@@ -390,6 +394,7 @@ class JobScheduler:
                 ),
                 points,
             )
+        return True
 
     def _read_utilization(self, job: Job[Any], instances: Sequence[InstanceRecord]) -> dict[str, int] | None:
         """Store the utilization samples the instances wrote since the last look; the new
