@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         base = statistics.median(baseline(Path(tmp), args.runs))
         job = statistics.median(shipyard(Path(tmp) / "data", args.runs))
     print(f"import pandas + sklearn: venv (bytecode) {base * 1000:.0f} ms, Shipyard job {job * 1000:.0f} ms")
