@@ -173,7 +173,9 @@ class WasteService:
             return None
         cores = max(1, math.ceil(cpu / 100 * HEADROOM))
         memory_gib = memory_bytes / 2**30 * HEADROOM
-        price = self._costs.price(current.name, work).site
+        # what it was charged an instance-hour: a job scaled down to fit, as the type it got
+        billing = job.run.billing
+        price = billing.price_per_hour_usd or self._costs.price(current.name, work).site
         candidates = [
             t
             for t in self._catalog.for_kind(work)
@@ -183,9 +185,9 @@ class WasteService:
             return None
         best = min(candidates, key=lambda t: (self._costs.price(t.name, work).site, t.vcpu))
         cheaper = self._costs.price(best.name, work).site
-        if cheaper >= price:
+        if cheaper >= price or best.name == billing.billed_as:
             return None
-        hours = Decimal(job.run.billing.billable_seconds) / 3600
+        hours = Decimal(billing.billable_seconds) / 3600
         saving = ((price - cheaper) * hours).quantize(CENT)
         return {
             "kind": job.kind,
@@ -195,6 +197,7 @@ class WasteService:
             "peak_cpu_percent": cpu,
             "peak_memory_gib": round(memory_bytes / 2**30, 3),
             "suggested_instance_type": best.name,
+            "billed_as": billing.billed_as,
             "usd_per_hour": str(price),
             "suggested_usd_per_hour": str(cheaper),
             "saving_usd": str(saving),
@@ -203,5 +206,10 @@ class WasteService:
                 f"{job.name} peaked at {cpu / 100:.2f} of {current.vcpu} vCPUs and "
                 f"{memory_bytes / 2**30:.2f} of {current.memory_gib:g} GiB; {best.name} "
                 f"({best.vcpu} vCPUs, {best.memory_gib:g} GiB) would have cost {money(saving)} less"
+                + (
+                    f" than it was charged as {billing.billed_as}, what it was given"
+                    if billing.billed_as
+                    else ""
+                )
             ),
         }
