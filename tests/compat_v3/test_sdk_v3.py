@@ -239,10 +239,11 @@ def test_hyperparameter_tuner_over_a_model_trainer(run_v3: V3Runner, tmp_path: P
     assert 0.0 <= float(best[1]) <= 1.0
 
 
-def test_model_builder_deploys_and_a_transformer_scores(run_v3: V3Runner) -> None:
+def test_model_builder_deploys_registers_and_a_transformer_scores(run_v3: V3Runner) -> None:
     out = run_v3(
         _client(
             """
+            from sagemaker.core.resources import ModelPackage
             from sagemaker.core.training.configs import Compute, InputData
             from sagemaker.core.transformer import Transformer
             from sagemaker.serve.model_builder import ModelBuilder
@@ -280,6 +281,20 @@ def test_model_builder_deploys_and_a_transformer_scores(run_v3: V3Runner) -> Non
             print("ANSWER", answer.body.read().decode())
             endpoint.delete()
 
+            package_arn = builder.register(
+                model_package_group_name=f"v3-xgb-group-{stamp}",
+                content_types=["text/csv"],
+                response_types=["text/csv"],
+                inference_instances=["ml.m5.large"],
+                transform_instances=["ml.m5.large"],
+                approval_status="Approved",
+            )
+            package = ModelPackage.get(model_package_name=package_arn)
+            container = package.inference_specification.containers[0]
+            print("PACKAGE", package.model_package_group_name, package.model_package_version,
+                  package.model_approval_status, container.image == image,
+                  container.model_data_url == job.model_artifacts.s3_model_artifacts)
+
             s3.put_object(Bucket=bucket, Key="batch/in/rows.csv", Body=b"2.1,3\\n0.3,1\\n2.4,0\\n")
             transformer = Transformer(
                 model_name=model.model_name,
@@ -297,7 +312,64 @@ def test_model_builder_deploys_and_a_transformer_scores(run_v3: V3Runner) -> Non
     assert "ENDPOINT InService" in out
     scores = [float(v) for v in out.split("ANSWER ", 1)[1].splitlines()[0].replace(",", " ").split()]
     assert len(scores) == 2 and scores[0] > 0.5 > scores[1]  # label 1 rows score high, label 0 low
+    # registered: a group and its first version, the model's own image and artifacts
+    package = out.split("PACKAGE ", 1)[1].splitlines()[0].split()
+    assert package[0].startswith("v3-xgb-group-") and package[1:] == ["1", "Approved", "True", "True"]
     assert len(json.loads(out.split("SCORED ", 1)[1].splitlines()[0])) == 3  # one line per record
+
+
+def test_model_builder_deploys_an_inference_spec(run_v3: V3Runner, tmp_path: Path) -> None:
+    # ModelBuilder pickles the spec into the model's code/ with the SDK's own inference.py, which
+    # imports sagemaker.serve, copies shared_libs/ over /lib and calls the spec's load and invoke.
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "train.csv").write_text(
+        "".join(f"{i % 2},{(i % 2) * 2 + (i % 7) / 10},{i % 5}\n" for i in range(200))
+    )
+    out = run_v3(
+        _client(
+            """
+            import os
+            from sagemaker.serve.builder.schema_builder import SchemaBuilder
+            from sagemaker.serve.model_builder import ModelBuilder
+            from sagemaker.serve.spec.inference_spec import InferenceSpec
+            from sagemaker.serve.utils.types import ModelServer
+
+            class Classifier(InferenceSpec):
+                def load(self, model_dir):
+                    import numpy as np
+                    from sklearn.linear_model import LogisticRegression
+
+                    rows = np.loadtxt(os.path.join(model_dir, "train.csv"), delimiter=",")
+                    return LogisticRegression().fit(rows[:, 1:], rows[:, 0])
+
+                def invoke(self, input_object, model):
+                    return model.predict_proba(input_object)[:, 1].tolist()
+
+            builder = ModelBuilder(
+                inference_spec=Classifier(),
+                schema_builder=SchemaBuilder([[2.1, 3.0]], [0.9]),
+                model_path=os.path.abspath("model"),
+                image_uri=image_uris.retrieve("sklearn", region="us-east-1", version="1.2-1", instance_type="ml.m5.large"),
+                model_server=ModelServer.TORCHSERVE,
+                dependencies={"auto": False},  # auto runs pip, which a uv venv has not
+                role_arn=ROLE,
+                sagemaker_session=session,
+                instance_type="ml.m5.large",
+            )
+            stamp = int(time.time() * 1000)
+            builder.build(model_name=f"v3-spec-{stamp}")
+            endpoint = builder.deploy(endpoint_name=f"v3-spec-{stamp}", initial_instance_count=1)
+            endpoint.refresh()
+            print("ENDPOINT", endpoint.endpoint_status)
+            answer = endpoint.invoke(body=json.dumps([[2.1, 3.0], [0.3, 1.0]]), content_type="application/json")
+            print("ANSWER", answer.body.read().decode())
+            endpoint.delete()
+            """
+        )
+    )
+    assert "ENDPOINT InService" in out
+    scores = json.loads(out.split("ANSWER ", 1)[1].splitlines()[0])
+    assert len(scores) == 2 and scores[0] > 0.5 > scores[1]  # the spec's own model, loaded in the endpoint
 
 
 def test_a_pipeline_with_processing_and_training_steps(run_v3: V3Runner, tmp_path: Path) -> None:

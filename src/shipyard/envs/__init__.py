@@ -10,7 +10,7 @@ from shipyard.envs._cache import (
     environment_roots,
     satisfied_here,
 )
-from shipyard.envs._images import EnvironmentSpec, ImageResolver, framework_of
+from shipyard.envs._images import EnvironmentSpec, ImageResolver, framework_of, model_builder_sdk_requirement
 
 __all__ = [
     "CachedEnvironment",
@@ -22,5 +22,6 @@ __all__ = [
     "ResolvedEnvironment",
     "environment_roots",
     "framework_of",
+    "model_builder_sdk_requirement",
     "satisfied_here",
 ]

@@ -369,6 +369,37 @@ def remote_sdk_requirement(client_version: str | None) -> str:
     return "sagemaker>=2.256,<3"
 
 
+def model_builder_sdk_requirement(code_dir: Path) -> str | None:
+    """The sagemaker SDK a model packaged by the SDK's ``ModelBuilder`` needs to be served, or None
+    when ``code_dir`` (the model's ``code/``) holds no such package.
+
+    ModelBuilder (an ``InferenceSpec``, or a model object) writes ``code/serve.pkl`` (the spec or
+    model, pickled with cloudpickle), ``metadata.json`` (its hash) and an ``inference.py`` whose
+    handlers import ``sagemaker.serve`` to check and load the pickle: the model server's environment
+    needs the SDK of the client's major version (its pickle names that version's modules). The
+    pickle's bytes are only searched for module names here, never unpickled: it is loaded by the
+    model's own server, in its sandbox."""
+    program = code_dir / "inference.py"
+    pickled = code_dir / "serve.pkl"
+    if not (program.is_file() and pickled.is_file() and (code_dir / "metadata.json").is_file()):
+        return None
+    if "sagemaker.serve" not in program.read_text(errors="replace"):
+        return None  # the user's own inference.py beside a pickle of theirs
+    v3 = _contains(pickled, b"sagemaker.core.")  # v3's serializers and sessions; v2's are sagemaker.*
+    return remote_sdk_requirement(SDK_V3_DEFAULT if v3 else None)
+
+
+def _contains(path: Path, needle: bytes, chunk: int = 2**20) -> bool:
+    """Whether the file holds ``needle``, read a chunk at a time (a pickled model may be large)."""
+    tail = b""
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-len(needle) :]
+    return False
+
+
 def _remote_function_environment(repo: str, client_version: str | None) -> EnvironmentSpec:
     """A remote function's image: this site's Python (the sagemaker SDK checks that it is the
     client's major.minor) with the sagemaker SDK of the client's major version (see

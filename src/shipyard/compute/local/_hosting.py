@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -26,8 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
+from shipyard.config import DEFAULT_REGION
 from shipyard.core.training import parse_s3_uri
-from shipyard.envs import EnvironmentCache, environment_roots, framework_of
+from shipyard.envs import EnvironmentCache, environment_roots, framework_of, model_builder_sdk_requirement
 from shipyard.errors import NotFoundError
 from shipyard.runtime._sandbox import MODEL_SERVERS, hand_over, run_as_for, sandbox_available, sandbox_command
 from shipyard.runtime.contract import TOKEN_ENV
@@ -37,6 +39,7 @@ from shipyard.storage._archives import ChunkReader, extract_tar
 log = logging.getLogger(__name__)
 _SERVER = Path(__file__).resolve().parents[2] / "runtime" / "model_server.py"
 _SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+_NAMES_SAGEMAKER = re.compile(r"^\s*sagemaker\s*(?:[<>=!~\[;@]|$)", re.MULTILINE | re.IGNORECASE)
 
 
 def prepare_model(
@@ -69,13 +72,20 @@ def prepare_model(
         code_dir = "/opt/ml/model/code"
     host_code = ml / code_dir.removeprefix("/opt/ml/") if code_dir else None
     requirements = host_code / "requirements.txt" if host_code else None
+    requirements_txt = requirements.read_text() if requirements and requirements.is_file() else ""
+    sdk = model_builder_sdk_requirement(host_code) if host_code else None
+    libraries: dict[str, str] = {}
+    if sdk:
+        libraries = _shared_libs_on_library_path(ml / "model")
+        if not _NAMES_SAGEMAKER.search(requirements_txt):
+            log(f"The model was packaged by the sagemaker SDK's ModelBuilder; its server gets {sdk}")
+            requirements_txt = f"{requirements_txt.rstrip()}\n{sdk}\n".lstrip()
     environment = environments.resolve(
-        request.environment,
-        requirements.read_text() if requirements and requirements.is_file() else "",
-        log=log,
-        job=f"endpoint {request.endpoint}",
+        request.environment, requirements_txt, log=log, job=f"endpoint {request.endpoint}"
     )
     python = Path(environment.python)
+    given = container.environment
+    region = given.get("AWS_REGION") or given.get("SAGEMAKER_REGION") or DEFAULT_REGION
     return ServerLaunch(
         instance_dir=folder,
         python=str(python),
@@ -83,12 +93,35 @@ def prepare_model(
         program=container.program,
         code_dir=code_dir,
         environment={
+            # a region, as SageMaker's containers have one (the SDK's serving code makes clients on
+            # import): the model's own, or the one the SDK packaged it for, or the default
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
             **container.environment,
+            **libraries,
             "SAGEMAKER_ENDPOINT_NAME": request.endpoint,
             "SAGEMAKER_VARIANT_NAME": request.variant,
         },
         keep=list(environment_roots(python)),  # the server's own Python too: it may lie under /tmp
     )
+
+
+def _shared_libs_on_library_path(model: Path) -> dict[str, str]:
+    """The SDK's ModelBuilder packs the shared libraries a model needs in ``shared_libs/``, and its
+    serving code copies that folder over the container's ``/lib`` before loading the model (always:
+    the folder is there, empty, when there are none). Here ``/lib`` is the machine's, read-only in
+    the sandbox: the folder is moved aside, so the copy is skipped, and its libraries (if any) are
+    found on ``LD_LIBRARY_PATH`` instead (what the loader's search of ``/lib`` gave them)."""
+    folder = model / "shared_libs"
+    if not folder.is_dir() or folder.is_symlink():
+        return {}
+    if not any(folder.iterdir()):
+        folder.rmdir()
+        return {}
+    aside = model / ".shared_libs"
+    shutil.rmtree(aside, ignore_errors=True)
+    folder.rename(aside)
+    return {"LD_LIBRARY_PATH": "/opt/ml/model/.shared_libs"}
 
 
 @dataclasses.dataclass(frozen=True)
