@@ -49,7 +49,7 @@ def test_two_models_share_one_endpoint_as_inference_components(
 ) -> None:
     from sagemaker.compute_resource_requirements.resource_requirements import ResourceRequirements
     from sagemaker.deserializers import JSONDeserializer
-    from sagemaker.enums import EndpointType
+    from sagemaker.enums import EndpointType, RoutingStrategy
     from sagemaker.model import Model
     from sagemaker.predictor import Predictor
     from sagemaker.serializers import JSONSerializer
@@ -78,6 +78,7 @@ def test_two_models_share_one_endpoint_as_inference_components(
             endpoint_type=EndpointType.INFERENCE_COMPONENT_BASED,
             resources=ResourceRequirements(requests={"num_cpus": 0.5, "memory": 512, "copies": 1}),
             inference_component_name=f"{name}-ic",
+            routing_config={"RoutingStrategy": RoutingStrategy.LEAST_OUTSTANDING_REQUESTS},
             serializer=JSONSerializer(),
             deserializer=JSONDeserializer(),
         )

@@ -255,6 +255,14 @@ class InferenceComponentService:
             c.name for c in self.repository.find(limit=1_000_000) if c.state.get("endpoint") == endpoint
         )
 
+    def busy_endpoints(self) -> set[str]:
+        """The endpoints with a component being created or updated: DescribeEndpoint shows them
+        Updating meanwhile (what the sagemaker SDK v3 waits on after CreateInferenceComponent)."""
+        busy = (ComponentStatus.CREATING.value, ComponentStatus.UPDATING.value)
+        return {
+            str(c.state.get("endpoint")) for c in self.repository.find(limit=1_000_000) if c.status in busy
+        }
+
     def current(self, name: str) -> list[tuple[str, str]]:
         """The copies in service now: (instance type, instance id) of each."""
         with self._lock:

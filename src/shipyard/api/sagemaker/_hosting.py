@@ -128,12 +128,18 @@ def describe_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, 
         "EndpointArn": endpoint.arn,
         "EndpointConfigName": state["config"],
         "ProductionVariants": variants,
-        "EndpointStatus": endpoint.status,
+        "EndpointStatus": _shown(endpoint.status, endpoint.name in endpoints.components.busy_endpoints()),
         "FailureReason": state.get("failure_reason"),
         "CreationTime": endpoint.created,
         "LastModifiedTime": endpoint.last_modified,
         "AsyncInferenceConfig": asynchronous,
     }
+
+
+def _shown(status: str | None, components_busy: bool) -> str | None:
+    """An endpoint in service is Updating while an inference component on it is created or
+    updated, as SageMaker shows it."""
+    return "Updating" if status == "InService" and components_busy else status
 
 
 def update_endpoint(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +153,7 @@ def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict[str
 def list_endpoints(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     endpoints, token = ctx.platform.endpoints.find(params)
     endpoints = visible(ctx, endpoints, lambda e: e.arn, "sagemaker:DescribeEndpoint")
+    busy = ctx.platform.endpoints.components.busy_endpoints() if endpoints else set()
     return {
         "Endpoints": [
             {
@@ -154,7 +161,7 @@ def list_endpoints(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any
                 "EndpointArn": e.arn,
                 "CreationTime": e.created,
                 "LastModifiedTime": e.last_modified,
-                "EndpointStatus": e.status,
+                "EndpointStatus": _shown(e.status, e.name in busy),
             }
             for e in endpoints
         ],
