@@ -295,3 +295,20 @@ def test_a_restarted_server_brings_the_copies_back(hosting: Hosting) -> None:
     hosting.passes(5)
     assert hosting.endpoints.components.get("ic").status == "InService"
     assert len(hosting.endpoints.components.current("ic")) == 2
+
+
+def test_copies_on_an_instance_the_endpoint_gives_up_move_to_another(hosting: Hosting) -> None:
+    _capacity_endpoint(hosting, count=2)
+    _component(hosting, "ic", hosting.model("a"), 2)
+    hosting.passes()
+    assert len({instance for _, instance in hosting.endpoints.components.current("ic")}) == 2  # spread
+    hosting.endpoints.update_weights_and_capacities(
+        {
+            "EndpointName": "ep",
+            "DesiredWeightsAndCapacities": [{"VariantName": "AllTraffic", "DesiredInstanceCount": 1}],
+        }
+    )
+    hosting.passes(5)
+    placed = hosting.endpoints.components.current("ic")
+    assert len(placed) == 2 and len({instance for _, instance in placed}) == 1
+    assert len(hosting.servers.running) == 2 and len(hosting.billed("ep")) == 1

@@ -364,20 +364,24 @@ class InferenceComponentService:
         instances = self._instances(endpoint_name, variant)
         if not instances:  # the endpoint is not in service (yet, or again after a restart)
             return
+        present = {i.instance_dir.name for i in instances}
         with self._lock:
             live = self._live.setdefault(
                 name, _Live(endpoint_name, variant, self._routing(endpoint_name, variant))
             )
-            dead = [c for c in live.copies if not c.server.alive]
-            live.copies = tuple(c for c in live.copies if c.server.alive)
+            # A copy whose instance the endpoint gave up (scaled in, updated) goes with it.
+            dead = [c for c in live.copies if not c.server.alive or c.instance not in present]
+            live.copies = tuple(c for c in live.copies if c not in dead)
             current = [c for c in live.copies if c.version == state.version]
             old = [c for c in live.copies if c.version != state.version]
         for copy in dead:
             log.warning(
-                "Inference component %s: the copy %s ended (%s); starting another",
+                "Inference component %s: the copy %s %s; starting another",
                 name,
                 copy.server.instance_dir.name,
-                copy.server.ended,
+                f"ended ({copy.server.ended})"
+                if not copy.server.alive
+                else f"lost its instance {copy.instance}",
             )
             self._stop(copy)
         missing = state.copies - len(current)
