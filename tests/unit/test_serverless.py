@@ -11,7 +11,13 @@ import pytest
 
 from shipyard.core.hosting import EndpointConfigSpec, EndpointState
 from shipyard.core.pricing import Rates
-from shipyard.core.serverless import ServerlessConfig, admits, billed_span, should_scale_to_zero
+from shipyard.core.serverless import (
+    ServerlessConfig,
+    admits,
+    billed_span,
+    should_scale_to_zero,
+    warm_copies_missing,
+)
 from shipyard.errors import ValidationError
 
 FIELD = "ProductionVariants.0.ServerlessConfig"
@@ -44,11 +50,7 @@ def test_a_serverless_variant_has_memory_and_concurrency_and_no_instances() -> N
         ({"MaxConcurrency": 1}, "MemorySizeInMB", "required"),
         ({"MemorySizeInMB": 1024}, "MaxConcurrency", "required"),
         ({"MemorySizeInMB": 1024, "MaxConcurrency": 2, "ProvisionedConcurrency": 3}, "Provisioned", "(2)"),
-        (
-            {"MemorySizeInMB": 1024, "MaxConcurrency": 2, "ProvisionedConcurrency": 1},
-            "Provisioned",
-            "not supp",
-        ),
+        ({"MemorySizeInMB": 1024, "MaxConcurrency": 2, "ProvisionedConcurrency": 0}, "Provisioned", "got 0"),
     ],
 )
 def test_a_bad_serverless_config_names_the_field_and_value(
@@ -78,6 +80,24 @@ def test_a_model_server_scales_to_zero_only_idle_for_the_whole_idle_time() -> No
     assert should_scale_to_zero(active=0, idle_since=100.0, now=160.0, idle_seconds=60)
     assert not should_scale_to_zero(active=0, idle_since=100.0, now=159.9, idle_seconds=60)
     assert not should_scale_to_zero(active=1, idle_since=0.0, now=1000.0, idle_seconds=60)  # serving
+
+
+def test_provisioned_concurrency_is_kept_warm_and_never_scaled_below() -> None:
+    raw = {"MemorySizeInMB": 2048, "MaxConcurrency": 5, "ProvisionedConcurrency": 2}
+    config = ServerlessConfig.from_request(raw, FIELD)
+    assert config == ServerlessConfig(2048, 5, provisioned=2)
+    assert config.to_wire() == raw  # as DescribeEndpoint shows it
+    assert ServerlessConfig.from_record(config.to_record()) == config
+    assert ServerlessConfig.from_record({"memory_mb": 1024, "max_concurrency": 1}) == ServerlessConfig(
+        1024, 1
+    )
+    # warm copies start without a request, one at a time, up to the provisioned count
+    assert warm_copies_missing(config, running=0, starting=False) == 2
+    assert warm_copies_missing(config, running=0, starting=True) == 0
+    assert warm_copies_missing(config, running=2, starting=False) == 0
+    assert warm_copies_missing(ServerlessConfig(2048, 5), running=0, starting=False) == 0  # on demand
+    # idle for hours: still warm
+    assert not should_scale_to_zero(active=0, idle_since=0.0, now=1e6, idle_seconds=60, provisioned=2)
 
 
 def test_a_request_is_billed_to_the_millisecond_rounded_up() -> None:

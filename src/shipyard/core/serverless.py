@@ -5,8 +5,11 @@ A serverless variant has no instances of its own. Its endpoint is InService with
 running; the first request starts one (a cold start) and is answered once it is up, requests that
 arrive meanwhile waiting for it; at most ``MaxConcurrency`` requests are served or waiting at once,
 the rest throttled as SageMaker throttles them; a model server without requests for the site's
-idle time is stopped. Each request is billed for its compute time (rounded up to the millisecond,
-as SageMaker bills it) times the variant's memory, at a price per GB-second.
+idle time is stopped. With ``ProvisionedConcurrency`` that many model servers are kept warm from
+the start and never scaled below it (:func:`warm_copies_missing`, :func:`should_scale_to_zero`).
+Each request is billed for its compute time (rounded up to the millisecond, as SageMaker bills it)
+times the variant's memory, at a price per GB-second; a warm copy, as SageMaker bills provisioned
+concurrency, for the time it is provisioned, at its memory.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ MAX_CONCURRENCY = 200  # SageMaker's per-endpoint maximum
 
 @dataclasses.dataclass(frozen=True)
 class ServerlessConfig:
-    """``ServerlessConfig`` of a production variant (MemorySizeInMB, MaxConcurrency)."""
+    """``ServerlessConfig`` of a production variant (MemorySizeInMB, MaxConcurrency and
+    ProvisionedConcurrency: the model servers kept warm, 0 when not given)."""
 
     memory_mb: int
     max_concurrency: int
+    provisioned: int = 0
 
     @classmethod
     def from_request(cls, raw: Mapping[str, Any], field: str) -> ServerlessConfig:
@@ -59,21 +64,18 @@ class ServerlessConfig:
                 value=concurrency,
             )
         provisioned = raw.get("ProvisionedConcurrency")
-        if provisioned is not None:
-            if not isinstance(provisioned, int) or not 1 <= provisioned <= concurrency:
-                raise ValidationError(
-                    f"{field}.ProvisionedConcurrency must be between 1 and MaxConcurrency "
-                    f"({concurrency}), got {provisioned}",
-                    field=f"{field}.ProvisionedConcurrency",
-                    value=provisioned,
-                )
+        if provisioned is not None and (
+            isinstance(provisioned, bool)
+            or not isinstance(provisioned, int)
+            or not 1 <= provisioned <= concurrency
+        ):
             raise ValidationError(
-                f"{field}.ProvisionedConcurrency (serverless capacity kept warm) is not supported by "
-                "Shipyard yet; leave it out (the variant scales from zero on its first request)",
+                f"{field}.ProvisionedConcurrency must be between 1 and MaxConcurrency "
+                f"({concurrency}), got {provisioned}",
                 field=f"{field}.ProvisionedConcurrency",
                 value=provisioned,
             )
-        return cls(memory, concurrency)
+        return cls(memory, concurrency, provisioned or 0)
 
     @property
     def memory_gb(self) -> int:
@@ -96,16 +98,23 @@ class ServerlessConfig:
 
     def to_wire(self) -> dict[str, int]:
         """As DescribeEndpoint's CurrentServerlessConfig / DesiredServerlessConfig."""
-        return {"MemorySizeInMB": self.memory_mb, "MaxConcurrency": self.max_concurrency}
+        wire = {"MemorySizeInMB": self.memory_mb, "MaxConcurrency": self.max_concurrency}
+        if self.provisioned:
+            wire["ProvisionedConcurrency"] = self.provisioned
+        return wire
 
     def to_record(self) -> dict[str, int]:
-        return {"memory_mb": self.memory_mb, "max_concurrency": self.max_concurrency}
+        return {
+            "memory_mb": self.memory_mb,
+            "max_concurrency": self.max_concurrency,
+            "provisioned": self.provisioned,
+        }
 
     @classmethod
     def from_record(cls, raw: Mapping[str, Any] | None) -> ServerlessConfig | None:
         if not raw:
             return None
-        return cls(int(raw["memory_mb"]), int(raw["max_concurrency"]))
+        return cls(int(raw["memory_mb"]), int(raw["max_concurrency"]), int(raw.get("provisioned") or 0))
 
 
 # -- decisions ---------------------------------------------------------------------------------------
@@ -115,10 +124,21 @@ def admits(active: int, config: ServerlessConfig) -> bool:
     return active < config.max_concurrency
 
 
-def should_scale_to_zero(*, active: int, idle_since: float, now: float, idle_seconds: float) -> bool:
+def should_scale_to_zero(
+    *, active: int, idle_since: float, now: float, idle_seconds: float, provisioned: int = 0
+) -> bool:
     """Whether a serverless variant's model server is stopped: no request is being served or
-    waiting, and the last one ended ``idle_seconds`` ago or more (clock seconds)."""
-    return active == 0 and now - idle_since >= idle_seconds
+    waiting, and the last one ended ``idle_seconds`` ago or more (clock seconds). Never a variant
+    with provisioned concurrency: its warm copies are never scaled below it."""
+    return provisioned == 0 and active == 0 and now - idle_since >= idle_seconds
+
+
+def warm_copies_missing(config: ServerlessConfig, *, running: int, starting: bool) -> int:
+    """How many model servers a variant must still start to have its ProvisionedConcurrency warm:
+    they start one at a time (none while a start is under way), without waiting for a request."""
+    if starting:
+        return 0
+    return max(0, config.provisioned - running)
 
 
 def billed_span(started: dt.datetime, ended: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -136,4 +156,5 @@ __all__ = [
     "admits",
     "billed_span",
     "should_scale_to_zero",
+    "warm_copies_missing",
 ]

@@ -11,6 +11,11 @@ ready, only the process starts); requests that come meanwhile wait for the same 
 server that had no request for the site's ``serverless_idle_seconds``, drops one that died (the
 next request starts another), and writes each answered request to the ledger, billed for its
 compute time at the variant's memory (:meth:`~shipyard.services.costs.CostService.request_served`).
+A variant with ProvisionedConcurrency gets that many warm copies from the same pass, one start at a
+time (each a model server of its own folder, started as an instance is), none of them ever stopped
+for idleness; a warm copy is billed while it runs, as an endpoint instance is (an interval under the
+reconciler's key for it, which it closes when it stops the copy), at the variant's serverless
+price; requests go to the copy with the fewest in flight.
 
 The variant's counters live in its :class:`ServerlessState`, on the router's
 :class:`~shipyard.services._router.LiveVariant`: an update that replaces the variant starts afresh.
@@ -24,12 +29,14 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 
 from shipyard.compute import ModelServer, ModelServerError, ModelServers
+from shipyard.core.catalog import JobKind
 from shipyard.core.clock import Clock
-from shipyard.core.serverless import ServerlessConfig, admits, should_scale_to_zero
+from shipyard.core.serverless import ServerlessConfig, admits, should_scale_to_zero, warm_copies_missing
 from shipyard.errors import ShipyardError
 from shipyard.services._router import LiveVariant, Router
 from shipyard.services.costs import CostService
@@ -155,8 +162,8 @@ class ServerlessPool:
         while True:
             with self._lock:
                 alive = [s for s in variant.servers if s.alive]
-                if alive:
-                    return alive[0]
+                if alive:  # the least busy (warm copies of provisioned concurrency share the load)
+                    return min(alive, key=lambda s: s.in_flight)
                 launch = state.starting is None
                 if launch:  # the first request to find none starts it; the others wait for it
                     state.starting = Future()
@@ -164,7 +171,10 @@ class ServerlessPool:
                 assert starting is not None
             if launch:  # submitted outside the lock: an inline executor runs it right here
                 log.info("Endpoint %s: variant %s starts a model server (cold start)", endpoint, variant.name)
-                self._workers.submit(self._cold_start, endpoint, variant, state, starting)
+                # with provisioned concurrency (its warm copies ended), a warm copy: billed, kept
+                self._workers.submit(
+                    self._cold_start, endpoint, variant, state, starting, state.config.provisioned > 0
+                )
             try:
                 await asyncio.wait_for(
                     asyncio.shield(asyncio.wrap_future(starting)), max(0.0, deadline - time.monotonic())
@@ -189,13 +199,24 @@ class ServerlessPool:
                 ) from None
 
     def _cold_start(
-        self, endpoint: str, variant: LiveVariant, state: ServerlessState, done: Future[ModelServer]
+        self,
+        endpoint: str,
+        variant: LiveVariant,
+        state: ServerlessState,
+        done: Future[ModelServer],
+        warm: bool = False,
     ) -> None:
         """A worker's job: a model server from the template, healthy and in the router (``done``
-        says how it went)."""
-        pool = self._servers(state.template.request.instance_type)
+        says how it went). A warm copy (``warm``) gets a folder of its own, and is billed."""
+        template = state.template
+        pool = self._servers(template.request.instance_type)
         try:
-            server = pool.replace(state.template)
+            if warm:
+                folder = template.instance_dir.parent / f"i-{uuid.uuid4().hex[:17]}"
+                folder.mkdir(parents=True)
+                server = pool.start(dataclasses.replace(template.request, instance_dir=folder))
+            else:
+                server = pool.replace(template)
             try:
                 pool.wait_healthy(
                     server,
@@ -210,6 +231,18 @@ class ServerlessPool:
             if not added:  # updated or deleted meanwhile
                 pool.stop(server)
                 raise ModelServerError("the endpoint was updated or deleted meanwhile")
+            if warm:
+                self._costs.instances_started(
+                    usage_key(endpoint, server),
+                    kind="endpoint",
+                    name=endpoint,
+                    arn=state.arn,
+                    instance_type=state.config.billing_type,
+                    count=1,
+                    work=JobKind.HOSTING,
+                    at=self.clock.now(),
+                    owner=state.owner,
+                )
         except BaseException as exc:
             with self._lock:
                 state.starting = None
@@ -257,10 +290,26 @@ class ServerlessPool:
                         idle_since=state.idle_since,
                         now=now,
                         idle_seconds=self.idle_seconds,
+                        provisioned=state.config.provisioned,
                     )
                     gone = list(variant.servers) if idle else dead
                     if gone:
                         self._router.drop(endpoint, variant, gone)
+                    warming = not self._closing.is_set() and warm_copies_missing(
+                        state.config, running=len(variant.servers), starting=state.starting is not None
+                    )
+                    if warming:
+                        state.starting = Future()
+                        starting = state.starting
+                if warming:  # submitted outside the lock: an inline executor runs it right here
+                    log.info(
+                        "Endpoint %s: variant %s starts a warm copy (provisioned concurrency)",
+                        endpoint,
+                        variant.name,
+                    )
+                    self._workers.submit(self._cold_start, endpoint, variant, state, starting, True)
+                for server in dead:
+                    self._costs.usage.close(usage_key(endpoint, server), self.clock.now())
                 for server in gone:
                     if server.alive:
                         log.info(
@@ -304,6 +353,12 @@ class ServerlessPool:
                 )
             except Exception:
                 log.exception("Recording a serverless request of endpoint %s failed", item.endpoint)
+
+
+def usage_key(endpoint: str, server: ModelServer) -> str:
+    """The ledger key of a model server's interval: the reconciler's own (``_reconciler._usage_key``),
+    so that stopping a warm copy with its endpoint closes the copy's interval too."""
+    return f"endpoint/{endpoint}/{server.instance_dir.parent.name}/{server.instance_dir.name}"
 
 
 __all__ = [
