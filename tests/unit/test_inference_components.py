@@ -312,3 +312,44 @@ def test_copies_on_an_instance_the_endpoint_gives_up_move_to_another(hosting: Ho
     placed = hosting.endpoints.components.current("ic")
     assert len(placed) == 2 and len({instance for _, instance in placed}) == 1
     assert len(hosting.servers.running) == 2 and len(hosting.billed("ep")) == 1
+
+
+# -- who may ----------------------------------------------------------------------------------------
+def test_invoking_a_component_needs_it_and_its_endpoint_and_creating_one_reaches_both() -> None:
+    import json
+
+    from shipyard.api._access import request_actions
+    from shipyard.api._ownership import reach_needed
+
+    def arn(kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{REGION}:000000000000:{kind}/{name}"
+
+    where = {"region": REGION, "account": "000000000000"}
+    needed = request_actions(
+        "runtime",
+        method="POST",
+        path="/endpoints/ep/invocations",
+        query={},
+        headers={"x-amzn-sagemaker-inference-component": "ic"},
+        **where,
+    )
+    reach = reach_needed(needed, protocol="runtime", target="", params={}, **where)
+    assert [(r.action, r.arn) for r in reach] == [
+        ("sagemaker:InvokeEndpoint", arn("endpoint", "ep")),
+        ("sagemaker:InvokeEndpoint", arn("inference-component", "ic")),
+    ]
+    params = {"InferenceComponentName": "ic", "EndpointName": "ep", "Specification": {"ModelName": "m"}}
+    target = "SageMaker.CreateInferenceComponent"
+    needed = request_actions(
+        "json",
+        method="POST",
+        path="/",
+        query={},
+        headers={},
+        target=target,
+        body=json.dumps(params).encode(),
+        **where,
+    )
+    assert [n.resource for n in needed] == [arn("inference-component", "ic")]
+    reach = reach_needed(needed, protocol="json", target=target, params=params, **where)
+    assert [r.arn for r in reach] == [arn("endpoint", "ep"), arn("model", "m")]  # not its own name: a create
