@@ -281,11 +281,11 @@ def test_lineage_artifacts_and_associations_as_the_sdks_helpers_use_them(sagemak
     [edge] = list(Association.list(destination_arn=component_arn, sagemaker_session=sagemaker_session))
     assert (edge.source_arn, edge.association_type) == (artifact.artifact_arn, "Produced")
     assert (edge.source_type, edge.destination_name) == ("ConfusionMatrix", component)
-    context = "arn:aws:sagemaker:us-east-1:000000000000:context/endpoint-ctx"
+    context = "arn:aws:sagemaker:us-east-1:000000000000:context/endpoint-ctx"  # none such
     code, message = _error(
         lambda: sm.add_association(SourceArn=artifact.artifact_arn, DestinationArn=context)
     )
-    assert code == "ValidationException" and context in message
+    assert code == "ResourceNotFound" and context in message
     missing = artifact.artifact_arn[:-4] + "0000"
     code, _ = _error(lambda: sm.add_association(SourceArn=missing, DestinationArn=component_arn))
     assert code == "ResourceNotFound"

@@ -123,3 +123,48 @@ def test_a_users_experiments_and_job_components_are_theirs_alone(clients: dict[s
     assert len(alice.list_associations(SourceArn=artifact)["AssociationSummaries"]) == 1
     components = alice.list_trial_components(TrialName="alice-trial")["TrialComponentSummaries"]
     assert sorted(c["TrialComponentName"] for c in components) == ["alice-job-aws-training-job", "alice-run"]
+
+
+def test_a_users_contexts_actions_lineage_and_metric_series_are_theirs_alone(clients: dict[str, Any]) -> None:
+    client = clients["client"]
+    alice, bob, admin = client("alice"), client("bob"), client("admin")
+    context = alice.create_context(
+        ContextName="alice-endpoint", Source={"SourceUri": "alice-ep"}, ContextType="Endpoint"
+    )["ContextArn"]
+    action = alice.create_action(
+        ActionName="alice-deploy", Source={"SourceUri": "alice-model"}, ActionType="ModelDeployment"
+    )["ActionArn"]
+    alice.add_association(SourceArn=action, DestinationArn=context)
+    _denied(lambda: bob.describe_context(ContextName="alice-endpoint"), "sagemaker:DescribeContext")
+    _denied(lambda: bob.delete_action(ActionName="alice-deploy"), "sagemaker:DeleteAction")
+    assert bob.list_contexts()["ContextSummaries"] == [] and bob.list_actions()["ActionSummaries"] == []
+    assert [c["ContextArn"] for c in admin.list_contexts()["ContextSummaries"]] == [context]
+    _denied(lambda: bob.query_lineage(StartArns=[context]), "sagemaker:QueryLineage")
+    assert alice.query_lineage(StartArns=[context])["Vertices"] == [
+        {"Arn": action, "LineageType": "Action", "Type": "ModelDeployment"}
+    ]
+    # Bob's own context, associated (by the administrator) with alice's action: bob's query from it
+    # leaves alice's action out, and the edge to it.
+    mine = bob.create_context(
+        ContextName="bob-endpoint", Source={"SourceUri": "bob-ep"}, ContextType="Endpoint"
+    )["ContextArn"]
+    admin.add_association(SourceArn=action, DestinationArn=mine)
+    seen = bob.query_lineage(StartArns=[mine], IncludeEdges=True)
+    assert seen["Vertices"] == [] and seen["Edges"] == []
+    assert len(admin.query_lineage(StartArns=[mine], IncludeEdges=True)["Edges"]) == 1
+
+    metrics = {who: client(who, "sagemaker-metrics") for who in ("alice", "bob")}
+    alice.create_trial_component(TrialComponentName="alice-series")
+    metrics["alice"].batch_put_metrics(
+        TrialComponentName="alice-series", MetricData=[{"MetricName": "loss", "Value": 0.5, "Timestamp": 0}]
+    )
+    query = {
+        "MetricName": "loss",
+        "ResourceArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:experiment-trial-component/alice-series",
+        "MetricStat": "Last",
+        "Period": "OneHour",
+        "XAxisType": "Timestamp",
+    }
+    [result] = metrics["alice"].batch_get_metrics(MetricQueries=[query])["MetricQueryResults"]
+    assert result["MetricValues"] == [0.5]
+    _denied(lambda: metrics["bob"].batch_get_metrics(MetricQueries=[query]), "sagemaker:BatchGetMetrics")

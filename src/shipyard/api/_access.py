@@ -70,6 +70,8 @@ _SAGEMAKER_NOUNS = sorted(
         ("Trial", "TrialName", "experiment-trial"),
         ("Experiment", "ExperimentName", "experiment"),
         ("Artifact", "ArtifactArn", "artifact"),
+        ("Context", "ContextName", "context"),
+        ("Action", "ActionName", "action"),
         ("NotebookInstance", "NotebookInstanceName", "notebook-instance"),
     ],
     key=lambda noun: -len(noun[0]),
@@ -200,6 +202,11 @@ def request_actions(
         return [RequestedAction(f"{iam_service}:{operation}", "*")]
     if protocol == "metrics":  # SageMaker Metrics (REST-JSON): BatchPutMetrics names a trial component
         params = _json_object(body) if params is None else params
+        queries = params.get("MetricQueries")
+        if isinstance(queries, list):  # BatchGetMetrics: each query's resource (a component, a job)
+            arns = [q.get("ResourceArn") for q in queries if isinstance(q, Mapping)]
+            named = sorted({a.lower() for a in arns if isinstance(a, str) and a.startswith("arn:")})
+            return [RequestedAction(f"sagemaker:{path.strip('/')}", a) for a in named or ["*"]]
         name = params.get("TrialComponentName")
         resource = "*"
         if isinstance(name, str) and name:

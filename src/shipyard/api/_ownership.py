@@ -51,6 +51,8 @@ CREATES = frozenset(
         "CreateTrial",
         "CreateTrialComponent",
         "CreateArtifact",
+        "CreateContext",
+        "CreateAction",
         "CreateNotebookInstance",
         "CreateInferenceComponent",
     }
@@ -144,6 +146,9 @@ def _referenced(operation: str, params: Mapping[str, Any], region: str, account:
     if operation in ("AddAssociation", "DeleteAssociation"):  # both ends (a job's component: its job)
         ends = [params.get("SourceArn"), params.get("DestinationArn")]
         return [ownership_arn(e) for e in ends if isinstance(e, str) and e.startswith("arn:")]
+    if operation == "QueryLineage":  # where it starts (its lineage is filtered as it is read)
+        starts = params.get("StartArns") or ()
+        return [ownership_arn(a.lower()) for a in starts if isinstance(a, str) and a.startswith("arn:")]
     if operation in ("AssociateTrialComponent", "DisassociateTrialComponent"):
         return arn("experiment-trial", params.get("TrialName"))
     if operation in ("CreateInferenceComponent", "UpdateInferenceComponent"):  # its endpoint, its model

@@ -1,12 +1,14 @@
-"""SageMaker Metrics (``sagemaker-metrics``, REST-JSON): ``PUT /BatchPutMetrics``, what the
-sagemaker SDK's ``Run.log_metric`` sends, signed for the ``sagemaker`` service. Each datum adds to
-its metric's summary on the trial component (what DescribeTrialComponent and Search answer).
-``BatchGetMetrics`` (the raw series) is refused by name: only summaries are kept."""
+"""SageMaker Metrics (``sagemaker-metrics``, REST-JSON, signed for the ``sagemaker`` service):
+``PUT /BatchPutMetrics``, what the sagemaker SDK's ``Run.log_metric`` sends (each datum adds to
+its metric's summary on the trial component, what DescribeTrialComponent and Search answer, and
+to its series), and ``POST /BatchGetMetrics``, the series read back by MetricStat and Period
+(core/experiments/_series.py), a trial component's or a training job's."""
 
 from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,15 +36,17 @@ async def handle_metrics(request: Request, context: RequestContext) -> Response:
     try:
         schema = _schema()
         params = schema.validate_input(operation, parse_body(await request.body()))
-        if operation != "BatchPutMetrics":
-            raise errors.NotImplementedOperation("SageMaker Metrics", operation)
-        failures = await run_in_threadpool(
-            context.platform.experiments.put_metrics,
-            params["TrialComponentName"],
-            params["MetricData"],
-            context.region,
-        )
-        body = json.dumps(schema.shape_output(operation, {"Errors": failures}), separators=(",", ":"))
+        experiments = context.platform.experiments
+        answer: dict[str, Any]
+        if operation == "BatchGetMetrics":
+            results = await run_in_threadpool(experiments.get_metrics, params["MetricQueries"])
+            answer = {"MetricQueryResults": results}
+        else:
+            failures = await run_in_threadpool(
+                experiments.put_metrics, params["TrialComponentName"], params["MetricData"], context.region
+            )
+            answer = {"Errors": failures}
+        body = json.dumps(schema.shape_output(operation, answer), separators=(",", ":"))
         return Response(
             body, 200, media_type="application/json", headers={"x-amzn-RequestId": context.request_id}
         )

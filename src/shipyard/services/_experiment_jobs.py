@@ -9,6 +9,7 @@ from typing import Any
 from shipyard.core.experiments import (
     JOB_SOURCES,
     JobSource,
+    SeriesPoint,
     job_of_component,
     job_of_source_arn,
     processing_component,
@@ -59,6 +60,23 @@ class JobComponents:
         source, job_name = found
         job = self._job(source.kind, job_name)
         return (source, self._builders[source.kind](job)) if job is not None else None
+
+    def series(self, component_name: str) -> dict[str, list[SeriesPoint]] | None:
+        """The metric series of the job ``component_name`` names (None: no such job; a
+        processing or transform job has none)."""
+        found = job_of_component(component_name)
+        if found is None:
+            return None
+        source, job_name = found
+        job = self._job(source.kind, job_name)
+        if job is None:
+            return None
+        if source.kind != "training":
+            return {}
+        return {
+            name: [SeriesPoint(p.value, p.timestamp, p.step) for p in points]
+            for name, points in self._training.repository.metric_series(job.name).items()
+        }
 
     def by_source_arn(self, arn: str) -> dict[str, Any] | None:
         found = job_of_source_arn(arn)

@@ -1,5 +1,5 @@
 """SageMaker Experiments: experiments, trials, trial components (a job's among them), their
-associations, metrics (BatchPutMetrics) and Search.
+associations, metrics (BatchPutMetrics, BatchGetMetrics) and Search.
 
 What is stored is what users create; a job's trial component (``<job>-aws-training-job``) is
 built from the job whenever it is read (services/_experiment_jobs.py), and only its
@@ -20,10 +20,13 @@ from shipyard.core.experiments import (
     EntityKind,
     EntityNotFound,
     MetricStats,
+    SeriesPoint,
     check_expression,
     job_component_name,
     job_of_component,
+    job_of_source_arn,
     matches,
+    metric_query_result,
     ordered,
 )
 from shipyard.core.pagination import Page
@@ -415,23 +418,61 @@ class ExperimentService:
                 errors.append({"Code": "VALIDATION_ERROR", "MetricIndex": index})
                 continue
             at = datum.get("Timestamp") or self._clock.now()
-            points.append((datum["MetricName"], float(value), at))
+            points.append((datum["MetricName"], SeriesPoint(float(value), at, datum.get("Step"))))
 
         def change(entity: Entity) -> Entity:
             metrics = dict(entity.metrics)
-            for name, value, at in points:
+            for name, point in points:
                 current = metrics.get(name)
+                at = point.timestamp
                 stats = (
-                    MetricStats.from_json(current).add(value, at) if current else MetricStats.of(value, at)
+                    MetricStats.from_json(current).add(point.value, at)
+                    if current
+                    else MetricStats.of(point.value, at)
                 )
                 metrics[name] = stats.to_json()
             return dataclasses.replace(entity, metrics=metrics, last_modified=self._clock.now())
 
         if points:
             self.repository.modify(
-                COMPONENT, component_name, self._arn(COMPONENT, component_name, region), change
+                COMPONENT, component_name, self._arn(COMPONENT, component_name, region), change, points=points
             )
         return errors
+
+    def get_metrics(self, queries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """BatchGetMetrics: each MetricQuery answered over its resource's series (a trial
+        component's, stored or a job's, or a job's by its ARN), in the order asked."""
+        found: dict[str, Mapping[str, Sequence[SeriesPoint]] | None] = {}
+        results = []
+        for query in queries:
+            arn = query["ResourceArn"]
+            if arn.lower() not in found:
+                found[arn.lower()] = self._series(arn)
+            series = found[arn.lower()]
+            if series is None:
+                results.append(
+                    {
+                        "Status": "ValidationError",
+                        "Message": f"ResourceArn '{arn}': no trial component or training job has this ARN",
+                        "XAxisValues": [],
+                        "MetricValues": [],
+                    }
+                )
+                continue
+            results.append(metric_query_result(series, query))
+        return results
+
+    def _series(self, arn: str) -> Mapping[str, Sequence[SeriesPoint]] | None:
+        job = job_of_source_arn(arn)
+        if job is not None:
+            return self._jobs.series(job_component_name(job[0].kind, job[1]))
+        resource = arn.split(":", 5)[-1] if arn.count(":") >= 5 else ""
+        kind, _, name = resource.partition("/")
+        if kind != COMPONENT.value or not name:
+            return None
+        if self.repository.find_one(COMPONENT, name) is not None:
+            return self.repository.metric_series(name)
+        return self._jobs.series(name)
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, params: Mapping[str, Any], region: str) -> tuple[list[dict[str, Any]], str | None]:

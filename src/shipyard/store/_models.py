@@ -372,6 +372,23 @@ class ExperimentLinkRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
 
 
+class ExperimentMetricPointRow(Base):
+    """One value a trial component logged through BatchPutMetrics (migration 0017), by the
+    component's key: the series BatchGetMetrics answers (the summaries stay on the entity)."""
+
+    __tablename__ = "experiment_metric_points"
+    __table_args__ = (
+        sa.Index("ix_experiment_metric_points_component", "component", "metric_name", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    metric_name: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    step: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    value: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    timestamp: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
+
+
 class NotebookInstanceRow(Base):
     """A notebook instance (migration 0016): its request with updates applied, its status, and
     when its current run entered service (idleness counts from there)."""

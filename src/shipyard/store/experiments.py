@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from shipyard.core.experiments import DuplicateEntity, Entity, EntityKind, EntityNotFound
+from shipyard.core.experiments import DuplicateEntity, Entity, EntityKind, EntityNotFound, SeriesPoint
 from shipyard.store._db import Database
-from shipyard.store._models import ExperimentEntityRow, ExperimentLinkRow
+from shipyard.store._models import ExperimentEntityRow, ExperimentLinkRow, ExperimentMetricPointRow
 
 EXPERIMENT_TRIAL = "experiment-trial"  # link kinds: an experiment's trial
 TRIAL_COMPONENT = "trial-component"  # a trial's component
@@ -77,8 +77,17 @@ class ExperimentRepository:
                 found.update((row.key, _load(row)) for row in session.scalars(stmt))
         return found
 
-    def modify(self, kind: EntityKind, name: str, arn: str, change: Callable[[Entity], Entity]) -> Entity:
-        """Read, change and write one entity in one transaction (serialised with other writers)."""
+    def modify(
+        self,
+        kind: EntityKind,
+        name: str,
+        arn: str,
+        change: Callable[[Entity], Entity],
+        *,
+        points: Sequence[tuple[str, SeriesPoint]] = (),
+    ) -> Entity:
+        """Read, change and write one entity in one transaction (serialised with other writers),
+        adding ``points`` ((metric name, point)) to its metric series in the same one."""
         with self._db.transaction() as session:
             row = session.get(ExperimentEntityRow, (kind.value, name.lower()), with_for_update=True)
             if row is None:
@@ -87,7 +96,29 @@ class ExperimentRepository:
             row.document = dict(entity.document)
             row.metrics = {k: dict(v) for k, v in entity.metrics.items()}
             row.last_modified = entity.last_modified
+            for metric, point in points:
+                session.add(
+                    ExperimentMetricPointRow(
+                        component=entity.key,
+                        metric_name=metric,
+                        step=point.step,
+                        value=point.value,
+                        timestamp=point.timestamp,
+                    )
+                )
         return entity
+
+    def metric_series(self, name: str) -> Mapping[str, list[SeriesPoint]]:
+        """The points an entity (a trial component) logged, by metric, in the order logged."""
+        row = ExperimentMetricPointRow
+        stmt = sa.select(row).where(row.component == name.lower()).order_by(row.metric_name, row.id)
+        series: dict[str, list[SeriesPoint]] = {}
+        with self._db.transaction(readonly=True) as session:
+            for point in session.scalars(stmt):
+                series.setdefault(point.metric_name, []).append(
+                    SeriesPoint(point.value, _aware(point.timestamp), point.step)
+                )
+        return series
 
     def delete(
         self, kind: EntityKind, name: str, arn: str, *, unless: Callable[[list[tuple[str, str, str]]], None]
@@ -107,12 +138,16 @@ class ExperimentRepository:
             links = [
                 link
                 for link in candidates
-                if any(link.kind == k and getattr(link, side) == key for k, side in _ROLES[kind])
+                if any(link.kind == k and getattr(link, side) == key for k, side in _ROLES.get(kind, ()))
             ]
             unless([(link.kind, link.source, link.destination) for link in links])
             entity = _load(row)
             for link in links:
                 session.delete(link)
+            if kind is EntityKind.TRIAL_COMPONENT:
+                session.execute(
+                    sa.delete(ExperimentMetricPointRow).where(ExperimentMetricPointRow.component == key)
+                )
             session.delete(row)
         return entity
 

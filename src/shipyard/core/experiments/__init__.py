@@ -1,4 +1,4 @@
-"""SageMaker Experiments: entities, jobs as trial components, Search (pure)."""
+"""SageMaker Experiments: entities, jobs as trial components, Search, metric series (pure)."""
 
 from shipyard.core.experiments._entities import (
     DuplicateEntity,
@@ -20,6 +20,7 @@ from shipyard.core.experiments._jobs import (
     transform_component,
 )
 from shipyard.core.experiments._search import check_expression, matches, ordered, values_at
+from shipyard.core.experiments._series import SeriesPoint, metric_query_result
 
 __all__ = [
     "JOB_SOURCES",
@@ -29,11 +30,13 @@ __all__ = [
     "EntityNotFound",
     "JobSource",
     "MetricStats",
+    "SeriesPoint",
     "check_expression",
     "job_component_name",
     "job_of_component",
     "job_of_source_arn",
     "matches",
+    "metric_query_result",
     "ordered",
     "ownership_arn",
     "parameter_value",

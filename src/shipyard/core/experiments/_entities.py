@@ -17,12 +17,14 @@ from shipyard.errors import ConflictError, NotFoundError, ValidationError
 
 
 class EntityKind(enum.Enum):
-    """The three kinds, by their ARN resource type."""
+    """The kinds, by their ARN resource type."""
 
     EXPERIMENT = "experiment"
     TRIAL = "experiment-trial"
     TRIAL_COMPONENT = "experiment-trial-component"
     ARTIFACT = "artifact"  # lineage: under its id
+    CONTEXT = "context"  # lineage: under its name
+    ACTION = "action"  # lineage: under its name
     ASSOCIATION = "association"  # lineage: an edge, under a hash of its ends (no ARN of its own)
 
     @property
@@ -41,6 +43,8 @@ _LABELS = {
     "experiment-trial": "Trial",
     "experiment-trial-component": "Trial Component",
     "artifact": "Artifact",
+    "context": "Context",
+    "action": "Action",
     "association": "Association",
 }
 
