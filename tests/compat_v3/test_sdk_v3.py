@@ -243,7 +243,8 @@ def test_model_builder_deploys_registers_and_a_transformer_scores(run_v3: V3Runn
     out = run_v3(
         _client(
             """
-            from sagemaker.core.resources import ModelPackage
+            from sagemaker.core.resources import Endpoint, EndpointConfig, Model, ModelPackage
+            from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
             from sagemaker.core.training.configs import Compute, InputData
             from sagemaker.core.transformer import Transformer
             from sagemaker.serve.model_builder import ModelBuilder
@@ -294,6 +295,20 @@ def test_model_builder_deploys_registers_and_a_transformer_scores(run_v3: V3Runn
             print("PACKAGE", package.model_package_group_name, package.model_package_version,
                   package.model_approval_status, container.image == image,
                   container.model_data_url == job.model_artifacts.s3_model_artifacts)
+            # deployed from the registered version: a model naming the package, its endpoint
+            Model.create(
+                model_name=f"v3-pkg-{stamp}",
+                primary_container=ContainerDefinition(model_package_name=package_arn),
+                execution_role_arn=ROLE,
+            )
+            EndpointConfig.create(endpoint_config_name=f"v3-pkg-{stamp}", production_variants=[ProductionVariant(
+                variant_name="AllTraffic", model_name=f"v3-pkg-{stamp}", instance_type="ml.m5.large",
+                initial_instance_count=1)])
+            registered = Endpoint.create(endpoint_name=f"v3-pkg-{stamp}", endpoint_config_name=f"v3-pkg-{stamp}")
+            registered.wait_for_status("InService")
+            again = registered.invoke(body="2.1,3\\n0.3,1\\n", content_type="text/csv")
+            print("REGISTERED", again.body.read().decode())
+            registered.delete()
 
             s3.put_object(Bucket=bucket, Key="batch/in/rows.csv", Body=b"2.1,3\\n0.3,1\\n2.4,0\\n")
             transformer = Transformer(
@@ -315,6 +330,7 @@ def test_model_builder_deploys_registers_and_a_transformer_scores(run_v3: V3Runn
     # registered: a group and its first version, the model's own image and artifacts
     package = out.split("PACKAGE ", 1)[1].splitlines()[0].split()
     assert package[0].startswith("v3-xgb-group-") and package[1:] == ["1", "Approved", "True", "True"]
+    assert out.split("REGISTERED ", 1)[1].splitlines()[0] == out.split("ANSWER ", 1)[1].splitlines()[0]
     assert len(json.loads(out.split("SCORED ", 1)[1].splitlines()[0])) == 3  # one line per record
 
 

@@ -240,6 +240,7 @@ class Platform:
             resolver,
             account_id=settings.account_id,
             claims=identity,
+            packages=lambda params: registry.with_package_containers(params),
         )
         configs = EndpointConfigService(
             ResourceRepository(db, "endpoint-config", "Endpoint configuration"),

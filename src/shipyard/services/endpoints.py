@@ -76,14 +76,17 @@ class ModelService:
         account_id: str,
         clock: Clock = SYSTEM_CLOCK,
         claims: Claims = NO_CLAIMS,
+        packages: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict,
     ) -> None:
         self.repository = repository
         self._claims = claims
         self._resolver = resolver
         self._account_id = account_id
         self._clock = clock
+        self._packages = packages  # a container's ModelPackageName, filled from the registry
 
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
+        params = self._packages(params)
         spec = ModelSpec.from_request(params)
         self._resolver.resolve(spec.container.image, field="PrimaryContainer.Image")
         for uri, field in (

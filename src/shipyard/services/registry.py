@@ -190,6 +190,44 @@ class ModelRegistry:
         )
         return page.cut(found)
 
+    def with_package_containers(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """CreateModel's request with each container that names a ModelPackageName (and no Image)
+        filled from that package's InferenceSpecification, as SageMaker creates a model from a
+        registered version: its Image, ModelDataUrl and Environment, the container's own
+        Environment over the package's. The package name stays, as DescribeModel shows it.
+
+        Raises:
+            ValidationError: the package does not exist, or has several containers.
+        """
+        filled = dict(params)
+        for member in ("PrimaryContainer", "Containers"):
+            value = params.get(member)
+            if value is None:
+                continue
+            containers = [value] if member == "PrimaryContainer" else list(value)
+            done = [self._from_package(c, member if member == "PrimaryContainer" else f"{member}.{i}")
+                    for i, c in enumerate(containers)]  # fmt: skip
+            filled[member] = done[0] if member == "PrimaryContainer" else done
+        return filled
+
+    def _from_package(self, container: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+        name = container.get("ModelPackageName")
+        if not name or container.get("Image"):
+            return container
+        package = self.package(name)
+        inside = (package.request.get("InferenceSpecification") or {}).get("Containers") or []
+        if len(inside) != 1:
+            raise ValidationError(
+                f"{field}.ModelPackageName {name!r} has {len(inside)} containers; Shipyard serves "
+                "a model of one container (inference pipelines are not supported)",
+                field=f"{field}.ModelPackageName",
+                value=name,
+            )
+        [source] = inside
+        filled = {k: v for k, v in source.items() if k in ("Image", "ModelDataUrl")}
+        environment = {**(source.get("Environment") or {}), **(container.get("Environment") or {})}
+        return {**container, **filled, **({"Environment": environment} if environment else {})}
+
     def accepted_by(self, container: ContainerSpec) -> tuple[str, ...]:
         """The content types a model of ``container`` reads, its default first
         (core/content_types.py): what the newest of the last ``ACCEPTS_SCAN`` model packages
