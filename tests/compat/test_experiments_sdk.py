@@ -111,6 +111,23 @@ def test_a_run_and_the_training_job_in_it_read_back_as_one_table(
     assert run_row["Trials"] == job_row["Trials"] == [f"Default-Run-Group-{experiment}"]
     assert run_row["Experiments"] == job_row["Experiments"] == [experiment]
 
+    # BatchGetMetrics reads the series back: the job's by its ARN, the run's by its component's.
+    run_arn = f"arn:aws:sagemaker:us-east-1:000000000000:experiment-trial-component/{experiment}-baseline"
+    series = boto_client("sagemaker-metrics", server.url).batch_get_metrics(
+        MetricQueries=[
+            {
+                "MetricName": name,
+                "ResourceArn": arn,
+                "MetricStat": "Avg",
+                "Period": "IterationNumber",
+                "XAxisType": "IterationNumber",
+            }
+            for name, arn in (("accuracy", job_row["SourceArn"]), ("loss", run_arn))
+        ]
+    )["MetricQueryResults"]
+    assert series[0]["MetricValues"] == pytest.approx([0.5, 0.6, 0.7])
+    assert (series[1]["XAxisValues"], series[1]["MetricValues"]) == ([0, 1, 2], [0.9, 0.5, 0.3])
+
     component = sm.describe_trial_component(TrialComponentName=f"{experiment}-baseline")
     assert (
         component["Status"]["PrimaryStatus"] == "Completed" and component["EndTime"] >= component["StartTime"]
