@@ -1,6 +1,7 @@
 """A serverless variant through the endpoint service on fake model servers: checked at bring-up
 then stopped, started by the first request (the others waiting for the same start), throttled past
-MaxConcurrency, stopped when idle, and each request that reached the model billed."""
+MaxConcurrency, stopped when idle, each request that reached the model billed, and with
+ProvisionedConcurrency its copies kept warm, billed and replaced."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from shipyard.services._serverless import StartFailed, Throttled, Ticket
 from tests.unit.test_endpoint_service import REGION, Hosting, hosting  # noqa: F401 (the fixture)
 
 
-def _serverless(hosting: Hosting, name: str, concurrency: int = 2) -> str:  # noqa: F811
+def _serverless(hosting: Hosting, name: str, concurrency: int = 2, provisioned: int = 0) -> str:  # noqa: F811
     model = hosting.model(f"{name}-model", data=f"s3://models/{name}.tar.gz")
+    serverless = {"MemorySizeInMB": 2048, "MaxConcurrency": concurrency}
+    if provisioned:
+        serverless["ProvisionedConcurrency"] = provisioned
     hosting.configs.create(
         {
             "EndpointConfigName": name,
@@ -22,7 +26,7 @@ def _serverless(hosting: Hosting, name: str, concurrency: int = 2) -> str:  # no
                 {
                     "VariantName": "AllTraffic",
                     "ModelName": model,
-                    "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": concurrency},
+                    "ServerlessConfig": serverless,
                 }
             ],
         },
@@ -83,3 +87,27 @@ def test_a_cold_start_that_fails_answers_why_and_the_next_request_tries_again(ho
     del hosting.servers.failing["s3://models/bad.tar.gz"]
     [ticket] = _acquire(hosting, name)
     assert ticket.server.alive
+
+
+def test_provisioned_concurrency_keeps_its_copies_warm_billed_and_replaced(hosting: Hosting) -> None:  # noqa: F811
+    name = _serverless(hosting, "warm", concurrency=3, provisioned=2)
+    hosting.passes(3)  # one warm copy a pass, no request
+    warm = hosting.servers.running
+    assert len(warm) == 2 and len({s.instance_dir for s in warm}) == 2  # each in a folder of its own
+    assert len(hosting.billed(name)) == 2  # each billed while provisioned
+
+    hosting.endpoints.serverless.idle_seconds = 0
+    hosting.passes(2)
+    assert hosting.servers.running == warm  # idle, and never scaled below its provisioned concurrency
+    [first] = _acquire(hosting, name)
+    assert first.server in warm  # no cold start
+    first.end("r-1")
+
+    warm[0].die()
+    hosting.passes(2)
+    assert len(hosting.servers.running) == 2 and warm[0] not in hosting.servers.running  # replaced
+    assert len(hosting.billed(name)) == 2  # the dead copy's interval closed, its replacement's open
+
+    hosting.endpoints.delete(name)
+    hosting.passes(2)
+    assert hosting.servers.running == [] and hosting.billed(name) == []

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -307,6 +308,7 @@ class ServerlessPool:
                         endpoint,
                         variant.name,
                     )
+                    starting.add_done_callback(functools.partial(_said, endpoint, variant.name))
                     self._workers.submit(self._cold_start, endpoint, variant, state, starting, True)
                 for server in dead:
                     self._costs.usage.close(usage_key(endpoint, server), self.clock.now())
@@ -353,6 +355,14 @@ class ServerlessPool:
                 )
             except Exception:
                 log.exception("Recording a serverless request of endpoint %s failed", item.endpoint)
+
+
+def _said(endpoint: str, variant: str, started: Future[ModelServer]) -> None:
+    """Log a warm copy's start that failed (no request waits for it to say so; the next pass tries
+    again)."""
+    error = started.exception()
+    if error is not None:
+        log.warning("Endpoint %s: a warm copy of %s did not start: %s", endpoint, variant, error)
 
 
 def usage_key(endpoint: str, server: ModelServer) -> str:
