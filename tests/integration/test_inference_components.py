@@ -369,3 +369,67 @@ def test_a_users_components_are_invisible_and_uninvokable_to_another(tmp_path: A
             "sagemaker:CreateInferenceComponent",
         )
         sm.delete_inference_component(InferenceComponentName="alice-ic")
+
+
+def test_a_restarted_server_brings_the_copies_back_and_bills_the_instances(tmp_path: Any) -> None:
+    import httpx
+
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir).start()
+    try:
+        sm, s3, runtime = (boto_client(s, server.url) for s in ("sagemaker", "s3", "sagemaker-runtime"))
+        s3.create_bucket(Bucket=BUCKET)
+        archive = tgz({"model.json": json.dumps({"name": "kept", "scale": 3}), "code/inference.py": HANDLER})
+        s3.put_object(Bucket=BUCKET, Key="kept/model.tar.gz", Body=archive)
+        sm.create_endpoint_config(
+            EndpointConfigName="kept",
+            ExecutionRoleArn=ROLE,
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+            ],
+        )
+        sm.create_endpoint(EndpointName="kept", EndpointConfigName="kept")
+        _until(
+            "InService", lambda: sm.describe_endpoint(EndpointName="kept")["EndpointStatus"] == "InService"
+        )
+        sm.create_inference_component(
+            InferenceComponentName="kept-ic",
+            EndpointName="kept",
+            VariantName="AllTraffic",
+            Specification={
+                "Container": {
+                    "Image": SKLEARN_IMAGE,
+                    "ArtifactUrl": f"s3://{BUCKET}/kept/model.tar.gz",
+                    "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+                },
+                "ComputeResourceRequirements": {
+                    "NumberOfCpuCoresRequired": 0.5,
+                    "MinMemoryRequiredInMb": 512,
+                },
+            },
+            RuntimeConfig={"CopyCount": 2},
+        )
+        assert _settled(sm, "kept-ic")["RuntimeConfig"]["CurrentCopyCount"] == 2
+        billed = httpx.get(f"{server.url}/api/v1/endpoints/kept").json()
+        assert (
+            billed["instance_seconds"] > 0 and float(billed["cost_usd"]) > 0
+        )  # the instance, not the copies
+
+        server.stop()
+        server = ServerProcess(data_dir, port=server.port).start()
+        sm, runtime = boto_client("sagemaker", server.url), boto_client("sagemaker-runtime", server.url)
+
+        def back() -> bool:
+            found = sm.describe_inference_component(InferenceComponentName="kept-ic")
+            return bool(found["RuntimeConfig"]["CurrentCopyCount"] == 2)
+
+        _until("the copies to come back", back)
+        answer = runtime.invoke_endpoint(
+            EndpointName="kept",
+            InferenceComponentName="kept-ic",
+            ContentType="application/json",
+            Body=b"[[1, 1]]",
+        )
+        assert json.loads(answer["Body"].read())["scores"] == [6]
+    finally:
+        server.stop()
