@@ -369,6 +369,9 @@ def remote_sdk_requirement(client_version: str | None) -> str:
     return "sagemaker>=2.256,<3"
 
 
+MODEL_BUILDER_SDK_V2 = "sagemaker>=2.199,<3"
+
+
 def model_builder_sdk_requirement(code_dir: Path) -> str | None:
     """The sagemaker SDK a model packaged by the SDK's ``ModelBuilder`` needs to be served, or None
     when ``code_dir`` (the model's ``code/``) holds no such package.
@@ -376,7 +379,8 @@ def model_builder_sdk_requirement(code_dir: Path) -> str | None:
     ModelBuilder (an ``InferenceSpec``, or a model object) writes ``code/serve.pkl`` (the spec or
     model, pickled with cloudpickle), ``metadata.json`` (its hash) and an ``inference.py`` whose
     handlers import ``sagemaker.serve`` to check and load the pickle: the model server's environment
-    needs the SDK of the client's major version (its pickle names that version's modules). The
+    needs the SDK of the client's major version (its pickle names that version's modules): v3's
+    release the tests run (``SDK_V3_DEFAULT``), or a v2 release the image's pins allow. The
     pickle's bytes are only searched for module names here, never unpickled: it is loaded by the
     model's own server, in its sandbox."""
     program = code_dir / "inference.py"
@@ -385,8 +389,11 @@ def model_builder_sdk_requirement(code_dir: Path) -> str | None:
         return None
     if "sagemaker.serve" not in program.read_text(errors="replace"):
         return None  # the user's own inference.py beside a pickle of theirs
-    v3 = _contains(pickled, b"sagemaker.core.")  # v3's serializers and sessions; v2's are sagemaker.*
-    return remote_sdk_requirement(SDK_V3_DEFAULT if v3 else None)
+    if _contains(pickled, b"sagemaker.core."):  # v3's serializers and sessions; v2's are sagemaker.*
+        return remote_sdk_requirement(SDK_V3_DEFAULT)
+    # v2: any v2 release the image's pins allow (the server's own may want a newer pandas, say);
+    # 2.199 is the floor v2's ModelBuilder itself writes in the model's requirements.txt
+    return MODEL_BUILDER_SDK_V2
 
 
 def _contains(path: Path, needle: bytes, chunk: int = 2**20) -> bool:

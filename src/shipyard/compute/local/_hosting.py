@@ -39,7 +39,8 @@ from shipyard.storage._archives import ChunkReader, extract_tar
 log = logging.getLogger(__name__)
 _SERVER = Path(__file__).resolve().parents[2] / "runtime" / "model_server.py"
 _SAFE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-_NAMES_SAGEMAKER = re.compile(r"^\s*sagemaker\s*(?:[<>=!~\[;@]|$)", re.MULTILINE | re.IGNORECASE)
+# A requirements.txt line that pins the sagemaker SDK itself (its extras allowed): the user's pin wins.
+_PINS_SAGEMAKER = re.compile(r"^\s*sagemaker\s*(?:\[[^\]]*\])?\s*(?:==|===)", re.MULTILINE | re.IGNORECASE)
 
 
 def prepare_model(
@@ -77,7 +78,9 @@ def prepare_model(
     libraries: dict[str, str] = {}
     if sdk:
         libraries = _shared_libs_on_library_path(ml / "model")
-        if not _NAMES_SAGEMAKER.search(requirements_txt):
+        # Added beside a line that only bounds it: v2's ModelBuilder writes sagemaker[huggingface]>=2.199,
+        # which alone now resolves to v3, whose sagemaker.base_deserializers is gone.
+        if not _PINS_SAGEMAKER.search(requirements_txt):
             log(f"The model was packaged by the sagemaker SDK's ModelBuilder; its server gets {sdk}")
             requirements_txt = f"{requirements_txt.rstrip()}\n{sdk}\n".lstrip()
     environment = environments.resolve(
