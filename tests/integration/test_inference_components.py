@@ -433,3 +433,88 @@ def test_a_restarted_server_brings_the_copies_back_and_bills_the_instances(tmp_p
         assert json.loads(answer["Body"].read())["scores"] == [6]
     finally:
         server.stop()
+
+
+def test_application_auto_scaling_scales_a_components_copies_out_and_in(tmp_path: Any) -> None:
+    env = {"SHIPYARD_AUTOSCALING_INTERVAL_SECONDS": "1", "SHIPYARD_AUTOSCALING_WINDOW_SECONDS": "4"}
+    with ServerProcess(tmp_path / "data", env=env) as server:
+        sm, s3, runtime = (boto_client(s, server.url) for s in ("sagemaker", "s3", "sagemaker-runtime"))
+        scaling = boto_client("application-autoscaling", server.url)
+        s3.create_bucket(Bucket=BUCKET)
+        archive = tgz({"model.json": json.dumps({"name": "busy", "scale": 1}), "code/inference.py": HANDLER})
+        s3.put_object(Bucket=BUCKET, Key="busy/model.tar.gz", Body=archive)
+        sm.create_endpoint_config(
+            EndpointConfigName="busy",
+            ExecutionRoleArn=ROLE,
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+            ],
+        )
+        sm.create_endpoint(EndpointName="busy", EndpointConfigName="busy")
+        _until(
+            "InService", lambda: sm.describe_endpoint(EndpointName="busy")["EndpointStatus"] == "InService"
+        )
+        sm.create_inference_component(
+            InferenceComponentName="busy-ic",
+            EndpointName="busy",
+            VariantName="AllTraffic",
+            Specification={
+                "Container": {
+                    "Image": SKLEARN_IMAGE,
+                    "ArtifactUrl": f"s3://{BUCKET}/busy/model.tar.gz",
+                    "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+                },
+                "ComputeResourceRequirements": {
+                    "NumberOfCpuCoresRequired": 0.5,
+                    "MinMemoryRequiredInMb": 512,
+                },
+            },
+            RuntimeConfig={"CopyCount": 1},
+        )
+        assert _settled(sm, "busy-ic")["InferenceComponentStatus"] == "InService"
+        resource = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": "inference-component/busy-ic",
+            "ScalableDimension": "sagemaker:inference-component:DesiredCopyCount",
+        }
+        scaling.register_scalable_target(**resource, MinCapacity=1, MaxCapacity=2)
+        scaling.put_scaling_policy(
+            **resource,
+            PolicyName="per-copy",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 60.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"
+                },
+                "ScaleOutCooldown": 0,
+                "ScaleInCooldown": 0,
+            },
+        )
+        [policy] = scaling.describe_scaling_policies(
+            ServiceNamespace="sagemaker", ResourceId=resource["ResourceId"]
+        )["ScalingPolicies"]
+        assert policy["PolicyName"] == "per-copy"
+
+        def copies() -> int:
+            found = sm.describe_inference_component(InferenceComponentName="busy-ic")["RuntimeConfig"]
+            return int(found.get("CurrentCopyCount", 0))
+
+        for _ in range(20):  # 20 in the 4 s window: 300 a minute on one copy, against a target of 60
+            _invoke_on(runtime, "busy", "busy-ic")
+        _until("a second copy", lambda: copies() == 2, timeout=60)
+        _until("back to one copy without requests", lambda: copies() == 1, timeout=60)
+        activities = scaling.describe_scaling_activities(
+            ServiceNamespace="sagemaker", ResourceId=resource["ResourceId"]
+        )
+        descriptions = [a["Description"] for a in activities["ScalingActivities"]]
+        assert (
+            "Setting desired copy count to 2." in descriptions
+            and "Setting desired copy count to 1." in descriptions
+        )
+
+
+def _invoke_on(runtime: Any, endpoint: str, component: str) -> None:
+    runtime.invoke_endpoint(
+        EndpointName=endpoint, InferenceComponentName=component, ContentType="application/json", Body=b"[[1]]"
+    )["Body"].read()

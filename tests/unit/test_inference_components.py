@@ -353,3 +353,82 @@ def test_invoking_a_component_needs_it_and_its_endpoint_and_creating_one_reaches
     assert [n.resource for n in needed] == [arn("inference-component", "ic")]
     reach = reach_needed(needed, protocol="json", target=target, params=params, **where)
     assert [r.arn for r in reach] == [arn("endpoint", "ep"), arn("model", "m")]  # not its own name: a create
+
+
+# -- autoscaling of copies -------------------------------------------------------------------------
+POLICY = {"config": {"TargetValue": 60.0, "ScaleOutCooldown": 0, "ScaleInCooldown": 0}}
+
+
+def test_copies_follow_invocations_per_copy_within_the_bounds() -> None:
+    from shipyard.core.inference_components import desired_copies
+
+    target = {"min": 1, "max": 4, "policies": {"p": POLICY}}
+    assert desired_copies(1, 180, 60.0, target, now=1000)[0] == 3  # 180 a minute on one copy, 60 wanted
+    assert desired_copies(2, 600, 60.0, target, now=1000)[0] == 4  # capped at MaxCapacity
+    assert desired_copies(3, 0, 60.0, target, now=1000)[0] == 1  # idle: back to MinCapacity
+    assert desired_copies(2, 120, 60.0, target, now=1000) == (2, "")  # on target
+    to_zero = {"min": 0, "max": 2, "policies": {"p": POLICY}}
+    assert desired_copies(1, 0, 60.0, to_zero, now=1000)[0] == 0
+    assert desired_copies(0, 0, 60.0, to_zero, now=1000) == (0, "")
+    assert desired_copies(0, 5, 60.0, to_zero, now=1000)[0] == 1  # a request at zero copies wakes one
+    cooling = {**target, "last_scaled": 990, "policies": {"p": {"config": {"TargetValue": 60.0}}}}
+    assert desired_copies(1, 180, 60.0, cooling, now=1000)[0] == 1  # 300 s ScaleOutCooldown by default
+
+
+def test_the_autoscaler_scales_a_components_copies_and_records_the_activity(hosting: Hosting) -> None:
+    from shipyard.services.autoscaling import AutoscalingService
+
+    _capacity_endpoint(hosting)
+    _component(hosting, "ic", hosting.model("a"), 1)
+    hosting.passes()
+    scaling = AutoscalingService(
+        hosting.endpoints, account_id="000000000000", window=60.0, clock=hosting.clock
+    )
+    resource = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "inference-component/ic",
+        "ScalableDimension": "sagemaker:inference-component:DesiredCopyCount",
+    }
+    scaling.register({**resource, "MinCapacity": 1, "MaxCapacity": 3}, region=REGION)
+    scaling.put_policy(
+        {
+            **resource,
+            "PolicyName": "per-copy",
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 2.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"
+                },
+                "ScaleOutCooldown": 0,
+                "ScaleInCooldown": 0,
+            },
+        },
+        region=REGION,
+    )
+    assert [t["ResourceId"] for t in scaling.targets({"ServiceNamespace": "sagemaker"})] == [
+        "inference-component/ic"
+    ]
+    for _ in range(5):
+        _invoke(hosting, "ic")
+    scaling.evaluate()
+    assert hosting.endpoints.components.get("ic").state["copies"] == 3
+    hosting.passes()
+    assert len(hosting.endpoints.components.current("ic")) == 3
+    [activity] = scaling.activities({"ServiceNamespace": "sagemaker", "ResourceId": "inference-component/ic"})
+    assert activity["Description"] == "Setting desired copy count to 3."
+    with pytest.raises(ValidationError, match="SageMakerInferenceComponentInvocationsPerCopy"):
+        scaling.put_policy(
+            {
+                **resource,
+                "PolicyName": "wrong",
+                "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": 2.0,
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                    },
+                },
+            },
+            region=REGION,
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -342,3 +343,35 @@ class ComponentState:
         if self.status == ComponentStatus.DELETING:
             return self
         return dataclasses.replace(self, status=ComponentStatus.FAILED, failure_reason=reason)
+
+
+# -- autoscaling of copies -------------------------------------------------------------------------
+def desired_copies(
+    copies: int, invocations: int, window: float, target: Mapping[str, Any], now: float
+) -> tuple[int, str]:
+    """The copy count a scalable target's target-tracking policies ask for, and why: invocations
+    per copy and minute over the last ``window`` seconds (SageMakerInferenceComponentInvocationsPerCopy)
+    against each policy's TargetValue, within MinCapacity..MaxCapacity, honouring cooldowns,
+    DisableScaleIn and suspended scaling. At 0 copies a request that came counts as one copy's."""
+    suspended = target.get("suspended") or {}
+    low, high = int(target["min"]), int(target["max"])
+    if copies < low or copies > high:
+        return max(low, min(high, copies)), f"the copy count {copies} is outside {low}..{high}"
+    rate = invocations / max(copies, 1) * 60.0 / window
+    last = float(target.get("last_scaled", 0))
+    for policy in target["policies"].values():
+        config = policy["config"]
+        wanted = max(low, min(high, math.ceil(max(copies, 1) * rate / float(config["TargetValue"]))))
+        if copies == 0 and invocations == 0:
+            wanted = max(low, 0)
+        out = wanted > copies and not suspended.get("DynamicScalingOutSuspended")
+        scale_in = (
+            wanted < copies
+            and not config.get("DisableScaleIn")
+            and not suspended.get("DynamicScalingInSuspended")
+        )
+        cooldown = float(config.get("ScaleOutCooldown" if out else "ScaleInCooldown", 300))
+        if (out or scale_in) and now - last >= cooldown:
+            side = "above" if out else "below"
+            return wanted, f"InvocationsPerCopy {rate:.1f} is {side} the target {config['TargetValue']:g}"
+    return copies, ""

@@ -6,7 +6,8 @@ policy on ``SageMakerVariantInvocationsPerInstance`` keeps the invocations per i
 near its target. Every ``interval`` seconds the scaler measures each variant's rate over the last
 ``window`` seconds and sets the count to ``ceil(count * rate / target)`` within the bounds,
 honouring the policy's cooldowns and DisableScaleIn, through UpdateEndpointWeightsAndCapacities.
-Targets, policies and activities are kept on the endpoint's record.
+Targets, policies and activities are kept on the endpoint's record. An inference component's copy
+count (``inference-component/<name>``) is scaled the same way by ``_component_scaling.py``.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from typing import Any
 
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.errors import LimitExceededError, NotFoundError, ValidationError
+from shipyard.services._component_scaling import ComponentScaling, is_component
 from shipyard.services.endpoints import EndpointService
 from shipyard.store import Resource
 
 log = logging.getLogger(__name__)
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+COMPONENT_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 METRIC = "SageMakerVariantInvocationsPerInstance"
 _ACTIVITIES_KEPT = 100
 
@@ -75,9 +78,15 @@ class AutoscalingService:
         self._window = window
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._components = ComponentScaling(
+            endpoints.components, clock, account_id=account_id, window=lambda: self._window
+        )
 
     # -- API operations ------------------------------------------------------------------------------
     def register(self, params: Mapping[str, Any], *, region: str) -> str:
+        if is_component(params):
+            _check_namespace({**params, "ScalableDimension": DIMENSION})
+            return self._components.register(params, region=region)
         _check_namespace(params)
         endpoint, variant = _parse_resource_id(params["ResourceId"])
         for wanted in self._endpoints.get(endpoint).state["variants"]:
@@ -116,14 +125,22 @@ class AutoscalingService:
         return arn
 
     def deregister(self, params: Mapping[str, Any]) -> None:
+        if is_component(params):
+            _check_namespace({**params, "ScalableDimension": DIMENSION})
+            return self._components.deregister(params)
         _check_namespace(params)
         endpoint, variant = _parse_resource_id(params["ResourceId"])
         self._modify_target(endpoint, variant, lambda target: None)
 
     def targets(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        _check_namespace(params)
+        dimension = params.get("ScalableDimension")
+        _check_namespace(
+            {**params, "ScalableDimension": DIMENSION} if dimension == COMPONENT_DIMENSION else params
+        )
         wanted = set(params.get("ResourceIds") or [])
-        found = []
+        found = [] if dimension == DIMENSION else self._components.targets(wanted)
+        if dimension == COMPONENT_DIMENSION:
+            return found
         for endpoint in self._endpoints.repository.find(limit=100_000):
             for variant, target in (endpoint.state.get("scaling") or {}).items():
                 resource_id = f"endpoint/{endpoint.name}/variant/{variant}"
@@ -145,6 +162,9 @@ class AutoscalingService:
         return found
 
     def put_policy(self, params: Mapping[str, Any], *, region: str) -> str:
+        if is_component(params):
+            _check_namespace({**params, "ScalableDimension": DIMENSION})
+            return self._components.put_policy(params, region=region)
         _check_namespace(params)
         endpoint, variant = _parse_resource_id(params["ResourceId"])
         if params.get("PolicyType", "StepScaling") != "TargetTrackingScaling":
@@ -192,6 +212,9 @@ class AutoscalingService:
         return str(target["policies"][name]["arn"])
 
     def delete_policy(self, params: Mapping[str, Any]) -> None:
+        if is_component(params):
+            _check_namespace({**params, "ScalableDimension": DIMENSION})
+            return self._components.delete_policy(params)
         _check_namespace(params)
         endpoint, variant = _parse_resource_id(params["ResourceId"])
 
@@ -206,12 +229,18 @@ class AutoscalingService:
         self._modify_target(endpoint, variant, change)
 
     def policies(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        _check_namespace(params)
         names = set(params.get("PolicyNames") or [])
-        found = []
+        if is_component(params):
+            _check_namespace({**params, "ScalableDimension": DIMENSION})
+            return self._components.policies(params.get("ResourceId"), names)
+        _check_namespace(params)
+        mixed = not params.get("ScalableDimension") and not params.get("ResourceId")
+        found = self._components.policies(None, names) if mixed else []
         for target in self.targets(
             {**params, "ResourceIds": [params["ResourceId"]] if params.get("ResourceId") else []}
         ):
+            if target["ScalableDimension"] != DIMENSION:
+                continue
             endpoint, variant = _parse_resource_id(target["ResourceId"])
             policies = self._endpoints.get(endpoint).state["scaling"][variant]["policies"]
             for name, policy in policies.items():
@@ -233,8 +262,11 @@ class AutoscalingService:
         return found
 
     def activities(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        _check_namespace(params)
-        found = []
+        if is_component(params):
+            _check_namespace({**params, "ScalableDimension": DIMENSION})
+        else:
+            _check_namespace(params)
+        found = self._components.activities(params.get("ResourceId"))
         for endpoint in self._endpoints.repository.find(limit=100_000):
             for activity in endpoint.state.get("scaling_activities") or []:
                 if params.get("ResourceId") and activity["ResourceId"] != params["ResourceId"]:
@@ -284,7 +316,11 @@ class AutoscalingService:
                 log.exception("Autoscaling pass failed")
 
     def evaluate(self) -> None:
-        """One look at every scaled variant; scale those off their target."""
+        """One look at every scaled variant and inference component; scale those off their target."""
+        try:
+            self._components.evaluate()
+        except Exception:  # the variants are scaled all the same
+            log.exception("Autoscaling inference components failed")
         now = self._clock.now().timestamp()
         for endpoint in self._endpoints.repository.find(status="InService", limit=100_000):
             changes = []

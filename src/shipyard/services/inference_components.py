@@ -17,6 +17,7 @@ components add nothing to the ledger, as on SageMaker.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -142,6 +143,7 @@ class InferenceComponentService:
         self._retiring: list[tuple[_Copy, float]] = []
         self._closing = threading.Event()
         self._random = random.Random()
+        self._calls: dict[str, collections.deque[float]] = {}  # when each was invoked (autoscaling's measure)
 
     # -- API operations ------------------------------------------------------------------------------
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> Resource:
@@ -244,6 +246,7 @@ class InferenceComponentService:
         for copy in live.copies if live else ():
             self._stop(copy)
         self.repository.delete(name)
+        self._calls.pop(name, None)
         self._claims.forget(record.arn)
         # Its logs go with it: a later component of the same name, maybe another user's, starts afresh.
         for folder in self._endpoints_dir.glob(f"{record.state['endpoint']}/*/i-*/components/{name}"):
@@ -285,6 +288,8 @@ class InferenceComponentService:
         if live is None or live.endpoint != endpoint:
             self._refuse(endpoint, name)
         assert live is not None
+        calls = self._calls.setdefault(name, collections.deque(maxlen=100_000))
+        calls.append(self._clock.now().timestamp())
         copies = [c for c in live.copies if c.server.alive]
         if not copies:
             raise NoRoute(f"Inference component {name!r} of endpoint {endpoint!r} has no copy answering")
@@ -294,6 +299,16 @@ class InferenceComponentService:
         if variant is None:
             raise NotFoundError(f"Endpoint {endpoint} not found.")
         return variant, chosen.server
+
+    def invocations(self, name: str, window: float) -> int:
+        """The requests sent to the component in the last ``window`` seconds (copies or not)."""
+        since = self._clock.now().timestamp() - window
+        calls = self._calls.get(name)
+        if calls is None:
+            return 0
+        while calls and calls[0] < since:
+            calls.popleft()
+        return len(calls)
 
     def _refuse(self, endpoint: str, name: str) -> None:
         try:
