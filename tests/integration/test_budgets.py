@@ -10,12 +10,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+import shipyard
+from shipyard.core.costs import money
 from shipyard.server import ServerProcess
 from tests._support import boto_client
 from tests.integration.test_training import BUCKET, _create
@@ -177,3 +181,102 @@ def test_budgets_from_the_cli_and_bad_budgets_named(budget_server: ServerProcess
     ):
         answer = httpx.post(f"{budget_server.url}/api/v1/budgets", json=body)
         assert answer.status_code == 400 and answer.json()["field"] == field, answer.text
+
+
+# 96 vCPUs, 1152 GiB and 8 GPUs (SageMaker's 37.688 an hour): more than this machine has, so
+# fit-to-machine scales it down, and the site charges it as the type that gives what it got.
+P4D = "ml.p4d.24xlarge"
+
+
+def _scaled_down(project: str, seconds: int) -> dict[str, Any]:
+    return {
+        "ResourceConfig": {"InstanceType": P4D, "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": seconds},
+        **_tags(project),
+    }
+
+
+def _estimate(server: ServerProcess, request: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.post(f"{server.url}/api/v1/estimates", json={"kind": "training", "request": request})
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_a_deny_budget_lets_a_scaled_down_job_run_at_what_it_will_be_charged(
+    budget_server: ServerProcess,
+) -> None:
+    sm, s3 = boto_client("sagemaker", budget_server.url), boto_client("s3", budget_server.url)
+    # 30 minutes of it: at the type that gives what this machine grants it, SageMaker's beside it
+    estimate = _estimate(budget_server, _scaled_down("scaled", 1800))
+    granted, asked, billed_as = (
+        Decimal(estimate["usd"]),
+        Decimal(estimate["sagemaker_usd"]),
+        estimate["billed_as"],
+    )
+    assert billed_as and asked == Decimal("18.844") and granted < asked
+    assert estimate["basis"] == f"1 x {P4D} x 30 min, as {billed_as}, what this machine gives it"
+    # a limit below what SageMaker would charge for the type asked, above what it costs here
+    limit = (granted + asked) / 2
+    _budget(
+        budget_server, name="deny-scaled", limit_usd=str(limit), scope={"Project": "scaled"}, actions=["deny"]
+    )
+    assert _estimate(budget_server, _scaled_down("scaled", 1800))["denied_by"] == []
+    name = _create(sm, s3, "print('on what it was given')\n", extra=_scaled_down("scaled", 1800))
+    assert _wait_job(sm, name)["TrainingJobStatus"] == "Completed"
+    view = httpx.get(f"{budget_server.url}/api/v1/training-jobs/{name}").json()
+    assert view["scaled_down"] and view["billed_as"] == billed_as  # charged as it was estimated
+    assert Decimal(view["price_per_hour_usd"]) == Decimal(estimate["per_hour_usd"])
+    assert Decimal(view["cost_usd"]) < Decimal(view["sagemaker_cost_usd"])
+
+    # a budget that cannot take even what it costs here refuses it, saying how it was priced
+    _budget(
+        budget_server,
+        name="deny-below",
+        limit_usd=str(granted / 2),
+        scope={"Project": "below"},
+        actions=["deny"],
+    )
+    with pytest.raises(ClientError, match="ResourceLimitExceeded") as refused:
+        _create(sm, s3, "print('never')\n", extra=_scaled_down("below", 1800))
+    message = refused.value.response["Error"]["Message"]
+    assert "Budget 'deny-below'" in message
+    assert (
+        f"may cost up to {money(granted)} (1 x {P4D} x 30 min, as {billed_as}, what this machine gives it)"
+        in message
+    )
+
+
+def test_the_launch_estimate_of_a_scaled_down_job_shows_what_it_will_cost_here(
+    budget_server: ServerProcess, tmp_path: Path
+) -> None:
+    script = tmp_path / "small.py"
+    script.write_text("print('fits in what it is given')\n")
+    day = _estimate(budget_server, _scaled_down("cli", 86_400))  # SageMaker's default: a day
+    per_hour, billed_as = money(Decimal(day["per_hour_usd"])), day["billed_as"]
+    assert (
+        billed_as
+        and Decimal(day["per_hour_usd"]) < Decimal("37.688")
+        and day["sagemaker_usd"] == "904.512000"
+    )
+    train = ["train", str(script), "--instance-type", P4D, "--tag", "Project=cli", "--url", budget_server.url]
+    launched = subprocess.run(
+        [sys.executable, "-m", "shipyard", *train],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    assert (
+        f"{per_hour} an hour (1 x {P4D}, as {billed_as}, what this machine gives it); "
+        "on SageMaker $37.69 an hour; with no max_run it may run 24 h"
+    ) in launched.stdout, launched.stdout
+    assert "fits in what it is given" in launched.stdout
+
+    # the SDK's estimate, with max_run: at most what it costs here, SageMaker's for the type asked beside it
+    estimator = shipyard.Estimator(
+        script, instance_type=P4D, max_run=1800, connection=shipyard.connect(budget_server.url)
+    )
+    found = estimator.estimate()
+    assert found["billed_as"] == billed_as and found["sagemaker_usd"] == "18.844000"
+    assert Decimal(found["usd"]) == (Decimal(day["per_hour_usd"]) / 2).quantize(Decimal("0.000001"))
+    assert found["basis"] == f"1 x {P4D} x 30 min, as {billed_as}, what this machine gives it"

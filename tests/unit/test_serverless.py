@@ -123,7 +123,7 @@ def test_a_budgets_worst_case_is_max_concurrency_requests_all_day() -> None:
     from shipyard.core.catalog import JobKind
     from shipyard.core.pricing import Price
 
-    def prices(instance_type: str, kind: JobKind) -> Price:
+    def prices(instance_type: str, kind: JobKind, count: int) -> Price:
         memory = ServerlessConfig.memory_of(instance_type)
         assert memory is not None and kind == JobKind.HOSTING
         return Rates().serverless(memory)

@@ -28,7 +28,9 @@ at the site for what it got, not for what it asked (:meth:`Rates.granted`): as t
 offered for its kind of work whose vCPUs, memory and GPUs each cover what one instance was granted,
 that the site charges least for (the asked type is one of them, so it never costs more; burstable
 ml.t types are not, as their vCPUs are a share of a core). SageMaker's
-price beside it stays that of the type asked for, as SageMaker would have billed it.
+price beside it stays that of the type asked for, as SageMaker would have billed it. A launch's
+estimate prices it the same way before it runs (:meth:`Rates.placed`: the scheduler's placement
+on the backend's capacity, then :meth:`Rates.granted`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from shipyard.core.catalog import InstanceType, JobKind
-from shipyard.core.placement import Resources
-from shipyard.errors import ConfigurationError
+from shipyard.core.placement import Resources, plan
+from shipyard.errors import ConfigurationError, ValidationError
 
 HOURS_PER_MONTH = Decimal(730)  # as AWS prices storage: GB-month over 730 hours
 SAGEMAKER_STORAGE_GIB_MONTH = Decimal("0.023")  # S3 Standard, us-east-1, first 50 TB
@@ -157,6 +159,29 @@ class Rates:
         if site >= whole.site:  # nothing cheaper gives as much: the type asked for
             return whole
         return Price(site, whole.sagemaker, billed_as=name)
+
+    def placed(
+        self,
+        asked: InstanceType,
+        count: int,
+        kind: JobKind,
+        types: Iterable[InstanceType],
+        *,
+        capacity: Resources,
+        node: Resources | None = None,
+        fit_to_machine: bool = True,
+    ) -> Price:
+        """An hour of one of ``count`` instances of ``asked`` launched together, before they
+        are: placed as the scheduler will place them on a backend of ``capacity`` whose largest
+        machine is ``node`` (core/placement.py :func:`~shipyard.core.placement.plan`), and priced
+        for what each is granted (:meth:`granted`), so a job scaled down to fit is estimated as
+        it will be charged. One granted what it asked, or one that can never be placed (its
+        creation says why), is priced as asked (:meth:`instance`)."""
+        try:
+            placement = plan(asked, count, capacity, node=node, fit_to_machine=fit_to_machine)
+        except ValidationError:
+            return self.instance(asked, kind)
+        return self.granted(asked, placement.per_instance, kind, types)
 
     def serverless(self, memory_mb: int) -> Price:
         """An hour of serverless compute (requests' billed time) at ``memory_mb`` of memory."""

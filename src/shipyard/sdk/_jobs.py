@@ -26,7 +26,7 @@ def announce(connection: Connection, kind: str, request: dict[str, Any], label: 
     from decimal import Decimal
 
     from shipyard.core.costs import money
-    from shipyard.core.estimates import DEFAULT_MAX_RUNTIME
+    from shipyard.core.estimates import DEFAULT_MAX_RUNTIME, granted_phrase
 
     found = {
         k: money(Decimal(v)) if k.endswith("usd") else v
@@ -36,7 +36,9 @@ def announce(connection: Connection, kind: str, request: dict[str, Any], label: 
         text = f"{found['per_hour_usd']} an hour, {found['per_day_usd']} a day"
     elif kind in ("training", "processing") and Decimal(found["hours"]) * 3600 == DEFAULT_MAX_RUNTIME:
         # no max_run given: what it costs is its hours, of which SageMaker's default allows 24
-        instances = str(found["basis"]).rsplit(" x ", 1)[0]
+        # ("1 x ml.p4d.24xlarge x 24 h[, as ml.r5.xlarge, what this machine gives it]")
+        scaled = f", {granted_phrase(found['billed_as'])}" if found.get("billed_as") else ""
+        instances = str(found["basis"]).removesuffix(scaled).rsplit(" x ", 1)[0] + scaled
         text = (
             f"{found['per_hour_usd']} an hour ({instances}); on SageMaker {found['sagemaker_per_hour_usd']}"
             " an hour; with no max_run it may run 24 h"

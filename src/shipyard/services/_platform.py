@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute import Backends, LocalBackend, ModelRequest, ModelServers, machine_resources
+from shipyard.compute import Backend, Backends, LocalBackend, ModelRequest, ModelServers, machine_resources
 from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.compute.local._notebooks import JupyterServers
 from shipyard.config import Settings
@@ -21,6 +21,7 @@ from shipyard.core.arn import sagemaker_arn
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.credentials import SessionCredentials
 from shipyard.core.hosting import EndpointState, EndpointStatus
+from shipyard.core.placement import Resources
 from shipyard.core.pricing import Rates
 from shipyard.core.quotas import Load
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
@@ -139,6 +140,8 @@ class Platform:
             tags=lambda arn: {t.key: t.value for t in tagging.tags_of(arn)},
             bucket_sizes=lambda: {b.name: objects.bucket_bytes(b.name) for b in objects.list_buckets()},
             owners=lambda arns: {arn: o.owner for arn, o in identity.ownership(arns).items()},
+            # where the scheduler places a launch, so its estimate prices what it will be granted
+            capacity=lambda instance_type: _capacity_of(backends.for_type(instance_type)),
             interval=settings.cost_check_seconds,
             storage_sample_seconds=settings.storage_sample_seconds,
         )
@@ -380,6 +383,11 @@ class Platform:
             self._lock_file = None
 
 
+def _capacity_of(backend: Backend) -> tuple[Resources, Resources]:
+    """What the scheduler places a job's instances on: the backend's capacity, its largest machine."""
+    return backend.capacity, backend.largest_node
+
+
 def _commitments(
     costs: CostService,
     tagging: TaggingService,
@@ -401,7 +409,7 @@ def _commitments(
     found = []
     for service in jobs:
         for job in service.repository.active():
-            worst = reckon[job.kind](job.spec.request, costs.price)
+            worst = reckon[job.kind](job.spec.request, costs.launch_price)
             _, spent, _ = costs.resource_cost(job.kind, job.name, since=job.created)
             found.append(
                 Commitment(
@@ -416,7 +424,7 @@ def _commitments(
     for tuning_job in tuning.repository.active():
         request = tuning_job.spec.request
         definitions = request.get("TrainingJobDefinitions") or [request["TrainingJobDefinition"]]
-        per_trial = max(estimates.training(d, costs.price).usd for d in definitions)
+        per_trial = max(estimates.training(d, costs.launch_price).usd for d in definitions)
         left = max(
             0,
             int(request["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"])

@@ -280,7 +280,7 @@ class BudgetService:
         """:meth:`launch` with the estimate reckoned from a create request; a request too broken
         to reckon is let through to its creation, which names what is wrong."""
         try:
-            estimate = reckon(request, self._costs.price)
+            estimate = reckon(request, self._costs.launch_price)
         except (KeyError, TypeError, ValueError, ArithmeticError):
             return contextlib.nullcontext()
         return self.launch(kind, name, estimate, tags, owner=owner)

@@ -27,6 +27,7 @@ from shipyard.core.clock import SYSTEM_CLOCK, Clock
 from shipyard.core.costs import CENT, Interval, allocate
 from shipyard.core.credentials import Principal
 from shipyard.core.jobs import Job
+from shipyard.core.placement import Resources
 from shipyard.core.pricing import Price, Rates
 from shipyard.core.serverless import ServerlessConfig, billed_span
 from shipyard.store import UsageRepository
@@ -42,6 +43,10 @@ class CostService:
         bucket_sizes: Each bucket's stored bytes, for the storage samples.
         owners: The owners (users' ARNs, None: root) of the resources named by ARN, for the
             storage samples (the identity service's ownership records); without it, none.
+        capacity: The capacity and largest machine of the backend that runs an instance type
+            (the backends'), for pricing a launch as it will be placed (:meth:`launch_price`);
+            without it, launches are priced as asked.
+        fit_to_machine: Whether the scheduler scales down what could never fit (as its own).
     """
 
     def __init__(
@@ -53,6 +58,8 @@ class CostService:
         tags: Callable[[str], Mapping[str, str]],
         bucket_sizes: Callable[[], Mapping[str, int]],
         owners: Callable[[list[str]], Mapping[str, str | None]] | None = None,
+        capacity: Callable[[str], tuple[Resources, Resources]] | None = None,
+        fit_to_machine: bool = True,
         interval: float = 5.0,
         storage_sample_seconds: float = 3600.0,
         clock: Clock = SYSTEM_CLOCK,
@@ -64,6 +71,8 @@ class CostService:
         self._tags = tags
         self._bucket_sizes = bucket_sizes
         self._owners = owners
+        self._capacity = capacity
+        self._fit_to_machine = fit_to_machine
         self._interval = interval
         self._storage_every = storage_sample_seconds
         self._storage_next = 0.0
@@ -106,6 +115,26 @@ class CostService:
         if (memory := ServerlessConfig.memory_of(instance_type)) is not None:
             return self.rates.serverless(memory)
         return self.rates.instance(self.catalog.get(instance_type), kind)
+
+    def launch_price(self, instance_type: str, kind: JobKind, count: int) -> Price:
+        """An hour of one of ``count`` instances of ``instance_type`` launched together for
+        ``kind`` of work, before they are (an estimate's :data:`~shipyard.core.estimates.Prices`):
+        a job's as its backend will place them, priced for what each will be granted
+        (:meth:`Rates.placed`, the scheduler's decision on the backend's capacity), so a job
+        scaled down to fit is estimated as :meth:`job_price` will charge it; an endpoint's (not
+        scaled down when charged) and a serverless variant's as :meth:`price`."""
+        if kind is JobKind.HOSTING or self._capacity is None:
+            return self.price(instance_type, kind)
+        capacity, node = self._capacity(instance_type)
+        return self.rates.placed(
+            self.catalog.get(instance_type),
+            count,
+            kind,
+            self.catalog,
+            capacity=capacity,
+            node=node,
+            fit_to_machine=self._fit_to_machine,
+        )
 
     def job_price(self, job: Job[Any]) -> Price:
         """An hour of one of the job's instances: at the site, for what each was granted when it

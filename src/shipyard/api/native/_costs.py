@@ -138,7 +138,7 @@ def estimate(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, An
     if not isinstance(params, dict):
         raise ValidationError("request must be the create request, as JSON", field="request")
     try:
-        found = kinds[kind](params, platform.costs.price)
+        found = kinds[kind](params, platform.costs.launch_price)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationError(
             f"The {kind} request cannot be reckoned: {exc!r} is missing or wrong", field="request"
