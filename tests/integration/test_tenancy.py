@@ -381,6 +381,22 @@ def test_lists_page_through_only_what_the_caller_may_see(lab: Lab) -> None:
         ),
         "sagemaker:CreateModelPackage",
     )
+    # ... nor may he make a model of her registered version
+    package = sm.create_model_package(
+        ModelPackageGroupName="alice-models",
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://alice-data/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+    _refused(
+        lambda: bob_sm.create_model(
+            ModelName="bobs-copy", ExecutionRoleArn=ROLE, PrimaryContainer={"ModelPackageName": package}
+        ),
+        "sagemaker:CreateModel",
+        package,
+    )
 
 
 def _until(find: Any, what: str, seconds: float = 60) -> Any:

@@ -167,6 +167,14 @@ def _referenced(operation: str, params: Mapping[str, Any], region: str, account:
         return [a for v in variants if isinstance(v, Mapping) for a in arn("model", v.get("ModelName"))]
     if operation == "CreateModelPackage":
         return arn("model-package-group", params.get("ModelPackageGroupName"))
+    if operation == "CreateModel":  # the registered versions its containers are made from
+        containers = [params.get("PrimaryContainer"), *(params.get("Containers") or ())]
+        return [
+            a
+            for c in containers
+            if isinstance(c, Mapping)
+            for a in arn("model-package", c.get("ModelPackageName"))
+        ]
     if operation == "CreateHyperParameterTuningJob":
         parents = (params.get("WarmStartConfig") or {}).get("ParentHyperParameterTuningJobs") or ()
         return [
