@@ -15,7 +15,8 @@ TERMINAL = ("Completed", "Failed", "Stopped")
 
 def estimate(connection: Connection, kind: str, request: dict[str, Any]) -> dict[str, Any]:
     """The server's worst case for a launch (``/api/v1/estimates``): usd, sagemaker_usd,
-    per_hour_usd, per_day_usd, basis, and the budgets that would deny it (denied_by)."""
+    per_hour_usd, per_day_usd, basis, billed_as (the type a job scaled down to fit is charged as
+    here, else None), and the budgets that would deny it (denied_by)."""
     return dict(connection.native("estimates", {"kind": kind, "request": request}))
 
 

@@ -245,7 +245,8 @@ class Estimator:
 
     def estimate(self) -> dict[str, Any]:
         """What a job of this estimator may cost at most (its instances for all of ``max_run``),
-        at this server's prices and SageMaker's, and the budgets that would refuse it now."""
+        at this server's prices (for what this machine gives it, when scaled down to fit:
+        ``billed_as``) and SageMaker's, and the budgets that would refuse it now."""
         request = {
             "ResourceConfig": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count},
             "StoppingCondition": {"MaxRuntimeInSeconds": self.max_run},

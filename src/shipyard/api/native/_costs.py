@@ -120,8 +120,10 @@ def waste(
 def estimate(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """The worst case of a launch before it is made: ``{"kind": "training" | "processing" |
     "transform" | "tuning" | "endpoint", "request": <the SageMaker create request>}`` (for an
-    endpoint, its configuration's request). Also the budgets that would deny it, of those the
-    caller may see, were the caller to launch it."""
+    endpoint, its configuration's request), priced as it will be charged here: a job that
+    fit-to-machine will scale down at the type that gives what it will be granted (``billed_as``),
+    SageMaker's price of the type asked beside it. Also the budgets that would deny it, of those
+    the caller may see, were the caller to launch it."""
     from shipyard.core import estimates
 
     platform = platform_of(request)
