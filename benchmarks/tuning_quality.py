@@ -4,7 +4,8 @@
     benchmarks/.venv/bin/python benchmarks/tuning_quality.py [--trials 40] [--seeds 10] [--only NAME]
 
 Runs the tuning service's own search (``TuningService._ask``: the study rebuilt from the trials,
-TPE with constant liar or random sampling, seeded per trial) without launching jobs: each trial's
+the sampler ``core.tuning.choose_sampler`` picks — a Gaussian process or multivariate TPE — or random
+sampling, seeded per trial) without launching jobs: each trial's
 objective is computed directly. Problems: standard test functions, and real model tuning on data
 sets scikit-learn ships — XGBoost on breast cancer (validation log loss) and an SVC on digits
 (validation error) — each on a fixed train/validation split. For each problem and seed, Random's

@@ -1,9 +1,18 @@
 """Tuning: ranges, grid enumeration, the early-stopping rule, reverse-log sampling, Hyperband,
 several training job definitions."""
 
+import dataclasses
+
 import pytest
 
-from shipyard.core.tuning import parse_ranges, should_stop_early
+from shipyard.core.tuning import (
+    SamplerChoice,
+    SamplerKind,
+    TuningJobSpec,
+    choose_sampler,
+    parse_ranges,
+    should_stop_early,
+)
 from shipyard.errors import ValidationError
 
 
@@ -189,3 +198,57 @@ def test_several_training_job_definitions() -> None:
     request["TrainingJobDefinitions"][1]["TuningObjective"]["Type"] = "Minimize"  # type: ignore[index]
     with pytest.raises(ValidationError, match="'big' would Minimize it"):
         TuningJobSpec.from_request(request)
+
+
+def _spec_for_sampler(
+    strategy: str = "Bayesian", *, jobs: int = 40, parallel: int = 1, **ranges: object
+) -> TuningJobSpec:
+    request = _request(Strategy=strategy)
+    config: dict[str, object] = request["HyperParameterTuningJobConfig"]  # type: ignore[assignment]
+    config["ResourceLimits"] = {"MaxNumberOfTrainingJobs": jobs, "MaxParallelTrainingJobs": parallel}
+    if ranges:
+        config["ParameterRanges"] = ranges
+    return TuningJobSpec.from_request(request)
+
+
+def _continuous(count: int) -> list[dict[str, str]]:
+    return [{"Name": f"x{i}", "MinValue": "0", "MaxValue": "1"} for i in range(count)]
+
+
+def test_the_sampler_is_chosen_by_the_search_space_and_the_parallelism() -> None:
+    def choose(strategy: str = "Bayesian", **kw: object) -> SamplerChoice:
+        return choose_sampler(_spec_for_sampler(strategy, **kw))  # type: ignore[arg-type]
+
+    # A few numbers: a Gaussian process, a handful of random trials first.
+    gp = choose(
+        ContinuousParameterRanges=_continuous(4),
+        IntegerParameterRanges=[{"Name": "depth", "MinValue": "1", "MaxValue": "10"}],
+    )
+    assert gp.kind == SamplerKind.GP and 6 <= gp.startup_trials <= 10
+    assert choose(jobs=300, parallel=4).kind == SamplerKind.GP
+    # A categorical, a large space, many trials: multivariate TPE, with constant liar in parallel.
+    categorical = choose(
+        parallel=4,
+        ContinuousParameterRanges=_continuous(1),
+        CategoricalParameterRanges=[{"Name": "kernel", "Values": ["rbf", "linear"]}],
+    )
+    assert categorical.kind == SamplerKind.TPE and categorical.constant_liar
+    assert "Categorical" in categorical.describe()
+    large = choose(ContinuousParameterRanges=_continuous(11))
+    assert large.kind == SamplerKind.TPE and not large.constant_liar
+    assert choose(jobs=301).kind == SamplerKind.TPE
+    # Stopped trials inform TPE: Hyperband and early stopping keep it.
+    assert choose("Hyperband").kind == SamplerKind.TPE
+    spec = _spec_for_sampler()
+    assert choose_sampler(dataclasses.replace(spec, early_stopping=True)).kind == SamplerKind.TPE
+    assert choose("Random").kind == SamplerKind.RANDOM
+    # Without torch and scipy, TPE takes the GP's place and says why.
+    fallback = choose_sampler(spec, gp_available=False)
+    assert fallback.kind == SamplerKind.TPE and "torch" in fallback.describe()
+    assert fallback.startup_trials == 5  # MaxNumberOfTrainingJobs / 8
+    with pytest.raises(ValueError, match="Grid"):
+        choose_sampler(
+            _spec_for_sampler(
+                "Grid", IntegerParameterRanges=[{"Name": "d", "MinValue": "1", "MaxValue": "2"}]
+            )
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -107,6 +108,62 @@ def test_max_runtime_ends_the_tuning_job_on_the_clock(world: World) -> None:
         world.tick()
     job, _ = world.tuning.describe("t")
     assert job.status == TuningJobStatus.COMPLETED and job.completion == "MaxRuntimeExceeded"
+
+
+def _bayesian(jobs: int, parallel: int) -> dict[str, Any]:
+    request = tuning_request(jobs=jobs, parallel=parallel, Strategy="Bayesian")
+    request["HyperParameterTuningJobConfig"]["ParameterRanges"] = {
+        "ContinuousParameterRanges": [
+            {"Name": "lr", "MinValue": "0.001", "MaxValue": "1", "ScalingType": "Logarithmic"},
+            {"Name": "momentum", "MinValue": "0", "MaxValue": "1"},
+        ]
+    }
+    return request
+
+
+def _run_to_the_end(world: World, loss: Any) -> list[dict[str, str]]:
+    """Ends each running trial with ``loss(its hyperparameters)`` until the tuning job ends; the
+    hyperparameters of the trials in flight at each pass."""
+    in_flight = []
+    for _ in range(40):
+        world.tick()
+        running = _running(world)
+        if running:
+            in_flight.append([dict(i.config.request["HyperParameters"]) for i in running])
+        for instance in running:
+            hps = instance.config.request["HyperParameters"]
+            instance.log(f"loss={loss(hps):.6f}").end()
+        if world.tuning.describe("t")[0].status.is_terminal:
+            break
+    return in_flight
+
+
+def test_bayesian_over_a_few_continuous_ranges_searches_with_a_gaussian_process(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="shipyard.services.tuning")
+    world.tuning.create(_bayesian(jobs=8, parallel=2), region="us-east-1")
+    in_flight = _run_to_the_end(world, lambda hps: (float(hps["momentum"]) - 0.3) ** 2)
+    job, views = world.tuning.describe("t")
+    assert job.status == TuningJobStatus.COMPLETED and len(views) == 8
+    said = [r.getMessage() for r in caplog.records if "searches with" in r.getMessage()]
+    assert len(said) == 1 and "Gaussian-process" in said[0]
+    # Trials in flight together are spread out, not the same point twice.
+    assert all(len({h["momentum"] for h in batch}) == len(batch) for batch in in_flight)
+
+
+def test_without_torch_bayesian_falls_back_to_tpe_saying_so_once(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in an install without torch
+    caplog.set_level("INFO", logger="shipyard.services.tuning")
+    world.tuning.create(_bayesian(jobs=6, parallel=2), region="us-east-1")
+    _run_to_the_end(world, lambda hps: float(hps["momentum"]))
+    job, views = world.tuning.describe("t")
+    assert job.status == TuningJobStatus.COMPLETED and len(views) == 6
+    said = [r for r in caplog.records if "searches with" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"
+    assert "TPE" in said[0].getMessage() and "torch" in said[0].getMessage()
 
 
 SPEC = TuningJobSpec.from_request(tuning_request(jobs=4, parallel=2))

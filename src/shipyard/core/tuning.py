@@ -489,6 +489,85 @@ class TuningJobSpec:
         return best >= self.target_value if self.maximize else best <= self.target_value
 
 
+class SamplerKind(enum.StrEnum):
+    RANDOM = "Random"
+    GP = "GP"  # Optuna's GPSampler: Gaussian process, log expected improvement (q-batch for trials in flight)
+    TPE = "TPE"  # Optuna's TPESampler: multivariate, with constant liar
+
+
+# The Gaussian process pays off on small spaces of numbers: its fit grows with the cube of the trials
+# and its acquisition search with the dimensions, and it sees only completed trials.
+GP_MAX_PARAMETERS = 10
+GP_MAX_TRIALS = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerChoice:
+    """The sampler a tuning job searches with, how many random trials it starts with, and why."""
+
+    kind: SamplerKind
+    reason: str
+    startup_trials: int = 0
+    constant_liar: bool = False  # TPE: trials in flight count as a bad result, so parallel ones spread
+
+    def describe(self) -> str:
+        names = {
+            SamplerKind.RANDOM: "random sampling",
+            SamplerKind.GP: "Gaussian-process Bayesian optimization (Optuna GPSampler)",
+            SamplerKind.TPE: "multivariate TPE" + (" with constant liar" if self.constant_liar else ""),
+        }
+        start = f", {self.startup_trials} random trials first" if self.startup_trials else ""
+        return f"{names[self.kind]}{start}: {self.reason}"
+
+
+def choose_sampler(spec: TuningJobSpec, *, gp_available: bool = True) -> SamplerChoice:
+    """The sampler for a Random, Bayesian or Hyperband search, from its space and parallelism alone.
+
+    Bayesian takes a Gaussian process (GP) over one definition's ranges when they are at most
+    ``GP_MAX_PARAMETERS`` Continuous or Integer ones, ``MaxNumberOfTrainingJobs`` is at most
+    ``GP_MAX_TRIALS`` and early stopping is off; else multivariate TPE. Hyperband takes TPE (its
+    stopped trials inform TPE; a GP sees only completed ones). TPE uses constant liar when trials
+    run in parallel; the GP accounts for trials in flight itself (q-batch expected improvement).
+    ``gp_available`` says whether the GP's packages (torch, scipy) are installed; without them TPE
+    takes its place and the reason says so.
+    """
+    if spec.strategy == Strategy.GRID:
+        raise ValueError("Grid search enumerates its grid; it takes no sampler")
+    if spec.strategy == Strategy.RANDOM:
+        return SamplerChoice(SamplerKind.RANDOM, "Strategy Random")
+    parallel = spec.max_parallel > 1
+    # Random trials to start from: enough to fit a model to, few enough to leave most to the model.
+    tpe = SamplerChoice(
+        SamplerKind.TPE, "", startup_trials=min(10, max(2, spec.max_jobs // 8)), constant_liar=parallel
+    )
+    ranges = [r for d in spec.definitions for r in d.ranges]
+    if spec.strategy == Strategy.HYPERBAND:
+        why = "Hyperband's stopped trials inform TPE"
+    elif len(spec.definitions) > 1:
+        why = "several training job definitions make a conditional space"
+    elif spec.early_stopping:
+        why = "with early stopping, stopped trials inform TPE"
+    elif any(r.kind == "Categorical" for r in ranges):
+        why = "the space has Categorical ranges"
+    elif len(ranges) > GP_MAX_PARAMETERS:
+        why = f"{len(ranges)} ranges, more than the {GP_MAX_PARAMETERS} a Gaussian process searches well"
+    elif spec.max_jobs > GP_MAX_TRIALS:
+        why = f"{spec.max_jobs} trials, more than the {GP_MAX_TRIALS} a Gaussian process fits quickly"
+    elif not gp_available:
+        why = (
+            "Gaussian-process search needs torch and scipy, which are not installed "
+            "(pip install torch scipy to use it)"
+        )
+    else:
+        startup = min(10, max(len(ranges) + 1, spec.max_jobs // 10))
+        return SamplerChoice(
+            SamplerKind.GP,
+            f"{len(ranges)} Continuous or Integer ranges",
+            startup_trials=startup,
+        )
+    return dataclasses.replace(tpe, reason=why)
+
+
 MIN_TRIALS_TO_COMPARE = 3
 
 

@@ -2,7 +2,8 @@
 
 The study is never kept: each pass builds an in-memory Optuna study from the tuning job's trials
 and their training jobs (completed with an objective, failed, or still running — the running
-ones make TPE's constant liar spread parallel trials). Trial names are deterministic
+ones make the sampler spread parallel trials: TPE's constant liar, the Gaussian process's q-batch
+expected improvement; ``core.tuning.choose_sampler`` picks the sampler). Trial names are deterministic
 (``<tuning job>-NNN-<hash of the values>``) and the sampler is seeded per trial number, so a pass
 interrupted between creating a training job and recording it creates the same job again, finds it
 exists, and records it: a restart loses no trial and duplicates none.
@@ -26,12 +27,15 @@ from shipyard.core.tags import Tag
 from shipyard.core.training import TrainingJobStatus, check_metric_regex
 from shipyard.core.tuning import (
     ParameterRange,
+    SamplerChoice,
+    SamplerKind,
     Strategy,
     TrainingDefinition,
     Trial,
     TuningJob,
     TuningJobSpec,
     TuningJobStatus,
+    choose_sampler,
     objective_value,
     plan_pass,
     should_stop_early,
@@ -79,6 +83,7 @@ class TuningService:
         self._training = training
         self._account_id = account_id
         self._settled: dict[str, dict[str, TrainingJob]] = {}  # tuning job → its ended trials
+        self._samplers: dict[str, SamplerChoice] = {}  # tuning job → its sampler, once logged
         self._curves: dict[
             tuple[str, int], list[tuple[float, float]]
         ] = {}  # (training job, points) → objective curve
@@ -367,17 +372,25 @@ class TuningService:
         space = _SearchSpace(spec.definitions)
         # One seed per (RandomSeed, trial): different RandomSeeds must not share shifted sequences.
         seed = (spec.random_seed * 1_000_003 + number) % 2**32
-        if spec.strategy == Strategy.RANDOM:
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        choice = self._sampler_choice(job)
+        sampler: optuna.samplers.BaseSampler
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if choice.kind == SamplerKind.RANDOM:
+                sampler = optuna.samplers.RandomSampler(seed=seed)
+            elif choice.kind == SamplerKind.GP:
+                # Trials in flight enter the study as running: the GP's q-batch expected
+                # improvement counts them as pending points, so parallel trials spread.
+                sampler = optuna.samplers.GPSampler(
+                    seed=seed, n_startup_trials=choice.startup_trials, warn_independent_sampling=False
+                )
+            else:
                 sampler = optuna.samplers.TPESampler(
                     seed=seed,
-                    constant_liar=True,
+                    constant_liar=choice.constant_liar,
                     multivariate=True,
                     group=len(spec.definitions) > 1,  # each definition its own subspace
-                    n_startup_trials=min(10, max(2, spec.max_jobs // 8)),
+                    n_startup_trials=choice.startup_trials,
                 )
         study = optuna.create_study(direction="maximize" if spec.maximize else "minimize", sampler=sampler)
         for parent in spec.warm_start_parents:  # warm start: what the parents learnt, where it still applies
@@ -419,6 +432,16 @@ class TuningService:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return space.ask(study)
 
+    def _sampler_choice(self, job: TuningJob) -> SamplerChoice:
+        """The job's sampler (``core.tuning.choose_sampler``), said once in the log."""
+        choice = self._samplers.get(job.name)
+        if choice is None:
+            choice = self._samplers[job.name] = choose_sampler(job.spec, gp_available=_gp_installed())
+            fell_back = choice.kind != choose_sampler(job.spec).kind
+            level = logging.WARNING if fell_back else logging.INFO
+            log.log(level, "Tuning job %s searches with %s", job.name, choice.describe())
+        return choice
+
     def _finish(
         self, name: str, status: TuningJobStatus, reason: str | None, completion: str | None = None
     ) -> None:
@@ -435,6 +458,14 @@ class TuningService:
             ),
         )
         self._settled.pop(name, None)
+        self._samplers.pop(name, None)
+
+
+def _gp_installed() -> bool:
+    """Whether Optuna's GPSampler can run: it needs torch and scipy, which Shipyard does not require."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "scipy"))
 
 
 class _SearchSpace:
