@@ -27,7 +27,8 @@ elsewhere are drawn where they live, ``Name (module)``, under ``shipyard.``.
     │   ├── DuplicateEntity (core.experiments._entities)      an experiment's name taken (also ConflictError)
     │   ├── NotebookInstanceNotFound (store.notebooks)        SageMaker's "RecordNotFound" (also NotFoundError)
     │   ├── DuplicateNotebookInstance (store.notebooks)       the name is taken (also ConflictError)
-    │   └── CondaEnvironmentRefused (envs._conda)  an environment.yml pip cannot install, each package named
+    │   ├── CondaEnvironmentRefused (envs._conda)  an environment.yml pip cannot install, each package named
+    │   └── InsufficientCapacity (core.inference_components)  an inference component's copies do not fit
     ├── NotFoundError                a named resource does not exist
     │   ├── NoSuchBucket
     │   ├── NoSuchKey
