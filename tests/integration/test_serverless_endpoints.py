@@ -244,8 +244,15 @@ def test_provisioned_concurrency_is_kept_warm_and_billed_while_provisioned(
     )
     assert len({c["url"] for c in warm}) == 2
     assert _invoke(runtime, name, IRIS) == [0, 2]  # no cold start: a warm copy answers
-    # billed while provisioned, idle or not: past the site's 4 s idle time, never scaled below it
-    view = _until(lambda: (v := _view(server, name))["instance_seconds"] >= 10 and v, "billed for 5 s each")
+    answered = time.monotonic()
+    # billed while provisioned, idle or not: idle past the site's 4 s since that request (an
+    # on-demand variant would have scaled to zero by then), never scaled below it
+    view = _until(
+        lambda: (
+            time.monotonic() - answered > 5 and (v := _view(server, name))["instance_seconds"] >= 10 and v
+        ),
+        "idle past the idle time, and billed for 5 s each",
+    )
     assert sorted(c["id"] for c in _instances(server, name)) == sorted(c["id"] for c in warm)
     seconds = Decimal(str(view["instance_seconds"]))
     # SageMaker's serverless price in us-east-1, per GB-second, at 1 GB (module docstring of core/serverless)
