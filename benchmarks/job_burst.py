@@ -54,7 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp, ServerProcess(Path(tmp) / "data") as server:
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        ServerProcess(Path(tmp) / "data") as server,
+    ):
         kw = {"endpoint_url": server.url, "region_name": "us-east-1"}
         kw |= {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
         s3, sm = boto3.client("s3", **kw), boto3.client("sagemaker", **kw)
