@@ -149,7 +149,8 @@ def test_bayesian_over_a_few_continuous_ranges_searches_with_a_gaussian_process(
     said = [r.getMessage() for r in caplog.records if "searches with" in r.getMessage()]
     assert len(said) == 1 and "Gaussian-process" in said[0]
     # Trials in flight together are spread out, not the same point twice.
-    assert all(len({h["momentum"] for h in batch}) == len(batch) for batch in in_flight)
+    points = [{(h["lr"], h["momentum"]) for h in batch} for batch in in_flight]
+    assert [len(p) for p in points] == [len(batch) for batch in in_flight]
 
 
 def test_without_torch_bayesian_falls_back_to_tpe_saying_so_once(
