@@ -224,7 +224,13 @@ def test_the_sampler_is_chosen_by_the_search_space_and_the_parallelism() -> None
         ContinuousParameterRanges=_continuous(4),
         IntegerParameterRanges=[{"Name": "depth", "MinValue": "1", "MaxValue": "10"}],
     )
-    assert gp.kind == SamplerKind.GP and 6 <= gp.startup_trials <= 10
+    assert gp.kind == SamplerKind.GP and gp.startup_trials == 10  # two per range
+    in_flight = choose(
+        parallel=4,
+        ContinuousParameterRanges=_continuous(4),
+        IntegerParameterRanges=[{"Name": "depth", "MinValue": "1", "MaxValue": "10"}],
+    )
+    assert in_flight.kind == SamplerKind.GP and in_flight.startup_trials == 7  # 3 launched blind anyway
     assert choose(jobs=300, parallel=4).kind == SamplerKind.GP
     # A categorical, a large space, many trials: multivariate TPE, with constant liar in parallel.
     categorical = choose(

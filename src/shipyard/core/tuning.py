@@ -560,8 +560,10 @@ def choose_sampler(spec: TuningJobSpec, *, gp_available: bool = True) -> Sampler
         )
     else:
         # Two random trials per range (as Ax starts its GP), at most 10 and a quarter of the trials:
-        # fewer left the GP stuck on 5 ranges (xgb-cancer), more slowed it on 2 (branin).
-        startup = max(2, min(2 * len(ranges), 10, spec.max_jobs // 4))
+        # fewer left the GP stuck on 5 ranges (xgb-cancer), more slowed it on 2 (branin). Trials
+        # launched while the first ones still run are random too: with P in flight, P - 1 fewer.
+        wanted = min(2 * len(ranges), 10, spec.max_jobs // 4)
+        startup = max(2, wanted - (spec.max_parallel - 1))
         return SamplerChoice(
             SamplerKind.GP,
             f"{len(ranges)} Continuous or Integer ranges",
