@@ -276,3 +276,73 @@ def test_environments_get_their_bytecode_and_older_ones_are_compiled_after_first
     lines.clear()
     cache.resolve(spec, log=lines.append)  # compiled once, not on every use
     assert lines == []
+
+
+HOSTILE_SETUP = """
+import pathlib
+pathlib.Path({marker!r}).write_text("setup.py ran on the server's machine")
+from setuptools import setup
+setup(name="evilpkg", version="0.1")
+"""
+
+
+def test_a_requirements_txt_cannot_run_code_or_read_files_outside_the_sandbox(
+    clients: tuple[Any, Any, Any], tmp_path: Path
+) -> None:
+    """The server installs a job's requirements.txt outside the job's sandbox: a source distribution
+    (its setup.py runs at build) from the job's own index, a folder or file of the server's machine,
+    are refused, and nothing of theirs runs."""
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    sm, s3, _ = clients
+    marker = tmp_path / "pwned"
+    source = HOSTILE_SETUP.format(marker=str(marker))
+    (tmp_path / "evilpkg").mkdir()
+    (tmp_path / "evilpkg" / "setup.py").write_text(source)
+    index = tmp_path / "index" / "simple" / "evilpkg"
+    index.mkdir(parents=True)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name, text in {
+            "setup.py": source,
+            "PKG-INFO": "Metadata-Version: 2.1\nName: evilpkg\nVersion: 0.1\n",
+        }.items():
+            info = tarfile.TarInfo(f"evilpkg-0.1/{name}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    (index / "evilpkg-0.1.tar.gz").write_bytes(archive.getvalue())
+    (index / "index.html").write_text('<a href="evilpkg-0.1.tar.gz">evilpkg-0.1.tar.gz</a>\n')
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    handler = lambda *a, **kw: Quiet(*a, directory=str(tmp_path / "index"), **kw)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        attempts = {
+            f"--extra-index-url http://127.0.0.1:{httpd.server_address[1]}/simple\nevilpkg==0.1\n": (
+                "building from source is disabled"
+            ),
+            f"evilpkg @ file://{tmp_path / 'evilpkg'}\n": "a package's URL is http(s)",
+            f"{tmp_path / 'evilpkg'}\n": "not a requirement",
+            "-r /etc/shadow\n": "the option -r",
+        }
+        names = {
+            requirements: _create(
+                sm, s3, "", extra_files={"train.py": "print('never runs')", "requirements.txt": requirements}
+            )
+            for requirements in attempts
+        }
+        for requirements, said in attempts.items():
+            description = _wait(sm, names[requirements], timeout=120)
+            assert description["TrainingJobStatus"] == "Failed", requirements
+            assert said in description["FailureReason"], (requirements, description["FailureReason"])
+            assert "root:" not in description["FailureReason"]
+    finally:
+        httpd.shutdown()
+    assert not marker.exists(), marker.read_text()

@@ -100,6 +100,7 @@ class EnvironmentCache:
             return ResolvedEnvironment(Path(spec.python), "site", None, time.monotonic() - started)
         if self.allow_server_python and not requirements_txt.strip() and satisfied_here(spec.requirements):
             return ResolvedEnvironment(Path(sys.executable), "server", None, time.monotonic() - started)
+        check_job_requirements(requirements_txt)
         key = spec.key(requirements_txt, python_version=f"{spec.python or sys.executable} {sys.version}")
         folder = self.root / key
         if not (folder / MARKER).exists():
@@ -141,13 +142,16 @@ class EnvironmentCache:
         if spec.python:
             venv.append("--system-site-packages")
         self._run(venv, log)
-        install = [uv, "pip", "install", "--python", str(folder / "bin" / "python"), *self.sources.uv_args()]
+        # Wheels only: building a source distribution runs its setup.py here, as the server's user and
+        # outside any sandbox, and a job's requirements.txt names what it likes.
+        install = [uv, "pip", "install", "--no-build", "--python", str(folder / "bin" / "python")]
+        install += self.sources.uv_args()
         install += list(spec.requirements)
         if requirements_txt.strip():
             requirements_file = folder / "job-requirements.txt"
             requirements_file.write_text(requirements_txt)
             install += ["-r", str(requirements_file)]
-        if len(install) > 5 + len(self.sources.uv_args()):
+        if len(install) > 6 + len(self.sources.uv_args()):
             self._run(install, log)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
         (folder / MARKER).write_text(
@@ -235,6 +239,43 @@ def environment_roots(python: Path) -> tuple[Path, ...]:
         return (python.parent,)
     base = Path(os.path.realpath(python)).parent.parent
     return (root,) if base == root or base == Path("/usr") else (root, base)
+
+
+# Options a job's requirements.txt may carry: where packages come from, on the network. Not -r/-c
+# (which read files of the server's machine), -e or --find-links (folders of it).
+_INDEX_OPTIONS = ("--index-url", "--extra-index-url", "-i")
+
+
+def check_job_requirements(text: str) -> None:
+    """Refuse what a job's requirements.txt may not ask of the server, which installs it outside
+    the job's sandbox: files and folders of the server's machine (``-r``, ``-c``, ``-e``,
+    ``--find-links``, paths and ``file:`` URLs) and anything but requirements and index URLs.
+    Source distributions are refused by the build itself (wheels only). Names the line."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        refused = None
+        if line.startswith("-"):
+            option, _, value = line.replace("=", " ", 1).partition(" ")
+            value = value.strip()
+            if option not in _INDEX_OPTIONS:
+                refused = f"the option {option} (only requirements and --index-url/--extra-index-url)"
+            elif not value.startswith(("https://", "http://")):
+                refused = f"{option} {value!r} (an index is an http(s) URL)"
+        else:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                refused = "a line that is not a requirement (a path or a URL without a name)"
+            else:
+                if requirement.url and not requirement.url.startswith(("https://", "http://")):
+                    refused = f"{requirement.name} from {requirement.url} (a package's URL is http(s))"
+        if refused:
+            raise EnvironmentBuildError(
+                f"requirements.txt line {number} ({raw.strip()!r}): Shipyard does not install {refused}: "
+                "it installs the environment outside the job's sandbox"
+            )
 
 
 def has_bytecode(folder: Path) -> bool:
