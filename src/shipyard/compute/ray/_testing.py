@@ -62,7 +62,9 @@ class RayCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_port = 0
         self._nodes: dict[str, subprocess.Popen[bytes]] = {}
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # A loaded machine (a test suite on every core) can take Ray's raylet longer than its
+        # default 10 s to register: the node then exits "GCS cannot find the node".
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "60"}
         self.token = token
         if token:  # Ray's token authentication: every node and client needs it
             self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
