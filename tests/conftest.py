@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,13 +28,22 @@ POSTGRES_ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://root
 # tests/integration/test_environments.py, which watches builds, keeps its own.
 _BUILD = Path(__file__).resolve().parents[1] / "build"
 _BUILD.mkdir(exist_ok=True)
-_OWN_ENVS = "SHIPYARD_ENVS_DIR" not in os.environ
-SHARED_ENVS = os.environ.setdefault("SHIPYARD_ENVS_DIR", tempfile.mkdtemp(prefix="test-envs-", dir=_BUILD))
+_OWN_ENVS = "SHIPYARD_ENVS_DIR" not in os.environ  # else a run's controller made it (pytest-xdist)
+if _OWN_ENVS:
+    os.environ["SHIPYARD_ENVS_DIR"] = tempfile.mkdtemp(prefix="test-envs-", dir=_BUILD)
+SHARED_ENVS = os.environ["SHIPYARD_ENVS_DIR"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _OWN_ENVS:
+    if not _OWN_ENVS:
+        return
+    # A bytecode compile still running (envs/_bytecode.py, detached) writes __pycache__ folders as
+    # the tree goes: remove until nothing is left, as it stops once its folders are gone.
+    for _ in range(50):
         shutil.rmtree(SHARED_ENVS, ignore_errors=True)
+        if not os.path.exists(SHARED_ENVS):
+            break
+        time.sleep(0.1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
