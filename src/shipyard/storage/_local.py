@@ -36,6 +36,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -199,13 +200,16 @@ class LocalObjectStore(ObjectStore):
     def _info(
         self, bucket: str, key: str, data_path: str | Path, meta_path: str | Path, st: os.stat_result
     ) -> ObjectInfo:
-        meta: dict[str, Any] | None
-        try:
-            with open(meta_path, "rb") as f:
-                meta = json.load(f)
-        except (FileNotFoundError, NotADirectoryError, ValueError):
-            meta = None
-        if meta is None or meta.get("size") != st.st_size or meta.get("mtime_ns") != st.st_mtime_ns:
+        meta = _read_meta(meta_path)
+        # A writer renames its data into place, then its metadata: a read that falls between the two
+        # waits a moment for the second rather than take the new bytes for a file put by hand (and
+        # answer, and remember, the default content type).
+        for _ in range(_META_WAITS):
+            if _describes(meta, st):
+                break
+            time.sleep(0.005)
+            meta = _read_meta(meta_path)
+        if not _describes(meta, st):
             # The file was put here by hand, or a crash fell between the data and metadata renames:
             # derive the metadata from the bytes, and remember it.
             md5 = hashlib.md5()
@@ -221,6 +225,7 @@ class LocalObjectStore(ObjectStore):
             }
             with contextlib.suppress(OSError):
                 self._atomic_json(Path(meta_path), meta)
+        assert meta is not None
         return ObjectInfo(
             bucket,
             key,
@@ -615,3 +620,20 @@ def _page(entries: Iterator[ObjectInfo | str], max_keys: int) -> ListPage:
             objects.append(entry)
             last = entry.key
     return ListPage(objects, prefixes, False, None)
+
+
+_META_WAITS = 20  # 5 ms each: a commit's two renames are microseconds apart
+
+
+def _read_meta(meta_path: str | Path) -> dict[str, Any] | None:
+    try:
+        with open(meta_path, "rb") as f:
+            meta = json.load(f)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _describes(meta: dict[str, Any] | None, st: os.stat_result) -> bool:
+    """Whether ``meta`` is the metadata of the data file whose stat is ``st``."""
+    return meta is not None and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns
