@@ -72,6 +72,13 @@ class Settings:
             memory and disk use.
         cpu_overcommit: The local backend hands out this many times the machine's cores (1: no
             more than it has; 2 runs two 2-vCPU trials on a 2-core laptop at once, slower each).
+        fit_to_machine: ``on`` (the default): a job whose instance type is larger than the
+            backend (more vCPUs, memory or GPUs, or GPUs of more memory) runs with what there
+            is, recorded on the job; ``off``: it is refused at once, naming the numbers.
+        fake_gpus: FOR TESTS ONLY: a JSON device list (``core.devices.GpuInventory``'s form)
+            the local backend uses instead of asking NVML, so that GPU allocation and the
+            sandbox's device binding are tested on a machine without a GPU. Unset: NVML's
+            GPUs (the ``gpu`` extra), limited by ``CUDA_VISIBLE_DEVICES``.
         idle_endpoint_seconds: An endpoint not invoked for this long is reported idle (its
             instances cost all the same); ``idle_endpoints = "delete"`` deletes it then.
         notebook_idle_seconds: A notebook instance whose Jupyter server saw no activity for this
@@ -121,6 +128,8 @@ class Settings:
     instance_catalog: Path | None = None
     sandbox: str = "auto"
     cpu_overcommit: float = 1.0
+    fit_to_machine: str = "on"
+    fake_gpus: Path | None = None
     package_index_url: str | None = None
     package_extra_index_urls: str = ""
     package_find_links: str = ""
@@ -171,6 +180,8 @@ class Settings:
             raise ConfigurationError(
                 f"server_python_jobs must be 'on' or 'off', got {self.server_python_jobs!r}"
             )
+        if self.fit_to_machine not in ("on", "off"):
+            raise ConfigurationError(f"fit_to_machine must be 'on' or 'off', got {self.fit_to_machine!r}")
         if self.auth not in ("on", "off"):
             raise ConfigurationError(f"auth must be 'on' or 'off', got {self.auth!r}")
         if self.sandbox not in ("auto", "bwrap", "off"):

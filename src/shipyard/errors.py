@@ -74,6 +74,8 @@ Outside the hierarchy (they derive from ``Exception``; none reaches a client as 
     ├── JobInputError (runtime.agent._io)        a job's inputs or code: the job's ClientError
     │                                            failure reason (raised in the job's process)
     ├── ContractError (runtime.contract)         an agent.json this agent cannot run
+    ├── GpusBusy (core.devices)                  the GPUs a launch asks for are held now: the
+    │                                            job waits (Pending, saying so); never a client's
     ├── UpstreamError (api._upstream)            a model server unreachable or not speaking HTTP
     │   └── UpstreamStreamError (api._upstream)   a streamed answer whose handler failed midway
     │   (and _ClosedBeforeAnswer, its private cause)

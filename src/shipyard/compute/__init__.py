@@ -3,7 +3,7 @@
 from shipyard.compute._base import Backend, Feature, InstanceLaunch
 from shipyard.compute._routing import Backends
 from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
-from shipyard.compute.local import LocalBackend, machine_resources
+from shipyard.compute.local import LocalBackend, discover_gpus, machine_resources
 
 __all__ = [
     "Backend",
@@ -15,5 +15,6 @@ __all__ = [
     "ModelServer",
     "ModelServerError",
     "ModelServers",
+    "discover_gpus",
     "machine_resources",
 ]

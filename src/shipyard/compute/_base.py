@@ -30,12 +30,14 @@ class Feature(enum.StrEnum):
 @dataclasses.dataclass(frozen=True)
 class InstanceLaunch:
     """What one instance agent needs: its folder, the agent.json to write there, and what it is
-    granted of its instance type."""
+    granted of its instance type (``gpu_memory_gib``: the memory each of its GPUs should have,
+    preferred when the backend picks devices)."""
 
     instance_dir: Path
     agent_config: AgentConfig
     instance_type: str
     resources: Resources
+    gpu_memory_gib: float = 0.0
 
 
 # The agent (not the user's job) needs what reaching package indexes takes: CA bundles, proxies,
@@ -95,6 +97,17 @@ class Backend(abc.ABC):
         return True
 
     @property
+    def reserved(self) -> Resources:
+        """What of :attr:`capacity` is held by other than jobs (GPUs granted to model servers),
+        which the scheduler does not count itself. The default: nothing."""
+        return Resources(0, 0, 0)
+
+    @property
+    def largest_gpu_memory_gib(self) -> float | None:
+        """The memory of its largest GPU, where it knows (None: it does not, or has none)."""
+        return None
+
+    @property
     def largest_node(self) -> Resources:
         """The most one instance can get (a backend of several machines: the largest of them)."""
         return self.capacity
@@ -105,8 +118,12 @@ class Backend(abc.ABC):
         keep in the store.
 
         The backend writes each ``agent.json`` (:func:`write_agent_config`) and adds
-        ``master_addr`` / ``master_port``: where algo-1 can be reached by the others. A backend
-        that places instances on several machines may start them later, once placed.
+        ``master_addr`` / ``master_port``: where algo-1 can be reached by the others, and the GPUs
+        it granted each instance. A backend that places instances on several machines may start
+        them later, once placed.
+
+        Raises:
+            GpusBusy: the GPUs asked for are held by others now (the job waits; nothing started).
         """
 
     @abc.abstractmethod

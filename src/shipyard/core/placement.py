@@ -52,9 +52,11 @@ def plan(
     *,
     node: Resources | None = None,
     fit_to_machine: bool,
+    gpu_memory_gib: float | None = None,
 ) -> Placement:
     """Decide each instance's resources on a backend of total ``capacity`` whose largest machine
-    is ``node`` (the whole capacity when None).
+    is ``node`` (the whole capacity when None), and whose largest GPU has ``gpu_memory_gib``
+    (None: not known, not checked). A type's GPUs must each have the memory it promises.
 
     A request that fits is granted as asked. One that could never fit fails, unless
     ``fit_to_machine`` lets it run with an equal share of the whole backend (and no more than one
@@ -66,10 +68,25 @@ def plan(
     """
     asked = Resources(float(instance_type.vcpu), float(instance_type.memory_gib), instance_type.gpu_count)
     node = node or capacity
-    if (asked * count).fits_in(capacity) and asked.fits_in(node):
+    small_gpus = (
+        asked.gpus > 0
+        and gpu_memory_gib is not None
+        and gpu_memory_gib + 1e-9 < instance_type.gpu_memory_gib
+        and min(asked.gpus * count, capacity.gpus) > 0
+    )
+    if (asked * count).fits_in(capacity) and asked.fits_in(node) and not small_gpus:
         return Placement(asked, count)
     if fit_to_machine and node.cpus <= 0:  # no machine yet (a cluster scaled to zero): wait for one
         return Placement(asked, count)
+    if small_gpus and (asked * count).fits_in(capacity) and asked.fits_in(node) and not fit_to_machine:
+        raise ValidationError(
+            f"{instance_type.name} has GPUs of {instance_type.gpu_memory_gib:g} GiB "
+            f"({instance_type.gpu_model or 'its model'}); this backend's largest GPU has "
+            f"{gpu_memory_gib:g} GiB, so it could never run. Choose a type whose GPUs fit, map "
+            f"{instance_type.name} to this site's GPUs in the instance catalog, or enable fit-to-machine.",
+            field="ResourceConfig.InstanceType",
+            value=instance_type.name,
+        )
     if not fit_to_machine:
         raise ValidationError(
             f"{count} x {instance_type.name} needs {asked.cpus * count:g} vCPUs, {asked.memory_gib * count:g} GiB "
@@ -88,6 +105,11 @@ def plan(
         f"scaled down to fit this machine: each of {count} x {instance_type.name} runs with "
         f"{share.cpus:g} of {asked.cpus:g} vCPUs, {share.memory_gib:.1f} of {asked.memory_gib:g} GiB"
         + (f" and {share.gpus} of {asked.gpus} GPUs" if asked.gpus else "")
+        + (
+            f" (GPUs of {gpu_memory_gib:g} of {instance_type.gpu_memory_gib:g} GiB)"
+            if small_gpus and share.gpus and gpu_memory_gib is not None
+            else ""
+        )
     )
     return Placement(share, count, note)
 

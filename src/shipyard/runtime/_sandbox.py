@@ -2,8 +2,12 @@
 
 What a sandboxed process sees and holds (docs/security.md has the whole model):
 
-* the machine's root read-only (the same Python and libraries), its instance folder at /opt/ml
-  (input data read-only), a private /tmp, a fresh /dev and /proc;
+* the machine's root read-only (the same Python and libraries, the GPU driver's among them), its
+  instance folder at /opt/ml (input data read-only), a private /tmp, a fresh /dev and /proc;
+* in that /dev, of the machine's GPUs only the device nodes of those it was granted, with the
+  driver's control nodes (``nvidiactl``, ``nvidia-uvm``, ``nvidia-uvm-tools``) when it was
+  granted any: another instance's GPU is not there to open, and without CAP_MKNOD no node can be
+  made;
 * its own PID, IPC and UTS namespaces (hostname ``algo-N``), a new session (no TIOCSTI into the
   server's terminal), no capabilities and ``no_new_privs``;
 * the Shipyard data dir (other jobs, the database, the object store, the environments) hidden
@@ -29,6 +33,8 @@ import stat
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from shipyard.core.devices import Gpu
 
 # Sandbox uids: BASE + the agent's pid for job instances, BASE + MODEL_SERVERS + the port for
 # model servers. Both are unique among running processes; neither range is a login user's.
@@ -83,6 +89,7 @@ def sandbox_command(
     keep: Sequence[Path],
     cwd: str,
     run_as: int | None = None,
+    devices: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """The bwrap invocation that runs ``command`` as instance ``host`` with ``ml_dir`` at /opt/ml.
 
@@ -91,6 +98,8 @@ def sandbox_command(
     is the uid (and gid) the command runs as, for a root caller (see the module docstring); the
     sandbox's /etc/passwd and /etc/group then name it, written beside ``hosts_file``: code that
     asks who it is (``getpass.getuser()``, ``pwd``) gets an answer (see :func:`_account_files`).
+    ``devices`` are (host node, node in the sandbox) pairs bound into its fresh /dev: its GPUs'
+    and the driver's control nodes, and nothing else of the host's /dev.
     """
     args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777"]
     covered = [Path("/tmp"), *hide]
@@ -123,6 +132,8 @@ def sandbox_command(
                 args += ["--ro-bind", str(entry), str(entry)]
     for path in keep:
         args += ["--ro-bind", str(path), str(path)]
+    for node, inside in devices:
+        args += ["--dev-bind", node, inside]
     args += [
         "--bind",
         str(ml_dir),
@@ -157,6 +168,14 @@ def sandbox_command(
         "--",
     ]
     return [*args, "--", *drop, *command]
+
+
+def gpu_binds(gpus: Sequence[Gpu], control: Sequence[str]) -> list[tuple[str, str]]:
+    """The device binds of an instance granted ``gpus``: each one's node and, with any, the
+    driver's ``control`` nodes, each at ``/dev/<its name>``. None granted: none at all."""
+    if not gpus:
+        return []
+    return [(g.node, g.sandbox_node) for g in gpus] + [(c, f"/dev/{Path(c).name}") for c in control]
 
 
 def _account_files(folder: Path, uid: int) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ tests) lays out an instance the same way the SageMaker training toolkit would.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -21,9 +21,13 @@ def hosts_for(count: int) -> list[str]:
     return [f"algo-{i + 1}" for i in range(count)]
 
 
-def resource_config(spec: TrainingJobSpec, host: str) -> dict[str, Any]:
+def resource_config(spec: TrainingJobSpec, host: str, gpus: Sequence[str] = ()) -> dict[str, Any]:
+    """``resourceconfig.json``; ``gpus``: the UUIDs of the GPUs the instance was granted (a
+    Shipyard addition, ``current_gpus``, the same list as ``CUDA_VISIBLE_DEVICES``)."""
     hosts = hosts_for(spec.instance_count)
+    extra = {"current_gpus": list(gpus)} if gpus else {}
     return {
+        **extra,
         "current_host": host,
         "current_instance_type": spec.instance_type,
         "current_group_name": GROUP,
@@ -39,11 +43,11 @@ def input_data_config(spec: TrainingJobSpec) -> dict[str, Any]:
     return {c.name: c.to_config() for c in spec.channels}
 
 
-def config_files(spec: TrainingJobSpec, host: str) -> dict[str, Any]:
+def config_files(spec: TrainingJobSpec, host: str, gpus: Sequence[str] = ()) -> dict[str, Any]:
     """The files of /opt/ml/input/config, by name."""
     files: dict[str, Any] = {
         "hyperparameters.json": dict(spec.hyperparameters),
-        "resourceconfig.json": resource_config(spec, host),
+        "resourceconfig.json": resource_config(spec, host, gpus),
         "inputdataconfig.json": input_data_config(spec),
     }
     if spec.checkpoint_s3_uri:
@@ -64,12 +68,15 @@ def training_environment(
     region: str,
     master_addr: str = "127.0.0.1",
     master_port: int = 29500,
+    gpus: Sequence[str] = (),
 ) -> dict[str, str]:
     """The ``SM_*`` (and distributed-training) variables the training toolkit sets for user code.
 
     ``root`` is where /opt/ml appears to the user's process: /opt/ml in a sandbox, the instance
-    folder itself when running unsandboxed.
+    folder itself when running unsandboxed. ``gpus``: the granted GPUs' UUIDs, when the backend
+    grants specific devices (then ``num_gpus`` is their number).
     """
+    num_gpus = len(gpus) if gpus else num_gpus
     hosts = hosts_for(spec.instance_count)
     hps = spec.user_hyperparameters
     channels = sorted(c.name for c in spec.channels)
@@ -106,7 +113,7 @@ def training_environment(
             "SM_USER_ARGS": json.dumps(user_args),
             "SM_FRAMEWORK_PARAMS": json.dumps({}),
             "SM_FRAMEWORK_MODULE": "",
-            "SM_RESOURCE_CONFIG": json.dumps(resource_config(spec, host)),
+            "SM_RESOURCE_CONFIG": json.dumps(resource_config(spec, host, gpus)),
             "SM_INPUT_DATA_CONFIG": json.dumps(input_data_config(spec)),
             "SM_NUM_CPUS": str(num_cpus),
             "SM_NUM_GPUS": str(num_gpus),
@@ -158,7 +165,7 @@ def training_environment(
             "output_data_dir": env["SM_OUTPUT_DATA_DIR"],
             "output_dir": env["SM_OUTPUT_DIR"],
             "output_intermediate_dir": env["SM_OUTPUT_INTERMEDIATE_DIR"],
-            "resource_config": resource_config(spec, host),
+            "resource_config": resource_config(spec, host, gpus),
             "user_entry_point": spec.program or "",
         }
     )

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from shipyard.core.devices import Gpu
 from shipyard.core.outcomes import Outcome
 
 VERSION = 1
@@ -118,6 +119,9 @@ class AgentConfig:
         object_store: How to reach inputs and outputs.
         api: Where the job's AWS clients reach this server (None: they are not pointed at it).
         cpus, gpus, memory_bytes, disk_bytes: What the instance was granted.
+        gpu_devices: The GPUs it was granted (``gpus`` of them, where the backend grants
+            specific devices): the sandbox binds their nodes and no other GPU's, and
+            ``gpu_control`` (the driver's control nodes) with them.
         sandbox: ``bwrap`` or ``off``; ``hide``: host paths the sandbox must not show.
         python: The interpreter a job without an environment runs with.
         environment: The job's EnvironmentSpec as JSON (None: ``python`` as it is).
@@ -142,6 +146,8 @@ class AgentConfig:
     api: JobApi | None = None
     cpus: float = 1
     gpus: int = 0
+    gpu_devices: tuple[Gpu, ...] = ()
+    gpu_control: tuple[str, ...] = ()
     memory_bytes: float = 2**30
     disk_bytes: float = 30 * 10**9
     sandbox: str = "off"
@@ -177,6 +183,8 @@ class AgentConfig:
         data["api"] = dataclasses.asdict(self.api) if self.api else None
         data["hide"] = list(self.hide)
         data["notes"] = list(self.notes)
+        data["gpu_devices"] = [g.to_json() for g in self.gpu_devices]
+        data["gpu_control"] = list(self.gpu_control)
         data["sources"] = dict(self.sources)
         data["environment"] = dict(self.environment) if self.environment is not None else None
         data["model"] = dict(self.model) if self.model is not None else None
@@ -203,6 +211,10 @@ class AgentConfig:
         )
         values["hide"] = tuple(data.get("hide") or ())
         values["notes"] = tuple(data.get("notes") or ())
+        values["gpu_devices"] = tuple(
+            Gpu.from_json(g, where=f"gpu_devices[{i}]") for i, g in enumerate(data.get("gpu_devices") or ())
+        )
+        values["gpu_control"] = tuple(data.get("gpu_control") or ())
         values["sources"] = dict(data.get("sources") or {})
         values["version"] = version
         return cls(**values)

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute import Backend, Backends, LocalBackend, ModelRequest, ModelServers, machine_resources
+from shipyard.compute import (
+    Backend,
+    Backends,
+    LocalBackend,
+    ModelRequest,
+    ModelServers,
+    discover_gpus,
+    machine_resources,
+)
 from shipyard.compute.local._hosting import LocalModelServers
 from shipyard.compute.local._notebooks import JupyterServers
 from shipyard.config import Settings
@@ -142,6 +150,7 @@ class Platform:
             owners=lambda arns: {arn: o.owner for arn, o in identity.ownership(arns).items()},
             # where the scheduler places a launch, so its estimate prices what it will be granted
             capacity=lambda instance_type: _capacity_of(backends.for_type(instance_type)),
+            fit_to_machine=settings.fit_to_machine == "on",
             interval=settings.cost_check_seconds,
             storage_sample_seconds=settings.storage_sample_seconds,
         )
@@ -196,6 +205,7 @@ class Platform:
             ),
             credentials=credentials,
             quotas=quotas.bounds,
+            fit_to_machine=settings.fit_to_machine == "on",
         )
         scheduler.add_pass(credentials.tick)
         # Before the services it guards; its commitments are read later, when they all exist.
@@ -213,7 +223,7 @@ class Platform:
             "resolver": resolver,
             "account_id": settings.account_id,
             "backend_for": backends.for_type,
-            "fit_to_machine": True,
+            "fit_to_machine": settings.fit_to_machine == "on",
             "wake": scheduler.wake,
             "guard": budgets.guard,
             "quotas": settings.quotas,
@@ -498,9 +508,12 @@ def _cpu_torch_version(sources: PackageSources, package: str = "torch") -> str |
 
 def _backends(settings: Settings) -> Backends:
     """The backends the settings ask for: local, Ray, or local with some instance types on Ray."""
-    machine = machine_resources()
+    gpus = discover_gpus(settings.fake_gpus)
+    machine = machine_resources(gpus)
     local = LocalBackend(
-        dataclasses.replace(machine, cpus=machine.cpus * settings.cpu_overcommit), sandbox=settings.sandbox
+        dataclasses.replace(machine, cpus=machine.cpus * settings.cpu_overcommit),
+        sandbox=settings.sandbox,
+        gpus=gpus,
     )
     if settings.backend == "local" and not settings.ray_instance_types.strip():
         return Backends(local)

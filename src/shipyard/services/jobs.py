@@ -133,6 +133,7 @@ class JobService(Generic[SpecT]):
             spec.instance_count,
             backend.capacity,
             node=backend.largest_node,
+            gpu_memory_gib=backend.largest_gpu_memory_gib,
             fit_to_machine=self._fit_to_machine,
         )
         if self._user_quotas is not None:
@@ -172,6 +173,7 @@ class JobService(Generic[SpecT]):
             count,
             backend.capacity,
             node=backend.largest_node,
+            gpu_memory_gib=backend.largest_gpu_memory_gib,
             fit_to_machine=self._fit_to_machine,
         )
         self._user_quotas.check_job(owner, placement.total, placement.count)
@@ -185,6 +187,7 @@ class JobService(Generic[SpecT]):
             count,
             backend.capacity,
             node=backend.largest_node,
+            gpu_memory_gib=backend.largest_gpu_memory_gib,
             fit_to_machine=self._fit_to_machine,
         )
         return parallel_note(placement, instance_type, parallel, backend.capacity)

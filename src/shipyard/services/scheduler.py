@@ -29,6 +29,7 @@ from shipyard.compute import Backend, Backends, InstanceLaunch
 from shipyard.core import fairshare, outcomes
 from shipyard.core.catalog import InstanceCatalog
 from shipyard.core.clock import SYSTEM_CLOCK, Clock
+from shipyard.core.devices import GpusBusy
 from shipyard.core.jobs import Billing, InstanceRecord, Job, JobRun, JobState
 from shipyard.core.placement import Placement, Resources, plan
 from shipyard.core.quotas import Bound
@@ -198,6 +199,7 @@ class JobScheduler:
                 job.spec.instance_count,
                 backend.capacity,
                 node=backend.largest_node,
+                gpu_memory_gib=backend.largest_gpu_memory_gib,
                 fit_to_machine=self._fit,
             )
         except ValidationError as exc:
@@ -224,7 +226,7 @@ class JobScheduler:
             running,
             {
                 b.name: fairshare.Pool(
-                    b.capacity, b.available, _POOL_LABELS.get(b.name, f"the {b.name} backend")
+                    b.capacity - b.reserved, b.available, _POOL_LABELS.get(b.name, f"the {b.name} backend")
                 )
                 for b in self._backends
             },
@@ -235,7 +237,10 @@ class JobScheduler:
             job, backend, placement = key[verdict.key]
             try:
                 if verdict.launch:
-                    self._launch(job, backend, placement)
+                    try:
+                        self._launch(job, backend, placement)
+                    except GpusBusy as exc:  # held by what the fair share does not count (endpoints)
+                        self._wait(job, str(exc))
                     continue
                 if verdict.for_capacity:
                     demand[backend.name] += [placement.per_instance] * placement.count
@@ -333,7 +338,13 @@ class JobScheduler:
                 utilization_seconds=agents.utilization_seconds,
             )
             launches.append(
-                InstanceLaunch(folder / host, config, job.spec.instance_type, placement.per_instance)
+                InstanceLaunch(
+                    folder / host,
+                    config,
+                    job.spec.instance_type,
+                    placement.per_instance,
+                    gpu_memory_gib=instance_type.gpu_memory_gib,
+                )
             )
         return launches
 

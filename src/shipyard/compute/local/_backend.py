@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import queue
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.compute._base import Backend, Feature, InstanceLaunch, agent_env, write_agent_config
+from shipyard.compute.local._gpus import MODEL_SERVER_HOLDER, GpuLedger
+from shipyard.core.devices import GpuInventory
 from shipyard.core.placement import Resources
 from shipyard.runtime._sandbox import sandbox_available
 from shipyard.runtime.contract import InstanceFolder
@@ -22,21 +26,14 @@ from shipyard.runtime.contract import InstanceFolder
 log = logging.getLogger(__name__)
 
 
-def machine_resources() -> Resources:
-    """Cores, memory and GPUs of this machine (what the process may use)."""
+def machine_resources(gpus: GpuInventory | None = None) -> Resources:
+    """Cores and memory of this machine (what the process may use), and ``gpus``' number."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return Resources(float(cpus), round(memory, 1), _gpu_count())
-
-
-def _gpu_count() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
-    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+    return Resources(float(cpus), round(memory, 1), len(gpus) if gpus else 0)
 
 
 class LocalBackend(Backend):
@@ -48,15 +45,24 @@ class LocalBackend(Backend):
     already imported; it also reports each agent's exit, which wakes the scheduler at once. Should
     the fork server be gone or fail, an agent is started as a process of its own.
 
+    Each instance asking for GPUs is granted specific ones (:class:`GpuLedger`, shared with the
+    model servers), written into its ``agent.json`` and its handle: a restarted server learns
+    from the handles what running instances hold.
+
     Args:
-        capacity: Resources to hand out; defaults to the whole machine.
+        capacity: Resources to hand out; defaults to the whole machine (its GPU count is
+            always that of ``gpus``).
         sandbox: "auto" (bubblewrap when it works here), "bwrap" (required) or "off".
+        gpus: The GPUs it may hand out (:func:`discover`); none by default.
     """
 
     name = "local"
 
-    def __init__(self, capacity: Resources | None = None, sandbox: str = "auto") -> None:
-        self._capacity = capacity or machine_resources()
+    def __init__(
+        self, capacity: Resources | None = None, sandbox: str = "auto", gpus: GpuInventory | None = None
+    ) -> None:
+        self.gpus = GpuLedger(gpus or GpuInventory())
+        self._capacity = dataclasses.replace(capacity or machine_resources(), gpus=len(self.gpus.inventory))
         if sandbox == "bwrap" and not sandbox_available():
             from shipyard.errors import ConfigurationError
 
@@ -98,12 +104,57 @@ class LocalBackend(Backend):
         for callback in self._callbacks:
             callback()
 
+    @property
+    def reserved(self) -> Resources:
+        held = sum(1 for holder in self.gpus.held().values() if holder.startswith(MODEL_SERVER_HOLDER))
+        return Resources(0, 0, held)
+
+    @property
+    def largest_gpu_memory_gib(self) -> float | None:
+        return self.gpus.inventory.largest_memory_gib if len(self.gpus.inventory) else None
+
     def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
         master_port = _free_port()
-        handles = []
-        for launch in launches:
-            write_agent_config(launch, master_addr="127.0.0.1", master_port=master_port)
-            handles.append(self._start(launch.instance_dir))
+        per_instance = max((launch.resources.gpus for launch in launches), default=0)
+        holder = str(launches[0].instance_dir.parent) if launches else ""
+        grants = self.gpus.take(
+            holder,
+            per_instance,
+            len(launches),
+            min_memory_gib=max((launch.gpu_memory_gib for launch in launches), default=0.0),
+        )
+        handles: list[dict[str, Any]] = []
+        try:
+            for launch, granted in zip(launches, grants, strict=True):
+                notes = launch.agent_config.notes
+                if granted:
+                    notes += (
+                        f"Shipyard: granted GPU{'s' if len(granted) > 1 else ''} "
+                        + ", ".join(f"{g.index} ({g.name}, {g.memory_gib:g} GiB, {g.uuid})" for g in granted),
+                    )
+                    if self.sandbox == "off":
+                        notes += (
+                            "Shipyard: unsandboxed, the job could open every GPU of this machine; "
+                            "CUDA_VISIBLE_DEVICES names its own",
+                        )
+                write_agent_config(
+                    launch,
+                    master_addr="127.0.0.1",
+                    master_port=master_port,
+                    gpus=len(granted) if per_instance else launch.agent_config.gpus,
+                    gpu_devices=granted,
+                    gpu_control=self.gpus.inventory.control if granted else (),
+                    notes=notes,
+                )
+                handle = self._start(launch.instance_dir)
+                if granted:
+                    handle["gpus"] = [g.index for g in granted]
+                    self.gpus.hold(
+                        str(launch.instance_dir), handle["gpus"], functools.partial(self._running, handle)
+                    )
+                handles.append(handle)
+        finally:
+            self.gpus.release(holder)  # what was started holds its own; the rest is free again
         return handles
 
     def _start(self, instance_dir: Path) -> dict[str, Any]:
@@ -160,6 +211,12 @@ class LocalBackend(Backend):
                 os.killpg(pgid, signal.SIGKILL)
 
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
+        alive = self._running(handle)
+        if alive and handle.get("gpus"):  # after a restart: its GPUs are held again
+            self.gpus.adopt(f"pid {handle['pid']}", handle["gpus"], functools.partial(self._running, handle))
+        return alive
+
+    def _running(self, handle: Mapping[str, Any]) -> bool:
         pid = int(handle["pid"])
         with self._lock:
             child = self._children.get(pid)

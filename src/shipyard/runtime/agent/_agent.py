@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
+from shipyard.core.devices import visible_environment
 from shipyard.core.outcomes import without_host_paths
 from shipyard.envs import (
     EnvironmentBuildError,
@@ -34,7 +35,7 @@ from shipyard.envs import (
 )
 from shipyard.errors import NotFoundError, ValidationError
 from shipyard.runtime import container
-from shipyard.runtime._sandbox import hand_over, run_as_for, sandbox_command
+from shipyard.runtime._sandbox import gpu_binds, hand_over, run_as_for, sandbox_command
 from shipyard.runtime.agent._inputs import Inputs
 from shipyard.runtime.agent._io import (
     FAILURE_LIMIT,
@@ -422,8 +423,18 @@ class Agent:
             keep=[*environment_roots(Path(self.python)), *keep],
             cwd=str(workdir),
             run_as=self.run_as,
+            devices=gpu_binds(self.config.gpu_devices, self.config.gpu_control),
         )
         return full, None
+
+    def gpu_environment(self) -> dict[str, str]:
+        """Which GPUs the job's process is told it has: those granted, by UUID (none: none), on a
+        backend that grants specific devices; else what the backend set (Ray's assignment)."""
+        if not self.config.gpu_devices and self.config.gpus:
+            return {
+                k: v for k, v in os.environ.items() if k in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+            }
+        return visible_environment(self.config.gpu_devices)
 
     def run_user_process(self, full: list[str], cwd: str | None, env: dict[str, str]) -> int:
         """Run the user's process (its own session) with its output into the log; its exit code."""

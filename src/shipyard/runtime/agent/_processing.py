@@ -44,7 +44,10 @@ class ProcessingLayout(Layout):
             (self.ml / sub).mkdir(parents=True, exist_ok=True)
         hosts = container.hosts_for(self.spec.instance_count)
         (self.ml / "config" / "resourceconfig.json").write_text(
-            json.dumps({"current_host": config.host, "hosts": hosts, "network_interface_name": "eth0"})
+            json.dumps(
+                {"current_host": config.host, "hosts": hosts, "network_interface_name": "eth0"}
+                | ({"current_gpus": [g.uuid for g in config.gpu_devices]} if config.gpu_devices else {})
+            )
         )
         (self.ml / "config" / "processingjobconfig.json").write_text(
             json.dumps(self.spec.job_config(config.arn))
@@ -140,6 +143,7 @@ class ProcessingLayout(Layout):
         env.update(agent.python_environment(env.get("PATH", "/usr/bin:/bin")))  # `python3` is the image's
         env["PYTHONUNBUFFERED"] = "1"
         env["PROCESSING_JOB_ARN"] = agent.config.arn
+        env.update(agent.gpu_environment())
         return env
 
     def upload(self, outcome: Outcome) -> dict[str, str]:

@@ -41,7 +41,9 @@ class TrainingLayout(Layout):
             (self.ml / sub).mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         config = self.agent.config
-        for name, content in container.config_files(self.spec, config.host).items():
+        for name, content in container.config_files(
+            self.spec, config.host, [g.uuid for g in config.gpu_devices]
+        ).items():
             (self.ml / "input" / "config" / name).write_text(json.dumps(content))
         self.agent.folder.hosts.write_text(
             "127.0.0.1 localhost\n"
@@ -115,9 +117,11 @@ class TrainingLayout(Layout):
                 region=config.region,
                 master_addr=config.master_addr,
                 master_port=config.master_port,
+                gpus=[g.uuid for g in config.gpu_devices],
             )
         )
         env["TRAINING_JOB_ARN"] = config.arn
+        env.update(agent.gpu_environment())
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = str(root / "code")
         env.update(agent.python_environment(env.get("PATH", "/usr/bin:/bin")))  # `python` is the image's

@@ -105,6 +105,7 @@ class TransformLayout(Layout):
         env = {k: v for k, v in os.environ.items() if k in SAFE_ENV}
         env.update({k: inside(v) for k, v in (model.get("environment") or {}).items()})
         env.update(self.spec.environment)
+        env.update(self.agent.gpu_environment())
         env["SAGEMAKER_BATCH"] = "true"  # as SageMaker tells its containers: one answer line per record
         env["PYTHONPATH"] = inside(self.code_dir) if self.code_dir else ""
         self.token = secrets.token_urlsafe(24)

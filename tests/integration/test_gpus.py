@@ -1,0 +1,230 @@
+"""GPU jobs on a machine without a GPU: a real server given a fake device list (two "GPUs" whose
+device nodes are plain files, each holding its own name) runs GPU jobs in the sandbox. Each job sees
+its own node and no other, is told the same GPU in every way, two jobs never share one, a third
+waits for one, and a type larger than the machine is refused naming the numbers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipyard.runtime._sandbox import sandbox_available
+from shipyard.server import ServerProcess
+from tests._support import boto_client, tgz
+
+pytestmark = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cannot run here")
+
+ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+BUCKET = "gpu-tests"
+# The site's catalog maps ml.g5.xlarge to this machine's (fake) GPUs, small enough for a test box.
+CATALOG = (
+    "instance_type,family,vcpu,memory_gib,gpu_count,gpu_model,gpu_memory_gib,training_usd_per_hour\n"
+    "ml.g5.xlarge,g5,1,1,1,NVIDIA A10G,24,1.00\n"
+    "ml.g5.12xlarge,g5,1,1,4,NVIDIA A10G,24,5.00\n"
+)
+
+# What a job saw of the machine's GPUs; then (when asked) it holds its GPU until released.
+JOB = r"""
+import errno, glob, json, os, stat, sys, time
+
+
+def attempt(call):
+    try:
+        return "allowed: " + str(call())[:200]
+    except OSError as exc:
+        return "refused: " + errno.errorcode.get(exc.errno, str(exc.errno))
+
+
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+nodes = sorted(glob.glob("/dev/nvidia*"))
+config = json.load(open("/opt/ml/input/config/resourceconfig.json"))
+seen = {
+    "nodes": nodes,
+    "contents": {n: open(n).read() for n in nodes},
+    "env": {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "SM_NUM_GPUS")},
+    "current_gpus": config.get("current_gpus", []),
+    "any_gpu": {i: attempt(lambda i=i: open(f"/dev/nvidia{i}").read()) for i in range(4)},
+    "host_nodes": attempt(lambda: os.listdir(args["--nodes"])),
+    "mknod": attempt(lambda: os.mknod("/dev/nvidia7", 0o666 | stat.S_IFCHR, os.makedev(195, 7))),
+}
+print("SEEN " + json.dumps(seen), flush=True)
+if args.get("--hold") == "yes":
+    import boto3
+
+    s3 = boto3.client("s3")
+    while True:
+        try:
+            # under the job's own output prefix, which its credentials may read
+            s3.head_object(Bucket=args["--bucket"], Key=f"output/{os.environ['TRAINING_JOB_NAME']}/release")
+            break
+        except Exception:
+            time.sleep(0.1)
+"""
+
+
+@pytest.fixture(scope="module")
+def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    nodes = tmp_path_factory.mktemp("fake-dev")
+    gpus = []
+    for index in range(2):
+        (nodes / f"nvidia{index}").write_text(f"gpu{index}")
+        gpus.append(
+            {
+                "index": index,
+                "uuid": f"GPU-{index}{uuid.uuid4().hex[1:8]}-0000-0000-0000-000000000000",
+                "name": "NVIDIA A10G",
+                "memory_mib": 24576,
+                "node": str(nodes / f"nvidia{index}"),
+            }
+        )
+    for control in ("nvidiactl", "nvidia-uvm"):
+        (nodes / control).write_text(control)
+    listing = nodes / "gpus.json"
+    listing.write_text(
+        json.dumps({"gpus": gpus, "control": [str(nodes / "nvidiactl"), str(nodes / "nvidia-uvm")]})
+    )
+    data_dir = tmp_path_factory.mktemp("gpu-server")
+    (data_dir / "instance_types.csv").write_text(CATALOG)
+    env = {
+        "SHIPYARD_FAKE_GPUS": str(listing),
+        "SHIPYARD_FIT_TO_MACHINE": "off",
+        "SHIPYARD_CPU_OVERCOMMIT": "4",
+    }
+    with ServerProcess(data_dir, env=env) as server:
+        s3 = boto_client("s3", server.url)
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=BUCKET)
+        yield server, nodes
+
+
+def _start(server: ServerProcess, nodes: Path, instance_type: str, *, hold: bool) -> str:
+    sm, s3 = boto_client("sagemaker", server.url), boto_client("s3", server.url)
+    name = f"gpu-{uuid.uuid4().hex[:8]}"
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/sourcedir.tar.gz", Body=tgz({"train.py": JOB}))
+    sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/{name}/sourcedir.tar.gz"),
+            "nodes": json.dumps(str(nodes)),
+            "hold": '"yes"' if hold else '"no"',
+            "bucket": json.dumps(BUCKET),
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
+    return name
+
+
+def _seen(server: ServerProcess, name: str, timeout: float = 300) -> dict[str, Any]:
+    """What the job printed, once it has."""
+    logs = boto_client("logs", server.url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+            events = logs.filter_log_events(
+                logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+            )["events"]
+            for event in events:
+                if event["message"].startswith("SEEN "):
+                    return dict(json.loads(event["message"].removeprefix("SEEN ")))
+        job = boto_client("sagemaker", server.url).describe_training_job(TrainingJobName=name)
+        assert job["TrainingJobStatus"] == "InProgress", job.get("FailureReason")
+        time.sleep(0.1)
+    raise AssertionError(f"{name} printed nothing in {timeout:g} s")
+
+
+def _wait(server: ServerProcess, name: str, timeout: float = 300) -> dict[str, Any]:
+    sm = boto_client("sagemaker", server.url)
+    deadline = time.monotonic() + timeout
+    while (job := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] == "InProgress":
+        assert time.monotonic() < deadline, f"{name} did not end"
+        time.sleep(0.1)
+    return dict(job)
+
+
+def _own_gpu(seen: dict[str, Any], nodes: Path) -> int:
+    """The one GPU the job saw, checked to be all it could reach and named alike everywhere."""
+    gpu_nodes = [n for n in seen["nodes"] if n.removeprefix("/dev/nvidia").isdigit()]
+    assert len(gpu_nodes) == 1, seen["nodes"]
+    index = int(gpu_nodes[0].removeprefix("/dev/nvidia"))
+    assert sorted(seen["nodes"]) == sorted([gpu_nodes[0], "/dev/nvidiactl", "/dev/nvidia-uvm"])
+    assert seen["contents"][gpu_nodes[0]] == f"gpu{index}"  # the node bound is that GPU's own
+    listing = json.loads((nodes / "gpus.json").read_text())["gpus"]
+    own_uuid = next(g["uuid"] for g in listing if g["index"] == index)
+    assert seen["env"] == {
+        "CUDA_VISIBLE_DEVICES": own_uuid,
+        "NVIDIA_VISIBLE_DEVICES": own_uuid,
+        "SM_NUM_GPUS": "1",
+    }
+    assert seen["current_gpus"] == [own_uuid]
+    for other in range(4):  # another's GPU (or one that is nobody's) is not there to open
+        if other != index:
+            assert seen["any_gpu"][str(other)] == "refused: ENOENT"
+    assert seen["host_nodes"].startswith("refused")  # nor by the host's path
+    assert seen["mknod"].startswith("refused")  # nor can one be made
+    return index
+
+
+def test_gpu_jobs_each_see_only_their_own_gpu_and_a_third_waits(
+    gpu_server: tuple[ServerProcess, Path],
+) -> None:
+    server, nodes = gpu_server
+    first = _start(server, nodes, "ml.g5.xlarge", hold=True)
+    second = _start(server, nodes, "ml.g5.xlarge", hold=True)
+    gpus = {_own_gpu(_seen(server, first), nodes), _own_gpu(_seen(server, second), nodes)}
+    assert gpus == {0, 1}  # both running at once, on different GPUs
+    third = _start(server, nodes, "ml.g5.xlarge", hold=False)
+    sm = boto_client("sagemaker", server.url)
+    deadline = time.monotonic() + 60
+    while True:  # the machine's two GPUs are held: the third waits, saying so
+        job = sm.describe_training_job(TrainingJobName=third)
+        message = (job.get("SecondaryStatusTransitions") or [{}])[-1].get("StatusMessage", "")
+        if job["SecondaryStatus"] == "Pending" and "GPU" in message:
+            break
+        assert job["SecondaryStatus"] in ("Starting", "Pending") and time.monotonic() < deadline, job
+        time.sleep(0.05)
+    assert "Waiting for 1 GPU" in message, message
+    for name in (first, second):
+        boto_client("s3", server.url).put_object(Bucket=BUCKET, Key=f"output/{name}/release", Body=b"")
+    for name in (first, second):
+        assert _wait(server, name)["TrainingJobStatus"] == "Completed"
+    _own_gpu(_seen(server, third), nodes)
+    assert _wait(server, third)["TrainingJobStatus"] == "Completed"
+
+
+def test_a_job_without_gpus_sees_none(gpu_server: tuple[ServerProcess, Path]) -> None:
+    server, nodes = gpu_server
+    name = _start(server, nodes, "ml.m5.large", hold=False)
+    seen = _seen(server, name)
+    assert seen["nodes"] == []  # not even the driver's control nodes
+    assert seen["env"]["CUDA_VISIBLE_DEVICES"] == "" and seen["env"]["SM_NUM_GPUS"] == "0"
+    assert all(v == "refused: ENOENT" for v in seen["any_gpu"].values())
+    assert _wait(server, name)["TrainingJobStatus"] == "Completed"
+
+
+def test_more_gpus_than_the_machine_has_is_refused_naming_the_numbers(
+    gpu_server: tuple[ServerProcess, Path],
+) -> None:
+    server, nodes = gpu_server
+    sm = boto_client("sagemaker", server.url)
+    with pytest.raises(sm.exceptions.ClientError, match=r"4 GPUs; this backend has .* 2 GPUs"):
+        _start(server, nodes, "ml.g5.12xlarge", hold=False)
+
+
+def test_the_server_log_says_which_gpus_it_found(gpu_server: tuple[ServerProcess, Path]) -> None:
+    server, nodes = gpu_server
+    assert f"GPUs: 2 GPUs (fake device list {nodes / 'gpus.json'})" in server.log_tail(10_000)
+    assert os.environ.get("SHIPYARD_FAKE_GPUS") is None  # the test server's alone
