@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from shipyard.core.training import TrainingJobStatus
 from shipyard.core.tuning import TuningJobSpec, TuningJobStatus, plan_pass
 from shipyard.runtime.contract import Outcome
+from shipyard.services._tuning_search import AskRequest, AskWorker, InlineExecutor, Suggestion, ask
+from shipyard.services.tuning import TuningService
 from tests.unit._services import SKLEARN, World
 
 
@@ -165,6 +169,98 @@ def test_without_torch_bayesian_falls_back_to_tpe_saying_so_once(
     said = [r for r in caplog.records if "searches with" in r.getMessage()]
     assert len(said) == 1 and said[0].levelname == "WARNING"
     assert "TPE" in said[0].getMessage() and "torch" in said[0].getMessage()
+
+
+def _trial_names(world: World) -> list[str]:
+    return [g[0].config.request["TrainingJobName"] for g in world.backend.launched]
+
+
+def test_a_slow_ask_holds_up_neither_the_scheduler_nor_other_jobs(world: World) -> None:
+    asking, answer = threading.Event(), threading.Event()
+
+    def slow_ask(request: AskRequest) -> Suggestion:  # as a Gaussian process's fit on many trials
+        asking.set()
+        answer.wait(timeout=60)
+        return ask(request)
+
+    ready = threading.Event()  # the server's scheduler wake
+    worker = AskWorker(lambda: concurrent.futures.ThreadPoolExecutor(1), on_ready=ready.set, ask=slow_ask)
+    tuning = TuningService(
+        world.tuning.repository, world.training, account_id="0", clock=world.clock, asks=worker
+    )
+    try:
+        tuning.create(tuning_request(jobs=1, parallel=1), region="us-east-1")
+        tuning.tick()  # the ask starts in the worker; the pass goes on
+        assert asking.wait(timeout=30)
+        world.create("other")
+        world.scheduler.tick()
+        tuning.tick()
+        assert _trial_names(world) == ["other"]  # launched while the trial's ask still runs
+        assert not ready.is_set()
+        answer.set()
+        assert ready.wait(timeout=30)  # the worker wakes the scheduler once it has the suggestion
+        tuning.tick()  # the trial is created
+        world.scheduler.tick()
+        launched = _trial_names(world)
+        assert len(launched) == 2 and launched[1].startswith("t-001-")
+    finally:
+        answer.set()
+        worker.close()
+
+
+def test_the_next_trial_is_asked_for_while_the_last_one_uploads(world: World) -> None:
+    asked: list[int] = []
+
+    def counting_ask(request: AskRequest) -> Suggestion:
+        asked.append(request.number)
+        return ask(request)
+
+    tuning = TuningService(
+        world.tuning.repository,
+        world.training,
+        account_id="0",
+        clock=world.clock,
+        asks=AskWorker(InlineExecutor, ask=counting_ask),
+    )
+    tuning.create(tuning_request(jobs=2, parallel=1), region="us-east-1")
+    tuning.tick()
+    world.scheduler.tick()
+    (first,) = _running(world)
+    first.start().phase("Training").log("loss=0.4").phase("Uploading")
+    world.scheduler.tick()
+    tuning.tick()
+    assert asked == [0, 1]  # trial 2 is asked for with trial 1's objective, before it ends
+    first.end()
+    world.scheduler.tick()
+    tuning.tick()  # trial 1 ended as it was seen: its suggestion is ready, not asked again
+    assert asked == [0, 1] and len(world.tuning.describe("t")[1]) == 2
+
+
+def test_a_changed_result_is_asked_again(world: World) -> None:
+    asked: list[int] = []
+
+    def counting_ask(request: AskRequest) -> Suggestion:
+        asked.append(request.number)
+        return ask(request)
+
+    tuning = TuningService(
+        world.tuning.repository,
+        world.training,
+        account_id="0",
+        clock=world.clock,
+        asks=AskWorker(InlineExecutor, ask=counting_ask),
+    )
+    tuning.create(tuning_request(jobs=2, parallel=1), region="us-east-1")
+    tuning.tick()
+    world.scheduler.tick()
+    (first,) = _running(world)
+    first.start().phase("Training").log("loss=0.4").phase("Uploading")
+    world.scheduler.tick()
+    tuning.tick()
+    first.end(Outcome.FAILED, exit_code=1, failure_reason="ClientError: the upload failed")
+    world.scheduler.tick()
+    tuning.tick()  # what was asked knew a result that did not come: asked again
+    assert asked == [0, 1, 1] and len(world.tuning.describe("t")[1]) == 2
 
 
 SPEC = TuningJobSpec.from_request(tuning_request(jobs=4, parallel=2))

@@ -36,6 +36,7 @@ from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
 from shipyard.errors import ConfigurationError
 from shipyard.runtime.contract import JobApi, StoreAccess
 from shipyard.services._experiment_jobs import JobComponents
+from shipyard.services._tuning_search import AskWorker
 from shipyard.services.autoscaling import AutoscalingService
 from shipyard.services.budgets import BudgetService, Commitment
 from shipyard.services.costs import CostService
@@ -137,10 +138,12 @@ class Platform:
             raise
         usage = UsageRepository(db)
         utilization = UtilizationRepository(db)
-        tagging = TaggingService(
-            TagRepository(db),
-            on_change=lambda arn: usage.retag(arn, {t.key: t.value for t in tagging.tags_of(arn)}),
-        )
+
+        def tags_changed(arn: str) -> None:
+            usage.retag(arn, {t.key: t.value for t in tagging.tags_of(arn)})
+            tuning.tags_changed(arn)  # a tuning job's next trials carry its tags as they are now
+
+        tagging = TaggingService(TagRepository(db), on_change=tags_changed)
         costs = CostService(
             usage,
             catalog,
@@ -246,6 +249,9 @@ class Platform:
             guard=budgets.guard,
             quotas=settings.quotas,
             claims=identity,
+            # Asks run in a worker process (Optuna, and the Gaussian process's torch, live there),
+            # which wakes the scheduler when a trial's suggestion is ready.
+            asks=AskWorker(on_ready=scheduler.wake),
         )
         scheduler.add_pass(tuning.tick)
         models = ModelService(
@@ -382,6 +388,7 @@ class Platform:
     def close(self) -> None:
         self.notebooks.close()
         self.scheduler.close()
+        self.tuning.close()
         self.autoscaling.close()
         self.costs.close()
         self.endpoints.close()

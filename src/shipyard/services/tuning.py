@@ -1,12 +1,14 @@
 """Hyperparameter tuning: a loop of ask → CreateTrainingJob → tell, rebuilt from the store each pass.
 
-The study is never kept: each pass builds an in-memory Optuna study from the tuning job's trials
+The study is never kept: each ask builds an in-memory Optuna study from the tuning job's trials
 and their training jobs (completed with an objective, failed, or still running — the running
 ones make the sampler spread parallel trials: TPE's constant liar, the Gaussian process's q-batch
-expected improvement; ``core.tuning.choose_sampler`` picks the sampler). Trial names are deterministic
-(``<tuning job>-NNN-<hash of the values>``) and the sampler is seeded per trial number, so a pass
-interrupted between creating a training job and recording it creates the same job again, finds it
-exists, and records it: a restart loses no trial and duplicates none.
+expected improvement; ``core.tuning.choose_sampler`` picks the sampler). Asks run off the
+scheduler thread, in a worker process (``_tuning_search.AskWorker``): the pass launches a trial
+once its suggestion is ready, and the worker wakes the scheduler when it is. Trial names are
+deterministic (``<tuning job>-NNN-<hash of the values>``) and the sampler is seeded per trial
+number, so a pass interrupted between creating a training job and recording it creates the same
+job again, finds it exists, and records it: a restart loses no trial and duplicates none.
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ from shipyard.core.jobs import TrainingJob
 from shipyard.core.pagination import Page
 from shipyard.core.quotas import Quotas
 from shipyard.core.tags import Tag
-from shipyard.core.training import TrainingJobStatus, check_metric_regex
+from shipyard.core.training import SecondaryStatus, TrainingJobStatus, check_metric_regex
 from shipyard.core.tuning import (
-    ParameterRange,
     SamplerChoice,
-    SamplerKind,
     Strategy,
     TrainingDefinition,
     Trial,
@@ -43,6 +43,16 @@ from shipyard.core.tuning import (
 from shipyard.errors import ConflictError, ShipyardError, ValidationError
 from shipyard.services._claims import NO_CLAIMS, Claims
 from shipyard.services._guard import LaunchGuard, no_guard, request_tags
+from shipyard.services._tuning_search import (
+    AskRequest,
+    AskWorker,
+    InlineExecutor,
+    Observed,
+    Seen,
+    _distribution,  # noqa: F401  (tests search the same space)
+    _to_search,  # noqa: F401
+    ask,
+)
 from shipyard.services.jobs import TrainingService
 from shipyard.store import TuningJobRepository
 
@@ -74,8 +84,11 @@ class TuningService:
         guard: LaunchGuard = no_guard,
         quotas: Quotas = Quotas(),
         claims: Claims = NO_CLAIMS,
+        asks: AskWorker | None = None,
     ) -> None:
         self.repository = repository
+        # Where asks run: the server gives a worker process; by default each is asked at once.
+        self._asks = asks or AskWorker(InlineExecutor)
         self._claims = claims  # who owns each tuning job (its trials: its owner too)
         self._clock = clock
         self._guard = guard  # the budgets, asked once per tuning job (not per trial)
@@ -87,6 +100,8 @@ class TuningService:
         self._curves: dict[
             tuple[str, int], list[tuple[float, float]]
         ] = {}  # (training job, points) → objective curve
+        self._parents: dict[str, tuple[Observed, ...]] = {}  # tuning job → its parents' trials
+        self._tags: dict[str, list[Tag]] = {}  # tuning job ARN → its tags, which its trials carry
 
     # -- API operations -------------------------------------------------------------------------
     def create(self, params: Mapping[str, Any], *, region: str, owner: str | None = None) -> TuningJob:
@@ -150,7 +165,13 @@ class TuningService:
         shared = [t for t in tags if t.key == SHARE_TAG]
         if shared:  # shared again: the claim recorded the owner alone
             self._training.add_tags(job.arn, shared)
+        if spec.strategy != Strategy.GRID:  # the worker imports the sampler's packages meanwhile
+            self._asks.prepare((self._sampler_choice(job).kind,))
         return job
+
+    def close(self) -> None:
+        """End the ask worker (a server that stops)."""
+        self._asks.close()
 
     def describe(self, name: str) -> tuple[TuningJob, list[TrialView]]:
         job = self.repository.get(name)
@@ -232,6 +253,8 @@ class TuningService:
     # -- the search (one pass) ------------------------------------------------------------------
     def tick(self) -> bool:
         jobs = self.repository.active()
+        if not jobs:
+            self._asks.idle()
         for job in jobs:
             try:
                 self._advance(job)
@@ -262,8 +285,16 @@ class TuningService:
         for _ in range(step.launch):
             trial = self._launch(job, views)
             if trial is None:
-                return
+                return  # failed, or its suggestion is still being made
             views.append(TrialView(trial, None, None))
+        if (
+            not step.launch
+            and step.finish is None
+            and len(views) < job.spec.max_jobs
+            and job.spec.strategy != Strategy.GRID
+            and any(self._uploading_objective(job, v) is not None for v in running)
+        ):
+            self._suggest(job, views, len(views))  # ready when the trial that uploads ends
         if step.finish is not None:
             self._finish(job.name, step.finish, step.failure_reason, step.completion)
 
@@ -308,7 +339,10 @@ class TuningService:
         if spec.strategy == Strategy.GRID:
             definition, values = spec.grid_point(number)
         else:
-            definition, values = self._ask(job, views, number)
+            suggested = self._suggest(job, views, number)
+            if suggested is None:
+                return None
+            definition, values = suggested
         tuned = {r.name: r.format(values[r.name]) for r in definition.ranges}
         trial = Trial(number, spec.trial_name(number, tuned), tuned, definition.name)
         training = definition.training
@@ -326,7 +360,7 @@ class TuningService:
             "HyperParameters": {**definition.trial_static_hyperparameters, **tuned},
             # As SageMaker does, a trial carries the tuning job's tags (its costs go with them).
             "Tags": [
-                *({"Key": t.key, "Value": t.value} for t in self._training.tags_of(job.arn)),
+                *({"Key": t.key, "Value": t.value} for t in self._tags_of(job)),
                 {"Key": TUNING_TAG, "Value": spec.name},
             ],
         }
@@ -361,76 +395,84 @@ class TuningService:
     def _ask(
         self, job: TuningJob, views: list[TrialView], number: int
     ) -> tuple[TrainingDefinition, dict[str, Any]]:
-        """The next trial's definition and values: the Optuna study rebuilt from the trials so far
-        (and the warm-start parents'), then one ask."""
-        import warnings
+        """The next trial's definition and values, asked here and now (``benchmarks/tuning_quality.py``
+        searches through this; the pass asks through the worker)."""
+        suggestion = ask(self._request(job, views, number))
+        return job.spec.definition(suggestion.definition), dict(suggestion.values)
 
-        import optuna
+    def _suggest(
+        self, job: TuningJob, views: list[TrialView], number: int
+    ) -> tuple[TrainingDefinition, dict[str, Any]] | None:
+        """The next trial's definition and values from the worker; None while it asks."""
+        suggestion = self._asks.suggestion(job.name, self._request(job, views, number))
+        if suggestion is None:
+            return None
+        return job.spec.definition(suggestion.definition), dict(suggestion.values)
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    def _request(self, job: TuningJob, views: list[TrialView], number: int) -> AskRequest:
+        """What the search knows: the trials with their state, objective and curve (and the
+        warm-start parents' completed trials, read once per tuning job)."""
         spec = job.spec
-        space = _SearchSpace(spec.definitions)
-        # One seed per (RandomSeed, trial): different RandomSeeds must not share shifted sequences.
-        seed = (spec.random_seed * 1_000_003 + number) % 2**32
-        choice = self._sampler_choice(job)
-        sampler: optuna.samplers.BaseSampler
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if choice.kind == SamplerKind.RANDOM:
-                sampler = optuna.samplers.RandomSampler(seed=seed)
-            elif choice.kind == SamplerKind.GP:
-                # Trials in flight enter the study as running: the GP's q-batch expected
-                # improvement counts them as pending points, so parallel trials spread.
-                sampler = optuna.samplers.GPSampler(
-                    seed=seed, n_startup_trials=choice.startup_trials, warn_independent_sampling=False
-                )
-            else:
-                sampler = optuna.samplers.TPESampler(
-                    seed=seed,
-                    constant_liar=choice.constant_liar,
-                    multivariate=True,
-                    group=len(spec.definitions) > 1,  # each definition its own subspace
-                    n_startup_trials=choice.startup_trials,
-                )
-        study = optuna.create_study(direction="maximize" if spec.maximize else "minimize", sampler=sampler)
-        for parent in spec.warm_start_parents:  # warm start: what the parents learnt, where it still applies
-            parent_job = self.repository.get(parent)
-            for view in self.trial_views(parent_job):
-                params = space.params(view.trial) if view.objective is not None else None
-                if params is not None:
-                    study.add_trial(
-                        optuna.trial.create_trial(
-                            value=view.objective, params=params, distributions=space.distributions(params)
-                        )
-                    )
         curves = self._objective_curves(job, views) if spec.early_stopping or spec.hyperband else {}
+        trials = []
         for view in views:
-            params = space.params(view.trial)
-            if params is None:
-                continue
-            intermediate = {
-                step + 1: value for step, (value, _) in enumerate(curves.get(view.trial.number, []))
-            }
-            if view.objective is not None:
-                state, value = optuna.trial.TrialState.COMPLETE, view.objective
-            elif view.status == TrainingJobStatus.STOPPED and intermediate:
-                state, value = optuna.trial.TrialState.PRUNED, None  # stopped early: judged by its curve
+            curve = tuple(value for value, _ in curves.get(view.trial.number, []))
+            objective = view.objective if view.objective is not None else self._uploading_objective(job, view)
+            if objective is not None:
+                seen = Seen.COMPLETE
+            elif view.status == TrainingJobStatus.STOPPED and curve:
+                seen = Seen.PRUNED
             elif view.status.is_terminal:
-                state, value = optuna.trial.TrialState.FAIL, None
+                seen = Seen.FAIL
             else:
-                state, value = optuna.trial.TrialState.RUNNING, None
-            study.add_trial(
-                optuna.trial.create_trial(
-                    state=state,
-                    value=value,
-                    params=params,
-                    distributions=space.distributions(params),
-                    intermediate_values=intermediate,
-                )
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return space.ask(study)
+                seen = Seen.RUNNING
+            trials.append(Observed(view.trial, seen, objective, curve))
+        return AskRequest(spec, self._sampler_choice(job), number, tuple(trials), self._parents_of(job))
+
+    def _uploading_objective(self, job: TuningJob, view: TrialView) -> float | None:
+        """A running trial whose script has ended (it uploads its model) already has its
+        objective: its last value, which its final metric will be. The next trial is asked for
+        with it, so it is ready when this one ends."""
+        if view.job is None or view.job.state.secondary != SecondaryStatus.UPLOADING:
+            return None
+        metric = job.spec.definition(view.trial.definition).objective_metric
+        count = view.job.run.metric_steps.get(metric, 0)
+        if not count:
+            return None
+        key = (view.trial.job, count)
+        if key not in self._curves:
+            points = self._training.metric_series(view.trial.job).get(metric, [])
+            self._curves[key] = [(p.value, p.timestamp.timestamp()) for p in points]
+        curve = self._curves[key]
+        return curve[-1][0] if curve else None
+
+    def _parents_of(self, job: TuningJob) -> tuple[Observed, ...]:
+        """The warm-start parents' completed trials (they have ended: read once)."""
+        if not job.spec.warm_start_parents:
+            return ()
+        parents = self._parents.get(job.name)
+        if parents is None:
+            found = []
+            for parent in job.spec.warm_start_parents:
+                parent_job = self.repository.get(parent)
+                found += [
+                    Observed(view.trial, Seen.COMPLETE, view.objective)
+                    for view in self.trial_views(parent_job)
+                    if view.objective is not None
+                ]
+            parents = self._parents[job.name] = tuple(found)
+        return parents
+
+    def _tags_of(self, job: TuningJob) -> list[Tag]:
+        """The tuning job's tags, which each trial carries (read again only after they change)."""
+        tags = self._tags.get(job.arn)
+        if tags is None:
+            tags = self._tags[job.arn] = self._training.tags_of(job.arn)
+        return tags
+
+    def tags_changed(self, arn: str) -> None:
+        """A resource's tags changed: a tuning job's next trials carry the new ones."""
+        self._tags.pop(arn, None)
 
     def _sampler_choice(self, job: TuningJob) -> SamplerChoice:
         """The job's sampler (``core.tuning.choose_sampler``), said once in the log."""
@@ -459,6 +501,8 @@ class TuningService:
         )
         self._settled.pop(name, None)
         self._samplers.pop(name, None)
+        self._parents.pop(name, None)
+        self._asks.forget(name)
 
 
 def _gp_installed() -> bool:
@@ -466,100 +510,3 @@ def _gp_installed() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "scipy"))
-
-
-class _SearchSpace:
-    """The search space in Optuna's terms. One definition: its ranges by name. Several: a
-    ``definition`` choice, and each definition's ranges as ``<definition>.<name>``."""
-
-    def __init__(self, definitions: tuple[TrainingDefinition, ...]) -> None:
-        self._definitions = {d.name: d for d in definitions}
-        self._several = len(definitions) > 1
-
-    def _key(self, definition: TrainingDefinition, r: ParameterRange) -> str:
-        return f"{definition.name}.{r.name}" if self._several else r.name
-
-    def params(self, trial: Trial) -> dict[str, Any] | None:
-        """A trial's values in search terms; None if they are not in this space (a warm-start
-        parent's trial outside the ranges, or of a definition this job does not have)."""
-        definition = (
-            self._definitions.get(trial.definition)
-            if self._several
-            else next(iter(self._definitions.values()))
-        )
-        if definition is None or not all(r.name in trial.hyperparameters for r in definition.ranges):
-            return None
-        params: dict[str, Any] = {"definition": definition.name} if self._several else {}
-        for r in definition.ranges:
-            value = _parse(r, trial.hyperparameters[r.name])
-            if not _within(r, value):
-                return None
-            params[self._key(definition, r)] = _to_search(r, value)
-        return params
-
-    def distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        from optuna.distributions import CategoricalDistribution
-
-        found: dict[str, Any] = {}
-        if self._several:
-            found["definition"] = CategoricalDistribution(list(self._definitions))
-        definition = (
-            self._definitions[params["definition"]]
-            if self._several
-            else next(iter(self._definitions.values()))
-        )
-        for r in definition.ranges:
-            found[self._key(definition, r)] = _distribution(r)
-        return found
-
-    def ask(self, study: Any) -> tuple[TrainingDefinition, dict[str, Any]]:
-        if not self._several:
-            [definition] = self._definitions.values()
-            asked = study.ask(self.distributions({})).params
-            return definition, {
-                r.name: _to_search(r, asked[r.name]) for r in definition.ranges
-            }  # 1-(1-x) = x
-        trial = study.ask()
-        definition = self._definitions[trial.suggest_categorical("definition", list(self._definitions))]
-        values = {}
-        for r in definition.ranges:
-            values[r.name] = _to_search(r, _suggest(trial, self._key(definition, r), _distribution(r)))
-        return definition, values
-
-
-def _suggest(trial: Any, name: str, distribution: Any) -> Any:
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    if isinstance(distribution, CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
-    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
-
-
-def _distribution(r: ParameterRange) -> Any:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    if r.scaling == "ReverseLogarithmic":  # searched as 1 - x on a log scale: dense near 1
-        return FloatDistribution(1 - r.high, 1 - r.low, log=True)
-    if r.kind == "Integer":
-        return IntDistribution(int(r.low), int(r.high), log=r.log)
-    if r.kind == "Continuous":
-        return FloatDistribution(r.low, r.high, log=r.log)
-    return CategoricalDistribution(list(r.values))
-
-
-def _to_search(r: ParameterRange, value: Any) -> Any:
-    return 1 - value if r.scaling == "ReverseLogarithmic" else value
-
-
-def _within(r: ParameterRange, value: Any) -> bool:
-    return value in r.values if r.kind == "Categorical" else r.low <= value <= r.high
-
-
-def _parse(r: ParameterRange, text: str) -> Any:
-    if r.kind == "Integer":
-        return int(text)
-    if r.kind == "Continuous":
-        return float(text)
-    return text
