@@ -1,21 +1,28 @@
 """Batch transform jobs through boto3: a trained model scores a CSV line by line, in order, split
 across instances; JSON records with InputFilter, JoinSource and OutputFilter; a record the model
-refuses fails the job naming the input; stop."""
+refuses fails the job naming the input; stop. An instance runs a model server worker per core, up
+to MaxConcurrentTransforms, forked from one loaded model, and the answers still come in order."""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from shipyard.server import ServerProcess
-from tests._support import boto_client, tgz
+from shipyard.runtime import model_server
+from shipyard.server import ServerProcess, free_port
+from tests._support import boto_client, tgz, wait_for
 from tests.integration.test_endpoints import BUCKET, ROLE, SKLEARN_IMAGE, train_iris
 
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [4.9, 3.0, 1.4, 0.2]]
@@ -33,6 +40,18 @@ def transform_fn(model, body, content_type, accept):
         raise ValueError("this model refuses to classify 'refuse'")
     classes = model.predict([[float(v) for v in r] for r in rows])
     return "".join(json.dumps({"class": int(c)}) + "\\n" for c in classes), "application/json"
+"""
+
+# Which process loaded the model, and which one answered each record.
+PIDS = """
+import os
+
+def model_fn(model_dir):
+    return os.getpid()
+
+def transform_fn(model, body, content_type, accept):
+    rows = [r for r in body.decode().splitlines() if r.strip()]
+    return "".join(f"{r},{model},{os.getpid()}\\n" for r in rows), "text/csv"
 """
 
 
@@ -257,3 +276,106 @@ def test_a_manifest_names_the_inputs(clients: tuple[Any, Any], models: dict[str,
     outputs = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/out/")["Contents"])
     assert outputs == [f"{prefix}/out/a.csv.out", f"{prefix}/out/b.csv.out"]
     assert _read(s3, f"{prefix}/out/b.csv.out") == ["2"]
+
+
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_workers_per_core_up_to_max_concurrent_transforms_answer_in_order(
+    clients: tuple[Any, Any], models: dict[str, str], concurrent: int
+) -> None:
+    sm, s3 = clients
+    prefix = f"workers/{uuid.uuid4().hex[:6]}"
+    key = f"{prefix}/sourcedir.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"inference.py": PIDS}))
+    model = f"pids-{uuid.uuid4().hex[:6]}"
+    data = sm.describe_model(ModelName=models["default"])["PrimaryContainer"]["ModelDataUrl"]
+    sm.create_model(
+        ModelName=model,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": SKLEARN_IMAGE,
+            "ModelDataUrl": data,
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{BUCKET}/{key}",
+            },
+        },
+    )
+    s3.put_object(
+        Bucket=BUCKET, Key=f"{prefix}/in/ids.csv", Body="".join(f"{i}\n" for i in range(120)).encode()
+    )
+    name = _transform(
+        sm,
+        model,
+        f"s3://{BUCKET}/{prefix}/in/",
+        f"s3://{BUCKET}/{prefix}/out",
+        BatchStrategy="SingleRecord",
+        MaxConcurrentTransforms=concurrent,
+        output={"Accept": "text/csv"},
+    )
+    job = _wait(sm, name)
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    rows = [line.split(",") for line in _read(s3, f"{prefix}/out/ids.csv.out")]
+    assert [int(r[0]) for r in rows] == list(range(120))  # in input order, whichever worker answered
+    assert len({r[1] for r in rows}) == 1  # the model was loaded once, then the workers forked
+    # ml.m5.large has 2 vCPUs: one worker each, but never more than requests in flight
+    assert len({r[2] for r in rows}) == min(concurrent, os.cpu_count() or 1)
+
+
+def test_a_model_server_with_several_ports_loads_once_and_forks_a_worker_each(tmp_path: Path) -> None:
+    (tmp_path / "inference.py").write_text(PIDS)
+    ports = [free_port(), free_port()]
+    while ports[1] == ports[0]:
+        ports[1] = free_port()
+    command = [
+        sys.executable,
+        model_server.__file__,
+        "--model-dir",
+        str(tmp_path),
+        "--code-dir",
+        str(tmp_path),
+    ]
+    command += ["--program", "inference.py", "--port", ",".join(map(str, ports))]
+
+    def ask(port: int) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/invocations", b"7\n", {"Content-Type": "text/csv"})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True) as server:
+        try:
+            wait_for(lambda: _ping(ports[1]).startswith("200"), timeout=30, what="the model server")
+            answers = [ask(port) for port in ports]
+            assert [status for status, _ in answers] == [200, 200]
+            fields = [body.decode().strip().split(",") for _, body in answers]
+            assert fields[0][1] == fields[1][1] == str(server.pid)  # loaded once, by the server
+            assert fields[0][2] == str(server.pid) and fields[1][2] != str(server.pid)  # a worker forked
+        finally:
+            os.killpg(server.pid, 9)
+
+    (tmp_path / "inference.py").write_text(
+        "def model_fn(model_dir):\n    raise ValueError('no model here')\n"
+    )
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True) as server:
+        try:
+            for port in ports:  # every port says why, as the agent's health check reads it
+                wait_for(
+                    lambda p=port: _ping(p).startswith("503 loading the model failed"),
+                    timeout=30,
+                    what="the error",
+                )
+            assert "ValueError: no model here" in _ping(ports[1])
+        finally:
+            os.killpg(server.pid, 9)
+
+
+def _ping(port: int) -> str:
+    """The status and text of ``GET /ping`` ("" while nothing listens): a ping sent while the
+    model loads waits for it."""
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/ping")
+        answer = connection.getresponse()
+        return f"{answer.status} {answer.read().decode()}"
+    except OSError:
+        return ""

@@ -107,6 +107,12 @@ class TransformJobSpec:
         """Whether records must be taken apart (filters or a join), not passed through as they are."""
         return self.input_filter != "$" or self.output_filter != "$" or self.join_source == "Input"
 
+    def model_servers(self, cpus: float) -> int:
+        """How many model server workers an instance granted ``cpus`` runs: one per whole core, as
+        SageMaker's framework containers run a worker per vCPU, but never more than requests are
+        in flight (MaxConcurrentTransforms), since a worker without a request does nothing."""
+        return max(1, min(self.max_concurrent, int(cpus)))
+
 
 _INDEX = re.compile(r"^-?\d+$|^(-?\d*):(-?\d*)$")
 

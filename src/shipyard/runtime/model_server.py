@@ -1,7 +1,8 @@
 """The model server: one endpoint instance, in the model's environment.
 
-    python model_server.py --model-dir DIR --port PORT [--code-dir DIR] [--program inference.py]
-                           [--framework sklearn|xgboost|pytorch]
+    python model_server.py --model-dir DIR --port PORT[,PORT...] [--code-dir DIR]
+                           [--program inference.py] [--framework sklearn|xgboost|pytorch]
+                           [--warm-content-type text/csv]
 
 Self-contained (the standard library, plus the model's own libraries where it uses them), because
 it runs with the model's Python, which has no Shipyard. It serves SageMaker's inference contract on
@@ -27,6 +28,12 @@ Only the Shipyard server may call it: when ``$SHIPYARD_MODEL_SERVER_TOKEN`` is s
 out of the environment at start), every request must carry it in ``X-Shipyard-Token``; others
 answer 403, so another job on the machine cannot reach the model directly.
 
+With several ports (a batch transform's servers, one per core it may use), the model is loaded once
+and then one worker process per port is forked from the loaded server, as gunicorn's ``--preload``
+does: the imports and the model load are paid once, and the workers share the model's memory. With
+``--warm-content-type``, the default handlers' reader for that type (pandas, for CSV) is imported
+before the server answers ``/ping``, not by each worker's first request.
+
 Output goes to standard output (the Shipyard server keeps it as the instance's log). With
 ``--exit-with-stdin`` the server exits when its standard input closes (the Shipyard server that
 started it went away).
@@ -35,6 +42,7 @@ started it went away).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 import importlib.util
 import inspect
@@ -170,6 +178,13 @@ def _parse_csv(body: bytes) -> Any:
     return pd.read_csv(io.BytesIO(body), header=None, skip_blank_lines=True).to_numpy(dtype=float)
 
 
+def warm_reader(content_type: str) -> None:
+    """Import what the default ``input_fn`` reads ``content_type`` with, if the environment has it."""
+    if content_type.split(";")[0].strip().lower() == CSV:
+        with contextlib.suppress(ImportError):
+            import pandas  # noqa: F401
+
+
 def default_predict_fn(framework: str, data: Any, model: Any) -> Any:
     if framework == "xgboost":
         import xgboost
@@ -239,7 +254,14 @@ class Context:
 
 # -- the user's handlers, with the defaults for what they leave out -------------------------------
 class Handlers:
-    def __init__(self, framework: str, model_dir: str, code_dir: str | None, program: str | None) -> None:
+    def __init__(
+        self,
+        framework: str,
+        model_dir: str,
+        code_dir: str | None,
+        program: str | None,
+        warm_content_type: str | None = None,
+    ) -> None:
         self.framework = framework
         self.model_dir = model_dir
         # what a request without a Content-Type is: XGBoost's container reads CSV
@@ -260,6 +282,10 @@ class Handlers:
             default=lambda d: default_model_fn(framework, d),
             context=Context(model_dir),
         )
+        if warm_content_type and not (
+            getattr(self.user, "input_fn", None) or getattr(self.user, "transform_fn", None)
+        ):
+            warm_reader(warm_content_type)
 
     def _call(self, name: str, *args: Any, default: Any, context: Context) -> Any:
         function = getattr(self.user, name, None)
@@ -334,14 +360,8 @@ def _chunks(first: bytes, rest: Iterator[Any], content: str) -> Iterator[bytes]:
         yield _chunk(item, content)[0]
 
 
-def serve(
-    handlers_factory: Any,
-    port: int,
-    exit_with_stdin: bool = False,
-    host: str = "127.0.0.1",
-    token: str = "",
-) -> None:
-    state: dict[str, Any] = {"handlers": None, "error": None}
+def _handler_class(state: dict[str, Any], token: str) -> type[BaseHTTPRequestHandler]:
+    """The request handler of one server: ``state`` holds the loaded handlers (or why not)."""
     expected = token.encode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -445,16 +465,32 @@ def serve(
                 trailer = f"{STREAM_ERROR}: {message}\r\n".encode("utf-8", "replace")
             self.wfile.write(b"0\r\n" + trailer + b"\r\n")
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    return Handler
+
+
+def _load(state: dict[str, Any], handlers_factory: Any, where: str) -> None:
+    try:
+        state["handlers"] = handlers_factory()
+        print(f"Model server ready on {where}", flush=True)
+    except Exception as exc:
+        traceback.print_exc()
+        state["error"] = f"loading the model failed: {type(exc).__name__}: {exc}"
+
+
+def serve(
+    handlers_factory: Any,
+    port: int,
+    exit_with_stdin: bool = False,
+    host: str = "127.0.0.1",
+    token: str = "",
+) -> None:
+    """One server: ``/ping`` answers 503 while the model loads (in a thread), then 200."""
+    state: dict[str, Any] = {"handlers": None, "error": None}
+    server = ThreadingHTTPServer((host, port), _handler_class(state, token))
     server.daemon_threads = True
 
     def load() -> None:
-        try:
-            state["handlers"] = handlers_factory()
-            print(f"Model server ready on {host}:{port}", flush=True)
-        except Exception as exc:
-            traceback.print_exc()
-            state["error"] = f"loading the model failed: {type(exc).__name__}: {exc}"
+        _load(state, handlers_factory, f"{host}:{port}")
 
     def watch_stdin() -> None:
         while sys.stdin.buffer.read(1):
@@ -467,14 +503,61 @@ def serve(
     server.serve_forever()
 
 
+def serve_workers(handlers_factory: Any, ports: list[int], host: str = "127.0.0.1", token: str = "") -> None:
+    """One worker process per port, forked once the model is loaded (see the module docstring).
+
+    Every port listens from the start, so a ``/ping`` sent while the model loads waits and is
+    answered as soon as it is loaded. The load runs before any thread is started, so the workers
+    fork from a process with one thread; each ends with the one that forked it. A model that fails
+    to load is not forked: every port answers why.
+    """
+    state: dict[str, Any] = {"handlers": None, "error": None}
+    handler = _handler_class(state, token)
+    servers = [ThreadingHTTPServer((host, port), handler) for port in ports]
+    for server in servers:
+        server.daemon_threads = True
+    _load(state, handlers_factory, ", ".join(f"{host}:{port}" for port in ports))
+    if state["handlers"] is None:
+        for server in servers[1:]:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[0].serve_forever()
+        return
+    sys.stdout.flush()
+    for index, server in enumerate(servers[1:], start=1):
+        if os.fork() == 0:
+            _die_with_parent()
+            for other, sibling in enumerate(servers):
+                if other != index:
+                    sibling.socket.close()
+            try:
+                server.serve_forever()
+            finally:
+                os._exit(0)
+    for server in servers[1:]:
+        server.socket.close()
+    servers[0].serve_forever()
+
+
+def _die_with_parent() -> None:
+    """Have the kernel end this worker when the server that forked it ends (Linux's prctl)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--port", required=True, help="the port, or several comma-separated: one worker process each"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--code-dir")
     parser.add_argument("--program")
     parser.add_argument("--framework", default="sklearn")
+    parser.add_argument("--warm-content-type", help="import the default reader of this type before ready")
     parser.add_argument("--exit-with-stdin", action="store_true", help="exit when standard input closes")
     parser.add_argument("--memory-limit-mb", type=int, help="the memory this process may allocate")
     args = parser.parse_args(argv)
@@ -486,13 +569,16 @@ def main(argv: list[str] | None = None) -> None:
         # after this, cannot raise it; an allocation past it is a MemoryError.
         limit = args.memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    serve(
-        lambda: Handlers(args.framework, args.model_dir, args.code_dir, args.program),
-        args.port,
-        exit_with_stdin=args.exit_with_stdin,
-        host=args.host,
-        token=os.environ.pop("SHIPYARD_MODEL_SERVER_TOKEN", ""),
-    )
+    ports = [int(p) for p in args.port.split(",")]
+    token = os.environ.pop("SHIPYARD_MODEL_SERVER_TOKEN", "")
+
+    def handlers() -> Handlers:
+        return Handlers(args.framework, args.model_dir, args.code_dir, args.program, args.warm_content_type)
+
+    if len(ports) > 1:
+        serve_workers(handlers, ports, host=args.host, token=token)
+        return
+    serve(handlers, ports[0], exit_with_stdin=args.exit_with_stdin, host=args.host, token=token)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import http.client
+import itertools
 import json
 import os
 import secrets
@@ -39,6 +41,8 @@ from shipyard.runtime.contract import TOKEN_ENV, TOKEN_HEADER, Outcome
 from shipyard.storage._archives import ChunkReader, extract_tar
 
 _SERVER = Path(__file__).resolve().parents[1] / "model_server.py"
+# Native thread pools a model's libraries size by the machine's cores unless told (OpenMP, BLAS).
+_THREAD_POOLS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class TransformLayout(Layout):
@@ -94,14 +98,18 @@ class TransformLayout(Layout):
 
         script = self.agent.folder.path / "model_server.py"
         shutil.copyfile(_SERVER, script)  # the model's Python has no Shipyard to import it from
-        port = _free_port()
-        command = [self.agent.python, "-u", str(script), "--model-dir", f"{root}/model", "--port", str(port)]
+        workers = self.spec.model_servers(self.agent.config.cpus)
+        ports = _free_ports(workers)
+        command = [self.agent.python, "-u", str(script), "--model-dir", f"{root}/model"]
+        command += ["--port", ",".join(map(str, ports))]
         command += ["--framework", model.get("framework") or "sklearn"]
         program = (model.get("environment") or {}).get("SAGEMAKER_PROGRAM")
         if self.code_dir:
             command += ["--code-dir", inside(self.code_dir)]
         if program:
             command += ["--program", program]
+        if self.spec.content_type:  # its reader imported once, before the workers fork
+            command += ["--warm-content-type", self.spec.content_type]
         env = {k: v for k, v in os.environ.items() if k in SAFE_ENV}
         env.update({k: inside(v) for k, v in (model.get("environment") or {}).items()})
         env.update(self.spec.environment)
@@ -114,7 +122,15 @@ class TransformLayout(Layout):
         if not self.agent.sandboxed:  # as training and processing jobs say it
             self.log.line("Shipyard: bubblewrap is not available here; running the model server unsandboxed")
         full, cwd = self.agent.sandboxed_command(command, workdir=root / "model", keep=[script])
-        self.log.line(f"Shipyard: starting the model server: {' '.join(command)}")
+        if workers > 1:  # the workers share the instance's cores: native thread pools are sized to a share
+            share = str(max(1, int(self.agent.config.cpus) // workers))
+            for name in _THREAD_POOLS:
+                env.setdefault(name, share)
+        self.log.line(
+            f"Shipyard: starting the model server ({workers} worker(s): MaxConcurrentTransforms "
+            f"{self.spec.max_concurrent}, {self.agent.config.cpus:g} cores): {' '.join(command)}"
+        )
+        started = time.monotonic()
         exits: list[int] = []
         server = threading.Thread(
             target=lambda: exits.append(self.agent.run_user_process(full, cwd, env)),
@@ -123,9 +139,15 @@ class TransformLayout(Layout):
         )
         server.start()
         try:
-            self._wait_healthy(port, exits)
-            count = self._transform_all(port)
-            self.log.line(f"Shipyard: transformed {count} input object(s)")
+            for port in ports:
+                self._wait_healthy(port, exits)
+            ready = time.monotonic()
+            self.log.line(f"Shipyard: the model server is ready ({(ready - started) * 1000:.0f} ms)")
+            count, records = self._transform_all(ports)
+            seconds = time.monotonic() - ready
+            self.log.line(
+                f"Shipyard: transformed {count} input object(s), {records} record(s) in {seconds:.2f} s"
+            )
         finally:
             if self.agent.process is not None and self.agent.process.poll() is None:
                 signal_group(self.agent.process.pid, signal.SIGKILL)  # its work is done (or failed)
@@ -138,7 +160,10 @@ class TransformLayout(Layout):
             if exits:
                 raise JobInputError(f"the model server exited with code {exits[0]}; see the job's log")
             try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                # Workers forked from one loaded server listen from the start: a ping waits there
+                # until the model is loaded (a server that exits closes it; a stop kills the server).
+                wait = max(2.0, deadline - time.monotonic())
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=wait)
                 connection.request("GET", "/ping", headers={TOKEN_HEADER: self.token})
                 answer = connection.getresponse()
                 text = answer.read().decode(errors="replace")
@@ -168,19 +193,25 @@ class TransformLayout(Layout):
             raise JobInputError(f"No objects found under {spec.s3_uri}")
         return source_bucket, base, sharded(sorted(keys), self.agent.config.host_index, spec.instance_count)
 
-    def _transform_all(self, port: int) -> int:
+    def _transform_all(self, ports: list[int]) -> tuple[int, int]:
+        """Transform this instance's objects; how many, and how many records they held. Each of the
+        MaxConcurrentTransforms threads keeps one connection, to the workers in turn."""
         bucket, base, keys = self._inputs()
         local = threading.local()
+        turns = itertools.count()
 
         def invoke(body: bytes) -> tuple[int, bytes]:
-            return self._invoke(local, port, body)
+            if not hasattr(local, "port"):
+                local.port = ports[next(turns) % len(ports)]
+            return self._invoke(local, local.port, body)
 
+        records = 0
         with concurrent.futures.ThreadPoolExecutor(self.spec.max_concurrent) as pool:
             for key in keys:
                 if self.agent.stop_reason is not None:
                     break
-                self._transform_object(pool, invoke, bucket, key, base)
-        return len(keys)
+                records += self._transform_object(pool, invoke, bucket, key, base)
+        return len(keys), records
 
     def _invoke(self, local: threading.local, port: int, body: bytes) -> tuple[int, bytes]:
         headers = {"Content-Length": str(len(body)), TOKEN_HEADER: self.token}
@@ -281,7 +312,8 @@ class TransformLayout(Layout):
                 sent = batch
             yield b"\n".join(sent) + (b"\n" if spec.split_type == "Line" else b""), len(batch), batch
 
-    def _transform_object(self, pool: Any, invoke: Any, bucket: str, key: str, base: str) -> None:
+    def _transform_object(self, pool: Any, invoke: Any, bucket: str, key: str, base: str) -> int:
+        """Transform one object into ``<input>.out``; how many records it held."""
         spec = self.spec
         in_filter = JsonPathFilter.parse(spec.input_filter)
         out_filter = JsonPathFilter.parse(spec.output_filter)
@@ -310,12 +342,13 @@ class TransformLayout(Layout):
         with self.agent.store.open_writer(out_bucket, out_key) as writer:
             for body, count, records in self._requests(bucket, key, in_filter):
                 if self.agent.stop_reason is not None:
-                    return
+                    return first - 1
                 pending.append((first, count, records, pool.submit(invoke, body)))
                 first += count
                 drain(writer, 2 * spec.max_concurrent)  # a few batches in flight, memory bounded
             drain(writer, 0)
             writer.commit()
+        return first - 1
 
     def _assemble(
         self,
@@ -361,7 +394,12 @@ def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield inflate.flush()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together while they are chosen)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
