@@ -46,12 +46,58 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         time.sleep(0.1)
 
 
+# The order test modules start in (scripts/test runs them with --no-loadscope-reorder): the tiers
+# whose modules run longest first (a lesson's episodes, the v3 SDK's clients, the browser), the unit
+# tests last, filling whichever worker frees up. By default pytest-xdist would start modules with
+# the most tests first, which left a few minutes-long modules to run alone at the end.
+_TESTS = Path(__file__).resolve().parent
+_TIER_ORDER = ("compat_v3", "compat", "e2e", "integration", "security", "unit")
+
+
+def _tier_rank(item: pytest.Item) -> int:
+    tier = Path(str(item.path)).relative_to(_TESTS).parts[0]
+    return _TIER_ORDER.index(tier) if tier in _TIER_ORDER else len(_TIER_ORDER)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_tier_rank)  # stable: each module's tests stay together, in their order
     for item in items:
         path = str(item.path)
         for tier in ("integration", "compat"):
             if f"/tests/{tier}/" in path:
                 item.add_marker(getattr(pytest.mark, tier))
+                item.add_marker(pytest.mark.usefixtures("_sdk_looks_often"))
+
+
+class _FastForwardClock:
+    """The ``time`` module as the sagemaker SDK's session module sees it here: each of its sleeps
+    lasts at most 0.1 s and its clock moves on by the whole sleep. The SDK looks at a job every 5 s,
+    tails its logs every 10 s and asks for its status at most every 30 s of its clock (a deploying
+    endpoint every 30 s): made for jobs that take minutes to start. Shipyard's start in well under a
+    second, so most of each ``fit()`` was the SDK sleeping (55 s of
+    tests/compat/test_training_sdk.py's 98 s). It sends the same requests in the same order, sooner."""
+
+    def __init__(self) -> None:
+        self._ahead = 0.0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(seconds, 0.1))
+        self._ahead += max(seconds - 0.1, 0.0)
+
+    def time(self) -> float:
+        return time.time() + self._ahead
+
+
+@pytest.fixture
+def _sdk_looks_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        import sagemaker.session
+    except ImportError:  # tests that need the SDK say so themselves
+        return
+    monkeypatch.setattr(sagemaker.session, "time", _FastForwardClock())
 
 
 @pytest.fixture(autouse=True)

@@ -26,9 +26,6 @@ def sagemaker_session(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
     monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    # The SDK sleeps 30 s before each look at a deploying endpoint; look every 0.1 s instead.
-    wait_until = sagemaker.session._wait_until
-    monkeypatch.setattr(sagemaker.session, "_wait_until", lambda fn, poll=5: wait_until(fn, 0.1))
     boto_session = boto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
     yield sagemaker.Session(
         boto_session=boto_session,

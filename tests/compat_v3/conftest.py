@@ -64,7 +64,9 @@ def run_v3(v3_python: Path, server: ServerProcess, tmp_path: Path) -> V3Runner:
             "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(ROOT / "src"),  # for `import shipyard.connector` (it needs nothing else)
+            # src for `import shipyard.connector` (it needs nothing else); client_site: the SDK's
+            # waits look every 0.1 s (its sitecustomize.py)
+            "PYTHONPATH": f"{ROOT / 'src'}:{Path(__file__).parent / 'client_site'}",
         }
         done = subprocess.run(
             [str(v3_python), str(path)],

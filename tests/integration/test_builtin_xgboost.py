@@ -145,8 +145,6 @@ def test_sdk_estimator_with_the_builtin_image_matches_xgboost_run_directly(
     import sagemaker.session
     from sagemaker.serializers import CSVSerializer
 
-    wait_until = sagemaker.session._wait_until  # the SDK sleeps 30 s between looks otherwise
-    monkeypatch.setattr(sagemaker.session, "_wait_until", lambda fn, poll=5: wait_until(fn, 0.1))
     predictor = estimator.deploy(1, "ml.m5.large", serializer=CSVSerializer())
     rows = [
         [float(v) for v in line.split(",")] for line in numeric_csv("test", header=False).decode().split()
