@@ -178,11 +178,27 @@ class _Pending:
     retried: bool = False
 
 
+def _still_holds(asked: AskRequest, now: AskRequest) -> bool:
+    """Whether what was asked with is still true: the same trial, of the same job, over the same
+    trials, each seen as it is now or as running then. A trial that ended while its successor was
+    asked for is not waited for (a plain ask/tell loop does not either); one seen as completed that
+    then ended otherwise (it failed to upload) is."""
+    return (
+        asked.number == now.number
+        and asked.spec == now.spec
+        and asked.choice == now.choice
+        and asked.parents == now.parents
+        and len(asked.trials) == len(now.trials)
+        and all(a == b or a.seen == Seen.RUNNING for a, b in zip(asked.trials, now.trials, strict=True))
+    )
+
+
 class AskWorker:
     """Asks off the scheduler thread: :meth:`suggestion` answers at once with a suggestion made
-    for exactly that request, or None while one is being made (``on_ready`` is called when it
-    is). One ask per tuning job at a time; a request that changed meanwhile (a trial ended) is
-    asked again once the one in flight is done.
+    for that request, or None while one is being made (``on_ready`` is called when it is). One
+    ask per tuning job at a time. A suggestion asked while trials still ran serves the same trial
+    number after they ended (as a plain ask/tell loop's would); one asked with a result that did
+    not come is asked again (see :func:`_still_holds`).
 
     Args:
         executor: Makes the executor asks run in (a process of their own by default, started at
@@ -230,9 +246,10 @@ class AskWorker:
         with self._lock:
             self._idle_since = None
             pending = self._pending.get(key)
+            usable = pending is not None and _still_holds(pending.request, request)
             if pending is not None and not pending.future.done():
                 return None  # this one, or one for an older request: wait for it
-            if pending is None or pending.request != request:
+            if pending is None or not usable:
                 pending = self._pending[key] = self._submit(request)
             elif isinstance(pending.future.exception(), BrokenProcessPool) and not pending.retried:
                 log.warning(
