@@ -492,18 +492,19 @@ def serve(
     def load() -> None:
         _load(state, handlers_factory, f"{host}:{port}")
 
-    def watch_stdin() -> None:
-        while sys.stdin.buffer.read(1):
-            pass
-        os._exit(0)  # the Shipyard server went away
-
     threading.Thread(target=load, daemon=True).start()
     if exit_with_stdin:
-        threading.Thread(target=watch_stdin, daemon=True).start()
+        threading.Thread(target=_exit_with_stdin, daemon=True).start()
     server.serve_forever()
 
 
-def serve_workers(handlers_factory: Any, ports: list[int], host: str = "127.0.0.1", token: str = "") -> None:
+def serve_workers(
+    handlers_factory: Any,
+    ports: list[int],
+    exit_with_stdin: bool = False,
+    host: str = "127.0.0.1",
+    token: str = "",
+) -> None:
     """One worker process per port, forked once the model is loaded (see the module docstring).
 
     Every port listens from the start, so a ``/ping`` sent while the model loads waits and is
@@ -523,9 +524,10 @@ def serve_workers(handlers_factory: Any, ports: list[int], host: str = "127.0.0.
         servers[0].serve_forever()
         return
     sys.stdout.flush()
+    parent = os.getpid()
     for index, server in enumerate(servers[1:], start=1):
         if os.fork() == 0:
-            _die_with_parent()
+            _die_with_parent(parent)
             for other, sibling in enumerate(servers):
                 if other != index:
                     sibling.socket.close()
@@ -535,16 +537,26 @@ def serve_workers(handlers_factory: Any, ports: list[int], host: str = "127.0.0.
                 os._exit(0)
     for server in servers[1:]:
         server.socket.close()
+    if exit_with_stdin:
+        threading.Thread(target=_exit_with_stdin, daemon=True).start()
     servers[0].serve_forever()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Have the kernel end this worker when the server that forked it ends (Linux's prctl)."""
     import ctypes
     import signal
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the kernel was told
+        os._exit(0)
+
+
+def _exit_with_stdin() -> None:
+    while sys.stdin.buffer.read(1):
+        pass
+    os._exit(0)  # the Shipyard server went away
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -576,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         return Handlers(args.framework, args.model_dir, args.code_dir, args.program, args.warm_content_type)
 
     if len(ports) > 1:
-        serve_workers(handlers, ports, host=args.host, token=token)
+        serve_workers(handlers, ports, exit_with_stdin=args.exit_with_stdin, host=args.host, token=token)
         return
     serve(handlers, ports[0], exit_with_stdin=args.exit_with_stdin, host=args.host, token=token)
 
