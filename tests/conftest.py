@@ -69,35 +69,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.usefixtures("_sdk_looks_often"))
 
 
-class _FastForwardClock:
-    """The ``time`` module as the sagemaker SDK's session module sees it here: each of its sleeps
-    lasts at most 0.1 s and its clock moves on by the whole sleep. The SDK looks at a job every 5 s,
-    tails its logs every 10 s and asks for its status at most every 30 s of its clock (a deploying
-    endpoint every 30 s): made for jobs that take minutes to start. Shipyard's start in well under a
-    second, so most of each ``fit()`` was the SDK sleeping (55 s of
-    tests/compat/test_training_sdk.py's 98 s). It sends the same requests in the same order, sooner."""
-
-    def __init__(self) -> None:
-        self._ahead = 0.0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(time, name)
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(min(seconds, 0.1))
-        self._ahead += max(seconds - 0.1, 0.0)
-
-    def time(self) -> float:
-        return time.time() + self._ahead
-
-
 @pytest.fixture
 def _sdk_looks_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sagemaker SDK's waits cut short as ``import shipyard.connector`` cuts them, in every
+    test (those that do not import the connector too: they prove the SDK works without it, not that
+    it waits 5-30 s between looks). Most of each ``fit()`` was the SDK sleeping: 55 s of
+    tests/compat/test_training_sdk.py's 98 s. It sends the same requests in the same order, sooner."""
     try:
         import sagemaker.session
     except ImportError:  # tests that need the SDK say so themselves
         return
-    monkeypatch.setattr(sagemaker.session, "time", _FastForwardClock())
+    from shipyard.connector import _QuickTime
+
+    monkeypatch.setattr(sagemaker.session, "time", _QuickTime())
 
 
 @pytest.fixture(autouse=True)
