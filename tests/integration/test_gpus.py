@@ -8,12 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shipyard.runtime._sandbox import sandbox_available
@@ -228,3 +231,26 @@ def test_the_server_log_says_which_gpus_it_found(gpu_server: tuple[ServerProcess
     server, nodes = gpu_server
     assert f"GPUs: 2 GPUs (fake device list {nodes / 'gpus.json'})" in server.log_tail(10_000)
     assert os.environ.get("SHIPYARD_FAKE_GPUS") is None  # the test server's alone
+
+
+def test_instance_types_say_which_this_machine_runs(gpu_server: tuple[ServerProcess, Path]) -> None:
+    server, _ = gpu_server
+    found = {t["name"]: t for t in httpx.get(f"{server.url}/api/v1/instance-types").json()}
+    # the site's catalog maps ml.g5.xlarge to this machine's GPUs
+    assert (
+        found["ml.g5.xlarge"]["runs_here"] == "as_is" and found["ml.g5.xlarge"]["gpu_model"] == "NVIDIA A10G"
+    )
+    assert found["ml.g5.12xlarge"]["runs_here"] == "no"
+    assert (
+        "4 GPUs" in found["ml.g5.12xlarge"]["here_note"] and "2 GPUs" in found["ml.g5.12xlarge"]["here_note"]
+    )
+    assert found["ml.p4d.24xlarge"]["runs_here"] == "no"  # 8 GPUs of 40 GiB
+    shown = subprocess.run(
+        [sys.executable, "-m", "shipyard", "instance-types", "--gpu", "--here", "--url", server.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    ).stdout
+    assert "ml.g5.xlarge" in shown and "ml.g5.12xlarge" not in shown and "ml.p4d" not in shown
+    assert "This machine's GPUs: 0: NVIDIA A10G 24 GiB, 1: NVIDIA A10G 24 GiB" in shown

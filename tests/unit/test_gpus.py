@@ -12,7 +12,7 @@ import pytest
 from shipyard.compute.local._gpus import GpuLedger, discover
 from shipyard.core.catalog import InstanceType
 from shipyard.core.devices import Gpu, GpuInventory, GpusBusy, grant, visible, visible_environment
-from shipyard.core.placement import Resources, plan
+from shipyard.core.placement import Resources, fit_here, plan
 from shipyard.errors import ConfigurationError, ValidationError
 from shipyard.runtime import container
 from shipyard.runtime._sandbox import gpu_binds, sandbox_command
@@ -164,6 +164,17 @@ def test_gpus_smaller_than_the_type_promises_fail_unless_fit_to_machine() -> Non
         plan(_type(1, 24), 1, Resources(16, 64, 2), fit_to_machine=False, gpu_memory_gib=24).scaled_down
         is None
     )
+
+
+def test_which_types_run_here() -> None:
+    machine = Resources(16, 64, 2)
+    assert fit_here(_type(1), machine, fit_to_machine=False, gpu_memory_gib=24).verdict == "as_is"
+    refused = fit_here(_type(4), machine, fit_to_machine=False, gpu_memory_gib=24)
+    assert refused.verdict == "no" and "4 GPUs" in (refused.note or "") and "2 GPUs" in (refused.note or "")
+    scaled = fit_here(_type(4), machine, fit_to_machine=True, gpu_memory_gib=24)
+    assert scaled.verdict == "scaled" and "2 of 4 GPUs" in (scaled.note or "")
+    cpu_only = fit_here(_type(1), Resources(16, 64, 0), fit_to_machine=True)
+    assert cpu_only.verdict == "scaled" and (cpu_only.note or "").startswith("runs without a GPU")
 
 
 # -- the sandbox and the environment ---------------------------------------------------------------

@@ -116,23 +116,32 @@ def instance_types(
         str, typer.Option(help="The prices shown: training, processing, transform or hosting")
     ] = "training",
     gpu: Annotated[bool, typer.Option(help="Only types with GPUs")] = False,
+    here: Annotated[
+        bool, typer.Option(help="Only types this server runs as they are (no scaling down)")
+    ] = False,
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
-    """The instance catalog: what each ml.* type gives a job, and its price per hour."""
+    """The instance catalog: what each ml.* type gives a job, its price per hour, and whether this
+    server runs it as it is, scaled down to fit, or not at all."""
     from shipyard.sdk import connect
     from shipyard.sdk import instance_types as catalog
 
     kinds = ("training", "processing", "transform", "hosting")
     if kind not in kinds:
         raise ValidationError(f"--kind {kind!r} is not one of {', '.join(kinds)}", field="kind", value=kind)
-    types = [t for t in catalog(kind, connect(url)) if t["gpu_count"] or not gpu]
+    connection = connect(url)
+    types = [t for t in catalog(kind, connection) if t["gpu_count"] or not gpu]
+    types = [t for t in types if t.get("runs_here") == "as_is" or not here]
     if as_json:
         print_json(types)
         return
-    table = Table("name", "vCPU", "memory", "GPU", f"{kind} $/hour")
+    machine = connection.native("info").get("gpus") or []
+    table = Table("name", "vCPU", "memory", "GPU", f"{kind} $/hour", "here")
     for t in types:
         gpus = f"{t['gpu_count']} x {t['gpu_model']}" if t["gpu_count"] else ""
+        if t["gpu_count"] and t.get("gpu_memory_gib"):
+            gpus += f" {t['gpu_memory_gib']:g} GiB"
         price = t[f"{kind}_usd_per_hour"]
         table.add_row(
             t["name"],
@@ -140,5 +149,17 @@ def instance_types(
             f"{t['memory_gib']:g} GiB",
             gpus,
             f"{price:.4f}" if price is not None else "",
+            _HERE.get(t.get("runs_here") or "", ""),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if machine:
+        console.print(
+            "This machine's GPUs: "
+            + ", ".join(f"{g['index']}: {g['name']} {g['memory_gib']:g} GiB" for g in machine)
+        )
+    else:
+        console.print("This machine has no GPU Shipyard can use.")
+
+
+_HERE = {"as_is": "yes", "scaled": "scaled down", "no": "no"}

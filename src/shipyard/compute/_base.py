@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shipyard.core.devices import Gpu
 from shipyard.core.placement import Resources
 from shipyard.runtime.contract import AgentConfig, InstanceFolder
 
@@ -106,6 +107,11 @@ class Backend(abc.ABC):
     def largest_gpu_memory_gib(self) -> float | None:
         """The memory of its largest GPU, where it knows (None: it does not, or has none)."""
         return None
+
+    @property
+    def devices(self) -> tuple[Gpu, ...]:
+        """The GPUs it hands out one by one, where it knows them (the local backend's)."""
+        return ()
 
     @property
     def largest_node(self) -> Resources:

@@ -130,3 +130,39 @@ def parallel_note(placement: Placement, instance_type: str, parallel: int, capac
         f"({need.cpus:g} vCPUs, {need.memory_gib:g} GiB) and this machine has {capacity.cpus:g} vCPUs and "
         f"{capacity.memory_gib:g} GiB; the others wait their turn (a site may overcommit vCPUs: cpu_overcommit)"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """Whether one instance of a type runs on a backend: ``as_is`` (all it promises), ``scaled``
+    (with less, fit-to-machine's share: ``note`` says what), or ``no`` (``note`` says why)."""
+
+    verdict: str
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"runs_here": self.verdict, "here_note": self.note}
+
+
+def fit_here(
+    instance_type: InstanceType,
+    capacity: Resources,
+    *,
+    node: Resources | None = None,
+    fit_to_machine: bool,
+    gpu_memory_gib: float | None = None,
+) -> Fit:
+    """How one instance of ``instance_type`` would run on a backend (as :func:`plan` decides):
+    what ``shipyard instance-types`` shows for this machine."""
+    try:
+        plan(instance_type, 1, capacity, node=node, fit_to_machine=False, gpu_memory_gib=gpu_memory_gib)
+        return Fit("as_is")
+    except ValidationError as exc:
+        if not fit_to_machine:
+            return Fit("no", exc.message)
+    placement = plan(
+        instance_type, 1, capacity, node=node, fit_to_machine=True, gpu_memory_gib=gpu_memory_gib
+    )
+    if instance_type.gpu_count and not placement.per_instance.gpus:
+        return Fit("scaled", f"runs without a GPU ({placement.scaled_down})")
+    return Fit("scaled", placement.scaled_down)

@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from shipyard.api.native._common import platform_of
-from shipyard.core.catalog import JobKind
+from shipyard.core.catalog import InstanceType, JobKind
+from shipyard.core.placement import fit_here
+from shipyard.services import Platform
 
 router = APIRouter()
 
@@ -17,12 +19,27 @@ def instance_types(
     request: Request,
     kind: JobKind | None = Query(None, description="Only types offered for this kind of work"),
 ) -> list[dict[str, Any]]:
-    """The instance catalog: ml.* types with their resources and on-demand prices."""
-    catalog = platform_of(request).catalog
-    types = catalog.for_kind(kind) if kind is not None else list(catalog)
-    return [t.to_dict() for t in types]
+    """The instance catalog: ml.* types with their resources and on-demand prices, and how each
+    would run here (``runs_here``: ``as_is``, ``scaled`` (with less: fit-to-machine) or ``no``,
+    ``here_note`` saying what or why)."""
+    platform = platform_of(request)
+    types = platform.catalog.for_kind(kind) if kind is not None else list(platform.catalog)
+    return [_with_fit(platform, t) for t in types]
 
 
 @router.get("/api/v1/instance-types/{name}", tags=["catalog"])
 def instance_type(request: Request, name: str) -> dict[str, Any]:
-    return platform_of(request).catalog.get(name).to_dict()
+    platform = platform_of(request)
+    return _with_fit(platform, platform.catalog.get(name))
+
+
+def _with_fit(platform: Platform, instance_type: InstanceType) -> dict[str, Any]:
+    backend = platform.backends.for_type(instance_type.name)
+    fit = fit_here(
+        instance_type,
+        backend.capacity,
+        node=backend.largest_node,
+        fit_to_machine=platform.settings.fit_to_machine == "on",
+        gpu_memory_gib=backend.largest_gpu_memory_gib,
+    )
+    return {**instance_type.to_dict(), **fit.to_dict()}

@@ -32,6 +32,12 @@ def info(request: Request) -> dict[str, Any]:
         "account_id": settings.account_id,
         "region": settings.region,
         "auth": settings.auth_enabled,
+        # the machine's GPUs the local backend hands out (what `shipyard instance-types` shows)
+        "gpus": [
+            {"index": g.index, "name": g.name, "memory_gib": g.memory_gib}
+            for backend in platform_of(request).backends
+            for g in backend.devices
+        ],
     }
     if caller_of(request).is_administrator:
         answer["data_dir"] = str(settings.data_dir)

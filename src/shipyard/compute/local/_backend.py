@@ -18,7 +18,7 @@ from typing import Any
 
 from shipyard.compute._base import Backend, Feature, InstanceLaunch, agent_env, write_agent_config
 from shipyard.compute.local._gpus import MODEL_SERVER_HOLDER, GpuLedger
-from shipyard.core.devices import GpuInventory
+from shipyard.core.devices import Gpu, GpuInventory
 from shipyard.core.placement import Resources
 from shipyard.runtime._sandbox import sandbox_available
 from shipyard.runtime.contract import InstanceFolder
@@ -108,6 +108,10 @@ class LocalBackend(Backend):
     def reserved(self) -> Resources:
         held = sum(1 for holder in self.gpus.held().values() if holder.startswith(MODEL_SERVER_HOLDER))
         return Resources(0, 0, held)
+
+    @property
+    def devices(self) -> tuple[Gpu, ...]:
+        return self.gpus.inventory.gpus
 
     @property
     def largest_gpu_memory_gib(self) -> float | None:
