@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.core.quotas import QuotaBook, Quotas
+from shipyard.core.slurm import SlurmSite
 from shipyard.errors import ConfigurationError, ValidationError
 
 DEFAULT_PORT = 8300
@@ -85,14 +86,26 @@ class Settings:
             long (its ``/api/status`` ``last_activity``) is stopped; 0 never stops one. 3600.
         serverless_idle_seconds: A serverless endpoint's model server without a request for this
             long is stopped (scaled to zero: the next request starts it again); 300.
-        backend: Where job instances and endpoints run: ``local`` (processes on this machine) or
-            ``ray`` (the Ray cluster at ``ray_address``).
+        backend: Where job instances and endpoints run: ``local`` (processes on this machine),
+            ``ray`` (the Ray cluster at ``ray_address``) or ``slurm`` (job instances as Slurm jobs
+            through ``sbatch``; endpoints stay local).
         ray_address: The Ray cluster: ``host:port`` of its GCS when this machine is one of its
             nodes, or ``ray://host:10001`` (Ray Client) when it is not.
         ray_token: The cluster's token when it uses Ray's token authentication
             (``RAY_AUTH_MODE=token``); defaults to ``$RAY_AUTH_TOKEN``.
         ray_instance_types: With ``backend = "local"``, instance types (shell patterns separated by
             spaces or commas, e.g. ``ml.g* ml.p*``) whose jobs and endpoints go to Ray all the same.
+        slurm_instance_types: With ``backend = "local"``, instance types whose jobs go to Slurm.
+        slurm_partition / slurm_account / slurm_qos: What every sbatch asks for unless the
+            ``[slurm_types]`` table says otherwise (empty: Slurm's defaults for the server's user).
+        slurm_types: The config file's ``[slurm_types."<pattern>"]`` tables: per instance type
+            (shell patterns, tried in file order) ``partition``, ``cpus_per_task``,
+            ``memory_mib``, ``gres`` (``gpu:a100:1``), ``qos``, ``account``. Not settable by
+            flag or environment variable.
+        slurm_dir: The folder on each Slurm node where instances run (a local disk; the job's
+            files reach the server through Slurm, not a shared filesystem); ``/tmp/shipyard-slurm``.
+        slurm_envs_dir: Where the nodes build and cache job environments: ``<slurm_dir>/envs`` by
+            default, or a folder on a filesystem the nodes share, so each is built once for all.
         alert_command: A shell command run for every budget alert (the alert in its environment:
             ``SHIPYARD_ALERT`` as JSON, ``SHIPYARD_BUDGET``, ``SHIPYARD_SPEND_USD``).
         max_instances_per_job: Site quota on a training, processing or transform job's
@@ -146,6 +159,13 @@ class Settings:
     ray_address: str | None = None
     ray_token: str | None = None
     ray_instance_types: str = ""
+    slurm_instance_types: str = ""
+    slurm_partition: str = ""
+    slurm_account: str = ""
+    slurm_qos: str = ""
+    slurm_types: SlurmSite = dataclasses.field(default_factory=SlurmSite)
+    slurm_dir: str = "/tmp/shipyard-slurm"
+    slurm_envs_dir: str = ""
     utilization_seconds: int = 5
     idle_endpoint_seconds: int = 3600
     idle_endpoints: str = "report"
@@ -186,8 +206,18 @@ class Settings:
             raise ConfigurationError(f"auth must be 'on' or 'off', got {self.auth!r}")
         if self.sandbox not in ("auto", "bwrap", "off"):
             raise ConfigurationError(f"sandbox must be 'auto', 'bwrap' or 'off', got {self.sandbox!r}")
-        if self.backend not in ("local", "ray"):
-            raise ConfigurationError(f"backend must be 'local' or 'ray', got {self.backend!r}")
+        if self.backend not in ("local", "ray", "slurm"):
+            raise ConfigurationError(f"backend must be 'local', 'ray' or 'slurm', got {self.backend!r}")
+        if self.slurm_instance_types.strip() and self.backend != "local":
+            raise ConfigurationError(
+                f"slurm_instance_types routes some types to Slurm from a local server; backend is {self.backend!r}"
+            )
+        try:
+            SlurmSite.from_config(
+                partition=self.slurm_partition, account=self.slurm_account, qos=self.slurm_qos
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(exc.message) from None
         if (self.backend == "ray" or self.ray_instance_types.strip()) and not self.ray_address:
             what = "backend is 'ray'" if self.backend == "ray" else "ray_instance_types is set"
             raise ConfigurationError(
@@ -226,6 +256,16 @@ class Settings:
             tuning_parallel_jobs=self.max_tuning_parallel_jobs,
             instances_per_variant=self.max_instances_per_variant,
             endpoint_instances=self.max_endpoint_instances,
+        )
+
+    @property
+    def slurm_site(self) -> SlurmSite:
+        """The sbatch settings: the defaults, and the ``[slurm_types]`` table's rows."""
+        defaults = SlurmSite.from_config(
+            partition=self.slurm_partition, account=self.slurm_account, qos=self.slurm_qos
+        )
+        return dataclasses.replace(
+            self.slurm_types, partition=defaults.partition, account=defaults.account, qos=defaults.qos
         )
 
     @property
@@ -309,7 +349,8 @@ _QUOTAS = tuple(name for name in _FIELDS if name.startswith("max_"))
 # Key pairs: both or neither, and never empty (an empty one would leave auth off unnoticed).
 _CREDENTIAL_PAIRS = (("access_key_id", "secret_access_key"), ("s3_access_key_id", "s3_secret_access_key"))
 _CREDENTIALS = {name for pair in _CREDENTIAL_PAIRS for name in pair}
-_ENV_NAMES = {name: f"SHIPYARD_{name.upper()}" for name in _FIELDS if name != "user_quotas"}
+_TABLES = ("user_quotas", "slurm_types")  # the config file's tables only
+_ENV_NAMES = {name: f"SHIPYARD_{name.upper()}" for name in _FIELDS if name not in _TABLES}
 # SHIPYARD_HOME is the conventional name for the data dir.
 _ENV_NAMES["data_dir"] = "SHIPYARD_HOME"
 
@@ -386,8 +427,14 @@ def _read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
             values["user_quotas"] = QuotaBook.from_config(quotas)
         except ValidationError as exc:
             raise ConfigurationError(f"Config file {str(path)!r}: {exc.message}") from None
+    slurm_types = raw.get("slurm_types", section.get("slurm_types"))
+    if slurm_types is not None:
+        try:
+            values["slurm_types"] = SlurmSite.from_config(types=slurm_types)
+        except ValidationError as exc:
+            raise ConfigurationError(f"Config file {str(path)!r}: {exc.message}") from None
     for key, value in section.items():
-        if isinstance(value, dict) or key == "quotas":
+        if isinstance(value, dict) or key in ("quotas", "slurm_types"):
             continue
         name = key.replace("-", "_")
         if name not in _FIELDS:

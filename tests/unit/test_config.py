@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,31 @@ def test_the_ray_backend_needs_an_address(tmp_path: Path) -> None:
         Settings.load({"data_dir": tmp_path, "backend": "ray"}, environ={})
     with pytest.raises(ConfigurationError, match="ray_instance_types is set but ray_address is not"):
         Settings.load({"data_dir": tmp_path}, environ={"SHIPYARD_RAY_INSTANCE_TYPES": "ml.g*"})
-    with pytest.raises(ConfigurationError, match="backend must be 'local' or 'ray', got 'k8s'"):
+    with pytest.raises(ConfigurationError, match="backend must be 'local', 'ray' or 'slurm', got 'k8s'"):
         Settings.load({"data_dir": tmp_path, "backend": "k8s"}, environ={})
     settings = Settings.load(
         {"data_dir": tmp_path}, environ={"SHIPYARD_BACKEND": "ray", "SHIPYARD_RAY_ADDRESS": "10.0.0.5:6379"}
     )
     assert (settings.backend, settings.ray_address) == ("ray", "10.0.0.5:6379")
+
+
+def test_the_slurm_site_table_comes_from_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'backend = "slurm"\nslurm_account = "lab-smith"\n'
+        '[slurm_types."ml.g5.*"]\npartition = "gpu"\ngres = "gpu:a10g:1"\n'
+    )
+    settings = Settings.load({"data_dir": tmp_path}, environ={})
+    site = settings.slurm_site
+    assert (site.account, site.row("ml.g5.xlarge").partition, site.row("ml.m5.large").partition) == (
+        "lab-smith",
+        "gpu",
+        None,
+    )
+
+
+def test_a_bad_slurm_setting_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape("slurm.qos must be a Slurm name")):
+        Settings.load({"data_dir": tmp_path}, environ={"SHIPYARD_SLURM_QOS": "a b"})
+    (tmp_path / "config.toml").write_text('[slurm_types."ml.g5.*"]\nmem = 4\n')
+    with pytest.raises(ConfigurationError, match=re.escape("slurm_types.'ml.g5.*': unknown key 'mem'")):
+        Settings.load({"data_dir": tmp_path}, environ={})

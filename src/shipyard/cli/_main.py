@@ -89,7 +89,7 @@ def server(
     database_url: DatabaseUrl = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error")] = None,
     backend: Annotated[
-        str | None, typer.Option(help="Where jobs and endpoints run: local or ray [default: local]")
+        str | None, typer.Option(help="Where jobs and endpoints run: local, ray or slurm [default: local]")
     ] = None,
     ray_address: Annotated[
         str | None,

@@ -144,6 +144,11 @@ class Backend(abc.ABC):
         """Whether the instance has a machine yet (a backend of several may have it wait)."""
         return True
 
+    def waiting_reason(self, handle: Mapping[str, Any]) -> str | None:
+        """Why an instance that is not placed yet waits, in the cluster's words (a Slurm job's
+        pending reason), for the job's Pending message; None: no reason to show."""
+        return None
+
     def lost(self, handle: Mapping[str, Any]) -> str | None:
         """Why an instance that is no longer alive was lost, when the backend knows better than
         "its agent exited" (e.g. the machine it ran on died)."""

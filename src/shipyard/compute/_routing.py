@@ -15,10 +15,16 @@ from shipyard.errors import ConfigurationError
 
 class Backends:
     """The backends of one server. ``routes`` are (instance-type pattern, backend) pairs, tried in
-    order (``ml.g*`` matches with shell wildcards); every other type goes to ``default``."""
+    order (``ml.g*`` matches with shell wildcards); every other type goes to ``default``.
 
-    def __init__(self, default: Backend, routes: Sequence[tuple[str, Backend]] = ()) -> None:
+    ``models_local``: a type whose backend serves no models (Slurm runs jobs only) has its
+    endpoint instances on ``default``'s model servers."""
+
+    def __init__(
+        self, default: Backend, routes: Sequence[tuple[str, Backend]] = (), *, models_local: bool = False
+    ) -> None:
         self.default = default
+        self._models_local = models_local
         self._routes = list(routes)
         self._by_name = {b.name: b for b in (default, *(b for _, b in self._routes))}
         self._model_servers: dict[str, ModelServers] = {}
@@ -44,6 +50,8 @@ class Backends:
             ConfigurationError: that backend serves no models here.
         """
         backend = self.for_type(instance_type)
+        if backend.name not in self._model_servers and self._models_local:
+            backend = self.default
         try:
             return self._model_servers[backend.name]
         except KeyError:

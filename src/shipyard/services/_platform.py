@@ -522,6 +522,21 @@ def _backends(settings: Settings) -> Backends:
         sandbox=settings.sandbox,
         gpus=gpus,
     )
+    if settings.backend == "slurm" or settings.slurm_instance_types.strip():
+        from shipyard.compute.slurm import SlurmBackend
+
+        slurm = SlurmBackend(
+            settings.slurm_site,
+            prefix=hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:8],
+            object_store=_agent_store_config(settings, remote=True),
+            node_dir=settings.slurm_dir,
+            envs_dir=settings.slurm_envs_dir or None,
+            sandbox=settings.sandbox,
+        )
+        if settings.backend == "slurm":  # endpoints and notebooks stay on this machine
+            return Backends(local, [("*", slurm)], models_local=True)
+        patterns = [p for p in settings.slurm_instance_types.replace(",", " ").split() if p]
+        return Backends(local, [(pattern, slurm) for pattern in patterns], models_local=True)
     if settings.backend == "local" and not settings.ray_instance_types.strip():
         return Backends(local)
     from shipyard.compute.ray import RayBackend

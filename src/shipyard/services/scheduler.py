@@ -362,6 +362,15 @@ class JobScheduler:
         # die of the signal instead of stopping the job. Wait for all to be ready, unless some are
         # still waiting for a machine: then there is nothing to save, and they end now.
         reported = all(s.reported for s in statuses)
+        if not reported and state.status == TrainingJobStatus.IN_PROGRESS:
+            # A cluster's queue (Slurm's) may hold the launched instances: say why, until placed.
+            reason = next((r for i in instances if (r := backend.waiting_reason(i.handle))), None)
+            if reason is not None:
+                state = state.waiting(reason, self._clock.now())
+            elif state.secondary == SecondaryStatus.PENDING:
+                state = state.advance(
+                    SecondaryStatus.STARTING, self._clock.now(), "Launching the requested instances"
+                )
         if stopping and not reported and not all(backend.placed(i.handle) for i in instances):
             for instance in instances:
                 backend.kill(instance.handle, Path(instance.dir))

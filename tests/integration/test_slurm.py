@@ -1,0 +1,260 @@
+"""The Slurm backend against a real Slurm: Debian's slurmctld, two slurmds (two node names on this
+machine) and munged, started once for the session (``compute/slurm/_testing.py``). A server with
+``--backend slurm`` runs a script job, a two-instance job across both nodes, a job that waits in
+Slurm's queue behind another user's job (its pending reason shown), a stop, and a restart
+mid-job; all through boto3. Skipped, saying why, where slurm-wlm is not installed."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shipyard.compute.slurm._testing import SlurmCluster, slurm_missing
+from shipyard.server import ServerProcess
+from tests._support import boto_client, tgz
+from tests.conftest import SHARED_ENVS
+from tests.integration.test_training import SKLEARN_IMAGE
+
+ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+BUCKET = "slurm-tests"
+_START_SECONDS = 120  # a loaded test machine
+NODE_LINE = re.compile(r"Shipyard: on Slurm node (\S+) \(Slurm job (\d+)\)")
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(slurm_missing() is not None, reason=slurm_missing() or ""),
+]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), nodes=2, cpus=1, memory_gib=3) as cluster:
+        yield cluster
+
+
+class Site:
+    def __init__(self, server: ServerProcess, cluster: SlurmCluster) -> None:
+        self.server = server
+        self.cluster = cluster
+        self.sm = boto_client("sagemaker", server.url)
+        self.s3 = boto_client("s3", server.url)
+        self.logs = boto_client("logs", server.url)
+        self.s3.create_bucket(Bucket=BUCKET)
+
+    def log_lines(self, job: str) -> dict[str, list[str]]:
+        group = "/aws/sagemaker/TrainingJobs"
+        streams = self.logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job}/")
+        return {
+            s["logStreamName"].split("/")[1].rsplit("-", 1)[0]: [
+                e["message"]
+                for e in self.logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])[
+                    "events"
+                ]
+            ]
+            for s in streams["logStreams"]
+        }
+
+    def nodes_of(self, job: str) -> dict[str, tuple[str, str]]:
+        """The Slurm node and Slurm job id of each instance, from its log."""
+        found = {}
+        for host, lines in self.log_lines(job).items():
+            for line in lines:
+                if match := NODE_LINE.match(line):
+                    found[host] = (match.group(1), match.group(2))
+        return found
+
+
+@pytest.fixture(scope="module")
+def site(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    env = {
+        "SLURM_CONF": str(slurm_cluster.conf),
+        "SHIPYARD_SLURM_DIR": str(slurm_cluster.folder / "nodes"),
+        "SHIPYARD_SLURM_ENVS_DIR": SHARED_ENVS,  # as a site's shared filesystem would: built once
+    }
+    data_dir = tmp_path_factory.mktemp("slurm-data")
+    server = ServerProcess(data_dir, extra_args=["--backend", "slurm"], env=env)
+    with server.start(timeout=_START_SECONDS):
+        yield Site(server, slurm_cluster)
+
+
+def _job(site: Site, script: str, *, count: int = 1, max_runtime: int = 300) -> str:
+    name = f"job-{uuid.uuid4().hex[:10]}"
+    key = f"code/{name}.tar.gz"
+    site.s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"train.py": script}))
+    site.sm.create_training_job(
+        TrainingJobName=name,
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
+        HyperParameters={
+            "sagemaker_program": '"train.py"',
+            "sagemaker_submit_directory": f'"s3://{BUCKET}/{key}"',
+        },
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": count, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": max_runtime},
+    )
+    return name
+
+
+def _wait(
+    site: Site, name: str, timeout: float = 180, until: tuple[str, ...] = ("Completed", "Failed", "Stopped")
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := site.sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] not in until:
+        assert time.monotonic() < deadline, f"{name} still {job['TrainingJobStatus']} after {timeout} s"
+        time.sleep(0.1)
+    return job  # type: ignore[no-any-return]
+
+
+def _started(site: Site, script: str) -> str:
+    name = _job(site, script, max_runtime=600)
+    deadline = time.monotonic() + 120
+    while "started" not in site.log_lines(name).get("algo-1", []):
+        assert time.monotonic() < deadline, site.log_lines(name)
+        time.sleep(0.1)
+    return name
+
+
+def test_the_test_cluster_runs_sbatch_squeue_and_sacct(slurm_cluster: SlurmCluster) -> None:
+    job_id = slurm_cluster.run("sbatch", "--parsable", "-N2", "--wrap", "srun true").stdout.strip()
+    deadline = time.monotonic() + 60
+    while slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() not in ("", "COMPLETED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    while not (
+        done := slurm_cluster.run(
+            "sacct", "--completion", "-n", "-P", "-j", job_id, "-o", "State,NNodes,Elapsed"
+        )
+    ).stdout.strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    state, nodes, elapsed = done.stdout.strip().split("|")
+    assert (state, nodes) == ("COMPLETED", "2")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", elapsed)
+
+
+SCRIPT = """
+import json, os
+print("hello from", os.environ["SM_CURRENT_HOST"], json.loads(os.environ["SM_HOSTS"]), flush=True)
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as f:
+    f.write("trained")
+"""
+
+
+def test_a_script_job_runs_as_a_slurm_job_and_uploads_its_model(site: Site) -> None:
+    name = _job(site, SCRIPT)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert "hello from algo-1 ['algo-1']" in site.log_lines(name)["algo-1"]
+    node, job_id = site.nodes_of(name)["algo-1"]
+    assert node.startswith("shipyard-node-")
+    slurm_name = site.cluster.run("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%j").stdout.strip()
+    assert slurm_name.endswith(f"-training-{name}-0"), slurm_name  # its first attempt
+    key = job["ModelArtifacts"]["S3ModelArtifacts"].split(f"s3://{BUCKET}/", 1)[1]
+    assert site.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
+    deadline = time.monotonic() + 30  # and nothing of it is left on the node
+    while any(p.name == name for p in (site.cluster.folder / "nodes").glob("instances/*/training/*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+TWO = """
+import json, os, socket, time
+host = os.environ["SM_CURRENT_HOST"]
+config = json.load(open("/opt/ml/input/config/resourceconfig.json"))
+print(host, "of", config["hosts"], "master", os.environ["MASTER_ADDR"], flush=True)
+port = int(os.environ["MASTER_PORT"])
+if host == "algo-1":  # algo-2 reaches algo-1 at MASTER_ADDR:MASTER_PORT
+    server = socket.create_server(("", port))
+    connection, _ = server.accept()
+    print("algo-1 heard", connection.recv(100).decode(), flush=True)
+else:
+    for _ in range(200):
+        try:
+            socket.create_connection((os.environ["MASTER_ADDR"], port), timeout=1).sendall(b"hello from algo-2")
+            break
+        except OSError:
+            time.sleep(0.1)
+"""
+
+
+def test_a_two_instance_job_is_one_allocation_across_both_nodes(site: Site) -> None:
+    name = _job(site, TWO, count=2)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = site.log_lines(name)
+    assert "algo-1 of ['algo-1', 'algo-2'] master 127.0.0.1" in lines["algo-1"], lines["algo-1"][-10:]
+    assert "algo-2 of ['algo-1', 'algo-2'] master 127.0.0.1" in lines["algo-2"], lines["algo-2"][-10:]
+    assert "algo-1 heard hello from algo-2" in lines["algo-1"]
+    nodes = site.nodes_of(name)
+    assert {nodes["algo-1"][0], nodes["algo-2"][0]} == {"shipyard-node-1", "shipyard-node-2"}
+    assert nodes["algo-1"][1] == nodes["algo-2"][1]  # one Slurm job
+
+
+SLEEPER = """
+import time
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_job_waiting_in_slurms_queue_says_why_then_runs(site: Site) -> None:
+    blocker = site.cluster.run("sbatch", "--parsable", "-N2", "--wrap", "sleep 600").stdout.strip()
+    try:
+        name = _job(site, SCRIPT)
+        deadline = time.monotonic() + 60
+        while True:
+            job = site.sm.describe_training_job(TrainingJobName=name)
+            last = job["SecondaryStatusTransitions"][-1]
+            if last["Status"] == "Pending" and "Queued in Slurm as job" in last.get("StatusMessage", ""):
+                break
+            assert time.monotonic() < deadline, job["SecondaryStatusTransitions"]
+            time.sleep(0.1)
+        # Slurm says Priority (a job ahead of it) or Resources (the nodes are busy), by its timing
+        assert last["StatusMessage"].endswith(
+            (
+                "the nodes it needs are busy (Resources)",
+                "other jobs in the queue have higher priority (Priority)",
+            )
+        ), last
+    finally:
+        site.cluster.run("scancel", blocker)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+
+
+def test_stop_ends_the_slurm_job(site: Site) -> None:
+    name = _started(site, SLEEPER)
+    _, job_id = site.nodes_of(name)["algo-1"]
+    site.sm.stop_training_job(TrainingJobName=name)
+    job = _wait(site, name, timeout=60)
+    assert job["TrainingJobStatus"] == "Stopped"
+    deadline = time.monotonic() + 30
+    while site.cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() not in ("", "COMPLETED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+RESTART = """
+import os, time
+print("started", flush=True)
+for i in range(8):
+    time.sleep(0.5)
+    print(f"line {i}", flush=True)
+open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write("ok")
+"""
+
+
+def test_a_server_restart_mid_job_finds_the_slurm_job_again(site: Site) -> None:
+    name = _started(site, RESTART)
+    site.server.kill()
+    site.server.start(timeout=_START_SECONDS)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    lines = [line for line in site.log_lines(name)["algo-1"] if line.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(8)]
