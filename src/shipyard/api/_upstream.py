@@ -14,6 +14,8 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
+import re
 import socket
 from collections.abc import AsyncIterator
 
@@ -231,10 +233,20 @@ class UpstreamStream:
         return b"".join([part async for part in self.parts()])
 
 
+@functools.lru_cache(maxsize=1024)
+def _request_line(host: str, port: int, path: str) -> bytes:
+    """The request line and Host header, the same for every request to one model server."""
+    return f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n".encode("latin-1")
+
+
 def _request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
-    head += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+    fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    return b"%sContent-Length: %d\r\n%s\r\n%s" % (
+        _request_line(host, port, path),
+        len(body),
+        fields.encode("latin-1"),
+        body,
+    )
 
 
 async def _head(connection: _Connection, request: bytes) -> tuple[int, dict[str, str], bool]:
@@ -248,19 +260,21 @@ async def _head(connection: _Connection, request: bytes) -> tuple[int, dict[str,
         if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
             raise UpstreamError("the model server's answer was cut off") from None
         raise _ClosedBeforeAnswer from None
-    lines = head.decode("latin-1").split("\r\n")
+    text = head.decode("latin-1")
+    status_line = text[: text.index("\r\n")]
     try:
-        status = int(lines[0].split(" ", 2)[1])
+        status = int(status_line.split(" ", 2)[1])
     except (IndexError, ValueError):
         writer.close()
-        raise UpstreamError(f"not an HTTP answer: {lines[0][:80]!r}") from None
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    reusable = headers.get("connection", "").lower() != "close" and lines[0].startswith("HTTP/1.1")
+        raise UpstreamError(f"not an HTTP answer: {status_line[:80]!r}") from None
+    headers = {name.strip().lower(): value for name, value in _FIELD.findall(text)}
+    reusable = headers.get("connection", "").lower() != "close" and status_line.startswith("HTTP/1.1")
     return status, headers, reusable
+
+
+# A header line of an answer's head (which ends with an empty line): its name and its value,
+# without the whitespace around it.
+_FIELD = re.compile(r"\r\n([^:\r\n]+):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
 
 
 def _chunked(headers: dict[str, str]) -> bool:

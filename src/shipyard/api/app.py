@@ -73,6 +73,9 @@ from shipyard.ui import ConsoleApp
 log = logging.getLogger(__name__)
 
 _UNAUTHENTICATED_PATHS = frozenset({"/api/v1/health"})
+_NO_QUERY: dict[str, str] = {}
+# Headers that make a request more than an unsigned runtime call (api/_auth.py reads the first).
+_SIGNED_OR_TARGETED = frozenset({b"authorization", b"x-amz-target"})
 
 
 class ShipyardApp:
@@ -92,6 +95,7 @@ class ShipyardApp:
         self._json_apis: dict[str, JsonApi] = {}
         self._s3: S3Api | None = None
         self._runtime: Runtime | None = None
+        self._root = Principal.root(settings.account_id)  # immutable: one for every request
 
     # -- lifespan -------------------------------------------------------------------------------
     async def startup(self) -> None:
@@ -166,7 +170,10 @@ class ShipyardApp:
         if is_credentials_request(scope) and not _signed_for_s3(scope):
             await notebook_credentials(self.platform, scope, receive, send)
             return
-        response = await self._dispatch_aws(scope, receive)
+        if self._plain_invocation(scope):
+            response = await self._invoke_unsigned(scope, receive)
+        else:
+            response = await self._dispatch_aws(scope, receive)
         if response.status_code >= 400 and _has_body(scope):
             # The body may be unread; left on a keep-alive connection it would be taken for the
             # next request. Closing is what S3 does too.
@@ -198,8 +205,9 @@ class ShipyardApp:
         request_id = uuid.uuid4().hex
         headers = Headers(scope=scope)
         target = headers.get("x-amz-target", "")
+        query_string = scope.get("query_string", b"")
         try:
-            sig = parse_sigv4(headers, QueryParams(scope.get("query_string", b"")))
+            sig = parse_sigv4(headers, QueryParams(query_string) if query_string else _NO_QUERY)
         except AuthenticationError as exc:
             return self._auth_error(target, None, exc, request_id)
         service = sig.service if sig else None
@@ -243,6 +251,31 @@ class ShipyardApp:
         except PayloadTooLarge as exc:
             return _too_large(protocol, service, exc, request_id)
 
+    def _plain_invocation(self, scope: Scope) -> bool:
+        """An unsigned InvokeEndpoint (or its streaming or asynchronous form) on a server with
+        auth off: it acts as root, whom nothing is refused, so it needs none of the signature and
+        authorization machinery of :meth:`_dispatch_aws` (the hop's cost is most of what the
+        runtime adds to a model's own time)."""
+        if (
+            self.settings.auth_enabled
+            or self._runtime is None
+            or scope["query_string"]
+            or not is_invocation(scope["method"], scope["path"])
+        ):
+            return False
+        return _SIGNED_OR_TARGETED.isdisjoint(dict(scope["headers"]))
+
+    async def _invoke_unsigned(self, scope: Scope, receive: Receive) -> Response:
+        """What :meth:`_dispatch_aws` answers a :meth:`_plain_invocation`, without its detours."""
+        assert self._runtime is not None
+        request_id = uuid.uuid4().hex
+        body = Body(scope, receive, INVOCATION_LIMIT, "InvokeEndpoint request")
+        try:
+            body.check_declared()
+            return await self._runtime.invoke(scope, body.read, request_id, self.settings.region, self._root)
+        except PayloadTooLarge as exc:
+            return _too_large("runtime", None, exc, request_id)
+
     def _body_limit(self, protocol: str, target: str) -> tuple[int, str] | None:
         """The protocol's body limit and what its errors call the body; None where Shipyard does
         not read the body here (S3 streams its own; an unknown service's is never read)."""
@@ -273,7 +306,9 @@ class ShipyardApp:
                 context.request_id,
             )
         if protocol == "runtime":
-            return await self._runtime.invoke(request, context.request_id, context.region, context.caller)
+            return await self._runtime.invoke(
+                request.scope, request.body, context.request_id, context.region, context.caller
+            )
         if protocol == "metrics":
             return await handle_metrics(request, context)
         if protocol == "query":
@@ -301,7 +336,7 @@ class ShipyardApp:
                     "This server requires signed requests: configure the client with an access key "
                     "id and secret access key of this server"
                 )
-            return Principal.root(self.settings.account_id)
+            return self._root
         key = sig.access_key_id
         secret: str
         principal: Principal
@@ -309,7 +344,7 @@ class ShipyardApp:
             credentials = self.platform.credentials
             found = await run_in_threadpool(credentials.lookup, key)
             if found is None and not auth:
-                return Principal.root(self.settings.account_id)
+                return self._root
             session = check_session(found, key, session_token_of(request), credentials.now())
             secret = session.secret_access_key
             principal = await run_in_threadpool(self.platform.identity.for_session, session)
@@ -317,7 +352,7 @@ class ShipyardApp:
             key.encode(), self.settings.access_key_id.encode()
         ):
             secret = self.settings.secret_access_key or ""
-            principal = Principal.root(self.settings.account_id)
+            principal = self._root
         else:
             identity = self.platform.identity
             known, user = identity.authenticate_cached(key)
@@ -325,7 +360,7 @@ class ShipyardApp:
                 user = await run_in_threadpool(identity.authenticate, key)
             if user is None:
                 if not auth:
-                    return Principal.root(self.settings.account_id)
+                    return self._root
                 raise AuthenticationError(
                     f"The access key id {key!r} is not known to this server (or is inactive)"
                 )
@@ -355,7 +390,7 @@ class ShipyardApp:
                 json.dumps({"detail": "Shipyard is starting"}), 503, media_type="application/json"
             )
         auth = self.settings.auth_enabled
-        root = Principal.root(self.settings.account_id)
+        root = self._root
         authorization = request.headers.get("authorization", "")
         try:
             if authorization.startswith("Bearer "):

@@ -35,14 +35,14 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Scope
 
 from shipyard.api import _eventstream
 from shipyard.api._async_invocations import AsyncDispatcher
@@ -66,6 +66,10 @@ from shipyard.store import ResourceRepository
 
 _FORWARDED = ("content-type", "accept", "x-amzn-sagemaker-custom-attributes")
 COMPONENT_HEADER = "x-amzn-sagemaker-inference-component"  # InferenceComponentName
+TARGET_VARIANT = "x-amzn-sagemaker-target-variant"
+_STREAM_ACCEPT = "x-amzn-sagemaker-accept"
+# The request headers the runtime reads, found in one pass over the raw headers (every request).
+_READ = frozenset(name.encode() for name in (*_FORWARDED, _STREAM_ACCEPT, TARGET_VARIANT, COMPONENT_HEADER))
 _STREAM_SUFFIX = "/invocations-response-stream"
 _ASYNC_SUFFIX = "/async-invocations"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -87,12 +91,6 @@ def is_async_invocation(path: str) -> bool:
     return path.endswith(_ASYNC_SUFFIX)
 
 
-def raw_path(request: Request) -> str:
-    """The path as the client sent it (percent-encoded), which the signature and the
-    authorization layer read."""
-    return (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
-
-
 def endpoint_name(path: str) -> str:
     """The endpoint a runtime call names: the second segment of its raw path, decoded once.
     The authorization layer (api/_access.py) and the call itself read it here, so the endpoint
@@ -100,6 +98,27 @@ def endpoint_name(path: str) -> str:
     ``vic%74im`` and reach ``victim``)."""
     parts = path.split("/")
     return unquote(parts[2], errors="replace") if len(parts) >= 4 else ""
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The headers the runtime reads (:data:`_READ`), each its first value as Starlette's
+    ``Headers.get`` gives it, read in one pass over the request's raw headers."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in _READ:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
+class _Answer(Response):
+    """A model's answer as it goes to the client: status, body and raw headers as given (no
+    header parsing or copying per request)."""
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
 
 
 def runtime_error(kind: str, message: str, status: int, request_id: str, **fields: Any) -> Response:
@@ -141,10 +160,17 @@ class Runtime:
         await self._pool.close()
 
     async def invoke(
-        self, request: Request, request_id: str, region: str, principal: Principal | None = None
+        self,
+        scope: Scope,
+        read_body: Callable[[], Awaitable[bytes]],
+        request_id: str,
+        region: str,
+        principal: Principal | None = None,
     ) -> Response:
+        """Answer the runtime call ``scope`` makes, its body read (within its limit, api/_body.py)
+        by ``read_body`` once its endpoint's name is known to be valid."""
         started = time.perf_counter()
-        name = endpoint_name(raw_path(request))
+        name = endpoint_name((scope.get("raw_path") or scope["path"].encode()).decode("latin-1"))
         if len(name) > 63 or not _ENDPOINT_NAME.fullmatch(name):
             return runtime_error(
                 "ValidationError",
@@ -152,13 +178,15 @@ class Runtime:
                 400,
                 request_id,
             )
-        body = await request.body()  # within the limit (api/_body.py): PayloadTooLarge past it
-        routed = self._route(name, request.headers, request_id)
-        if is_async_invocation(request.url.path):  # queued even while no model server answers (503)
+        body = await read_body()  # PayloadTooLarge past the limit
+        headers = request_headers(scope)
+        routed = self._route(name, headers, request_id)
+        path: str = scope["path"]
+        if is_async_invocation(path):  # queued even while no model server answers (503)
             if isinstance(routed, Response) and routed.status_code != 503:
                 return routed
             caller = principal or Principal.root(self._platform.settings.account_id)
-            return await self._invoke_async(request, name, body, caller, request_id)
+            return await self._invoke_async(scope, name, body, caller, request_id)
         if isinstance(routed, Response):
             return routed
         variant, server = routed
@@ -168,9 +196,9 @@ class Runtime:
             if isinstance(admitted, Response):
                 return admitted
             ticket, server = admitted, admitted.server
-        if request.url.path.endswith(_STREAM_SUFFIX):
+        if path.endswith(_STREAM_SUFFIX):
             return await self._invoke_stream(
-                request, name, body, variant, server, request_id, region, started, ticket
+                headers, name, body, variant, server, request_id, region, started, ticket
             )
         server.in_flight += 1
         sent = time.perf_counter()
@@ -178,7 +206,7 @@ class Runtime:
             ticket.sent()
         try:
             answer = await self._pool.post(
-                server.host, server.port, "/invocations", body, _forwarded(request, server)
+                server.host, server.port, "/invocations", body, _forwarded(headers, server)
             )
         except UpstreamError as exc:
             return _no_answer(variant, exc, request_id)
@@ -204,7 +232,7 @@ class Runtime:
             return runtime_error("ServiceUnavailable", exc.message, 503, request_id)
 
     def _route(
-        self, name: str, headers: Headers, request_id: str
+        self, name: str, headers: Mapping[str, str], request_id: str
     ) -> tuple[LiveVariant, ModelServer] | Response:
         """The variant and model server a request goes to, or the error that says why none."""
         account = self._platform.settings.account_id
@@ -213,7 +241,7 @@ class Runtime:
             component = headers.get(COMPONENT_HEADER)
             if component:  # an inference component's copies (services/inference_components.py)
                 return endpoints.components.pick(name, component)
-            return endpoints.router.pick(name, headers.get("x-amzn-sagemaker-target-variant"))
+            return endpoints.router.pick(name, headers.get(TARGET_VARIANT))
         except NotFoundError:
             try:
                 endpoint = endpoints.get(name)
@@ -233,11 +261,11 @@ class Runtime:
             return runtime_error("ServiceUnavailable", exc.message, 503, request_id)
 
     async def _invoke_async(
-        self, request: Request, name: str, body: bytes, principal: Principal, request_id: str
+        self, scope: Scope, name: str, body: bytes, principal: Principal, request_id: str
     ) -> Response:
         """InvokeEndpointAsync: queued (``api/_async_invocations.py`` sends it on), answered 202
         with where its answer will be."""
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers = {k.lower(): v for k, v in Headers(scope=scope).items()}
         try:
             invocation = await run_in_threadpool(self._async.service.submit, name, headers, body, principal)
         except AccessDenied as exc:
@@ -257,14 +285,14 @@ class Runtime:
 
     def _route_async(self, name: str) -> tuple[LiveVariant, ModelServer] | str:
         """A queued request's model server (as InvokeEndpoint picks one), or why there is none."""
-        routed = self._route(name, Headers(), "")
+        routed = self._route(name, {}, "")
         if isinstance(routed, Response):
             return str(json.loads(bytes(routed.body))["message"])
         return routed
 
     async def _invoke_stream(
         self,
-        request: Request,
+        headers: Mapping[str, str],
         name: str,
         body: bytes,
         variant: LiveVariant,
@@ -293,7 +321,7 @@ class Runtime:
 
         try:
             upstream: UpstreamStream = await exits.enter_async_context(
-                self._pool.stream(server.host, server.port, "/invocations", body, _forwarded(request, server))
+                self._pool.stream(server.host, server.port, "/invocations", body, _forwarded(headers, server))
             )
             if upstream.status != 200:  # failed before its first part: answered as InvokeEndpoint's
                 try:
@@ -328,14 +356,14 @@ class Runtime:
             finally:  # also when the client went away midway (the model server's connection closes)
                 await done(status)
 
-        headers = {
+        out = {
             "X-Amzn-SageMaker-Content-Type": upstream.headers.get("content-type", "application/json"),
             "x-Amzn-Invoked-Production-Variant": variant.name,
             "x-amzn-RequestId": request_id,
         }
         if custom := upstream.headers.get("x-amzn-sagemaker-custom-attributes"):
-            headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return StreamingResponse(events(), 200, headers=headers, media_type=EVENT_STREAM)
+            out["X-Amzn-SageMaker-Custom-Attributes"] = custom
+        return StreamingResponse(events(), 200, headers=out, media_type=EVENT_STREAM)
 
     def _record(self, name: str, variant: str, status: int, started: float, model_seconds: float) -> None:
         self._platform.endpoints.metrics.record(
@@ -375,24 +403,28 @@ class Runtime:
                 OriginalMessage=answer.text,
                 LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:{group}",
             )
-        out = {
-            "content-type": answer.headers.get("content-type", "application/json"),  # as the model gave it
-            "x-Amzn-Invoked-Production-Variant": variant,
-            "x-amzn-RequestId": request_id,
-        }
-        if custom := answer.headers.get("x-amzn-sagemaker-custom-attributes"):
-            out["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return Response(answer.body, 200, headers=out)
+        answered = answer.headers
+        raw = [
+            # as the model gave it
+            (b"content-type", answered.get("content-type", "application/json").encode("latin-1")),
+            (b"x-amzn-invoked-production-variant", variant.encode("latin-1")),
+            (b"x-amzn-requestid", request_id.encode("latin-1")),
+        ]
+        if custom := answered.get("x-amzn-sagemaker-custom-attributes"):
+            raw.append((b"x-amzn-sagemaker-custom-attributes", custom.encode("latin-1")))
+        raw.append((b"content-length", b"%d" % len(answer.body)))
+        return _Answer(answer.body, raw)
 
 
-def _forwarded(request: Request, server: ModelServer) -> dict[str, str]:
+def _forwarded(headers: Mapping[str, str], server: ModelServer) -> dict[str, str]:
     """The request's headers a model server reads, and the server's own (its secret). The
     streaming call names its Accept ``X-Amzn-SageMaker-Accept``."""
-    headers = request.headers
     forwarded = {k: v for k in _FORWARDED if (v := headers.get(k)) is not None}
-    if (accept := headers.get("x-amzn-sagemaker-accept")) is not None:
+    if (accept := headers.get(_STREAM_ACCEPT)) is not None:
         forwarded["accept"] = accept
-    return forwarded | server.headers
+    if server.token:
+        forwarded.update(server.headers)
+    return forwarded
 
 
 def _no_answer(variant: LiveVariant, exc: UpstreamError, request_id: str) -> Response:

@@ -122,6 +122,8 @@ class Router:
                         field="TargetVariant",
                         value=target_variant,
                     )
+            elif len(variants) == 1:  # the usual endpoint: its servers' liveness is asked once, by pick
+                chosen = variants if variants[0].weight > 0 else []
             else:
                 chosen = [
                     v
@@ -136,6 +138,8 @@ class Router:
             else:
                 raise NoRoute(f"Endpoint {endpoint!r} has no model server answering")
             server = variant.pick()
+        if server is None and variant.serverless is None and not target_variant and len(variants) == 1:
+            raise NoRoute(f"Endpoint {endpoint!r} has no model server answering")
         if server is None and variant.serverless is not None:
             server = variant.serverless.template  # scaled to zero: its request starts one like it
         if server is None:

@@ -30,8 +30,10 @@ class Statistics:
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
 
     def merge(self, other: Statistics) -> None:
         self.count += other.count
@@ -51,9 +53,34 @@ class Statistics:
         }
 
 
+class _Minute:
+    """One variant's minute: the counts as integers (every request adds a sample of 1 to
+    Invocations and of 0 or 1 to each error count, so their statistics follow from the counts)
+    and the latencies' statistics."""
+
+    __slots__ = ("client_errors", "invocations", "model", "overhead", "server_errors")
+
+    def __init__(self) -> None:
+        self.invocations = self.client_errors = self.server_errors = 0
+        self.model, self.overhead = Statistics(), Statistics()
+
+    def statistics(self, metric: str) -> Statistics:
+        if metric == "ModelLatency":
+            return self.model
+        if metric == "OverheadLatency":
+            return self.overhead
+        n = self.invocations
+        if metric == "Invocations":
+            return Statistics(n, float(n), 1, 1) if n else Statistics()
+        if metric not in COUNTS:
+            raise KeyError(metric)
+        errors = self.client_errors if metric == "Invocation4XXErrors" else self.server_errors
+        return Statistics(n, float(errors), 0 if errors < n else 1, 1 if errors else 0) if n else Statistics()
+
+
 class EndpointMetrics:
     def __init__(self) -> None:
-        self._minutes: dict[tuple[str, str, int], dict[str, Statistics]] = {}
+        self._minutes: dict[tuple[str, str, int], _Minute] = {}
         self._seconds: dict[tuple[str, str], collections.Counter[int]] = {}  # for autoscaling's window
         self._last: dict[str, float] = {}  # endpoint → when it was last invoked (time.time())
         self._lock = threading.Lock()
@@ -62,25 +89,31 @@ class EndpointMetrics:
         self, endpoint: str, variant: str, *, status: int, model_us: float, overhead_us: float
     ) -> None:
         now = time.time()
-        minute = int(now // 60)
+        second = int(now)
+        minute = second // 60
         with self._lock:
             self._last[endpoint] = now
-            seconds = self._seconds.setdefault((endpoint, variant), collections.Counter())
-            seconds[int(now)] += 1
-            if len(seconds) > _KEEP_SECONDS:
-                for old in [s for s in seconds if s < now - _KEEP_SECONDS]:
-                    del seconds[old]
+            seconds = self._seconds.get((endpoint, variant))
+            if seconds is None:
+                seconds = self._seconds[(endpoint, variant)] = collections.Counter()
+            if second in seconds:
+                seconds[second] += 1
+            else:  # a new second: the window is pruned once a second, not on every request
+                seconds[second] = 1
+                if len(seconds) > _KEEP_SECONDS:
+                    for old in [s for s in seconds if s < now - _KEEP_SECONDS]:
+                        del seconds[old]
             bucket = self._minutes.get((endpoint, variant, minute))
             if bucket is None:
-                bucket = self._minutes[(endpoint, variant, minute)] = {
-                    n: Statistics() for n in (*COUNTS, *LATENCIES)
-                }
+                bucket = self._minutes[(endpoint, variant, minute)] = _Minute()
                 self._prune(minute)
-            bucket["Invocations"].add(1)
-            bucket["Invocation4XXErrors"].add(1 if 400 <= status < 500 else 0)
-            bucket["Invocation5XXErrors"].add(1 if status >= 500 else 0)
-            bucket["ModelLatency"].add(model_us)
-            bucket["OverheadLatency"].add(overhead_us)
+            bucket.invocations += 1
+            if status >= 500:
+                bucket.server_errors += 1
+            elif status >= 400:
+                bucket.client_errors += 1
+            bucket.model.add(model_us)
+            bucket.overhead.add(overhead_us)
 
     def invocations(self, endpoint: str, variant: str, seconds: float) -> int:
         """Invocations of a variant in the last ``seconds`` (at most ten minutes back)."""
@@ -116,5 +149,5 @@ class EndpointMetrics:
                 if name != endpoint or (variant and variant_name != variant) or not start <= at < end:
                     continue
                 key = int(at // period * period)
-                periods.setdefault(key, Statistics()).merge(bucket[metric])
+                periods.setdefault(key, Statistics()).merge(bucket.statistics(metric))
         yield from sorted(periods.items())
