@@ -6,8 +6,9 @@ Both search the same space with the same sampler, ``--parallel`` trials at a tim
 ``--trials`` trials of a trivial script (which sleeps ``--work`` seconds, to see the overhead
 against trials that do something). The sampler is the one Shipyard chooses for the space
 (``core.tuning.choose_sampler``, built by the tuning service's own ``make_sampler``): ``gp`` is one
-Continuous range, which takes the Gaussian process; ``tpe`` adds a one-value Categorical range,
-which takes multivariate TPE with constant liar. Baseline: ``study.ask`` → ``subprocess.run([python,
+Continuous range, which takes the Gaussian process; ``tpe`` adds more ranges than a Gaussian
+process searches (``GP_MAX_PARAMETERS``, which the script ignores), which takes multivariate TPE
+with constant liar. Baseline: ``study.ask`` → ``subprocess.run([python,
 script, --x, v])`` → ``study.tell`` in ``--parallel`` threads, on one kept study. Shipyard:
 CreateHyperParameterTuningJob and wait for Completed. The instance type is a site-defined 1-vCPU
 type (added through ``<data dir>/instance_types.csv``), so that two trials fit at once on a 2-core
@@ -34,7 +35,7 @@ from typing import Any
 import boto3
 import optuna
 
-from shipyard.core.tuning import SamplerChoice, TuningJobSpec, choose_sampler
+from shipyard.core.tuning import GP_MAX_PARAMETERS, SamplerChoice, TuningJobSpec, choose_sampler
 from shipyard.server import ServerProcess
 from shipyard.services._tuning_search import make_sampler
 from shipyard.services.tuning import _gp_installed
@@ -48,11 +49,17 @@ print(f"score={1 - (x - 0.3) ** 2:.6f}")
 """
 
 
+def range_names(space: str) -> list[str]:
+    """x, and for ``tpe`` more ranges than a Gaussian process searches (the script ignores them)."""
+    return ["x"] + ([f"d{i}" for i in range(GP_MAX_PARAMETERS)] if space == "tpe" else [])
+
+
 def ranges_for(space: str) -> dict[str, Any]:
-    ranges: dict[str, Any] = {"ContinuousParameterRanges": [{"Name": "x", "MinValue": "0", "MaxValue": "1"}]}
-    if space == "tpe":  # a Categorical range: Shipyard searches with TPE
-        ranges["CategoricalParameterRanges"] = [{"Name": "kind", "Values": ["a"]}]
-    return ranges
+    return {
+        "ContinuousParameterRanges": [
+            {"Name": name, "MinValue": "0", "MaxValue": "1"} for name in range_names(space)
+        ]
+    }
 
 
 def tuning_config(space: str, trials: int, parallel: int) -> dict[str, Any]:
@@ -100,9 +107,7 @@ def baseline(script: Path, space: str, trials: int, parallel: int, work: float) 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec, choice = sampler_choice(space, trials, parallel)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(choice, spec, seed=0))
-    distributions: dict[str, Any] = {"x": optuna.distributions.FloatDistribution(0, 1)}
-    if space == "tpe":
-        distributions["kind"] = optuna.distributions.CategoricalDistribution(["a"])
+    distributions = {name: optuna.distributions.FloatDistribution(0, 1) for name in range_names(space)}
     lock = threading.Lock()
     remaining = [trials]
 
