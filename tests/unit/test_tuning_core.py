@@ -232,20 +232,32 @@ def test_the_sampler_is_chosen_by_the_search_space_and_the_parallelism() -> None
     )
     assert in_flight.kind == SamplerKind.GP and in_flight.startup_trials == 7  # 3 launched blind anyway
     assert choose(jobs=300, parallel=4).kind == SamplerKind.GP
-    # A categorical, a large space, many trials: multivariate TPE, with constant liar in parallel.
+    # Categorical ranges too: the GP's kernel compares their values by equality.
     categorical = choose(
         parallel=4,
-        ContinuousParameterRanges=_continuous(1),
+        ContinuousParameterRanges=_continuous(2),
         CategoricalParameterRanges=[{"Name": "kernel", "Values": ["rbf", "linear"]}],
     )
-    assert categorical.kind == SamplerKind.TPE and categorical.constant_liar
-    assert "Categorical" in categorical.describe()
+    assert categorical.kind == SamplerKind.GP and categorical.startup_trials == 3  # 6 less 3 in flight
+    assert "3 ranges" in categorical.describe()
+    # A large space, many trials: multivariate TPE, with constant liar in parallel.
     large = choose(ContinuousParameterRanges=_continuous(11))
     assert large.kind == SamplerKind.TPE and not large.constant_liar
-    assert choose(jobs=301).kind == SamplerKind.TPE
+    assert "11 ranges" in large.describe()
+    large_in_flight = choose(parallel=2, ContinuousParameterRanges=_continuous(11))
+    assert large_in_flight.kind == SamplerKind.TPE and large_in_flight.constant_liar
+    many = choose(jobs=301)
+    assert many.kind == SamplerKind.TPE and many.startup_trials == 10
+    # Several definitions make a conditional space: TPE.
+    spec = _spec_for_sampler()
+    [definition] = spec.definitions
+    several = dataclasses.replace(
+        spec, definitions=(definition, dataclasses.replace(definition, name="other"))
+    )
+    assert choose_sampler(several).kind == SamplerKind.TPE
+    assert "several training job definitions" in choose_sampler(several).describe()
     # Stopped trials inform TPE: Hyperband and early stopping keep it.
     assert choose("Hyperband").kind == SamplerKind.TPE
-    spec = _spec_for_sampler()
     assert choose_sampler(dataclasses.replace(spec, early_stopping=True)).kind == SamplerKind.TPE
     assert choose("Random").kind == SamplerKind.RANDOM
     # Without torch and scipy, TPE takes the GP's place and says why.
