@@ -254,3 +254,74 @@ def test_instance_types_say_which_this_machine_runs(gpu_server: tuple[ServerProc
     ).stdout
     assert "ml.g5.xlarge" in shown and "ml.g5.12xlarge" not in shown and "ml.p4d" not in shown
     assert "This machine's GPUs: 0: NVIDIA A10G 24 GiB, 1: NVIDIA A10G 24 GiB" in shown
+
+
+INFERENCE = r"""
+import glob, json, os
+
+
+def model_fn(model_dir):
+    return None
+
+
+def transform_fn(model, body, content_type, accept):
+    nodes = sorted(glob.glob("/dev/nvidia*"))
+    seen = {
+        "nodes": nodes,
+        "contents": {n: open(n).read() for n in nodes},
+        "env": {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")},
+    }
+    return json.dumps(seen), "application/json"
+"""
+
+
+def test_an_endpoint_on_a_gpu_type_gets_a_gpu_of_its_own(gpu_server: tuple[ServerProcess, Path]) -> None:
+    server, nodes = gpu_server
+    sm, s3 = boto_client("sagemaker", server.url), boto_client("s3", server.url)
+    name = f"gpu-ep-{uuid.uuid4().hex[:8]}"
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=tgz({"weights.txt": "w"}))
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/code.tar.gz", Body=tgz({"inference.py": INFERENCE}))
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz",
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{BUCKET}/{name}/code.tar.gz",
+            },
+        },
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "v", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.g5.xlarge"}
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    deadline = time.monotonic() + 300
+    while (endpoint := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline, "the endpoint did not come up"
+        time.sleep(0.05)
+    assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
+    try:
+        answer = boto_client("sagemaker-runtime", server.url).invoke_endpoint(
+            EndpointName=name, Body=b"{}", ContentType="application/json"
+        )
+        seen = json.loads(answer["Body"].read())
+        gpu_nodes = [n for n in seen["nodes"] if n.removeprefix("/dev/nvidia").isdigit()]
+        assert len(gpu_nodes) == 1 and sorted(seen["nodes"]) == sorted(
+            [*gpu_nodes, "/dev/nvidiactl", "/dev/nvidia-uvm"]
+        )
+        index = int(gpu_nodes[0].removeprefix("/dev/nvidia"))
+        assert seen["contents"][gpu_nodes[0]] == f"gpu{index}"
+        listing = json.loads((nodes / "gpus.json").read_text())["gpus"]
+        own = next(g["uuid"] for g in listing if g["index"] == index)
+        assert seen["env"] == {"CUDA_VISIBLE_DEVICES": own, "NVIDIA_VISIBLE_DEVICES": own}
+        # the endpoint's GPU is its own: a job now gets the other one
+        job = _start(server, nodes, "ml.g5.xlarge", hold=False)
+        assert _own_gpu(_seen(server, job), nodes) == 1 - index
+        assert _wait(server, job)["TrainingJobStatus"] == "Completed"
+    finally:
+        sm.delete_endpoint(EndpointName=name)

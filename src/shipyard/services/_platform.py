@@ -33,7 +33,7 @@ from shipyard.core.placement import Resources
 from shipyard.core.pricing import Rates
 from shipyard.core.quotas import Load
 from shipyard.envs import EnvironmentCache, ImageResolver, PackageSources
-from shipyard.errors import ConfigurationError
+from shipyard.errors import ConfigurationError, ShipyardError
 from shipyard.runtime.contract import JobApi, StoreAccess
 from shipyard.services._experiment_jobs import JobComponents
 from shipyard.services._tuning_search import AskWorker
@@ -555,6 +555,15 @@ def _backends(settings: Settings) -> Backends:
     return Backends(local, [(pattern, ray) for pattern in patterns])
 
 
+def _gpus_of(catalog: InstanceCatalog, instance_type: str) -> tuple[int, float]:
+    """An instance type's GPUs and each one's memory (none for a type not in the catalog)."""
+    try:
+        found = catalog.get(instance_type)
+    except ShipyardError:
+        return 0, 0.0
+    return found.gpu_count, found.gpu_memory_gib
+
+
 def _model_servers(
     settings: Settings,
     backends: Backends,
@@ -572,6 +581,8 @@ def _model_servers(
         ),
         settings.sandbox,
         hide=(settings.data_dir, settings.environments_dir),
+        gpus=next((b.gpus for b in backends if isinstance(b, LocalBackend)), None),
+        gpus_for=lambda name: _gpus_of(catalog, name),
     )
     if any(backend.name == "local" for backend in backends):
         backends.serve_models("local", local)

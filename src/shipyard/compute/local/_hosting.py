@@ -27,11 +27,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
+from shipyard.compute.local._gpus import MODEL_SERVER_HOLDER, GpuLedger
 from shipyard.config import DEFAULT_REGION
+from shipyard.core.devices import Gpu, GpusBusy, visible_environment
 from shipyard.core.training import parse_s3_uri
 from shipyard.envs import EnvironmentCache, environment_roots, framework_of, model_builder_sdk_requirement
 from shipyard.errors import NotFoundError
-from shipyard.runtime._sandbox import MODEL_SERVERS, hand_over, run_as_for, sandbox_available, sandbox_command
+from shipyard.runtime._sandbox import (
+    MODEL_SERVERS,
+    gpu_binds,
+    hand_over,
+    run_as_for,
+    sandbox_available,
+    sandbox_command,
+)
 from shipyard.runtime.contract import TOKEN_ENV
 from shipyard.storage import ObjectStore
 from shipyard.storage._archives import ChunkReader, extract_tar
@@ -179,6 +188,9 @@ class LocalModelServers(ModelServers):
         sandbox: "bwrap" to run them in bubblewrap (when it works here), else "off".
         hide: Folders the model's code must not see (the Shipyard data dir).
         host: The address they listen on (loopback, unless other machines must reach them).
+        gpus: The machine's GPU ledger (the local backend's, shared with its jobs): a model server
+            on a GPU type is granted its own GPUs there, as a job instance is.
+        gpus_for: How many GPUs (and of how much memory each) an instance type has.
     """
 
     def __init__(
@@ -188,7 +200,11 @@ class LocalModelServers(ModelServers):
         sandbox: str = "auto",
         hide: Sequence[Path] = (),
         host: str = "127.0.0.1",
+        gpus: GpuLedger | None = None,
+        gpus_for: Callable[[str], tuple[int, float]] = lambda instance_type: (0, 0.0),
     ) -> None:
+        self._gpus = gpus
+        self._gpus_for = gpus_for
         self._objects = objects
         self._environments = environments
         self.sandboxed = sandbox != "off" and sandbox_available()
@@ -245,8 +261,10 @@ class LocalModelServers(ModelServers):
             command += ["--program", launch.program]
         if request.memory_limit_mb:
             command += ["--memory-limit-mb", str(request.memory_limit_mb)]
+        granted = self._grant(request, launch, port)
         env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
         env.update({k: inside(v) or "" for k, v in launch.environment.items()})
+        env.update(visible_environment(granted))  # the GPUs granted, as a job is told them
         env["PYTHONPATH"] = inside(launch.code_dir) or ""
         token = secrets.token_urlsafe(24)
         env[TOKEN_ENV] = token
@@ -266,20 +284,47 @@ class LocalModelServers(ModelServers):
                 keep=[*launch.keep, server_script],
                 cwd="/opt/ml/model",
                 run_as=run_as,
+                devices=gpu_binds(granted, self._gpus.inventory.control if self._gpus else ()),
             )
-        process = self._spawner.submit(
-            subprocess.Popen,
-            command,
-            stdin=subprocess.PIPE,  # closes when this process ends: the model server then exits
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=None if self.sandboxed else str(ml / "model"),
-            env=env,
-            start_new_session=True,
-        ).result()
+        try:
+            process = self._spawner.submit(
+                subprocess.Popen,
+                command,
+                stdin=subprocess.PIPE,  # closes when this process ends: the model server then exits
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=None if self.sandboxed else str(ml / "model"),
+                env=env,
+                start_new_session=True,
+            ).result()
+        except BaseException:
+            if self._gpus is not None:
+                self._gpus.release(_holder(launch, port))
+            raise
         server = LocalModelServer(request, launch, self.host, port, process, token)
+        if granted and self._gpus is not None:
+            self._gpus.hold(_holder(launch, port), [g.index for g in granted], lambda: server.alive)
         threading.Thread(target=_keep_log, args=(server,), name="shipyard-model-log", daemon=True).start()
         return server
+
+    def _grant(self, request: ModelRequest, launch: ServerLaunch, port: int) -> tuple[Gpu, ...]:
+        """The GPUs a model server on ``request``'s type gets: as many as the type has (no more
+        than the machine has: fit to the machine, as jobs are), each its own.
+
+        Raises:
+            ModelServerError: they are all held (by jobs or other model servers).
+        """
+        count, memory_gib = self._gpus_for(request.instance_type)
+        if self._gpus is None or not count or not len(self._gpus.inventory):
+            return ()
+        try:
+            return self._gpus.take(
+                _holder(launch, port), min(count, len(self._gpus.inventory)), min_memory_gib=memory_gib
+            )[0]
+        except GpusBusy as exc:
+            raise ModelServerError(
+                f"{request.instance_type} has {count} GPU(s) and this machine's are held: {exc}"
+            ) from None
 
     def stop(self, server: ModelServer, grace: float = 5.0) -> None:
         assert isinstance(server, LocalModelServer)
@@ -295,6 +340,13 @@ class LocalModelServers(ModelServers):
                 server.process.wait()
         with contextlib.suppress(OSError):
             server.process.stdin.close()  # type: ignore[union-attr]
+        if self._gpus is not None:
+            self._gpus.release(_holder(server.launch, server.port))
+
+
+def _holder(launch: ServerLaunch, port: int) -> str:
+    """A model server's key in the GPU ledger: its folder and port (a replacement is another)."""
+    return f"{MODEL_SERVER_HOLDER}{launch.instance_dir}:{port}"
 
 
 def _keep_log(server: LocalModelServer) -> None:
