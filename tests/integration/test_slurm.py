@@ -121,7 +121,9 @@ def _started(site: Site, script: str) -> str:
 
 
 def test_the_test_cluster_runs_sbatch_squeue_and_sacct(slurm_cluster: SlurmCluster) -> None:
-    job_id = slurm_cluster.run("sbatch", "--parsable", "-N2", "--wrap", "srun true").stdout.strip()
+    job_id = slurm_cluster.run(
+        "sbatch", "--parsable", "--output=/dev/null", "-N2", "--wrap", "srun true"
+    ).stdout.strip()
     deadline = time.monotonic() + 60
     while slurm_cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() not in ("", "COMPLETED"):
         assert time.monotonic() < deadline
@@ -204,7 +206,9 @@ time.sleep(600)
 
 
 def test_a_job_waiting_in_slurms_queue_says_why_then_runs(site: Site) -> None:
-    blocker = site.cluster.run("sbatch", "--parsable", "-N2", "--wrap", "sleep 600").stdout.strip()
+    blocker = site.cluster.run(
+        "sbatch", "--parsable", "--output=/dev/null", "-N2", "--wrap", "sleep 600"
+    ).stdout.strip()
     try:
         name = _job(site, SCRIPT)
         deadline = time.monotonic() + 60
@@ -238,6 +242,25 @@ def test_stop_ends_the_slurm_job(site: Site) -> None:
     while site.cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() not in ("", "COMPLETED"):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_a_job_whose_node_goes_down_fails_naming_the_node(site: Site) -> None:
+    name = _started(site, SLEEPER)
+    node, _ = site.nodes_of(name)["algo-1"]
+    site.cluster.run("scontrol", "update", f"nodename={node}", "state=down", "reason=shipyard-test")
+    try:
+        job = _wait(site, name, timeout=120)
+        assert job["TrainingJobStatus"] == "Failed"
+        assert f"algo-1 was lost: its Slurm node failed ({node})" in job["FailureReason"], job[
+            "FailureReason"
+        ]
+        assert "NODE_FAIL" in job["FailureReason"]
+    finally:
+        site.cluster.run("scontrol", "update", f"nodename={node}", "state=resume", check=False)
+        deadline = time.monotonic() + 60
+        while node not in site.cluster.idle():
+            assert time.monotonic() < deadline, f"{node} did not come back"
+            time.sleep(0.2)
 
 
 RESTART = """
