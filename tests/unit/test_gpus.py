@@ -234,3 +234,15 @@ def test_the_agent_config_carries_the_granted_gpus() -> None:
         gpu_devices=_gpus(1), gpu_control=("/dev/nvidiactl",),
     )  # fmt: skip
     assert AgentConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_gpu_check_on_a_machine_without_a_gpu_says_so_and_tests_nothing() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu-check"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    if "GPU(s):" in done.stdout:
+        pytest.skip("this machine has a GPU: scripts/gpu-check is the real check there")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [done.stdout.strip()] and "no GPU on this machine" in done.stdout
