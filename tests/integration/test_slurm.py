@@ -281,3 +281,68 @@ def test_a_server_restart_mid_job_finds_the_slurm_job_again(site: Site) -> None:
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     lines = [line for line in site.log_lines(name)["algo-1"] if line.startswith("line ")]
     assert lines == [f"line {i}" for i in range(8)]
+
+
+def test_a_processing_job_runs_on_slurm_unchanged(site: Site) -> None:
+    prefix = f"data-{uuid.uuid4().hex[:6]}"
+    site.s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/rows.csv", Body=b"1,2\n3,4\n")
+    site.s3.put_object(Bucket=BUCKET, Key=f"{prefix}/code/process.py", Body=PROCESS.encode())
+    name = f"proc-{uuid.uuid4().hex[:8]}"
+    s3_input = {"S3DataType": "S3Prefix", "S3InputMode": "File"}
+    site.sm.create_processing_job(
+        ProcessingJobName=name,
+        RoleArn=ROLE,
+        AppSpecification={
+            "ImageUri": SKLEARN_IMAGE,
+            "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/process.py"],
+        },
+        ProcessingResources={
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+        },
+        ProcessingInputs=[
+            {
+                "InputName": input_name,
+                "S3Input": {"S3Uri": f"s3://{BUCKET}/{prefix}/{folder}/", "LocalPath": path, **s3_input},
+            }
+            for input_name, folder, path in (
+                ("code", "code", "/opt/ml/processing/input/code"),
+                ("data", "in", "/opt/ml/processing/input/data"),
+            )
+        ],
+        ProcessingOutputConfig={
+            "Outputs": [
+                {
+                    "OutputName": "out",
+                    "S3Output": {
+                        "S3Uri": f"s3://{BUCKET}/{prefix}/processed",
+                        "LocalPath": "/opt/ml/processing/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        StoppingCondition={"MaxRuntimeInSeconds": 300},
+    )
+    deadline = time.monotonic() + 180
+    while (job := site.sm.describe_processing_job(ProcessingJobName=name))[
+        "ProcessingJobStatus"
+    ] == "InProgress":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    count = site.s3.get_object(Bucket=BUCKET, Key=f"{prefix}/processed/count.txt")["Body"].read()
+    assert count == b"2 rows"
+    group = "/aws/sagemaker/ProcessingJobs"
+    [stream] = site.logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{name}/")[
+        "logStreams"
+    ]
+    events = site.logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"])["events"]
+    assert any(NODE_LINE.match(e["message"]) for e in events), [e["message"] for e in events][:5]
+
+
+PROCESS = """
+import os
+rows = open("/opt/ml/processing/input/data/rows.csv").read().splitlines()
+os.makedirs("/opt/ml/processing/output", exist_ok=True)
+open("/opt/ml/processing/output/count.txt", "w").write(f"{len(rows)} rows")
+"""
