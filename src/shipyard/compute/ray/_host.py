@@ -134,19 +134,25 @@ class InstanceHost(_NodeFolder):
             hide=(*config.hide, str(self._root / "instances")),
             die_with_parent=True,
         )
+        if config.gpus:
+            config = _with_rays_gpus(config)
         InstanceFolder(self._dir).write_config(config)
         node = _node(self._dir)
         self._agent = self._spawner.submit(self._spawn).result()
         return node
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        env = agent_env()
+        for name in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):  # Ray's assignment, when it set one
+            if name in os.environ:
+                env[name] = os.environ[name]
         with (self._dir / "agent.log").open("ab") as output:
             return subprocess.Popen(
                 [sys.executable, "-m", "shipyard.runtime.agent", str(self._dir)],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env=agent_env(),
+                env=env,
                 close_fds=True,
             )
 
@@ -211,3 +217,37 @@ class ModelHost(_NodeFolder):
     def kill(self) -> None:
         if self._server is not None:
             self._servers.stop(self._server)
+
+
+def _with_rays_gpus(config: AgentConfig) -> AgentConfig:
+    """The GPUs Ray assigned this actor (``num_gpus``), as this node's NVML (or fake device list)
+    knows them: bound into the sandbox and named to the job like the local backend's grants. A
+    node without NVML passes Ray's ``CUDA_VISIBLE_DEVICES`` on, unbound, and the job's log says so."""
+    import ray
+
+    from shipyard.compute.local._gpus import discover
+    from shipyard.core.devices import visible
+
+    fake = os.environ.get("SHIPYARD_FAKE_GPUS")
+    inventory = discover(Path(fake) if fake else None, environ={})
+    ids = ",".join(str(i) for i in ray.get_gpu_ids())
+    granted, unknown = visible(inventory.gpus, ids)
+    if not granted or unknown:
+        return config.replace(
+            notes=(
+                *config.notes,
+                f"Shipyard: Ray assigned GPU(s) {ids}, which this node's device list does not name "
+                f"({inventory.describe()}): passed on as CUDA_VISIBLE_DEVICES, not bound into the sandbox",
+            )
+        )
+    return config.replace(
+        gpus=len(granted),
+        gpu_devices=granted,
+        gpu_control=inventory.control,
+        notes=(
+            *config.notes,
+            "Shipyard: Ray assigned GPU"
+            + ("s " if len(granted) > 1 else " ")
+            + ", ".join(f"{g.index} ({g.name}, {g.uuid})" for g in granted),
+        ),
+    )
