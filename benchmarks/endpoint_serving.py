@@ -149,7 +149,14 @@ class Iris:
         return Response(str(self.model.predict(rows).tolist()), media_type="application/json")
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+for attempt in range(3):  # on a loaded machine the node may miss Ray's 30 s to start
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+        break
+    except Exception:
+        ray.shutdown()
+        if attempt == 2:
+            raise
 try:
     serve.start(http_options={"host": "127.0.0.1", "port": PORT})
     serve.run(Iris.bind(), route_prefix="/predict")
@@ -455,7 +462,7 @@ def main() -> None:
                 f"http://127.0.0.1:{port}/predict",
                 row,
                 wait=600,  # Ray's own start: GCS, raylet, Serve's controller and proxy
-                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "60"},
             ) as pid:
 
                 def ray_groups() -> dict[str, list[int]]:
