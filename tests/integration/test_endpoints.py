@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -221,6 +222,24 @@ def test_inference_script_handlers(clients: tuple[Any, Any, Any], model_data: st
     response = error.value.response
     assert response["Error"]["Code"] == "ModelError" and response["OriginalStatusCode"] == 500
     assert "the model cannot take 'boom'" in response["OriginalMessage"]
+    # An unsigned call (curl's, a load generator's) is answered as the SDK's signed one is.
+    url = f"{sm.meta.endpoint_url}/endpoints/{name}/invocations"
+    plain = httpx.post(
+        url,
+        content=json.dumps({"rows": IRIS}),
+        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Custom-Attributes": "trace=7"},
+    )
+    assert plain.status_code == 200 and json.loads(plain.content) == result
+    assert plain.headers["content-type"] == "application/vnd.iris+json"
+    assert plain.headers["x-amzn-sagemaker-custom-attributes"] == "TRACE=7"
+    assert plain.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
+    refused = httpx.post(
+        url, content=json.dumps({"rows": "boom"}), headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 424 and refused.headers["x-amzn-errortype"] == "ModelError"
+    assert refused.json()["OriginalStatusCode"] == 500
+    missing = httpx.post(f"{sm.meta.endpoint_url}/endpoints/no-such-endpoint/invocations", content=b"[]")
+    assert missing.status_code == 400 and "no-such-endpoint" in missing.json()["message"]
     logs = boto_client("logs", sm.meta.endpoint_url)
     deadline = time.monotonic() + 10
     while True:  # the traceback is in the endpoint's log

@@ -246,3 +246,32 @@ def test_gpu_check_on_a_machine_without_a_gpu_says_so_and_tests_nothing() -> Non
         pytest.skip("this machine has a GPU: scripts/gpu-check is the real check there")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [done.stdout.strip()] and "no GPU on this machine" in done.stdout
+
+
+# -- measured --------------------------------------------------------------------------------------
+def test_gpu_use_is_sampled_stored_and_served_as_sagemaker_names_it(tmp_path: Path) -> None:
+    import datetime as dt
+    import os
+
+    from shipyard.api.monitoring import UTILIZATION
+    from shipyard.runtime.utilization import Sampler, nvml_reader
+    from shipyard.store import Database
+    from shipyard.store.utilization import Sample, UtilizationRepository
+
+    sampler = Sampler(os.getpid(), memory_bytes=2**30, disk_bytes=10**9, gpus=lambda: (87.5, 40.25))
+    sampler.sample()
+    point = sampler.sample()
+    assert point is not None and point["gpu"] == 87.5 and point["gpu_memory"] == 40.25
+    cpu_only = Sampler(os.getpid(), memory_bytes=2**30, disk_bytes=10**9)
+    cpu_only.sample()
+    assert "gpu" not in (cpu_only.sample() or {})  # no GPU: no GPU series
+    assert nvml_reader([]) is None and nvml_reader(["GPU-not-a-real-one"]) is None  # no NVML here
+
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    db.upgrade()
+    repository = UtilizationRepository(db)
+    point["t"] = dt.datetime.now(dt.UTC).isoformat()
+    repository.add("training", "job", [Sample.from_json("algo-1", point)])
+    (stored,) = repository.series("training", "job")
+    assert (stored.gpu, stored.gpu_memory) == (87.5, 40.25)
+    assert UTILIZATION["GPUUtilization"] == "gpu" and UTILIZATION["GPUMemoryUtilization"] == "gpu_memory"

@@ -41,7 +41,13 @@ def _datapoints(periods: list[tuple[int, Statistics]], wanted: list[str], unit: 
 
 # Instance utilization, as SageMaker publishes it: per host of a job (Host "<job>/algo-1"), per
 # variant of an endpoint (EndpointName, VariantName). CPU is the sum over cores.
-UTILIZATION = {"CPUUtilization": "cpu", "MemoryUtilization": "memory", "DiskUtilization": "disk"}
+UTILIZATION = {
+    "CPUUtilization": "cpu",
+    "MemoryUtilization": "memory",
+    "DiskUtilization": "disk",
+    "GPUUtilization": "gpu",  # averaged over the instance's GPUs; none sampled: no series
+    "GPUMemoryUtilization": "gpu_memory",
+}
 _INSTANCE_NAMESPACES = {
     "/aws/sagemaker/TrainingJobs": "training",
     "/aws/sagemaker/ProcessingJobs": "processing",

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import resource
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -66,12 +67,21 @@ class Sampler:
     Args:
         memory_bytes / disk_bytes: What the instance type gives (the percentages' 100).
         folder: Whose size is the disk in use (None: disk is not reported).
+        gpus: Reads the instance's GPUs now: (% busy, % of memory in use), averaged over them
+            (:func:`nvml_reader`); None: no GPU, not reported.
     """
 
     def __init__(
-        self, root: int, *, memory_bytes: float, disk_bytes: float, folder: Path | None = None
+        self,
+        root: int,
+        *,
+        memory_bytes: float,
+        disk_bytes: float,
+        folder: Path | None = None,
+        gpus: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None:
         self.root = root
+        self._gpus = gpus
         self._memory = memory_bytes
         self._disk = disk_bytes
         self._folder = folder
@@ -95,4 +105,32 @@ class Sampler:
         }
         if self._folder is not None:
             point["disk"] = round(disk_bytes(self._folder) / self._disk * 100, 3)
+        gpus = self._gpus() if self._gpus is not None else None
+        if gpus is not None:
+            point["gpu"], point["gpu_memory"] = round(gpus[0], 2), round(gpus[1], 2)
         return point
+
+
+def nvml_reader(uuids: Sequence[str]) -> Callable[[], tuple[float, float] | None] | None:
+    """A reader of the GPUs ``uuids`` through NVML (SageMaker's GPUUtilization and
+    GPUMemoryUtilization, averaged over them), or None where NVML cannot read them (not
+    installed, no driver, a fake device list's GPUs)."""
+    if not uuids:
+        return None
+    try:
+        import pynvml  # nvidia-ml-py, the gpu extra
+
+        pynvml.nvmlInit()
+        handles = [pynvml.nvmlDeviceGetHandleByUUID(u) for u in uuids]
+    except Exception:  # no NVML, or GPUs it does not know
+        return None
+
+    def read() -> tuple[float, float] | None:
+        try:
+            busy = [float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu) for h in handles]
+            memory = [pynvml.nvmlDeviceGetMemoryInfo(h) for h in handles]
+        except Exception:
+            return None
+        return sum(busy) / len(busy), sum(m.used / m.total * 100 for m in memory) / len(memory)
+
+    return read

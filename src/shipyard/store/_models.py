@@ -181,6 +181,8 @@ class UtilizationRow(Base):
     memory: Mapped[float] = mapped_column(sa.Float, nullable=False)
     memory_bytes: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     disk: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    gpu: Mapped[float | None] = mapped_column(sa.Float, nullable=True)  # % busy, averaged over its GPUs
+    gpu_memory: Mapped[float | None] = mapped_column(sa.Float, nullable=True)  # % of their memory in use
 
 
 class PipelineRow(Base):

@@ -20,11 +20,13 @@ class Sample:
     memory: float
     memory_bytes: int
     disk: float | None = None
+    gpu: float | None = None  # GPUUtilization: % busy, averaged over the instance's GPUs
+    gpu_memory: float | None = None  # GPUMemoryUtilization: % of their memory in use
 
     @classmethod
     def from_json(cls, host: str, point: dict[str, object]) -> Sample:
         at = dt.datetime.fromisoformat(str(point["t"]))
-        disk = point.get("disk")
+        disk, gpu, gpu_memory = point.get("disk"), point.get("gpu"), point.get("gpu_memory")
         return cls(
             host,
             at,
@@ -32,6 +34,8 @@ class Sample:
             float(point["memory"]),  # type: ignore[arg-type]
             int(point.get("memory_bytes", 0)),  # type: ignore[call-overload]
             float(disk) if disk is not None else None,  # type: ignore[arg-type]
+            float(gpu) if gpu is not None else None,  # type: ignore[arg-type]
+            float(gpu_memory) if gpu_memory is not None else None,  # type: ignore[arg-type]
         )
 
     def to_json(self) -> dict[str, object]:
@@ -42,6 +46,8 @@ class Sample:
             "memory": self.memory,
             "memory_bytes": self.memory_bytes,
             "disk": self.disk,
+            "gpu": self.gpu,
+            "gpu_memory": self.gpu_memory,
         }
 
 
@@ -60,6 +66,8 @@ class UtilizationRepository:
                 memory=s.memory,
                 memory_bytes=s.memory_bytes,
                 disk=s.disk,
+                gpu=s.gpu,
+                gpu_memory=s.gpu_memory,
             )
             for s in samples
         ]
@@ -82,6 +90,8 @@ class UtilizationRepository:
                     r.memory,
                     r.memory_bytes,
                     r.disk,
+                    r.gpu,
+                    r.gpu_memory,
                 )
                 for r in session.scalars(stmt.order_by(UtilizationRow.at, UtilizationRow.id))
             ]

@@ -49,7 +49,7 @@ from shipyard.runtime.agent._layer import PipLayer, make_layer
 from shipyard.runtime.agent._processes import descendants, die_with_parent, is_bwrap, signal_group
 from shipyard.runtime.agent._sync import FolderSync
 from shipyard.runtime.contract import InstanceFolder, Outcome
-from shipyard.runtime.utilization import Sampler
+from shipyard.runtime.utilization import Sampler, nvml_reader
 from shipyard.storage._nofollow import read_inside
 
 PIP_CONSTRAINTS = "shipyard-pip-constraints.txt"  # in ml/ (/opt/ml): the environment's pins
@@ -468,6 +468,7 @@ class Agent:
             memory_bytes=self.config.memory_bytes or 2**30,
             disk_bytes=self.config.disk_bytes or 30 * 10**9,
             folder=self.folder.ml,
+            gpus=nvml_reader([g.uuid for g in self.config.gpu_devices]),
         )
         sampler.sample()  # the baseline: each sample is the use since the one before
         sampled = False
