@@ -288,7 +288,6 @@ def process(command: list[str], url: str, body: str, *, wait: float = 180, **kwa
     log_path = Path(name)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
-    started: dict[int, str] = {}
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -302,18 +301,18 @@ def process(command: list[str], url: str, body: str, *, wait: float = 180, **kwa
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{command[0]} did not come up: {' '.join(command)}\n{tail}")
             time.sleep(0.2)
-        table = processes()
-        started = {pid: table[pid][1] for pid in descendants(proc.pid) if pid in table}
         yield proc.pid
     finally:
+        table = processes()  # what it started, to end what outlives it (Ray's, even when it failed)
+        started = {pid: table[pid][1] for pid in descendants(proc.pid) if pid in table}
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(20)
         if proc.poll() is None:
             proc.kill()
         table = processes()
-        for pid, command in started.items():  # what it left behind (Ray's), if it is still that
-            if pid in table and table[pid][1] == command:
+        for pid, cmdline in started.items():  # what it left behind (Ray's), if it is still that
+            if pid in table and table[pid][1] == cmdline:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         log_path.unlink(missing_ok=True)
