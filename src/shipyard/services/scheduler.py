@@ -241,6 +241,8 @@ class JobScheduler:
                         self._launch(job, backend, placement)
                     except GpusBusy as exc:  # held by what the fair share does not count (endpoints)
                         self._wait(job, str(exc))
+                    except ValidationError as exc:  # the backend refused the request (Slurm's sbatch)
+                        self._fail(job, f"ClientError: {exc.message}")
                     continue
                 if verdict.for_capacity:
                     demand[backend.name] += [placement.per_instance] * placement.count

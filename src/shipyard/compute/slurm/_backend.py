@@ -40,7 +40,7 @@ from shipyard.compute._base import Backend, Feature, InstanceLaunch, agent_env, 
 from shipyard.compute.slurm._layout import LAUNCH_VARIABLE, STREAMS
 from shipyard.core import slurm
 from shipyard.core.placement import Resources
-from shipyard.errors import ConfigurationError
+from shipyard.errors import ConfigurationError, ValidationError
 from shipyard.runtime.contract import StoreAccess
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,11 @@ class SlurmBackend(Backend):
         return list(self._nodes)
 
     def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
+        """Submit the job's instances as one Slurm job.
+
+        Raises:
+            ValidationError: sbatch refused it (an unknown partition, account or QOS...), saying why.
+        """
         first = launches[0]
         kind = first.agent_config.kind
         attempt = first.instance_dir.parent.name  # attempt-N
@@ -201,17 +206,24 @@ class SlurmBackend(Backend):
             f"exec srun --job-name={_INSTANCES_STEP} --export=ALL --ntasks={len(launches)} --ntasks-per-node=1 --kill-on-bad-exit=0 "
             f"{shlex.quote(self._python)} -m shipyard.compute.slurm._task\n"
         )
-        out = self._command(
-            "sbatch",
-            "--parsable",
-            f"--job-name={name}",
-            "--export=NONE",
-            "--no-requeue",
-            "--output=/dev/null",
-            "--chdir=/tmp",
-            *request.sbatch_args(),
-            stdin=script,
-        )
+        try:
+            out = self._command(
+                "sbatch",
+                "--parsable",
+                f"--job-name={name}",
+                "--export=NONE",
+                "--no-requeue",
+                "--output=/dev/null",
+                "--chdir=/tmp",
+                *request.sbatch_args(),
+                stdin=script,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise ValidationError(
+                f"Slurm refused the job ({' '.join(request.sbatch_args())}): {exc.stderr}. The "
+                "site's slurm_partition, slurm_account, slurm_qos and [slurm_types] settings say "
+                "what is asked for"
+            ) from None
         job_id = out.strip().split(";")[0]
         log.info("Slurm: %s submitted as Slurm job %s (%s)", key, job_id, " ".join(request.sbatch_args()))
         dirs = {launch.agent_config.host: launch.instance_dir for launch in launches}
