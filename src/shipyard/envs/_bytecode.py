@@ -2,12 +2,13 @@
 
 Jobs and model servers see their environment read-only, so Python cannot keep what it compiles:
 without bytecode built in, every job compiles what it imports again (scikit-learn and pandas:
-seconds a job). Compiling all of an environment takes a while (a PyTorch environment: about half a
-minute on two cores), so the job that built it does not wait for it: a detached process compiles
-while that job runs, writing each file atomically (a job importing meanwhile reads a whole file or
-none), and sets ``"bytecode": true`` in the environment's marker when done. Only ``compileall``
-runs, nothing of the packages themselves. One compile per environment at a time (a lock file);
-prune waits for it (the environment's shared lock, as a running job holds).
+seconds a job). Compiling an environment takes a while (a PyTorch environment: about half a minute
+on two cores), so the job that built it does not wait for it: a detached process compiles while
+that job runs, writing each file atomically (a job importing meanwhile reads a whole file or
+none), and sets ``"bytecode": true`` in the environment's marker when done. The packages' own test
+suites (``tests/`` and ``test/`` folders, about half the files of a scikit-learn environment) are
+left out: no job imports them. Only ``compileall`` runs, nothing of the packages themselves. One
+compile per environment at a time (a lock file); prune waits for it (the environment's shared lock, as a running job holds).
 
     python -m shipyard.envs._bytecode <envs folder> <key>
 """
@@ -23,6 +24,8 @@ import sys
 from pathlib import Path
 
 from shipyard.envs._cache import MARKER, has_bytecode
+
+_TEST_SUITES = r"/tests?/"  # compileall -x: skipped where the regex matches the file's path
 
 
 def compile_soon(root: Path, key: str) -> None:
@@ -57,7 +60,20 @@ def compile_environment(root: Path, key: str) -> bool:
             if not marker.is_file() or has_bytecode(folder):
                 return False
             python = folder / "bin" / "python"
-            command = [str(python), "-m", "compileall", "-q", "-q", "-j", "0", str(folder / "lib")]
+            # Not the packages' own test suites (tests/ and test/ folders: about half the files
+            # of a scikit-learn environment), which no job imports.
+            command = [
+                str(python),
+                "-m",
+                "compileall",
+                "-q",
+                "-q",
+                "-j",
+                "0",
+                "-x",
+                _TEST_SUITES,
+                str(folder / "lib"),
+            ]
             # A file that does not compile (a package's template with a .py name) fails where it is
             # imported, as it would anyway: compileall's status is not the environment's.
             subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
