@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from shipyard.cli._jobs import AsJson, Url, print_json
 from shipyard.errors import ValidationError
@@ -137,7 +137,15 @@ def instance_types(
         print_json(types)
         return
     machine = connection.native("info").get("gpus") or []
-    table = Table("name", "vCPU", "memory", "GPU", f"{kind} $/hour", "here")
+    # Whole on an 80-column terminal but for the GPU cells, which wrap.
+    table = Table(
+        Column("name", no_wrap=True),
+        "vCPU",
+        "memory",
+        "GPU",
+        Column(f"{kind} $/hour", no_wrap=True),
+        Column("here", no_wrap=True),
+    )
     for t in types:
         gpus = f"{t['gpu_count']} x {t['gpu_model']}" if t["gpu_count"] else ""
         if t["gpu_count"] and t.get("gpu_memory_gib"):
