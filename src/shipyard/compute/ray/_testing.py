@@ -121,11 +121,19 @@ class RayCluster:
         else:
             command += [f"--address={self.address}"]
         env = {**self.env, "SHIPYARD_RAY_DIR": str(self.log_dir / name)}  # nothing shared between nodes
-        with (self.log_dir / f"{name}.log").open("ab") as out:
-            self._nodes[name] = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self.wait_for(lambda nodes: any(n.get("NodeName") == name for n in nodes), 120, name)
+        # `ray start` gives its raylet a fixed 30 s to register (RAY_raylet_start_wait_time_s
+        # does not reach that wait): on a loaded machine a node may miss it, and is started again.
+        for attempt in range(3):
+            with (self.log_dir / f"{name}.log").open("ab") as out:
+                self._nodes[name] = subprocess.Popen(
+                    command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            try:
+                self.wait_for(lambda nodes: any(n.get("NodeName") == name for n in nodes), 120, name)
+                return
+            except RuntimeError as exc:
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
 
     def nodes(self) -> list[dict[str, object]]:
         """The cluster's live nodes (none while it cannot tell: a driver connecting to a head
