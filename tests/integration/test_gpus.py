@@ -27,12 +27,14 @@ pytestmark = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap cann
 
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+PYTORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310"
 BUCKET = "gpu-tests"
 # The site's catalog maps ml.g5.xlarge to this machine's (fake) GPUs, small enough for a test box.
 CATALOG = (
     "instance_type,family,vcpu,memory_gib,gpu_count,gpu_model,gpu_memory_gib,training_usd_per_hour\n"
     "ml.g5.xlarge,g5,1,1,1,NVIDIA A10G,24,1.00\n"
     "ml.g5.12xlarge,g5,1,1,4,NVIDIA A10G,24,5.00\n"
+    "ml.p3.8xlarge,p3,2,2,2,NVIDIA A10G,24,3.00\n"
 )
 
 # What a job saw of the machine's GPUs; then (when asked) it holds its GPU until released.
@@ -109,23 +111,34 @@ def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
         yield server, nodes
 
 
-def _start(server: ServerProcess, nodes: Path, instance_type: str, *, hold: bool) -> str:
+def _start(
+    server: ServerProcess,
+    nodes: Path,
+    instance_type: str,
+    *,
+    hold: bool,
+    script: str = JOB,
+    count: int = 1,
+    extra: dict[str, str] | None = None,
+    image: str = IMAGE,
+) -> str:
     sm, s3 = boto_client("sagemaker", server.url), boto_client("s3", server.url)
     name = f"gpu-{uuid.uuid4().hex[:8]}"
-    s3.put_object(Bucket=BUCKET, Key=f"{name}/sourcedir.tar.gz", Body=tgz({"train.py": JOB}))
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/sourcedir.tar.gz", Body=tgz({"train.py": script}))
     sm.create_training_job(
         TrainingJobName=name,
         RoleArn=ROLE,
-        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
         HyperParameters={
             "sagemaker_program": '"train.py"',
             "sagemaker_submit_directory": json.dumps(f"s3://{BUCKET}/{name}/sourcedir.tar.gz"),
             "nodes": json.dumps(str(nodes)),
             "hold": '"yes"' if hold else '"no"',
             "bucket": json.dumps(BUCKET),
+            **(extra or {}),
         },
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
-        ResourceConfig={"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 1},
+        ResourceConfig={"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 300},
     )
     return name
@@ -325,3 +338,66 @@ def test_an_endpoint_on_a_gpu_type_gets_a_gpu_of_its_own(gpu_server: tuple[Serve
         assert _wait(server, job)["TrainingJobStatus"] == "Completed"
     finally:
         sm.delete_endpoint(EndpointName=name)
+
+
+# torch_distributed: each process says what it was told, and all of them all-reduce over gloo (the
+# fake GPUs cannot run NCCL; scripts/gpu-check runs NCCL on real ones).
+RANKED = r"""
+import json, os, torch, torch.distributed as dist
+
+dist.init_process_group("gloo")
+total = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(total)
+keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "CUDA_VISIBLE_DEVICES", "SM_CURRENT_HOST")
+seen = {k: os.environ.get(k) for k in keys}
+print("RANKED " + json.dumps({**seen, "world": dist.get_world_size(), "sum": total.item()}), flush=True)
+dist.destroy_process_group()
+"""
+TORCH_DISTRIBUTED = {"sagemaker_torch_distributed_enabled": "true"}
+
+
+def _start_ranked(server: ServerProcess, nodes: Path, instance_type: str, count: int = 1) -> str:
+    pytest.importorskip("torch")
+    return _start(
+        server, nodes, instance_type, hold=False, script=RANKED, count=count, extra=TORCH_DISTRIBUTED,
+        image=PYTORCH_IMAGE,
+    )  # fmt: skip
+
+
+def _ranked(server: ServerProcess, name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """What each process of a finished job said, by rank, and the job's Shipyard lines."""
+    job = _wait(server, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    events = boto_client("logs", server.url).filter_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+    )["events"]
+    ranked = [
+        json.loads(e["message"].removeprefix("RANKED ")) for e in events if e["message"].startswith("RANKED ")
+    ]
+    notes = [e["message"] for e in events if e["message"].startswith("Shipyard: torch_distributed")]
+    return sorted(ranked, key=lambda r: int(r["RANK"])), notes
+
+
+def test_torch_distributed_starts_a_process_per_gpu(gpu_server: tuple[ServerProcess, Path]) -> None:
+    server, nodes = gpu_server
+    name = _start_ranked(server, nodes, "ml.p3.8xlarge")
+    ranked, notes = _ranked(server, name)
+    uuids = {g["uuid"] for g in json.loads((nodes / "gpus.json").read_text())["gpus"]}
+    assert [(r["RANK"], r["LOCAL_RANK"]) for r in ranked] == [("0", "0"), ("1", "1")]
+    for r in ranked:
+        assert r["WORLD_SIZE"] == r["LOCAL_WORLD_SIZE"] == "2" and r["world"] == 2 and r["sum"] == 3
+        assert set(r["CUDA_VISIBLE_DEVICES"].split(",")) == uuids  # both GPUs; each takes LOCAL_RANK's
+    assert len(notes) == 1 and "2 processes on algo-1 (2 GPUs), ranks 0-1 of 2" in notes[0], notes
+
+
+def test_torch_distributed_ranks_processes_across_instances(gpu_server: tuple[ServerProcess, Path]) -> None:
+    server, nodes = gpu_server
+    name = _start_ranked(server, nodes, "ml.g5.xlarge", count=2)
+    ranked, notes = _ranked(server, name)
+    assert [(r["RANK"], r["LOCAL_RANK"], r["SM_CURRENT_HOST"]) for r in ranked] == [
+        ("0", "0", "algo-1"),
+        ("1", "0", "algo-2"),
+    ]
+    assert all(r["world"] == 2 and r["sum"] == 3 for r in ranked)
+    assert ranked[0]["CUDA_VISIBLE_DEVICES"] != ranked[1]["CUDA_VISIBLE_DEVICES"]  # a GPU each
+    assert sorted(n.split(" on ")[1].split(" (")[0] for n in notes) == ["algo-1", "algo-2"]

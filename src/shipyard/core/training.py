@@ -24,6 +24,8 @@ _CONTRACT_DIRS = ("input", "model", "output", "code", "processing")
 # Hyperparameters the SageMaker SDK uses to pass the script-mode contract. JSON-encoded strings.
 PROGRAM_HP = "sagemaker_program"
 SUBMIT_DIR_HP = "sagemaker_submit_directory"
+# distribution={"torch_distributed": {"enabled": True}} (the SDK's PyTorch estimator): torchrun.
+TORCH_DISTRIBUTED_HP = "sagemaker_torch_distributed_enabled"
 RESERVED_HP_PREFIX = "sagemaker_"
 # Automatic model tuning adds this to every trial's hyperparameters (hyperparameters.json has it);
 # the training toolkit keeps it out of the user code's arguments and SM_HPS, as it does sagemaker_*.
@@ -216,6 +218,12 @@ class TrainingJobSpec:
         """The script-mode entry point (``sagemaker_program``), decoded."""
         raw = self.hyperparameters.get(PROGRAM_HP)
         return decode_hyperparameter(raw) if raw is not None else None
+
+    @property
+    def torch_distributed(self) -> bool:
+        """Whether the script is started torchrun's way, once per GPU (``TORCH_DISTRIBUTED_HP``)."""
+        raw = self.hyperparameters.get(TORCH_DISTRIBUTED_HP)
+        return raw is not None and decode_hyperparameter(raw) in (True, "true", "True")
 
     @property
     def submit_directory(self) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from shipyard.core.algorithms import xgboost
 from shipyard.core.training import TrainingJobSpec, parse_s3_uri, to_cmd_args
-from shipyard.runtime import container
+from shipyard.runtime import container, torchrun
 from shipyard.runtime.agent._agent import Layout
 from shipyard.runtime.agent._conda import conda_requirements, path_entry
 from shipyard.runtime.agent._io import JobInputError
@@ -21,6 +21,7 @@ from shipyard.runtime.contract import Outcome
 from shipyard.storage._archives import pack_directory
 
 _XGBOOST = Path(__file__).resolve().parents[1] / "algorithms" / "xgboost_train.py"
+_TORCHRUN = Path(torchrun.__file__)
 
 
 class TrainingLayout(Layout):
@@ -149,8 +150,40 @@ class TrainingLayout(Layout):
         if not (self.ml / "code" / program).is_file():
             raise JobInputError(f"Entry point {program!r} is not in the source directory")
         if program.endswith(".sh"):
+            if self.spec.torch_distributed:
+                self.log.line(
+                    "Shipyard: torch_distributed needs a Python entry point: started once, as it is"
+                )
             return ["/bin/sh", str(root / "code" / program), *args]
-        return [python, str(root / "code" / program), *args]
+        command = [python, str(root / "code" / program), *args]
+        return self.torchrun(command) if self.spec.torch_distributed else command
+
+    def torchrun(self, command: list[str]) -> list[str]:
+        """``command`` started torchrun's way: once per GPU of this instance (one on an instance
+        without GPUs), ranked across all instances (runtime/torchrun.py)."""
+        config = self.agent.config
+        nproc = len(config.gpu_devices) or config.gpus or 1
+        nnodes = self.spec.instance_count
+        shutil.copyfile(_TORCHRUN, self.ml / torchrun.NAME)
+        gpus = f"{nproc} GPU{'s' if nproc != 1 else ''}" if config.gpus else "no GPU: one process"
+        self.log.line(
+            f"Shipyard: torch_distributed: {nproc} process{'es' if nproc != 1 else ''} on {config.host} "
+            f"({gpus}), ranks {config.host_index * nproc}-{(config.host_index + 1) * nproc - 1} of "
+            f"{nnodes * nproc}; MASTER_ADDR {config.master_addr}, MASTER_PORT {config.master_port}"
+        )
+        return [
+            self.agent.job_python,
+            str(self.agent.root / torchrun.NAME),
+            f"--nproc={nproc}",
+            f"--nnodes={nnodes}",
+            f"--node-rank={config.host_index}",
+            f"--master-addr={config.master_addr}",
+            f"--master-port={config.master_port}",
+            f"--run-id={self.spec.name}",
+            f"--grace={config.stop_grace_seconds:g}",
+            "--",
+            *command,
+        ]
 
     def upload(self, outcome: Outcome) -> dict[str, str]:
         artifacts: dict[str, str] = {}
