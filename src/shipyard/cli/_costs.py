@@ -242,13 +242,17 @@ def waste(
     else:
         console.print("No idle endpoints.")
     if found["right_sizing"]:
-        table = Table("job", "ran on", "peak CPU", "peak memory", "suggested", "saving", title="Right-sizing")
+        gpus = any(s.get("peak_gpu_percent") is not None for s in found["right_sizing"])
+        columns = ["job", "ran on", "peak CPU", "peak memory", *(["peak GPU"] if gpus else []), "suggested"]
+        table = Table(*columns, "saving", title="Right-sizing")
         for s in found["right_sizing"]:
+            gpu = s.get("peak_gpu_percent")
             table.add_row(
                 s["job"],
                 f"{s['instance_count']} x {s['instance_type']}",
                 f"{s['peak_cpu_percent']:g}%",
                 f"{s['peak_memory_gib']:g} GiB",
+                *([f"{gpu:g}% (idle)" if gpu is not None else "-"] if gpus else []),
                 s["suggested_instance_type"],
                 f"{_m(s['saving_usd'])} ({s['saving_percent']:g}%)",
             )

@@ -5,7 +5,9 @@
   wasted). It is reported, or deleted when the site says ``idle_endpoints = "delete"``.
 - A finished job whose sampled peak CPU and memory fit a cheaper instance type (with a fifth to
   spare) gets a right-sizing suggestion: the cheapest such type for the same kind of work and
-  what it would have saved on that run.
+  what it would have saved on that run. A job on a GPU type gets one only when its GPUs sat idle
+  (every GPUUtilization sample under ``IDLE_GPU_PERCENT``): then the cheapest type without GPUs
+  that fits its CPU and memory. Its GPUs not sampled (no NVML): no suggestion either way.
 - Model servers' utilization is sampled here too (job instances sample their own).
 """
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 HEADROOM = 1.2  # a suggested type leaves a fifth more than the job's peak
 MIN_SAMPLES = 3
+IDLE_GPU_PERCENT = 10.0  # a GPU whose every sample is under this sat idle
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +155,7 @@ class WasteService:
         for service in self._jobs:
             kind = service.repository.kind
             peaks = self._utilization.peaks(kind, since)
+            gpu_peaks = self._utilization.gpu_peaks(kind, since)
             for name, (cpu, memory_bytes, count) in peaks.items():
                 if count < MIN_SAMPLES:
                     continue
@@ -161,15 +165,19 @@ class WasteService:
                     continue
                 if not job.state.status.is_terminal or job.run.billing is None:
                     continue
-                suggestion = self._suggest(job, cpu, memory_bytes)
+                suggestion = self._suggest(job, cpu, memory_bytes, gpu_peaks.get(name))
                 if suggestion is not None:
                     found.append(suggestion)
         return sorted(found, key=lambda s: -Decimal(s["saving_usd"]))
 
-    def _suggest(self, job: Any, cpu: float, memory_bytes: int) -> dict[str, Any] | None:
+    def _suggest(
+        self, job: Any, cpu: float, memory_bytes: int, gpu: tuple[float, int] | None = None
+    ) -> dict[str, Any] | None:
+        """``gpu``: the peak GPU utilization and how many samples read it (None: not sampled)."""
         work = JobKind(job.kind)
         current = self._catalog.get(job.spec.instance_type)
-        if current.gpu_count:  # GPU use is not sampled here: no suggestion either way
+        idle_gpus = gpu is not None and gpu[1] >= MIN_SAMPLES and gpu[0] < IDLE_GPU_PERCENT
+        if current.gpu_count and not idle_gpus:  # its GPUs used, or not sampled: no suggestion
             return None
         cores = max(1, math.ceil(cpu / 100 * HEADROOM))
         memory_gib = memory_bytes / 2**30 * HEADROOM
@@ -189,6 +197,12 @@ class WasteService:
             return None
         hours = Decimal(billing.billable_seconds) / 3600
         saving = ((price - cheaper) * hours).quantize(CENT)
+        who = (
+            f"{job.name}'s {current.gpu_count} GPU{'s' if current.gpu_count != 1 else ''} sat idle "
+            f"(GPUUtilization peaked at {gpu[0]:.1f}%) and it"
+            if current.gpu_count and gpu is not None
+            else job.name
+        )
         return {
             "kind": job.kind,
             "job": job.name,
@@ -196,6 +210,7 @@ class WasteService:
             "instance_count": job.spec.instance_count,
             "peak_cpu_percent": cpu,
             "peak_memory_gib": round(memory_bytes / 2**30, 3),
+            "peak_gpu_percent": gpu[0] if current.gpu_count and gpu is not None else None,
             "suggested_instance_type": best.name,
             "billed_as": billing.billed_as,
             "usd_per_hour": str(price),
@@ -203,7 +218,7 @@ class WasteService:
             "saving_usd": str(saving),
             "saving_percent": float(round((price - cheaper) / price * 100, 1)),
             "reason": (
-                f"{job.name} peaked at {cpu / 100:.2f} of {current.vcpu} vCPUs and "
+                f"{who} peaked at {cpu / 100:.2f} of {current.vcpu} vCPUs and "
                 f"{memory_bytes / 2**30:.2f} of {current.memory_gib:g} GiB; {best.name} "
                 f"({best.vcpu} vCPUs, {best.memory_gib:g} GiB) would have cost {money(saving)} less"
                 + (

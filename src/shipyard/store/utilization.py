@@ -110,3 +110,18 @@ class UtilizationRepository:
         )
         with self._db.transaction(readonly=True) as session:
             return {name: (float(cpu), int(mem), int(n)) for name, cpu, mem, n in session.execute(stmt)}
+
+    def gpu_peaks(self, kind: str, since: dt.datetime) -> dict[str, tuple[float, int]]:
+        """Each resource of ``kind`` whose GPUs were sampled since ``since``: (peak GPU
+        utilization %, the samples that read it)."""
+        stmt = (
+            sa.select(UtilizationRow.resource_name, sa.func.max(UtilizationRow.gpu), sa.func.count())
+            .where(
+                UtilizationRow.resource_kind == kind,
+                UtilizationRow.at >= since,
+                UtilizationRow.gpu.is_not(None),
+            )
+            .group_by(UtilizationRow.resource_name)
+        )
+        with self._db.transaction(readonly=True) as session:
+            return {name: (float(gpu or 0), int(n)) for name, gpu, n in session.execute(stmt)}
