@@ -10,13 +10,15 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from shipyard.compute.slurm._testing import SlurmCluster, slurm_missing
 from shipyard.server import ServerProcess
-from tests._support import boto_client, tgz
+from tests._support import boto_client, tgz, wait_for
 from tests.conftest import SHARED_ENVS
 from tests.integration.test_training import SKLEARN_IMAGE
 
@@ -69,6 +71,9 @@ class Site:
         return found
 
 
+RATES = "vcpu_hour = 0.36\nmemory_gib_hour = 0.036\n"  # the site's, per CPU and GiB allocated
+
+
 @pytest.fixture(scope="module")
 def site(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     env = {
@@ -77,6 +82,7 @@ def site(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) 
         "SHIPYARD_SLURM_ENVS_DIR": SHARED_ENVS,  # as a site's shared filesystem would: built once
     }
     data_dir = tmp_path_factory.mktemp("slurm-data")
+    (data_dir / "rates.toml").write_text(RATES)
     server = ServerProcess(data_dir, extra_args=["--backend", "slurm"], env=env)
     with server.start(timeout=_START_SECONDS):
         yield Site(server, slurm_cluster)
@@ -346,3 +352,39 @@ rows = open("/opt/ml/processing/input/data/rows.csv").read().splitlines()
 os.makedirs("/opt/ml/processing/output", exist_ok=True)
 open("/opt/ml/processing/output/count.txt", "w").write(f"{len(rows)} rows")
 """
+
+
+def test_a_jobs_cost_is_what_sacct_billed_at_the_sites_rates(site: Site) -> None:
+    name = _job(site, TWO, count=2)
+    job = _wait(site, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    _, job_id = site.nodes_of(name)["algo-1"]
+
+    def usage() -> str:
+        fields = "Elapsed,NCPUS,NNodes"
+        return site.cluster.run(
+            "sacct", "--completion", "-n", "-P", "-X", "-j", job_id, "-o", fields
+        ).stdout.strip()
+
+    wait_for(usage, timeout=30, what="the job in sacct")
+    elapsed, ncpus, nodes = usage().split("|")
+    seconds = sum(int(p) * 60**i for i, p in enumerate(reversed(elapsed.split(":"))))
+    memory = site.cluster.run("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%m").stdout.strip()
+    per_node_gib = (
+        Decimal(memory.removesuffix("M")) / 1024
+        if memory.endswith("M")
+        else Decimal(memory.removesuffix("G"))
+    )
+    per_node_hour = Decimal("0.36") * int(ncpus) / int(nodes) + Decimal("0.036") * per_node_gib
+    expected = (per_node_hour * int(nodes) * seconds / 3600).quantize(Decimal("0.000001"))
+
+    def billed() -> dict[str, Any] | None:
+        rows = httpx.get(f"{site.server.url}/api/v1/costs", params={"group_by": "resource"}).json()["rows"]
+        row = next((r for r in rows if r["resource"] == name), None)
+        return row if row is not None and row["unit_seconds"] == int(nodes) * seconds else None
+
+    wait_for(billed, timeout=60, what=f"the ledger billing {name} for Slurm's {nodes} x {elapsed}")
+    row = billed()
+    assert row is not None and Decimal(row["cost_usd"]) == expected, (row, expected)
+    sagemaker = Decimal(row["sagemaker_cost_usd"])  # ml.m5.large on SageMaker for the same time
+    assert sagemaker == (Decimal("0.115") * int(nodes) * seconds / 3600).quantize(Decimal("0.000001")), row

@@ -3,12 +3,14 @@ sees when Slurm refuses a job."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from shipyard.compute import InstanceLaunch
+from shipyard.compute import ClusterBill, InstanceLaunch
 from shipyard.compute.slurm import SlurmBackend
 from shipyard.core.placement import Resources
 from shipyard.core.slurm import SlurmSite
@@ -75,3 +77,47 @@ def test_a_server_without_a_reachable_slurm_does_not_start(fake_slurm: Path) -> 
         ConfigurationError, match="Slurm cannot be reached here: sinfo: error: Unable to contact"
     ):
         SlurmBackend(SlurmSite(), prefix="p", object_store={"kind": "s3"})
+
+
+def _launch(tmp_path: Path, count: int = 1) -> list[InstanceLaunch]:
+    launches = []
+    for i in range(count):
+        config = AgentConfig(
+            kind="training",
+            request={"TrainingJobName": "j"},
+            host=f"algo-{i + 1}",
+            host_index=i,
+            object_store=StoreAccess("s3"),
+        )
+        launch = InstanceLaunch(
+            tmp_path / "jobs" / "j" / "attempt-2" / f"algo-{i + 1}", config, "ml.m5.large", Resources(2, 4)
+        )
+        launch.instance_dir.mkdir(parents=True)
+        launches.append(launch)
+    return launches
+
+
+def test_a_job_that_ended_in_slurm_is_billed_from_sacct(fake_slurm: Path, tmp_path: Path) -> None:
+    _fake(fake_slurm, "sbatch", "cat >/dev/null; echo 77")
+    _fake(fake_slurm, "squeue", 'echo "77|shipyard-p-training-j-2|COMPLETED|None|node-[1-2]"')
+    # accounting (slurmdbd) is not there; the job completion log is, without AllocTRES
+    _fake(
+        fake_slurm,
+        "sacct",
+        'case "$*" in *--completion*) echo "77|2026-12-07T10:00:00|00:01:40||4|2";; '
+        '*) echo "Slurm accounting storage is disabled" >&2; exit 1;; esac',
+    )
+    backend = SlurmBackend(SlurmSite(), prefix="p", object_store={"kind": "s3"})
+    bills: list[ClusterBill] = []
+    billed = threading.Event()
+    backend.on_billed(lambda bill: (bills.append(bill), billed.set()))
+    try:
+        backend.launch(_launch(tmp_path, 2))
+        assert billed.wait(30), "no bill from sacct"
+    finally:
+        backend.close()
+    (bill,) = bills
+    assert (bill.kind, bill.job, bill.attempt, bill.source) == ("training", "j", 2, "NCPUS")
+    assert bill.ended - bill.started == dt.timedelta(seconds=100)
+    assert bill.started == dt.datetime(2026, 12, 7, 10, 0).astimezone()  # sacct's local time
+    assert bill.allocated == Resources(2, 4, 0)  # NCPUS over the nodes; the memory sbatch was asked

@@ -1,6 +1,6 @@
 """Compute backends: where job instances and model servers run (local processes, or a Ray cluster)."""
 
-from shipyard.compute._base import Backend, Feature, InstanceLaunch
+from shipyard.compute._base import Backend, ClusterBill, Feature, InstanceLaunch
 from shipyard.compute._routing import Backends
 from shipyard.compute._serving import ModelRequest, ModelServer, ModelServerError, ModelServers
 from shipyard.compute.local import LocalBackend, discover_gpus, machine_resources
@@ -8,6 +8,7 @@ from shipyard.compute.local import LocalBackend, discover_gpus, machine_resource
 __all__ = [
     "Backend",
     "Backends",
+    "ClusterBill",
     "Feature",
     "InstanceLaunch",
     "LocalBackend",

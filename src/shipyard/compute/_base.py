@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime as dt
 import enum
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,20 @@ class InstanceLaunch:
     instance_type: str
     resources: Resources
     gpu_memory_gib: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterBill:
+    """What a cluster's own accounting billed one job attempt (Slurm's sacct): its allocation
+    from ``started`` to ``ended``, each instance a node ``allocated`` so much."""
+
+    kind: str
+    job: str
+    attempt: int
+    started: dt.datetime
+    ended: dt.datetime
+    allocated: Resources
+    source: str = ""  # where the figures came from (AllocTRES, NCPUS)
 
 
 # The agent (not the user's job) needs what reaching package indexes takes: CA bundles, proxies,
@@ -163,6 +178,11 @@ class Backend(abc.ABC):
         """Have ``callback`` called whenever an instance may have changed state (its agent ended),
         so that the scheduler looks at once rather than at its next poll. The default tells nothing:
         the scheduler's polling alone is correct, only slower."""
+        return
+
+    def on_billed(self, callback: Callable[[ClusterBill], None]) -> None:
+        """Have ``callback`` told what the cluster billed each job attempt once it knows (after
+        the attempt ended there). The default bills nothing: the ledger's own time stands."""
         return
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterator, Sequence
 
-from shipyard.compute._base import Backend
+from shipyard.compute._base import Backend, ClusterBill
 from shipyard.compute._serving import ModelServers
 from shipyard.errors import ConfigurationError
 
@@ -73,6 +73,10 @@ class Backends:
     def on_change(self, callback: Callable[[], None]) -> None:
         for backend in self:
             backend.on_change(callback)
+
+    def on_billed(self, callback: Callable[[ClusterBill], None]) -> None:
+        for backend in self:
+            backend.on_billed(callback)
 
     def close(self) -> None:
         for servers in self._model_servers.values():

@@ -160,6 +160,24 @@ class Rates:
             return whole
         return Price(site, whole.sagemaker, billed_as=name)
 
+    def allocated(
+        self, asked: InstanceType, allocated: Resources, kind: JobKind, types: Iterable[InstanceType]
+    ) -> Price:
+        """An hour of one instance of ``asked`` run on a cluster node that was ``allocated``
+        so much (what Slurm's AllocTRES says of the node): the site's rate for the type where it
+        sets one; else its vCPU, memory and GPU rates times what was allocated (more than the
+        type where the site's table asks for more, less where the node is smaller); else
+        SageMaker's price of the cheapest type that covers the allocation (:meth:`granted`).
+        SageMaker's price beside it stays that of ``asked``."""
+        if asked.name in self.instance_types or not self.by_resources:
+            return self.granted(asked, allocated, kind, types)
+        site = (
+            (self.vcpu_hour or 0) * Decimal(str(allocated.cpus))
+            + (self.memory_gib_hour or 0) * Decimal(str(allocated.memory_gib))
+            + (self.gpu_hour or 0) * allocated.gpus
+        )
+        return Price(site, asked.price_per_hour(kind))
+
     def placed(
         self,
         asked: InstanceType,

@@ -386,3 +386,64 @@ def elapsed_seconds(text: str) -> int:
 def alloc_tres(text: str) -> dict[str, str]:
     """sacct's AllocTRES (``cpu=2,mem=1000M,node=2,gres/gpu=1``) as a mapping."""
     return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+
+SACCT_USAGE_FORMAT = "JobID,Start,Elapsed,AllocTRES,NCPUS,NNodes"
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$")
+_MIB_PER = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2, "P": 1024**3}
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmUsage:
+    """What a finished Slurm job was billed by the cluster: its allocation's start and Elapsed,
+    and what each of its nodes was allocated (one instance a node). ``source`` says where the
+    per-node resources came from: ``AllocTRES`` (accounting), else ``NCPUS`` (the job completion
+    log has no AllocTRES: memory and GPUs are then those sbatch was asked for)."""
+
+    job_id: str
+    start: str  # sacct's Start, the server's local time (sacct prints in its caller's zone)
+    elapsed_seconds: int
+    nodes: int
+    per_node: Resources
+    source: str
+
+
+def memory_mib(text: str) -> float:
+    """A TRES memory amount (``1000M``, ``1.5G``, ``512K``; no unit: MiB) in MiB.
+
+    Raises:
+        ValidationError: not that form.
+    """
+    match = _MEMORY.match(text.strip())
+    if match is None:
+        raise ValidationError(f"AllocTRES's mem must be a number with K, M, G or T, got {text!r}")
+    return float(match.group(1)) * _MIB_PER[match.group(2)]
+
+
+def parse_usage(output: str, job_id: str, request: SlurmRequest) -> SlurmUsage | None:
+    """``sacct -n -P -X -o SACCT_USAGE_FORMAT`` output for ``job_id`` (None: not there yet, or
+    it never started). Without AllocTRES (the job completion log) each node's CPUs are NCPUS
+    over NNodes, its memory and GPUs those of ``request``, what sbatch was asked for."""
+    for line in output.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 6 or parts[0] != job_id:
+            continue
+        _, start, elapsed, tres, ncpus, nnodes = parts
+        if not start or start in ("Unknown", "None"):
+            return None
+        nodes = max(1, int(nnodes)) if nnodes.isdigit() else request.nodes
+        allocated = alloc_tres(tres)
+        if "cpu" in allocated:
+            gpus = int(allocated.get("gres/gpu", "0") or 0)
+            per_node = Resources(
+                int(allocated["cpu"]) / nodes,
+                memory_mib(allocated.get("mem", "0M")) / 1024 / nodes,
+                gpus // nodes,
+            )
+            source = "AllocTRES"
+        else:
+            cpus = int(ncpus) if ncpus.isdigit() else request.cpus_per_task * nodes
+            per_node = Resources(cpus / nodes, request.memory_mib / 1024, _gpu_count(request.gres or ""))
+            source = "NCPUS"
+        return SlurmUsage(job_id, start, elapsed_seconds(elapsed), nodes, per_node, source)
+    return None

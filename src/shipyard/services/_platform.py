@@ -179,6 +179,14 @@ class Platform:
             usage=lambda: _quota_usage((jobs, processing_jobs, transform_jobs), endpoints),
         )
         backends = _backends(settings)
+        backends.on_billed(  # a cluster's own bill (Slurm's sacct) for the ledger
+            lambda bill: costs.cluster_billed(
+                CostService.attempt_key(bill.kind, bill.job, bill.attempt),
+                started=bill.started,
+                ended=bill.ended,
+                allocated=bill.allocated,
+            )
+        )
         sources = package_sources(settings)
         resolver = ImageResolver.load(
             settings.data_dir,

@@ -30,6 +30,7 @@ from shipyard.core.jobs import Job
 from shipyard.core.placement import Resources
 from shipyard.core.pricing import Price, Rates
 from shipyard.core.serverless import ServerlessConfig, billed_span
+from shipyard.errors import ValidationError
 from shipyard.store import UsageRepository
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class CostService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._passes: list[Callable[[], None]] = []
+        self._billing = threading.Lock()
+        self._bills: dict[str, tuple[dt.datetime, dt.datetime, Resources]] = {}  # for attempts not ended
 
     def add_pass(self, run_pass: Callable[[], None]) -> None:
         """Run ``run_pass`` on every tick, after the ledger's own work (budgets build on it)."""
@@ -182,7 +185,12 @@ class CostService:
     # -- jobs -----------------------------------------------------------------------------------------
     @staticmethod
     def job_key(job: Job[Any]) -> str:
-        return f"{job.kind}/{job.name}/{job.run.attempt}"
+        return CostService.attempt_key(job.kind, job.name, job.run.attempt)
+
+    @staticmethod
+    def attempt_key(kind: str, name: str, attempt: int) -> str:
+        """The ledger key of a job's attempt."""
+        return f"{kind}/{name}/{attempt}"
 
     def instances_started(
         self,
@@ -243,13 +251,54 @@ class CostService:
 
     def job_ended(self, job: Job[Any], started: dt.datetime, ended: dt.datetime) -> tuple[Decimal, Decimal]:
         """The attempt's interval is exactly [started, ended) (the billed time); its cost, the
-        site's and SageMaker's. Opened here if the job ended before it was seen working."""
-        interval = self.usage.settle(self._job_interval(job, started), started, ended)
-        return interval.cost(now=ended).quantize(CENT), interval.sagemaker_cost(now=ended).quantize(CENT)
+        site's and SageMaker's. Opened here if the job ended before it was seen working. Where
+        its cluster billed it already (:meth:`cluster_billed`), the cluster's bill instead."""
+        with self._billing:
+            interval = self.usage.settle(self._job_interval(job, started), started, ended)
+            interval = self._apply_bill(interval.key) or interval
+        now = interval.ended or ended
+        return interval.cost(now=now).quantize(CENT), interval.sagemaker_cost(now=now).quantize(CENT)
 
     def attempt_lost(self, job: Job[Any], at: dt.datetime) -> None:
         """The attempt's instances were lost at ``at`` (a retry opens an interval of its own)."""
-        self.usage.close(self.job_key(job), at)
+        with self._billing:
+            self.usage.close(self.job_key(job), at)
+            self._apply_bill(self.job_key(job))
+            self._bills.pop(self.job_key(job), None)  # an attempt lost before it was seen working
+
+    def cluster_billed(
+        self, key: str, *, started: dt.datetime, ended: dt.datetime, allocated: Resources
+    ) -> None:
+        """A cluster (Slurm's sacct) billed a job attempt's instances (``key``: :meth:`job_key`)
+        from ``started`` to ``ended``, each allocated a node of ``allocated``: its interval becomes
+        that time, at the site's rates for what was allocated (:meth:`Rates.allocated`), with
+        SageMaker's price of its type beside it for the same time. Applied once the attempt has
+        ended in Shipyard too (kept until then: the cluster may end its job first)."""
+        with self._billing:
+            self._bills[key] = (started, ended, allocated)
+            interval = self.usage.get(key)
+            if interval is not None and interval.ended is not None:
+                self._apply_bill(key)
+
+    def _apply_bill(self, key: str) -> Interval | None:
+        """The cluster's bill for ``key``, if one came, on its ended interval (with the lock held)."""
+        bill = self._bills.get(key)
+        interval = self.usage.get(key) if bill is not None else None
+        if bill is None or interval is None or interval.ended is None:
+            return None
+        del self._bills[key]
+        started, ended, allocated = bill
+        try:
+            price = self.rates.allocated(
+                self.catalog.get(interval.instance_type), allocated, JobKind(interval.kind), self.catalog
+            )
+        except (
+            ValueError,
+            ValidationError,
+        ):  # a type gone from the catalog, or not a job's interval: the price stays
+            price = None
+        site = price.site if price is not None else interval.usd_per_hour
+        return self.usage.rebill(key, site, started, ended)
 
     # -- what a resource has cost -------------------------------------------------------------------
     def resource_cost(

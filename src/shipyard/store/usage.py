@@ -48,6 +48,22 @@ class UsageRepository:
             session.flush()
             return _load(row)
 
+    def rebill(
+        self, key: str, usd_per_hour: Decimal, started: dt.datetime, ended: dt.datetime
+    ) -> Interval | None:
+        """Make an ended interval [started, ended) at the site's ``usd_per_hour`` (what a
+        cluster billed for it, known only after it ended); None when there is no such ended
+        interval (nothing changes)."""
+        with self._db.transaction() as session:
+            row = session.get(UsageRow, key, with_for_update=True)
+            if row is None or row.ended_at is None:
+                return None
+            row.usd_per_hour = str(usd_per_hour)
+            row.started_at = started
+            row.ended_at = row.last_seen = max(started, ended)
+            session.flush()
+            return _load(row)
+
     def get(self, key: str) -> Interval | None:
         with self._db.transaction(readonly=True) as session:
             row = session.get(UsageRow, key)

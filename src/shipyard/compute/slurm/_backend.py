@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -36,7 +37,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.compute._base import Backend, Feature, InstanceLaunch, agent_env, write_agent_config
+from shipyard.compute._base import (
+    Backend,
+    ClusterBill,
+    Feature,
+    InstanceLaunch,
+    agent_env,
+    write_agent_config,
+)
 from shipyard.compute.slurm._layout import LAUNCH_VARIABLE, STREAMS
 from shipyard.core import slurm
 from shipyard.core.placement import Resources
@@ -50,6 +58,7 @@ _NODES_EVERY = 5.0  # how often sinfo is asked
 _KILL_AFTER = 120.0  # past the agents' own grace period: the Slurm job is cancelled
 _MISSING_PASSES = 5  # squeue has not known a job this many times: ask sacct, else it is gone
 _COMMAND_SECONDS = 30
+_SACCT_PAUSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # sacct asked for a job's usage after it ended
 _INSTANCES_STEP = "instances"  # the name of the step that runs the instances (the relay's: "relay")
 
 
@@ -71,6 +80,7 @@ class _Job:
     kill_at: float | None = None
     signals: list[int] = dataclasses.field(default_factory=list)  # for the agents, not sent yet
     finished: bool = False  # nothing left to follow
+    request: slurm.SlurmRequest | None = None  # what sbatch was asked (None: an old handle's)
 
 
 class SlurmBackend(Backend):
@@ -116,6 +126,7 @@ class SlurmBackend(Backend):
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._callbacks: list[Callable[[], None]] = []
+        self._billed: list[Callable[[ClusterBill], None]] = []
         self._closed = threading.Event()
         self._nodes: list[slurm.SlurmNode] = []
         try:
@@ -228,7 +239,7 @@ class SlurmBackend(Backend):
         log.info("Slurm: %s submitted as Slurm job %s (%s)", key, job_id, " ".join(request.sbatch_args()))
         dirs = {launch.agent_config.host: launch.instance_dir for launch in launches}
         with self._lock:
-            self._jobs[job_id] = _Job(job_id, name, key, dirs)
+            self._jobs[job_id] = _Job(job_id, name, key, dirs, request=request)
         return [
             {
                 "slurm_job": job_id,
@@ -236,6 +247,7 @@ class SlurmBackend(Backend):
                 "key": key,
                 "host": host,
                 "dirs": {h: str(d) for h, d in dirs.items()},
+                "request": dataclasses.asdict(request),
             }
             for host in dirs
         ]
@@ -246,7 +258,11 @@ class SlurmBackend(Backend):
             job = self._jobs.get(job_id)
             if job is None:  # launched by an earlier server process: found again by id and name
                 dirs = {h: Path(d) for h, d in dict(handle["dirs"]).items()}
-                job = self._jobs[job_id] = _Job(job_id, str(handle["name"]), str(handle["key"]), dirs)
+                asked = handle.get("request")
+                request = slurm.SlurmRequest(**asked) if isinstance(asked, dict) else None
+                job = self._jobs[job_id] = _Job(
+                    job_id, str(handle["name"]), str(handle["key"]), dirs, request=request
+                )
         return job
 
     def is_alive(self, handle: Mapping[str, Any]) -> bool:
@@ -302,6 +318,9 @@ class SlurmBackend(Backend):
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    def on_billed(self, callback: Callable[[ClusterBill], None]) -> None:
+        self._billed.append(callback)
 
     def _changed(self) -> None:
         for callback in self._callbacks:
@@ -399,7 +418,63 @@ class SlurmBackend(Backend):
         if job.finished:
             return False
         job.finished = True
+        if job.view is not None and job.view.ended and self._billed:
+            threading.Thread(target=self._bill, args=(job,), name="shipyard-slurm-sacct", daemon=True).start()
         return True
+
+    def _bill(self, job: _Job) -> None:
+        """What Slurm billed a job that ended (sacct's Start, Elapsed and AllocTRES: from
+        accounting, else the job completion log), for the ledger. Accounting may lag the job's
+        end: asked again a few times over half a minute."""
+        request = job.request or slurm.SlurmRequest(nodes=len(job.dirs), cpus_per_task=1, memory_mib=0)
+        usage = None
+        for pause in _SACCT_PAUSES:
+            if self._closed.wait(pause):
+                return
+            usage = self._usage(job.job_id, request)
+            if usage is not None:
+                break
+        if usage is None:
+            log.warning(
+                "Slurm: sacct has no usage of Slurm job %s; its ledger keeps Shipyard's time", job.job_id
+            )
+            return
+        _, kind, name, attempt = job.key.rsplit("/", 3)
+        started = dt.datetime.fromisoformat(usage.start)
+        started = started if started.tzinfo else started.astimezone()  # sacct: the caller's local time
+        bill = ClusterBill(
+            kind,
+            name,
+            int(attempt.removeprefix("attempt-")),
+            started,
+            started + dt.timedelta(seconds=usage.elapsed_seconds),
+            usage.per_node,
+            usage.source,
+        )
+        log.info(
+            "Slurm: job %s billed %d s x %d node(s) of %s (%s)",
+            job.job_id,
+            usage.elapsed_seconds,
+            usage.nodes,
+            usage.per_node,
+            usage.source,
+        )
+        for callback in self._billed:
+            try:
+                callback(bill)
+            except Exception:
+                log.exception("Slurm: recording the bill of Slurm job %s failed", job.job_id)
+
+    def _usage(self, job_id: str, request: slurm.SlurmRequest) -> slurm.SlurmUsage | None:
+        for extra in ((), ("--completion",)):
+            with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError, ValidationError):
+                out = self._command(
+                    "sacct", *extra, "-n", "-P", "-X", "-j", job_id, "-o", slurm.SACCT_USAGE_FORMAT
+                )
+                usage = slurm.parse_usage(out, job_id, request)
+                if usage is not None:
+                    return usage
+        return None
 
     def _start_relay(self, job: _Job) -> None:
         offsets = {
