@@ -100,6 +100,7 @@ def test_training_list_detail_log_and_metric_chart(
     assert _drawn(page, "[data-chart='accuracy']") == 5
     # the job ran for less than one sampling interval and still has its sample of CPU and memory
     assert _drawn(page, "[data-chart='algo-1: CPU and memory (%)']") >= 1
+    assert page.locator("[data-chart='algo-1: GPU and GPU memory (%)']").count() == 0  # no GPU, no chart
     assert "Completed" in page.locator("h1").inner_text()
     assert page.get_by_text("$").first.is_visible()  # its cost
     _shot(page, "training-job")
@@ -107,6 +108,33 @@ def test_training_list_detail_log_and_metric_chart(
     page.goto(f"{server.url}/ui#/jobs/training?status=Completed")
     page.get_by_role("link", name=name).wait_for()
     _shot(page, "training-jobs")
+
+
+def test_a_gpu_jobs_utilization_chart_draws_its_gpu_series(
+    page: Any, server: ServerProcess, clients: tuple[Any, Any]
+) -> None:
+    import json
+
+    sm, s3 = clients
+    name = _create(sm, s3, "print('done')\n")
+    assert _wait(sm, name)["TrainingJobStatus"] == "Completed"
+    # what a GPU instance's samples are served as (NVML's readings; this machine has no GPU to read)
+    samples = [
+        {"host": "algo-1", "timestamp": f"2026-12-01T12:00:0{i}+00:00", "cpu": 50.0, "memory": 10.0,
+         "memory_bytes": 2**30, "disk": 1.0, "gpu": gpu, "gpu_memory": 40.0}
+        for i, gpu in enumerate([90.0, 95.0, None, 80.0])
+    ]  # fmt: skip
+    body = json.dumps({"name": name, "kind": "training", "hosts": {"algo-1": samples}})
+    page.route(
+        f"**/api/v1/training-jobs/{name}/utilization",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=body),
+    )
+    page.goto(f"{server.url}/ui#/jobs/training/{name}")
+    assert _drawn(page, "[data-chart='algo-1: CPU and memory (%)']") == 4
+    assert _drawn(page, "[data-chart='algo-1: GPU and GPU memory (%)']") == 4  # GPU memory read at the third
+    labels = page.locator("[data-chart='algo-1: GPU and GPU memory (%)'] .u-legend").inner_text()
+    assert "GPU %" in labels and "GPU memory %" in labels
+    _shot(page, "training-job-gpu")
 
 
 def test_a_running_job_is_stopped_from_its_page(

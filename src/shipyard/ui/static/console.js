@@ -618,14 +618,25 @@ async function jobView(view, kind, name) {
       charts.append(h("h2", {}, "Utilization"));
       for (const host of hosts) {
         const samples = usage.hosts[host];
+        const x = samples.map((s) => new Date(s.timestamp).getTime() / 1000);
         chart(charts, {
           title: `${host}: CPU and memory (%)`,
-          x: samples.map((s) => new Date(s.timestamp).getTime() / 1000),
+          x,
           series: [
             { label: "CPU %", values: samples.map((s) => s.cpu) },
             { label: "memory %", values: samples.map((s) => s.memory) },
           ],
         });
+        // An instance granted GPUs that NVML read: GPUUtilization and GPUMemoryUtilization, 0-100.
+        if (samples.some((s) => (s.gpu ?? null) !== null || (s.gpu_memory ?? null) !== null))
+          chart(charts, {
+            title: `${host}: GPU and GPU memory (%)`,
+            x,
+            series: [
+              { label: "GPU %", values: samples.map((s) => s.gpu ?? null) },
+              { label: "GPU memory %", values: samples.map((s) => s.gpu_memory ?? null) },
+            ],
+          });
       }
     }
   }
