@@ -6,7 +6,10 @@ mid-job; all through boto3. Skipped, saying why, where slurm-wlm is not installe
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -83,6 +86,7 @@ def site(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) 
     }
     data_dir = tmp_path_factory.mktemp("slurm-data")
     (data_dir / "rates.toml").write_text(RATES)
+    (data_dir / "config.toml").write_text('[slurm_types."ml.p3.*"]\npartition = "gpu"\n')  # no such partition
     server = ServerProcess(data_dir, extra_args=["--backend", "slurm"], env=env)
     with server.start(timeout=_START_SECONDS):
         yield Site(server, slurm_cluster)
@@ -388,3 +392,29 @@ def test_a_jobs_cost_is_what_sacct_billed_at_the_sites_rates(site: Site) -> None
     assert row is not None and Decimal(row["cost_usd"]) == expected, (row, expected)
     sagemaker = Decimal(row["sagemaker_cost_usd"])  # ml.m5.large on SageMaker for the same time
     assert sagemaker == (Decimal("0.115") * int(nodes) * seconds / 3600).quantize(Decimal("0.000001")), row
+
+
+def test_instance_types_say_which_types_the_cluster_runs(site: Site) -> None:
+    found = {t["name"]: t for t in httpx.get(f"{site.server.url}/api/v1/instance-types").json()}
+    # each node has 1 CPU and 3 GiB: ml.m5.large runs with less, in the default partition
+    assert found["ml.m5.large"]["runs_here"] == "scaled", found["ml.m5.large"]
+    assert found["ml.p3.2xlarge"]["runs_here"] == "no"
+    assert found["ml.p3.2xlarge"]["here_note"].startswith(
+        "the Slurm cluster cannot run it: partition 'gpu' has no usable node"
+    ), found["ml.p3.2xlarge"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "shipyard", "instance-types", "--url", site.server.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=True,
+    ).stdout
+    here = {
+        cells[1]: cells[-2] for line in shown.splitlines() if len(cells := re.split(r"\s*│\s*", line)) > 3
+    }
+    assert (here["ml.p3.2xlarge"], here["ml.m5.large"]) == ("no", "scaled down"), shown
+    hosting = {
+        t["name"]: t
+        for t in httpx.get(f"{site.server.url}/api/v1/instance-types", params={"kind": "hosting"}).json()
+    }
+    assert "Slurm" not in (hosting["ml.p3.2xlarge"]["here_note"] or "")  # endpoints stay on this machine

@@ -173,3 +173,11 @@ def test_sacct_elapsed_and_alloc_tres() -> None:
         "node": "2",
         "gres/gpu": "1",
     }
+
+
+def test_the_partitions_a_site_submits_to() -> None:
+    assert SITE.partitions == ("cpu", "gpu")
+    assert SlurmSite(types=SITE.types).partitions is None  # the cluster's default: any node
+    nodes = parse_sinfo(SINFO)
+    assert capacity(nodes, ("cpu", "gpu"))[0] == Resources(16, 80000 / 1024, 2)
+    assert capacity(nodes, "debug")[0] == Resources(4, 8000 / 1024, 0)

@@ -121,3 +121,27 @@ def test_a_job_that_ended_in_slurm_is_billed_from_sacct(fake_slurm: Path, tmp_pa
     assert bill.ended - bill.started == dt.timedelta(seconds=100)
     assert bill.started == dt.datetime(2026, 12, 7, 10, 0).astimezone()  # sacct's local time
     assert bill.allocated == Resources(2, 4, 0)  # NCPUS over the nodes; the memory sbatch was asked
+
+
+def test_which_types_run_is_what_sinfo_shows_of_the_partitions_the_site_asks(fake_slurm: Path) -> None:
+    _fake(
+        fake_slurm,
+        "sinfo",
+        'printf "cpu-1|2|4000|(null)|idle|cpu*\\ngpu-1|8|64000|gpu:a10g:2|mix|gpu\\ngpu-2|8|64000|gpu:a10g:2|down*|gpu\\n'
+        'big-1|64|512000|(null)|idle|other\\n"',
+    )
+    site = SlurmSite.from_config(
+        partition="cpu", types={"ml.g5.*": {"partition": "gpu", "gres": "gpu:a10g:1"}}
+    )
+    backend = SlurmBackend(site, prefix="p", object_store={"kind": "s3"})
+    try:
+        # the partitions it submits to, not the 'other' one it never asks for
+        assert backend.capacity == Resources(10, 68000 / 1024, 2)
+        assert backend.unrunnable("ml.m5.large", Resources(2, 3)) is None
+        assert backend.unrunnable("ml.g5.xlarge", Resources(4, 16, 1)) is None
+        assert backend.unrunnable("ml.c5.2xlarge", Resources(8, 16)) == (
+            "the Slurm cluster cannot run it: partition 'cpu' has 0 node(s) with 8 CPUs, 16384 MiB "
+            "(its largest: 2 CPUs, 4000 MiB, 0 GPUs); 1 needed"
+        )
+    finally:
+        backend.close()

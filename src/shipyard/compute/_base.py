@@ -133,6 +133,12 @@ class Backend(abc.ABC):
         """The most one instance can get (a backend of several machines: the largest of them)."""
         return self.capacity
 
+    def unrunnable(self, instance_type: str, granted: Resources) -> str | None:
+        """Why one instance of ``instance_type``, granted ``granted``, could not run on any of
+        its machines as the site has it asked for (a Slurm partition without a node that large),
+        beyond what :attr:`capacity` says; None: it could. The default: nothing more to say."""
+        return None
+
     @abc.abstractmethod
     def launch(self, launches: Sequence[InstanceLaunch]) -> list[dict[str, Any]]:
         """Start the agents of one job's instances (algo-1 first); returns a handle per instance to

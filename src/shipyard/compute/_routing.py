@@ -38,6 +38,14 @@ class Backends:
                 return backend
         return self.default
 
+    def for_endpoints(self, instance_type: str) -> Backend:
+        """The backend that runs ``instance_type``'s endpoint instances (a backend that serves
+        no models has them on ``default`` with ``models_local``)."""
+        backend = self.for_type(instance_type)
+        if backend.name not in self._model_servers and self._models_local:
+            return self.default
+        return backend
+
     def serve_models(self, backend: str, servers: ModelServers) -> None:
         """Have ``servers`` run the endpoint instances of the instance types ``backend`` runs."""
         self.named(backend)
@@ -49,9 +57,7 @@ class Backends:
         Raises:
             ConfigurationError: that backend serves no models here.
         """
-        backend = self.for_type(instance_type)
-        if backend.name not in self._model_servers and self._models_local:
-            backend = self.default
+        backend = self.for_endpoints(instance_type)
         try:
             return self._model_servers[backend.name]
         except KeyError:

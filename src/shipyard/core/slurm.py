@@ -106,6 +106,15 @@ class SlurmSite:
             rows.append((pattern, SlurmType.from_config(f"slurm_types.{pattern!r}", raw)))
         return cls(defaults.partition, defaults.account, defaults.qos, tuple(rows))
 
+    @property
+    def partitions(self) -> tuple[str, ...] | None:
+        """The partitions its jobs go to: the default and the table's; None without a default
+        (sbatch then uses the cluster's own, so any node may be asked)."""
+        if self.partition is None:
+            return None
+        rows = (row.partition for _, row in self.types if row.partition)
+        return tuple(dict.fromkeys((self.partition, *rows)))
+
     def row(self, instance_type: str) -> SlurmType:
         for pattern, row in self.types:
             if fnmatch.fnmatchcase(instance_type, pattern):
@@ -320,9 +329,15 @@ def _gpu_count(gres: str) -> int:
     return sum(int(m.group(1)) for m in _GPUS.finditer(gres))
 
 
-def capacity(nodes: Sequence[SlurmNode], partition: str | None = None) -> tuple[Resources, Resources]:
-    """The usable nodes' total resources and the largest node's (in ``partition`` when given)."""
-    usable = [n.resources for n in nodes if n.usable and (partition is None or partition in n.partitions)]
+def capacity(
+    nodes: Sequence[SlurmNode], partitions: str | Sequence[str] | None = None
+) -> tuple[Resources, Resources]:
+    """The usable nodes' total resources and the largest node's (in ``partitions`` when given:
+    one name, or several)."""
+    wanted = (partitions,) if isinstance(partitions, str) else partitions
+    usable = [
+        n.resources for n in nodes if n.usable and (wanted is None or any(p in n.partitions for p in wanted))
+    ]
     total = Resources(
         sum(r.cpus for r in usable), sum(r.memory_gib for r in usable), sum(r.gpus for r in usable)
     )

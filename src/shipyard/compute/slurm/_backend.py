@@ -162,17 +162,26 @@ class SlurmBackend(Backend):
     # -- the Backend interface --------------------------------------------------------------------
     @property
     def capacity(self) -> Resources:
-        return slurm.capacity(self._nodes, self.site.partition)[0]
+        """The usable nodes of the partitions it submits to (every node without a default
+        partition)."""
+        return slurm.capacity(self._nodes, self.site.partitions)[0]
 
     @property
     def largest_node(self) -> Resources:
-        return slurm.capacity(self._nodes, self.site.partition)[1]
+        return slurm.capacity(self._nodes, self.site.partitions)[1]
 
     @property
     def unsupported(self) -> Mapping[Feature, str]:
         if self.capacity.gpus == 0:
             return {Feature.GPU: "the Slurm cluster has no usable node with a GPU (sinfo shows no gres/gpu)"}
         return {}
+
+    def unrunnable(self, instance_type: str, granted: Resources) -> str | None:
+        """Why no usable node ``sinfo`` shows could take one instance of ``instance_type`` as the
+        site asks for it (its table row's partition, CPUs, memory, GPUs); None: one could."""
+        request = self.site.request(instance_type, granted, 1, None)
+        why = slurm.unrunnable(request, self._nodes, self.site.partition)
+        return None if why is None else f"the Slurm cluster cannot run it: {why}"
 
     def nodes(self) -> list[slurm.SlurmNode]:
         """The cluster's nodes, as ``sinfo`` said last."""
