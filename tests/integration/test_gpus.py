@@ -401,3 +401,46 @@ def test_torch_distributed_ranks_processes_across_instances(gpu_server: tuple[Se
     assert all(r["world"] == 2 and r["sum"] == 3 for r in ranked)
     assert ranked[0]["CUDA_VISIBLE_DEVICES"] != ranked[1]["CUDA_VISIBLE_DEVICES"]  # a GPU each
     assert sorted(n.split(" on ")[1].split(" (")[0] for n in notes) == ["algo-1", "algo-2"]
+
+
+def test_builtin_xgboost_on_a_gpu_type_is_given_the_gpu(gpu_server: tuple[ServerProcess, Path]) -> None:
+    # XGBoost 2.0 on (the 3.0-5 image's) with no GPU to find falls back to its CPU, warning: the job
+    # still completes here, its log saying what it was asked for; scripts/gpu-check has a real GPU.
+    server, _ = gpu_server
+    sm, s3 = boto_client("sagemaker", server.url), boto_client("s3", server.url)
+    rows = "".join(f"{i % 2},{i},{(i * 7) % 5}\n" for i in range(40))
+    s3.put_object(Bucket=BUCKET, Key="xgb/train/train.csv", Body=rows.encode())
+    logs = boto_client("logs", server.url)
+    seen = {}
+    for instance_type in ("ml.g5.xlarge", "ml.m5.large"):
+        name = f"gpu-xgb-{uuid.uuid4().hex[:8]}"
+        sm.create_training_job(
+            TrainingJobName=name,
+            RoleArn=ROLE,
+            AlgorithmSpecification={
+                "TrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+                "TrainingInputMode": "File",
+            },
+            HyperParameters={"objective": "binary:logistic", "num_round": "3"},
+            InputDataConfig=[
+                {
+                    "ChannelName": "train",
+                    "ContentType": "text/csv",
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/xgb/train/"}
+                    },
+                }
+            ],
+            OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
+            ResourceConfig={"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 1},
+            StoppingCondition={"MaxRuntimeInSeconds": 600},
+        )
+        job = _wait(server, name, timeout=600)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        events = logs.filter_log_events(
+            logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
+        )["events"]
+        seen[instance_type] = [e["message"] for e in events if e["message"].startswith("Shipyard: XGBoost")]
+    [note] = seen["ml.g5.xlarge"]
+    assert note.endswith("on 1 GPU: tree_method=hist, device=cuda (on its first GPU)"), note
+    assert seen["ml.m5.large"] == []  # a CPU type: XGBoost's own defaults

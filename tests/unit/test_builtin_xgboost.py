@@ -4,11 +4,14 @@ batch, a body it cannot read refused as a client error naming its content type).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from shipyard.core.algorithms.xgboost import model_file_format
+from shipyard.core.algorithms.xgboost import model_file_format, validate_hyperparameters
 from shipyard.runtime import model_server
-from shipyard.runtime.algorithms.xgboost_train import error_message
+from shipyard.runtime.algorithms.xgboost_train import device_parameters, error_message, hyperparameters
 
 REGISTRY = "683313688378.dkr.ecr.us-east-1.amazonaws.com"
 
@@ -81,3 +84,28 @@ def test_xgboost_answers_one_line_on_an_endpoint_and_a_line_per_record_in_a_batc
         b"0.9,0.1\n0.2,0.8\n",
         "text/csv",
     )
+
+
+def test_on_a_gpu_type_xgboost_trains_on_the_gpu_as_sagemakers_algorithm_does() -> None:
+    params, note = device_parameters({"eta": 0.3}, 1, "2.1.4")
+    assert params == {"eta": 0.3, "tree_method": "hist", "device": "cuda"}
+    assert note == "Shipyard: XGBoost 2.1.4 on 1 GPU: tree_method=hist, device=cuda (on its first GPU)"
+    # before 2.0 XGBoost has no device: its GPU histogram method is gpu_hist
+    assert device_parameters({}, 4, "1.7.6")[0] == {"tree_method": "gpu_hist"}
+
+
+def test_what_the_job_set_is_kept_and_a_cpu_type_keeps_xgboosts_defaults() -> None:
+    params, note = device_parameters({"tree_method": "exact"}, 1, "2.1.4")
+    assert (
+        params == {"tree_method": "exact"}
+        and note is not None
+        and "tree_method=exact, as the job set" in note
+    )
+    assert device_parameters({"device": "cpu"}, 1, "2.1.4")[0] == {"device": "cpu"}
+    assert device_parameters({"eta": 0.3}, 0, "2.1.4") == ({"eta": 0.3}, None)
+
+
+def test_device_is_a_hyperparameter_the_algorithm_takes(tmp_path: Path) -> None:
+    assert validate_hyperparameters({"num_round": "5", "device": "cpu"})["device"] == "cpu"
+    (tmp_path / "hyperparameters.json").write_text(json.dumps({"num_round": "5", "device": '"cuda:1"'}))
+    assert hyperparameters(tmp_path / "hyperparameters.json") == {"num_round": 5, "device": "cuda:1"}

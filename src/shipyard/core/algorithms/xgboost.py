@@ -90,6 +90,7 @@ HYPERPARAMETERS: dict[str, Param] = {
     "lambda": Param(_F, 0),
     "alpha": Param(_F, 0),
     "tree_method": Param(_S, choices=("auto", "exact", "approx", "hist", "gpu_hist")),
+    "device": Param(_S),  # cpu, cuda, cuda:<n> (XGBoost 2.0 on); on a GPU type cuda by default
     "sketch_eps": Param(_F, 0, 1, low_open=True),
     "scale_pos_weight": Param(_F, 0, low_open=True),
     "updater": Param(_S),

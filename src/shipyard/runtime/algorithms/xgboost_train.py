@@ -48,6 +48,7 @@ STR_PARAMS = {
     "eval_metric",
     "booster",
     "tree_method",
+    "device",
     "updater",
     "process_type",
     "grow_policy",
@@ -102,6 +103,25 @@ def hyperparameters(path: Path) -> dict[str, Any]:
         else:
             values[name] = float(value)
     return values
+
+
+def device_parameters(params: dict[str, Any], gpus: int, version: str) -> tuple[dict[str, Any], str | None]:
+    """The booster's parameters on an instance with ``gpus`` GPUs and XGBoost ``version``, and
+    a line for the log. On a GPU type, as SageMaker's algorithm trains there: ``tree_method=hist,
+    device=cuda`` (``gpu_hist`` before XGBoost 2.0, which has no ``device``), unless the job set
+    either itself; without a GPU, XGBoost's own (CPU) defaults."""
+    if gpus <= 0:
+        return params, None
+    count = f"{gpus} GPU{'s' if gpus != 1 else ''}"
+    given = {k: params[k] for k in ("tree_method", "device") if k in params}
+    if given:
+        shown = ", ".join(f"{k}={v}" for k, v in given.items())
+        return params, f"Shipyard: XGBoost on an instance with {count}: {shown}, as the job set"
+    found = re.match(r"\d+", version)
+    major = int(found.group()) if found else 0
+    chosen = {"tree_method": "hist", "device": "cuda"} if major >= 2 else {"tree_method": "gpu_hist"}
+    shown = ", ".join(f"{k}={v}" for k, v in chosen.items())
+    return {**params, **chosen}, f"Shipyard: XGBoost {version} on {count}: {shown} (on its first GPU)"
 
 
 def content_type(config: dict[str, object]) -> str:
@@ -168,6 +188,11 @@ def main(argv: list[str]) -> None:
         )
     booster_params = {k: v for k, v in params.items() if k not in NOT_FOR_XGBOOST}
     booster_params.setdefault("objective", "reg:squarederror")
+    booster_params, note = device_parameters(
+        booster_params, int(os.environ.get("SM_NUM_GPUS", "0") or 0), xgb.__version__
+    )
+    if note:
+        print(note, flush=True)
     if "eval_metric" in booster_params:
         booster_params["eval_metric"] = [m.strip() for m in str(booster_params["eval_metric"]).split(",")]
     if TUNING_OBJECTIVE in params:  # as SageMaker's container does: the tuned metric is evaluated too
