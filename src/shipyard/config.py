@@ -56,6 +56,10 @@ class Settings:
         package_index_url / package_extra_index_urls / package_find_links: where job environments'
             packages come from (a private mirror, a wheelhouse folder); URLs separated by spaces.
             find-links defaults to ``$PIP_FIND_LINKS``.
+        gpu_package_sources: Where jobs on GPU types get CUDA builds of PyTorch (PyTorch and
+            Hugging Face PyTorch images), separated by spaces: index URLs (``https://download.
+            pytorch.org/whl/cu124``, a mirror of it; searched before the package index) and wheel
+            folders. Empty: they get the site's CPU build as CPU types do, and their log says so.
         envs_dir: Where job environments are built and cached; ``<data dir>/envs`` by default. A
             fast local disk, or one folder several servers on a machine share (environments are
             content-addressed and built under a lock, so each is built once for all of them).
@@ -146,6 +150,7 @@ class Settings:
     package_index_url: str | None = None
     package_extra_index_urls: str = ""
     package_find_links: str = ""
+    gpu_package_sources: str = ""
     envs_dir: Path | None = None
     server_python_jobs: str = "on"
     endpoint_startup_seconds: int = 600

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -58,6 +58,17 @@ class PackageSources:
         for link in self.find_links:
             args += ["--find-links", link]
         return args
+
+    def with_own(self, own: Mapping[str, Sequence[str]] | None) -> PackageSources:
+        """These sources with an environment's own (EnvironmentSpec.sources): its indexes
+        searched before the site's, its wheel folders beside the site's."""
+        if not own:
+            return self
+        return PackageSources(
+            self.index_url,
+            (*own.get("extra_index_urls", ()), *self.extra_index_urls),
+            (*own.get("find_links", ()), *self.find_links),
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PackageSources:
@@ -99,7 +110,13 @@ class EnvironmentCache:
         started = time.monotonic()
         if spec.python and not requirements_txt.strip():
             return ResolvedEnvironment(Path(spec.python), "site", None, time.monotonic() - started)
-        if self.allow_server_python and not requirements_txt.strip() and satisfied_here(spec.requirements):
+        # Sources of its own (a GPU type's CUDA builds): what the server has is not what it asks for.
+        if (
+            self.allow_server_python
+            and not spec.sources
+            and not requirements_txt.strip()
+            and satisfied_here(spec.requirements)
+        ):
             return ResolvedEnvironment(Path(sys.executable), "server", None, time.monotonic() - started)
         check_job_requirements(requirements_txt)
         key = spec.key(requirements_txt, python_version=f"{spec.python or sys.executable} {sys.version}")
@@ -146,13 +163,16 @@ class EnvironmentCache:
         # Wheels only: building a source distribution runs its setup.py here, as the server's user and
         # outside any sandbox, and a job's requirements.txt names what it likes.
         install = [uv, "pip", "install", "--no-build", "--python", str(folder / "bin" / "python")]
-        install += self.sources.uv_args()
+        sources = self.sources.with_own(spec.sources)
+        if spec.sources:
+            log(f"Packages of {spec.name} come first from {' '.join(sources.uv_args())}")
+        install += sources.uv_args()
         install += list(spec.requirements)
         if requirements_txt.strip():
             requirements_file = folder / "job-requirements.txt"
             requirements_file.write_text(requirements_txt)
             install += ["-r", str(requirements_file)]
-        if len(install) > 6 + len(self.sources.uv_args()):
+        if len(install) > 6 + len(sources.uv_args()):
             self._run(install, log)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
         (folder / MARKER).write_text(

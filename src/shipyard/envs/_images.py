@@ -118,6 +118,9 @@ class EnvironmentSpec:
         python: An existing interpreter to use as it is (a site-registered image), instead.
         note: What the job's log should say about the choice (e.g. a version mapped up).
         builtin: The built-in algorithm the image stands for when no script is given ("xgboost").
+        sources: Where its packages come from besides the site's sources (``extra_index_urls``,
+            searched first, and ``find_links``): a GPU type's CUDA builds of PyTorch. An
+            environment with sources of its own is always built, never the server's Python.
     """
 
     name: str
@@ -125,19 +128,25 @@ class EnvironmentSpec:
     python: str | None = None
     note: str | None = None
     builtin: str | None = None
+    sources: Mapping[str, tuple[str, ...]] | None = None
 
     def key(self, extra_requirements: str = "", python_version: str = "") -> str:
         """Content address of the environment: the Python it is built on, its requirements, and the
-        job's requirements.txt."""
-        payload = json.dumps([python_version, sorted(self.requirements), extra_requirements.strip()]).encode()
-        return hashlib.sha256(payload).hexdigest()[:20]
+        job's requirements.txt (and its own sources, where it has some)."""
+        parts: list[object] = [python_version, sorted(self.requirements), extra_requirements.strip()]
+        if self.sources:
+            parts.append({k: list(v) for k, v in sorted(self.sources.items())})
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> EnvironmentSpec:
-        return cls(**{**data, "requirements": tuple(data.get("requirements") or ())})  # type: ignore[arg-type]
+        sources = data.get("sources")
+        if isinstance(sources, Mapping):
+            sources = {str(k): tuple(v) for k, v in sources.items()}
+        return cls(**{**data, "requirements": tuple(data.get("requirements") or ()), "sources": sources})  # type: ignore[arg-type]
 
 
 class ImageResolver:
@@ -151,6 +160,9 @@ class ImageResolver:
         torchvision_version: The CPU build of torchvision this site provides, if any. PyPI's Linux
             torchvision wheels are CUDA builds that do not load with a CPU torch, so without one
             (or with one built for another torch) the environment has no torchvision, and says so.
+        gpu_sources: Where CUDA builds of PyTorch come from (the ``gpu_package_sources`` setting:
+            index URLs and wheel folders): a PyTorch environment on a GPU type gets them instead of
+            the site's CPU build. None given: GPU types get the CPU build too, and the log says so.
     """
 
     def __init__(
@@ -158,16 +170,24 @@ class ImageResolver:
         site_images: Mapping[str, EnvironmentSpec] | None = None,
         torch_version: str | None = None,
         torchvision_version: str | None = None,
+        gpu_sources: Sequence[str] = (),
     ):
         self._site = dict(site_images or {})
         self._torch = torch_version
         self._torchvision = torchvision_version
+        self._gpu_sources = tuple(gpu_sources)
 
     @classmethod
     def load(
-        cls, data_dir: Path, torch_version: str | None = None, torchvision_version: str | None = None
+        cls,
+        data_dir: Path,
+        torch_version: str | None = None,
+        torchvision_version: str | None = None,
+        gpu_sources: Sequence[str] = (),
     ) -> ImageResolver:
-        return cls(_read_site_images(data_dir / "images.toml"), torch_version, torchvision_version)
+        return cls(
+            _read_site_images(data_dir / "images.toml"), torch_version, torchvision_version, gpu_sources
+        )
 
     def known(self) -> list[str]:
         return sorted(
@@ -175,10 +195,17 @@ class ImageResolver:
         )
 
     def resolve(
-        self, image: str, *, field: str = "TrainingImage", arguments: Sequence[str] = ()
+        self,
+        image: str,
+        *,
+        field: str = "TrainingImage",
+        arguments: Sequence[str] = (),
+        gpus: int = 0,
+        instance_type: str = "",
     ) -> EnvironmentSpec:
         """The environment ``image`` stands for; ValidationError naming what is known otherwise.
-        ``arguments`` are the job's ContainerArguments (a remote function's name its client's SDK)."""
+        ``arguments`` are the job's ContainerArguments (a remote function's name its client's SDK);
+        ``gpus``: each instance's GPUs (of ``instance_type``), for PyTorch's build."""
         if image in self._site:
             return self._site[image]
         remote = _REMOTE_FUNCTION.fullmatch(image)
@@ -230,7 +257,7 @@ class ImageResolver:
         if framework == "xgboost":
             return self._xgboost(version, minor)
         if framework == "pytorch":
-            return self._pytorch(f"pytorch {version}", version, ())
+            return self._pytorch(f"pytorch {version}", version, (), gpus, instance_type)
         if framework == "tensorflow":
             return self._tensorflow(f"tensorflow {version}", version, ())
         transformers = parsed["transformers"]
@@ -243,7 +270,11 @@ class ImageResolver:
         extras, hf_note = huggingface_packages(transformers, pytorch=framework == "huggingface")
         if framework == "huggingface":
             spec = self._pytorch(
-                f"huggingface transformers {transformers} (pytorch {version})", version, extras
+                f"huggingface transformers {transformers} (pytorch {version})",
+                version,
+                extras,
+                gpus,
+                instance_type,
             )
         else:
             spec = self._tensorflow(
@@ -293,16 +324,51 @@ class ImageResolver:
         )
         return dataclasses.replace(spec, builtin="xgboost")
 
-    def _pytorch(self, name: str, version: str, extras: tuple[str, ...]) -> EnvironmentSpec:
+    def _pytorch(
+        self, name: str, version: str, extras: tuple[str, ...], gpus: int = 0, instance_type: str = ""
+    ) -> EnvironmentSpec:
         release = self._torch or version
+        cpu_build = self._torch is not None and "+cpu" in self._torch
+        if gpus and cpu_build and self._gpu_sources:
+            return self._pytorch_on_gpus(name, version, extras, gpus, instance_type)
         note = (
             None
             if release == version
             else (f"PyTorch {version} requested; using PyTorch {release}, the CPU build this site installs")
         )
+        if gpus and cpu_build:
+            note = _join(
+                note,
+                f"{instance_type or 'this instance type'} has {_gpus(gpus)}, but this site names no source of "
+                f"CUDA builds of PyTorch (the gpu_package_sources setting): PyTorch {release} is its CPU "
+                "build, and the job does not use the GPUs",
+            )
         vision, missing = self._torchvision_pin(release)
         packages = (f"torch=={release}", *vision, *pytorch_packages(version), *extras)
         return EnvironmentSpec(name, _unique(packages), note=_join(note, missing))
+
+    def _pytorch_on_gpus(
+        self, name: str, version: str, extras: tuple[str, ...], gpus: int, instance_type: str
+    ) -> EnvironmentSpec:
+        """PyTorch's CUDA build of the site's release (its version without ``+cpu``), and the
+        torchvision built for it, from the site's GPU package sources (searched first)."""
+        assert self._torch is not None
+        release = self._torch.split("+", 1)[0]
+        indexes = tuple(s for s in self._gpu_sources if s.startswith(("http://", "https://")))
+        links = tuple(s for s in self._gpu_sources if s not in indexes)
+        sources = {"extra_index_urls": indexes, "find_links": links}
+        mapped = "" if release == version else f" (PyTorch {version} requested; this site installs {release})"
+        note = (
+            f"{instance_type or 'this instance type'} has {_gpus(gpus)}: PyTorch {release}'s CUDA build{mapped}, "
+            f"from the site's GPU package sources ({' '.join(self._gpu_sources)})"
+        )
+        packages = (
+            f"torch=={release}",
+            f"torchvision=={torchvision_for(release)}.*",
+            *pytorch_packages(version),
+            *extras,
+        )
+        return EnvironmentSpec(f"{name} (CUDA)", _unique(packages), note=note, sources=sources)
 
     def _torchvision_pin(self, torch: str) -> tuple[tuple[str, ...], str | None]:
         """torchvision for ``torch``: the site's CPU build of the matching release, or, where torch
@@ -335,6 +401,10 @@ class ImageResolver:
 
 
 SDK_V3_DEFAULT = "3.27.0"  # the sagemaker SDK v3 a v3 client's remote function gets when its own is unknown
+
+
+def _gpus(count: int) -> str:
+    return f"{count} GPU{'s' if count != 1 else ''}"
 
 
 def client_sdk_version(arguments: Sequence[str]) -> str | None:

@@ -192,6 +192,7 @@ class Platform:
             settings.data_dir,
             torch_version=_cpu_torch_version(sources),
             torchvision_version=_cpu_torch_version(sources, "torchvision"),
+            gpu_sources=settings.gpu_package_sources.split(),
         )
         jobs = TrainingJobRepository(db)
         processing_jobs = ProcessingJobRepository(db)

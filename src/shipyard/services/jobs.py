@@ -116,9 +116,6 @@ class JobService(Generic[SpecT]):
         instance_type.price_per_hour(JobKind(spec.kind))  # offered for this kind of job at all?
         if not spec.image:
             raise ValidationError(f"{image_field} is required", field=image_field)
-        environment = self._resolver.resolve(
-            spec.image, field=image_field, arguments=getattr(spec, "arguments", ())
-        )
         backend = self._backend_for(spec.instance_type)
         missing = backend.unsupported.get(Feature.GPU)
         if instance_type.gpu_count and missing and not self._fit_to_machine:
@@ -135,6 +132,13 @@ class JobService(Generic[SpecT]):
             node=backend.largest_node,
             gpu_memory_gib=backend.largest_gpu_memory_gib,
             fit_to_machine=self._fit_to_machine,
+        )
+        environment = self._resolver.resolve(  # for the GPUs each instance gets: PyTorch's build
+            spec.image,
+            field=image_field,
+            arguments=getattr(spec, "arguments", ()),
+            gpus=placement.per_instance.gpus,
+            instance_type=spec.instance_type,
         )
         if self._user_quotas is not None:
             self._user_quotas.check_job(owner, placement.total, placement.count)
