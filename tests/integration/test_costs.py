@@ -186,6 +186,9 @@ def test_a_job_scaled_down_to_fit_is_charged_for_what_it_got_beside_sagemakers_p
     assert row["instance_type"] == "ml.p4d.24xlarge" and Decimal(str(row["unit_seconds"])) == seconds
     assert Decimal(row["cost_usd"]) == _usd(seconds, site)
     assert Decimal(row["sagemaker_cost_usd"]) == _usd(seconds, Decimal("37.688"))
+    assert row["gpu_seconds"] == 0  # the GPUs it got (none here), not the type's 8
+    csv = httpx.get(f"{cost_server.url}/api/v1/costs", params={"group_by": "resource", "format": "csv"}).text
+    assert csv.splitlines()[0] == "resource,unit_seconds,gpu_seconds,cost_usd,sagemaker_cost_usd"
 
     shown = subprocess.run(
         [sys.executable, "-m", "shipyard", "jobs", "describe", name, "--url", cost_server.url],

@@ -50,12 +50,14 @@ def test_spend_is_seconds_times_count_times_price_grouped_by_tag() -> None:
         {
             "tag:Project": "titanic",
             "unit_seconds": 18000.0,
+            "gpu_seconds": 0.0,
             "cost_usd": Decimal("0.460000"),  # 4 instance-hours at the site's price; b was free
             "sagemaker_cost_usd": Decimal("0.575000"),  # 5 at SageMaker's
         },
         {
             "tag:Project": None,
             "unit_seconds": 3600.0,
+            "gpu_seconds": 0.0,
             "cost_usd": Decimal("0.115000"),
             "sagemaker_cost_usd": Decimal("0.115000"),
         },

@@ -48,9 +48,11 @@ def cost(
         print_json(report)
         return
     groups = report["group_by"]
+    gpus = any(r.get("gpu_seconds") for r in report["rows"])  # the GPU-hours column, where any
     table = Table(
         *groups,
         "hours",
+        *(["GPU-hours"] if gpus else []),
         "cost (USD)",
         "on SageMaker (USD)",
         title=f"Spend from {report['start'][:19]} to {report['end'][:19]} UTC",
@@ -62,6 +64,7 @@ def cost(
             "total",
             *[""] * (len(groups) - 1),
             f"{report['total']['unit_seconds'] / 3600:.3f}",
+            *([f"{report['total']['gpu_seconds'] / 3600:.3f}"] if gpus else []),
             report["total"]["cost_usd"],
             report["total"]["sagemaker_cost_usd"],
         ],
@@ -74,6 +77,7 @@ def cost(
         table.add_row(
             *(_cell(g, row[g]) for g in groups),
             f"{row['unit_seconds'] / 3600:.3f}",
+            *([f"{row['gpu_seconds'] / 3600:.3f}"] if gpus else []),
             row["cost_usd"],
             row["sagemaker_cost_usd"],
         )

@@ -38,6 +38,8 @@ class Interval:
         owner: The ARN of the user who created the resource (None: root's, the lab's; an
             access key id in intervals recorded before there were users).
         tags: The resource's tags when it was recorded (kept: the resource may be gone).
+        gpus: GPUs per unit (each instance's, as placed); None: not recorded (intervals from
+            before the ledger kept them: the reports take the type's).
     """
 
     key: str
@@ -54,6 +56,7 @@ class Interval:
     parent: str | None = None
     owner: str | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    gpus: int | None = None
 
     def seconds(
         self, start: dt.datetime | None = None, end: dt.datetime | None = None, *, now: dt.datetime
@@ -64,6 +67,12 @@ class Interval:
         if finish <= begin:
             return Decimal(0)
         return Decimal(str((finish - begin).total_seconds())) * self.count
+
+    def gpu_seconds(
+        self, start: dt.datetime | None = None, end: dt.datetime | None = None, *, now: dt.datetime
+    ) -> Decimal:
+        """GPU-seconds inside [start, end): its units' seconds times each one's GPUs."""
+        return self.seconds(start, end, now=now) * (self.gpus or 0)
 
     def cost(
         self, start: dt.datetime | None = None, end: dt.datetime | None = None, *, now: dt.datetime
@@ -136,7 +145,8 @@ def allocate(
     tags_of: Callable[[Interval], Mapping[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Spend in [start, end) by ``groups``: one row per combination that spent anything, with
-    ``unit_seconds``, ``cost_usd`` and ``sagemaker_cost_usd``, most expensive first. A row's
+    ``unit_seconds``, ``gpu_seconds`` (of the GPUs those units had; their price is in the
+    cost), ``cost_usd`` and ``sagemaker_cost_usd``, most expensive first. A row's
     missing tag is ``None`` ("untagged"); its ``user`` the owner's name (:func:`user_of`), None
     for root's."""
     groups = check_groups(groups)
@@ -152,14 +162,16 @@ def allocate(
         for piece_start, piece_end in pieces:
             key = tuple(_value(g, interval, tags, piece_start) for g in groups)
             seconds = interval.seconds(piece_start, piece_end, now=now)
-            sums = totals.setdefault(key, [Decimal(0), Decimal(0), Decimal(0)])
+            sums = totals.setdefault(key, [Decimal(0), Decimal(0), Decimal(0), Decimal(0)])
             sums[0] += seconds
             sums[1] += interval.usd_per_hour * seconds / _SECONDS_PER_HOUR
             sums[2] += interval.sagemaker_usd_per_hour * seconds / _SECONDS_PER_HOUR
+            sums[3] += seconds * (interval.gpus or 0)
     rows = [
         {
             **dict(zip(groups, key, strict=True)),
             "unit_seconds": float(round(sums[0], 3)),
+            "gpu_seconds": float(round(sums[3], 3)),
             "cost_usd": sums[1].quantize(CENT),
             "sagemaker_cost_usd": sums[2].quantize(CENT),
         }

@@ -525,8 +525,8 @@ def costs(
     connection: Connection | None = None,
 ) -> Any:
     """Spend from the server's ledger, grouped ``by`` any of kind, instance_type, resource, parent,
-    user, day, month and tag:<key>: each row's ``unit_seconds``, ``cost_usd`` (the site's prices)
-    and ``sagemaker_cost_usd``. From ``since`` (default: the first of this month) to ``until``
+    user, day, month and tag:<key>: each row's ``unit_seconds`` (instance-seconds),
+    ``gpu_seconds`` (of their GPUs), ``cost_usd`` (the site's prices) and ``sagemaker_cost_usd``. From ``since`` (default: the first of this month) to ``until``
     (default: now). A pandas DataFrame when pandas is installed, else a list of dicts."""
     params: list[tuple[str, str | int | float | bool | None]] = [("group_by", g) for g in by]
     for key, value in (("start", since), ("end", until)):
@@ -542,4 +542,4 @@ def costs(
         import pandas as pd
     except ImportError:
         return rows
-    return pd.DataFrame(rows, columns=[*by, "unit_seconds", "cost_usd", "sagemaker_cost_usd"])
+    return pd.DataFrame(rows, columns=[*by, "unit_seconds", "gpu_seconds", "cost_usd", "sagemaker_cost_usd"])

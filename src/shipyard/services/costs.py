@@ -14,6 +14,7 @@ an administrator sees the spend of what they own, and nothing of anyone else's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -207,7 +208,7 @@ class CostService:
         owner: str | None = None,
     ) -> None:
         """Instances of a resource began work at ``at``: an interval at today's prices for
-        ``work`` (idempotent by ``key``)."""
+        ``work``, with its type's GPUs (idempotent by ``key``)."""
         price = self.price(instance_type, work)
         self.usage.open(
             Interval(
@@ -224,8 +225,24 @@ class CostService:
                 parent=parent,
                 owner=owner,
                 tags=dict(self._tags(arn)),
+                gpus=self._type_gpus(instance_type),
             )
         )
+
+    def _type_gpus(self, instance_type: str) -> int:
+        """The GPUs of an instance of ``instance_type`` (0 for what the catalog does not list:
+        a serverless variant's compute)."""
+        try:
+            return self.catalog.get(instance_type).gpu_count
+        except (ValueError, ValidationError):
+            return 0
+
+    def _with_gpus(self, intervals: list[Interval]) -> list[Interval]:
+        """Intervals recorded before the ledger kept GPUs, given their type's."""
+        return [
+            i if i.gpus is not None else dataclasses.replace(i, gpus=self._type_gpus(i.instance_type))
+            for i in intervals
+        ]
 
     def _job_interval(self, job: Job[Any], at: dt.datetime) -> Interval:
         price = self.job_price(job)
@@ -243,6 +260,10 @@ class CostService:
             parent=job.run.tuning_job,
             owner=job.run.owner,
             tags=dict(self._tags(job.arn)),
+            # the GPUs each instance was given (fewer than its type's, scaled down to fit)
+            gpus=job.run.placement.gpus
+            if job.run.placement is not None
+            else self._type_gpus(job.spec.instance_type),
         )
 
     def job_started(self, job: Job[Any], at: dt.datetime) -> None:
@@ -325,7 +346,7 @@ class CostService:
         """Spend in [start, end) grouped by ``groups`` (see core.costs.allocate), of what
         ``viewer`` may see (:func:`visible`; None: everything)."""
         now = self._clock.now()
-        intervals = visible(self.usage.overlapping(start, min(end, now)), viewer)
+        intervals = self._with_gpus(visible(self.usage.overlapping(start, min(end, now)), viewer))
         return allocate(intervals, groups, start=start, end=end, now=now)
 
     def now(self) -> dt.datetime:
@@ -336,7 +357,7 @@ class CostService:
     ) -> tuple[list[Interval], dt.datetime]:
         """The intervals in [start, end) that ``viewer`` may see (:func:`visible`), and now."""
         now = self._clock.now()
-        return visible(self.usage.overlapping(start, min(end, now)), viewer), now
+        return self._with_gpus(visible(self.usage.overlapping(start, min(end, now)), viewer)), now
 
     # -- storage ----------------------------------------------------------------------------------
     def sample_storage(self, *, force: bool = False) -> None:

@@ -136,6 +136,7 @@ class UsageRow(Base):
     owner: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)  # a user ARN
     parent: Mapped[str | None] = mapped_column(sa.String(63), nullable=True)
     tags: Mapped[dict[str, str] | None] = mapped_column(sa.JSON, nullable=True)
+    gpus: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # per instance; None: not kept
 
 
 class BudgetRow(Base):

@@ -143,6 +143,7 @@ def _row(interval: Interval) -> UsageRow:
         owner=interval.owner,
         parent=interval.parent,
         tags=dict(interval.tags),
+        gpus=interval.gpus,
     )
 
 
@@ -168,4 +169,5 @@ def _load(row: UsageRow) -> Interval:
         parent=row.parent,
         owner=row.owner,
         tags=dict(row.tags or {}),
+        gpus=row.gpus,
     )

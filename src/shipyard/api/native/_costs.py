@@ -28,7 +28,8 @@ def costs(
 ) -> Any:
     """Spend from the ledger in [start, end), grouped: the site's cost and SageMaker's for the same
     (a user's own only, unless the caller is an administrator). By ``user``: the owner's name,
-    null for the lab's (root's)."""
+    null for the lab's (root's). ``gpu_seconds``: the GPU-seconds of the instances' GPUs (as
+    placed), whose price is in the cost."""
     import csv
     import datetime as dt
     import io
@@ -44,12 +45,13 @@ def costs(
     if format == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow([*group_by, "unit_seconds", "cost_usd", "sagemaker_cost_usd"])
+        writer.writerow([*group_by, "unit_seconds", "gpu_seconds", "cost_usd", "sagemaker_cost_usd"])
         for row in rows:
             writer.writerow(
                 [
                     *("" if row[g] is None else row[g] for g in group_by),
                     row["unit_seconds"],
+                    row["gpu_seconds"],
                     row["cost_usd"],
                     row["sagemaker_cost_usd"],
                 ]
@@ -65,6 +67,7 @@ def costs(
         ],
         "total": {
             "unit_seconds": round(sum(r["unit_seconds"] for r in rows), 3),
+            "gpu_seconds": round(sum(r["gpu_seconds"] for r in rows), 3),
             "cost_usd": str(sum((r["cost_usd"] for r in rows), Decimal(0))),
             "sagemaker_cost_usd": str(sum((r["sagemaker_cost_usd"] for r in rows), Decimal(0))),
         },
