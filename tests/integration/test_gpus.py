@@ -145,19 +145,22 @@ def _start(
 
 
 def _seen(server: ServerProcess, name: str, timeout: float = 300) -> dict[str, Any]:
-    """What the job printed, once it has."""
+    """What the job printed, once it has (its status read first: a job that has ended has all
+    its lines in the log by then)."""
     logs = boto_client("logs", server.url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        job = boto_client("sagemaker", server.url).describe_training_job(TrainingJobName=name)
+        messages: list[str] = []
         with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
             events = logs.filter_log_events(
                 logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/"
             )["events"]
-            for event in events:
-                if event["message"].startswith("SEEN "):
-                    return dict(json.loads(event["message"].removeprefix("SEEN ")))
-        job = boto_client("sagemaker", server.url).describe_training_job(TrainingJobName=name)
-        assert job["TrainingJobStatus"] == "InProgress", job.get("FailureReason")
+            messages = [e["message"] for e in events]
+        for message in messages:
+            if message.startswith("SEEN "):
+                return dict(json.loads(message.removeprefix("SEEN ")))
+        assert job["TrainingJobStatus"] == "InProgress", (job.get("FailureReason"), messages)
         time.sleep(0.1)
     raise AssertionError(f"{name} printed nothing in {timeout:g} s")
 
