@@ -92,7 +92,7 @@ def site(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) 
         yield Site(server, slurm_cluster)
 
 
-def _job(site: Site, script: str, *, count: int = 1, max_runtime: int = 300) -> str:
+def _job(site: Site, script: str, *, count: int = 1, max_runtime: int = 300, **extra: Any) -> str:
     name = f"job-{uuid.uuid4().hex[:10]}"
     key = f"code/{name}.tar.gz"
     site.s3.put_object(Bucket=BUCKET, Key=key, Body=tgz({"train.py": script}))
@@ -107,6 +107,7 @@ def _job(site: Site, script: str, *, count: int = 1, max_runtime: int = 300) -> 
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/output"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": count, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": max_runtime},
+        **extra,
     )
     return name
 
@@ -418,3 +419,98 @@ def test_instance_types_say_which_types_the_cluster_runs(site: Site) -> None:
         for t in httpx.get(f"{site.server.url}/api/v1/instance-types", params={"kind": "hosting"}).json()
     }
     assert "Slurm" not in (hosting["ml.p3.2xlarge"]["here_note"] or "")  # endpoints stay on this machine
+
+
+RESUMES = """
+import os, time
+marker = "/opt/ml/checkpoints/step.txt"
+if os.path.exists(marker):  # restored from CheckpointConfig.S3Uri
+    print("resumed from", open(marker).read(), flush=True)
+else:
+    open(marker, "w").write("step-1")
+    print("started", flush=True)
+    time.sleep(600)
+"""
+
+
+def _checkpointed(site: Site, **extra: Any) -> tuple[str, str]:
+    """A RESUMES job, once its first attempt's checkpoint is in the object store; its Slurm node."""
+    prefix = f"checkpoints/{uuid.uuid4().hex[:8]}"
+    name = _job(
+        site, RESUMES, max_runtime=600, CheckpointConfig={"S3Uri": f"s3://{BUCKET}/{prefix}"}, **extra
+    )
+    try:
+        wait_for(
+            lambda: site.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/").get("KeyCount", 0) > 0,
+            timeout=120,
+            what=f"{name}'s checkpoint in s3://{BUCKET}/{prefix}",
+        )
+    except AssertionError as exc:
+        job = site.sm.describe_training_job(TrainingJobName=name)
+        raise AssertionError(
+            f"{exc}; {job['TrainingJobStatus']} {job.get('FailureReason')}: {_all_lines(site, name)[-20:]}"
+        ) from None
+    return name, site.nodes_of(name)["algo-1"][0]
+
+
+def _all_lines(site: Site, name: str) -> list[str]:
+    group = "/aws/sagemaker/TrainingJobs"
+    streams = site.logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{name}/")["logStreams"]
+    return [
+        e["message"]
+        for s in streams
+        for e in site.logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])["events"]
+    ]
+
+
+def test_a_node_failure_is_retried_under_the_retry_strategy(site: Site) -> None:
+    name, node = _checkpointed(site, RetryStrategy={"MaximumRetryAttempts": 1})
+    site.cluster.run("scontrol", "update", f"nodename={node}", "state=down", "reason=shipyard-test")
+    try:
+        job = _wait(site, name, timeout=180)
+    finally:
+        site.cluster.run("scontrol", "update", f"nodename={node}", "state=resume", check=False)
+        wait_for(lambda: node in site.cluster.idle(), timeout=60, what=f"{node} back")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert "resumed from step-1" in _all_lines(site, name)
+    folders = sorted(p.name for p in (site.server.data_dir / "jobs" / name).glob("attempt-*"))
+    assert folders == ["attempt-0", "attempt-1"]
+
+
+def test_a_preempted_job_starts_again_from_its_checkpoint(site: Site) -> None:
+    name, _ = _checkpointed(site)  # no RetryStrategy: a preemption does not spend one
+    urgent = site.cluster.run(
+        "sbatch",
+        "--parsable",
+        "--output=/dev/null",
+        "--chdir=/tmp",
+        "-p",
+        "urgent",
+        "-N2",
+        "--wrap",
+        "sleep 600",
+    ).stdout.strip()
+    try:
+
+        def waits_again() -> bool:
+            transitions = site.sm.describe_training_job(TrainingJobName=name)["SecondaryStatusTransitions"]
+            return any(
+                "was preempted: starting again from its last checkpoint" in t.get("StatusMessage", "")
+                for t in transitions
+            )
+
+        wait_for(waits_again, timeout=120, what=f"{name} preempted and waiting again")
+    finally:
+        site.cluster.run("scancel", urgent)
+    job = _wait(site, name, timeout=180)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert "resumed from step-1" in _all_lines(site, name)
+    (message,) = [
+        t["StatusMessage"]
+        for t in job["SecondaryStatusTransitions"]
+        if "preempted" in t.get("StatusMessage", "")
+    ]
+    assert re.fullmatch(
+        rf"Slurm job \d+ was preempted: starting again from its last checkpoint in s3://{BUCKET}/checkpoints/\w+",
+        message,
+    ), message

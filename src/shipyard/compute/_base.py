@@ -175,6 +175,11 @@ class Backend(abc.ABC):
         "its agent exited" (e.g. the machine it ran on died)."""
         return None
 
+    def preempted(self, handle: Mapping[str, Any]) -> bool:
+        """Whether a lost instance was preempted by its cluster (Slurm's PREEMPTED), so that its
+        job starts again from its checkpoint rather than failing or spending a retry."""
+        return False
+
     def demand(self, waiting: Sequence[Resources]) -> None:
         """The instances that wait for capacity (one entry each), so that a backend that can grow
         asks for them. The default cannot grow."""

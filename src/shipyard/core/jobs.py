@@ -90,6 +90,7 @@ class JobRun:
     model: Mapping[str, Any] | None = None  # a transform job's model, as it was at its creation
     # The current attempt (0 first; a lost instance may start another).
     attempt: int = 0
+    preemptions: int = 0  # of the attempts, how many were preempted (not counted as retries)
     backend: str = "local"
     instances: tuple[InstanceRecord, ...] = ()
     placement: Resources | None = None  # what each instance was granted
@@ -157,6 +158,8 @@ class JobRun:
             data["placement"] = dataclasses.asdict(self.placement)
         if self.stop_signalled:
             data["stop_signalled"] = True
+        if self.preemptions:
+            data["preemptions"] = self.preemptions
         if self.metric_steps:
             data["metric_steps"] = dict(self.metric_steps)
         if self.utilization_offsets:
@@ -201,6 +204,7 @@ class JobRun:
             tuning_job_arn=data.get("tuning_job_arn"),
             model=data.get("model"),
             attempt=int(data.get("attempt") or 0),
+            preemptions=int(data.get("preemptions") or 0),
             backend=str(data.get("backend") or "local"),
             instances=tuple(InstanceRecord.from_json(i) for i in data.get("instances") or ()),
             placement=Resources(**placement) if placement else None,

@@ -3,7 +3,8 @@
 * :func:`judge` — the instances' outcomes → the job's status, secondary status and failure
   reason (Failed beats Stopped beats MaxRuntimeExceeded beats Completed);
 * :func:`on_lost_instance` — an instance whose agent ended without an outcome → another
-  attempt, or the job's end;
+  attempt, or the job's end; :func:`on_preempted` — the same after the cluster preempted it (not
+  counted against RetryStrategy);
 * :func:`billed` — the billed interval and seconds (by the second, at least one);
 * :func:`final_metrics` — DescribeTrainingJob's FinalMetricDataList from the metric series;
 * :func:`replay_phases` — the agent's phases → secondary-status transitions at their times;
@@ -106,6 +107,43 @@ def on_lost_instance(
     if status == TrainingJobStatus.STOPPING:
         return Verdict(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED)
     return Verdict(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, reason)
+
+
+MAX_PREEMPTIONS = 20  # a job preempted more often than this fails: its cluster never lets it run
+
+
+def on_preempted(
+    reason: str,
+    *,
+    preemptions: int,
+    status: TrainingJobStatus,
+    waited_seconds: float,
+    max_wait_seconds: int | None = None,
+) -> Verdict | None:
+    """After the cluster preempted an attempt (Slurm's PREEMPTED, SageMaker's managed spot
+    interruption): None to start it again (from its last checkpoint, which every attempt restores),
+    not counted against its RetryStrategy; else the job's end: Stopped if it was being stopped,
+    else Failed once it was preempted ``MAX_PREEMPTIONS`` times or ``waited_seconds`` since it was
+    created passed its StoppingCondition's MaxWaitTimeInSeconds."""
+    if status == TrainingJobStatus.STOPPING:
+        return Verdict(TrainingJobStatus.STOPPED, SecondaryStatus.STOPPED)
+    if max_wait_seconds is not None and waited_seconds >= max_wait_seconds:
+        why = f"{reason}, and its MaxWaitTimeInSeconds ({max_wait_seconds}) has passed"
+    elif preemptions >= MAX_PREEMPTIONS:
+        why = f"{reason}: preempted {preemptions + 1} times (a job is started again {MAX_PREEMPTIONS} times at most)"
+    else:
+        return None
+    return Verdict(TrainingJobStatus.FAILED, SecondaryStatus.FAILED, why)
+
+
+def restart_message(preempted: str, checkpoint_s3_uri: str | None) -> str:
+    """What a preempted job's Starting transition says."""
+    source = (
+        f"from its last checkpoint in {checkpoint_s3_uri}"
+        if checkpoint_s3_uri
+        else "from the beginning (it has no CheckpointConfig)"
+    )
+    return f"{preempted}: starting again {source}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -465,33 +465,55 @@ class JobScheduler:
         changes: dict[str, Any],
     ) -> None:
         """An instance's agent ended without an outcome: end the attempt, then retry or end the job."""
-        reason = self._without_host_paths(
-            outcomes.lost_reason(instance.host, instance.dir, backend.lost(instance.handle))
-        )
+        backend_reason = backend.lost(instance.handle)
+        preempted = backend.preempted(instance.handle)
+        reason = self._without_host_paths(outcomes.lost_reason(instance.host, instance.dir, backend_reason))
         for other in job.run.instances:
             backend.kill(other.handle, Path(other.dir))
         self._costs.attempt_lost(job, self._clock.now())
-        verdict = outcomes.on_lost_instance(
-            reason,
-            attempt=job.run.attempt,
-            max_retry_attempts=job.spec.max_retry_attempts,
-            status=job.state.status,
-        )
+        message = ""
+        if preempted:  # as SageMaker's managed spot: again from the last checkpoint, not a retry
+            stopping = (getattr(job.spec, "request", None) or {}).get("StoppingCondition") or {}
+            verdict = outcomes.on_preempted(
+                reason,
+                preemptions=job.run.preemptions,
+                status=job.state.status,
+                waited_seconds=(self._clock.now() - job.created).total_seconds(),
+                max_wait_seconds=stopping.get("MaxWaitTimeInSeconds"),
+            )
+            message = outcomes.restart_message(
+                backend_reason or "preempted", getattr(job.spec, "checkpoint_s3_uri", None)
+            )
+        else:
+            verdict = outcomes.on_lost_instance(
+                reason,
+                attempt=job.run.attempt - job.run.preemptions,
+                max_retry_attempts=job.spec.max_retry_attempts,
+                status=job.state.status,
+            )
         if verdict is None:
             log.warning(
-                "%s job %s: %s; retrying (attempt %d)",
+                "%s job %s: %s; %s (attempt %d)",
                 job.kind.capitalize(),
                 job.name,
                 reason,
+                "starting again" if preempted else "retrying",
                 job.run.attempt + 1,
             )
             kept = {k: v for k, v in changes.items() if k != "phases_seen"}
 
             def retry(j: Job[Any]) -> Job[Any]:
                 run = j.run.replace(**kept).next_attempt()
-                return dataclasses.replace(
-                    j, run=run, state=j.state.advance(SecondaryStatus.STARTING, self._clock.now())
+                if preempted:
+                    run = run.replace(preemptions=run.preemptions + 1)
+                now = self._clock.now()
+                # a preempted job waits for its cluster again, saying why (its own transition)
+                state = (
+                    j.state.waiting(message, now)
+                    if preempted
+                    else j.state.advance(SecondaryStatus.STARTING, now)
                 )
+                return dataclasses.replace(j, run=run, state=state)
 
             self._modify(job, retry, points)
             return

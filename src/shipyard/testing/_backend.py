@@ -33,6 +33,7 @@ class FakeInstance:
         self.alive = True
         self.placed = True
         self.lost_reason: str | None = None
+        self.preempted = False
         self.signals: list[int] = []
         self.status = AgentStatus.unreported()
 
@@ -97,10 +98,12 @@ class FakeInstance:
         self._backend.changed()
         return self
 
-    def die(self, lost: str | None = None) -> FakeInstance:
-        """The agent ended without reporting an outcome (``lost``: what the backend knows of why)."""
+    def die(self, lost: str | None = None, *, preempted: bool = False) -> FakeInstance:
+        """The agent ended without reporting an outcome (``lost``: what the backend knows of why;
+        ``preempted``: the cluster preempted it)."""
         self.alive = False
         self.lost_reason = lost
+        self.preempted = preempted
         self._backend.changed()
         return self
 
@@ -200,6 +203,9 @@ class FakeBackend(Backend):
 
     def lost(self, handle: Mapping[str, Any]) -> str | None:
         return self._instance(handle).lost_reason
+
+    def preempted(self, handle: Mapping[str, Any]) -> bool:
+        return self._instance(handle).preempted
 
     def kill(self, handle: Mapping[str, Any], instance_dir: Path) -> None:
         self.signal(handle, signal.SIGKILL)

@@ -289,6 +289,10 @@ class SlurmBackend(Backend):
     def lost(self, handle: Mapping[str, Any]) -> str | None:
         return self._job(handle).lost
 
+    def preempted(self, handle: Mapping[str, Any]) -> bool:
+        job = self._job(handle)
+        return job.lost is not None and job.view is not None and job.view.state == "PREEMPTED"
+
     def signal(self, handle: Mapping[str, Any], signum: int) -> None:
         """Send ``signum`` to the instances' agents, through the relay (not ``scancel --signal``,
         which would reach every process of the step: the user's own would die of it before its

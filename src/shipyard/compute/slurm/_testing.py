@@ -55,7 +55,8 @@ def _free_ports(count: int) -> list[int]:
 
 class SlurmCluster:
     """``nodes`` Slurm nodes named ``shipyard-node-<i>`` (each ``cpus`` CPUs, ``memory_gib`` GiB)
-    in one partition, ``debug``, on this machine."""
+    on this machine, in the default partition ``debug`` and in ``urgent``, whose jobs preempt
+    (cancel: PREEMPTED) the ``debug`` jobs on the nodes they need."""
 
     def __init__(self, folder: Path, *, nodes: int = 2, cpus: int = 1, memory_gib: float = 3.0) -> None:
         self.folder = Path(folder)
@@ -115,7 +116,11 @@ class SlurmCluster:
                 f"CPUs={self.cpus} RealMemory={self.memory_mib} State=UNKNOWN"
                 for name, port in zip(self.names, node_ports, strict=True)
             ),
-            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            # A job in 'urgent' preempts (cancels) the 'debug' jobs on the nodes it needs.
+            "PreemptType=preempt/partition_prio",
+            "PreemptMode=CANCEL",
+            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1",
+            "PartitionName=urgent Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=2",
         ]
         self.conf.write_text("\n".join(lines) + "\n")
 

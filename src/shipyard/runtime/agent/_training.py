@@ -62,7 +62,10 @@ class TrainingLayout(Layout):
         if self.spec.submit_directory:
             self.inputs.code(self.spec.submit_directory, self.ml / "code")
         if self.spec.checkpoint_s3_uri:
-            restored = self.inputs.prefix(self.spec.checkpoint_s3_uri, self.checkpoints, link=False)
+            # The folder, not every key starting with its characters: the job's credentials may
+            # list under <S3Uri>/ only (on a Slurm or Ray node, the server's S3 API checks them).
+            folder = self.spec.checkpoint_s3_uri.rstrip("/") + "/"
+            restored = self.inputs.prefix(folder, self.checkpoints, link=False)
             if restored:
                 self.log.line(
                     f"Shipyard: restored {restored} checkpoint file(s) from {self.spec.checkpoint_s3_uri}"
