@@ -145,3 +145,37 @@ def test_which_types_run_is_what_sinfo_shows_of_the_partitions_the_site_asks(fak
         )
     finally:
         backend.close()
+
+
+@pytest.mark.parametrize(("count", "srun"), [(1, False), (2, True)])
+def test_one_instance_runs_in_the_batch_step_several_in_a_step_of_their_own(
+    fake_slurm: Path, tmp_path: Path, count: int, srun: bool
+) -> None:
+    script = tmp_path / "batch.sh"
+    _fake(fake_slurm, "sbatch", f"cat >{script}; echo 77")
+    backend = SlurmBackend(SlurmSite(), prefix="p", object_store={"kind": "s3"})
+    try:
+        backend.launch(_launch(tmp_path, count))
+    finally:
+        backend.close()
+    last = script.read_text().splitlines()[-1]
+    assert last.endswith("-m shipyard.compute.slurm._task")
+    assert (
+        last.startswith("exec srun --job-name=instances --export=ALL --ntasks=2 ")
+        if srun
+        else (last.startswith("exec ") and "srun" not in last)
+    ), last
+
+
+def test_a_nodes_task_imports_none_of_the_servers_side() -> None:
+    # what a job's start waits for on the node: not the model servers' HTTP client, the local
+    # backend or the Slurm backend's server side
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, shipyard.compute.slurm._task; "
+        "print(sorted(m for m in ('httpx', 'shipyard.compute.local', 'shipyard.compute.slurm._backend') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -223,8 +223,14 @@ class SlurmBackend(Backend):
             f"mkdir -p {shlex.quote(self._root)} && exec >>{shlex.quote(self._root)}/slurm-$SLURM_JOB_ID.out 2>&1\n"
             f"{exports}"
             f"export {LAUNCH_VARIABLE}={payload}\n"
-            f"exec srun --job-name={_INSTANCES_STEP} --export=ALL --ntasks={len(launches)} --ntasks-per-node=1 --kill-on-bad-exit=0 "
-            f"{shlex.quote(self._python)} -m shipyard.compute.slurm._task\n"
+            # One instance runs in the batch step itself (a step of its own would take Slurm
+            # half a second more to start); several as one task per node of a step.
+            + (
+                "exec "
+                if len(launches) == 1
+                else f"exec srun --job-name={_INSTANCES_STEP} --export=ALL --ntasks={len(launches)} --ntasks-per-node=1 --kill-on-bad-exit=0 "
+            )
+            + f"{shlex.quote(self._python)} -m shipyard.compute.slurm._task\n"
         )
         try:
             out = self._command(
