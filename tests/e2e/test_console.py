@@ -314,7 +314,7 @@ def test_a_server_with_credentials_asks_for_its_secret_and_the_api_refuses_witho
         page.goto(f"{server.url}/ui")
         page.get_by_placeholder("secret access key").fill("wrong")
         page.get_by_role("button", name="Sign in").click()
-        page.get_by_placeholder("secret access key").wait_for()  # asked again
+        page.locator("#refused").wait_for()  # asked again, saying why (the form before it is gone)
         page.get_by_placeholder("secret access key").fill("console-secret")
         page.get_by_role("button", name="Sign in").click()
         page.locator("#spend").wait_for()
