@@ -58,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "train.py"
         script.write_text(SCRIPT)
-        with RayCluster(Path(tmp) / "ray", nodes=2, cpus=1, memory_gib=3) as cluster:
+        with RayCluster(Path(tmp) / "ray", nodes=2, cpus=1, memory_gib=3, dashboard=True) as cluster:
             baseline = ray_jobs(cluster, script, args.runs)
             on_ray, _ = shipyard(
                 args.runs, Path(tmp) / "ray-data", ["--backend", "ray", "--ray-address", cluster.address]

@@ -43,7 +43,10 @@ def _free_ports(count: int, avoid: int = 0) -> list[int]:
 
 class RayCluster:
     """A head and ``nodes`` worker nodes on this machine, each worker with ``cpus`` CPUs and
-    ``memory_gib`` GiB; with ``token``, the cluster requires Ray's token authentication."""
+    ``memory_gib`` GiB; with ``token``, the cluster requires Ray's token authentication; with
+    ``dashboard``, the head serves Ray's dashboard (and its job API) on ``dashboard_port``. Without
+    it (Shipyard needs none) the head starts ten Python processes fewer, and a loaded machine no
+    longer holds it a minute on a dashboard module that times out starting."""
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class RayCluster:
         cpus: float = 1,
         memory_gib: float = 2.0,
         token: str | None = None,
+        dashboard: bool = False,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.count = nodes
@@ -60,6 +64,7 @@ class RayCluster:
         self.memory_gib = memory_gib
         self.port = _free_ports(1)[0]
         self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = dashboard
         self.dashboard_port = 0
         self._nodes: dict[str, subprocess.Popen[bytes]] = {}
         # A loaded machine (a test suite on every core) can take Ray's raylet longer than its
@@ -110,30 +115,47 @@ class RayCluster:
             f"--max-worker-port={20000 + 1000 * index + 999}",
         ]
         if index == 0:
-            self.dashboard_port = ports[6]
-            command += [
-                f"--port={self.port}",
-                "--head",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={ports[6]}",
-                f"--ray-client-server-port={ports[7]}",
-            ]
+            command += [f"--port={self.port}", "--head", f"--ray-client-server-port={ports[7]}"]
+            if self.dashboard:
+                self.dashboard_port = ports[6]
+                command += ["--dashboard-host=127.0.0.1", f"--dashboard-port={ports[6]}"]
+            else:
+                command += ["--include-dashboard=false"]
         else:
             command += [f"--address={self.address}"]
         env = {**self.env, "SHIPYARD_RAY_DIR": str(self.log_dir / name)}  # nothing shared between nodes
         # `ray start` gives its raylet a fixed 30 s to register (RAY_raylet_start_wait_time_s
         # does not reach that wait): on a loaded machine a node may miss it, and is started again.
         for attempt in range(3):
-            with (self.log_dir / f"{name}.log").open("ab") as out:
+            log = self.log_dir / f"{name}.log"
+            with log.open("ab") as out:
+                offset = out.tell()
                 self._nodes[name] = subprocess.Popen(
                     command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
                 )
             try:
+                # `ray start` says so once its node has registered; only then is the cluster asked
+                # (each look starts a Ray driver: a second of CPU, too much to spend twice a second)
+                self._wait_started(name, log, offset, 120)
                 self.wait_for(lambda nodes: any(n.get("NodeName") == name for n in nodes), 120, name)
                 return
             except RuntimeError as exc:
                 if attempt == 2 or "timed out during startup" not in str(exc):
                     raise
+
+    def _wait_started(self, name: str, log: Path, offset: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        process = self._nodes[name]
+        while time.monotonic() < deadline:
+            with log.open("rb") as f:
+                f.seek(offset)
+                written = f.read().decode(errors="replace")
+            if "Ray runtime started" in written:
+                return
+            if process.poll() is not None:
+                raise RuntimeError(f"Ray node {name} exited with {process.returncode}:\n{written[-2000:]}")
+            time.sleep(0.2)
+        raise TimeoutError(f"Ray node {name} did not start in {timeout:g} s")
 
     def nodes(self) -> list[dict[str, object]]:
         """The cluster's live nodes (none while it cannot tell: a driver connecting to a head
