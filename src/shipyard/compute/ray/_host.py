@@ -40,6 +40,13 @@ def node_root() -> Path:
     return Path(os.environ.get("SHIPYARD_RAY_DIR") or Path(tempfile.gettempdir()) / "shipyard-ray")
 
 
+def node_envs() -> Path:
+    """Where this node builds and caches job environments: ``$SHIPYARD_ENVS_DIR`` where the site
+    sets it on its nodes (a folder they share: each environment is built once for all of them,
+    as servers on one machine share theirs), else ``<node root>/envs``, the node's own."""
+    return Path(os.environ.get("SHIPYARD_ENVS_DIR") or node_root() / "envs")
+
+
 class _NodeFolder:
     """An actor with a folder of its own on its node, whose files it hands to the server."""
 
@@ -129,7 +136,7 @@ class InstanceHost(_NodeFolder):
             master_addr=master[0],
             master_port=master[1],
             python=sys.executable,
-            envs_dir=str(self._root / "envs"),
+            envs_dir=str(node_envs()),
             sandbox="bwrap" if sandbox != "off" and sandbox_available() else "off",
             hide=(*config.hide, str(self._root / "instances")),
             die_with_parent=True,
@@ -199,7 +206,7 @@ class ModelHost(_NodeFolder):
         log = LogWriter(self._dir / "log.jsonl")
         try:
             environments = EnvironmentCache(
-                self._root / "envs",
+                node_envs(),
                 PackageSources.from_json(sources),
                 allow_server_python=allow_server_python,
             )
