@@ -232,3 +232,27 @@ def test_parallelism_limits_running_steps(
     steps.of_step("-a-")[0].finish("Completed")
     service.tick()
     assert _statuses(service, arn) == {"a": "Succeeded", "b": "Executing", "c": "Executing"}
+
+
+def test_starting_stopping_and_retrying_an_execution_wake_the_scheduler(tmp_path: Path) -> None:
+    # An idle scheduler looks only every few seconds: an execution's first steps must not wait.
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    db.upgrade()
+    woken: list[str] = []
+    service = PipelineService(
+        PipelineRepository(db),
+        LocalObjectStore(tmp_path / "objects"),
+        account_id="1",
+        steps=FakePipelineSteps(),
+        clock=ManualClock(),
+        wake=lambda: woken.append("wake"),
+    )
+    arn = _start(service, [_job("train")])
+    assert woken == ["wake"]
+    service.stop(arn)
+    assert woken == ["wake"] * 2
+    service.tick()  # the stop is carried out: the execution is Stopped, and may be retried
+    assert service.execution(arn).status.value == "Stopped"
+    service.retry(arn, {})
+    assert woken == ["wake"] * 3
+    db.dispose()

@@ -295,3 +295,19 @@ def test_plan_pass(kw: dict[str, Any], expected: dict[str, Any]) -> None:
 def test_plan_pass_says_why_a_job_without_objective_failed() -> None:
     step = plan_pass(SPEC, stopping=False, elapsed_seconds=0, best=None, launched=4, running=0, completed=2)
     assert step.failure_reason == "No training job reported the objective metric 'loss'"
+
+
+def test_creating_and_stopping_a_tuning_job_wakes_the_scheduler(world: World) -> None:
+    # An idle scheduler looks only every few seconds: its first trials and its stop must not wait.
+    woken: list[str] = []
+    tuning = TuningService(
+        world.tuning.repository,
+        world.training,
+        account_id="000000000000",
+        clock=world.clock,
+        wake=lambda: woken.append("wake"),
+    )
+    tuning.create(tuning_request(), region="us-east-1")
+    assert woken == ["wake"]
+    tuning.stop("t")
+    assert woken == ["wake", "wake"]

@@ -261,6 +261,7 @@ class Platform:
             # Asks run in a worker process (Optuna, and the Gaussian process's torch, live there),
             # which wakes the scheduler when a trial's suggestion is ready.
             asks=AskWorker(on_ready=scheduler.wake),
+            wake=scheduler.wake,
         )
         scheduler.add_pass(tuning.tick)
         models = ModelService(
@@ -316,7 +317,12 @@ class Platform:
             refusal=identity.launch_refusal,
         )
         pipelines = PipelineService(
-            PipelineRepository(db), objects, account_id=settings.account_id, steps=steps, claims=identity
+            PipelineRepository(db),
+            objects,
+            account_id=settings.account_id,
+            steps=steps,
+            claims=identity,
+            wake=scheduler.wake,
         )
         scheduler.add_pass(pipelines.tick)
         waste = WasteService(

@@ -49,6 +49,9 @@ from shipyard.store import Resource, ResourceRepository
 log = logging.getLogger(__name__)
 _BUSY_POLL = 0.1  # while something is under way (workers also wake the loop when they finish)
 _IDLE_POLL = 0.5  # how soon a model server that died is noticed
+# With no endpoint at all, each change wakes the loop (a new endpoint or inference component): the
+# poll is only a safety net, and an idle server does not read the store twice a second.
+_EMPTY_POLL = 5.0
 _SEEN_SECONDS = 60.0  # how often serving model servers are marked in use (bounds what a crash bills)
 
 
@@ -157,6 +160,7 @@ class EndpointReconciler:
         self.passes: list[Callable[[], bool]] = []  # more work each pass does (inference components)
         self._wake = threading.Event()
         self._closing = threading.Event()
+        self._watching = True  # whether any endpoint exists (its model servers are watched)
         self._thread: threading.Thread | None = None
         self.serverless = ServerlessPool(
             router,
@@ -185,12 +189,13 @@ class EndpointReconciler:
                 busy = self.tick()
             except Exception:  # the loop must survive anything one pass runs into
                 log.exception("Endpoint pass failed")
-            self._wake.wait(_BUSY_POLL if busy else _IDLE_POLL)
+            self._wake.wait(_BUSY_POLL if busy else _IDLE_POLL if self._watching else _EMPTY_POLL)
             self._wake.clear()
 
     def tick(self) -> bool:
         """One pass over every endpoint; returns whether work is under way."""
         records = self._repository.find(limit=100_000)
+        self._watching = bool(records)
         for record in records:
             with self._lock:
                 if record.name in self._deleting:

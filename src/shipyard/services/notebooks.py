@@ -272,7 +272,9 @@ class NotebookService:
                 busy = self.tick()
             except Exception:
                 log.exception("Notebook pass failed")
-            self._wake.wait(0.1 if busy else 1.0)  # a starting server is looked at often
+            # A starting server is looked at often, a running one each second (has it ended? is it
+            # idle?); with none running, each change wakes the loop and the poll is a safety net.
+            self._wake.wait(0.1 if busy else 1.0 if self._runs else 5.0)
             self._wake.clear()
 
     def tick(self) -> bool:

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shipyard.core.arn import sagemaker_arn
@@ -63,8 +63,10 @@ class PipelineService:
         steps: PipelineSteps | None = None,
         clock: Clock = SYSTEM_CLOCK,
         claims: Claims = NO_CLAIMS,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.repository = repository
+        self._wake = wake  # the scheduler, whose passes run this service's tick
         self._claims = claims
         self._objects = objects
         self._account_id = account_id
@@ -246,7 +248,9 @@ class PipelineService:
         execution = dataclasses.replace(execution, parameters=values)
         if self.engine is not None:
             self.engine.remember(execution, definition)
-        return self._claimed(self.repository.add_execution(execution))
+        started = self._claimed(self.repository.add_execution(execution))
+        self._wake()
+        return started
 
     def _claimed(self, execution: Execution) -> Execution:
         self._claims.claim_for(execution.arn, execution.owner)
@@ -305,7 +309,9 @@ class PipelineService:
                 execution, status=ExecutionStatus.STOPPING, last_modified=self._clock.now()
             )
 
-        return self.repository.modify_execution(arn, change)
+        stopping = self.repository.modify_execution(arn, change)
+        self._wake()
+        return stopping
 
     def update_execution(self, params: Mapping[str, Any]) -> Execution:
         def change(execution: Execution) -> Execution:
@@ -358,7 +364,9 @@ class PipelineService:
                 parallelism=parallelism or execution.parallelism,
             )
 
-        return self.repository.modify_execution(arn, change)
+        retried = self.repository.modify_execution(arn, change)
+        self._wake()
+        return retried
 
     def definition_for(self, arn: str) -> Definition | None:
         execution = self.repository.execution(arn)

@@ -45,7 +45,10 @@ from shipyard.store.utilization import Sample, UtilizationRepository
 log = logging.getLogger(__name__)
 
 _ACTIVE_POLL = 0.1
-_IDLE_POLL = 1.0
+# With no job active, what can start one wakes the loop (a new job, a tuning job or pipeline
+# execution started, an agent's exit): the poll is only a safety net. Each pass reads the store,
+# a few milliseconds of CPU on an idle server.
+_IDLE_POLL = 5.0
 _POOL_LABELS = {"local": "the machine", "ray": "the Ray cluster"}  # as a waiting job's message names them
 
 

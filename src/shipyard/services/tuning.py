@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shipyard.core import estimates
@@ -85,8 +85,10 @@ class TuningService:
         quotas: Quotas = Quotas(),
         claims: Claims = NO_CLAIMS,
         asks: AskWorker | None = None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.repository = repository
+        self._wake = wake  # the scheduler, whose passes run this service's tick
         # Where asks run: the server gives a worker process; by default each is asked at once.
         self._asks = asks or AskWorker(InlineExecutor)
         self._claims = claims  # who owns each tuning job (its trials: its owner too)
@@ -167,6 +169,7 @@ class TuningService:
             self._training.add_tags(job.arn, shared)
         if spec.strategy != Strategy.GRID:  # the worker imports the sampler's packages meanwhile
             self._asks.prepare((self._sampler_choice(job).kind,))
+        self._wake()
         return job
 
     def close(self) -> None:
@@ -223,6 +226,7 @@ class TuningService:
             return dataclasses.replace(job, status=TuningJobStatus.STOPPING, last_modified=self._clock.now())
 
         self.repository.modify(name, change)
+        self._wake()
 
     def trial_views(self, job: TuningJob) -> list[TrialView]:
         views = []
