@@ -7,9 +7,11 @@ server), services (the local Postgres at 127.0.0.1:5432).
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
 import shutil
-import tempfile
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,33 +19,50 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.envs._cache import EnvironmentCache
 from shipyard.server import ServerProcess
 
 POSTGRES_ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
 
 # Every server the tests start (each module has its own data dir) shares one environment cache, as
 # servers on one machine may (the envs_dir setting): a framework's environment is built and its
-# bytecode compiled once per run, not once per module. Outside /tmp, as a site's would be (the
-# sandbox tests check that a job sees only its own environment there).
-# tests/integration/test_environments.py, which watches builds, keeps its own.
-_BUILD = Path(__file__).resolve().parents[1] / "build"
-_BUILD.mkdir(exist_ok=True)
-_OWN_ENVS = "SHIPYARD_ENVS_DIR" not in os.environ  # else a run's controller made it (pytest-xdist)
-if _OWN_ENVS:
-    os.environ["SHIPYARD_ENVS_DIR"] = tempfile.mkdtemp(prefix="test-envs-", dir=_BUILD)
+# bytecode compiled once, not once per module. The cache outlives the run, as pip's does, so a
+# later run on the machine builds nothing (building and compiling the torch, sklearn and xgboost
+# environments was much of a run's CPU); what no run used for two days is removed. It is keyed by
+# the code that builds environments (src/shipyard/envs) and the Python: a change there starts a
+# fresh cache. Outside /tmp, as a site's would be (the sandbox tests check that a job sees only
+# its own environment there). tests/integration/test_environments.py, which watches builds, keeps
+# its own. SHIPYARD_TEST_ENVS names another folder (a new empty one: a cold run).
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _builder_key() -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for source in sorted((_ROOT / "src" / "shipyard" / "envs").rglob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _shared_envs() -> str:
+    if os.environ.get("SHIPYARD_TEST_ENVS"):
+        return os.environ["SHIPYARD_TEST_ENVS"]
+    # Not under ~/.cache: a job's uid must reach it, and root's home is closed to it.
+    caches = Path("/var/tmp") / f"shipyard-tests-{os.getuid()}"
+    current = caches / f"envs-{_builder_key()}"
+    caches.mkdir(parents=True, exist_ok=True)
+    for old in caches.glob("envs-*"):  # built by other code: not used again once a day went by
+        if old != current and time.time() - old.stat().st_mtime > 86400:
+            shutil.rmtree(old, ignore_errors=True)
+    current.mkdir(exist_ok=True)
+    os.utime(current)
+    # Environments no run used for two days (another checkout's, or another test's) are removed.
+    EnvironmentCache(current).prune(unused_for=dt.timedelta(days=2))
+    return str(current)
+
+
+if "SHIPYARD_ENVS_DIR" not in os.environ:  # else a run's controller set it (pytest-xdist)
+    os.environ["SHIPYARD_ENVS_DIR"] = _shared_envs()
 SHARED_ENVS = os.environ["SHIPYARD_ENVS_DIR"]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if not _OWN_ENVS:
-        return
-    # A bytecode compile still running (envs/_bytecode.py, detached) writes __pycache__ folders as
-    # the tree goes: remove until nothing is left, as it stops once its folders are gone.
-    for _ in range(50):
-        shutil.rmtree(SHARED_ENVS, ignore_errors=True)
-        if not os.path.exists(SHARED_ENVS):
-            break
-        time.sleep(0.1)
 
 
 # The order test modules start in (scripts/test runs them with --no-loadscope-reorder): the tiers
