@@ -157,26 +157,28 @@ def test_runs_on_postgres(data_dir: Path, postgres_url: str) -> None:
         assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "Project", "Value": "titanic"}]
 
 
-def test_large_object_streams_without_holding_it_in_memory(server: ServerProcess, tmp_path: Path) -> None:
-    """1 GiB up and down; the server's peak memory stays far below the object's size."""
+def test_large_object_streams_without_holding_it_in_memory(tmp_path: Path) -> None:
+    """512 MiB up and down; the server's peak memory stays far below the object's size (about
+    150 MiB, all it holds otherwise: a server of its own, whose peak is this test's alone)."""
     source = tmp_path / "huge.bin"
     block = os.urandom(1024 * 1024)
     with source.open("wb") as f:
-        for _ in range(1024):
+        for _ in range(512):
             f.write(block)
-    s3 = boto_client("s3", server.url)
-    s3.create_bucket(Bucket="huge")
-    s3.upload_file(str(source), "huge", "huge.bin")
-    with httpx.stream("GET", f"{server.url}/huge/huge.bin") as response:
-        digest = hashlib.md5()
-        for chunk in response.iter_bytes():
-            digest.update(chunk)
+    with ServerProcess(tmp_path / "data") as server:
+        s3 = boto_client("s3", server.url)
+        s3.create_bucket(Bucket="huge")
+        s3.upload_file(str(source), "huge", "huge.bin")
+        with httpx.stream("GET", f"{server.url}/huge/huge.bin") as response:
+            digest = hashlib.md5()
+            for chunk in response.iter_bytes():
+                digest.update(chunk)
+        assert server.process is not None
+        status = Path(f"/proc/{server.process.pid}/status").read_text()
     expected = hashlib.md5()
     with source.open("rb") as f:
         while chunk := f.read(8 * 1024 * 1024):
             expected.update(chunk)
     assert digest.digest() == expected.digest()
-    assert server.process is not None
-    status = Path(f"/proc/{server.process.pid}/status").read_text()
     peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-    assert peak_kib < 400 * 1024, f"server peak RSS {peak_kib // 1024} MiB for a 1 GiB object"
+    assert peak_kib < 300 * 1024, f"server peak RSS {peak_kib // 1024} MiB for a 512 MiB object"
