@@ -457,6 +457,7 @@ open("/opt/ml/model/done.txt", "w").write("ok")
 
 DDP_SCRIPT = """
 import os
+import sys
 import torch
 import torch.distributed as dist
 
@@ -479,8 +480,12 @@ dist.all_reduce(mean)
 print(f"rank {rank} weights-equal {torch.allclose(mean / world, model.weight)}")
 if rank == 0:
     torch.save(model.state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "model.pth"))
-dist.barrier()  # both ranks tear gloo down together: one closing first can abort the other
-dist.destroy_process_group()
+dist.barrier()
+# torch's gloo can abort a rank while it tears its threads down ("terminate called without an
+# active exception", exit 134), even after a barrier and destroy_process_group (seen now and then
+# in full test runs): the job's work is done, so leave without the teardown.
+sys.stdout.flush()
+os._exit(0)
 """
 
 
