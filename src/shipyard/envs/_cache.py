@@ -119,7 +119,7 @@ class EnvironmentCache:
         ):
             return ResolvedEnvironment(Path(sys.executable), "server", None, time.monotonic() - started)
         check_job_requirements(requirements_txt)
-        key = spec.key(requirements_txt, python_version=f"{spec.python or sys.executable} {sys.version}")
+        key = self._key(spec, requirements_txt)
         folder = self.root / key
         if not (folder / MARKER).exists():
             self.root.mkdir(parents=True, exist_ok=True)
@@ -137,6 +137,20 @@ class EnvironmentCache:
         with contextlib.suppress(OSError), (folder / "jobs.log").open("a") as f:
             f.write(f"{dt.datetime.now(dt.UTC).isoformat()} {job}\n")
         return ResolvedEnvironment(folder / "bin" / "python", how, key, time.monotonic() - started)
+
+    def _key(self, spec: EnvironmentSpec, requirements_txt: str) -> str:
+        """The environment's key. Built on the server's Python, an environment is a venv of the
+        interpreter that Python runs on (a venv's own base), so servers in different venvs of one
+        interpreter share it. Keys once named the server's venv interpreter: an environment cached
+        under such a key is used as it is, not built again."""
+        if spec.python:
+            return spec.key(requirements_txt, python_version=f"{spec.python} {sys.version}")
+        base = getattr(sys, "_base_executable", "") or sys.executable
+        key = spec.key(requirements_txt, python_version=f"{base} {sys.version}")
+        legacy = spec.key(requirements_txt, python_version=f"{sys.executable} {sys.version}")
+        if not (self.root / key / MARKER).exists() and (self.root / legacy / MARKER).exists():
+            return legacy
+        return key
 
     @contextlib.contextmanager
     def in_use(self, key: str | None) -> Iterator[None]:
