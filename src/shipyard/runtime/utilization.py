@@ -32,7 +32,44 @@ def _stat(pid: str) -> tuple[int, float, int] | None:
 
 
 def tree(root: int) -> tuple[float, int]:
-    """CPU seconds and resident bytes of ``root`` and everything under it."""
+    """CPU seconds and resident bytes of ``root`` and everything under it: walked down from
+    ``root`` through each thread's ``children`` file, reading only those processes (not every
+    process on the machine: a few hundred files a sample on a busy one); by a scan of ``/proc``
+    where the kernel has no such files."""
+    if not _HAS_CHILDREN:
+        return _tree_by_scan(root)
+    cpu, rss, todo, seen = 0.0, 0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        found = _stat(str(pid))
+        if found is None:  # ended meanwhile: so did what it had not reaped
+            continue
+        cpu += found[1]
+        rss += found[2]
+        todo += _children(pid)
+    return cpu, rss
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is one of ``pid``'s threads."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found = []
+    for thread in threads:
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{thread}/children").read_text().split()]
+    return found
+
+
+_HAS_CHILDREN = Path(f"/proc/self/task/{os.getpid()}/children").exists()  # CONFIG_PROC_CHILDREN
+
+
+def _tree_by_scan(root: int) -> tuple[float, int]:
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
