@@ -49,7 +49,15 @@ def _shared_envs() -> str:
     # Not under ~/.cache: a job's uid must reach it, and root's home is closed to it.
     caches = Path("/var/tmp") / f"shipyard-tests-{os.getuid()}"
     current = caches / f"envs-{_builder_key()}"
-    caches.mkdir(parents=True, exist_ok=True)
+    caches.mkdir(mode=0o755, parents=True, exist_ok=True)
+    # /var/tmp is everyone's: a folder another user made there (or may write to) would hand this
+    # run's jobs environments of their choosing.
+    owner = caches.stat()
+    if owner.st_uid != os.getuid() or owner.st_mode & 0o022:
+        raise RuntimeError(
+            f"{caches} is not this user's alone (owner uid {owner.st_uid}, mode "
+            f"{owner.st_mode & 0o777:o}): remove it, or set SHIPYARD_TEST_ENVS to a folder of your own"
+        )
     for old in caches.glob("envs-*"):  # built by other code: not used again once a day went by
         if old != current and time.time() - old.stat().st_mtime > 86400:
             shutil.rmtree(old, ignore_errors=True)
