@@ -39,3 +39,16 @@ def test_it_agrees_with_importlib_metadata_here() -> None:
     assert installed
     for name, version in installed:
         assert satisfied_here([f"{name}=={metadata.version(name)}"]), (name, version)
+
+
+def test_a_package_not_on_the_path_is_not_looked_up_in_every_metadata_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # importlib.metadata parses every distribution to say a package is missing: tens of
+    # milliseconds of each job that asks for a framework the server's Python lacks
+    _dist(tmp_path, "numpy", "2.1.0")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    looked_up: list[str] = []
+    monkeypatch.setattr(metadata, "version", lambda name: looked_up.append(name) or "0")
+    assert not satisfied_here(["numpy", "scikit-learn==1.2.2"])
+    assert looked_up == []

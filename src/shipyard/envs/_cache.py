@@ -326,8 +326,9 @@ def satisfied_here(requirements: Sequence[str]) -> bool:
 
     Every job without a requirements.txt asks this first, in a freshly forked agent: the versions
     come from the ``<name>-<version>.dist-info`` folder names on ``sys.path`` (one listing of each
-    folder), and only a package not found so is looked up by ``importlib.metadata``, which parses
-    every distribution's metadata file (tens of milliseconds in a new process)."""
+    folder). Only a package installed as an egg-info, whose folder name has no version, is looked
+    up by ``importlib.metadata``, which parses every distribution's metadata file (tens of
+    milliseconds in a new process); one in neither is not installed here."""
     installed = _installed_versions()
     for text in requirements:
         try:
@@ -335,6 +336,8 @@ def satisfied_here(requirements: Sequence[str]) -> bool:
         except InvalidRequirement:
             return False
         version = installed.get(canonicalize_name(requirement.name))
+        if version is None:
+            return False
         if not version:
             try:
                 version = metadata.version(requirement.name)
