@@ -160,7 +160,7 @@ class Agent:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop(Outcome.STOPPED))
         started = time.monotonic()
-        self.status.update(started=now_iso())
+        self.status.phase("Downloading", started=now_iso())
         for note in self.config.notes:
             self.log.line(f"Shipyard: {note}")
         deadline = threading.Timer(
@@ -172,7 +172,6 @@ class Agent:
         syncs: list[FolderSync] = []
         sampler: threading.Thread | None = None
         try:
-            self.status.phase("Downloading")
             self.layout.prepare()
             self._resolve_environment(self.layout.requirements())
             if self.layout.pip_layer:
@@ -183,8 +182,7 @@ class Agent:
             sampler = threading.Thread(target=self._sample_utilization, name="utilization", daemon=True)
             sampler.start()
             if self.stop_reason is None:
-                self.status.phase("Training")
-                self.status.update(training_start=now_iso())
+                self.status.phase("Training", training_start=now_iso())
                 exit_code = self.layout.work()
             outcome, failure = self._judge(exit_code)
         except Exception as exc:  # the agent's own failure: report it as the job's

@@ -53,8 +53,9 @@ class StatusFile:
         self.status = self.status.replace(**changes)
         self._folder.write_status(self.status)
 
-    def phase(self, name: str) -> None:
-        self.update(phases=(*self.status.phases, Phase(name, now_iso())))
+    def phase(self, name: str, **changes: Any) -> None:
+        """Enter phase ``name``, with ``changes`` in the same write."""
+        self.update(phases=(*self.status.phases, Phase(name, now_iso())), **changes)
 
 
 def open_store(access: StoreAccess | Mapping[str, Any]) -> ObjectStore:
