@@ -1,5 +1,6 @@
-"""One end-to-end suite, run against each backend: the local one, and a Ray cluster of a head and
-two worker nodes started on this machine (with Ray's token authentication). Everything goes
+"""One end-to-end suite, run against each backend: the local one, a Ray cluster of a head and two
+worker nodes started on this machine (with Ray's token authentication), and a real Slurm of two
+nodes (``compute/slurm/_testing.py``; skipped where slurm-wlm is not installed). Everything goes
 through the SageMaker API with boto3: a script job, a two-instance PyTorch DDP job, distributed
 built-in XGBoost on two instances, processing and batch transform, a tuning job two trials at a
 time, an endpoint of two instances answering InvokeEndpoint, a server restart mid-job, and on Ray
@@ -19,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from shipyard.compute.slurm._testing import SlurmCluster, slurm_missing
 from shipyard.errors import ConfigurationError
 from shipyard.server import ServerProcess
 from tests._support import boto_client, tgz
 from tests._titanic import numeric_csv
+from tests.conftest import SHARED_ENVS
 from tests.integration.test_builtin_xgboost import XGBOOST_IMAGE
 from tests.integration.test_endpoints import IRIS
 from tests.integration.test_endpoints import TRAIN as IRIS_TRAIN
@@ -30,7 +33,7 @@ from tests.integration.test_training import DDP_SCRIPT, PYTORCH_IMAGE, SKLEARN_I
 
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 BUCKET = "backend-tests"
-NODE_LINE = re.compile(r"Shipyard: on Ray node (\S+)")
+NODE_LINE = re.compile(r"Shipyard: on (?:Ray|Slurm) node (\S+)")
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -74,12 +77,26 @@ class Site:
         return found
 
 
-@pytest.fixture(scope="module", params=["local", "ray"])
+@pytest.fixture(scope="module", params=["local", "ray", "slurm"])
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data_dir = tmp_path_factory.mktemp(f"{request.param}-data")
     if request.param == "local":
         with ServerProcess(data_dir) as server:
             yield Site("local", server)
+        return
+    if request.param == "slurm":
+        if slurm_missing() is not None:
+            pytest.skip(slurm_missing() or "")
+        with SlurmCluster(tmp_path_factory.mktemp("slurm"), nodes=2, cpus=1, memory_gib=3) as slurm:
+            env = {
+                "SLURM_CONF": str(slurm.conf),
+                "SHIPYARD_SLURM_DIR": str(slurm.folder / "nodes"),
+                "SHIPYARD_SLURM_ENVS_DIR": SHARED_ENVS,  # as a site's shared filesystem would: built once
+            }
+            with ServerProcess(data_dir, extra_args=["--backend", "slurm"], env=env).start(
+                timeout=120
+            ) as server:
+                yield Site("slurm", server, slurm)
         return
     from shipyard.compute.ray._testing import RayCluster
 
@@ -157,7 +174,7 @@ def test_a_script_job_runs_and_uploads_its_model(site: Site) -> None:
     uri = job["ModelArtifacts"]["S3ModelArtifacts"]
     model = site.s3.get_object(Bucket=BUCKET, Key=uri.split(f"s3://{BUCKET}/", 1)[1])["Body"].read()
     assert len(model) > 0
-    if site.backend == "ray":  # it ran on a worker, and no instance is left holding resources
+    if site.cluster is not None:  # it ran on a cluster node, not beside the server
         assert site.nodes_of(name)["algo-1"].startswith("shipyard-node-")
 
 
@@ -168,7 +185,7 @@ def test_two_instance_ddp_spans_the_nodes(site: Site) -> None:
     lines = site.log_lines(name)
     assert "rank 0 weights-equal True" in lines["algo-1"], lines["algo-1"][-20:]
     assert "rank 1 weights-equal True" in lines["algo-2"], lines["algo-2"][-20:]
-    if site.backend == "ray":
+    if site.cluster is not None:
         nodes = site.nodes_of(name)
         assert set(nodes) == {"algo-1", "algo-2"}
         assert nodes["algo-1"] != nodes["algo-2"], nodes
@@ -209,7 +226,7 @@ def test_distributed_builtin_xgboost_spans_the_nodes(site: Site) -> None:
     lines = site.log_lines(name)
     for host in ("algo-1", "algo-2"):
         assert any("joined distributed training" in line for line in lines[host]), lines[host][-10:]
-    if site.backend == "ray":
+    if site.cluster is not None:
         nodes = site.nodes_of(name)
         assert nodes["algo-1"] != nodes["algo-2"], nodes
 
@@ -269,7 +286,7 @@ def test_a_tuning_job_runs_two_trials_at_a_time(site: Site) -> None:
             "TrainingJobSummaries"
         ]
     ]
-    if site.backend == "ray":  # one trial per worker node at once
+    if site.cluster is not None:  # one trial per node (of one CPU) at once
         spans = sorted((t["TrainingStartTime"], t["TrainingEndTime"]) for t in trials)
         assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans
         nodes = {site.nodes_of(t["TrainingJobName"])["algo-1"] for t in trials}
@@ -437,7 +454,7 @@ open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write("ok")
 def test_a_server_restart_mid_job_loses_nothing(site: Site) -> None:
     name = _started(site, RESTART)
     site.server.kill()  # a crash: the job runs on, and its instance keeps what it writes
-    site.server.start()  # the same address: the instance reaches the object store there
+    site.server.start(timeout=120)  # the same address: the instance reaches the object store there
     job = _wait(site, name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     lines = [line for line in site.log_lines(name)["algo-1"] if line.startswith("line ")]

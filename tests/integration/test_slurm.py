@@ -1,8 +1,9 @@
 """The Slurm backend against a real Slurm: Debian's slurmctld, two slurmds (two node names on this
 machine) and munged, started once for the session (``compute/slurm/_testing.py``). A server with
 ``--backend slurm`` runs a script job, a two-instance job across both nodes, a job that waits in
-Slurm's queue behind another user's job (its pending reason shown), a stop, and a restart
-mid-job; all through boto3. Skipped, saying why, where slurm-wlm is not installed."""
+Slurm's queue behind another user's job (its pending reason shown), a stop, a node that goes
+down, sacct's bill; all through boto3. The suite every backend runs (tests/integration/test_backends.py) runs
+on this Slurm too. Skipped, saying why, where slurm-wlm is not installed."""
 
 from __future__ import annotations
 
@@ -272,26 +273,6 @@ def test_a_job_whose_node_goes_down_fails_naming_the_node(site: Site) -> None:
         while node not in site.cluster.idle():
             assert time.monotonic() < deadline, f"{node} did not come back"
             time.sleep(0.2)
-
-
-RESTART = """
-import os, time
-print("started", flush=True)
-for i in range(8):
-    time.sleep(0.5)
-    print(f"line {i}", flush=True)
-open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write("ok")
-"""
-
-
-def test_a_server_restart_mid_job_finds_the_slurm_job_again(site: Site) -> None:
-    name = _started(site, RESTART)
-    site.server.kill()
-    site.server.start(timeout=_START_SECONDS)
-    job = _wait(site, name)
-    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    lines = [line for line in site.log_lines(name)["algo-1"] if line.startswith("line ")]
-    assert lines == [f"line {i}" for i in range(8)]
 
 
 def test_a_processing_job_runs_on_slurm_unchanged(site: Site) -> None:
