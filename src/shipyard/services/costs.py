@@ -181,7 +181,7 @@ class CostService:
             owner=owner,
             tags=dict(self._tags(arn)),
         )
-        self.usage.settle(interval, begin, end)
+        self.usage.settle(interval.key, begin, end, lambda: interval)
 
     # -- jobs -----------------------------------------------------------------------------------------
     @staticmethod
@@ -275,7 +275,9 @@ class CostService:
         site's and SageMaker's. Opened here if the job ended before it was seen working. Where
         its cluster billed it already (:meth:`cluster_billed`), the cluster's bill instead."""
         with self._billing:
-            interval = self.usage.settle(self._job_interval(job, started), started, ended)
+            interval = self.usage.settle(
+                self.job_key(job), started, ended, lambda: self._job_interval(job, started)
+            )
             interval = self._apply_bill(interval.key) or interval
         now = interval.ended or ended
         return interval.cost(now=now).quantize(CENT), interval.sagemaker_cost(now=now).quantize(CENT)

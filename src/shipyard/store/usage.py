@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -35,13 +35,16 @@ class UsageRepository:
                 row.started_at = begin
                 row.ended_at = row.last_seen = max(at, begin)
 
-    def settle(self, interval: Interval, started: dt.datetime, ended: dt.datetime) -> Interval:
-        """Make ``interval`` exactly [started, ended): one transaction, whether it was opened
-        before (its prices stay those of its start) or not."""
+    def settle(
+        self, key: str, started: dt.datetime, ended: dt.datetime, opening: Callable[[], Interval]
+    ) -> Interval:
+        """Make the interval ``key`` exactly [started, ended): one transaction, whether it was
+        opened before (its prices and tags stay those of its start) or not (``opening()`` makes
+        it, called only then)."""
         with self._db.transaction() as session:
-            row = session.get(UsageRow, interval.key, with_for_update=True)
+            row = session.get(UsageRow, key, with_for_update=True)
             if row is None:
-                row = _row(interval)
+                row = _row(opening())
                 session.add(row)
             row.started_at = started
             row.ended_at = row.last_seen = max(started, ended)
