@@ -167,6 +167,29 @@ def test_one_instance_runs_in_the_batch_step_several_in_a_step_of_their_own(
     ), last
 
 
+def test_the_servers_environment_stays_out_of_the_batch_job(
+    fake_slurm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sbatch's environment is the job's (--export=ALL, which starts the script a second sooner
+    # than --export=NONE): only Slurm's settings, the locale and PATH go in, never the server's
+    # credentials or database URL
+    monkeypatch.setenv("DATABASE_URL", "postgresql://shipyard:hunter2@db/shipyard")
+    monkeypatch.setenv("SHIPYARD_ROOT_SECRET", "hunter3")
+    monkeypatch.setenv("SBATCH_ACCOUNT", "lab")
+    seen, script = tmp_path / "sbatch.env", tmp_path / "batch.sh"
+    _fake(fake_slurm, "sbatch", f'cat >{script}; env >{seen}; echo "$@" >{seen}.args; echo 77')
+    backend = SlurmBackend(SlurmSite(), prefix="p", object_store={"kind": "s3"})
+    try:
+        backend.launch(_launch(tmp_path, 1))
+    finally:
+        backend.close()
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert env["SBATCH_ACCOUNT"] == "lab" and "PATH" in env
+    assert not {"DATABASE_URL", "SHIPYARD_ROOT_SECRET"} & set(env), sorted(env)
+    assert "hunter2" not in script.read_text() and "hunter3" not in script.read_text()
+    assert "--export=ALL" in seen.with_suffix(".env.args").read_text().split()
+
+
 def test_a_nodes_task_imports_none_of_the_servers_side() -> None:
     # what a job's start waits for on the node: not the model servers' HTTP client, the local
     # backend or the Slurm backend's server side
