@@ -15,7 +15,10 @@ wall-clock time when it starts and when it ends) ``--runs`` times each way:
 * ``sbatch`` then ``squeue`` every 10 ms until COMPLETED: finish without sbatch's own wait, whose
   poll interval is its own.
 
-The first job of each kind is not counted (Shipyard's builds the job's environment). Medians;
+Every run starts once the cluster's nodes are all idle (a node that ran the last job is briefly
+"completing": a job submitted then waits up to the scheduler's next pass, which made starts
+vary from 0.1 to 3 s in steps of a second). The first job of each kind is not counted
+(Shipyard's builds the job's environment). Medians;
 the goal is Shipyard ≤ 1.2 x the ``sbatch --wait`` figure + 150 ms, start and finish each.
 """
 
@@ -40,6 +43,17 @@ from shipyard.server import ServerProcess
 Runs = dict[str, list[float]]  # start, finish: seconds each run
 
 
+def settled(cluster: SlurmCluster) -> None:
+    """Until every node is idle: the last job's node may still be completing (its epilog; Slurm
+    takes it back within a second or so), and a job submitted meanwhile waits for the scheduler's
+    next pass after that. Each run starts from an idle cluster, whichever way it is submitted."""
+    deadline = time.monotonic() + 60
+    while cluster.idle() != set(cluster.names):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the test cluster's nodes are not idle: {cluster.idle()} of {cluster.names}")
+        time.sleep(0.05)
+
+
 def bare(cluster: SlurmCluster, script: Path, runs: int, *, wait: bool, memory_mib: int) -> Runs:
     """``runs`` batch jobs of ``script``, after one not counted."""
     out: Runs = {"start": [], "finish": []}
@@ -58,6 +72,7 @@ def bare(cluster: SlurmCluster, script: Path, runs: int, *, wait: bool, memory_m
             *(["--wait"] if wait else []),
             str(script),
         ]
+        settled(cluster)
         t0 = time.time()
         done = subprocess.run(args, capture_output=True, text=True, env=cluster.env, check=True, timeout=300)
         if not wait:
@@ -88,6 +103,7 @@ def on_slurm(cluster: SlurmCluster, folder: Path, runs: int) -> Runs:
         jobs = Jobs(server)
         jobs.run("trivial")  # builds the job's environment on the node: not counted
         for _ in range(runs):
+            settled(cluster)
             start, _, finish = jobs.run("trivial")
             out["start"].append(start)
             out["finish"].append(finish)

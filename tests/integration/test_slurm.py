@@ -341,7 +341,7 @@ open("/opt/ml/processing/output/count.txt", "w").write(f"{len(rows)} rows")
 
 
 def test_a_jobs_cost_is_what_sacct_billed_at_the_sites_rates(site: Site) -> None:
-    name = _job(site, TWO, count=2)
+    name = _job(site, TWO + "time.sleep(2)  # whole seconds in sacct's Elapsed\n", count=2)
     job = _wait(site, name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     _, job_id = site.nodes_of(name)["algo-1"]

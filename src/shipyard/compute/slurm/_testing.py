@@ -12,6 +12,9 @@ Accounting: slurmdbd (and a MySQL under it) is too heavy for a test machine, so 
 no accounting database (``AccountingStorageType=accounting_storage/none``) and writes finished
 jobs to a text file (``JobCompType=jobcomp/filetxt``), which ``sacct --completion`` reads: State,
 Start, End, Elapsed, NCPUS and NodeList, but no AllocTRES (a site's slurmdbd gives that too).
+
+Scheduling: ``batch_sched_delay=0``, as a site tuned for short jobs sets it. Slurm's default holds
+a batch job for up to 3 s before scheduling it, which every test job would wait out.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
             "SchedulerType=sched/backfill",
+            "SchedulerParameters=batch_sched_delay=0",
             "ReturnToService=2",
             "JobAcctGatherType=jobacct_gather/none",
             "AccountingStorageType=accounting_storage/none",
