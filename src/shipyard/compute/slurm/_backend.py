@@ -4,12 +4,12 @@ commands (``sbatch``, ``squeue``, ``scancel``, ``srun``, ``sinfo``), as the serv
 A job's instances are one Slurm job: one allocation of N nodes, one task per node, so they start
 together; each task runs ``_task.py`` (the instance agent in a folder of its node's own). The
 batch script carries the instances' ``agent.json`` (with the job's own session credentials,
-never the server's key) and exports only what the agent needs: sbatch runs with none of the
-server's environment but the locale, PATH and Slurm's own settings (:func:`_sbatch_env`), and
-the script exports the rest (not ``--export=NONE``, with which Slurm 22.05 started the batch
-script a second later about half the time). Agents reach
-the object store over the server's S3 API as on Ray, and what they write on the nodes reaches
-the server through a relay step of the job's own allocation (``_relay.py``, ``srun --overlap``):
+never the server's key) and exports only what the agent needs: Slurm's commands run with none
+of the server's environment but the locale, PATH and Slurm's own settings (:func:`_slurm_env`),
+and the script exports the rest (not ``--export=NONE``, with which Slurm 22.05 started the batch
+script a second later about half the time). Agents reach the object store over the server's S3
+API as on Ray, and what they write on the nodes reaches the server through a relay step of the
+job's own allocation (``_relay.py``, ``srun --overlap``):
 no shared filesystem is assumed, and the files land in the instance's usual folder under
 ``<data dir>/jobs/``, where the scheduler reads them as it does for local agents.
 
@@ -140,16 +140,11 @@ class SlurmBackend(Backend):
         self._thread.start()
 
     # -- Slurm's commands -------------------------------------------------------------------------
-    def _command(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-        """Run a Slurm command (in ``env``, else :func:`_slurm_env`); its output. Raises OSError
-        (not installed) or CalledProcessError (it failed: its stderr says why)."""
+    def _command(self, *args: str, stdin: str | None = None) -> str:
+        """Run a Slurm command; its output. Raises OSError (not installed) or
+        CalledProcessError (it failed: its stderr says why)."""
         done = subprocess.run(
-            args,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=_COMMAND_SECONDS,
-            env=_slurm_env() if env is None else env,
+            args, input=stdin, capture_output=True, text=True, timeout=_COMMAND_SECONDS, env=_slurm_env()
         )
         if done.returncode != 0:
             raise subprocess.CalledProcessError(
@@ -245,13 +240,12 @@ class SlurmBackend(Backend):
                 "sbatch",
                 "--parsable",
                 f"--job-name={name}",
-                "--export=ALL",  # of sbatch's environment, _sbatch_env's alone
+                "--export=ALL",  # of sbatch's environment: _slurm_env's alone
                 "--no-requeue",
                 "--output=/dev/null",
                 "--chdir=/tmp",
                 *request.sbatch_args(),
                 stdin=script,
-                env=_sbatch_env(),
             )
         except subprocess.CalledProcessError as exc:
             raise ValidationError(
@@ -577,22 +571,18 @@ def _max_runtime(request: Mapping[str, Any]) -> int | None:
     return int(value) if value else None
 
 
+_ENV_KEEPS = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ")
+
+
 def _slurm_env() -> dict[str, str]:
-    """The server's environment for Slurm's commands, less what srun would hand to a step."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "AWS_"))}
-
-
-_SBATCH_KEEPS = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ")
-
-
-def _sbatch_env() -> dict[str, str]:
-    """The environment sbatch runs in, all of which its job inherits (``--export=ALL``): Slurm's
-    own settings (``SLURM_*``, ``SBATCH_*``: the cluster, the site's defaults), the locale and
-    PATH; nothing else of the server's (its credentials, its database URL)."""
+    """The environment Slurm's commands run in, all of which a job or a step they start
+    inherits (sbatch's and the relay's ``--export=ALL``): Slurm's own settings (``SLURM_*``,
+    ``SBATCH_*``, ``SRUN_*``: the cluster, the site's defaults), the locale and PATH; nothing else
+    of the server's (its credentials, its database URL)."""
     return {
         k: v
         for k, v in os.environ.items()
-        if k in _SBATCH_KEEPS or k.startswith(("SLURM_", "SBATCH_", "LC_"))
+        if k in _ENV_KEEPS or k.startswith(("SLURM_", "SBATCH_", "SRUN_", "LC_"))
     }
 
 
