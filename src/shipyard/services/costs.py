@@ -181,7 +181,7 @@ class CostService:
             owner=owner,
             tags=dict(self._tags(arn)),
         )
-        self.usage.settle(interval.key, begin, end, lambda: interval)
+        self.usage.settle(interval, begin, end)
 
     # -- jobs -----------------------------------------------------------------------------------------
     @staticmethod
@@ -275,8 +275,10 @@ class CostService:
         site's and SageMaker's. Opened here if the job ended before it was seen working. Where
         its cluster billed it already (:meth:`cluster_billed`), the cluster's bill instead."""
         with self._billing:
-            interval = self.usage.settle(
-                self.job_key(job), started, ended, lambda: self._job_interval(job, started)
+            # Opened when its instances were seen working (its price and tags read then), or
+            # recorded now: the interval is made, and the store read for it, only then.
+            interval = self.usage.settle_opened(self.job_key(job), started, ended) or self.usage.settle(
+                self._job_interval(job, started), started, ended
             )
             interval = self._apply_bill(interval.key) or interval
         now = interval.ended or ended

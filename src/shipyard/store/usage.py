@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -35,17 +35,26 @@ class UsageRepository:
                 row.started_at = begin
                 row.ended_at = row.last_seen = max(at, begin)
 
-    def settle(
-        self, key: str, started: dt.datetime, ended: dt.datetime, opening: Callable[[], Interval]
-    ) -> Interval:
-        """Make the interval ``key`` exactly [started, ended): one transaction, whether it was
-        opened before (its prices and tags stay those of its start) or not (``opening()`` makes
-        it, called only then)."""
+    def settle(self, interval: Interval, started: dt.datetime, ended: dt.datetime) -> Interval:
+        """Make ``interval`` exactly [started, ended): one transaction, whether it was opened
+        before (its prices and tags stay those of its start) or not."""
+        with self._db.transaction() as session:
+            row = session.get(UsageRow, interval.key, with_for_update=True)
+            if row is None:
+                row = _row(interval)
+                session.add(row)
+            row.started_at = started
+            row.ended_at = row.last_seen = max(started, ended)
+            session.flush()
+            return _load(row)
+
+    def settle_opened(self, key: str, started: dt.datetime, ended: dt.datetime) -> Interval | None:
+        """Make the interval ``key`` exactly [started, ended) if it was opened (its prices and
+        tags stay those of its start); None, changing nothing, if there is none."""
         with self._db.transaction() as session:
             row = session.get(UsageRow, key, with_for_update=True)
             if row is None:
-                row = _row(opening())
-                session.add(row)
+                return None
             row.started_at = started
             row.ended_at = row.last_seen = max(started, ended)
             session.flush()
