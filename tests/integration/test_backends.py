@@ -1,6 +1,6 @@
 """One end-to-end suite, run against each backend: the local one, a Ray cluster of a head and two
 worker nodes started on this machine (with Ray's token authentication), and a real Slurm of two
-nodes (``compute/slurm/_testing.py``; skipped where slurm-wlm is not installed). Everything goes
+nodes (test_backends_slurm.py, a module of its own so that it runs beside the others). Everything goes
 through the SageMaker API with boto3: a script job, a two-instance PyTorch DDP job, distributed
 built-in XGBoost on two instances, processing and batch transform, a tuning job two trials at a
 time, an endpoint of two instances answering InvokeEndpoint, a server restart mid-job, and on Ray
@@ -20,12 +20,10 @@ from typing import Any
 
 import pytest
 
-from shipyard.compute.slurm._testing import SlurmCluster, slurm_missing
 from shipyard.errors import ConfigurationError
 from shipyard.server import ServerProcess
 from tests._support import boto_client, tgz
 from tests._titanic import numeric_csv
-from tests.conftest import SHARED_ENVS
 from tests.integration.test_builtin_xgboost import XGBOOST_IMAGE
 from tests.integration.test_endpoints import IRIS
 from tests.integration.test_endpoints import TRAIN as IRIS_TRAIN
@@ -77,26 +75,12 @@ class Site:
         return found
 
 
-@pytest.fixture(scope="module", params=["local", "ray", "slurm"])
+@pytest.fixture(scope="module", params=["local", "ray"])
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data_dir = tmp_path_factory.mktemp(f"{request.param}-data")
     if request.param == "local":
         with ServerProcess(data_dir) as server:
             yield Site("local", server)
-        return
-    if request.param == "slurm":
-        if slurm_missing() is not None:
-            pytest.skip(slurm_missing() or "")
-        with SlurmCluster(tmp_path_factory.mktemp("slurm"), nodes=2, cpus=1, memory_gib=3) as slurm:
-            env = {
-                "SLURM_CONF": str(slurm.conf),
-                "SHIPYARD_SLURM_DIR": str(slurm.folder / "nodes"),
-                "SHIPYARD_SLURM_ENVS_DIR": SHARED_ENVS,  # as a site's shared filesystem would: built once
-            }
-            with ServerProcess(data_dir, extra_args=["--backend", "slurm"], env=env).start(
-                timeout=120
-            ) as server:
-                yield Site("slurm", server, slurm)
         return
     from shipyard.compute.ray._testing import RayCluster
 

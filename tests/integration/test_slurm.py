@@ -3,7 +3,7 @@ machine) and munged, started once for the session (``compute/slurm/_testing.py``
 ``--backend slurm`` runs a script job, a two-instance job across both nodes, a job that waits in
 Slurm's queue behind another user's job (its pending reason shown), a stop, a node that goes
 down, sacct's bill; all through boto3. The suite every backend runs (tests/integration/test_backends.py) runs
-on this Slurm too. Skipped, saying why, where slurm-wlm is not installed."""
+on this Slurm too (test_backends_slurm.py). Skipped, saying why, where slurm-wlm is not installed."""
 
 from __future__ import annotations
 
